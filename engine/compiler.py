@@ -1,0 +1,270 @@
+"""policies.yaml → CompiledPolicy, in named, ordered stages.
+
+    parse     safe YAML with positions (duplicate keys are errors)
+    shape     marshmallow schema of the whole file (unknown keys rejected)
+    resolve   categories and bands; each rule family resolves its fields and values
+    check     duplicate ids, unreachable rules, message placeholders, engine limits
+    build     one durable_rules ruleset per phase
+
+Errors accumulate within a stage (up to MAX_ERRORS); a stage with errors stops the
+pipeline, since later stages depend on its results.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import string
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from marshmallow import ValidationError
+
+from rules import alerts, classification, credit, dunning, interest, repayment, review, scorecard, segments
+from rules.common import Rule
+
+from . import conditions
+from .errors import PolicyError, PolicyInvalid, did_you_mean
+from .fields import DECISION, FIELDS, PROFILE
+from .matcher import Matcher
+from .money import currency_exponent
+from .policy_schema import PolicySchema
+from .yamlsource import LoadedYaml, load_yaml
+
+MAX_ERRORS = 50
+STAGES = ("parse", "shape", "resolve", "check", "build")
+# durable_rules freezes with ~512 distinct tests under one node and fails (error 303) with
+# more than 64 tests true at once: stay well inside both (docs/durable-rules.md).
+MAX_TESTS_PER_FIELD = 256
+MAX_LEADING_RANGE_TESTS = 64
+# Placeholders a family offers besides fact fields and the rule's own params.
+EXTRA_PLACEHOLDERS = {"dunning.stage": {"anchor_invoice"}, "dunning.action": {"anchor_invoice"}}
+
+
+class _TooMany(Exception):
+    pass
+
+
+class CompileContext:
+    def __init__(self, source: LoadedYaml):
+        self.source = source
+        self.errors: list[PolicyError] = []
+        self.enums: dict[str, tuple] = {}
+
+    def error(self, code: str, message: str, path: tuple) -> None:
+        self.errors.append(self.source.error(code, message, tuple(path)))
+        if len(self.errors) >= MAX_ERRORS:
+            raise _TooMany()
+
+    error_at = error   # the signature bands use
+
+
+@dataclass(frozen=True)
+class CompiledPolicy:
+    version: str                  # sha256 of the canonical content
+    name: str
+    currency: str
+    exponent: int
+    source: str
+    text: str
+    content: dict = field(repr=False, compare=False)
+    band_classes: dict = field(repr=False, compare=False)
+    scorecard: scorecard.Scorecard = field(repr=False, compare=False)
+    dunning: dunning.Dunning = field(repr=False, compare=False)
+    interest: interest.Interest = field(repr=False, compare=False)
+    waiver_mode: str = "refer"
+    rules: tuple[Rule, ...] = field(default=(), repr=False, compare=False)
+    rules_by_id: dict = field(default_factory=dict, repr=False, compare=False)
+    matchers: dict = field(default_factory=dict, repr=False, compare=False)
+    phase_fields: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def short_version(self) -> str:
+        return self.version[:12]
+
+    def dispose(self) -> None:
+        """Free the durable_rules rulesets (when a version is retired)."""
+        for matcher in self.matchers.values():
+            matcher.dispose()
+
+
+def canonical_content(data) -> str:
+    return json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"),
+                      default=lambda v: str(v) if isinstance(v, Decimal) else None)
+
+
+def compile_policy(text: str, source: str = "policies.yaml") -> CompiledPolicy:
+    """Compile or raise PolicyInvalid with every error found (up to MAX_ERRORS)."""
+    loaded, errors = load_yaml(text, source)
+    if errors:
+        raise PolicyInvalid(errors)
+    if not isinstance(loaded.data, dict):
+        raise PolicyInvalid([loaded.error("E_SHAPE", "the policy file must be a mapping of sections", ())])
+    ctx = CompileContext(loaded)
+    try:
+        data = _shape(ctx, loaded)
+        if ctx.errors:
+            raise PolicyInvalid(ctx.errors)
+        parts = _resolve(ctx, data)
+        if ctx.errors:
+            raise PolicyInvalid(ctx.errors)
+        _check(ctx, parts["rules"])
+        if ctx.errors:
+            raise PolicyInvalid(ctx.errors)
+    except _TooMany:
+        raise PolicyInvalid(ctx.errors) from None
+    return _build(loaded, text, data, parts)
+
+
+def _shape(ctx: CompileContext, loaded: LoadedYaml) -> dict:
+    try:
+        return PolicySchema().load(loaded.data)
+    except ValidationError as exc:
+        for path, message in _flatten(exc.messages, ()):
+            code = "E_UNKNOWN_KEY" if message == "Unknown field." else (
+                "E_MISSING" if message == "Missing data for required field." else "E_SHAPE")
+            if code == "E_UNKNOWN_KEY":
+                message = f"unknown key '{path[-1]}'{_suggest_key(path)}"
+            elif code == "E_MISSING":
+                message = f"'{path[-1]}' is required"
+            ctx.error(code, message, path)
+        return {}
+
+
+def _suggest_key(path) -> str:
+    schema = PolicySchema
+    for part in path[:-1]:
+        if isinstance(part, int):
+            continue
+        f = schema._declared_fields.get(part)
+        nested = getattr(f, "nested", None) or getattr(getattr(f, "inner", None), "nested", None)
+        if not isinstance(nested, type):
+            return ""
+        schema = nested
+    return did_you_mean(str(path[-1]), schema._declared_fields)
+
+
+def _flatten(messages, path):
+    if isinstance(messages, dict):
+        for key, value in sorted(messages.items(), key=lambda kv: str(kv[0])):
+            sub = path if key == "_schema" else path + (key,)
+            yield from _flatten(value, sub)
+    elif isinstance(messages, list):
+        for m in messages:
+            if isinstance(m, (dict, list)):
+                yield from _flatten(m, path)
+            else:
+                yield path, str(m)
+    else:
+        yield path, str(messages)
+
+
+def _resolve(ctx: CompileContext, data: dict) -> dict:
+    header = data["policy"]
+    try:
+        currency_exponent(header["currency"])
+    except ValueError as exc:
+        ctx.error("E_UNKNOWN_CURRENCY", str(exc), ("policy", "currency"))
+    classification.check_categories(ctx, data["categories"], ("categories",))
+    ctx.enums = classification.enums_of(data["categories"], data["classification"])
+    bands = classification.build(ctx, data["classification"], ("classification",))
+    card = scorecard.build(ctx, data["scorecard"], ("scorecard",))
+    dun, dunning_rules = dunning.build(ctx, data["dunning"], ("dunning",))
+    rules = (credit.build(ctx, data["credit"], ("credit",)) + dunning_rules
+             + repayment.build(ctx, data["repayment"], ("repayment",))
+             + review.build(ctx, data["review"], ("review",))
+             + segments.build(ctx, data["segments"], ("segments",))
+             + alerts.build(ctx, data["alerts"], ("alerts",)))
+    return {"bands": bands, "scorecard": card, "dunning": dun,
+            "interest": interest.build(ctx, data["interest"], ("interest",)),
+            "waiver": data["repayment"]["waiver"], "rules": rules}
+
+
+def _check(ctx: CompileContext, rules: list[Rule]) -> None:
+    seen: dict[str, Rule] = {}
+    for rule in rules:
+        if rule.id in seen:
+            first = ctx.source.locate(seen[rule.id].path)
+            ctx.error("E_DUPLICATE_ID", f"rule id '{rule.id}' is already used at line {first[0]}", rule.path)
+        seen.setdefault(rule.id, rule)
+        if conditions.is_contradiction(rule.condition):
+            ctx.error("E_UNREACHABLE", f"rule '{rule.id}' can never match: "
+                      f"{conditions.describe(rule.condition)}", rule.path + ("when",))
+        _check_message(ctx, rule)
+    for phase in (PROFILE, DECISION):
+        _check_engine_limits(ctx, [r for r in rules if r.phase == phase], phase)
+
+
+def _check_message(ctx: CompileContext, rule: Rule) -> None:
+    allowed = {n for n, f in FIELDS.items() if rule.phase == DECISION or f.stage == PROFILE}
+    allowed |= {p[0] for p in rule.params} | EXTRA_PLACEHOLDERS.get(rule.family, set())
+    try:
+        names = [name for _, name, spec, conv in string.Formatter().parse(rule.message) if name is not None]
+    except ValueError as exc:
+        ctx.error("E_MESSAGE", f"message template: {exc}", rule.path + ("message",))
+        return
+    for name in names:
+        if name not in allowed:
+            hint = did_you_mean(name, allowed)
+            if name in FIELDS:
+                hint = " (only known after limits are resolved: usable in credit.check and alerts)"
+            ctx.error("E_MESSAGE", f"message uses unknown placeholder '{{{name}}}'{hint}", rule.path + ("message",))
+
+
+def _leading_range_tests(node, out: set) -> None:
+    if node[0] == "cmp":
+        if node[2] != "eq" or node[4]:
+            out.add((node[1], node[2], node[3]))
+    elif node[0] == "any":
+        for child in node[1]:
+            _leading_range_tests(child, out)
+    elif node[1] and not any(c[0] == "cmp" and c[2] == "eq" and not c[4] for c in node[1]):
+        _leading_range_tests(node[1][0], out)
+
+
+def _check_engine_limits(ctx, rules, phase) -> None:
+    per_field: dict[str, set] = {}
+    for rule in rules:
+        stack = [rule.condition]
+        while stack:
+            node = stack.pop()
+            if node[0] == "cmp":
+                per_field.setdefault(node[1], set()).add(node[2:])
+            else:
+                stack.extend(node[1])
+    for name, tests in per_field.items():
+        if len(tests) > MAX_TESTS_PER_FIELD:
+            ctx.error("E_ENGINE_LIMIT", f"{len(tests)} distinct tests on '{name}' in the {phase} rules; the engine "
+                      f"allows {MAX_TESTS_PER_FIELD}: use a classification band instead", ())
+    leading: set = set()
+    for rule in rules:
+        _leading_range_tests(rule.condition, leading)
+    if len(leading) > MAX_LEADING_RANGE_TESTS:
+        ctx.error("E_ENGINE_LIMIT", f"{len(leading)} range tests in the {phase} rules could hold at once; the "
+                  f"engine allows {MAX_LEADING_RANGE_TESTS}: add an equality test to each rule or use bands", ())
+
+
+def _build(loaded: LoadedYaml, text: str, data: dict, parts: dict) -> CompiledPolicy:
+    content = canonical_content(data)
+    version = hashlib.sha256(content.encode("utf-8")).hexdigest()
+    rules = tuple(parts["rules"])
+    matchers, phase_fields = {}, {}
+    for phase in (PROFILE, DECISION):
+        phase_rules = [r for r in rules if r.phase == phase]
+        used = {"t"}
+        for r in phase_rules:
+            used |= conditions.fields_used(r.condition)
+        phase_fields[phase] = tuple(sorted(used))
+        definition = {r.id: {"all": [{"m": conditions.to_durable(r.condition)}]} for r in phase_rules}
+        matchers[phase] = Matcher(f"{data['policy']['name']}.{version[:12]}.{phase}", definition)
+    currency = data["policy"]["currency"]
+    return CompiledPolicy(
+        version=version, name=data["policy"]["name"], currency=currency,
+        exponent=currency_exponent(currency), source=loaded.file, text=text,
+        content=json.loads(content), band_classes=parts["bands"], scorecard=parts["scorecard"],
+        dunning=parts["dunning"], interest=parts["interest"], waiver_mode=parts["waiver"], rules=rules,
+        rules_by_id={r.id: r for r in rules}, matchers=matchers, phase_fields=phase_fields)
+
+
+def compile_file(path: str) -> CompiledPolicy:
+    with open(path, encoding="utf-8") as fh:
+        return compile_policy(fh.read(), path)

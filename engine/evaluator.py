@@ -1,0 +1,254 @@
+"""evaluate(policy, case, as_of, order) → Decision.
+
+Pipeline: facts → scorecard → bands → profile rules (durable_rules) → credit terms and
+dunning stage → decision rules (durable_rules: credit check, alerts) → interest → the
+decision with every reason in a fixed order. Python applies the effects of matched rules;
+which rules match is decided by the engine alone.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from rules import credit, dunning, interest, repayment, review
+from rules.classification import BAND_CLASSES, rank
+from rules.common import find_band
+from rules.scorecard import score as scorecard_score
+
+from .conditions import describe
+from .decision import Decision, canonical_json
+from .errors import InputError, InputInvalid
+from .facts import Facts, build_facts, load_case
+from .fields import DECISION, FIELDS, PROFILE
+from .messages import render, show
+from .money import minor_display, minor_str, to_minor
+
+SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
+
+
+def parse_order(order, policy) -> tuple[int | None, str | None]:
+    """order: None, an amount (Decimal/str/int), or {"amount": ..., "order_id": ...}."""
+    if order is None:
+        return None, None
+    order_id = None
+    if isinstance(order, dict):
+        order_id, order = order.get("order_id"), order.get("amount")
+    try:
+        minor = to_minor(order, policy.exponent)
+    except ValueError as exc:
+        raise InputInvalid([InputError("order_amount", "E_AMOUNT", str(exc))]) from None
+    if minor <= 0:
+        raise InputInvalid([InputError("order_amount", "E_AMOUNT", "an order amount must be positive")])
+    return minor, order_id
+
+
+def evaluate(policy, case: dict, as_of: dt.date, order=None) -> Decision:
+    if not isinstance(as_of, dt.date):
+        raise InputInvalid([InputError("as_of", "E_INVALID", "as_of must be a date")])
+    order_minor, order_id = parse_order(order, policy)
+    loaded = load_case(case, policy)
+    return evaluate_facts(policy, build_facts(loaded, policy, as_of, order_minor, order_id))
+
+
+def _reason(rule_id, family, message):
+    return {"rule": rule_id, "family": family, "message": message}
+
+
+def evaluate_facts(policy, facts: Facts) -> Decision:
+    fact = dict(facts.fields)
+    exp = policy.exponent
+    reasons: list[dict] = []
+
+    # 1. credit score: a controller's manual assessment wins over the scorecard
+    points = {}
+    if fact["manual_score"]:
+        score_source = "manual"
+        reasons.append(_reason("score.manual", "score",
+                               f"credit score {fact['credit_score']} set on the credit file (manual assessment)"))
+    else:
+        score_source = "scorecard"
+        total, parts = scorecard_score(policy.scorecard, fact)
+        fact["credit_score"] = total
+        for name, pts, why in parts:
+            points[name] = pts
+            detail = "no data" if why != "band" else f"{name} {show(FIELDS[name].kind, fact[name], exp)}"
+            reasons.append(_reason(f"scorecard.{name}", "score", f"{detail}: {pts} points"))
+        reasons.append(_reason("scorecard.total", "score", f"scorecard total {total} (clamped to "
+                               f"{policy.scorecard.low}–{policy.scorecard.high})"))
+
+    # 2. band classes
+    for name in BAND_CLASSES:
+        bc = policy.band_classes[name]
+        band = find_band(bc.bands, fact[bc.field])
+        fact[name] = band.value
+        kind = FIELDS[bc.field].kind
+        bounds = []
+        if band.low is not None:
+            bounds.append(f"≥ {show(kind, band.low, exp)}")
+        if band.high is not None:
+            bounds.append(f"≤ {show(kind, band.high, exp)}")
+        reasons.append(_reason(f"classification.{name}", "classification",
+                               f"{name} = {band.value}: {bc.field} {show(kind, fact[bc.field], exp)} "
+                               f"({' and '.join(bounds)})"))
+    if facts.previous_bucket in policy.band_classes["aging_bucket"].labels:
+        fact["aging_worsened"] = (rank(policy.band_classes, "aging_bucket", fact["aging_bucket"])
+                                  > rank(policy.band_classes, "aging_bucket", facts.previous_bucket))
+    if facts.previous_score is not None:
+        fact["score_drop"] = facts.previous_score - fact["credit_score"]
+    for invoice_id, why in facts.pauses:
+        reasons.append(_reason("dunning.pause", "dunning", f"collection of invoice {invoice_id} paused: {why}"))
+    for kind, ident, day in facts.breaches:
+        reasons.append(_reason("dunning.breach", "dunning",
+                               f"{kind.replace('_', ' ')} {ident} broken on {day.isoformat()}: collection resumes"))
+
+    # 3. profile rules
+    extra = {"anchor_invoice": facts.anchor_invoice or "-"}
+    fired_profile = _match(policy, PROFILE, fact)
+    terms = credit.resolve_terms([r for r in fired_profile if r.family == "credit.limit"])
+    stage, entry_day, _ = dunning.resolve_stage(fired_profile)
+    owner_rules = [r for r in fired_profile if r.family == "dunning.owner"]
+    fired_actions = {r.id for r in fired_profile if r.family == "dunning.action"}
+    for r in fired_profile:
+        if r.family == "dunning.owner" and r is not owner_rules[0] and not r.get("channels"):
+            continue   # only the first catch-all owner rule applies
+        reasons.append(_reason(r.id, r.family, _message(r, fact, extra, exp)))
+
+    # 4. decision-stage facts
+    limit = terms.limit
+    fact.update({
+        "credit_limit": limit, "terms_days": terms.terms_days, "deposit_pct": terms.deposit_pct,
+        "dunning_stage": stage,
+        "exposure_after_order": fact["exposure"] + fact["order_amount"],
+        "available_credit": max(0, limit - fact["exposure"]),
+        "utilisation": _ratio_bp(fact["exposure"], limit),
+        "utilisation_after_order": _ratio_bp(fact["exposure"] + fact["order_amount"], limit),
+    })
+    fired_decision = _match(policy, DECISION, fact)
+    checks = [r for r in fired_decision if r.family == "credit.check"]
+    alerts = [r for r in fired_decision if r.family == "alerts"]
+    for r in fired_decision:
+        if r.family == "credit.check" and not fact["has_order"]:
+            continue
+        reasons.append(_reason(r.id, r.family, _message(r, fact, extra, exp)))
+
+    credit_out = {
+        "limit": minor_str(limit, exp), "terms_days": terms.terms_days,
+        "deposit_pct": _pct(terms.deposit_pct), "outstanding": minor_str(fact["outstanding"], exp),
+        "overdue": minor_str(fact["overdue_amount"], exp), "reserved": minor_str(fact["reserved"], exp),
+        "exposure": minor_str(fact["exposure"], exp),
+        "available": minor_str(fact["available_credit"], exp), "utilisation_pct": _pct(fact["utilisation"]),
+        "unapplied_cash": minor_str(facts.unapplied_minor, exp), "limit_rules": list(terms.limit_rules),
+    }
+    if fact["has_order"]:
+        outcome, conditions = credit.check_outcome(checks)
+        credit_out["check"] = {
+            "order_amount": minor_str(fact["order_amount"], exp), "outcome": outcome,
+            "exposure_after_order": minor_str(fact["exposure_after_order"], exp),
+            "utilisation_after_order_pct": _pct(fact["utilisation_after_order"]),
+            "conditions": [_condition(c, terms, fact, exp) for c in conditions],
+            "rules": [r.id for r in checks],
+        }
+
+    # 5. dunning actions due on as_of
+    actions = _reminders(policy, facts, exp)
+    stage_info = None
+    if stage:
+        stage_def = policy.dunning.stages[stage - 1]
+        days_in_stage = fact["collectable_days_overdue"] - entry_day
+        wait = (-days_in_stage) % stage_def.cadence_days
+        anchor = next(s for s in facts.invoices if s.id == facts.anchor_invoice)
+        if wait == 0:
+            for action in stage_def.actions:
+                if action.conditional and action.id not in fired_actions:
+                    continue
+                actions.append({
+                    "id": action.id, "type": action.type, "channel": action.channel, "stage": stage,
+                    "owner": dunning.resolve_owner(owner_rules, action.channel, action.owner, facts.collector),
+                    "invoice_id": anchor.id, "amount": minor_str(anchor.open_minor, exp),
+                    "due_on": facts.as_of.isoformat()})
+        stage_info = {"name": stage_def.name, "entered_at_days_overdue": entry_day,
+                      "days_in_stage": days_in_stage, "cadence_days": stage_def.cadence_days,
+                      "next_action_on": (facts.as_of + dt.timedelta(days=wait)).isoformat()}
+    dunning_out = {"stage": stage, "anchor_invoice_id": facts.anchor_invoice, "stage_detail": stage_info,
+                   "paused": [{"invoice_id": i, "reason": why} for i, why in facts.pauses],
+                   "actions": actions}
+
+    # 6. interest, repayment, review, segments, alerts
+    open_invoices = [s for s in facts.invoices if s.open_minor > 0]
+    charges = interest.compute(policy.interest, open_invoices)
+    for c in charges:
+        reasons.append(_reason("interest.late", "interest",
+                               f"invoice {c.invoice_id}: {minor_display(c.base, exp)} × {policy.interest.daily_rate} × "
+                               f"{c.chargeable_days} days ({c.days_overdue} overdue − {policy.interest.grace_days} "
+                               f"grace) = {minor_display(c.interest, exp)}"))
+    interest_out = {
+        "total": minor_str(sum(c.interest + c.fee for c in charges), exp),
+        "invoices": [{"invoice_id": c.invoice_id, "days_overdue": c.days_overdue,
+                      "chargeable_days": c.chargeable_days, "base": minor_str(c.base, exp),
+                      "daily_rate": str(policy.interest.daily_rate), "interest": minor_str(c.interest, exp),
+                      "fee": minor_str(c.fee, exp)} for c in charges]}
+
+    classification = {name: fact[name] for name in BAND_CLASSES}
+    classification.update({k: fact[k] for k in ("customer_type", "industry", "region", "company_size",
+                                                  "arrears_reason", "deal_type")})
+    segments = [{"id": r.id, "strategy": list(r.get("strategy"))} for r in fired_profile if r.family == "segments"]
+    classification["segments"] = segments
+    alert_out = sorted(({"id": r.id, "severity": r.get("severity"),
+                         "message": _message(r, fact, extra, exp)} for r in alerts),
+                       key=lambda a: SEVERITY_ORDER[a["severity"]])
+    body = {
+        "customer_id": facts.customer_id, "as_of": facts.as_of.isoformat(),
+        "policy_version": policy.version, "policy_name": policy.name, "currency": policy.currency,
+        "classification": classification,
+        "score": {"value": fact["credit_score"], "source": score_source, "points": points},
+        "credit": credit_out, "dunning": dunning_out, "interest": interest_out,
+        "repayment": repayment.options(fired_profile, policy.waiver_mode),
+        "alerts": alert_out,
+        "review": review.schedule(fired_profile, facts.last_reviewed_on, facts.as_of),
+        "reasons": reasons,
+    }
+    return Decision(canonical_json(body))
+
+
+def _message(rule, fact, extra, exp) -> str:
+    if rule.message:
+        return render(rule.message, fact, rule.params, extra, exp)
+    return f"{rule.id}: {describe(rule.condition)}"
+
+
+def _match(policy, phase, fact):
+    matcher = policy.matchers[phase]
+    names = matcher.match({k: fact[k] for k in policy.phase_fields[phase]})
+    return [policy.rules_by_id[n] for n in names]
+
+
+def _ratio_bp(part: int, whole: int) -> int:
+    """part / whole in basis points, rounded up (so 90.004 % counts as above 90 %)."""
+    if whole <= 0:
+        return 0 if part <= 0 else 1_000_000
+    return -((-part * 10000) // whole)
+
+
+def _pct(bp: int) -> str:
+    return str(Decimal(bp).scaleb(-2).quantize(Decimal("0.01")))
+
+
+def _condition(kind, terms, fact, exp):
+    if kind == "deposit":
+        amount = -((-fact["order_amount"] * terms.deposit_pct) // 10000)     # rounded up to the fen
+        return {"type": "deposit", "pct": _pct(terms.deposit_pct), "amount": minor_str(amount, exp)}
+    return {"type": kind, "amount": minor_str(fact["order_amount"], exp)}
+
+
+def _reminders(policy, facts: Facts, exp) -> list[dict]:
+    days = set(policy.dunning.reminder_days)
+    out = []
+    for inv in facts.invoices:
+        before = -inv.days_overdue
+        if inv.open_minor > 0 and before in days and not inv.disputed:
+            out.append({"id": "dunning.reminder", "type": "payment_reminder", "channel": policy.dunning.reminder_channel,
+                        "stage": 0, "owner": dunning.resolve_owner([], policy.dunning.reminder_channel,
+                                                                   policy.dunning.reminder_owner, facts.collector),
+                        "invoice_id": inv.id, "amount": minor_str(inv.open_minor, exp),
+                        "due_on": facts.as_of.isoformat(), "days_before_due": before})
+    return out

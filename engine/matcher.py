@@ -1,0 +1,98 @@
+"""durable_rules as a stateless matcher (see docs/durable-rules.md for why it is used this way).
+
+One C ruleset per (policy version, phase), one fixed state id, one lock. A match asserts one
+fact with a fresh id, drains every activation (rule names, in (pri, definition) order),
+then retracts the fact. Facts, not events, so every matching rule fires. No Host (its
+background threads touch C state unlocked), no delete_state per evaluation (crashes on
+states that never completed an action cycle), so each ruleset is primed once at creation
+and can then be disposed safely when a policy version is retired.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import threading
+
+import durable_rules_engine as _dre
+
+from .errors import EngineFailure
+
+_SID = "s"
+_PRIME = "__prime__"
+_RULE_NAME = re.compile(r"^[A-Za-z0-9_.:-]+$")
+_names = itertools.count(1)
+
+
+def dumps(obj) -> str:
+    # Rules and facts must be serialised alike: strings compare as raw JSON text (notes, §8).
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+class Disposed(EngineFailure):
+    pass
+
+
+class Matcher:
+    """Answers 'which rules match this fact' for one compiled ruleset. Thread-safe."""
+
+    def __init__(self, label: str, rules: dict[str, dict]):
+        for name in rules:
+            if not _RULE_NAME.match(name):
+                raise ValueError(f"rule name {name!r}: use letters, digits and _ . : -")
+        definition = dict(rules)
+        definition[_PRIME] = {"all": [{"m": {_PRIME: 1}}]}
+        self.label = label
+        self._definition_json = dumps(definition)
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._handle = None
+        self._create()
+
+    def _create(self):
+        self._handle = _dre.create_ruleset(f"{self.label}#{next(_names)}", self._definition_json)
+        if self._match_locked({_PRIME: 1}) != [_PRIME]:
+            raise EngineFailure(f"ruleset {self.label} failed to prime")
+
+    def _match_locked(self, fact: dict) -> list[str]:
+        fact_id = f"f{next(self._ids)}"
+        doc = dict(fact, sid=_SID, id=fact_id)
+        try:
+            code, offset = _dre.assert_fact(self._handle, dumps(doc))
+        except Exception as exc:   # e.g. error 303: more than 64 tests true at once
+            raise EngineFailure(f"durable_rules refused the fact: {exc}") from exc
+        if code == 2:
+            raise EngineFailure("durable_rules reported a duplicate fact id")
+        fired: list[str] = []
+        try:
+            if code == 0:          # 0: something matched, 1: nothing did
+                result = _dre.start_action_for_state(self._handle, offset)
+                while result is not None:
+                    messages = result[1] if isinstance(result, tuple) else result
+                    fired.append(messages[2:messages.index('"', 2)])   # '{"rule":{"m":{...}}}'
+                    result = _dre.complete_and_start_action(self._handle, offset)
+        except BaseException:
+            # An activation may be left leased: this ruleset's state is unusable, build a fresh one.
+            self._create()
+            raise
+        _dre.retract_fact(self._handle, dumps({"sid": _SID, "id": fact_id}))
+        return fired
+
+    def match(self, fact: dict) -> list[str]:
+        with self._lock:
+            if self._handle is None:
+                raise Disposed(f"ruleset {self.label} was disposed")
+            return [n for n in self._match_locked(fact) if n != _PRIME]
+
+    def dispose(self) -> None:
+        """Free the C ruleset; later calls to match() raise Disposed."""
+        with self._lock:
+            if self._handle is None:
+                return
+            _dre.delete_state(self._handle, _SID)
+            _dre.delete_ruleset(self._handle)
+            self._handle = None
+
+    @property
+    def disposed(self) -> bool:
+        return self._handle is None

@@ -1,0 +1,61 @@
+"""Money: Decimal at the edges, integer minor units (e.g. fen) inside the engine."""
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+from babel.numbers import get_currency_precision, list_currencies
+
+KNOWN_CURRENCIES = frozenset(list_currencies())
+
+
+def currency_exponent(currency: str) -> int:
+    if currency not in KNOWN_CURRENCIES:
+        raise ValueError(f"unknown currency {currency!r}")
+    return get_currency_precision(currency)
+
+
+def parse_decimal(value) -> Decimal:
+    """Accepts a decimal string or an int; floats are refused (they are not exact)."""
+    if isinstance(value, bool) or isinstance(value, float):
+        raise ValueError("must be a decimal string or an integer, not a float")
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, Decimal):
+        d = value
+    elif isinstance(value, str):
+        try:
+            d = Decimal(value.strip().replace("_", ""))
+        except InvalidOperation:
+            raise ValueError(f"{value!r} is not a number") from None
+    else:
+        raise ValueError(f"must be a decimal string, not {type(value).__name__}")
+    if not d.is_finite():
+        raise ValueError(f"{value!r} is not a finite number")
+    return d
+
+
+def to_minor(value, exponent: int = 2) -> int:
+    """Exact conversion; more decimals than the currency allows is an error, never rounded."""
+    d = parse_decimal(value)
+    scaled = d.scaleb(exponent)
+    if scaled != scaled.to_integral_value():
+        raise ValueError(f"{value} has more than {exponent} decimal places")
+    return int(scaled)
+
+
+def from_minor(minor: int, exponent: int = 2) -> Decimal:
+    return Decimal(minor).scaleb(-exponent).quantize(Decimal(1).scaleb(-exponent))
+
+
+def minor_str(minor: int, exponent: int = 2) -> str:
+    """Canonical JSON form of an amount: plain decimal string, e.g. '120500.00'."""
+    return str(from_minor(minor, exponent))
+
+
+def minor_display(minor: int, exponent: int = 2) -> str:
+    """Human form for messages: thousands separators, e.g. '120,500.00'."""
+    return f"{from_minor(minor, exponent):,.{exponent}f}"
+
+
+def round_half_up_minor(value: Decimal) -> int:
+    return int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))

@@ -1,0 +1,185 @@
+"""分阶段催收: reminders before the due date, staged collection, pauses, and who acts.
+
+The customer's stage follows its dunning anchor: the most overdue open invoice whose
+collection is not paused (disputed, covered by an open promise to pay, or under a kept
+instalment plan). Stage = the highest stage whose entry rule matches; the stage's actions
+fall due on the day it is entered and every `cadence_days` after.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from marshmallow import fields, validate
+
+from engine import conditions
+from engine.fields import PROFILE
+
+from .common import RULE_ID, Rule, RuleSchema, StrictSchema, parse_condition
+
+MANUAL_CHANNELS = ("phone", "visit", "letter", "lawyer", "legal", "internal")
+CHANNELS = ("email", "sms") + MANUAL_CHANNELS
+OWNER = validate.Regexp(r"^(automated|dedicated_collector|team:[A-Za-z0-9_.-]+)$",
+                        error="owner is automated, dedicated_collector or team:<queue>")
+
+
+class RemindersSchema(StrictSchema):
+    days_before_due = fields.List(fields.Integer(strict=True, validate=validate.Range(min=0, max=365)),
+                                  required=True)
+    channel = fields.String(load_default="email", validate=validate.OneOf(CHANNELS))
+    owner = fields.String(load_default="automated", validate=OWNER)
+
+
+class PromisePauseSchema(StrictSchema):
+    tolerance_days = fields.Integer(strict=True, required=True, validate=validate.Range(min=0, max=365))
+
+
+class PauseSchema(StrictSchema):
+    disputed_invoices = fields.Boolean(load_default=True)
+    promise_to_pay = fields.Nested(PromisePauseSchema, load_default=None)
+    instalment_plan_kept = fields.Boolean(load_default=True)
+
+
+class OwnerRuleSchema(RuleSchema):
+    owner = fields.String(required=True, validate=OWNER)
+    channels = fields.List(fields.String(validate=validate.OneOf(CHANNELS)), load_default=None)
+
+
+class EntrySchema(RuleSchema):
+    min_days_overdue = fields.Integer(strict=True, required=True, validate=validate.Range(min=1, max=36500))
+
+
+class ActionSchema(StrictSchema):
+    id = fields.String(load_default=None, validate=RULE_ID)
+    type = fields.String(required=True, validate=validate.Regexp(r"^[a-z][a-z0-9_]*$"))
+    channel = fields.String(required=True, validate=validate.OneOf(CHANNELS))
+    owner = fields.String(load_default=None, validate=OWNER)
+    when = RuleSchema._declared_fields["when"]
+    message = fields.String(load_default="")
+
+
+class StageSchema(StrictSchema):
+    stage = fields.Integer(strict=True, required=True, validate=validate.Range(min=1, max=9))
+    name = fields.String(required=True)
+    cadence_days = fields.Integer(strict=True, required=True, validate=validate.Range(min=1, max=365))
+    entry = fields.List(fields.Nested(EntrySchema), required=True, validate=validate.Length(min=1))
+    actions = fields.List(fields.Nested(ActionSchema), required=True, validate=validate.Length(min=1))
+
+
+class DunningSchema(StrictSchema):
+    reminders = fields.Nested(RemindersSchema, required=True)
+    pause = fields.Nested(PauseSchema, load_default=lambda: PauseSchema().load({}))
+    owners = fields.List(fields.Nested(OwnerRuleSchema), required=True, validate=validate.Length(min=1))
+    stages = fields.List(fields.Nested(StageSchema), required=True, validate=validate.Length(min=1))
+
+
+@dataclass(frozen=True)
+class Action:
+    id: str
+    type: str
+    channel: str
+    owner: str | None
+    conditional: bool
+
+
+@dataclass(frozen=True)
+class Stage:
+    number: int
+    name: str
+    cadence_days: int
+    actions: tuple[Action, ...]
+
+
+@dataclass(frozen=True)
+class Dunning:
+    reminder_days: tuple[int, ...]
+    reminder_channel: str
+    reminder_owner: str
+    pause_disputed: bool
+    promise_tolerance_days: int | None
+    pause_instalment_plans: bool
+    stages: tuple[Stage, ...]
+
+
+def build(ctx, raw: dict, path) -> tuple[Dunning, list[Rule]]:
+    rules: list[Rule] = []
+    for i, r in enumerate(raw["owners"]):
+        here = path + ("owners", i)
+        cond = parse_condition(ctx, r["when"], PROFILE, here + ("when",))
+        if cond is not None:
+            rules.append(Rule(r["id"], "dunning.owner", PROFILE, cond, (), r["message"], here,
+                              (("owner", r["owner"]), ("channels", tuple(r["channels"] or ())))))
+    last = raw["owners"][-1]
+    if last["when"] is not None or last["channels"]:
+        ctx.error("E_MISSING", "the last owner rule must have no 'when' and no 'channels', "
+                  "so every action has an owner", path + ("owners", len(raw["owners"]) - 1))
+
+    stages = []
+    previous_floor = 0
+    for i, s in enumerate(raw["stages"]):
+        here = path + ("stages", i)
+        if s["stage"] != i + 1:
+            ctx.error("E_STAGE_ORDER", f"stages are numbered 1, 2, 3… in order; expected {i + 1}, got {s['stage']}",
+                      here + ("stage",))
+        floors = []
+        for j, e in enumerate(s["entry"]):
+            ehere = here + ("entry", j)
+            cond = parse_condition(ctx, e["when"], PROFILE, ehere + ("when",))
+            if cond is None:
+                continue
+            threshold = ("cmp", "collectable_days_overdue", "gte", e["min_days_overdue"], False)
+            full = ("all", (threshold,) + ((cond,) if cond != conditions.ALWAYS else ()))
+            if e["when"] is None:
+                floors.append(e["min_days_overdue"])
+            rules.append(Rule(e["id"], "dunning.stage", PROFILE, full, (("min_days_overdue", "int",
+                              e["min_days_overdue"]),), e["message"], ehere,
+                              (("stage", s["stage"]), ("entry_day", e["min_days_overdue"]))))
+        if floors and min(floors) <= previous_floor:
+            ctx.error("E_STAGE_ORDER", f"stage {s['stage']} starts at {min(floors)} days overdue, not after the "
+                      f"previous stage ({previous_floor} days)", here + ("entry",))
+        previous_floor = min(floors) if floors else previous_floor
+        actions = []
+        for j, a in enumerate(s["actions"]):
+            ahere = here + ("actions", j)
+            action_id = a["id"] or f"dunning.stage{s['stage']}.{a['type']}"
+            conditional = a["when"] is not None
+            if conditional:
+                cond = parse_condition(ctx, a["when"], PROFILE, ahere + ("when",))
+                if cond is not None:
+                    rules.append(Rule(action_id, "dunning.action", PROFILE, cond, (), a["message"], ahere,
+                                      (("stage", s["stage"]),)))
+            actions.append(Action(action_id, a["type"], a["channel"], a["owner"], conditional))
+        stages.append(Stage(s["stage"], s["name"], s["cadence_days"], tuple(actions)))
+
+    pause = raw["pause"]
+    reminders = raw["reminders"]
+    days = reminders["days_before_due"]
+    if len(set(days)) != len(days):
+        ctx.error("E_DUPLICATE", "a reminder day is listed twice", path + ("reminders", "days_before_due"))
+    section = Dunning(tuple(sorted(set(days), reverse=True)), reminders["channel"], reminders["owner"],
+                      pause["disputed_invoices"],
+                      pause["promise_to_pay"]["tolerance_days"] if pause["promise_to_pay"] else None,
+                      pause["instalment_plan_kept"], tuple(stages))
+    return section, rules
+
+
+def resolve_stage(fired: list[Rule]) -> tuple[int, int | None, list[Rule]]:
+    """(stage, entry day, the entry rules of that stage that matched)."""
+    entries = [r for r in fired if r.family == "dunning.stage"]
+    if not entries:
+        return 0, None, []
+    stage = max(r.get("stage") for r in entries)
+    chosen = [r for r in entries if r.get("stage") == stage]
+    return stage, min(r.get("entry_day") for r in chosen), chosen
+
+
+def resolve_owner(owner_rules: list[Rule], channel: str, explicit: str | None, collector: str | None) -> str:
+    owner = explicit
+    if owner is None:
+        for rule in owner_rules:
+            channels = rule.get("channels")
+            if not channels or channel in channels:
+                owner = rule.get("owner")
+                break
+    if owner == "dedicated_collector":
+        return f"collector:{collector}" if collector else "collector:unassigned"
+    return owner or "team:unassigned"
