@@ -1,0 +1,1 @@
+"""creditctl's service: Flask API, SQLAlchemy ledger, decision trail — adapters around engine/."""

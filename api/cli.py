@@ -1,0 +1,139 @@
+"""creditctl's full command line: the engine's commands plus the service's (serve, keys, seed)."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sys
+from decimal import Decimal
+
+from engine import cli as engine_cli
+
+DEFAULT_DB = "sqlite:///var/creditctl.sqlite3"
+DEMO_KEYS = {role: f"cc_demo_{role}" for role in ("sales", "backoffice", "controller", "auditor", "admin")}
+
+
+def _db_url(args) -> str:
+    return args.database_url or os.environ.get("DATABASE_URL") or DEFAULT_DB
+
+
+def _prepare_sqlite_dir(url: str) -> None:
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        folder = os.path.dirname(url[len("sqlite:///"):])
+        if folder:
+            os.makedirs(folder, exist_ok=True)
+
+
+def _service(url: str, policy_file: str):
+    from .app import create_app
+    _prepare_sqlite_dir(url)
+    app = create_app({"DATABASE_URL": url, "POLICY_FILE": policy_file})
+    return app, app.extensions["creditctl"]
+
+
+def seed_demo(service, portfolio_path: str) -> int:
+    """Load the example book through the same events a back-office system would post."""
+    from sqlalchemy import select
+
+    from .auth import hash_key
+    from .db import ApiKey, Customer
+    with service.tx() as s:
+        for role, raw in DEMO_KEYS.items():
+            if s.execute(select(ApiKey).where(ApiKey.name == f"demo-{role}")).scalar_one_or_none() is None:
+                s.add(ApiKey(name=f"demo-{role}", role=role, key_hash=hash_key(raw), created_at=service.clock(),
+                             revoked=False))
+        if s.execute(select(Customer).limit(1)).scalar_one_or_none() is not None:
+            return 0
+    with open(portfolio_path, encoding="utf-8") as fh:
+        book = json.load(fh, parse_float=Decimal)
+    as_of = dt.date.fromisoformat(book["as_of"])
+    n = 0
+    for case in book["customers"]:
+        customer = dict(case["customer"])
+        cid = customer.pop("id")
+        service.put_customer(cid, customer)
+        events = [("invoice_issued", i["issued_on"], i) for i in case.get("invoices", [])]
+        events += [("payment_received", p["paid_on"], p) for p in case.get("payments", [])]
+        events += [("credit_note", c["issued_on"], c) for c in case.get("credit_notes", [])]
+        events += [("promise_to_pay", p["made_on"], p) for p in case.get("promises", [])]
+        events += [("dispute_opened", d["opened_on"], {k: v for k, v in d.items() if k != "resolved_on"})
+                   for d in case.get("disputes", [])]
+        events += [("instalment_plan_agreed", p["agreed_on"], p) for p in case.get("instalment_plans", [])]
+        for k, (kind, day, data) in enumerate(sorted(events, key=lambda e: (str(e[1]), e[0]))):
+            raw = {"event_id": f"demo-{cid}-{k}", "type": kind, "customer_id": cid, "as_of": str(day),
+                   "data": data}
+            parsed = dict(raw, as_of=dt.date.fromisoformat(str(day)))
+            service.post_event(raw, parsed, "seed:demo", f"seed-{cid}-{k}")
+        if case.get("arrears_reason"):
+            raw = {"event_id": f"demo-{cid}-reason", "type": "arrears_reason_recorded", "customer_id": cid,
+                   "as_of": as_of.isoformat(), "data": {"reason": case["arrears_reason"]}}
+            service.post_event(raw, dict(raw, as_of=as_of), "seed:demo", f"seed-{cid}-reason")
+        n += 1
+    return n
+
+
+def cmd_serve(args) -> int:
+    url = _db_url(args)
+    app, service = _service(url, args.policy)
+    if args.demo:
+        n = seed_demo(service, args.portfolio)
+        print(f"demo book: {n} customers loaded" if n else "demo book already loaded")
+        print("demo API keys (Authorization: Bearer <key>):")
+        for role, raw in DEMO_KEYS.items():
+            print(f"  {role:<11} {raw}")
+    print(f"creditctl on http://{args.host}:{args.port}  (docs: /docs, OpenAPI: /openapi.json) database {url}")
+    sys.stdout.flush()
+    if args.dev:
+        app.run(args.host, args.port, threaded=True)
+        return 0
+    from .server import run_gunicorn
+    run_gunicorn(url, args.policy, args.host, args.port, args.workers)
+    return 0
+
+
+def cmd_keys_create(args) -> int:
+    app, service = _service(_db_url(args), args.policy)
+    from .auth import create_key
+    try:
+        with service.tx() as s:
+            raw = create_key(s, args.name, args.role, service.clock())
+    except ValueError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    except Exception as exc:          # e.g. the name is taken
+        print(f"could not create key {args.name!r}: {exc.__class__.__name__}", file=sys.stderr)
+        return 1
+    print(raw)
+    return 0
+
+
+def build_parser():
+    parser = engine_cli.build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    serve = sub.add_parser("serve", help="run the HTTP service")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--database-url", dest="database_url")
+    serve.add_argument("--policy", default=engine_cli.DEFAULT_POLICY)
+    serve.add_argument("--workers", type=int, default=2)
+    serve.add_argument("--demo", action="store_true", help="load the demo book and demo keys")
+    serve.add_argument("--portfolio", default=os.path.join("examples", "portfolio.json"))
+    serve.add_argument("--dev", action="store_true", help="Flask's development server instead of gunicorn")
+    serve.set_defaults(func=cmd_serve)
+    keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_action", required=True)
+    create = keys.add_parser("create", help="create a key and print it once")
+    create.add_argument("name")
+    create.add_argument("--role", required=True)
+    create.add_argument("--database-url", dest="database_url")
+    create.add_argument("--policy", default=engine_cli.DEFAULT_POLICY)
+    create.set_defaults(func=cmd_keys_create)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,237 @@
+"""Database tables (SQLAlchemy 2.x). Money is stored as integer minor units, never float."""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (JSON, BigInteger, Boolean, Date, DateTime, ForeignKey, Index, Integer, String, Text,
+                        UniqueConstraint, create_engine, event)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    name: Mapped[str] = mapped_column(String(256), default="")
+    type: Mapped[str] = mapped_column(String(64))
+    industry: Mapped[str] = mapped_column(String(64))
+    region: Mapped[str] = mapped_column(String(64))
+    size: Mapped[str] = mapped_column(String(64))
+    since: Mapped[dt.date] = mapped_column(Date)
+    credit_score: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    external_rating: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    collector: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    last_reviewed_on: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    arrears_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    deal_type: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    tags: Mapped[list] = mapped_column(JSON, default=list)
+    # what the last evaluation saw, for alerts on change (bucket worsened, score drop)
+    last_as_of: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    last_bucket: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    last_score: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class Invoice(Base):
+    __tablename__ = "invoices"
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    issued_on: Mapped[dt.date] = mapped_column(Date)
+    due_on: Mapped[dt.date] = mapped_column(Date)
+    order_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+
+
+class Payment(Base):
+    __tablename__ = "payments"
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    invoice_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    paid_on: Mapped[dt.date] = mapped_column(Date)
+
+
+class CreditNote(Base):
+    __tablename__ = "credit_notes"
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    invoice_id: Mapped[str] = mapped_column(String(128))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    issued_on: Mapped[dt.date] = mapped_column(Date)
+
+
+class Promise(Base):
+    __tablename__ = "promises"
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    invoice_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    made_on: Mapped[dt.date] = mapped_column(Date)
+    promised_on: Mapped[dt.date] = mapped_column(Date)
+
+
+class Dispute(Base):
+    __tablename__ = "disputes"
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    invoice_id: Mapped[str] = mapped_column(String(128))
+    opened_on: Mapped[dt.date] = mapped_column(Date)
+    resolved_on: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class InstalmentPlan(Base):
+    __tablename__ = "instalment_plans"
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    agreed_on: Mapped[dt.date] = mapped_column(Date)
+    invoice_ids: Mapped[list] = mapped_column(JSON)
+    instalments: Mapped[list] = mapped_column(JSON)      # [{"due_on": iso, "amount_minor": int}]
+
+
+class Reservation(Base):
+    """Credit held for an approved order until it is invoiced, released or expires."""
+    __tablename__ = "reservations"
+    order_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16))      # held, released, invoiced
+    expires_on: Mapped[dt.date] = mapped_column(Date)
+    decision_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class PolicyVersion(Base):
+    __tablename__ = "policy_versions"
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    text: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(512))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    created_by: Mapped[str] = mapped_column(String(128))
+
+
+class PolicyState(Base):
+    """Single row (id=1): which version is live. Workers compare it on each request."""
+    __tablename__ = "policy_state"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    active_version: Mapped[str] = mapped_column(ForeignKey("policy_versions.version"))
+    activated_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    activated_by: Mapped[str] = mapped_column(String(128))
+    file_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class DecisionRecord(Base):
+    """The trail. Each subject (customer) has its own hash chain: seq 1, 2, … with
+    hash = sha256(prev_hash + canonical record); chain_heads holds the tip."""
+    __tablename__ = "decisions"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(160))
+    seq: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(128))
+    request_id: Mapped[str] = mapped_column(String(64))
+    as_of: Mapped[dt.date] = mapped_column(Date)
+    facts: Mapped[str] = mapped_column(Text)             # canonical JSON of the evaluated case + order
+    policy_version: Mapped[str] = mapped_column(String(64))
+    result: Mapped[str] = mapped_column(Text)            # canonical decision JSON
+    outcome: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+    __table_args__ = (UniqueConstraint("subject", "seq", name="uq_decisions_subject_seq"),
+                      Index("ix_decisions_created", "created_at", "id"),
+                      Index("ix_decisions_subject_kind", "subject", "kind"))
+
+
+class ChainHead(Base):
+    __tablename__ = "chain_heads"
+    subject: Mapped[str] = mapped_column(String(160), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class Action(Base):
+    """A collection task (or automated message in the outbox), created once per
+    invoice / type / stage / due date."""
+    __tablename__ = "actions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    invoice_id: Mapped[str] = mapped_column(String(128))
+    type: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(32))
+    owner: Mapped[str] = mapped_column(String(160))
+    stage: Mapped[int] = mapped_column(Integer)
+    due_on: Mapped[dt.date] = mapped_column(Date)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16), default="open")   # open, done, cancelled
+    outcome: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    completed_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    completed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    decision_id: Mapped[str] = mapped_column(String(64))
+    __table_args__ = (UniqueConstraint("customer_id", "invoice_id", "type", "stage", "due_on",
+                                       name="uq_actions_once"),)
+
+
+class ProcessedEvent(Base):
+    __tablename__ = "events"
+    event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    body_hash: Mapped[str] = mapped_column(String(64))
+    type: Mapped[str] = mapped_column(String(64))
+    customer_id: Mapped[str] = mapped_column(String(128))
+    response: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    role: Mapped[str] = mapped_column(String(32))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+def make_engine(url: str):
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _):
+            dbapi_conn.isolation_level = None          # we issue BEGIN ourselves (IMMEDIATE for writes)
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")     # take the write lock up front: no lost updates
+        return engine
+    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+def make_sessionmaker(engine):
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def migrate(engine) -> None:
+    """Bring the schema to the latest alembic revision."""
+    import os
+
+    from alembic import command
+    from alembic.config import Config
+    cfg = Config()
+    cfg.set_main_option("script_location", os.path.join(os.path.dirname(__file__), "migrations"))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")

@@ -1,0 +1,67 @@
+from flask import Blueprint, current_app, request
+
+from engine.compiler import compile_policy
+
+from ..db import PolicyState, PolicyVersion
+from ..schemas import PolicyTextRequest
+from ._common import _json, actor, current_key, json_body, service
+
+bp = Blueprint("policies", __name__)
+
+
+def _policy_text() -> tuple[str, str]:
+    if request.mimetype in ("application/yaml", "application/x-yaml", "text/yaml", "text/plain"):
+        return request.get_data(as_text=True), request.args.get("source", "api")
+    req = PolicyTextRequest().load(json_body())
+    return req["text"], req["source"]
+
+
+def _view(row: PolicyVersion, state: PolicyState | None, with_text=True) -> dict:
+    out = {"version": row.version, "name": row.name, "source": row.source,
+           "created_at": row.created_at.isoformat() + "Z", "created_by": row.created_by,
+           "active": bool(state and state.active_version == row.version)}
+    if with_text:
+        out["text"] = row.text
+    return out
+
+
+@bp.get("/policies/active")
+def active():
+    current_key("policies:read")
+    with service().tx() as s:
+        state = s.get(PolicyState, 1)
+        row = s.get(PolicyVersion, state.active_version)
+        out = _view(row, state)
+        out.update(activated_at=state.activated_at.isoformat() + "Z", activated_by=state.activated_by)
+        return _json(out)
+
+
+@bp.get("/policies/<version>")
+def get_version(version):
+    current_key("policies:read")
+    with service().tx() as s:
+        row = s.get(PolicyVersion, version)
+        if row is None:
+            from ..errors import not_found
+            raise not_found("policy version", version)
+        return _json(_view(row, s.get(PolicyState, 1)))
+
+
+@bp.post("/policies/validate")
+def validate():
+    current_key("policies:write")
+    text, source = _policy_text()
+    policy = compile_policy(text, source)        # PolicyInvalid → 422 with every error
+    policy.dispose()
+    return _json({"valid": True, "version": policy.version, "rules": len(policy.rules)})
+
+
+@bp.post("/policies")
+def publish():
+    current_key("policies:write")
+    text, source = _policy_text()
+    svc = service()
+    with svc.tx() as s:
+        policy, changed = svc.registry.publish(s, text, source, actor(), svc.clock())
+        return _json({"version": policy.version, "name": policy.name, "changed": changed, "active": True},
+                     201 if changed else 200)

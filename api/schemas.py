@@ -1,0 +1,69 @@
+"""Request schemas of the HTTP API (unknown fields rejected)."""
+from __future__ import annotations
+
+from marshmallow import RAISE, Schema, fields, validate
+
+from engine.facts import AmountField
+
+from .service import EVENT_TYPES
+
+
+class _Strict(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class CreditCheckRequest(_Strict):
+    customer_id = fields.String(required=True, validate=validate.Length(min=1, max=128))
+    order_id = fields.String(required=True, validate=validate.Length(min=1, max=128))
+    amount = AmountField(required=True, metadata={"description": "decimal string, e.g. \"30000.00\""})
+    currency = fields.String(required=True, validate=validate.Length(equal=3))
+    reserve = fields.Boolean(load_default=False)
+    as_of = fields.Date(load_default=None)
+    expires_on = fields.Date(load_default=None)
+
+
+class EventRequest(_Strict):
+    event_id = fields.String(required=True, validate=validate.Length(min=1, max=128))
+    type = fields.String(required=True, validate=validate.OneOf(EVENT_TYPES))
+    customer_id = fields.String(required=True, validate=validate.Length(min=1, max=128))
+    as_of = fields.Date(load_default=None)
+    data = fields.Dict(required=True)
+
+
+class EvaluateRequest(_Strict):
+    as_of = fields.Date(load_default=None)
+
+
+class ActionCompleteRequest(_Strict):
+    outcome = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    channel = fields.String(load_default=None)
+    note = fields.String(load_default=None)
+
+
+class PolicyTextRequest(_Strict):
+    text = fields.String(required=True)
+    source = fields.String(load_default="api")
+
+
+class DecisionQuery(Schema):
+    class Meta:
+        unknown = RAISE
+    customer = fields.String()
+    kind = fields.String()
+    outcome = fields.String()
+    since = fields.Date()
+    until = fields.Date()
+    cursor = fields.String()
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+    format = fields.String(load_default="json", validate=validate.OneOf(["json", "jsonl", "csv"]))
+
+
+class ActionQuery(Schema):
+    class Meta:
+        unknown = RAISE
+    status = fields.String(load_default="open", validate=validate.OneOf(["open", "done", "cancelled"]))
+    owner = fields.String()
+    customer = fields.String()
+    cursor = fields.String(validate=validate.Regexp(r"^\d+$"))
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))

@@ -1,0 +1,101 @@
+"""The decision trail: append-only records in per-subject hash chains.
+
+hash = sha256(prev_hash || canonical JSON of the record's fields). Editing, deleting or
+reordering a record breaks its chain; the chain head catches a deleted tail. A chain per
+subject (customer) lets writers for different customers proceed in parallel; writers for
+one subject serialise on its chain head row.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import uuid
+
+from sqlalchemy import select
+
+from engine.decision import canonical_json
+
+from .db import ChainHead, DecisionRecord
+
+GENESIS = "0" * 64
+HASHED_FIELDS = ("id", "subject", "seq", "kind", "actor", "request_id", "as_of", "facts", "policy_version",
+                 "result", "outcome", "created_at")
+
+
+def record_hash(prev_hash: str, values: dict) -> str:
+    body = canonical_json({k: values[k] for k in HASHED_FIELDS})
+    return hashlib.sha256((prev_hash + body).encode("utf-8")).hexdigest()
+
+
+def _values(rec: DecisionRecord) -> dict:
+    return {"id": rec.id, "subject": rec.subject, "seq": rec.seq, "kind": rec.kind, "actor": rec.actor,
+            "request_id": rec.request_id, "as_of": rec.as_of.isoformat(), "facts": rec.facts,
+            "policy_version": rec.policy_version, "result": rec.result, "outcome": rec.outcome,
+            "created_at": rec.created_at.isoformat()}
+
+
+def _lock_head(session, subject: str) -> ChainHead:
+    stmt = select(ChainHead).where(ChainHead.subject == subject).with_for_update()
+    head = session.execute(stmt).scalar_one_or_none()
+    if head is not None:
+        return head
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    session.execute(insert(ChainHead).values(subject=subject, seq=0, hash=GENESIS).on_conflict_do_nothing())
+    return session.execute(stmt).scalar_one()
+
+
+def append(session, *, subject, kind, actor, request_id, as_of: dt.date, facts: str, policy_version: str,
+           result: str, outcome, created_at: dt.datetime) -> DecisionRecord:
+    head = _lock_head(session, subject)
+    rec = DecisionRecord(id=uuid.uuid4().hex, subject=subject, seq=head.seq + 1, kind=kind, actor=actor,
+                         request_id=request_id, as_of=as_of, facts=facts, policy_version=policy_version,
+                         result=result, outcome=outcome, created_at=created_at,
+                         prev_hash=head.hash, hash="")
+    rec.hash = record_hash(head.hash, _values(rec))
+    session.add(rec)
+    head.seq, head.hash = rec.seq, rec.hash
+    return rec
+
+
+def verify(session, batch: int = 5000) -> dict:
+    """Walk every chain; report the first broken record of each broken chain."""
+    broken = []
+    checked = 0
+    heads = {h.subject: h for h in session.execute(select(ChainHead)).scalars()}
+    current, prev_hash, expected_seq = None, GENESIS, 1
+    last_seen: dict[str, tuple[int, str]] = {}
+    stmt = select(DecisionRecord).order_by(DecisionRecord.subject, DecisionRecord.seq).execution_options(
+        yield_per=batch)
+    bad_subjects = set()
+    for rec in session.execute(stmt).scalars():
+        checked += 1
+        if rec.subject != current:
+            current, prev_hash, expected_seq = rec.subject, GENESIS, 1
+        if rec.subject in bad_subjects:
+            continue
+        problem = None
+        if rec.seq != expected_seq:
+            problem = f"expected seq {expected_seq}, found {rec.seq} (a record is missing)"
+        elif rec.prev_hash != prev_hash:
+            problem = "prev_hash does not match the previous record"
+        elif record_hash(prev_hash, _values(rec)) != rec.hash:
+            problem = "content does not match its hash (the record was edited)"
+        if problem:
+            broken.append({"subject": rec.subject, "decision_id": rec.id, "seq": rec.seq, "problem": problem})
+            bad_subjects.add(rec.subject)
+            continue
+        prev_hash, expected_seq = rec.hash, expected_seq + 1
+        last_seen[rec.subject] = (rec.seq, rec.hash)
+    for subject, head in heads.items():
+        if subject in bad_subjects:
+            continue
+        if last_seen.get(subject, (0, GENESIS)) != (head.seq, head.hash):
+            broken.append({"subject": subject, "decision_id": None, "seq": head.seq,
+                           "problem": "the chain ends before its recorded head (records were deleted)"})
+    broken.sort(key=lambda b: (b["subject"], b["seq"]))
+    return {"ok": not broken, "records_checked": checked, "chains": len(heads), "broken": broken,
+            "first_broken": broken[0] if broken else None}
