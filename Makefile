@@ -18,7 +18,7 @@ setup: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/creditctl policy check policies.yaml
-	$(BIN)/creditctl demo
+	$(BIN)/creditctl serve --demo
 
 test: $(STAMP)
 	$(BIN)/creditctl policy check policies.yaml
