@@ -128,7 +128,8 @@ def cmd_demo(args) -> int:
     as_of = dt.date.fromisoformat(args.as_of or book["as_of"])
     print(f"policy {policy.name} {policy.version[:12]} · as of {as_of} · {len(book['customers'])} customers")
     for case in book["customers"]:
-        d = evaluate(policy, case, as_of, order=case.get("order_amount")).data
+        facts = {k: v for k, v in case.items() if k != "order_amount"}     # the order is not part of the case
+        d = evaluate(policy, facts, as_of, order=case.get("order_amount")).data
         check = d["credit"].get("check", {})
         print(f"{d['customer_id']:<8} {d['classification']['amount_tier']:<6} {d['classification']['aging_bucket']:<7} "
               f"{d['classification']['reputation']:<6} score {d['score']['value']:>3}  limit {d['credit']['limit']:>10}  "

@@ -96,7 +96,7 @@ def compile_policy(text: str, source: str = "policies.yaml") -> CompiledPolicy:
     """Compile or raise PolicyInvalid with every error found (up to MAX_ERRORS)."""
     loaded, errors = load_yaml(text, source)
     if errors:
-        raise PolicyInvalid(errors)
+        raise PolicyInvalid(errors[:MAX_ERRORS])
     if not isinstance(loaded.data, dict):
         raise PolicyInvalid([loaded.error("E_SHAPE", "the policy file must be a mapping of sections", ())])
     ctx = CompileContext(loaded)
@@ -223,24 +223,29 @@ def _leading_range_tests(node, out: set) -> None:
 
 def _check_engine_limits(ctx, rules, phase) -> None:
     per_field: dict[str, set] = {}
+    first_rule: dict[str, Rule] = {}
     for rule in rules:
         stack = [rule.condition]
         while stack:
             node = stack.pop()
             if node[0] == "cmp":
                 per_field.setdefault(node[1], set()).add(node[2:])
+                first_rule.setdefault(node[1], rule)
             else:
                 stack.extend(node[1])
     for name, tests in per_field.items():
         if len(tests) > MAX_TESTS_PER_FIELD:
             ctx.error("E_ENGINE_LIMIT", f"{len(tests)} distinct tests on '{name}' in the {phase} rules; the engine "
-                      f"allows {MAX_TESTS_PER_FIELD}: use a classification band instead", ())
+                      f"allows {MAX_TESTS_PER_FIELD}: use a classification band instead",
+                      first_rule[name].path + ("when",))
     leading: set = set()
     for rule in rules:
+        before = len(leading)
         _leading_range_tests(rule.condition, leading)
-    if len(leading) > MAX_LEADING_RANGE_TESTS:
-        ctx.error("E_ENGINE_LIMIT", f"{len(leading)} range tests in the {phase} rules could hold at once; the "
-                  f"engine allows {MAX_LEADING_RANGE_TESTS}: add an equality test to each rule or use bands", ())
+        if before <= MAX_LEADING_RANGE_TESTS < len(leading):
+            ctx.error("E_ENGINE_LIMIT", f"more than {MAX_LEADING_RANGE_TESTS} range tests in the {phase} rules "
+                      f"could hold at once (this rule adds the {len(leading)}th): add an equality test to each "
+                      "rule or use classification bands", rule.path + ("when",))
 
 
 def _build(loaded: LoadedYaml, text: str, data: dict, parts: dict) -> CompiledPolicy:

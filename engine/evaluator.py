@@ -18,7 +18,7 @@ from rules.scorecard import score as scorecard_score
 from .conditions import describe
 from .decision import Decision, canonical_json
 from .errors import InputError, InputInvalid
-from .facts import Facts, build_facts, load_case
+from .facts import MAX_AMOUNT, Facts, build_facts, load_case
 from .fields import DECISION, FIELDS, PROFILE
 from .messages import render, show
 from .money import minor_display, minor_str, to_minor
@@ -39,11 +39,13 @@ def parse_order(order, policy) -> tuple[int | None, str | None]:
         raise InputInvalid([InputError("order_amount", "E_AMOUNT", str(exc))]) from None
     if minor <= 0:
         raise InputInvalid([InputError("order_amount", "E_AMOUNT", "an order amount must be positive")])
+    if minor > MAX_AMOUNT.scaleb(policy.exponent):
+        raise InputInvalid([InputError("order_amount", "E_AMOUNT", f"above the maximum {MAX_AMOUNT:,}")])
     return minor, order_id
 
 
 def evaluate(policy, case: dict, as_of: dt.date, order=None) -> Decision:
-    if not isinstance(as_of, dt.date):
+    if isinstance(as_of, dt.datetime) or not isinstance(as_of, dt.date):
         raise InputInvalid([InputError("as_of", "E_INVALID", "as_of must be a date")])
     order_minor, order_id = parse_order(order, policy)
     loaded = load_case(case, policy)
@@ -111,6 +113,8 @@ def evaluate_facts(policy, facts: Facts) -> Decision:
     for r in fired_profile:
         if r.family == "dunning.owner" and r is not owner_rules[0] and not r.get("channels"):
             continue   # only the first catch-all owner rule applies
+        if r.family == "dunning.action" and r.get("stage") != stage:
+            continue   # an action condition matters only in its own stage
         reasons.append(_reason(r.id, r.family, _message(r, fact, extra, exp)))
 
     # 4. decision-stage facts

@@ -8,6 +8,7 @@ counts. Amounts become integer minor units of the policy's currency.
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -17,6 +18,8 @@ from .errors import InputError, InputInvalid
 from .money import parse_decimal, to_minor
 
 ID = validate.Length(min=1, max=128)
+MAX_AMOUNT = Decimal(10) ** 15
+NOT_AN_AMOUNT, NEGATIVE_AMOUNT = "not an amount: ", "must not be negative"
 
 
 class AmountField(fields.Field):
@@ -26,9 +29,12 @@ class AmountField(fields.Field):
         try:
             amount = parse_decimal(value)
         except ValueError as exc:
-            raise ValidationError(f"not an amount: {exc}") from None
+            raise ValidationError(f"{NOT_AN_AMOUNT}{exc}") from None
         if amount < 0:
-            raise ValidationError("must not be negative")
+            raise ValidationError(NEGATIVE_AMOUNT)
+        if amount > MAX_AMOUNT:
+            # keeps every sum inside int64 minor units, which durable_rules would silently saturate
+            raise ValidationError(f"{NOT_AN_AMOUNT}above the maximum {MAX_AMOUNT:,}")
         return amount
 
     def _serialize(self, value, attr, obj, **kw):
@@ -124,7 +130,8 @@ class ReservationSchema(_Strict):
 class PreviousSchema(_Strict):
     as_of = fields.Date(required=True)
     aging_bucket = fields.String(load_default=None, allow_none=True)
-    credit_score = fields.Integer(strict=True, load_default=None, allow_none=True)
+    credit_score = fields.Integer(strict=True, load_default=None, allow_none=True,
+                                  validate=validate.Range(min=0, max=100))
 
 
 class CaseSchema(_Strict):
@@ -138,6 +145,9 @@ class CaseSchema(_Strict):
     reservations = fields.List(fields.Nested(ReservationSchema), load_default=list)
     arrears_reason = fields.String(load_default=None, allow_none=True)
     previous = fields.Nested(PreviousSchema, load_default=None, allow_none=True)
+
+
+_CASE_SCHEMA = CaseSchema()      # reused: building a schema costs more than loading with it
 
 
 def flatten_messages(messages, prefix="") -> list[InputError]:
@@ -155,7 +165,8 @@ def flatten_messages(messages, prefix="") -> list[InputError]:
                 out += flatten_messages(m, prefix)
             else:
                 code = "E_UNKNOWN_FIELD" if m == "Unknown field." else (
-                    "E_REQUIRED" if m == "Missing data for required field." else "E_INVALID")
+                    "E_REQUIRED" if m == "Missing data for required field." else (
+                        "E_AMOUNT" if m == NEGATIVE_AMOUNT or str(m).startswith(NOT_AN_AMOUNT) else "E_INVALID"))
                 out.append(InputError(prefix or "_", code, str(m)))
     return out
 
@@ -169,7 +180,7 @@ def load_case(data, policy) -> dict:
     if not isinstance(data, dict):
         raise InputInvalid([InputError("_", "E_INVALID", "the input must be a JSON object")])
     try:
-        case = CaseSchema().load(data)
+        case = _CASE_SCHEMA.load(data)
     except ValidationError as exc:
         raise InputInvalid(flatten_messages(exc.messages)) from None
     errors: list[InputError] = []
@@ -187,6 +198,12 @@ def load_case(data, policy) -> dict:
         if value not in enums[category]:
             errors.append(InputError(fname, "E_UNKNOWN_VALUE",
                                      f"'{value}' is not a {category} of the policy (one of {', '.join(enums[category])})"))
+    previous = case["previous"]
+    buckets = policy.band_classes["aging_bucket"].labels
+    if previous and previous["aging_bucket"] is not None and previous["aging_bucket"] not in buckets:
+        errors.append(InputError("previous.aging_bucket", "E_UNKNOWN_VALUE",
+                                 f"'{previous['aging_bucket']}' is not an aging bucket of the policy "
+                                 f"(one of {', '.join(buckets)})"))
     invoice_ids = set()
     for i, inv in enumerate(case["invoices"]):
         if inv["id"] in invoice_ids:

@@ -82,7 +82,10 @@ class Matcher:
         with self._lock:
             if self._handle is None:
                 raise Disposed(f"ruleset {self.label} was disposed")
-            return [n for n in self._match_locked(fact) if n != _PRIME]
+            fired = self._match_locked(fact)
+        # A condition with `any`/`in` compiles to $or, and durable_rules fires the rule once per
+        # true branch: report each rule once, at its first (pri, definition-order) position.
+        return [n for n in dict.fromkeys(fired) if n != _PRIME]
 
     def dispose(self) -> None:
         """Free the C ruleset; later calls to match() raise Disposed."""

@@ -42,16 +42,18 @@ class PolicySchema(StrictSchema):
 def json_schema() -> dict:
     """JSON Schema (draft-07) of policies.yaml, generated from PolicySchema."""
     from apispec import APISpec
-    from apispec.ext.marshmallow import MarshmallowPlugin
+    from apispec.ext.marshmallow import MarshmallowPlugin, resolver
 
     plugin = MarshmallowPlugin()
-    spec = APISpec("creditctl policy", "1", "3.0.3", plugins=[plugin])
+    # OpenAPI 3.1 schemas are JSON Schema: nullable fields get type [..., "null"], not `nullable: true`
+    spec = APISpec("creditctl policy", "1", "3.1.0", plugins=[plugin])
     converter = plugin.converter
     converter.add_attribute_function(_custom_types)
     definitions: dict = {}
     for schema_cls in _all_schemas(PolicySchema):
-        definitions[schema_cls.__name__] = converter.schema2jsonschema(schema_cls)
-    root = definitions.pop(PolicySchema.__name__)
+        # keyed by the name the converter's $refs use (class name without "Schema")
+        definitions[resolver(schema_cls)] = converter.schema2jsonschema(schema_cls)
+    root = definitions.pop(resolver(PolicySchema))
     definitions["Condition"] = CONDITION_JSON_SCHEMA
     out = {"$schema": "http://json-schema.org/draft-07/schema#",
            "title": "creditctl policies.yaml", **root, "definitions": definitions}
@@ -62,7 +64,16 @@ def json_schema() -> dict:
 
 def _custom_types(self, field, **kwargs):
     mapping = getattr(field, "_jsonschema_type_mapping", None)
-    return mapping() if mapping else {}
+    if not mapping:
+        return {}
+    out = mapping()
+    if field.allow_none:     # runs after apispec's own nullable handling, which saw no type yet
+        if "$ref" in out:
+            out = {"anyOf": [{"$ref": out["$ref"]}, {"type": "null"}]}
+        elif "type" in out:
+            types = out["type"] if isinstance(out["type"], list) else [out["type"]]
+            out = {**out, "type": [*types, "null"]}
+    return out
 
 
 def _all_schemas(root):

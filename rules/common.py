@@ -42,7 +42,6 @@ class Rule:
 class StrictSchema(Schema):
     class Meta:
         unknown = RAISE
-        ordered = True
 
 
 class ExactNumber(fields.Field):

@@ -59,7 +59,7 @@ def build(ctx, raw: dict, path) -> Scorecard | None:
         if bands:
             factors.append(Factor(name, bands, factor["missing"]))
             best_total += max([b.value for b in bands] + [factor["missing"] or 0])
-    if best_total < raw["max"] and factors:
+    if best_total < raw["max"] and factors and len(factors) == len(raw["factors"]):   # no factor dropped by an error
         ctx.error("E_UNREACHABLE", f"the best possible total is {best_total}, so a score of "
                   f"{raw['max']} can never be reached", path + ("max",))
     return Scorecard(raw["min"], raw["max"], tuple(factors))
