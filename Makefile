@@ -1,5 +1,6 @@
 # creditctl — `make run` sets everything up and starts the service; `make test` runs the whole suite.
-PYTHON ?= $(shell command -v python3.12 >/dev/null 2>&1 && echo python3.12 || echo python3.11)
+# the first interpreter that really runs and is 3.11 or 3.12 (durable-rules does not import on 3.13)
+PYTHON ?= $(shell for p in python3.12 python3.11 python3; do $$p -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] < (3, 13))' >/dev/null 2>&1 && echo $$p && break; done)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -27,6 +28,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+bench-http: $(STAMP)
+	$(BIN)/python bench/http_bench.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -14,7 +14,7 @@ import sys
 from decimal import Decimal
 
 from .compiler import compile_policy
-from .errors import InputInvalid, PolicyInvalid
+from .errors import EngineFailure, InputInvalid, PolicyInvalid
 
 DEFAULT_POLICY = "policies.yaml"
 
@@ -115,6 +115,9 @@ def cmd_evaluate(args) -> int:
         print(json.dumps({"code": exc.code, "message": str(exc), "errors": exc.by_field()}, ensure_ascii=False),
               file=sys.stderr)
         return 2
+    except EngineFailure as exc:          # fail closed: no decision
+        print(json.dumps({"code": exc.code, "message": str(exc), "errors": {}}, ensure_ascii=False), file=sys.stderr)
+        return 1
     print(decision.json if args.compact else json.dumps(decision.data, ensure_ascii=False, indent=2, sort_keys=True))
     return 0
 

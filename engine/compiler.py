@@ -88,7 +88,8 @@ class CompiledPolicy:
 
 
 def canonical_content(data) -> str:
-    return json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"),
+    # key order is kept (not sorted): rule and factor order shows in the decision's reasons
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"),
                       default=lambda v: str(v) if isinstance(v, Decimal) else None)
 
 
@@ -161,7 +162,9 @@ def _flatten(messages, path):
 def _resolve(ctx: CompileContext, data: dict) -> dict:
     header = data["policy"]
     try:
-        currency_exponent(header["currency"])
+        if currency_exponent(header["currency"]) != 2:
+            ctx.error("E_UNKNOWN_CURRENCY", f"{header['currency']} does not have 2 decimal places; policies read "
+                      "money with 2 decimals, so only such currencies are supported", ("policy", "currency"))
     except ValueError as exc:
         ctx.error("E_UNKNOWN_CURRENCY", str(exc), ("policy", "currency"))
     classification.check_categories(ctx, data["categories"], ("categories",))
@@ -210,15 +213,32 @@ def _check_message(ctx: CompileContext, rule: Rule) -> None:
             ctx.error("E_MESSAGE", f"message uses unknown placeholder '{{{name}}}'{hint}", rule.path + ("message",))
 
 
-def _leading_range_tests(node, out: set) -> None:
+def _leading_range_tests(node, out: dict, gate=None) -> None:
+    """Range tests the engine evaluates for every fact that passes `gate` (an equality
+    (field, value) placed first in the conjunction), collected as out[gate] = {tests}."""
     if node[0] == "cmp":
         if node[2] != "eq" or node[4]:
-            out.add((node[1], node[2], node[3]))
+            out.setdefault(gate, set()).add((node[1], node[2], node[3]))
     elif node[0] == "any":
         for child in node[1]:
-            _leading_range_tests(child, out)
-    elif node[1] and not any(c[0] == "cmp" and c[2] == "eq" and not c[4] for c in node[1]):
-        _leading_range_tests(node[1][0], out)
+            _leading_range_tests(child, out, gate)
+    elif node[1]:
+        equalities = [c for c in node[1] if c[0] == "cmp" and c[2] == "eq" and not c[4]]
+        others = [c for c in node[1] if not (c[0] == "cmp" and c[2] == "eq" and not c[4])]
+        if equalities and gate is None:
+            gate = (equalities[0][1], equalities[0][3])
+        if others:
+            _leading_range_tests(others[0], out, gate)
+
+
+def _simultaneous_bound(out: dict) -> int:
+    """Tests that could be true at once: ungated ones, plus for each gate field the largest
+    group behind one of its values (a fact has one value per field)."""
+    per_field: dict[str, int] = {}
+    for gate, tests in out.items():
+        if gate is not None:
+            per_field[gate[0]] = max(per_field.get(gate[0], 0), len(tests))
+    return len(out.get(None, ())) + sum(per_field.values())
 
 
 def _check_engine_limits(ctx, rules, phase) -> None:
@@ -238,14 +258,15 @@ def _check_engine_limits(ctx, rules, phase) -> None:
             ctx.error("E_ENGINE_LIMIT", f"{len(tests)} distinct tests on '{name}' in the {phase} rules; the engine "
                       f"allows {MAX_TESTS_PER_FIELD}: use a classification band instead",
                       first_rule[name].path + ("when",))
-    leading: set = set()
+    leading: dict = {}
     for rule in rules:
-        before = len(leading)
+        before = _simultaneous_bound(leading)
         _leading_range_tests(rule.condition, leading)
-        if before <= MAX_LEADING_RANGE_TESTS < len(leading):
+        after = _simultaneous_bound(leading)
+        if before <= MAX_LEADING_RANGE_TESTS < after:
             ctx.error("E_ENGINE_LIMIT", f"more than {MAX_LEADING_RANGE_TESTS} range tests in the {phase} rules "
-                      f"could hold at once (this rule adds the {len(leading)}th): add an equality test to each "
-                      "rule or use classification bands", rule.path + ("when",))
+                      f"could hold at once (this rule brings it to {after}): gate each rule with a distinct "
+                      "equality test or use classification bands", rule.path + ("when",))
 
 
 def _build(loaded: LoadedYaml, text: str, data: dict, parts: dict) -> CompiledPolicy:

@@ -278,9 +278,16 @@ def test_an_unknown_currency_is_reported(policy_text):
     assert (error.line, error.column) == position(text, "currency: XYZ")
 
 
-def test_a_known_currency_sets_the_minor_unit_exponent(policy_text):
-    with compiled(edit(policy_text, "currency: CNY", "currency: JPY")) as variant:
-        assert (variant.currency, variant.exponent) == ("JPY", 0)
+def test_a_currency_without_two_decimals_is_refused_rather_than_misread(policy_text):
+    # policy money is read with 2 decimals; JPY (0 decimals) would scale every limit by 100
+    error = only_error(edit(policy_text, "currency: CNY", "currency: JPY"))
+    assert (error.code, error.path) == ("E_UNKNOWN_CURRENCY", "policy.currency")
+    assert "2 decimal places" in error.message
+
+
+def test_another_two_decimal_currency_sets_its_exponent(policy_text):
+    with compiled(edit(policy_text, "currency: CNY", "currency: EUR")) as variant:
+        assert (variant.currency, variant.exponent) == ("EUR", 2)
 
 
 # ---------------------------------------------------------------- check

@@ -414,12 +414,6 @@ def test_a_zero_invoice_amount_is_refused(policy):
     assert refused(policy, with_invoice(amount="0")) == {"invoices[0].amount": "E_AMOUNT"}
 
 
-def test_an_amount_with_decimals_is_refused_in_a_currency_without_minor_units(policy_text):
-    with compiled(edit(policy_text, "currency: CNY", "currency: JPY")) as yen:
-        assert refused(yen, with_invoice(amount="100.5", currency="JPY")) == {"invoices[0].amount": "E_AMOUNT"}
-        assert load_case(with_invoice(amount="100", currency="JPY"), yen)["invoices"][0]["amount_minor"] == 100
-
-
 def test_an_invoice_in_another_currency_is_refused(policy):
     errors = refused(policy, make_case(invoices=[invoice("INV-1", "100.00", due=-10, currency="USD")],
                                        payments=[payment("10.00", on=-1, currency="EUR")]))
