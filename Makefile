@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # steadier, faster allocation for durable_rules' C core (docs/durable-rules.md)
 export GLIBC_TUNABLES ?= glibc.malloc.trim_threshold=268435456:glibc.malloc.mmap_threshold=268435456
 
-.PHONY: setup run test bench check-policy clean
+.PHONY: setup run test bench bench-http clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

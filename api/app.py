@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import re
 import time
 import uuid
 from decimal import Decimal
@@ -16,7 +17,7 @@ from engine.errors import InputInvalid, PolicyInvalid
 
 from . import auth
 from .db import make_engine, make_sessionmaker, migrate
-from .errors import ApiError, marshmallow_errors
+from .errors import ApiError, invalid, marshmallow_errors
 from .metrics import Metrics
 from .policies import PolicyRegistry
 from .service import Service
@@ -43,7 +44,15 @@ def create_app(config: dict | None = None) -> Flask:
     @app.before_request
     def _start():
         g.started = time.perf_counter()
-        g.request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+        rid = request.headers.get("X-Request-Id", "")
+        # recorded in the trail (64 characters): a longer or unprintable id is replaced, not an error
+        g.request_id = rid if _REQUEST_ID.fullmatch(rid) else uuid.uuid4().hex
+        # PostgreSQL text cannot hold NUL: no id contains one, and no filter may
+        if "\x00" in request.path:
+            raise ApiError(404, "E_NOT_FOUND", "not found (the path contains a NUL character)")
+        bad = sorted({k for k, v in request.args.items(multi=True) if "\x00" in k + v})
+        if bad:
+            raise invalid({k.replace("\x00", "\\x00"): ["must not contain NUL characters"] for k in bad})
 
     @app.after_request
     def _finish(response):
@@ -123,7 +132,28 @@ def json_body() -> dict:
         raise ApiError(400, "E_MALFORMED_JSON", f"malformed JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ApiError(400, "E_BAD_REQUEST", "the body must be a JSON object")
+    bad = _nul_fields(data)
+    if bad:
+        raise invalid({f: ["must not contain NUL characters"] for f in bad})
     return data
+
+
+_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,64}")
+
+
+def _nul_fields(value, path: str = "") -> list[str]:
+    """Where a JSON value holds a NUL character (PostgreSQL text cannot store one)."""
+    if isinstance(value, str):
+        return [path or "_"] if "\x00" in value else []
+    out: list[str] = []
+    if isinstance(value, dict):
+        for k, v in value.items():
+            p = f"{path}.{k}" if path else k
+            out += [p.replace("\x00", "\\x00")] if "\x00" in k else _nul_fields(v, p)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            out += _nul_fields(v, f"{path}[{i}]")
+    return out
 
 
 def current_key(permission: str):

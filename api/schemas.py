@@ -1,7 +1,9 @@
 """Request schemas of the HTTP API (unknown fields rejected)."""
 from __future__ import annotations
 
-from marshmallow import RAISE, Schema, fields, validate
+import re
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 from engine.facts import AmountField
 
@@ -37,13 +39,13 @@ class EvaluateRequest(_Strict):
 
 class ActionCompleteRequest(_Strict):
     outcome = fields.String(required=True, validate=validate.Length(min=1, max=64))
-    channel = fields.String(load_default=None)
+    channel = fields.String(load_default=None, validate=validate.Length(min=1, max=32))
     note = fields.String(load_default=None)
 
 
 class PolicyTextRequest(_Strict):
     text = fields.String(required=True)
-    source = fields.String(load_default="api")
+    source = fields.String(load_default="api", validate=validate.Length(min=1, max=512))
 
 
 class DecisionQuery(Schema):
@@ -59,11 +61,17 @@ class DecisionQuery(Schema):
     format = fields.String(load_default="json", validate=validate.OneOf(["json", "jsonl", "csv"]))
 
 
+def _action_cursor(value: str) -> None:
+    # an action id: digits within the 32-bit id column (a larger number cannot be a cursor we returned)
+    if not (re.fullmatch(r"[0-9]{1,10}", value) and int(value) <= 2**31 - 1):
+        raise ValidationError("not a cursor returned by this API")
+
+
 class ActionQuery(Schema):
     class Meta:
         unknown = RAISE
     status = fields.String(load_default="open", validate=validate.OneOf(["open", "done", "cancelled"]))
     owner = fields.String()
     customer = fields.String()
-    cursor = fields.String(validate=validate.Regexp(r"^\d+$"))
+    cursor = fields.String(validate=_action_cursor)
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))

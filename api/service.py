@@ -9,6 +9,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
+import re
 from decimal import Decimal
 
 from marshmallow import ValidationError
@@ -30,6 +31,9 @@ from .ledger import customer_dict, load_case
 from .policies import PolicyRegistry, with_retry
 
 RESERVATION_DAYS = 30
+CUSTOMER_TEXT_LIMITS = {"name": 256, "collector": 128}      # api/db.py Customer columns
+MAX_ACTION_ID = 2**31 - 1                                    # actions.id is a 32-bit integer
+_DECISION_ID = re.compile(r"[0-9a-f]{1,64}")                 # trail.append: uuid4().hex
 EVENT_TYPES = ("invoice_issued", "payment_received", "credit_note", "promise_to_pay", "dispute_opened",
                "dispute_resolved", "instalment_plan_agreed", "arrears_reason_recorded", "customer_updated")
 
@@ -77,6 +81,7 @@ class Service:
             loaded = CustomerSchema().load(payload)
         except ValidationError as exc:
             raise invalid(marshmallow_errors(exc.messages)) from None
+        self._check_lengths(loaded, "")
         with self.tx() as s:
             policy = self.registry.active(s)
             self._check_categories(policy, loaded, "")
@@ -90,6 +95,14 @@ class Service:
                 setattr(c, key, loaded[key])
             c.updated_at = self.clock()
             return created, customer_dict(c)
+
+    @staticmethod
+    def _check_lengths(customer: dict, prefix: str):
+        """What the database columns hold (PostgreSQL refuses longer text)."""
+        errors = {f"{prefix}{key}": [f"at most {n} characters"] for key, n in CUSTOMER_TEXT_LIMITS.items()
+                  if isinstance(customer.get(key), str) and len(customer[key]) > n}
+        if errors:
+            raise invalid(errors)
 
     @staticmethod
     def _check_categories(policy, customer: dict, prefix: str):
@@ -260,10 +273,12 @@ class Service:
                 return self._replayed(seen, body_hash)
         try:
             with self.tx() as s:
-                seen = s.get(ProcessedEvent, event_id)     # again, under the write lock
+                # the customer's row lock serialises its events (SQLite: BEGIN IMMEDIATE already does), so
+                # look again only once it is held: a concurrent twin has committed by then
+                c = self._lock_customer(s, body["customer_id"])
+                seen = s.get(ProcessedEvent, event_id)
                 if seen is not None:
                     return self._replayed(seen, body_hash)
-                c = self._lock_customer(s, body["customer_id"])
                 policy = self.registry.active(s)
                 as_of = body.get("as_of") or self.today()
                 self._apply_event(s, c, policy, body)
@@ -316,6 +331,8 @@ class Service:
         kind, data, eid = body["type"], body.get("data") or {}, body["event_id"]
         if kind == "invoice_issued":
             order_id = data.pop("order_id", None)
+            if order_id is not None and not (isinstance(order_id, str) and 1 <= len(order_id) <= 128):
+                raise invalid({"data.order_id": ["an order id is a string of 1 to 128 characters"]})
             inv = self._load(InvoiceSchema, data, policy)
             if inv["amount_minor"] <= 0:
                 raise invalid({"data.amount": ["an invoice amount must be positive"]})
@@ -389,6 +406,7 @@ class Service:
                 loaded = CustomerSchema().load(merged)
             except ValidationError as exc:
                 raise invalid(marshmallow_errors(exc.messages, "data")) from None
+            self._check_lengths(loaded, "data.")
             self._check_categories(policy, loaded, "data.")
             for key, value in loaded.items():
                 if key != "id":
@@ -476,6 +494,8 @@ class Service:
                 "completed_by": a.completed_by, "decision_id": a.decision_id}
 
     def complete_action(self, action_id: int, body: dict, actor: str) -> dict:
+        if not 0 < action_id <= MAX_ACTION_ID:          # beyond the id column: cannot exist
+            raise not_found("action", action_id)
         with self.tx() as s:
             a = s.execute(select(Action).where(Action.id == action_id).with_for_update()).scalar_one_or_none()
             if a is None:
@@ -503,6 +523,8 @@ def _decode_cursor(cursor: str):
     import base64
     try:
         created, rid = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
+        if not _DECISION_ID.fullmatch(rid):
+            raise ValueError(rid)
         return dt.datetime.fromisoformat(created), rid
     except Exception:
         raise invalid({"cursor": ["not a cursor returned by this API"]}) from None

@@ -11,7 +11,11 @@ bp = Blueprint("policies", __name__)
 
 def _policy_text() -> tuple[str, str]:
     if request.mimetype in ("application/yaml", "application/x-yaml", "text/yaml", "text/plain"):
-        return request.get_data(as_text=True), request.args.get("source", "api")
+        source = request.args.get("source") or "api"
+        if len(source) > 512:                    # policy_versions.source
+            from ..errors import invalid
+            raise invalid({"source": ["at most 512 characters"]})
+        return request.get_data(as_text=True), source
     req = PolicyTextRequest().load(json_body())
     return req["text"], req["source"]
 

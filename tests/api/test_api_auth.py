@@ -1,0 +1,198 @@
+"""Who may call what: the whole role × endpoint matrix over real HTTP (api/auth.py PERMISSIONS)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Callable
+
+import pytest
+from sqlalchemy import select, update
+
+from api.auth import PERMISSIONS, ROLES
+from api.db import Action, ApiKey
+from api_harness import POLICY_FILE, day, uid
+
+CUSTOMER_FILE = {"name": "matrix", "type": "enterprise", "industry": "trading", "region": "remote", "size": "small",
+                 "since": "2016-05-01", "credit_score": 70}
+
+
+@pytest.fixture(scope="session")
+def world(shared):
+    """A customer with an invoice, a credit check made by the `sales` key, and an event decision."""
+    cid = shared.customer()
+    r = shared.event(cid, "invoice_issued", {"id": uid("INV"), "amount": "1000.00", "currency": "CNY",
+                                             "issued_on": day(-10), "due_on": day(20)})
+    event_decision = r.json()["decision_id"]
+    r = shared.credit_check(cid, "100.00", role="sales")
+    assert r.status_code == 201, r.text
+    policy = shared.get("/v1/policies/active", role="admin").json()
+    return SimpleNamespace(customer=cid, sales_decision=r.json()["decision_id"], event_decision=event_decision,
+                           policy_version=policy["version"], policy_text=policy["text"])
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    template: str
+    permission: str
+    ok: int
+    prepare: Callable        # (api, world) -> (path, json body or None)
+
+    @property
+    def name(self) -> str:
+        return f"{self.method} {self.template}"
+
+
+def _reserved_order(api, w):
+    order = uid("O")
+    r = api.credit_check(w.customer, "10.00", order_id=order, reserve=True, role="admin")
+    assert r.status_code == 201 and r.json()["reserved"], r.text
+    return f"/v1/credit-checks/{order}", None
+
+
+def _open_action(api, w):
+    invoice = uid("INV")     # due in 7 days: the policy's first payment reminder is due today
+    api.event(w.customer, "invoice_issued", {"id": invoice, "amount": "50.00", "currency": "CNY",
+                                             "issued_on": day(-1), "due_on": day(7)})
+    with api.service.tx() as s:
+        action = s.execute(select(Action).where(Action.invoice_id == invoice)).scalar_one()
+        assert action.status == "open"
+        return f"/v1/actions/{action.id}/complete", {"outcome": "sent", "note": "matrix"}
+
+
+def _stateless_case(api, w):
+    return "/v1/evaluate", {"customer": {"id": uid("S"), **{k: v for k, v in CUSTOMER_FILE.items()}},
+                            "invoices": [{"id": "I1", "amount": "100.00", "currency": "CNY",
+                                          "issued_on": day(-40), "due_on": day(-10)}],
+                            "as_of": day(0), "order_amount": "10.00"}
+
+
+ENDPOINTS = [
+    Endpoint("PUT", "/v1/customers/{customer_id}", "customers:write", 201,
+             lambda api, w: (f"/v1/customers/{uid('C')}", CUSTOMER_FILE)),
+    Endpoint("GET", "/v1/customers/{customer_id}", "customers:read", 200,
+             lambda api, w: (f"/v1/customers/{w.customer}", None)),
+    Endpoint("POST", "/v1/customers/{customer_id}/evaluate", "evaluate", 201,
+             lambda api, w: (f"/v1/customers/{w.customer}/evaluate", {"as_of": day(0)})),
+    Endpoint("POST", "/v1/evaluate", "evaluate", 201, _stateless_case),
+    Endpoint("POST", "/v1/events", "events:write", 201,
+             lambda api, w: ("/v1/events", {"event_id": uid("ev"), "type": "payment_received",
+                                            "customer_id": w.customer,
+                                            "data": {"amount": "1.00", "paid_on": day(0)}})),
+    Endpoint("POST", "/v1/credit-checks", "credit_checks:write", 201,
+             lambda api, w: ("/v1/credit-checks", {"customer_id": w.customer, "order_id": uid("O"),
+                                                   "amount": "5.00", "currency": "CNY"})),
+    Endpoint("DELETE", "/v1/credit-checks/{order_id}", "credit_checks:write", 200, _reserved_order),
+    Endpoint("GET", "/v1/decisions", "decisions:read", 200, lambda api, w: ("/v1/decisions?limit=5", None)),
+    Endpoint("GET", "/v1/decisions/{decision_id}", "decisions:read", 200,
+             lambda api, w: (f"/v1/decisions/{w.sales_decision}", None)),
+    Endpoint("POST", "/v1/decisions/{decision_id}/replay", "decisions:replay", 200,
+             lambda api, w: (f"/v1/decisions/{w.event_decision}/replay", None)),
+    Endpoint("GET", "/v1/audit/verify", "audit:verify", 200, lambda api, w: ("/v1/audit/verify", None)),
+    Endpoint("GET", "/v1/policies/active", "policies:read", 200, lambda api, w: ("/v1/policies/active", None)),
+    Endpoint("GET", "/v1/policies/{version}", "policies:read", 200,
+             lambda api, w: (f"/v1/policies/{w.policy_version}", None)),
+    Endpoint("POST", "/v1/policies/validate", "policies:write", 200,
+             lambda api, w: ("/v1/policies/validate", {"text": w.policy_text})),
+    # publishing the live text again is allowed and changes nothing (200, changed: false)
+    Endpoint("POST", "/v1/policies", "policies:write", 200,
+             lambda api, w: ("/v1/policies", {"text": w.policy_text, "source": POLICY_FILE})),
+    Endpoint("GET", "/v1/actions", "actions:read", 200, lambda api, w: ("/v1/actions?status=open", None)),
+    Endpoint("POST", "/v1/actions/{action_id}/complete", "actions:write", 200, _open_action),
+]
+
+
+def test_matrix_covers_every_v1_route_and_permission(shared):
+    routes = {(m, r.rule) for r in shared.app.url_map.iter_rules() if r.rule.startswith("/v1/")
+              for m in r.methods - {"HEAD", "OPTIONS"}}
+    import re
+    covered = {(e.method, re.sub(r"\{(\w+)\}", r"<\1>", e.template).replace("<action_id>", "<int:action_id>"))
+               for e in ENDPOINTS}
+    assert routes == covered
+    assert {e.permission for e in ENDPOINTS} == set(PERMISSIONS)
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda e: e.name)
+def test_role_matrix(api, world, endpoint, role):
+    path, body = endpoint.prepare(api, world)
+    before = api.counts()
+    r = api.request(endpoint.method, path, role, json=body)
+    if role in PERMISSIONS[endpoint.permission]:
+        assert r.status_code == endpoint.ok, r.text
+    else:
+        assert r.status_code == 403, r.text
+        assert r.json() == {"code": "E_FORBIDDEN", "errors": {},
+                            "message": f"role '{role}' may not {endpoint.permission.replace(':', ' ')}"}
+        assert api.counts() == before, "a forbidden request wrote to the database"
+
+
+BAD_AUTH = {
+    "no header": {},
+    "unknown key": {"Authorization": "Bearer cc_admin_not-a-real-key"},
+    "empty bearer": {"Authorization": "Bearer "},
+    "basic scheme": {"Authorization": "Basic YWRtaW46YWRtaW4="},
+    "raw key without scheme": None,       # filled in with a real admin key, minus "Bearer "
+}
+
+
+@pytest.mark.parametrize("how", list(BAD_AUTH))
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda e: e.name)
+def test_unauthenticated(api, world, endpoint, how):
+    path, body = endpoint.prepare(api, world)
+    headers = BAD_AUTH[how] if BAD_AUTH[how] is not None else {"Authorization": api.keys["admin"]}
+    before = api.counts()
+    r = api.request(endpoint.method, path, None, json=body, headers=headers)
+    assert r.status_code == 401, r.text
+    assert r.json()["code"] == "E_UNAUTHENTICATED"
+    assert set(r.json()) == {"code", "message", "errors"}
+    assert api.counts() == before
+
+
+def test_revoked_key_is_refused(fresh):
+    assert fresh.get("/v1/audit/verify", role="auditor").status_code == 200
+    with fresh.service.tx() as s:
+        s.execute(update(ApiKey).where(ApiKey.name == fresh.key_names["auditor"]).values(revoked=True))
+    r = fresh.get("/v1/audit/verify", role="auditor")
+    assert r.status_code == 401 and r.json()["code"] == "E_UNAUTHENTICATED"
+    assert fresh.get("/v1/audit/verify", role="admin").status_code == 200
+
+
+def test_public_system_routes_need_no_key(api):
+    for path in ("/healthz", "/metrics", "/openapi.json", "/docs"):
+        assert api.get(path, role=None).status_code == 200, path
+
+
+class TestSalesSeeOnlyTheirOwnCreditChecks:
+    def test_listing(self, api):
+        cid = api.customer()
+        mine = {api.credit_check(cid, "10.00", role="sales").json()["decision_id"] for _ in range(3)}
+        theirs = api.credit_check(cid, "10.00", role="sales2").json()["decision_id"]
+        event = api.event(cid, "payment_received", {"amount": "1.00", "paid_on": day(0)}).json()["decision_id"]
+        controller = api.credit_check(cid, "10.00", role="controller").json()["decision_id"]
+
+        def listed(role, **params):
+            r = api.get("/v1/decisions", role=role, params={"customer": cid, "limit": 1000, **params})
+            assert r.status_code == 200, r.text
+            return [d for d in r.json()["decisions"]]
+
+        sales = listed("sales")
+        assert {d["id"] for d in sales} == mine
+        assert all(d["kind"] == "credit_check" and d["actor"] == "test-sales" for d in sales)
+        # asking for other kinds does not widen what a sales key sees
+        assert {d["id"] for d in listed("sales", kind="event")} == mine
+        assert {d["id"] for d in listed("sales2")} == {theirs}
+        auditor = {d["id"] for d in listed("auditor")}
+        assert auditor >= mine | {theirs, event, controller}
+
+    def test_reading_one(self, api):
+        cid = api.customer()
+        mine = api.credit_check(cid, "10.00", role="sales").json()["decision_id"]
+        theirs = api.credit_check(cid, "10.00", role="sales2").json()["decision_id"]
+        event = api.event(cid, "payment_received", {"amount": "1.00", "paid_on": day(0)}).json()["decision_id"]
+        r = api.get(f"/v1/decisions/{mine}", role="sales")
+        assert r.status_code == 200 and r.json()["id"] == mine and "facts" in r.json()
+        for other in (theirs, event):
+            r = api.get(f"/v1/decisions/{other}", role="sales")
+            assert r.status_code == 403 and r.json()["code"] == "E_FORBIDDEN", r.text
+        assert api.get(f"/v1/decisions/{event}", role="auditor").status_code == 200

@@ -1,0 +1,149 @@
+"""POST /v1/credit-checks with reservations, DELETE to release; concurrent checks never jointly
+exceed what the policy allows (real HTTP, threads, SQLite and PostgreSQL)."""
+from __future__ import annotations
+
+import threading
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import select
+
+from api.db import Reservation
+from api_harness import day, uid
+
+
+def _held(api, cid) -> list[Reservation]:
+    with api.service.tx() as s:
+        return s.execute(select(Reservation).where(Reservation.customer_id == cid,
+                                                   Reservation.status == "held")).scalars().all()
+
+
+def _credit(api, cid, **params) -> dict:
+    r = api.get(f"/v1/customers/{cid}", role="sales", params=params)
+    assert r.status_code == 200, r.text
+    return r.json()["credit"]
+
+
+@pytest.mark.stress
+def test_concurrent_reservations_never_exceed_the_limit(api):
+    """60 simultaneous orders of 20,000 for one customer (limit 500,000, 100,000 already invoiced).
+    Under the policy an order is approved while exposure after it stays ≤ 90 % of the limit
+    (check.high_utilisation refers above that), so exactly 17 fit: 100,000 + 17 × 20,000 = 440,000."""
+    cid = api.customer()                                    # manual score 85: high reputation, limit 500,000
+    api.invoice(cid, "100000.00", due=16, issued=-14)      # outstanding, not yet due
+    limit, outstanding, amount, n = Decimal("500000.00"), Decimal("100000.00"), Decimal("20000.00"), 60
+    assert Decimal(_credit(api, cid)["limit"]) == limit
+    fits = int((limit * Decimal("0.9") - outstanding) // amount)
+    assert fits == 17
+
+    barrier = threading.Barrier(n)
+    results: list = [None] * n
+
+    def check(i):
+        barrier.wait()
+        r = api.credit_check(cid, str(amount), order_id=f"{cid}-order-{i:02d}", reserve=True, role="sales")
+        results[i] = (r.status_code, r.json())
+
+    threads = [threading.Thread(target=check, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert all(status == 201 for status, _ in results), [r for r in results if r[0] != 201][:3]
+    approved = [body for _, body in results if body["outcome"] in ("approve", "approve_with_conditions")]
+    assert all(body["reserved"] for body in approved)
+    assert not any(body["reserved"] for _, body in results if body not in approved)
+    assert len(approved) == fits, sorted(body["outcome"] for _, body in results)
+    # every approval saw a different exposure: the checks were serialised, none decided on stale data
+    assert sorted(Decimal(b["exposure"]) for b in approved) == [outstanding + k * amount for k in range(fits)]
+
+    held = _held(api, cid)
+    assert sorted(r.order_id for r in held) == sorted(b["order_id"] for b in approved)
+    total = sum(Decimal(r.amount_minor) / 100 for r in held) + outstanding
+    assert total <= limit
+    assert total == outstanding + fits * amount
+    credit = _credit(api, cid)
+    assert Decimal(credit["exposure"]) == total and Decimal(credit["reserved"]) == fits * amount
+
+
+def test_release_frees_the_credit(api):
+    cid = api.customer(credit_score=65)                        # medium reputation: limit 200,000
+    order = uid("O")
+    r = api.credit_check(cid, "150000.00", order_id=order, reserve=True)
+    assert r.status_code == 201 and r.json()["outcome"] == "approve" and r.json()["reserved"], r.text
+    assert _credit(api, cid)["reserved"] == "150000.00"
+    # the next order no longer fits
+    r = api.credit_check(cid, "60000.00")
+    assert r.json()["outcome"] == "reject" and r.json()["reserved"] is False
+    assert [x["rule"] for x in r.json()["reasons"]][0] == "check.over_limit"
+
+    r = api.delete(f"/v1/credit-checks/{order}", role="sales")
+    assert r.status_code == 200 and r.json() == {"order_id": order, "status": "released"}
+    assert _credit(api, cid)["reserved"] == "0.00"
+    assert _held(api, cid) == []
+    # releasing again is harmless; an unknown order is a 404 in the usual error shape
+    assert api.delete(f"/v1/credit-checks/{order}", role="sales").json()["status"] == "released"
+    r = api.delete(f"/v1/credit-checks/{uid('nope')}", role="sales")
+    assert r.status_code == 404 and r.json()["code"] == "E_NOT_FOUND" and set(r.json()) == {"code", "message",
+                                                                                             "errors"}
+    r = api.credit_check(cid, "60000.00", reserve=True)
+    assert r.json()["outcome"] == "approve" and r.json()["reserved"] is True
+
+
+def test_checking_an_order_again_replaces_its_reservation(api):
+    cid = api.customer()
+    order = uid("O")
+    for amount in ("10000.00", "12000.00", "12000.00"):
+        r = api.credit_check(cid, amount, order_id=order, reserve=True)
+        assert r.status_code == 201 and r.json()["reserved"], r.text
+        # the order's own earlier reservation is not counted against it
+        assert r.json()["exposure"] == "0.00"
+    assert [(x.order_id, x.amount_minor) for x in _held(api, cid)] == [(order, 1200000)]
+    assert _credit(api, cid)["reserved"] == "12000.00"
+
+
+def test_checks_without_reserve_or_not_approved_hold_nothing(api):
+    cid = api.customer(credit_score=40, since="2026-11-01")   # new and low reputation: limit 50,000
+    counts = api.counts()
+    r = api.credit_check(cid, "1000.00")
+    assert r.json()["reserved"] is False and r.json()["outcome"] in ("approve", "approve_with_conditions")
+    r = api.credit_check(cid, "60000.00", reserve=True)
+    assert r.json()["outcome"] == "reject" and r.json()["reserved"] is False
+    after = api.counts()
+    assert after["reservations"] == counts["reservations"]
+    assert after["decisions"] == counts["decisions"] + 2        # both checks are in the trail
+
+
+def test_low_reputation_approval_with_conditions_is_reserved(api):
+    cid = api.customer(credit_score=40)                        # low: limit 50,000 with a 30 % deposit
+    r = api.credit_check(cid, "1000.00", reserve=True)
+    assert r.json()["outcome"] == "approve_with_conditions", r.text
+    assert r.json()["reserved"] is True and r.json()["conditions"]
+    assert _credit(api, cid)["reserved"] == "1000.00"
+
+
+def test_reservations_expire(api):
+    cid = api.customer()
+    api.credit_check(cid, "5000.00", reserve=True)                           # held for 30 days
+    api.credit_check(cid, "7000.00", reserve=True, expires_on=day(3))
+    assert _credit(api, cid)["reserved"] == "12000.00"
+    assert _credit(api, cid, as_of=day(3))["reserved"] == "12000.00"
+    assert _credit(api, cid, as_of=day(4))["reserved"] == "5000.00"
+    assert _credit(api, cid, as_of=day(31))["reserved"] == "0.00"
+
+
+def test_an_order_of_another_customer_is_a_conflict(api):
+    a, b = api.customer(), api.customer()
+    order = uid("O")
+    assert api.credit_check(a, "100.00", order_id=order, reserve=True).json()["reserved"]
+    counts = api.counts()
+    r = api.credit_check(b, "100.00", order_id=order, reserve=True)
+    assert r.status_code == 409 and r.json()["code"] == "E_CONFLICT", r.text
+    assert api.counts() == counts
+
+
+def test_unknown_customer_is_404(api):
+    counts = api.counts()
+    r = api.credit_check(uid("nobody"), "100.00", reserve=True)
+    assert r.status_code == 404 and r.json()["code"] == "E_NOT_FOUND"
+    assert api.counts() == counts

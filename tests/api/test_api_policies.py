@@ -1,0 +1,214 @@
+"""Policies over HTTP: validate reports what `creditctl policy check` reports; a bad publish changes
+nothing; a good one swaps atomically, also under load."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from api_harness import POLICY_FILE, ROOT, uid
+
+with open(POLICY_FILE, encoding="utf-8") as _fh:
+    POLICY_TEXT = _fh.read()
+
+HIGH_LIMIT = 'limit: "500000"'
+assert POLICY_TEXT.count(HIGH_LIMIT) == 1
+
+
+def with_high_limit(amount: int) -> str:
+    """The shipped policy with another limit for high reputation (a different version)."""
+    return POLICY_TEXT.replace(HIGH_LIMIT, f'limit: "{amount}"')
+
+
+BAD_POLICIES = {
+    "unknown key": POLICY_TEXT.replace("  name: default\n", "  name: default\n  colour: red\n"),
+    "unknown fact field": POLICY_TEXT.replace("field: reputation, eq: high}", "field: reputashun, eq: high}"),
+    "bad amount": with_high_limit(0).replace('limit: "0"', 'limit: "lots"'),
+    "yaml syntax": POLICY_TEXT.replace("customer_type: [individual, enterprise]", "customer_type: [individual,"),
+    "several problems": POLICY_TEXT.replace("currency: CNY", "currency: XXX").replace("outcome: reject", "outcome: maybe"),
+    "not a mapping": "- just\n- a list\n",
+}
+
+
+@pytest.fixture(scope="session")
+def cli_results(tmp_path_factory):
+    """`creditctl policy check --format json FILE` for every variant (the command line, run once)."""
+    folder = tmp_path_factory.mktemp("policies")
+    out = {}
+    for name, text in {**BAD_POLICIES, "valid": POLICY_TEXT}.items():
+        path = folder / (name.replace(" ", "_") + ".yaml")
+        path.write_text(text, encoding="utf-8")
+        p = subprocess.run([sys.executable, "-m", "api.cli", "policy", "check", "--format", "json", str(path)],
+                           cwd=ROOT, capture_output=True, text=True, timeout=120)
+        out[name] = (str(path), p.returncode, p.stdout, p.stderr)
+    return out
+
+
+@pytest.mark.parametrize("name", list(BAD_POLICIES))
+def test_validate_reports_what_policy_check_reports(api, cli_results, name):
+    path, rc, stdout, stderr = cli_results[name]
+    assert rc == 1 and stdout == ""
+    expected = json.loads(stderr)
+    assert expected, stderr
+    counts = api.counts()
+    r = api.post("/v1/policies/validate", {"text": BAD_POLICIES[name], "source": path}, role="controller")
+    assert r.status_code == 422, r.text
+    body = r.json()
+    assert body["code"] == "E_POLICY_INVALID"
+    assert body["policy_errors"] == expected
+    assert [(e["code"], e["line"]) for e in body["policy_errors"]] == [(e["code"], e["line"]) for e in expected]
+    assert body["errors"] == {"policy": [f"{e['file']}:{e['line']}:{e['column']}: {e['code']}: {e['message']}"
+                                         + (f" (at {e['path']})" if e["path"] else "") for e in expected]}
+    # the same text sent as YAML gives the same answer
+    r = api.request("POST", "/v1/policies/validate", "controller", data=BAD_POLICIES[name].encode("utf-8"),
+                    params={"source": path}, headers={"Content-Type": "application/yaml"})
+    assert r.status_code == 422 and r.json()["policy_errors"] == expected
+    assert api.counts() == counts
+
+
+def test_validate_accepts_what_policy_check_accepts(api, cli_results):
+    path, rc, stdout, stderr = cli_results["valid"]
+    assert rc == 0, stderr
+    expected = json.loads(stdout)
+    r = api.post("/v1/policies/validate", {"text": POLICY_TEXT, "source": path}, role="admin")
+    assert r.status_code == 200 and r.json() == expected
+    assert expected["version"] == api.get("/healthz", role=None).json()["policy_version"]
+
+
+def test_policy_check_text_output_matches_the_api_messages(api, cli_results, tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(BAD_POLICIES["several problems"], encoding="utf-8")
+    p = subprocess.run([sys.executable, "-m", "api.cli", "policy", "check", str(path)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 1
+    r = api.post("/v1/policies/validate", {"text": path.read_text(encoding="utf-8"), "source": str(path)},
+                 role="controller")
+    assert r.json()["errors"]["policy"] == p.stderr.splitlines()
+
+
+def _active(api) -> str:
+    r = api.get("/v1/policies/active", role="controller")
+    assert r.status_code == 200
+    return r.json()["version"]
+
+
+def test_a_bad_publish_changes_nothing(fresh):
+    api = fresh
+    cid = api.customer()
+    before = _active(api)
+    counts = api.counts()
+    for text in BAD_POLICIES.values():
+        r = api.post("/v1/policies", {"text": text, "source": "bad"}, role="controller")
+        assert r.status_code == 422 and r.json()["code"] == "E_POLICY_INVALID", r.text
+    r = api.request("POST", "/v1/policies", "admin", data=b"policy: [", headers={"Content-Type": "text/yaml"})
+    assert r.status_code == 422
+    assert api.counts() == counts
+    assert _active(api) == before
+    assert api.get("/healthz", role=None).json()["policy_version"] == before
+    r = api.credit_check(cid, "1000.00")
+    assert r.status_code == 201 and r.json()["policy_version"] == before and r.json()["limit"] == "500000.00"
+
+
+def test_a_good_publish_swaps(fresh):
+    api = fresh
+    cid = api.customer()
+    v1 = _active(api)
+    old = api.credit_check(cid, "1000.00").json()
+    assert (old["policy_version"], old["limit"]) == (v1, "500000.00")
+
+    r = api.post("/v1/policies", {"text": with_high_limit(400000), "source": "limits-2027"}, role="controller")
+    assert r.status_code == 201, r.text
+    v2 = r.json()["version"]
+    assert r.json() == {"version": v2, "name": "default", "changed": True, "active": True} and v2 != v1
+    active = api.get("/v1/policies/active", role="controller").json()
+    assert (active["version"], active["activated_by"], active["source"], active["active"]) == (
+        v2, "test-controller", "limits-2027", True)
+    assert active["text"] == with_high_limit(400000)
+    assert api.get(f"/v1/policies/{v1}", role="controller").json()["active"] is False
+    assert api.get("/healthz", role=None).json()["policy_version"] == v2
+
+    new = api.credit_check(cid, "1000.00").json()
+    assert (new["policy_version"], new["limit"]) == (v2, "400000.00")
+    assert api.get(f"/v1/customers/{cid}", role="sales").json()["credit"]["limit"] == "400000.00"
+    # decisions keep the version they were made with, and replay with it
+    assert api.post(f"/v1/decisions/{old['decision_id']}/replay", role="auditor").json() == {
+        "decision_id": old["decision_id"], "policy_version": v1, "identical": True}
+    # publishing the live text again changes nothing; the old text swaps back
+    r = api.post("/v1/policies", {"text": with_high_limit(400000)}, role="admin")
+    assert r.status_code == 200 and r.json()["changed"] is False
+    r = api.request("POST", "/v1/policies", "admin", data=POLICY_TEXT.encode("utf-8"),
+                    headers={"Content-Type": "application/yaml"}, params={"source": "rollback"})
+    assert r.status_code == 201 and r.json()["version"] == v1 and r.json()["changed"] is True
+    assert api.credit_check(cid, "1000.00").json()["limit"] == "500000.00"
+
+
+def test_hot_publish_under_load(fresh):
+    """Workers run credit checks while another thread publishes ten versions: nothing fails, and each
+    answer is wholly one version's (its limit is the limit of the version it names)."""
+    api = fresh
+    cid = api.customer()
+    limits = {_active(api): "500000.00"}
+    texts = [with_high_limit(490000 - 10000 * k) for k in range(10)]
+    stop = threading.Event()
+    results, errors = [], []
+    lock = threading.Lock()
+
+    def worker():
+        while not stop.is_set():
+            try:
+                r = api.credit_check(cid, "1000.00", order_id=uid("O"))
+                with lock:
+                    results.append((r.status_code, r.json()))
+            except Exception as exc:          # noqa: BLE001 — a failed request is what we count
+                errors.append(repr(exc))
+
+    def publisher():
+        try:
+            for k, text in enumerate(texts):
+                time.sleep(0.15)
+                r = api.post("/v1/policies", {"text": text, "source": f"hot-{k}"}, role="controller")
+                assert r.status_code == 201, r.text
+                limits[r.json()["version"]] = f"{490000 - 10000 * k}.00"
+            time.sleep(0.15)
+        except Exception as exc:              # noqa: BLE001
+            errors.append(repr(exc))
+        finally:
+            stop.set()
+
+    workers = [threading.Thread(target=worker) for _ in range(6)]
+    pub = threading.Thread(target=publisher)
+    for t in workers:
+        t.start()
+    pub.start()
+    pub.join(120)
+    for t in workers:
+        t.join(60)
+    assert not errors, errors[:3]
+    assert len(limits) == 11
+    assert len(results) > 50
+    assert all(status == 201 for status, _ in results), [r for r in results if r[0] != 201][:3]
+    seen = {body["policy_version"] for _, body in results}
+    assert seen <= set(limits) and len(seen) >= 3
+    assert all(body["limit"] == limits[body["policy_version"]] for _, body in results)
+    last = api.credit_check(cid, "1000.00").json()
+    assert (last["policy_version"], last["limit"]) == (_active(api), "400000.00")
+    # every decision made during the swaps replays identically under its own version
+    sample = {body["policy_version"]: body["decision_id"] for _, body in results}
+    for version, decision_id in sample.items():
+        r = api.post(f"/v1/decisions/{decision_id}/replay", role="auditor").json()
+        assert r == {"decision_id": decision_id, "policy_version": version, "identical": True}
+    assert api.get("/v1/audit/verify", role="auditor").json()["ok"] is True
+
+
+def test_a_policy_name_longer_than_the_column_is_refused(fresh):
+    api = fresh
+    text = POLICY_TEXT.replace("  name: default\n", f"  name: {'n' * 129}\n")
+    before, counts = _active(api), api.counts()
+    r = api.post("/v1/policies", {"text": text}, role="admin")
+    assert r.status_code == 422, r.text
+    assert set(r.json()) >= {"code", "message", "errors"}
+    assert _active(api) == before and api.counts() == counts
