@@ -16,9 +16,10 @@ from engine.compiler import compile_policy
 from engine.matcher import Disposed
 
 from .db import PolicyState, PolicyVersion
-from .errors import ApiError
+from .errors import ApiError, invalid
 
 KEEP_COMPILED = 8
+NAME_MAX = 128
 
 
 class PolicyRegistry:
@@ -60,13 +61,18 @@ class PolicyRegistry:
                 from_file: bool = False) -> tuple[object, bool]:
         """Compile (raises PolicyInvalid), store and activate. Returns (policy, changed)."""
         policy = compile_policy(text, source)
+        if len(policy.name) > NAME_MAX:            # policy_versions.name; PostgreSQL refuses longer text
+            policy.dispose()
+            raise invalid({"policy.name": [f"at most {NAME_MAX} characters to be stored"]})
         with self._lock:
             self._compiled.setdefault(policy.version, policy)
+        # lock the live-version row first: concurrent publishes of one new text serialise here, and the
+        # second then finds the version stored (PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises)
+        state = session.execute(select(PolicyState).where(PolicyState.id == 1).with_for_update()).scalar_one_or_none()
         if session.get(PolicyVersion, policy.version) is None:
             session.add(PolicyVersion(version=policy.version, name=policy.name, text=text, source=source,
                                       created_at=now, created_by=actor))
             session.flush()
-        state = session.execute(select(PolicyState).where(PolicyState.id == 1).with_for_update()).scalar_one_or_none()
         changed = state is None or state.active_version != policy.version
         if state is None:
             state = PolicyState(id=1, active_version=policy.version, activated_at=now, activated_by=actor)

@@ -210,5 +210,29 @@ def test_a_policy_name_longer_than_the_column_is_refused(fresh):
     before, counts = _active(api), api.counts()
     r = api.post("/v1/policies", {"text": text}, role="admin")
     assert r.status_code == 422, r.text
-    assert set(r.json()) >= {"code", "message", "errors"}
+    assert r.json()["code"] == "E_INPUT_INVALID" and list(r.json()["errors"]) == ["policy.name"]
     assert _active(api) == before and api.counts() == counts
+
+
+def test_simultaneous_publishes_of_the_same_text(fresh):
+    """Two controllers publish the same new version at once: both succeed, it is stored once."""
+    api = fresh
+    text = with_high_limit(333000)
+    n = 6
+    barrier = threading.Barrier(n)
+    results = [None] * n
+
+    def publish(i):
+        barrier.wait()
+        r = api.post("/v1/policies", {"text": text, "source": f"twin-{i}"}, role="controller")
+        results[i] = (r.status_code, r.json())
+
+    threads = [threading.Thread(target=publish, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(status for status, _ in results) == [200] * (n - 1) + [201], results
+    assert len({body["version"] for _, body in results}) == 1
+    assert _active(api) == results[0][1]["version"]
+    assert api.counts()["policy_versions"] == 2
