@@ -7,7 +7,9 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 from engine.facts import AmountField
 
-from .service import EVENT_TYPES
+from .service import DATE_MAX, DATE_MIN, DATE_RANGE_MESSAGE, EVENT_TYPES
+
+IN_RANGE = validate.Range(min=DATE_MIN, max=DATE_MAX, error=DATE_RANGE_MESSAGE)
 
 
 class _Strict(Schema):
@@ -21,20 +23,20 @@ class CreditCheckRequest(_Strict):
     amount = AmountField(required=True, metadata={"description": "decimal string, e.g. \"30000.00\""})
     currency = fields.String(required=True, validate=validate.Length(equal=3))
     reserve = fields.Boolean(load_default=False)
-    as_of = fields.Date(load_default=None)
-    expires_on = fields.Date(load_default=None)
+    as_of = fields.Date(load_default=None, validate=IN_RANGE)
+    expires_on = fields.Date(load_default=None, validate=IN_RANGE)
 
 
 class EventRequest(_Strict):
     event_id = fields.String(required=True, validate=validate.Length(min=1, max=128))
     type = fields.String(required=True, validate=validate.OneOf(EVENT_TYPES))
     customer_id = fields.String(required=True, validate=validate.Length(min=1, max=128))
-    as_of = fields.Date(load_default=None)
+    as_of = fields.Date(load_default=None, validate=IN_RANGE)
     data = fields.Dict(required=True)
 
 
 class EvaluateRequest(_Strict):
-    as_of = fields.Date(load_default=None)
+    as_of = fields.Date(load_default=None, validate=IN_RANGE)
 
 
 class ActionCompleteRequest(_Strict):

@@ -19,8 +19,8 @@ from sqlalchemy.exc import IntegrityError
 from engine.decision import canonical_json
 from engine.errors import EngineFailure, InputInvalid
 from engine.evaluator import evaluate
-from engine.facts import (CreditNoteSchema, CustomerSchema, DisputeSchema, InstalmentPlanSchema, InvoiceSchema,
-                          PaymentSchema, PromiseSchema)
+from engine.facts import (CaseSchema, CreditNoteSchema, CustomerSchema, DisputeSchema, InstalmentPlanSchema,
+                          InvoiceSchema, PaymentSchema, PromiseSchema)
 from engine.money import minor_str, to_minor
 
 from . import trail
@@ -34,6 +34,31 @@ RESERVATION_DAYS = 30
 CUSTOMER_TEXT_LIMITS = {"name": 256, "collector": 128}      # api/db.py Customer columns
 MAX_ACTION_ID = 2**31 - 1                                    # actions.id is a 32-bit integer
 _DECISION_ID = re.compile(r"[0-9a-f]{1,64}")                 # trail.append: uuid4().hex
+# dates the API accepts: the engine adds days and months to them, which overflows near year 1 and 9999
+DATE_MIN, DATE_MAX = dt.date(1900, 1, 1), dt.date(2999, 12, 31)
+DATE_RANGE_MESSAGE = f"must be between {DATE_MIN} and {DATE_MAX}"
+
+
+def dates_out_of_range(value, path: str = "") -> list[str]:
+    """Fields of a loaded (marshmallow) value holding a date outside DATE_MIN..DATE_MAX."""
+    if isinstance(value, dt.date):
+        return [] if DATE_MIN <= value <= DATE_MAX else [path or "_"]
+    out: list[str] = []
+    if isinstance(value, dict):
+        for k, v in value.items():
+            out += dates_out_of_range(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            out += dates_out_of_range(v, f"{path}[{i}]")
+    return out
+
+
+def check_dates(value, prefix: str = "") -> None:
+    bad = dates_out_of_range(value, prefix)
+    if bad:
+        raise invalid({f: [DATE_RANGE_MESSAGE] for f in bad})
+
+
 EVENT_TYPES = ("invoice_issued", "payment_received", "credit_note", "promise_to_pay", "dispute_opened",
                "dispute_resolved", "instalment_plan_agreed", "arrears_reason_recorded", "customer_updated")
 
@@ -82,6 +107,7 @@ class Service:
         except ValidationError as exc:
             raise invalid(marshmallow_errors(exc.messages)) from None
         self._check_lengths(loaded, "")
+        check_dates(loaded)
         with self.tx() as s:
             policy = self.registry.active(s)
             self._check_categories(policy, loaded, "")
@@ -197,6 +223,11 @@ class Service:
             as_of = dt.date.fromisoformat(as_of_raw) if as_of_raw else self.today()
         except (TypeError, ValueError):
             raise invalid({"as_of": [f"'{as_of_raw}' is not an ISO date"]}) from None
+        check_dates(as_of, "as_of")
+        try:
+            check_dates(CaseSchema().load(body))
+        except ValidationError:
+            pass                                 # evaluate() reports every problem of the case
         with self.tx() as s:
             def run():
                 policy = self.registry.active(s)
@@ -214,6 +245,18 @@ class Service:
 
     # ------------------------------------------------------------------ credit checks
     def credit_check(self, req: dict, actor, request_id) -> dict:
+        try:
+            return self._credit_check(req, actor, request_id)
+        except IntegrityError:
+            # a new order reserved for two customers at once (PostgreSQL: their locks differ); the loser sees
+            # the winner's reservation only now
+            with self.tx() as s:
+                existing = s.get(Reservation, req["order_id"])
+                if existing is not None and existing.customer_id != req["customer_id"]:
+                    raise conflict(f"order '{req['order_id']}' belongs to another customer") from None
+            raise
+
+    def _credit_check(self, req: dict, actor, request_id) -> dict:
         as_of = req.get("as_of") or self.today()
         with self.tx() as s:
             c = self._lock_customer(s, req["customer_id"])
@@ -294,7 +337,9 @@ class Service:
                 seen = s.get(ProcessedEvent, event_id)
                 if seen is not None:
                     return self._replayed(seen, body_hash)
-            raise
+            # another event, for another customer, wrote a record with the same id at the same moment
+            raise conflict("a record this event creates was created at the same moment by another event "
+                           "(its id is taken)") from None
 
     @staticmethod
     def _replayed(seen: ProcessedEvent, body_hash: str) -> tuple[int, str]:
@@ -308,7 +353,7 @@ class Service:
             item = schema().load(data)
         except ValidationError as exc:
             raise invalid(marshmallow_errors(exc.messages, "data")) from None
-        errors = {}
+        errors = {f: [DATE_RANGE_MESSAGE] for f in dates_out_of_range(item, "data")}
         if item.get("currency") not in (None, policy.currency):
             errors["data.currency"] = [f"'{item['currency']}' is not the policy's currency {policy.currency}"]
         for key in money_keys:
@@ -320,6 +365,11 @@ class Service:
         if errors:
             raise invalid(errors)
         return item
+
+    @staticmethod
+    def _new_id(s, model, ident, what):
+        if s.get(model, ident) is not None:
+            raise conflict(f"{what} '{ident}' already exists")
 
     def _own_invoice(self, s, c, invoice_id, field="data.invoice_id"):
         inv = s.get(Invoice, invoice_id)
@@ -358,6 +408,7 @@ class Service:
         elif kind == "credit_note":
             n = self._load(CreditNoteSchema, data, policy)
             self._own_invoice(s, c, n["invoice_id"])
+            self._new_id(s, CreditNote, n["id"] or eid, "credit note")
             s.add(CreditNote(id=n["id"] or eid, customer_id=c.id, invoice_id=n["invoice_id"],
                              amount_minor=n["amount_minor"], issued_on=n["issued_on"]))
         elif kind == "promise_to_pay":
@@ -366,11 +417,13 @@ class Service:
                 self._own_invoice(s, c, p["invoice_id"])
             if p["promised_on"] < p["made_on"]:
                 raise invalid({"data.promised_on": ["promised_on is before made_on"]})
+            self._new_id(s, Promise, p["id"] or eid, "promise")
             s.add(Promise(id=p["id"] or eid, customer_id=c.id, invoice_id=p["invoice_id"],
                           amount_minor=p["amount_minor"], made_on=p["made_on"], promised_on=p["promised_on"]))
         elif kind == "dispute_opened":
             d = self._load(DisputeSchema, data, policy, ())
             self._own_invoice(s, c, d["invoice_id"])
+            self._new_id(s, Dispute, d["id"] or eid, "dispute")
             s.add(Dispute(id=d["id"] or eid, customer_id=c.id, invoice_id=d["invoice_id"], opened_on=d["opened_on"],
                           resolved_on=None, reason=d["reason"]))
         elif kind == "dispute_resolved":
@@ -379,9 +432,11 @@ class Service:
             if d is None or d.customer_id != c.id:
                 raise invalid({"data.dispute_id": [f"no dispute '{dispute_id}' for customer '{c.id}'"]})
             try:
-                d.resolved_on = dt.date.fromisoformat(resolved)
+                resolved_on = dt.date.fromisoformat(resolved)
             except (TypeError, ValueError):
                 raise invalid({"data.resolved_on": ["an ISO date (YYYY-MM-DD) is required"]}) from None
+            check_dates(resolved_on, "data.resolved_on")
+            d.resolved_on = resolved_on
         elif kind == "instalment_plan_agreed":
             p = self._load(InstalmentPlanSchema, data, policy, ())
             for i, ref in enumerate(p["invoice_ids"]):
@@ -393,6 +448,7 @@ class Service:
                                         "amount_minor": to_minor(inst["amount"], policy.exponent)})
                 except ValueError as exc:
                     raise invalid({f"data.instalments[{i}].amount": [str(exc)]}) from None
+            self._new_id(s, InstalmentPlan, p["id"], "instalment plan")
             s.add(InstalmentPlan(id=p["id"], customer_id=c.id, agreed_on=p["agreed_on"], invoice_ids=p["invoice_ids"],
                                  instalments=instalments))
         elif kind == "arrears_reason_recorded":
@@ -407,6 +463,7 @@ class Service:
             except ValidationError as exc:
                 raise invalid(marshmallow_errors(exc.messages, "data")) from None
             self._check_lengths(loaded, "data.")
+            check_dates(loaded, "data")
             self._check_categories(policy, loaded, "data.")
             for key, value in loaded.items():
                 if key != "id":

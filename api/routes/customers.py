@@ -1,6 +1,7 @@
 from flask import Blueprint, request
 
 from ..errors import invalid
+from ..service import check_dates
 from ._common import _json, current_key, json_body, service
 
 bp = Blueprint("customers", __name__)
@@ -22,4 +23,5 @@ def get_customer(customer_id):
         day = dt.date.fromisoformat(as_of) if as_of else None
     except ValueError:
         raise invalid({"as_of": [f"'{as_of}' is not an ISO date"]}) from None
+    check_dates(day, "as_of")
     return _json(service().get_customer(customer_id, day))

@@ -16,11 +16,17 @@ def target(shared):
     """A customer with an invoice and a dispute, and a second customer with an invoice of its own."""
     cid = shared.customer()
     inv = shared.invoice(cid, "1000.00", due=-5)
-    dispute = uid("D")
-    shared.event(cid, "dispute_opened", {"id": dispute, "invoice_id": inv, "opened_on": day(-1)})
+    ids = {k: uid(k) for k in ("D", "PAY", "CN", "PR", "PL")}
+    shared.event(cid, "dispute_opened", {"id": ids["D"], "invoice_id": inv, "opened_on": day(-1)})
+    shared.event(cid, "payment_received", {"id": ids["PAY"], "amount": "1.00", "paid_on": day(0)})
+    shared.event(cid, "credit_note", {"id": ids["CN"], "invoice_id": inv, "amount": "1.00", "issued_on": day(0)})
+    shared.event(cid, "promise_to_pay", {"id": ids["PR"], "amount": "1.00", "made_on": day(0), "promised_on": day(3)})
+    shared.event(cid, "instalment_plan_agreed", {"id": ids["PL"], "invoice_ids": [inv], "agreed_on": day(0),
+                                                 "instalments": [{"due_on": day(30), "amount": "998.00"}]})
     other = shared.customer()
     other_inv = shared.invoice(other, "1000.00", due=-5)
-    return SimpleNamespace(cid=cid, inv=inv, dispute=dispute, other_inv=other_inv)
+    return SimpleNamespace(cid=cid, inv=inv, dispute=ids["D"], payment=ids["PAY"], credit_note=ids["CN"],
+                           promise=ids["PR"], plan=ids["PL"], other_inv=other_inv)
 
 
 @dataclass
@@ -120,6 +126,24 @@ BAD = [
         fields=("data.order_id",)),
     Bad("invoice id exists", "POST", "/v1/events", ev("invoice_issued", inv(id="{inv}")), status=409,
         code="E_CONFLICT"),
+    Bad("invoice id of another customer", "POST", "/v1/events", ev("invoice_issued", inv(id="{other_inv}")),
+        status=409, code="E_CONFLICT"),
+    Bad("payment id exists", "POST", "/v1/events",
+        ev("payment_received", {"id": "{payment}", "amount": "10.00", "paid_on": day(0)}), status=409,
+        code="E_CONFLICT"),
+    Bad("credit note id exists", "POST", "/v1/events",
+        ev("credit_note", {"id": "{credit_note}", "invoice_id": "{inv}", "amount": "1.00", "issued_on": day(0)}),
+        status=409, code="E_CONFLICT"),
+    Bad("promise id exists", "POST", "/v1/events",
+        ev("promise_to_pay", {"id": "{promise}", "amount": "1.00", "made_on": day(0), "promised_on": day(1)}),
+        status=409, code="E_CONFLICT"),
+    Bad("dispute id exists", "POST", "/v1/events",
+        ev("dispute_opened", {"id": "{dispute}", "invoice_id": "{inv}", "opened_on": day(0)}), status=409,
+        code="E_CONFLICT"),
+    Bad("plan id exists", "POST", "/v1/events",
+        ev("instalment_plan_agreed", {"id": "{plan}", "invoice_ids": ["{inv}"], "agreed_on": day(0),
+                                      "instalments": [{"due_on": day(5), "amount": "1.00"}]}),
+        status=409, code="E_CONFLICT"),
     Bad("payment to unknown invoice", "POST", "/v1/events",
         ev("payment_received", {"invoice_id": "INV-nope", "amount": "10.00", "paid_on": day(0)}),
         fields=("data.invoice_id",)),
@@ -225,6 +249,37 @@ BAD = [
     Bad("stateless unknown field", "POST", "/v1/evaluate", case(notes="x"), fields=("notes",)),
     Bad("stateless missing customer", "POST", "/v1/evaluate", {"invoices": []}, fields=("customer",)),
     Bad("stateless order negative", "POST", "/v1/evaluate", case(order_amount="-5"), fields=("order_amount",)),
+    # dates the calendar holds but arithmetic on them overflows (year 1, year 9999): refused, not a 500
+    Bad("cc as_of year 1", "POST", "/v1/credit-checks", cc(as_of="0001-01-01"), fields=("as_of",)),
+    Bad("cc as_of year 9999", "POST", "/v1/credit-checks", cc(as_of="9999-12-31"), fields=("as_of",)),
+    Bad("cc expires_on year 9999", "POST", "/v1/credit-checks", cc(expires_on="9999-12-31"),
+        fields=("expires_on",)),
+    Bad("event as_of year 1", "POST", "/v1/events",
+        ev("payment_received", {"amount": "1.00", "paid_on": day(0)}, as_of="0001-01-01"), fields=("as_of",)),
+    Bad("invoice due year 9999", "POST", "/v1/events", ev("invoice_issued", inv(due_on="9999-12-31")),
+        fields=("data.due_on",)),
+    Bad("payment paid year 1", "POST", "/v1/events",
+        ev("payment_received", {"amount": "1.00", "paid_on": "0001-01-01"}), fields=("data.paid_on",)),
+    Bad("plan instalment year 9999", "POST", "/v1/events",
+        ev("instalment_plan_agreed", {"id": "P-bad", "invoice_ids": ["{inv}"], "agreed_on": day(0),
+                                      "instalments": [{"due_on": "9999-12-31", "amount": "1.00"}]}),
+        fields=("data.instalments[0].due_on",)),
+    Bad("dispute resolved year 9999", "POST", "/v1/events",
+        ev("dispute_resolved", {"dispute_id": "{dispute}", "resolved_on": "9999-12-31"}),
+        fields=("data.resolved_on",)),
+    Bad("customer since year 9999", "PUT", "/v1/customers/{new_cid}", {**CUSTOMER, "since": "9999-12-01"},
+        fields=("since",)),
+    Bad("customer_updated reviewed year 1", "POST", "/v1/events",
+        ev("customer_updated", {"last_reviewed_on": "0001-01-01"}), fields=("data.last_reviewed_on",)),
+    Bad("customer as_of year 1", "GET", "/v1/customers/{cid}?as_of=0001-01-01", fields=("as_of",)),
+    Bad("evaluate customer as_of year 9999", "POST", "/v1/customers/{cid}/evaluate", {"as_of": "9999-12-31"},
+        fields=("as_of",)),
+    Bad("stateless as_of year 9999", "POST", "/v1/evaluate", case(as_of="9999-12-31"), fields=("as_of",)),
+    Bad("stateless since year 9999", "POST", "/v1/evaluate",
+        {**case(), "customer": {**CASE["customer"], "since": "9999-12-01"}}, fields=("customer.since",)),
+    Bad("stateless due year 1", "POST", "/v1/evaluate", case(invoice_issued_on="0001-01-01",
+                                                             invoice_due_on="0001-01-01"),
+        fields=("invoices[0].issued_on", "invoices[0].due_on")),
     # the trail
     Bad("decisions limit 0", "GET", "/v1/decisions?limit=0", fields=("limit",)),
     Bad("decisions limit text", "GET", "/v1/decisions?limit=ten", fields=("limit",)),
@@ -269,6 +324,7 @@ BAD = [
 
 def _fill(value, t):
     subst = {"{cid}": t.cid, "{inv}": t.inv, "{other_inv}": t.other_inv, "{dispute}": t.dispute,
+             "{payment}": t.payment, "{credit_note}": t.credit_note, "{promise}": t.promise, "{plan}": t.plan,
              "{eid}": uid("ev-bad"), "{new_inv}": uid("INV-bad"), "{new_cid}": uid("C-bad")}
     if isinstance(value, str):
         for k, v in subst.items():

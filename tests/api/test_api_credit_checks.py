@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 from decimal import Decimal
 
-import pytest
 from sqlalchemy import select
 
 from api.db import Reservation
@@ -24,7 +23,6 @@ def _credit(api, cid, **params) -> dict:
     return r.json()["credit"]
 
 
-@pytest.mark.stress
 def test_concurrent_reservations_never_exceed_the_limit(api):
     """60 simultaneous orders of 20,000 for one customer (limit 500,000, 100,000 already invoiced).
     Under the policy an order is approved while exposure after it stays ≤ 90 % of the limit
@@ -147,3 +145,32 @@ def test_unknown_customer_is_404(api):
     r = api.credit_check(uid("nobody"), "100.00", reserve=True)
     assert r.status_code == 404 and r.json()["code"] == "E_NOT_FOUND"
     assert api.counts() == counts
+
+
+def test_one_order_reserved_for_two_customers_at_once(api):
+    """The same new order id checked for two customers at the same moment: one holds it, the other is told
+    it belongs to someone else (409), never a server error."""
+    for attempt in range(5):
+        a, b = api.customer(), api.customer()
+        order = uid("O")
+        barrier = threading.Barrier(2)
+        results = {}
+
+        def check(cid):
+            barrier.wait()
+            results[cid] = api.credit_check(cid, "100.00", order_id=order, reserve=True)
+
+        threads = [threading.Thread(target=check, args=(cid,)) for cid in (a, b)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        statuses = sorted(r.status_code for r in results.values())
+        assert statuses == [201, 409], {c: r.text for c, r in results.items()}
+        winner = next(c for c, r in results.items() if r.status_code == 201)
+        assert results[winner].json()["reserved"] is True
+        loser = next(r for r in results.values() if r.status_code == 409)
+        assert loser.json()["code"] == "E_CONFLICT"
+        with api.service.tx() as s:
+            row = s.get(Reservation, order)
+            assert (row.customer_id, row.status) == (winner, "held")

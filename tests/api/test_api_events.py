@@ -7,7 +7,6 @@ import threading
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import select
 
 from api.db import Customer, Dispute, Invoice, Reservation
 from api_harness import day, uid
@@ -218,6 +217,43 @@ def test_concurrent_duplicates_are_processed_once(api, event_type):
         assert after["invoices"] == counts["invoices"] + 1
     if event_type == "payment_received":
         assert after["payments"] == counts["payments"] + 1
+
+
+@pytest.mark.parametrize("event_type", ["invoice_issued", "credit_note", "instalment_plan_agreed"])
+def test_one_new_id_posted_for_two_customers_at_once(api, event_type):
+    """Two different events create a record with the same new id for two customers at the same moment:
+    one is applied, the other is a 409 conflict; nothing half-written, no server error."""
+    customers = [api.customer(), api.customer()]
+    invoices = {c: api.invoice(c, "500.00", due=10) for c in customers}
+    for attempt in range(4):
+        new_id = uid("X")
+
+        def data(c):
+            return {"invoice_issued": {"id": new_id, "amount": "10.00", "currency": "CNY", "issued_on": day(0),
+                                       "due_on": day(30)},
+                    "credit_note": {"id": new_id, "invoice_id": invoices[c], "amount": "1.00", "issued_on": day(0)},
+                    "instalment_plan_agreed": {"id": new_id, "invoice_ids": [invoices[c]], "agreed_on": day(0),
+                                               "instalments": [{"due_on": day(20), "amount": "500.00"}]},
+                    }[event_type]
+
+        counts = api.counts()
+        barrier = threading.Barrier(2)
+        results = {}
+
+        def post(c):
+            barrier.wait()
+            results[c] = api.event(c, event_type, data(c), expect=None)
+
+        threads = [threading.Thread(target=post, args=(c,)) for c in customers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert sorted(r.status_code for r in results.values()) == [201, 409], {c: r.text for c, r in
+                                                                               results.items()}
+        assert [r.json()["code"] for r in results.values() if r.status_code == 409] == ["E_CONFLICT"]
+        after = api.counts()
+        assert after["events"] == counts["events"] + 1 and after["decisions"] == counts["decisions"] + 1
 
 
 def test_unallocated_payment_settles_the_oldest_invoice_first(api):

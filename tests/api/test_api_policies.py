@@ -29,7 +29,8 @@ BAD_POLICIES = {
     "unknown fact field": POLICY_TEXT.replace("field: reputation, eq: high}", "field: reputashun, eq: high}"),
     "bad amount": with_high_limit(0).replace('limit: "0"', 'limit: "lots"'),
     "yaml syntax": POLICY_TEXT.replace("customer_type: [individual, enterprise]", "customer_type: [individual,"),
-    "several problems": POLICY_TEXT.replace("currency: CNY", "currency: XXX").replace("outcome: reject", "outcome: maybe"),
+    "several problems": POLICY_TEXT.replace("currency: CNY", "currency: XXX")
+                                   .replace("outcome: reject", "outcome: maybe"),
     "not a mapping": "- just\n- a list\n",
 }
 
