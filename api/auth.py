@@ -25,6 +25,9 @@ PERMISSIONS = {
     "policies:write": {"controller", "admin"},
     "actions:read": {"backoffice", "controller", "admin"},
     "actions:write": {"backoffice", "controller", "admin"},
+    "sweeps:write": {"controller", "admin"},
+    "sweeps:read": {"controller", "backoffice", "admin"},
+    "reports:read": {"backoffice", "controller", "auditor", "admin"},
 }
 
 

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 from engine import cli as engine_cli
 
+argparse_SUPPRESS = "==SUPPRESS=="
 DEFAULT_DB = "sqlite:///var/creditctl.sqlite3"
 DEMO_KEYS = {role: f"cc_demo_{role}" for role in ("sales", "backoffice", "controller", "auditor", "admin")}
 
@@ -107,6 +108,41 @@ def cmd_keys_create(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    """Run (or resume) the sweep for one day, with a progress bar on stderr."""
+    from . import sweep
+    try:
+        as_of = dt.date.fromisoformat(args.as_of)
+    except ValueError:
+        print(f"--as-of: '{args.as_of}' is not an ISO date", file=sys.stderr)
+        return 2
+    app, service = _service(_db_url(args), args.policy)
+    run_id = sweep.start(service, as_of, f"cli:{os.environ.get('USER', 'sweep')}")
+    total = sweep.summary(service, run_id)["customers"]
+    done = [0]
+
+    def progress(n):
+        done[0] += n
+        if not args.quiet and (done[0] % 25 == 0 or done[0] == total):
+            width = 30
+            filled = int(width * done[0] / max(total, 1))
+            print(f"\rsweep {run_id} [{'#' * filled}{'.' * (width - filled)}] {done[0]}/{total}", end="",
+                  file=sys.stderr, flush=True)
+    counts = sweep.work(service, run_id, progress=progress, reclaim=args.reclaim,
+                        stop_after=args.stop_after)
+    if not args.quiet:
+        print(file=sys.stderr)
+    result = sweep.summary(service, run_id)
+    result["this_worker"] = counts
+    print(json.dumps(result, ensure_ascii=False, sort_keys=True))
+    return 0 if result["errors"] == 0 else 1
+
+
+def cmd_policy_simulate(args) -> int:
+    from .simulate import run_cli
+    return run_cli(args, _db_url(args))
+
+
 def build_parser():
     parser = engine_cli.build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
@@ -120,6 +156,23 @@ def build_parser():
     serve.add_argument("--portfolio", default=os.path.join("examples", "portfolio.json"))
     serve.add_argument("--dev", action="store_true", help="Flask's development server instead of gunicorn")
     serve.set_defaults(func=cmd_serve)
+    sw = sub.add_parser("sweep", help="run (or resume, or join) the collections sweep for a day")
+    sw.add_argument("--as-of", dest="as_of", required=True)
+    sw.add_argument("--database-url", dest="database_url")
+    sw.add_argument("--policy", default=engine_cli.DEFAULT_POLICY)
+    sw.add_argument("--reclaim", action="store_true",
+                    help="take over partitions claimed by workers that died (no other worker may be running)")
+    sw.add_argument("--quiet", action="store_true")
+    sw.add_argument("--stop-after", dest="stop_after", type=int, default=None, help=argparse_SUPPRESS)
+    sw.set_defaults(func=cmd_sweep)
+    policy = next(a for a in sub.choices["policy"]._actions if a.dest == "action")
+    sim = policy.add_parser("simulate", help="what-if: the whole book under a candidate policy vs the active one")
+    sim.add_argument("file", help="the candidate policy (YAML)")
+    sim.add_argument("--as-of", dest="as_of", help="evaluation date (default: today)")
+    sim.add_argument("--database-url", dest="database_url")
+    sim.add_argument("--format", choices=["json", "csv"], default="json")
+    sim.add_argument("--output", help="write the report here instead of stdout")
+    sim.set_defaults(func=cmd_policy_simulate)
     keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_action", required=True)
     create = keys.add_parser("create", help="create a key and print it once")
     create.add_argument("name")

@@ -235,3 +235,53 @@ def migrate(engine) -> None:
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+
+
+class DunningState(Base):
+    """Where each customer's collection workflow stands; every ledger evaluation reads and
+    updates it, so stages advance one at a time and cadences count from the stage's start."""
+    __tablename__ = "dunning_states"
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), primary_key=True)
+    stage: Mapped[int] = mapped_column(Integer)
+    entered_on: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    as_of: Mapped[dt.date] = mapped_column(Date)                            # the sweep day that set it
+    # the state before that day's step: evaluations on the same day start from it, so a day
+    # advances a customer at most one stage however often it is evaluated
+    prev_stage: Mapped[int] = mapped_column(Integer, default=0)
+    prev_entered_on: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+
+
+class SweepRun(Base):
+    __tablename__ = "sweep_runs"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)          # "<as_of>.<n>"
+    as_of: Mapped[dt.date] = mapped_column(Date, index=True)
+    status: Mapped[str] = mapped_column(String(16))                        # running, done
+    actor: Mapped[str] = mapped_column(String(128))
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    customers: Mapped[int] = mapped_column(Integer, default=0)
+    partitions: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class SweepPartition(Base):
+    """A range of customer ids that one sweep worker claims at a time."""
+    __tablename__ = "sweep_partitions"
+    run_id: Mapped[str] = mapped_column(ForeignKey("sweep_runs.id"), primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    first_customer: Mapped[str] = mapped_column(String(128))
+    last_customer: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16))                        # pending, claimed, done
+    worker: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    heartbeat: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class SweepItem(Base):
+    """One customer processed by a run: written in the customer's own transaction, so a
+    crashed run resumes exactly where it stopped."""
+    __tablename__ = "sweep_items"
+    run_id: Mapped[str] = mapped_column(ForeignKey("sweep_runs.id"), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(16))                       # done, error
+    stage: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    actions: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from engine.money import minor_str
 
-from .db import CreditNote, Customer, Dispute, InstalmentPlan, Invoice, Payment, Promise, Reservation
+from .db import CreditNote, Customer, Dispute, DunningState, InstalmentPlan, Invoice, Payment, Promise, Reservation
 
 
 def customer_dict(c: Customer) -> dict:
@@ -52,6 +52,11 @@ def load_case(session, customer: Customer, exponent: int, as_of: dt.date) -> dic
                          for r in rows(Reservation, (Reservation.order_id,))
                          if r.status == "held" and r.expires_on >= as_of],
     }
+    state = session.get(DunningState, cid)
+    if state is not None:
+        stage, entered = (state.stage, state.entered_on) if state.as_of < as_of else (state.prev_stage,
+                                                                                     state.prev_entered_on)
+        case["dunning"] = {"stage": stage, "entered_on": entered.isoformat() if entered else None}
     if customer.last_as_of is not None and customer.last_as_of < as_of:
         case["previous"] = {"as_of": customer.last_as_of.isoformat(), "aging_bucket": customer.last_bucket,
                             "credit_score": customer.last_score}

@@ -8,7 +8,8 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 
 from engine.facts import AmountField, CaseSchema, CustomerSchema
 
-from .schemas import ActionCompleteRequest, CreditCheckRequest, EvaluateRequest, EventRequest, PolicyTextRequest
+from .schemas import (ActionCompleteRequest, CreditCheckRequest, EvaluateRequest, EventRequest, PolicyTextRequest,
+                      SimulateRequest)
 
 ERROR = {"type": "object", "required": ["code", "message", "errors"],
          "properties": {"code": {"type": "string"}, "message": {"type": "string"},
@@ -46,6 +47,40 @@ def _query(name, schema=None):
     return {"name": name, "in": "query", "required": False, "schema": schema or {"type": "string"}}
 
 
+def _report_paths(s) -> None:
+    """Portfolio reports and statements of account (api/routes/reports.py)."""
+    date = {"type": "string", "format": "date"}
+    fmt = _query("format", {"type": "string", "enum": ["json", "csv"]})
+
+    def op(summary, params, errors=(401, 403, 422), media=("application/json",)):
+        o = _op(summary, "reports:read", None, 200, params, "reports", errors)
+        o["responses"]["200"]["content"] = {m: {"schema": OBJECT if m == "application/json" else {"type": "string"}}
+                                            for m in media}
+        return o
+    s.path("/v1/reports/aging", operations={"get": op(
+        "Aging analysis: per customer, per segment (industry, region, amount tier) and book total; open balance "
+        "of each open invoice in the bucket of its own days overdue (the active policy's bands)",
+        [_query("as_of", date), fmt], media=("application/json", "text/csv"))})
+    s.path("/v1/reports/aging.svg", operations={"get": op(
+        "Aging chart (SVG): the book and each segment as bars stacked by aging bucket, totals labelled",
+        [_query("as_of", date), _query("by", {"type": "string", "enum": ["industry", "region", "amount_tier"]})],
+        media=("image/svg+xml",))})
+    s.path("/v1/reports/overdue", operations={"get": op(
+        "Overdue open invoices, most overdue first, with customer, days, open balance and paused reason",
+        [_query("as_of", date), _query("limit", {"type": "integer", "minimum": 1, "maximum": 10000})])})
+    s.path("/v1/reports/dso", operations={"get": op(
+        "Days sales outstanding: receivables at as_of / credit sales in the last N days × N",
+        [_query("as_of", date), _query("days", {"type": "integer", "minimum": 1, "maximum": 3650})])})
+    s.path("/v1/reports/collections", operations={"get": op(
+        "Collection actions due in a period by type, channel and outcome",
+        [_query("since", date), _query("until", date)])})
+    s.path("/v1/customers/{customer_id}/statement", operations={"get": op(
+        "Statement of account: opening balance, invoices, credit notes and payments with a running balance, "
+        "closing balance and the invoices open at the end", [_path("customer_id"), _query("from", date),
+                                                             _query("to", date), fmt],
+        (401, 403, 404, 422), ("application/json", "text/csv"))})
+
+
 @lru_cache(maxsize=1)
 def spec() -> dict:
     plugin = MarshmallowPlugin()
@@ -55,7 +90,7 @@ def spec() -> dict:
     s.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
     s.components.schema("Error", ERROR)
     for schema in (CreditCheckRequest, EventRequest, EvaluateRequest, ActionCompleteRequest, PolicyTextRequest,
-                   CaseSchema):
+                   SimulateRequest, CaseSchema):
         s.components.schema(schema.__name__, schema=schema)
     s.components.schema("CustomerFile", schema=CustomerSchema(exclude=("id",)))
     ref = lambda n: {"$ref": f"#/components/schemas/{n}"}  # noqa: E731
@@ -92,7 +127,7 @@ def spec() -> dict:
                    (401, 403, 404))})
     s.path("/v1/decisions/{decision_id}/replay", operations={
         "post": _op("Re-evaluate from the stored facts and policy version", "decisions:replay", None, 200,
-                    [_path("decision_id")], "trail", (401, 403, 404))})
+                    [_path("decision_id")], "trail", (401, 403, 404, 409))})
     s.path("/v1/audit/verify", operations={
         "get": _op("Verify the hash chains of the trail", "audit:verify", None, 200, (), "trail", (401, 403))})
     s.path("/v1/policies/active", operations={
@@ -103,18 +138,32 @@ def spec() -> dict:
     s.path("/v1/policies/validate", operations={
         "post": _op("Check a policy (same errors as `creditctl policy check`)", "policies:write",
                     ref("PolicyTextRequest"), 200, (), "policies", (400, 401, 403, 422))})
+    s.path("/v1/policies/simulate", operations={
+        "post": _op("What-if: the book under the active policy and a candidate, and what would change (recorded "
+                    "as a `simulation` decision; nothing else is written)", "policies:write", ref("SimulateRequest"),
+                    201, [_query("format", {"type": "string", "enum": ["json", "csv"]}),
+                          _query("as_of", {"type": "string", "format": "date"})], "policies", (400, 401, 403, 422))})
     s.path("/v1/policies", operations={
         "post": _op("Validate, store and activate a policy", "policies:write", ref("PolicyTextRequest"), 201, (),
                     "policies", (400, 401, 403, 422))})
     s.path("/v1/actions", operations={
         "get": _op("Collection actions", "actions:read", None, 200,
-                   [_query("status", {"type": "string", "enum": ["open", "done", "cancelled"]}), _query("owner"),
+                   [_query("status", {"type": "string", "enum": ["open", "sent", "done", "closed", "cancelled"]}), _query("owner"),
                     _query("customer"), _query("cursor", {"type": "string", "pattern": r"^\d+$"}),
                     _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000})], "actions", (401, 403, 422))})
     s.path("/v1/actions/{action_id}/complete", operations={
         "post": _op("Record the outcome of a collection action", "actions:write", ref("ActionCompleteRequest"), 200,
                     [{"name": "action_id", "in": "path", "required": True, "schema": {"type": "integer"}}],
                     "actions", (400, 401, 403, 404, 409, 422))})
+    s.path("/v1/sweeps", operations={
+        "post": _op("Run or resume the collections sweep for a day (synchronous); returns the run summary",
+                    "sweeps:write", {"type": "object", "additionalProperties": False,
+                                     "properties": {"as_of": {"type": "string", "format": "date"}}},
+                    201, (), "sweeps", (400, 401, 403, 409, 422))})
+    s.path("/v1/sweeps/{run_id}", operations={
+        "get": _op("A sweep run: status, counts, errors", "sweeps:read", None, 200, [_path("run_id")], "sweeps",
+                   (401, 403, 404))})
+    _report_paths(s)
     s.path("/healthz", operations={"get": _op("Liveness and the live policy version", None, errors=())})
     s.path("/metrics", operations={"get": {"summary": "Prometheus metrics", "responses": {
         "200": {"description": "text format", "content": {"text/plain": {"schema": {"type": "string"}}}}}}})

@@ -72,8 +72,27 @@ def _action_cursor(value: str) -> None:
 class ActionQuery(Schema):
     class Meta:
         unknown = RAISE
-    status = fields.String(load_default="open", validate=validate.OneOf(["open", "done", "cancelled"]))
+    status = fields.String(load_default="open", validate=validate.OneOf(["open", "sent", "done", "closed", "cancelled"]))
     owner = fields.String()
     customer = fields.String()
     cursor = fields.String(validate=_action_cursor)
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+
+
+class SweepRequest(_Strict):
+    as_of = fields.Date(load_default=None)
+
+
+class SimulateRequest(_Strict):
+    text = fields.String(required=True)
+    source = fields.String(load_default="api", validate=validate.Length(min=1, max=512))
+    as_of = fields.Date(load_default=None, validate=IN_RANGE)
+
+
+class SimulateQuery(Schema):
+    """Query of POST /v1/policies/simulate; `as_of` and `source` there go with a YAML body."""
+    class Meta:
+        unknown = RAISE
+    format = fields.String(load_default="json", validate=validate.OneOf(["json", "csv"]))
+    as_of = fields.Date(load_default=None, validate=IN_RANGE)
+    source = fields.String(validate=validate.Length(min=1, max=512))

@@ -182,7 +182,17 @@ class Service:
             customer.last_score = data["score"]["value"]
         if persist_actions:
             self._persist_actions(s, customer.id, data, rec.id, policy.exponent)
+            self._close_settled_actions(s, customer.id, data, as_of)
         return rec, decision
+
+    @staticmethod
+    def _close_settled_actions(s, customer_id, data, as_of):
+        """Payment in full (or a credit note) closes the open actions of that invoice."""
+        still_open = [i["invoice_id"] for i in data["dunning"]["open_invoices"]]
+        from sqlalchemy import update
+        s.execute(update(Action).where(Action.customer_id == customer_id, Action.status == "open",
+                                       Action.due_on <= as_of, Action.invoice_id.not_in(still_open))
+                  .values(status="closed", outcome="invoice_settled"))
 
     def _persist_actions(self, s, customer_id, data, decision_id, exponent):
         if not data["dunning"]["actions"]:
@@ -509,6 +519,8 @@ class Service:
             rec = s.get(DecisionRecord, decision_id)
             if rec is None:
                 raise not_found("decision", decision_id)
+            if rec.kind == "simulation":          # api/simulate.py: a summary of the whole book, not one case
+                raise conflict("a simulation is not replayed: simulate the candidate again", "E_NOT_REPLAYABLE")
             facts = json.loads(rec.facts, parse_float=Decimal)
             as_of = dt.date.fromisoformat(facts["as_of"])
             decision = with_retry(lambda: evaluate(self.registry.get(s, rec.policy_version), facts["case"], as_of,

@@ -107,7 +107,16 @@ def evaluate_facts(policy, facts: Facts) -> Decision:
     extra = {"anchor_invoice": facts.anchor_invoice or "-"}
     fired_profile = _match(policy, PROFILE, fact)
     terms = credit.resolve_terms([r for r in fired_profile if r.family == "credit.limit"])
-    stage, entry_day, _ = dunning.resolve_stage(fired_profile)
+    target, entry_day, entries = dunning.resolve_stage(fired_profile)
+    skip = any(r.get("skip") for r in entries)
+    state = facts.dunning_state
+    if state is None:
+        # stateless: the stage is the target, entered the day its threshold was reached
+        stage = target
+        entered_on = (facts.as_of - dt.timedelta(days=fact["collectable_days_overdue"] - entry_day)) if stage else None
+    else:
+        stage = dunning.next_stage(target, skip, state[0])
+        entered_on = (state[1] if stage == state[0] and stage and state[1] else facts.as_of) if stage else None
     owner_rules = [r for r in fired_profile if r.family == "dunning.owner"]
     fired_actions = {r.id for r in fired_profile if r.family == "dunning.action"}
     for r in fired_profile:
@@ -158,7 +167,7 @@ def evaluate_facts(policy, facts: Facts) -> Decision:
     stage_info = None
     if stage:
         stage_def = policy.dunning.stages[stage - 1]
-        days_in_stage = fact["collectable_days_overdue"] - entry_day
+        days_in_stage = (facts.as_of - entered_on).days
         wait = (-days_in_stage) % stage_def.cadence_days
         anchor = next(s for s in facts.invoices if s.id == facts.anchor_invoice)
         if wait == 0:
@@ -170,10 +179,18 @@ def evaluate_facts(policy, facts: Facts) -> Decision:
                     "owner": dunning.resolve_owner(owner_rules, action.channel, action.owner, facts.collector),
                     "invoice_id": anchor.id, "amount": minor_str(anchor.open_minor, exp),
                     "due_on": facts.as_of.isoformat()})
-        stage_info = {"name": stage_def.name, "entered_at_days_overdue": entry_day,
+        stage_info = {"name": stage_def.name, "target_stage": target, "skip": skip,
+                      "entered_at_days_overdue": entry_day, "entered_on": entered_on.isoformat(),
                       "days_in_stage": days_in_stage, "cadence_days": stage_def.cadence_days,
                       "next_action_on": (facts.as_of + dt.timedelta(days=wait)).isoformat()}
+        if stage != target:
+            reasons.append(_reason("dunning.step", "dunning",
+                                   f"target stage {target}, but a customer moves one stage at a time: "
+                                   f"stage {state[0]} → {stage}"))
     dunning_out = {"stage": stage, "anchor_invoice_id": facts.anchor_invoice, "stage_detail": stage_info,
+                   "open_invoices": [{"invoice_id": s.id, "open": minor_str(s.open_minor, exp),
+                                      "due_on": s.due_on.isoformat(), "days_overdue": s.days_overdue,
+                                      "paused": s.paused} for s in facts.invoices if s.open_minor > 0],
                    "paused": [{"invoice_id": i, "reason": why} for i, why in facts.pauses],
                    "actions": actions}
 

@@ -134,6 +134,12 @@ class PreviousSchema(_Strict):
                                   validate=validate.Range(min=0, max=100))
 
 
+class DunningStateSchema(_Strict):
+    """Where the collection workflow stands (kept by the ledger, see docs/dunning.md)."""
+    stage = fields.Integer(strict=True, required=True, validate=validate.Range(min=0, max=9))
+    entered_on = fields.Date(load_default=None, allow_none=True)
+
+
 class CaseSchema(_Strict):
     customer = fields.Nested(CustomerSchema, required=True)
     invoices = fields.List(fields.Nested(InvoiceSchema), load_default=list)
@@ -145,6 +151,7 @@ class CaseSchema(_Strict):
     reservations = fields.List(fields.Nested(ReservationSchema), load_default=list)
     arrears_reason = fields.String(load_default=None, allow_none=True)
     previous = fields.Nested(PreviousSchema, load_default=None, allow_none=True)
+    dunning = fields.Nested(DunningStateSchema, load_default=None, allow_none=True)
 
 
 _CASE_SCHEMA = CaseSchema()      # reused: building a schema costs more than loading with it
@@ -275,6 +282,7 @@ class Facts:
     previous_score: int | None
     pauses: tuple = field(default=())        # (invoice_id, reason)
     breaches: tuple = field(default=())      # (kind, id, breach date)
+    dunning_state: tuple | None = None       # (stage, entered_on) kept by the ledger, or None (stateless)
 
 
 def _full_years(start: dt.date, end: dt.date) -> int:
@@ -438,4 +446,5 @@ def build_facts(case: dict, policy, as_of: dt.date, order_amount_minor: int | No
     return Facts(MappingProxyType(fact), tuple(states), as_of, customer["id"], customer["collector"],
                  customer["last_reviewed_on"] or since, anchor.id if anchor else None, unapplied,
                  prev_as_of, previous["aging_bucket"] if previous else None,
-                 previous["credit_score"] if previous else None, tuple(pauses), tuple(breaches))
+                 previous["credit_score"] if previous else None, tuple(pauses), tuple(breaches),
+                 (case["dunning"]["stage"], case["dunning"]["entered_on"]) if case.get("dunning") else None)

@@ -46,6 +46,8 @@ class OwnerRuleSchema(RuleSchema):
 
 class EntrySchema(RuleSchema):
     min_days_overdue = fields.Integer(strict=True, required=True, validate=validate.Range(min=1, max=36500))
+    # a customer moves one stage at a time; an entry marked skip jumps straight to its stage
+    skip = fields.Boolean(load_default=False)
 
 
 class ActionSchema(StrictSchema):
@@ -132,7 +134,8 @@ def build(ctx, raw: dict, path) -> tuple[Dunning, list[Rule]]:
                 floors.append(e["min_days_overdue"])
             rules.append(Rule(e["id"], "dunning.stage", PROFILE, full, (("min_days_overdue", "int",
                               e["min_days_overdue"]),), e["message"], ehere,
-                              (("stage", s["stage"]), ("entry_day", e["min_days_overdue"]))))
+                              (("stage", s["stage"]), ("entry_day", e["min_days_overdue"]),
+                               ("skip", e["skip"]))))
         if floors and min(floors) <= previous_floor:
             ctx.error("E_STAGE_ORDER", f"stage {s['stage']} starts at {min(floors)} days overdue, not after the "
                       f"previous stage ({previous_floor} days)", here + ("entry",))
@@ -170,6 +173,14 @@ def resolve_stage(fired: list[Rule]) -> tuple[int, int | None, list[Rule]]:
     stage = max(r.get("stage") for r in entries)
     chosen = [r for r in entries if r.get("stage") == stage]
     return stage, min(r.get("entry_day") for r in chosen), chosen
+
+
+def next_stage(target: int, skip: bool, previous: int | None) -> int:
+    """The workflow step: up one stage at a time (or straight to the target when a skip rule
+    matched); down at once when the anchor invoice is paid, paused or re-anchored."""
+    if previous is None or target <= previous or skip:
+        return target
+    return previous + 1
 
 
 def resolve_owner(owner_rules: list[Rule], channel: str, explicit: str | None, collector: str | None) -> str:

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Callable
 
+import datetime as dt
 import pytest
 from sqlalchemy import select, update
 
@@ -60,6 +61,13 @@ def _open_action(api, w):
         return f"/v1/actions/{action.id}/complete", {"outcome": "sent", "note": "matrix"}
 
 
+def _sweep_run(api, w):
+    from api import sweep
+    run_id = sweep.start(api.service, dt.date(2026, 11, 22), "matrix")
+    sweep.work(api.service, run_id)
+    return f"/v1/sweeps/{run_id}", None
+
+
 def _stateless_case(api, w):
     return "/v1/evaluate", {"customer": {"id": uid("S"), **{k: v for k, v in CUSTOMER_FILE.items()}},
                             "invoices": [{"id": "I1", "amount": "100.00", "currency": "CNY",
@@ -99,6 +107,9 @@ ENDPOINTS = [
              lambda api, w: ("/v1/policies", {"text": w.policy_text, "source": POLICY_FILE})),
     Endpoint("GET", "/v1/actions", "actions:read", 200, lambda api, w: ("/v1/actions?status=open", None)),
     Endpoint("POST", "/v1/actions/{action_id}/complete", "actions:write", 200, _open_action),
+    Endpoint("POST", "/v1/sweeps", "sweeps:write", 201,
+             lambda api, w: ("/v1/sweeps", {"as_of": "2026-11-22"})),
+    Endpoint("GET", "/v1/sweeps/{run_id}", "sweeps:read", 200, _sweep_run),
 ]
 
 
