@@ -27,6 +27,8 @@ PERMISSIONS = {
     "actions:write": {"backoffice", "controller", "admin"},
     "sweeps:write": {"controller", "admin"},
     "sweeps:read": {"controller", "backoffice", "admin"},
+    "reviews:read": {"controller", "admin"},
+    "reviews:write": {"controller", "admin"},
     "reports:read": {"backoffice", "controller", "auditor", "admin"},
 }
 

@@ -116,8 +116,16 @@ def cmd_sweep(args) -> int:
     except ValueError:
         print(f"--as-of: '{args.as_of}' is not an ISO date", file=sys.stderr)
         return 2
+    from .service import DATE_MAX, DATE_MIN
+    if not DATE_MIN <= as_of <= DATE_MAX:
+        print(f"--as-of: {as_of} is not between {DATE_MIN} and {DATE_MAX}", file=sys.stderr)
+        return 2
+    if args.partition_size is not None and args.partition_size < 1:
+        print("--partition-size: at least 1", file=sys.stderr)
+        return 2
     app, service = _service(_db_url(args), args.policy)
-    run_id = sweep.start(service, as_of, f"cli:{os.environ.get('USER', 'sweep')}")
+    run_id = sweep.start(service, as_of, f"cli:{os.environ.get('USER', 'sweep')}",
+                         partition_size=args.partition_size or sweep.PARTITION_SIZE)
     total = sweep.summary(service, run_id)["customers"]
     done = [0]
 
@@ -143,6 +151,25 @@ def cmd_policy_simulate(args) -> int:
     return run_cli(args, _db_url(args))
 
 
+def cmd_scheduler(args) -> int:
+    """The one scheduler process (see api/scheduler.py); `--run-now JOB` runs one job and exits."""
+    import logging
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from . import scheduler
+    app, service = _service(_db_url(args), args.policy)
+    if args.run_now:
+        scheduler._service = service
+        jobs = {job_id: fn for job_id, fn, _ in scheduler.JOBS}
+        if args.run_now not in jobs:
+            print(f"unknown job {args.run_now!r}; one of {', '.join(jobs)}", file=sys.stderr)
+            return 2
+        as_of = dt.date.fromisoformat(args.as_of) if args.as_of else None
+        result = jobs[args.run_now](as_of)
+        print(json.dumps(result, ensure_ascii=False, sort_keys=True, default=str))
+        return 0 if result["outcome"] == "ok" else 1
+    return scheduler.run(service, app.extensions["creditctl.engine"], wait_for_lock=not args.no_wait)
+
+
 def build_parser():
     parser = engine_cli.build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
@@ -164,6 +191,8 @@ def build_parser():
                     help="take over partitions claimed by workers that died (no other worker may be running)")
     sw.add_argument("--quiet", action="store_true")
     sw.add_argument("--stop-after", dest="stop_after", type=int, default=None, help=argparse_SUPPRESS)
+    sw.add_argument("--partition-size", dest="partition_size", type=int, default=None,
+                    help="customers per partition when this command creates the run (default 500)")
     sw.set_defaults(func=cmd_sweep)
     policy = next(a for a in sub.choices["policy"]._actions if a.dest == "action")
     sim = policy.add_parser("simulate", help="what-if: the whole book under a candidate policy vs the active one")
@@ -173,6 +202,13 @@ def build_parser():
     sim.add_argument("--format", choices=["json", "csv"], default="json")
     sim.add_argument("--output", help="write the report here instead of stdout")
     sim.set_defaults(func=cmd_policy_simulate)
+    sc = sub.add_parser("scheduler", help="run the job scheduler (one per deployment)")
+    sc.add_argument("--database-url", dest="database_url")
+    sc.add_argument("--policy", default=engine_cli.DEFAULT_POLICY)
+    sc.add_argument("--run-now", dest="run_now", help="run one job now and exit (collections-sweep, credit-review)")
+    sc.add_argument("--as-of", dest="as_of")
+    sc.add_argument("--no-wait", dest="no_wait", action="store_true", help="exit if another scheduler runs")
+    sc.set_defaults(func=cmd_scheduler)
     keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_action", required=True)
     create = keys.add_parser("create", help="create a key and print it once")
     create.add_argument("name")

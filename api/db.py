@@ -28,6 +28,12 @@ class Customer(Base):
     arrears_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
     deal_type: Mapped[str | None] = mapped_column(String(64), nullable=True)
     tags: Mapped[list] = mapped_column(JSON, default=list)
+    # limit and terms in force by approval; a periodic review proposes, decreases apply at once
+    approved_limit_minor: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    approved_terms_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    proposed_limit_minor: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    proposed_terms_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    proposal_decision_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # what the last evaluation saw, for alerts on change (bucket worsened, score drop)
     last_as_of: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
     last_bucket: Mapped[str | None] = mapped_column(String(64), nullable=True)
@@ -285,3 +291,23 @@ class SweepItem(Base):
     stage: Mapped[int | None] = mapped_column(Integer, nullable=True)
     actions: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class SchedulerLock(Base):
+    """Single row: which scheduler process holds the right to run jobs (heartbeat lease)."""
+    __tablename__ = "scheduler_lock"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    holder: Mapped[str] = mapped_column(String(64))
+    heartbeat: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class JobRun(Base):
+    """Every scheduled (or manual) job run: started, finished, outcome, counts."""
+    __tablename__ = "job_runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(String(64), index=True)
+    as_of: Mapped[dt.date] = mapped_column(Date)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    outcome: Mapped[str] = mapped_column(String(16))            # running, ok, failed
+    detail: Mapped[str] = mapped_column(Text, default="")

@@ -15,7 +15,9 @@ def customer_dict(c: Customer) -> dict:
             "size": c.size, "since": c.since.isoformat(), "credit_score": c.credit_score,
             "external_rating": c.external_rating, "collector": c.collector,
             "last_reviewed_on": c.last_reviewed_on.isoformat() if c.last_reviewed_on else None,
-            "arrears_reason": c.arrears_reason, "deal_type": c.deal_type, "tags": list(c.tags or [])}
+            "arrears_reason": c.arrears_reason, "deal_type": c.deal_type, "tags": list(c.tags or []),
+            "approved_limit": None if c.approved_limit_minor is None else minor_str(c.approved_limit_minor, 2),
+            "approved_terms_days": c.approved_terms_days}
 
 
 def load_case(session, customer: Customer, exponent: int, as_of: dt.date) -> dict:

@@ -164,6 +164,16 @@ def spec() -> dict:
         "get": _op("A sweep run: status, counts, errors", "sweeps:read", None, 200, [_path("run_id")], "sweeps",
                    (401, 403, 404))})
     _report_paths(s)
+    s.path("/v1/reviews", operations={
+        "get": _op("Review proposals waiting for a controller (limit or terms increases)", "reviews:read", None, 200,
+                   (), "reviews", (401, 403)),
+        "post": _op("Run the periodic credit review for a day; decreases apply at once, increases wait",
+                    "reviews:write", {"type": "object", "additionalProperties": False,
+                                      "properties": {"as_of": {"type": "string", "format": "date"}}},
+                    201, (), "reviews", (400, 401, 403, 422))})
+    s.path("/v1/customers/{customer_id}/review/approve", operations={
+        "post": _op("Approve a customer's pending review proposal", "reviews:write", None, 200, [cid], "reviews",
+                    (401, 403, 404, 409))})
     s.path("/healthz", operations={"get": _op("Liveness and the live policy version", None, errors=())})
     s.path("/metrics", operations={"get": {"summary": "Prometheus metrics", "responses": {
         "200": {"description": "text format", "content": {"text/plain": {"schema": {"type": "string"}}}}}}})

@@ -116,9 +116,7 @@ class Service:
             if created:
                 c = Customer(id=customer_id)
                 s.add(c)
-            for key in ("name", "type", "industry", "region", "size", "since", "credit_score", "external_rating",
-                        "collector", "last_reviewed_on", "arrears_reason", "deal_type", "tags"):
-                setattr(c, key, loaded[key])
+            self._set_customer_fields(c, loaded, policy)
             c.updated_at = self.clock()
             return created, customer_dict(c)
 
@@ -129,6 +127,17 @@ class Service:
                   if isinstance(customer.get(key), str) and len(customer[key]) > n}
         if errors:
             raise invalid(errors)
+
+    @staticmethod
+    def _set_customer_fields(c: Customer, loaded: dict, policy, prefix: str = "") -> None:
+        for key in ("name", "type", "industry", "region", "size", "since", "credit_score", "external_rating",
+                    "collector", "last_reviewed_on", "arrears_reason", "deal_type", "tags", "approved_terms_days"):
+            setattr(c, key, loaded[key])
+        try:
+            c.approved_limit_minor = (None if loaded["approved_limit"] is None
+                                      else to_minor(loaded["approved_limit"], policy.exponent))
+        except ValueError as exc:
+            raise invalid({f"{prefix}approved_limit": [str(exc)]}) from None
 
     @staticmethod
     def _check_categories(policy, customer: dict, prefix: str):
@@ -160,7 +169,7 @@ class Service:
 
     # ------------------------------------------------------------------ decisions
     def _decide(self, s, customer: Customer, as_of: dt.date, *, kind, actor, request_id, order=None,
-                persist_actions=True):
+                persist_actions=True, outcome_of=None):
         """Evaluate the customer from the ledger, record the decision, persist its actions."""
         def run():
             policy = self.registry.active(s)
@@ -171,7 +180,7 @@ class Service:
         except EngineFailure as exc:
             raise ApiError(503, "E_ENGINE", f"the rules engine failed; no decision was made: {exc}") from None
         data = decision.data
-        outcome = decision.outcome
+        outcome = outcome_of(data) if outcome_of else decision.outcome    # hashed into the trail: decide it first
         facts = canonical({"case": case, "as_of": as_of, "order": order})
         rec = trail.append(s, subject=customer.id, kind=kind, actor=actor, request_id=request_id, as_of=as_of,
                            facts=facts, policy_version=policy.version, result=decision.json, outcome=outcome,
@@ -475,9 +484,7 @@ class Service:
             self._check_lengths(loaded, "data.")
             check_dates(loaded, "data")
             self._check_categories(policy, loaded, "data.")
-            for key, value in loaded.items():
-                if key != "id":
-                    setattr(c, key, value)
+            self._set_customer_fields(c, loaded, policy, "data.")
             c.updated_at = self.clock()
 
     # ------------------------------------------------------------------ trail

@@ -126,8 +126,18 @@ def evaluate_facts(policy, facts: Facts) -> Decision:
             continue   # an action condition matters only in its own stage
         reasons.append(_reason(r.id, r.family, _message(r, fact, extra, exp)))
 
-    # 4. decision-stage facts
-    limit = terms.limit
+    # 4. decision-stage facts; an approved limit / terms on the credit file caps the policy's
+    approved_limit, approved_terms = facts.approved
+    policy_terms_days = terms.terms_days
+    limit = terms.limit if approved_limit is None else min(terms.limit, approved_limit)
+    if approved_limit is not None:
+        reasons.append(_reason("credit.approved_limit", "credit.limit",
+                               f"approved limit on the credit file {minor_display(approved_limit, exp)}; policy "
+                               f"limit {minor_display(terms.limit, exp)}: the lower applies"))
+    if approved_terms is not None and approved_terms < terms.terms_days:
+        terms = credit.Terms(terms.limit, approved_terms, terms.deposit_pct, terms.limit_rules)
+        reasons.append(_reason("credit.approved_terms", "credit.limit",
+                               f"approved terms on the credit file: {approved_terms} days"))
     fact.update({
         "credit_limit": limit, "terms_days": terms.terms_days, "deposit_pct": terms.deposit_pct,
         "dunning_stage": stage,
@@ -146,6 +156,8 @@ def evaluate_facts(policy, facts: Facts) -> Decision:
 
     credit_out = {
         "limit": minor_str(limit, exp), "terms_days": terms.terms_days,
+        "policy_limit": minor_str(terms.limit, exp), "policy_terms_days": policy_terms_days,
+        "approved_limit": None if approved_limit is None else minor_str(approved_limit, exp),
         "deposit_pct": _pct(terms.deposit_pct), "outstanding": minor_str(fact["outstanding"], exp),
         "overdue": minor_str(fact["overdue_amount"], exp), "reserved": minor_str(fact["reserved"], exp),
         "exposure": minor_str(fact["exposure"], exp),

@@ -58,6 +58,10 @@ class CustomerSchema(_Strict):
                                   validate=validate.Range(min=0, max=100))
     external_rating = fields.Integer(strict=True, load_default=None, allow_none=True,
                                      validate=validate.Range(min=0, max=100))
+    # limit and terms a controller (or a periodic review) approved: they cap the policy's
+    approved_limit = AmountField(load_default=None, allow_none=True)
+    approved_terms_days = fields.Integer(strict=True, load_default=None, allow_none=True,
+                                         validate=validate.Range(min=0, max=3650))
     collector = fields.String(load_default=None, allow_none=True)
     last_reviewed_on = fields.Date(load_default=None, allow_none=True)
     arrears_reason = fields.String(load_default=None, allow_none=True)
@@ -211,6 +215,11 @@ def load_case(data, policy) -> dict:
         errors.append(InputError("previous.aging_bucket", "E_UNKNOWN_VALUE",
                                  f"'{previous['aging_bucket']}' is not an aging bucket of the policy "
                                  f"(one of {', '.join(buckets)})"))
+    if customer.get("approved_limit") is not None:
+        try:
+            customer["approved_limit_minor"] = to_minor(customer["approved_limit"], policy.exponent)
+        except ValueError as exc:
+            errors.append(InputError("customer.approved_limit", "E_AMOUNT", str(exc)))
     invoice_ids = set()
     for i, inv in enumerate(case["invoices"]):
         if inv["id"] in invoice_ids:
@@ -283,6 +292,7 @@ class Facts:
     pauses: tuple = field(default=())        # (invoice_id, reason)
     breaches: tuple = field(default=())      # (kind, id, breach date)
     dunning_state: tuple | None = None       # (stage, entered_on) kept by the ledger, or None (stateless)
+    approved: tuple = (None, None)           # (limit minor units, terms days) approved on the credit file
 
 
 def _full_years(start: dt.date, end: dt.date) -> int:
@@ -447,4 +457,5 @@ def build_facts(case: dict, policy, as_of: dt.date, order_amount_minor: int | No
                  customer["last_reviewed_on"] or since, anchor.id if anchor else None, unapplied,
                  prev_as_of, previous["aging_bucket"] if previous else None,
                  previous["credit_score"] if previous else None, tuple(pauses), tuple(breaches),
-                 (case["dunning"]["stage"], case["dunning"]["entered_on"]) if case.get("dunning") else None)
+                 (case["dunning"]["stage"], case["dunning"]["entered_on"]) if case.get("dunning") else None,
+                 (customer.get("approved_limit_minor"), customer.get("approved_terms_days")))
