@@ -2,7 +2,7 @@
 
 
 def register(app):
-    from . import actions, credit_checks, customers, decisions, evaluate, events, policies, reports, sweeps, system
-    for module in (actions, credit_checks, customers, decisions, evaluate, events, policies, reports, sweeps):
+    from . import actions, credit_checks, customers, decisions, evaluate, events, policies, reports, reviews, sweeps, system
+    for module in (actions, credit_checks, customers, decisions, evaluate, events, policies, reports, reviews, sweeps):
         app.register_blueprint(module.bp, url_prefix="/v1")
     app.register_blueprint(system.bp)

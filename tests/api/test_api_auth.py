@@ -61,6 +61,19 @@ def _open_action(api, w):
         return f"/v1/actions/{action.id}/complete", {"outcome": "sent", "note": "matrix"}
 
 
+def _pending_review(api, w):
+    """A customer whose approved limit is below the policy's: the review proposes a raise."""
+    from api import review
+    from api.db import Customer
+    with api.service.tx() as s:
+        c = s.get(Customer, w.customer)
+        c.approved_limit_minor, c.last_reviewed_on = 100, None
+    with api.service.tx() as s:
+        c = s.get(Customer, w.customer)
+        assert review.review_customer(api.service, s, c, dt.date(2026, 11, 22), "matrix")["outcome"] == "pending"
+    return f"/v1/customers/{w.customer}/review/approve", None
+
+
 def _sweep_run(api, w):
     from api import sweep
     run_id = sweep.start(api.service, dt.date(2026, 11, 22), "matrix")
@@ -105,11 +118,25 @@ ENDPOINTS = [
     # publishing the live text again is allowed and changes nothing (200, changed: false)
     Endpoint("POST", "/v1/policies", "policies:write", 200,
              lambda api, w: ("/v1/policies", {"text": w.policy_text, "source": POLICY_FILE})),
+    # simulating the live text: the whole book, no change; only the simulation's trail record is written
+    Endpoint("POST", "/v1/policies/simulate", "policies:write", 201,
+             lambda api, w: ("/v1/policies/simulate", {"text": w.policy_text})),
     Endpoint("GET", "/v1/actions", "actions:read", 200, lambda api, w: ("/v1/actions?status=open", None)),
     Endpoint("POST", "/v1/actions/{action_id}/complete", "actions:write", 200, _open_action),
     Endpoint("POST", "/v1/sweeps", "sweeps:write", 201,
              lambda api, w: ("/v1/sweeps", {"as_of": "2026-11-22"})),
     Endpoint("GET", "/v1/sweeps/{run_id}", "sweeps:read", 200, _sweep_run),
+    Endpoint("GET", "/v1/reviews", "reviews:read", 200, lambda api, w: ("/v1/reviews", None)),
+    Endpoint("POST", "/v1/reviews", "reviews:write", 201, lambda api, w: ("/v1/reviews", {"as_of": "2026-11-22"})),
+    Endpoint("POST", "/v1/customers/{customer_id}/review/approve", "reviews:write", 200, _pending_review),
+    Endpoint("GET", "/v1/reports/aging", "reports:read", 200, lambda api, w: ("/v1/reports/aging?format=csv", None)),
+    Endpoint("GET", "/v1/reports/aging.svg", "reports:read", 200, lambda api, w: ("/v1/reports/aging.svg", None)),
+    Endpoint("GET", "/v1/reports/overdue", "reports:read", 200, lambda api, w: ("/v1/reports/overdue?limit=5", None)),
+    Endpoint("GET", "/v1/reports/dso", "reports:read", 200, lambda api, w: ("/v1/reports/dso?days=30", None)),
+    Endpoint("GET", "/v1/reports/collections", "reports:read", 200,
+             lambda api, w: ("/v1/reports/collections", None)),
+    Endpoint("GET", "/v1/customers/{customer_id}/statement", "reports:read", 200,
+             lambda api, w: (f"/v1/customers/{w.customer}/statement?from=2026-01-01", None)),
 ]
 
 
