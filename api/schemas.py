@@ -80,7 +80,7 @@ class ActionQuery(Schema):
 
 
 class SweepRequest(_Strict):
-    as_of = fields.Date(load_default=None)
+    as_of = fields.Date(load_default=None, validate=IN_RANGE)
 
 
 class SimulateRequest(_Strict):

@@ -9,8 +9,11 @@ from ._common import _json, actor, current_key, json_body, service
 bp = Blueprint("policies", __name__)
 
 
+YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/plain")
+
+
 def _policy_text() -> tuple[str, str]:
-    if request.mimetype in ("application/yaml", "application/x-yaml", "text/yaml", "text/plain"):
+    if request.mimetype in YAML_TYPES:
         source = request.args.get("source") or "api"
         if len(source) > 512:                    # policy_versions.source
             from ..errors import invalid
@@ -69,3 +72,35 @@ def publish():
         policy, changed = svc.registry.publish(s, text, source, actor(), svc.clock())
         return _json({"version": policy.version, "name": policy.name, "changed": changed, "active": True},
                      201 if changed else 200)
+
+
+@bp.post("/policies/simulate")
+def simulate_candidate():
+    """What-if: the whole book under the active policy and the candidate (docs/simulation.md)."""
+    current_key("policies:write")
+    from flask import Response
+
+    from .. import simulate
+    from ..schemas import SimulateQuery, SimulateRequest
+    from ._common import metrics, request_id
+    query = SimulateQuery().load(request.args.to_dict())
+    if request.mimetype in YAML_TYPES:
+        (text, source), as_of = _policy_text(), query["as_of"]
+    else:
+        req = SimulateRequest().load(json_body())
+        text, source, as_of = req["text"], req["source"], req["as_of"] or query["as_of"]
+    spool = simulate.ChangeSpool()
+    try:
+        decision_id, summary = simulate.simulate(service(), text, source, as_of, actor=actor(),
+                                                 request_id=request_id(), sink=spool)
+    except BaseException:
+        spool.close()
+        raise
+    metrics().decision(simulate.KIND, None)
+    if query["format"] == "csv":
+        response = Response(simulate.csv_chunks(spool), 201, mimetype="text/csv")
+    else:
+        response = Response(simulate.json_chunks(decision_id, summary, spool), 201, mimetype="application/json")
+    response.headers["X-Decision-Id"] = decision_id
+    response.call_on_close(spool.close)
+    return response
