@@ -105,14 +105,29 @@ def process_customer(service, run: SweepRun, customer_id: str, notifier) -> tupl
         entered = dt.date.fromisoformat(detail["entered_on"]) if detail else None
         state = s.get(DunningState, c.id)
         if state is None:
+            # no state before today: today's (stateless) result is also the baseline a same-day
+            # re-evaluation starts from, so it lands on the same stage (not on 0's next step)
             s.add(DunningState(customer_id=c.id, stage=stage, entered_on=entered, as_of=run.as_of,
-                               prev_stage=0, prev_entered_on=None))
+                               prev_stage=stage, prev_entered_on=entered))
         elif state.as_of <= run.as_of:
             if state.as_of < run.as_of:
                 state.prev_stage, state.prev_entered_on = state.stage, state.entered_on
             state.stage, state.entered_on, state.as_of = stage, entered, run.as_of
-        created = s.execute(select(Action).where(Action.decision_id == rec.id)).scalars().all()
-        automated = [a for a in created if a.owner == "automated"]
+        # the sweep's decision is the day's word on the workflow: an open action due today that an earlier
+        # decision of the day (an event, an evaluation) created and this one does not ask for (a stage the
+        # customer did not stay in, an invoice since disputed) is cancelled; every automated action still
+        # due today, this decision's or an earlier one's, is sent (nothing else ever sends them).
+        # What this decision created is among them (due today, open: its invoices are open).
+        wanted = {(a["invoice_id"], a["type"], a["stage"]) for a in data["dunning"]["actions"]}
+        due_today = s.execute(select(Action).where(Action.customer_id == c.id, Action.status == "open",
+                                                   Action.due_on == run.as_of).order_by(Action.id)).scalars().all()
+        created = [a for a in due_today if a.decision_id == rec.id]
+        automated = []
+        for a in due_today:
+            if (a.invoice_id, a.type, a.stage) not in wanted:
+                a.status, a.outcome = "cancelled", "superseded"
+            elif a.owner == "automated":
+                automated.append(a)
         for a in automated:
             a.status = "sent"
         s.add(SweepItem(run_id=run.id, customer_id=c.id, outcome="done", stage=stage, actions=len(created)))
