@@ -1,6 +1,7 @@
 """creditctl benchmarks (`make bench`): prints figures beside their targets, asserts nothing.
 
-    (a) full customer evaluations/s of the shipped policy (generated customers, 10 open invoices each)
+    (a) full customer evaluations/s of the shipped policy (generated customers, 10 open invoices each),
+        and the same cases through evaluate_loaded (already typed, as the ledger has them: no marshmallow)
     (b) engine matches/s (Matcher.match on prepared facts) vs a hand-written Python function
     (c) compile time of a generated 500-rule policy (and matching on it)
     (d) where the time of one full evaluation goes (load_case, build_facts, matching, assembly, JSON),
@@ -29,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from engine import build_facts, compile_policy, evaluate, evaluate_facts, load_case  # noqa: E402
+from engine import build_facts, compile_policy, evaluate, evaluate_facts, evaluate_loaded, load_case  # noqa: E402
 from engine.decision import canonical_json  # noqa: E402
 from engine.errors import PolicyInvalid  # noqa: E402
 from engine.evaluator import parse_order  # noqa: E402
@@ -201,6 +202,19 @@ def bench_evaluations(policy):
            f"{OPEN_INVOICES} open invoices (+0-4 settled) each, {sum(o is not None for _, o in cases)} with an order")
     print(f"    {rate:>10,.0f} evaluations/s {spread}, {1e6 / rate:,.0f} µs each   "
           f"target ≥ {TARGET_EVALS:,}/s: {verdict(rate, TARGET_EVALS)}")
+
+    loaded = [(load_case(case, policy), order) for case, order in cases]
+    same = sum(evaluate_loaded(policy, typed, AS_OF, order=order).json
+               == evaluate(policy, case, AS_OF, order=order).json for (typed, order), (case, _) in zip(loaded, cases))
+
+    def run_loaded():
+        for typed, order in loaded:
+            evaluate_loaded(policy, typed, AS_OF, order=order)
+
+    run_loaded()
+    rate, spread = rate_of(run_loaded, len(loaded))
+    print(f"    {rate:>10,.0f} evaluations/s {spread}, {1e6 / rate:,.0f} µs each   with evaluate_loaded "
+          f"(cases already typed, no marshmallow); same decision as evaluate() for {same}/{len(cases)}")
     return cases, run_all
 
 

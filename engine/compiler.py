@@ -26,6 +26,7 @@ from . import conditions
 from .errors import PolicyError, PolicyInvalid, did_you_mean
 from .fields import DECISION, FIELDS, PROFILE
 from .matcher import Matcher
+from .messages import Template
 from .money import currency_exponent
 from .policy_schema import PolicySchema
 from .yamlsource import LoadedYaml, load_yaml
@@ -76,6 +77,7 @@ class CompiledPolicy:
     rules_by_id: dict = field(default_factory=dict, repr=False, compare=False)
     matchers: dict = field(default_factory=dict, repr=False, compare=False)
     phase_fields: dict = field(default_factory=dict, repr=False, compare=False)
+    messages: dict = field(default_factory=dict, repr=False, compare=False)   # rule id → Template
 
     @property
     def short_version(self) -> str:
@@ -283,12 +285,17 @@ def _build(loaded: LoadedYaml, text: str, data: dict, parts: dict) -> CompiledPo
         definition = {r.id: {"all": [{"m": conditions.to_durable(r.condition)}]} for r in phase_rules}
         matchers[phase] = Matcher(f"{data['policy']['name']}.{version[:12]}.{phase}", definition)
     currency = data["policy"]["currency"]
+    exponent = currency_exponent(currency)
+    # Templates are parsed here, once per policy, not for every message of every decision.
+    # A rule without a message explains itself with its condition.
+    messages = {r.id: Template(r.message, r.params, exponent, f"{r.id}: {conditions.describe(r.condition)}")
+                for r in rules}
     return CompiledPolicy(
         version=version, name=data["policy"]["name"], currency=currency,
-        exponent=currency_exponent(currency), source=loaded.file, text=text,
+        exponent=exponent, source=loaded.file, text=text,
         content=json.loads(content), band_classes=parts["bands"], scorecard=parts["scorecard"],
         dunning=parts["dunning"], interest=parts["interest"], waiver_mode=parts["waiver"], rules=rules,
-        rules_by_id={r.id: r for r in rules}, matchers=matchers, phase_fields=phase_fields)
+        rules_by_id={r.id: r for r in rules}, matchers=matchers, phase_fields=phase_fields, messages=messages)
 
 
 def compile_file(path: str) -> CompiledPolicy:

@@ -8,19 +8,17 @@ which rules match is decided by the engine alone.
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
 
 from rules import credit, dunning, interest, repayment, review
 from rules.classification import BAND_CLASSES, rank
 from rules.common import find_band
 from rules.scorecard import score as scorecard_score
 
-from .conditions import describe
 from .decision import Decision, canonical_json
 from .errors import InputError, InputInvalid
-from .facts import MAX_AMOUNT, Facts, build_facts, load_case
+from .facts import MAX_AMOUNT, Facts, build_facts, check_case, load_case
 from .fields import DECISION, FIELDS, PROFILE
-from .messages import render, show
+from .messages import show
 from .money import minor_display, minor_str, to_minor
 
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
@@ -50,6 +48,22 @@ def evaluate(policy, case: dict, as_of: dt.date, order=None) -> Decision:
     order_minor, order_id = parse_order(order, policy)
     loaded = load_case(case, policy)
     return evaluate_facts(policy, build_facts(loaded, policy, as_of, order_minor, order_id))
+
+
+def evaluate_loaded(policy, loaded: dict, as_of: dt.date, order=None) -> Decision:
+    """evaluate() for a case that is already typed: what `load_case` (or `CaseSchema().load`)
+    returns, with dates as `date`, amounts as `Decimal` and defaults filled in. It skips the
+    marshmallow validation, the larger part of an evaluation, for cases that were validated
+    when they were written (e.g. built from the ledger's typed rows). The policy checks still
+    run (`check_case`), since the policy may have changed since, so the decision, or the
+    refusal, is exactly what evaluate() gives for the input that loads to `loaded`
+    (tests/test_fast_paths.py checks this on every policy test case).
+    """
+    if isinstance(as_of, dt.datetime) or not isinstance(as_of, dt.date):
+        raise InputInvalid([InputError("as_of", "E_INVALID", "as_of must be a date")])
+    order_minor, order_id = parse_order(order, policy)
+    case = check_case(loaded, policy)
+    return evaluate_facts(policy, build_facts(case, policy, as_of, order_minor, order_id))
 
 
 def _reason(rule_id, family, message):
@@ -124,7 +138,7 @@ def evaluate_facts(policy, facts: Facts) -> Decision:
             continue   # only the first catch-all owner rule applies
         if r.family == "dunning.action" and r.get("stage") != stage:
             continue   # an action condition matters only in its own stage
-        reasons.append(_reason(r.id, r.family, _message(r, fact, extra, exp)))
+        reasons.append(_reason(r.id, r.family, _message(policy, r, fact, extra)))
 
     # 4. decision-stage facts; an approved limit / terms on the credit file caps the policy's
     approved_limit, approved_terms = facts.approved
@@ -152,7 +166,7 @@ def evaluate_facts(policy, facts: Facts) -> Decision:
     for r in fired_decision:
         if r.family == "credit.check" and not fact["has_order"]:
             continue
-        reasons.append(_reason(r.id, r.family, _message(r, fact, extra, exp)))
+        reasons.append(_reason(r.id, r.family, _message(policy, r, fact, extra)))
 
     credit_out = {
         "limit": minor_str(limit, exp), "terms_days": terms.terms_days,
@@ -227,7 +241,7 @@ def evaluate_facts(policy, facts: Facts) -> Decision:
     segments = [{"id": r.id, "strategy": list(r.get("strategy"))} for r in fired_profile if r.family == "segments"]
     classification["segments"] = segments
     alert_out = sorted(({"id": r.id, "severity": r.get("severity"),
-                         "message": _message(r, fact, extra, exp)} for r in alerts),
+                         "message": _message(policy, r, fact, extra)} for r in alerts),
                        key=lambda a: SEVERITY_ORDER[a["severity"]])
     body = {
         "customer_id": facts.customer_id, "as_of": facts.as_of.isoformat(),
@@ -243,10 +257,8 @@ def evaluate_facts(policy, facts: Facts) -> Decision:
     return Decision(canonical_json(body))
 
 
-def _message(rule, fact, extra, exp) -> str:
-    if rule.message:
-        return render(rule.message, fact, rule.params, extra, exp)
-    return f"{rule.id}: {describe(rule.condition)}"
+def _message(policy, rule, fact, extra) -> str:
+    return policy.messages[rule.id].render(fact, extra)
 
 
 def _match(policy, phase, fact):
@@ -263,7 +275,7 @@ def _ratio_bp(part: int, whole: int) -> int:
 
 
 def _pct(bp: int) -> str:
-    return str(Decimal(bp).scaleb(-2).quantize(Decimal("0.01")))
+    return minor_str(bp, 2)          # basis points → '90.05': the same digits as an amount in fen
 
 
 def _condition(kind, terms, fact, exp):

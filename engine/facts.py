@@ -1,7 +1,8 @@
 """Facts: the input of one customer evaluation, validated, and the flat fact derived from it.
 
 `load_case(data, policy)` validates a customer case (credit file + ledger) and raises
-InputInvalid naming every bad field. `build_facts(case, policy, as_of, order_amount)` is a
+InputInvalid naming every bad field; its second half, `check_case`, is the part that depends
+on the policy (and all that `evaluate_loaded` runs for an already-typed case). `build_facts(case, policy, as_of, order_amount)` is a
 pure function of its arguments: nothing reads the clock, nothing dated after `as_of`
 counts. Amounts become integer minor units of the policy's currency.
 """
@@ -12,8 +13,9 @@ from decimal import Decimal
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, validate, validates_schema
 
+from . import casefields as fields      # marshmallow's fields, with less overhead per value
 from .errors import InputError, InputInvalid
 from .money import parse_decimal, to_minor
 
@@ -194,6 +196,13 @@ def load_case(data, policy) -> dict:
         case = _CASE_SCHEMA.load(data)
     except ValidationError as exc:
         raise InputInvalid(flatten_messages(exc.messages)) from None
+    return check_case(case, policy)
+
+
+def check_case(case: dict, policy) -> dict:
+    """The checks of a typed case (what CaseSchema loads) against the policy: categories, currency,
+    references, amounts in the currency's unit. Adds each amount in minor units (`amount_minor`)
+    and returns the case. Repeating it on a checked case changes nothing."""
     errors: list[InputError] = []
     enums = policy.content["categories"]
     customer = case["customer"]

@@ -29,6 +29,14 @@ def dumps(obj) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
 
+# The same serialisation as dumps(), built once: json.dumps with keyword arguments builds a new
+# JSONEncoder on every call, and a match serialises a fact every time.
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
+# What the compiler makes of a rule without a condition (conditions.ALWAYS → {"t": 1}; every fact
+# carries t = 1). Such rules fire for every fact, so match() adds them itself (see Matcher).
+_ALWAYS = {"all": [{"m": {"t": 1}}]}
+
+
 class Disposed(EngineFailure):
     pass
 
@@ -40,7 +48,14 @@ class Matcher:
         for name in rules:
             if not _RULE_NAME.match(name):
                 raise ValueError(f"rule name {name!r}: use letters, digits and _ . : -")
-        definition = dict(rules)
+        # Rules that always fire (e.g. the catch-all dunning owner) stay out of the C ruleset:
+        # an activation costs more than the Python that adds the name. match() puts each one back
+        # at its definition position, which is where the engine reports it ((pri, definition)
+        # order, and no rule has a pri).
+        self._position = {name: i for i, name in enumerate(rules)}
+        self._always = tuple(name for name, rule in rules.items() if rule == _ALWAYS)
+        definition = {name: rule for name, rule in rules.items() if rule != _ALWAYS}
+        self._engine_rules = bool(definition)
         definition[_PRIME] = {"all": [{"m": {_PRIME: 1}}]}
         self.label = label
         self._definition_json = dumps(definition)
@@ -56,9 +71,13 @@ class Matcher:
 
     def _match_locked(self, fact: dict) -> list[str]:
         fact_id = f"f{next(self._ids)}"
-        doc = dict(fact, sid=_SID, id=fact_id)
+        if fact and "sid" not in fact and "id" not in fact:
+            # '{"sid":"s","id":"f7",' + the fact's own members: no copy of the fact
+            doc = f'{{"sid":"{_SID}","id":"{fact_id}",{_encode(fact)[1:]}'
+        else:
+            doc = dumps(dict(fact, sid=_SID, id=fact_id))
         try:
-            code, offset = _dre.assert_fact(self._handle, dumps(doc))
+            code, offset = _dre.assert_fact(self._handle, doc)
         except Exception as exc:   # e.g. error 303: more than 64 tests true at once
             raise EngineFailure(f"durable_rules refused the fact: {exc}") from exc
         if code == 2:
@@ -66,26 +85,44 @@ class Matcher:
         fired: list[str] = []
         try:
             if code == 0:          # 0: something matched, 1: nothing did
+                # The first activation comes as (state, messages), the next ones as messages alone
+                # (as durable/engine.py reads them); None when there are no more.
                 result = _dre.start_action_for_state(self._handle, offset)
-                while result is not None:
-                    messages = result[1] if isinstance(result, tuple) else result
+                messages = result[1] if isinstance(result, tuple) else result
+                while messages is not None:
                     fired.append(messages[2:messages.index('"', 2)])   # '{"rule":{"m":{...}}}'
-                    result = _dre.complete_and_start_action(self._handle, offset)
+                    messages = _dre.complete_and_start_action(self._handle, offset)
         except BaseException:
             # An activation may be left leased: this ruleset's state is unusable, build a fresh one.
             self._create()
             raise
-        _dre.retract_fact(self._handle, dumps({"sid": _SID, "id": fact_id}))
+        _dre.retract_fact(self._handle, f'{{"sid":"{_SID}","id":"{fact_id}"}}')
         return fired
 
     def match(self, fact: dict) -> list[str]:
         with self._lock:
             if self._handle is None:
                 raise Disposed(f"ruleset {self.label} was disposed")
-            fired = self._match_locked(fact)
+            fired = self._match_locked(fact) if self._engine_rules else []
         # A condition with `any`/`in` compiles to $or, and durable_rules fires the rule once per
         # true branch: report each rule once, at its first (pri, definition-order) position.
-        return [n for n in dict.fromkeys(fired) if n != _PRIME]
+        names = [n for n in dict.fromkeys(fired) if n != _PRIME]
+        if self._always and fact.get("t") == 1:      # {"t": 1} holds, as it would in the engine
+            names = self._merge_always(names)
+        return names
+
+    def _merge_always(self, names: list[str]) -> list[str]:
+        """Insert each always-firing rule before the first fired rule defined after it."""
+        position = self._position
+        for name in self._always:            # few, in definition order
+            here = position[name]
+            for i, other in enumerate(names):
+                if position[other] > here:
+                    names.insert(i, name)
+                    break
+            else:
+                names.append(name)
+        return names
 
     def dispose(self) -> None:
         """Free the C ruleset; later calls to match() raise Disposed."""
