@@ -102,7 +102,7 @@ def process_customer(service, run: SweepRun, customer_id: str, notifier) -> tupl
         data = decision.data
         detail = data["dunning"]["stage_detail"]
         stage = data["dunning"]["stage"]
-        entered = dt.date.fromisoformat(detail["entered_on"]) if detail else None
+        entered = dt.date.fromisoformat(detail["entered_on"]) if detail and detail["entered_on"] else None
         state = s.get(DunningState, c.id)
         if state is None:
             # no state before today: today's (stateless) result is also the baseline a same-day

@@ -128,6 +128,10 @@ def evaluate_facts(policy, facts: Facts) -> Decision:
         # stateless: the stage is the target, entered the day its threshold was reached
         stage = target
         entered_on = (facts.as_of - dt.timedelta(days=fact["collectable_days_overdue"] - entry_day)) if stage else None
+    elif target == 0 and facts.anchor_invoice is None and fact["paused_invoice_count"] and state[0]:
+        # every overdue invoice is paused: the stage is held (no actions) and resumes where it
+        # stood, re-entered on the day collection resumes (entered_on None marks the pause)
+        stage, entered_on = state[0], None
     else:
         stage = dunning.next_stage(target, skip, state[0])
         entered_on = (state[1] if stage == state[0] and stage and state[1] else facts.as_of) if stage else None
@@ -191,7 +195,13 @@ def evaluate_facts(policy, facts: Facts) -> Decision:
     # 5. dunning actions due on as_of
     actions = _reminders(policy, facts, exp)
     stage_info = None
-    if stage:
+    if stage and entered_on is None:
+        stage_info = {"name": policy.dunning.stages[stage - 1].name, "target_stage": target, "skip": skip,
+                      "paused": True, "entered_at_days_overdue": None, "entered_on": None, "days_in_stage": None,
+                      "cadence_days": policy.dunning.stages[stage - 1].cadence_days, "next_action_on": None}
+        reasons.append(_reason("dunning.held", "dunning",
+                               f"every overdue invoice is paused: stage {stage} is held until collection resumes"))
+    elif stage:
         stage_def = policy.dunning.stages[stage - 1]
         days_in_stage = (facts.as_of - entered_on).days
         wait = (-days_in_stage) % stage_def.cadence_days
@@ -205,7 +215,7 @@ def evaluate_facts(policy, facts: Facts) -> Decision:
                     "owner": dunning.resolve_owner(owner_rules, action.channel, action.owner, facts.collector),
                     "invoice_id": anchor.id, "amount": minor_str(anchor.open_minor, exp),
                     "due_on": facts.as_of.isoformat()})
-        stage_info = {"name": stage_def.name, "target_stage": target, "skip": skip,
+        stage_info = {"name": stage_def.name, "target_stage": target, "skip": skip, "paused": False,
                       "entered_at_days_overdue": entry_day, "entered_on": entered_on.isoformat(),
                       "days_in_stage": days_in_stage, "cadence_days": stage_def.cadence_days,
                       "next_action_on": (facts.as_of + dt.timedelta(days=wait)).isoformat()}

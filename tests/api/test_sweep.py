@@ -303,8 +303,10 @@ def test_disputes_open_promises_and_kept_plans_pause_and_a_breach_resumes(fresh)
         run(api, n)
         for cid, why in ((promise, "promise"), (disputed, "dispute"), (plan, "instalment_plan")):
             dec = decision(api, cid)
-            assert dec["dunning"]["stage"] == 0 and [p["reason"] for p in dec["dunning"]["paused"]] == [why]
-            assert state(api, cid) == (0, None)
+            # the stage is held while paused (entered_on None marks the pause) and no action falls due
+            assert dec["dunning"]["stage"] == 1 and [p["reason"] for p in dec["dunning"]["paused"]] == [why]
+            assert dec["dunning"]["stage_detail"]["paused"] is True
+            assert state(api, cid) == (1, None)
     paused_days = {iso(n) for n in range(1, 9)}
     for cid in (promise, disputed, plan):
         assert [a for a in action_rows(api, cid) if a[4] in paused_days] == []         # nothing while paused
@@ -319,7 +321,7 @@ def test_disputes_open_promises_and_kept_plans_pause_and_a_breach_resumes(fresh)
     assert "alert.broken_promise" in {a["id"] for a in dec["alerts"]}
     assert dec["score"]["value"] < score_before
     assert any(r["rule"] == "dunning.breach" for r in dec["reasons"])
-    assert state(api, disputed) == (0, None) and state(api, plan) == (0, None)
+    assert state(api, disputed) == (1, None) and state(api, plan) == (1, None)
 
     event(api, disputed, "dispute_resolved", {"dispute_id": dispute, "resolved_on": iso(16)}, 16)
     run(api, 16)                        # instalment 2 (day 15) missed: the plan is broken, the dispute is over
