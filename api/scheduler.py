@@ -68,6 +68,36 @@ def credit_review(as_of: dt.date | None = None) -> dict:
                   lambda: run_reviews(_service, day, "scheduler:credit-review"))
 
 
+def monthly_statements(as_of: dt.date | None = None, folder: str | None = None) -> dict:
+    """Monthly: a statement of account (对账单) for the previous calendar month for every customer,
+    written as CSV under var/statements/<YYYY-MM>/ for sending and reconciliation."""
+    day = as_of or _service.today()
+    return record(_service, "monthly-statements", day, lambda: write_statements(_service, day, folder))
+
+
+def write_statements(service, day: dt.date, folder: str | None = None) -> dict:
+    import csv
+    import os
+
+    from sqlalchemy import select as _select
+
+    from . import reports
+    from .db import Customer
+    end = day.replace(day=1) - dt.timedelta(days=1)
+    start = end.replace(day=1)
+    target = os.path.join(folder or os.path.join("var", "statements"), start.strftime("%Y-%m"))
+    os.makedirs(target, exist_ok=True)
+    with service.tx() as s:
+        ids = s.execute(_select(Customer.id).order_by(Customer.id)).scalars().all()
+    for cid in ids:
+        st = reports.statement(service, cid, start, end)
+        with open(os.path.join(target, f"{cid}.csv"), "w", encoding="utf-8", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(reports.STATEMENT_CSV_COLUMNS)
+            writer.writerows(reports.statement_csv_rows(st))
+    return {"period": [start.isoformat(), end.isoformat()], "folder": target, "statements": len(ids)}
+
+
 def heartbeat(holder: str) -> None:
     if not hold_lock(_service, holder):
         log.error("scheduler lease lost to another process; stopping")
@@ -77,6 +107,7 @@ def heartbeat(holder: str) -> None:
 JOBS = (
     ("collections-sweep", collections_sweep, CronTrigger(hour=2, minute=0)),
     ("credit-review", credit_review, CronTrigger(hour=3, minute=0)),
+    ("monthly-statements", monthly_statements, CronTrigger(day=1, hour=4, minute=0)),
 )
 
 

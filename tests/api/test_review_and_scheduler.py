@@ -112,7 +112,7 @@ def test_only_one_scheduler_holds_the_lease(fresh):
 def test_jobs_have_explicit_ids_a_database_store_and_misfire_handling(fresh):
     sched = scheduler.build(fresh.service, fresh.engine)
     jobs = {j.id: j for j in sched.get_jobs()}
-    assert set(jobs) == {"collections-sweep", "credit-review"}
+    assert set(jobs) == {"collections-sweep", "credit-review", "monthly-statements"}
     assert sched._job_defaults["coalesce"] is True
     assert sched._job_defaults["misfire_grace_time"] == scheduler.MISFIRE_GRACE_SECONDS
     from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
@@ -159,3 +159,14 @@ def test_a_second_scheduler_process_does_not_start(backend):
         first.terminate()
         first.wait(timeout=30)
         eng.dispose()
+
+
+def test_the_monthly_statements_job_writes_last_months_statement_per_customer(fresh, tmp_path):
+    cid = fresh.customer()
+    fresh.invoice(cid, "1000.00", due=-20, issued=-30)            # issued 2026-11-15, inside November
+    scheduler._service = fresh.service
+    result = scheduler.monthly_statements(dt.date(2026, 12, 1), folder=str(tmp_path))
+    assert result["outcome"] == "ok"
+    assert result["detail"]["period"] == ["2026-11-01", "2026-11-30"]
+    text = (tmp_path / "2026-11" / f"{cid}.csv").read_text(encoding="utf-8")
+    assert "1000.00" in text and "invoice" in text
