@@ -158,7 +158,7 @@ def _nul_fields(value, path: str = "") -> list[str]:
 
 def current_key(permission: str):
     service: Service = __import__("flask").current_app.extensions["creditctl"]
-    with service.tx() as s:
+    with service.read_tx() as s:
         key = auth.authenticate(s, request.headers.get("Authorization"))
         s.expunge(key)
     auth.require(key, permission)

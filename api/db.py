@@ -221,7 +221,10 @@ def make_engine(url: str):
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn):
-            conn.exec_driver_sql("BEGIN IMMEDIATE")     # take the write lock up front: no lost updates
+            # writers take the write lock up front (no lost updates); read-only work (read_tx) uses
+            # a deferred BEGIN so, with WAL, it never waits for a writer
+            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("creditctl_readonly")
+                                 else "BEGIN IMMEDIATE")
         return engine
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
 

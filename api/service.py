@@ -93,6 +93,16 @@ class Service:
         finally:
             session.close()
 
+    @contextlib.contextmanager
+    def read_tx(self):
+        """A transaction for reads only: on SQLite it does not take the write lock."""
+        session = self.sessionmaker()
+        try:
+            session.connection(execution_options={"creditctl_readonly": True})
+            yield session
+        finally:
+            session.close()      # ends the transaction; unlike rollback() it leaves loaded objects readable
+
     # ------------------------------------------------------------------ customers
     def _lock_customer(self, s, customer_id: str) -> Customer:
         c = s.execute(select(Customer).where(Customer.id == customer_id).with_for_update()).scalar_one_or_none()
@@ -154,7 +164,7 @@ class Service:
 
     def get_customer(self, customer_id: str, as_of: dt.date | None = None) -> dict:
         as_of = as_of or self.today()
-        with self.tx() as s:
+        with self.read_tx() as s:
             c = s.get(Customer, customer_id)
             if c is None:
                 raise not_found("customer", customer_id)
@@ -490,7 +500,7 @@ class Service:
     # ------------------------------------------------------------------ trail
     def list_decisions(self, *, customer=None, kind=None, outcome=None, since=None, until=None, actor=None,
                        cursor=None, limit=100) -> tuple[list[DecisionRecord], str | None]:
-        with self.tx() as s:
+        with self.read_tx() as s:
             q = select(DecisionRecord)
             if customer:
                 q = q.where(DecisionRecord.subject.in_([customer, f"stateless:{customer}"]))
@@ -515,14 +525,14 @@ class Service:
             return rows, next_cursor
 
     def get_decision(self, decision_id: str) -> DecisionRecord:
-        with self.tx() as s:
+        with self.read_tx() as s:
             rec = s.get(DecisionRecord, decision_id)
             if rec is None:
                 raise not_found("decision", decision_id)
             return rec
 
     def replay(self, decision_id: str) -> dict:
-        with self.tx() as s:
+        with self.read_tx() as s:
             rec = s.get(DecisionRecord, decision_id)
             if rec is None:
                 raise not_found("decision", decision_id)
@@ -541,12 +551,12 @@ class Service:
             return out
 
     def verify(self) -> dict:
-        with self.tx() as s:
+        with self.read_tx() as s:
             return trail.verify(s)
 
     # ------------------------------------------------------------------ actions
     def list_actions(self, *, status="open", owner=None, customer=None, cursor=None, limit=100):
-        with self.tx() as s:
+        with self.read_tx() as s:
             q = select(Action)
             if status:
                 q = q.where(Action.status == status)
