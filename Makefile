@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # steadier, faster allocation for durable_rules' C core (docs/durable-rules.md)
 export GLIBC_TUNABLES ?= glibc.malloc.trim_threshold=268435456:glibc.malloc.mmap_threshold=268435456
 
-.PHONY: setup run test bench bench-http clean
+.PHONY: setup run test bench bench-http bench-sweep clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ bench: $(STAMP)
 
 bench-http: $(STAMP)
 	$(BIN)/python bench/http_bench.py
+
+# N=100,000 customers (1M invoices) by default; e.g. make bench-sweep SWEEP_ARGS='--customers 10000,20000'
+bench-sweep: $(STAMP)
+	$(BIN)/python bench/sweep_bench.py $(SWEEP_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -21,7 +21,11 @@ when it answers) and each book size N it:
      sampled while it runs, to show whether memory grows with the book;
   4. times `creditctl policy simulate` (if this build has it) on another copy, with a candidate
      policy that differs from policies.yaml in one credit limit;
-  5. profiles one sweep worker (first 1,500 customers of a copy) with cProfile, and with py-spy
+  5. checks how the database answers the sweep's per-customer lookup of the actions it just
+     created (by decision_id), and times it with the actions table as the run left it; with
+     --earlier-actions K the book also gets K closed actions from "earlier days" first, to see
+     the sweep on an actions table that weeks of sweeps have filled;
+  6. profiles one sweep worker (first 1,500 customers of a copy) with cProfile, and with py-spy
      (--idle, so waiting for the database counts) when py-spy is installed.
 
 Prints a table of figures next to their targets (< 60 s for 100k customers on SQLite, i.e. ≥ 1,667
@@ -34,6 +38,7 @@ is shown ("other cores": PostgreSQL's server processes and everything else).
     .venv/bin/python bench/sweep_bench.py --customers 10000,20000
     .venv/bin/python bench/sweep_bench.py --customers 2000 --backends sqlite --no-profile
     .venv/bin/python bench/sweep_bench.py --customers 10000,20000 --append-readme bench/README.md
+    .venv/bin/python bench/sweep_bench.py --customers 2000 --earlier-actions 500000 --no-simulate --no-profile
 """
 from __future__ import annotations
 
@@ -206,9 +211,27 @@ TABLE_ORDER = ("customers", "invoices", "payments", "credit_notes", "promises", 
                "reservations")
 
 
-def load_book(url: str, n: int, as_of: dt.date, seed: int, batch_customers: int) -> dict:
-    """Migrate + publish the policy (create_app, once), then bulk-insert the book. Returns counts
-    and timings."""
+def prior_actions(n: int, k: int, as_of: dt.date, seed: int, batch: int = 20_000):
+    """k closed actions from earlier days (what weeks of sweeps leave in the table), spread evenly
+    over the book's customers, in batches."""
+    rng = random.Random(seed + 7)
+    rows = []
+    for j in range(k):
+        i = j % n
+        rows.append({"customer_id": f"C{i:07d}", "invoice_id": f"I{i:07d}-00", "type": "email_reminder",
+                     "channel": "email", "owner": "automated", "stage": 1,
+                     "due_on": as_of - dt.timedelta(days=1 + j // n), "amount_minor": 100_00, "status": "closed",
+                     "outcome": "invoice_settled", "decision_id": uuid.UUID(int=rng.getrandbits(128)).hex})
+        if len(rows) >= batch:
+            yield rows
+            rows = []
+    if rows:
+        yield rows
+
+
+def load_book(url: str, n: int, as_of: dt.date, seed: int, batch_customers: int, earlier_actions: int = 0) -> dict:
+    """Migrate + publish the policy (create_app, once), then bulk-insert the book (and, with
+    earlier_actions, that many closed actions from earlier days). Returns counts and timings."""
     from sqlalchemy import insert, text
 
     from api.app import create_app
@@ -227,6 +250,12 @@ def load_book(url: str, n: int, as_of: dt.date, seed: int, batch_customers: int)
                 if rows:
                     conn.execute(insert(tables[name]), rows)
                     counts[name] += len(rows)
+    if earlier_actions:
+        counts["actions"] = 0
+        for rows in prior_actions(n, earlier_actions, as_of, seed):
+            with engine.begin() as conn:
+                conn.execute(insert(Base.metadata.tables["actions"]), rows)
+            counts["actions"] += len(rows)
     t_insert = time.perf_counter() - t0
     t0 = time.perf_counter()
     if engine.dialect.name == "postgresql":
@@ -464,6 +493,69 @@ def db_summary(url: str, as_of: dt.date) -> dict:
         engine.dispose()
 
 
+def plan_check(url: str, as_of: dt.date) -> dict:
+    """Record the SQL one customer's sweep step issues (api.sweep.process_customer, in a new run the
+    day after, on the swept copy) and ask the database for the plan of each SELECT / UPDATE /
+    DELETE: any full scan of a table is a per-customer cost that grows with that table."""
+    from sqlalchemy import event, select, text
+
+    from api import sweep
+    from api.db import SweepRun, make_engine, make_sessionmaker
+    from api.policies import PolicyRegistry
+    from api.service import Service
+    engine = make_engine(url)
+    seen: list[tuple[str, object]] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        if not executemany:
+            seen.append((statement, parameters))
+    try:
+        service = Service(make_sessionmaker(engine), PolicyRegistry())
+        day = as_of + dt.timedelta(days=1)
+        run_id = sweep.start(service, day, "bench:plan")
+        with service.tx() as s:
+            run = s.get(SweepRun, run_id)
+            s.expunge(run)
+            cid = s.execute(text("SELECT customer_id FROM sweep_items ORDER BY customer_id LIMIT 1 OFFSET 7")
+                            ).scalar_one()
+        sweep.process_customer(service, run, cid, sweep.LogNotifier())       # warm: compile the policy
+        cid2 = None
+        with service.tx() as s:
+            cid2 = s.execute(text("SELECT customer_id FROM sweep_items WHERE customer_id > :c ORDER BY customer_id "
+                                  "LIMIT 1"), {"c": cid}).scalar_one()
+        event.listen(engine, "before_cursor_execute", record)
+        t0 = time.perf_counter()
+        sweep.process_customer(service, run, cid2, sweep.LogNotifier())
+        step_ms = (time.perf_counter() - t0) * 1000
+        event.remove(engine, "before_cursor_execute", record)
+        scans, explained = [], 0
+        sqlite = engine.dialect.name == "sqlite"
+        raw = engine.raw_connection()
+        try:
+            cur = raw.cursor()
+            for statement, params in seen:
+                head = statement.lstrip().split(None, 1)[0].upper()
+                if head not in ("SELECT", "UPDATE", "DELETE") or statement.strip().upper() == "SELECT 1":
+                    continue
+                explained += 1
+                cur.execute(("EXPLAIN QUERY PLAN " if sqlite else "EXPLAIN ") + statement, params)
+                plan = [str(r[-1] if sqlite else r[0]) for r in cur.fetchall()]
+                for line in plan:
+                    # SQLite: "SCAN t [USING INDEX i]" reads all of t (or of its index); "SEARCH" looks up
+                    m = re.match(r"\s*SCAN (\w+)", line) if sqlite else re.search(r"Seq Scan on (\w+)", line)
+                    if m and m.group(1).upper() != "CONSTANT":
+                        table = m.group(1)
+                        cur.execute(f"SELECT count(*) FROM {table}")
+                        rows = cur.fetchone()[0]
+                        scans.append({"table": table, "rows": rows, "statement": " ".join(statement.split())[:160]})
+            raw.rollback()
+        finally:
+            raw.close()
+        return {"statements": len(seen), "explained": explained, "scans": scans, "step_ms": step_ms}
+    finally:
+        engine.dispose()
+
+
 def sweep_run(backend, n: int, workers: int, as_of: dt.date, tmp: str) -> dict:
     url = backend.copy(f"n{n}_w{workers}")
     try:
@@ -475,6 +567,11 @@ def sweep_run(backend, n: int, workers: int, as_of: dt.date, tmp: str) -> dict:
             p["this_worker"] = (last_json(p["stdout"]) or {}).get("this_worker")
         res["summary"] = db_summary(url, as_of)
         res["db_bytes"] = backend.size(url)
+        if workers == 1:
+            try:
+                res["plan"] = plan_check(url, as_of)
+            except Exception as exc:   # noqa: BLE001 — a figure, not the benchmark
+                res["plan"] = {"error": f"{exc.__class__.__name__}: {str(exc)[:200]}"}
         res["n"], res["workers"] = n, workers
         s = res["summary"]
         print(f"    {res['wall']:.1f} s wall, {n / res['wall']:,.0f} customers/s; processed {s.get('processed')} "
@@ -788,7 +885,8 @@ def table_rows(results: list[dict], sizes: list[int]) -> list[tuple]:
             book = size["book"]
             c = book["counts"]
             rows.append((b, f"{n:,}", "book", f"{c['customers']:,} customers, {c['invoices']:,} invoices, "
-                         f"{c['payments']:,} payments, {sum(c[k] for k in TABLE_ORDER[3:]):,} other rows; "
+                         f"{c['payments']:,} payments, {sum(c[k] for k in TABLE_ORDER[3:]):,} other rows"
+                         f"{', %s earlier closed actions' % format(c['actions'], ',') if c.get('actions') else ''}; "
                          f"{book['db_bytes'] / 2**20:,.0f} MB", ""))
             rows.append((b, f"{n:,}", "bulk insert (Core executemany)",
                          f"{book['insert_s']:.1f} s, {book['rows'] / book['insert_s']:,.0f} rows/s "
@@ -815,6 +913,17 @@ def table_rows(results: list[dict], sizes: list[int]) -> list[tuple]:
                              f"{s.get('processed'):,} processed, {s.get('errors')} errors, status {s.get('status')}, "
                              f"{s.get('actions_created'):,} actions; stages {s.get('customers_by_stage')}; "
                              f"buckets {s.get('buckets')}", f"{n:,} processed"))
+                pc = run.get("plan")
+                if pc and "error" in pc:
+                    rows.append((b, f"{n:,}", "one customer's step: SQL plans", f"check failed: {pc['error']}", ""))
+                elif pc:
+                    big = [x for x in pc["scans"] if x["rows"] >= 1000]
+                    rows.append((b, f"{n:,}", "one customer's step: SQL statements, full scans",
+                                 f"{pc['statements']} statements ({pc['explained']} SELECT/UPDATE/DELETE explained); "
+                                 + ("full scans: " + "; ".join(f"{x['table']} ({x['rows']:,} rows): {x['statement']}"
+                                                               for x in big) if big else "no full scan of a table "
+                                                                                         "≥ 1,000 rows"),
+                                 "no full scans"))
                 if w == 1:
                     base = run["wall"]
                 elif base:
@@ -846,8 +955,9 @@ def table_rows(results: list[dict], sizes: list[int]) -> list[tuple]:
                 est = size["simulate"]["wall"] / biggest * TARGET_N
                 rows.append((b, "100,000", "EXTRAPOLATED policy simulate",
                              f"≈ {est / 60:,.1f} min ({est:,.0f} s)", ""))
-            est = size["book"]["insert_s"] / biggest * TARGET_N
-            rows.append((b, "100,000", "EXTRAPOLATED bulk insert", f"≈ {est:,.0f} s", ""))
+            if not size["book"]["counts"].get("actions"):
+                est = size["book"]["insert_s"] / biggest * TARGET_N
+                rows.append((b, "100,000", "EXTRAPOLATED bulk insert", f"≈ {est:,.0f} s", ""))
     return rows
 
 
@@ -861,14 +971,14 @@ def render(rows) -> str:
     return "\n".join(out)
 
 
-def markdown(results, sizes, args, profiles, started: str, load: tuple) -> str:
+def markdown(results, sizes, args, profiles, started: str, load: tuple, code_note: str = "") -> str:
     rows = table_rows(results, sizes)
     lines = ["\n## Collections sweep\n",
              f"`make bench-sweep` (bench/sweep_bench.py --customers {','.join(map(str, sizes))}), run {started}, "
              f"{platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} CPUs shared with "
              f"other sessions (load average {load[0]:.2f} at start, {load[1]:.2f} at the end), seed {args.seed}, "
              f"as of {args.as_of}. Each run on a fresh copy of the book; wall time includes each process's "
-             f"start-up; \"in-run\" is the sweep run's own started_at → finished_at.\n",
+             f"start-up; \"in-run\" is the sweep run's own started_at → finished_at. {code_note}.\n",
              "| backend | N | figure | measured | target |", "|---|---|---|---|---|"]
     for row in rows[1:]:
         lines.append("| " + " | ".join(str(c).replace("|", "/") for c in row) + " |")
@@ -893,6 +1003,8 @@ def parse_args(argv=None):
     p.add_argument("--as-of", default=AS_OF.isoformat())
     p.add_argument("--seed", type=int, default=SEED)
     p.add_argument("--batch", type=int, default=2000, help="customers per insert batch (~10× as many invoices)")
+    p.add_argument("--earlier-actions", type=int, default=0, metavar="K",
+                   help="also insert K closed actions from earlier days (the table after weeks of sweeps)")
     p.add_argument("--no-simulate", action="store_true")
     p.add_argument("--no-profile", action="store_true")
     p.add_argument("--no-pyspy", action="store_true", help="cProfile only, even when py-spy is installed")
@@ -910,6 +1022,22 @@ def parse_args(argv=None):
     return args
 
 
+def code_fingerprint() -> str:
+    """A hash of the code under test (api/, engine/, rules/, policies.yaml): others edit it while
+    benchmarks run, so a run reports whether it changed under it."""
+    import hashlib
+    h = hashlib.sha256()
+    for folder in ("api", "engine", "rules"):
+        for dirpath, _, files in sorted(os.walk(os.path.join(ROOT, folder))):
+            for name in sorted(files):
+                if name.endswith((".py", ".yaml")):
+                    with open(os.path.join(dirpath, name), "rb") as fh:
+                        h.update(name.encode() + fh.read())
+    with open(POLICY, "rb") as fh:
+        h.update(fh.read())
+    return h.hexdigest()[:12]
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -920,7 +1048,7 @@ def bench_backend(backend, args, tmp: str, sim_why: str | None, profiles: list) 
     for n in args.sizes:
         print(f"\n== {backend.label}, N = {n:,}: generating the book …", flush=True)
         url = backend.make_master(f"book{n}")
-        book = load_book(url, n, args.as_of_date, args.seed, args.batch)
+        book = load_book(url, n, args.as_of_date, args.seed, args.batch, args.earlier_actions)
         book["db_bytes"] = backend.size(url)
         print(f"  {book['rows']:,} rows in {book['insert_s']:.1f} s ({book['rows'] / book['insert_s']:,.0f} rows/s), "
               f"{book['db_bytes'] / 2**20:,.0f} MB", flush=True)
@@ -946,8 +1074,10 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     started = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     load0 = os.getloadavg()[0]
+    code0 = code_fingerprint()
     print(f"creditctl sweep bench · Python {platform.python_version()} · {os.cpu_count()} CPUs · seed {args.seed} · "
-          f"as of {args.as_of} · N = {', '.join(f'{n:,}' for n in args.sizes)} · load average {load0:.2f}")
+          f"as of {args.as_of} · N = {', '.join(f'{n:,}' for n in args.sizes)} · load average {load0:.2f} · "
+          f"code {code0}")
     sim_why = None if args.no_simulate else simulate_available()
     if sim_why:
         print(f"policy simulate: skipped — {sim_why}")
@@ -977,6 +1107,10 @@ def main(argv=None) -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     load1 = os.getloadavg()[0]
+    code1 = code_fingerprint()
+    code_note = (f"code {code0} unchanged during the run" if code1 == code0 else
+                 f"WARNING: the code under test changed during the run ({code0} → {code1}); runs mix versions")
+    print(f"\n{code_note}")
     print(f"\nsweep benchmark, {time.perf_counter() - t_all:,.0f} s in all; load average {load0:.2f} → {load1:.2f}\n")
     print(render(table_rows(results, args.sizes)))
     for prof in profiles:
@@ -984,7 +1118,7 @@ def main(argv=None) -> int:
         print("\n".join(prof["lines"]))
     if args.append_readme:
         with open(args.append_readme, "a", encoding="utf-8") as fh:
-            fh.write(markdown(results, args.sizes, args, profiles, started, (load0, load1)))
+            fh.write(markdown(results, args.sizes, args, profiles, started, (load0, load1), code_note))
         print(f"\nappended to {args.append_readme}")
     return 0
 
