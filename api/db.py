@@ -229,6 +229,15 @@ def make_engine(url: str):
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
 
 
+def insert_ignoring_duplicates(session, model, values):
+    """INSERT … ON CONFLICT DO NOTHING in the session's dialect (both supported backends have it)."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(model).values(values).on_conflict_do_nothing()
+
+
 def make_sessionmaker(engine):
     return sessionmaker(engine, expire_on_commit=False)
 

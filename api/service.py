@@ -25,7 +25,7 @@ from engine.money import minor_str, to_minor
 
 from . import trail
 from .db import (Action, CreditNote, Customer, DecisionRecord, Dispute, InstalmentPlan, Invoice, Payment,
-                 ProcessedEvent, Promise, Reservation)
+                 ProcessedEvent, Promise, Reservation, insert_ignoring_duplicates)
 from .errors import ApiError, conflict, invalid, marshmallow_errors, not_found
 from .ledger import customer_dict, load_case
 from .policies import PolicyRegistry, with_retry
@@ -216,16 +216,11 @@ class Service:
     def _persist_actions(self, s, customer_id, data, decision_id, exponent):
         if not data["dunning"]["actions"]:
             return
-        dialect = s.get_bind().dialect.name
-        if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
         rows = [{"customer_id": customer_id, "invoice_id": a["invoice_id"], "type": a["type"],
                  "channel": a["channel"], "owner": a["owner"], "stage": a["stage"],
                  "due_on": dt.date.fromisoformat(a["due_on"]), "amount_minor": to_minor(a["amount"], exponent),
                  "status": "open", "decision_id": decision_id} for a in data["dunning"]["actions"]]
-        s.execute(insert(Action).values(rows).on_conflict_do_nothing())
+        s.execute(insert_ignoring_duplicates(s, Action, rows))
 
     @staticmethod
     def decision_view(rec: DecisionRecord, include_facts: bool = False) -> dict:

@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from engine.decision import canonical_json
 
-from .db import ChainHead, DecisionRecord
+from .db import ChainHead, DecisionRecord, insert_ignoring_duplicates
 
 GENESIS = "0" * 64
 HASHED_FIELDS = ("id", "subject", "seq", "kind", "actor", "request_id", "as_of", "facts", "policy_version",
@@ -39,12 +39,7 @@ def _lock_head(session, subject: str) -> ChainHead:
     head = session.execute(stmt).scalar_one_or_none()
     if head is not None:
         return head
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    session.execute(insert(ChainHead).values(subject=subject, seq=0, hash=GENESIS).on_conflict_do_nothing())
+    session.execute(insert_ignoring_duplicates(session, ChainHead, {"subject": subject, "seq": 0, "hash": GENESIS}))
     return session.execute(stmt).scalar_one()
 
 
