@@ -283,7 +283,8 @@ def _build(loaded: LoadedYaml, text: str, data: dict, parts: dict) -> CompiledPo
             used |= conditions.fields_used(r.condition)
         phase_fields[phase] = tuple(sorted(used))
         definition = {r.id: {"all": [{"m": conditions.to_durable(r.condition)}]} for r in phase_rules}
-        matchers[phase] = Matcher(f"{data['policy']['name']}.{version[:12]}.{phase}", definition)
+        matchers[phase] = Matcher(f"{data['policy']['name']}.{version[:12]}.{phase}", definition,
+                                  phase_fields[phase])
     currency = data["policy"]["currency"]
     exponent = currency_exponent(currency)
     # Templates are parsed here, once per policy, not for every message of every decision.

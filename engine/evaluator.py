@@ -167,10 +167,12 @@ def evaluate_facts(policy, facts: Facts) -> Decision:
     fired_decision = _match(policy, DECISION, fact)
     checks = [r for r in fired_decision if r.family == "credit.check"]
     alerts = [r for r in fired_decision if r.family == "alerts"]
+    decision_messages = {}        # the fact does not change after this: alerts reuse their message
     for r in fired_decision:
         if r.family == "credit.check" and not fact["has_order"]:
             continue
-        reasons.append(_reason(r.id, r.family, _message(policy, r, fact, extra)))
+        decision_messages[r.id] = _message(policy, r, fact, extra)
+        reasons.append(_reason(r.id, r.family, decision_messages[r.id]))
 
     credit_out = {
         "limit": minor_str(limit, exp), "terms_days": terms.terms_days,
@@ -251,7 +253,7 @@ def evaluate_facts(policy, facts: Facts) -> Decision:
     segments = [{"id": r.id, "strategy": list(r.get("strategy"))} for r in fired_profile if r.family == "segments"]
     classification["segments"] = segments
     alert_out = sorted(({"id": r.id, "severity": r.get("severity"),
-                         "message": _message(policy, r, fact, extra)} for r in alerts),
+                         "message": decision_messages[r.id]} for r in alerts),
                        key=lambda a: SEVERITY_ORDER[a["severity"]])
     body = {
         "customer_id": facts.customer_id, "as_of": facts.as_of.isoformat(),
@@ -272,9 +274,9 @@ def _message(policy, rule, fact, extra) -> str:
 
 
 def _match(policy, phase, fact):
-    matcher = policy.matchers[phase]
-    names = matcher.match({k: fact[k] for k in policy.phase_fields[phase]})
-    return [policy.rules_by_id[n] for n in names]
+    by_id = policy.rules_by_id
+    # the whole fact: the matcher picks out the fields its rules use (policy.phase_fields)
+    return [by_id[n] for n in policy.matchers[phase].match(fact)]
 
 
 def _ratio_bp(part: int, whole: int) -> int:

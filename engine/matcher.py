@@ -13,6 +13,7 @@ import itertools
 import json
 import re
 import threading
+from json.encoder import encode_basestring
 
 import durable_rules_engine as _dre
 
@@ -41,10 +42,21 @@ class Disposed(EngineFailure):
     pass
 
 
+def _fires_once(rule: dict) -> bool:
+    """One pattern without $or (what the compiler writes, unless a condition has `any`/`in`):
+    such a rule fires at most once per fact, so its names need no de-duplication."""
+    patterns = rule.get("all")
+    return set(rule) == {"all"} and len(patterns) == 1 and "$or" not in dumps(patterns)
+
+
 class Matcher:
     """Answers 'which rules match this fact' for one compiled ruleset. Thread-safe."""
 
-    def __init__(self, label: str, rules: dict[str, dict]):
+    def __init__(self, label: str, rules: dict[str, dict], fields=None):
+        """`fields`: the fact fields the rules use (the compiler finds them in the conditions).
+        When given, match() sends the engine only these, whatever else the fact carries. Rules
+        cannot see other fields, so the result is the same, and the document is built from a
+        template rather than by the JSON encoder (see _document)."""
         for name in rules:
             if not _RULE_NAME.match(name):
                 raise ValueError(f"rule name {name!r}: use letters, digits and _ . : -")
@@ -56,9 +68,24 @@ class Matcher:
         self._always = tuple(name for name, rule in rules.items() if rule == _ALWAYS)
         definition = {name: rule for name, rule in rules.items() if rule != _ALWAYS}
         self._engine_rules = bool(definition)
+        self._may_repeat = not all(map(_fires_once, definition.values()))
         definition[_PRIME] = {"all": [{"m": {_PRIME: 1}}]}
+        # In the C ruleset each rule is named by its position, all of one width ("07"), so the
+        # name of a fired rule is a fixed slice of the activation text ('{"07":{"m":…}}') and
+        # needs no search. Definition order, and so the order of activations, is unchanged.
+        width = len(str(len(definition) - 1))
+        self._key_end = 2 + width
+        self._by_key = {f"{i:0{width}d}": name for i, name in enumerate(definition)}
         self.label = label
-        self._definition_json = dumps(definition)
+        self._definition_json = dumps({key: definition[name] for key, name in self._by_key.items()})
+        self._fields = None
+        if fields is not None and not {"sid", "id", _PRIME} & set(fields):
+            # A field no C rule mentions (e.g. t, once the always-rules are out) need not be sent.
+            # The test is on the text, so it can only keep a field too many.
+            self._fields = tuple(f for f in fields if dumps(f) in self._definition_json)
+            # '{"sid":"s","id":"f%d","amount_tier":%s,…}': the bytes the encoder wrote for the same fields
+            self._template = (f'{{"sid":"{_SID}","id":"f%d"'
+                              + "".join(f',{dumps(f).replace("%", "%%")}:%s' for f in self._fields) + "}")
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._handle = None
@@ -66,18 +93,46 @@ class Matcher:
 
     def _create(self):
         self._handle = _dre.create_ruleset(f"{self.label}#{next(_names)}", self._definition_json)
-        if self._match_locked({_PRIME: 1}) != [_PRIME]:
+        if self._match_locked({_PRIME: 1}, False) != [_PRIME]:
             raise EngineFailure(f"ruleset {self.label} failed to prime")
 
-    def _match_locked(self, fact: dict) -> list[str]:
-        fact_id = f"f{next(self._ids)}"
-        if fact and "sid" not in fact and "id" not in fact:
-            # '{"sid":"s","id":"f7",' + the fact's own members: no copy of the fact
-            doc = f'{{"sid":"{_SID}","id":"{fact_id}",{_encode(fact)[1:]}'
-        else:
-            doc = dumps(dict(fact, sid=_SID, id=fact_id))
+    def _document(self, fact: dict, n: int) -> str | None:
+        """The fact's fields as dumps() writes them, for the usual values (str, int, bool, None);
+        None for anything else (or a missing field): the caller then uses the JSON encoder."""
+        values = []
+        add = values.append
         try:
-            code, offset = _dre.assert_fact(self._handle, doc)
+            for name in self._fields:
+                value = fact[name]
+                kind = type(value)
+                if kind is str:
+                    add(encode_basestring(value))       # the function the encoder uses (ensure_ascii=False)
+                elif kind is int:
+                    add(int.__repr__(value))
+                elif kind is bool:
+                    add("true" if value else "false")
+                elif value is None:
+                    add("null")
+                else:
+                    return None
+        except KeyError:
+            return None
+        return self._template % (n, *values)
+
+    def _match_locked(self, fact: dict, fast: bool) -> list[str]:
+        n = next(self._ids)
+        doc = self._document(fact, n) if fast else None
+        if doc is None:
+            if fast:
+                fact = {name: fact[name] for name in self._fields if name in fact}
+            if fact and "sid" not in fact and "id" not in fact:
+                # '{"sid":"s","id":"f7",' + the fact's own members: no copy of the fact
+                doc = f'{{"sid":"{_SID}","id":"f{n}",{_encode(fact)[1:]}'
+            else:
+                doc = dumps(dict(fact, sid=_SID, id=f"f{n}"))
+        handle = self._handle
+        try:
+            code, offset = _dre.assert_fact(handle, doc)
         except Exception as exc:   # e.g. error 303: more than 64 tests true at once
             raise EngineFailure(f"durable_rules refused the fact: {exc}") from exc
         if code == 2:
@@ -87,26 +142,31 @@ class Matcher:
             if code == 0:          # 0: something matched, 1: nothing did
                 # The first activation comes as (state, messages), the next ones as messages alone
                 # (as durable/engine.py reads them); None when there are no more.
-                result = _dre.start_action_for_state(self._handle, offset)
+                result = _dre.start_action_for_state(handle, offset)
                 messages = result[1] if isinstance(result, tuple) else result
+                add, complete, by_key, end = fired.append, _dre.complete_and_start_action, self._by_key, self._key_end
                 while messages is not None:
-                    fired.append(messages[2:messages.index('"', 2)])   # '{"rule":{"m":{...}}}'
-                    messages = _dre.complete_and_start_action(self._handle, offset)
+                    add(by_key[messages[2:end]])
+                    messages = complete(handle, offset)
         except BaseException:
             # An activation may be left leased: this ruleset's state is unusable, build a fresh one.
             self._create()
             raise
-        _dre.retract_fact(self._handle, f'{{"sid":"{_SID}","id":"{fact_id}"}}')
+        _dre.retract_fact(handle, f'{{"sid":"{_SID}","id":"f{n}"}}')
         return fired
 
     def match(self, fact: dict) -> list[str]:
+        fast = self._fields is not None
         with self._lock:
             if self._handle is None:
                 raise Disposed(f"ruleset {self.label} was disposed")
-            fired = self._match_locked(fact) if self._engine_rules else []
+            names = self._match_locked(fact, fast) if self._engine_rules else []
         # A condition with `any`/`in` compiles to $or, and durable_rules fires the rule once per
         # true branch: report each rule once, at its first (pri, definition-order) position.
-        names = [n for n in dict.fromkeys(fired) if n != _PRIME]
+        if self._may_repeat:
+            names = list(dict.fromkeys(names))
+        if not fast and _PRIME in names:       # only a fact that carries __prime__ can fire it
+            names.remove(_PRIME)
         if self._always and fact.get("t") == 1:      # {"t": 1} holds, as it would in the engine
             names = self._merge_always(names)
         return names

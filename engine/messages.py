@@ -27,14 +27,15 @@ class Template:
 
     Rendering used to run string.Formatter().parse and scan the rule's params for every
     message of every decision. Here the placeholder names are found once, and a placeholder
-    that names one of the rule's own params is shown once, since params are constants.
+    that names one of the rule's own params is shown once, since params are constants
+    (`fixed`); only fact fields (`live`) are shown per render.
     Values are looked up in the same order as before: `extra` (per evaluation, e.g. the
     anchor invoice) first, then the rule's params, then fact fields; anything else stays
     '{name}'. An empty template gives `fallback`. tests/test_fast_paths.py compares the
     output with the per-call renderer's.
     """
 
-    __slots__ = ("text", "exponent", "constant", "plan")
+    __slots__ = ("text", "exponent", "constant", "plan", "names", "fixed", "live")
 
     def __init__(self, text: str, params: tuple = (), exponent: int = 2, fallback: str = ""):
         self.text, self.exponent = text, exponent
@@ -52,6 +53,10 @@ class Template:
             else:
                 plan.append((name, None, FIELDS[name].kind if name in FIELDS else None))
         self.plan = tuple(plan)
+        # render() starts from the params' values and adds the fact fields' (the plan, split)
+        self.names = frozenset(names)
+        self.fixed = {name: shown for name, shown, _ in plan if shown is not None}
+        self.live = tuple((name, kind) for name, shown, kind in plan if shown is None and kind is not None)
         if not plan:
             try:
                 self.constant = text.format_map(_Values())
@@ -61,14 +66,18 @@ class Template:
     def render(self, fact, extra: dict | None = None) -> str:
         if self.constant is not None:
             return self.constant
-        values = _Values()
-        for name, shown, kind in self.plan:
-            if extra and name in extra:
-                values[name] = extra[name]
-            elif shown is not None:
-                values[name] = shown
-            elif kind is not None and name in fact:
-                values[name] = show(kind, fact[name], self.exponent)
+        values = _Values(self.fixed)
+        if extra:
+            for name, kind in self.live:
+                if name in fact and name not in extra:
+                    values[name] = show(kind, fact[name], self.exponent)
+            for name in extra:
+                if name in self.names:
+                    values[name] = extra[name]
+        else:
+            for name, kind in self.live:
+                if name in fact:
+                    values[name] = show(kind, fact[name], self.exponent)
         return self.text.format_map(values)
 
 

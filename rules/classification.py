@@ -7,6 +7,7 @@ exceed durable_rules' 64 simultaneously-true tests (docs/durable-rules.md).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from marshmallow import fields, validate
 
@@ -50,7 +51,7 @@ class BandClass:
     field: str
     bands: tuple[Band, ...]
 
-    @property
+    @cached_property          # read a few times per evaluation; the instance is frozen
     def labels(self) -> tuple[str, ...]:
         return tuple(b.value for b in self.bands)
 

@@ -175,15 +175,29 @@ def read_bands(raw_bands, kind, value_key, path, error) -> tuple[Band, ...]:
         error("E_BAND_GAP", f"the last band '{bands[-1].value}' must have no max so every value has a band",
               path + (len(bands) - 1, "max"))
         ok = False
-    return tuple(bands) if ok else ()
+    return Bands(bands) if ok else ()
 
 
 def _show(scaled: int, scale: int) -> str:
     return str(Decimal(scaled).scaleb(-scale))
 
 
+class Bands(tuple):
+    """A checked band table (what read_bands returns), with the lower bounds find_band bisects
+    over worked out once: a decision looks up ~20 bands."""
+
+    def __new__(cls, bands=()):
+        self = super().__new__(cls, bands)
+        self.lows = _lows(self)
+        return self
+
+
+def _lows(bands) -> list[int]:
+    return [b.low if b.low is not None else -(2 ** 63) for b in bands]
+
+
 def find_band(bands: tuple[Band, ...], value: int) -> Band:
-    lows = [b.low if b.low is not None else -(2 ** 63) for b in bands]
+    lows = bands.lows if type(bands) is Bands else _lows(bands)
     return bands[bisect.bisect_right(lows, value) - 1]
 
 

@@ -4,9 +4,12 @@
   input of tests/policy/, for decisions and refusals alike;
 - a rule without a condition, applied by Matcher in Python, is reported where the engine
   reported it (definition order), in both phases;
+- the matcher's fact document, built from a template with only the fields the rules use, is what
+  the JSON encoder wrote, and sending only those fields changes no result;
 - message templates parsed once at compile time render what the per-call renderer rendered;
 - the libyaml loader gives the same data and positions as the pure-Python one, and errors are
-  still reported by the pure-Python one.
+  still reported by the pure-Python one;
+- late interest computed in integers is the Decimal expression it replaces.
 """
 from __future__ import annotations
 
@@ -24,9 +27,12 @@ from engine import InputInvalid, compile_policy, evaluate, evaluate_loaded, load
 from engine import yamlsource
 from engine.facts import CaseSchema
 from engine.fields import DECISION, FIELDS, PROFILE
-from engine.matcher import Matcher
+from engine.conditions import to_durable
+from engine.matcher import Matcher, dumps as json_dumps
 from engine.messages import Template, show
+from engine.money import round_half_up_minor
 from engine.policytest import _jsonable, _merge
+from rules.interest import Interest, interest_minor
 
 from helpers import ROOT, compiled
 from reference import field_domains, matching_rule_ids, random_fact, replace_section
@@ -117,11 +123,74 @@ def test_rules_without_a_condition_keep_their_definition_position(policy_text):
         for phase in (PROFILE, DECISION):
             matcher = policy.matchers[phase]
             assert not set(matcher._always) - always and set(matcher._always)
-            assert all(f'"{name}"' not in matcher._definition_json for name in matcher._always)
+            assert not set(matcher._always) & set(matcher._by_key.values())     # not in the C ruleset
             domains, refs = field_domains(policy, phase)
             for _ in range(500):
                 fact = random_fact(rnd, domains, refs)
                 assert matcher.match(fact) == matching_rule_ids(policy, phase, fact)
+
+
+# ---------------------------------------------------------------- the matcher's fact document
+ODD_VALUES = ["本地", 'a"b', "x\\y", "\x00\x01\x1f", "\x7f\u2028", "😀", "", "{}", "1", "true", None,
+              True, False, 0, -1, 2 ** 63 - 1, -2 ** 63, 10 ** 30]
+
+
+def engine_definition(policy, phase):
+    return {r.id: {"all": [{"m": to_durable(r.condition)}]} for r in policy.rules if r.phase == phase}
+
+
+def test_the_document_is_what_the_json_encoder_writes(policy):
+    """The template gives byte for byte what the encoder gave for the same fields, odd values
+    included; a value it does not write itself (or a missing field) sends the fact to the encoder."""
+    rnd = random.Random(11)
+    for phase in (PROFILE, DECISION):
+        matcher = policy.matchers[phase]
+        assert matcher._fields and set(matcher._fields) <= set(policy.phase_fields[phase])
+        domains, refs = field_domains(policy, phase)
+        for n in range(500):
+            fact = random_fact(rnd, domains, refs)
+            for name in rnd.sample(sorted(fact), 3):
+                fact[name] = rnd.choice(ODD_VALUES)
+            sent = {name: fact[name] for name in matcher._fields}
+            assert matcher._document(fact, n) == f'{{"sid":"s","id":"f{n}",{json_dumps(sent)[1:]}'
+        fact = random_fact(rnd, domains, refs)
+        for odd in (Decimal(1), 1.5, IntSubclass(3), StrSubclass("x"), [1], {}):
+            assert matcher._document(dict(fact, **{matcher._fields[0]: odd}), 1) is None
+        assert matcher._document({k: v for k, v in fact.items() if k != matcher._fields[-1]}, 1) is None
+
+
+class IntSubclass(int):
+    pass
+
+
+class StrSubclass(str):
+    pass
+
+
+def test_sending_only_the_rules_fields_changes_no_result(policy):
+    """A Matcher told its fields answers as one sent the whole fact, whatever else the fact carries,
+    with fields missing, or with values it leaves to the JSON encoder."""
+    rnd = random.Random(12)
+    for phase in (PROFILE, DECISION):
+        definition = engine_definition(policy, phase)
+        domains, refs = field_domains(policy, phase, extra_fields=list(FIELDS))
+        narrow = Matcher(f"narrow.{phase}", definition, policy.phase_fields[phase])
+        whole = Matcher(f"whole.{phase}", definition)
+        try:
+            assert narrow._fields is not None and whole._fields is None
+            for _ in range(600):
+                fact = random_fact(rnd, domains, refs)
+                if rnd.random() < 0.2:
+                    del fact[rnd.choice(narrow._fields)]
+                if rnd.random() < 0.2:
+                    fact[rnd.choice(narrow._fields)] = rnd.choice([IntSubclass(5), StrSubclass("local"), None])
+                got = narrow.match(fact)
+                assert got == whole.match(fact)
+                if all(type(fact.get(name)) in (int, bool, str) for name in narrow._fields):
+                    assert got == matching_rule_ids(policy, phase, fact)
+        finally:
+            narrow.dispose()
+            whole.dispose()
 
 
 def test_a_ruleset_of_only_unconditional_rules_needs_no_engine():
@@ -225,3 +294,33 @@ def test_compiling_through_libyaml_gives_the_same_policy(policy_text, monkeypatc
     finally:
         fast.dispose()
         pure.dispose()
+
+
+# ---------------------------------------------------------------- interest in integers
+@pytest.mark.parametrize("rate", ["0", "0.0005", "0.01", "0.00033", "5E-4", "0.00050", "1E-7",
+                                  "0.0099999999999", "0.000123456789012345678901234567"])
+def test_interest_in_integers_is_the_decimal_expression(rate):
+    """interest_minor = round_half_up(Decimal(base) × rate × days), including where Decimal's 28
+    digits round the product (the integer path is not taken there) and the halves."""
+    section = Interest(5, Decimal(rate), 0, None, False)
+    rnd = random.Random(rate)
+
+    def decimal_way(base, days):
+        try:
+            return round_half_up_minor(Decimal(base) * Decimal(rate) * days)
+        except ArithmeticError as exc:
+            return type(exc)
+
+    def integer_way(base, days):
+        try:
+            return interest_minor(section, base, days)
+        except ArithmeticError as exc:
+            return type(exc)
+
+    for _ in range(4000):
+        base = rnd.choice([rnd.randint(1, 10 ** 4), rnd.randint(1, 10 ** 9), rnd.randint(1, 10 ** 17), 10 ** 17,
+                           rnd.randint(10 ** 20, 10 ** 30)])
+        days = rnd.choice([1, 2, rnd.randint(1, 5000), 10 ** 6])
+        assert integer_way(base, days) == decimal_way(base, days), (base, days)
+    for base in range(1, 3000):                       # x.5 minor units come up often at 0.0005
+        assert integer_way(base, 1) == decimal_way(base, 1)
