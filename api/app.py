@@ -9,7 +9,7 @@ import time
 import uuid
 from decimal import Decimal
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, current_app, g, request
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
@@ -36,6 +36,9 @@ def create_app(config: dict | None = None) -> Flask:
     service = Service(make_sessionmaker(engine), PolicyRegistry(), app.config.get("CLOCK"))
     app.extensions["creditctl"] = service
     app.extensions["creditctl.engine"] = engine
+    # verified API keys, per process: see api/auth.py for how soon a revocation takes effect
+    app.extensions["creditctl.keys"] = auth.KeyCache(app.config.get("KEY_CACHE_SECONDS", auth.KEY_CACHE_SECONDS),
+                                                     app.config.get("KEY_CACHE_CLOCK") or time.monotonic)
     metrics = Metrics()
     app.extensions["creditctl.metrics"] = metrics
     if app.config["LOAD_POLICY_FILE"] and app.config.get("POLICY_FILE"):
@@ -156,11 +159,10 @@ def _nul_fields(value, path: str = "") -> list[str]:
     return out
 
 
-def current_key(permission: str):
-    service: Service = __import__("flask").current_app.extensions["creditctl"]
-    with service.read_tx() as s:
-        key = auth.authenticate(s, request.headers.get("Authorization"))
-        s.expunge(key)
+def current_key(permission: str) -> auth.Principal:
+    extensions = current_app.extensions
+    key = auth.authenticate(extensions["creditctl.keys"], extensions["creditctl"].read_tx,
+                            request.headers.get("Authorization"))
     auth.require(key, permission)
     g.actor = key.name
     g.role = key.role

@@ -1,9 +1,18 @@
-"""API keys (stored as sha256, shown once) and what each role may do."""
+"""API keys (stored as sha256, shown once) and what each role may do.
+
+Each worker process caches the keys it has verified (KeyCache): a request with a known key opens
+no database transaction. A key revoked in the database (api_keys.revoked) is therefore refused by
+every worker within KEY_CACHE_SECONDS of the revocation's commit; a worker that has not seen the
+key yet (or restarted) refuses it at once. Unknown and revoked keys are never cached.
+"""
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
 import secrets
+import threading
+import time
+from typing import NamedTuple
 
 from sqlalchemy import select
 
@@ -45,15 +54,63 @@ def create_key(session, name: str, role: str, now: dt.datetime) -> str:
     return raw
 
 
-def authenticate(session, header: str | None) -> ApiKey:
+class Principal(NamedTuple):
+    """Who a verified key belongs to: what the request handlers need, detached from any session."""
+    name: str
+    role: str
+
+
+KEY_CACHE_SECONDS = 5.0        # the longest a revoked key keeps working in a worker that cached it
+KEY_CACHE_MAX = 4096           # distinct keys per worker; beyond that the cache starts over
+
+
+class KeyCache:
+    """key hash → (Principal, verified at) for one process, valid `ttl` seconds (0 disables it)."""
+
+    def __init__(self, ttl: float = KEY_CACHE_SECONDS, clock=time.monotonic):
+        self.ttl, self.clock = ttl, clock
+        self._entries: dict[str, tuple[Principal, float]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key_hash: str) -> Principal | None:
+        hit = self._entries.get(key_hash)
+        if hit is None or self.clock() - hit[1] >= self.ttl:
+            return None
+        return hit[0]
+
+    def put(self, key_hash: str, principal: Principal, verified_at: float) -> None:
+        """verified_at: the clock() reading taken *before* the lookup, so the bound holds from the read."""
+        if self.ttl <= 0:
+            return
+        with self._lock:
+            if len(self._entries) >= KEY_CACHE_MAX:
+                self._entries.clear()
+            self._entries[key_hash] = (principal, verified_at)
+
+
+def bearer_hash(header: str | None) -> str:
     if not header or not header.startswith("Bearer "):
         raise ApiError(401, "E_UNAUTHENTICATED", "send an API key: Authorization: Bearer <key>")
-    key = session.execute(select(ApiKey).where(ApiKey.key_hash == hash_key(header[7:].strip()))).scalar_one_or_none()
-    if key is None or key.revoked:
+    return hash_key(header[7:].strip())
+
+
+def authenticate(cache: KeyCache, read_tx, header: str | None) -> Principal:
+    """The key's principal, from the cache or (missing, expired) from the database via read_tx()."""
+    key_hash = bearer_hash(header)
+    principal = cache.get(key_hash)
+    if principal is not None:
+        return principal
+    started = cache.clock()
+    with read_tx() as s:
+        row = s.execute(select(ApiKey.name, ApiKey.role, ApiKey.revoked)
+                        .where(ApiKey.key_hash == key_hash)).one_or_none()
+    if row is None or row.revoked:
         raise ApiError(401, "E_UNAUTHENTICATED", "unknown or revoked API key")
-    return key
+    principal = Principal(row.name, row.role)
+    cache.put(key_hash, principal, started)
+    return principal
 
 
-def require(key: ApiKey, permission: str) -> None:
+def require(key: Principal, permission: str) -> None:
     if key.role not in PERMISSIONS[permission]:
         raise ApiError(403, "E_FORBIDDEN", f"role '{key.role}' may not {permission.replace(':', ' ')}")

@@ -108,17 +108,25 @@ def cmd_keys_create(args) -> int:
     return 0
 
 
+def _as_of(text: str) -> dt.date | None:
+    """--as-of as a date the service accepts; None (after saying why on stderr) otherwise."""
+    from .service import DATE_MAX, DATE_MIN
+    try:
+        as_of = dt.date.fromisoformat(text)
+    except ValueError:
+        print(f"--as-of: '{text}' is not an ISO date", file=sys.stderr)
+        return None
+    if not DATE_MIN <= as_of <= DATE_MAX:
+        print(f"--as-of: {as_of} is not between {DATE_MIN} and {DATE_MAX}", file=sys.stderr)
+        return None
+    return as_of
+
+
 def cmd_sweep(args) -> int:
     """Run (or resume) the sweep for one day, with a progress bar on stderr."""
     from . import sweep
-    try:
-        as_of = dt.date.fromisoformat(args.as_of)
-    except ValueError:
-        print(f"--as-of: '{args.as_of}' is not an ISO date", file=sys.stderr)
-        return 2
-    from .service import DATE_MAX, DATE_MIN
-    if not DATE_MIN <= as_of <= DATE_MAX:
-        print(f"--as-of: {as_of} is not between {DATE_MIN} and {DATE_MAX}", file=sys.stderr)
+    as_of = _as_of(args.as_of)
+    if as_of is None:
         return 2
     if args.partition_size is not None and args.partition_size < 1:
         print("--partition-size: at least 1", file=sys.stderr)
@@ -156,14 +164,19 @@ def cmd_scheduler(args) -> int:
     import logging
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     from . import scheduler
-    app, service = _service(_db_url(args), args.policy)
-    if args.run_now:
-        scheduler._service = service
-        jobs = {job_id: fn for job_id, fn, _ in scheduler.JOBS}
+    jobs = {job_id: fn for job_id, fn, _ in scheduler.JOBS}
+    as_of = None
+    if args.run_now:                 # bad arguments are refused before anything is opened or migrated
         if args.run_now not in jobs:
             print(f"unknown job {args.run_now!r}; one of {', '.join(jobs)}", file=sys.stderr)
             return 2
-        as_of = dt.date.fromisoformat(args.as_of) if args.as_of else None
+        if args.as_of:
+            as_of = _as_of(args.as_of)
+            if as_of is None:
+                return 2
+    app, service = _service(_db_url(args), args.policy)
+    if args.run_now:
+        scheduler._service = service
         result = jobs[args.run_now](as_of)
         print(json.dumps(result, ensure_ascii=False, sort_keys=True, default=str))
         return 0 if result["outcome"] == "ok" else 1
@@ -205,7 +218,9 @@ def build_parser():
     sc = sub.add_parser("scheduler", help="run the job scheduler (one per deployment)")
     sc.add_argument("--database-url", dest="database_url")
     sc.add_argument("--policy", default=engine_cli.DEFAULT_POLICY)
-    sc.add_argument("--run-now", dest="run_now", help="run one job now and exit (collections-sweep, credit-review)")
+    sc.add_argument("--run-now", dest="run_now",
+                    help="run one job now and exit (collections-sweep, interest-accrual, credit-review, "
+                         "monthly-statements)")
     sc.add_argument("--as-of", dest="as_of")
     sc.add_argument("--no-wait", dest="no_wait", action="store_true", help="exit if another scheduler runs")
     sc.set_defaults(func=cmd_scheduler)

@@ -74,6 +74,11 @@ def _report_paths(s) -> None:
     s.path("/v1/reports/collections", operations={"get": op(
         "Collection actions due in a period by type, channel and outcome",
         [_query("since", date), _query("until", date)])})
+    s.path("/v1/reports/interest-accruals", operations={"get": op(
+        "Late-interest ledger: the rows the interest-accrual job wrote between from and to (default this month "
+        "to today), optionally one customer's, with totals per customer", [_query("from", date), _query("to", date),
+                                                                           _query("customer"), fmt],
+        (401, 403, 404, 422), ("application/json", "text/csv"))})
     s.path("/v1/customers/{customer_id}/statement", operations={"get": op(
         "Statement of account: opening balance, invoices, credit notes and payments with a running balance, "
         "closing balance and the invoices open at the end", [_path("customer_id"), _query("from", date),

@@ -1,7 +1,8 @@
 """Policy versions in the database and their compiled forms in this process.
 
-The live version is one row (policy_state); every worker reads it per request and compiles
-a version it has not seen from the stored text, so a publish in one worker is live in all.
+The live version is one row (policy_state); every worker reads it once per transaction and compiles
+a version it has not seen from the stored text, so a publish is live in every worker for each
+transaction that starts after the publish commits (no cache, no delay).
 A bad policy never reaches the table: it is compiled before it is stored.
 """
 from __future__ import annotations
@@ -20,6 +21,10 @@ from .errors import ApiError, invalid
 
 KEEP_COMPILED = 8
 NAME_MAX = 128
+# session.info key: (root transaction, active version). A request asks for the active policy several
+# times; it reads the row once per transaction and every later ask in that transaction agrees with it.
+_ACTIVE = "creditctl.active_version"
+_ACTIVE_VERSION = select(PolicyState.active_version).where(PolicyState.id == 1)     # built once
 
 
 class PolicyRegistry:
@@ -42,10 +47,18 @@ class PolicyRegistry:
         return policy
 
     def active(self, session):
-        state = session.get(PolicyState, 1)
-        if state is None:
+        return self.get(session, self.active_version(session))
+
+    @staticmethod
+    def active_version(session) -> str:
+        memo = session.info.get(_ACTIVE)
+        if memo is not None and memo[0] is session.get_transaction():
+            return memo[1]
+        version = session.execute(_ACTIVE_VERSION).scalar()
+        if version is None:
             raise ApiError(503, "E_NO_POLICY", "no policy is active")
-        return self.get(session, state.active_version)
+        session.info[_ACTIVE] = (session.get_transaction(), version)
+        return version
 
     def get(self, session, version: str):
         with self._lock:
@@ -81,6 +94,7 @@ class PolicyRegistry:
             state.active_version, state.activated_at, state.activated_by = policy.version, now, actor
         if from_file:
             state.file_version = policy.version
+        session.info[_ACTIVE] = (session.get_transaction(), policy.version)
         return policy, changed
 
     def file_version(self, session) -> str | None:

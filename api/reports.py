@@ -17,13 +17,13 @@ from xml.sax.saxutils import escape, quoteattr
 
 from sqlalchemy import func, select, text
 
-from engine.facts import CaseSchema, build_facts
-from engine.money import from_minor, minor_display, minor_str
+from engine.facts import build_facts
+from engine.money import minor_display, minor_str
 from rules.common import find_band
 
-from .db import Action, CreditNote, Customer, Dispute, InstalmentPlan, Invoice, Payment, Promise, Reservation
+from .db import Action, CreditNote, Customer, Invoice, Payment
 from .errors import ApiError, not_found
-from .ledger import customer_dict
+from .ledger import load_cases
 
 BATCH = 500
 SEGMENT_DIMENSIONS = ("industry", "region", "amount_tier")
@@ -41,80 +41,16 @@ def snapshot(service):
         yield s
 
 
-_CASE_DEFAULTS: dict | None = None
-
-
-def _case_defaults() -> dict:
-    """The top-level defaults engine.facts.CaseSchema fills in (previous, dunning, …), once."""
-    global _CASE_DEFAULTS
-    if _CASE_DEFAULTS is None:
-        loaded = CaseSchema().load({"customer": {"id": "x", "type": "x", "industry": "x", "region": "x",
-                                                 "size": "x", "since": "2000-01-01"}})
-        _CASE_DEFAULTS = {k: v for k, v in loaded.items() if k != "customer"}
-    return _CASE_DEFAULTS
-
-
 def _loaded_cases(s, customers, policy, as_of: dt.date) -> dict[str, dict]:
-    """For a batch of customers, with one query per ledger table: the case api.ledger.load_case reads,
-    in the validated form engine.facts.load_case returns (dates, Decimal amounts, `*_minor`), which is
-    what build_facts takes. The rows were validated when they were written; re-validating every row
-    of the book costs two thirds of a report. (tests/api/test_api_reports.py checks both forms agree.)"""
-    exp, currency = policy.exponent, policy.currency
-    ids = [c.id for c in customers]
-    defaults = _case_defaults()
+    """For a batch of customers, with one query per ledger table: the typed case (api.ledger.load_cases)
+    that build_facts takes. A report refuses a ledger in another currency than the active policy's."""
     cases = {}
-    for c in customers:
-        customer = customer_dict(c)
-        customer["since"], customer["last_reviewed_on"] = c.since, c.last_reviewed_on
-        cases[c.id] = {**{k: (list(v) if isinstance(v, list) else v) for k, v in defaults.items()},
-                       "customer": customer}
-
-    def amount(minor):
-        return {"amount": from_minor(minor, exp), "amount_minor": minor}
-
-    def rows(columns, model, order):
-        return s.execute(select(model.customer_id, *columns).where(model.customer_id.in_(ids))
-                         .order_by(model.customer_id, *order))
-
-    for cid, iid, minor, cur, issued, due in rows(
-            (Invoice.id, Invoice.amount_minor, Invoice.currency, Invoice.issued_on, Invoice.due_on),
-            Invoice, (Invoice.due_on, Invoice.id)):
-        if cur != currency:
-            raise ApiError(409, "E_LEDGER_POLICY_MISMATCH", f"invoice '{iid}' of customer '{cid}' is in {cur}, "
-                           f"not the active policy's currency {currency}")
-        cases[cid]["invoices"].append({"id": iid, **amount(minor), "currency": cur, "issued_on": issued,
-                                       "due_on": due})
-    for cid, pid, inv, minor, paid in rows((Payment.id, Payment.invoice_id, Payment.amount_minor, Payment.paid_on),
-                                           Payment, (Payment.paid_on, Payment.id)):
-        cases[cid]["payments"].append({"id": pid, "invoice_id": inv, **amount(minor), "currency": None,
-                                       "paid_on": paid})
-    for cid, nid, inv, minor, issued in rows(
-            (CreditNote.id, CreditNote.invoice_id, CreditNote.amount_minor, CreditNote.issued_on),
-            CreditNote, (CreditNote.issued_on, CreditNote.id)):
-        cases[cid]["credit_notes"].append({"id": nid, "invoice_id": inv, **amount(minor), "currency": None,
-                                           "issued_on": issued})
-    for cid, pid, inv, minor, made, promised in rows(
-            (Promise.id, Promise.invoice_id, Promise.amount_minor, Promise.made_on, Promise.promised_on),
-            Promise, (Promise.made_on, Promise.id)):
-        cases[cid]["promises"].append({"id": pid, "invoice_id": inv, **amount(minor), "made_on": made,
-                                       "promised_on": promised})
-    for cid, did, inv, opened, resolved, reason in rows(
-            (Dispute.id, Dispute.invoice_id, Dispute.opened_on, Dispute.resolved_on, Dispute.reason),
-            Dispute, (Dispute.opened_on, Dispute.id)):
-        cases[cid]["disputes"].append({"id": did, "invoice_id": inv, "opened_on": opened, "resolved_on": resolved,
-                                       "reason": reason})
-    for cid, pid, invoice_ids, agreed, instalments in rows(
-            (InstalmentPlan.id, InstalmentPlan.invoice_ids, InstalmentPlan.agreed_on, InstalmentPlan.instalments),
-            InstalmentPlan, (InstalmentPlan.agreed_on, InstalmentPlan.id)):
-        cases[cid]["instalment_plans"].append({
-            "id": pid, "invoice_ids": list(invoice_ids), "agreed_on": agreed,
-            "instalments": [{"due_on": dt.date.fromisoformat(i["due_on"]), **amount(i["amount_minor"])}
-                            for i in instalments]})
-    for cid, order_id, minor, status, expires in rows(
-            (Reservation.order_id, Reservation.amount_minor, Reservation.status, Reservation.expires_on),
-            Reservation, (Reservation.order_id,)):
-        if status == "held" and expires >= as_of:
-            cases[cid]["reservations"].append({"order_id": order_id, **amount(minor)})
+    for cid, case in load_cases(s, customers, policy.exponent, as_of).items():
+        for inv in case.typed["invoices"]:
+            if inv["currency"] != policy.currency:
+                raise ApiError(409, "E_LEDGER_POLICY_MISMATCH", f"invoice '{inv['id']}' of customer '{cid}' is in "
+                               f"{inv['currency']}, not the active policy's currency {policy.currency}")
+        cases[cid] = case.typed
     return cases
 
 

@@ -68,6 +68,15 @@ def credit_review(as_of: dt.date | None = None) -> dict:
                   lambda: run_reviews(_service, day, "scheduler:credit-review"))
 
 
+def interest_accrual(as_of: dt.date | None = None) -> dict:
+    """Daily, after the sweep: each overdue invoice's late interest since its last accrual, written to
+    the interest_accruals ledger (api/accrual.py, docs/interest.md)."""
+    from .accrual import accrue
+    day = as_of or _service.today()
+    return record(_service, "interest-accrual", day,
+                  lambda: accrue(_service, day, "scheduler:interest-accrual"))
+
+
 def monthly_statements(as_of: dt.date | None = None, folder: str | None = None) -> dict:
     """Monthly: a statement of account (对账单) for the previous calendar month for every customer,
     written as CSV under var/statements/<YYYY-MM>/ for sending and reconciliation."""
@@ -106,6 +115,7 @@ def heartbeat(holder: str) -> None:
 
 JOBS = (
     ("collections-sweep", collections_sweep, CronTrigger(hour=2, minute=0)),
+    ("interest-accrual", interest_accrual, CronTrigger(hour=2, minute=30)),
     ("credit-review", credit_review, CronTrigger(hour=3, minute=0)),
     ("monthly-statements", monthly_statements, CronTrigger(day=1, hour=4, minute=0)),
 )

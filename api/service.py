@@ -13,12 +13,12 @@ import re
 from decimal import Decimal
 
 from marshmallow import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 
 from engine.decision import canonical_json
 from engine.errors import EngineFailure, InputInvalid
-from engine.evaluator import evaluate
+from engine.evaluator import evaluate, evaluate_loaded
 from engine.facts import (CaseSchema, CreditNoteSchema, CustomerSchema, DisputeSchema, InstalmentPlanSchema,
                           InvoiceSchema, PaymentSchema, PromiseSchema)
 from engine.money import minor_str, to_minor
@@ -27,7 +27,7 @@ from . import trail
 from .db import (Action, CreditNote, Customer, DecisionRecord, Dispute, InstalmentPlan, Invoice, Payment,
                  ProcessedEvent, Promise, Reservation, insert_ignoring_duplicates)
 from .errors import ApiError, conflict, invalid, marshmallow_errors, not_found
-from .ledger import customer_dict, load_case
+from .ledger import customer_dict, load_cases
 from .policies import PolicyRegistry, with_retry
 
 RESERVATION_DAYS = 30
@@ -75,6 +75,14 @@ def canonical(value) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=_json_default)
 
 
+def action_rows(customer_id: str, data: dict, decision_id: str, exponent: int) -> list[dict]:
+    """A decision's actions as rows of `actions`; each is created once (uq_actions_once)."""
+    return [{"customer_id": customer_id, "invoice_id": a["invoice_id"], "type": a["type"], "channel": a["channel"],
+             "owner": a["owner"], "stage": a["stage"], "due_on": dt.date.fromisoformat(a["due_on"]),
+             "amount_minor": to_minor(a["amount"], exponent), "status": "open", "decision_id": decision_id}
+            for a in data["dunning"]["actions"]]
+
+
 class Service:
     def __init__(self, sessionmaker, registry: PolicyRegistry, clock=None):
         self.sessionmaker = sessionmaker
@@ -105,7 +113,7 @@ class Service:
 
     # ------------------------------------------------------------------ customers
     def _lock_customer(self, s, customer_id: str) -> Customer:
-        c = s.execute(select(Customer).where(Customer.id == customer_id).with_for_update()).scalar_one_or_none()
+        c = s.execute(self._LOCK_CUSTOMER, {"customer_id": customer_id}).scalar_one_or_none()
         if c is None:
             raise not_found("customer", customer_id)
         return c
@@ -169,8 +177,8 @@ class Service:
             if c is None:
                 raise not_found("customer", customer_id)
             policy = self.registry.active(s)
-            case = load_case(s, c, policy.exponent, as_of)
-            d = with_retry(lambda: evaluate(self.registry.active(s), case, as_of)).data
+            case = load_cases(s, [c], policy.exponent, as_of)[c.id].typed
+            d = with_retry(lambda: evaluate_loaded(self.registry.active(s), case, as_of)).data
             return {**customer_dict(c), "as_of": as_of.isoformat(), "policy_version": d["policy_version"],
                     "classification": d["classification"], "score": d["score"]["value"],
                     "credit": {k: d["credit"][k] for k in ("limit", "terms_days", "exposure", "available",
@@ -183,8 +191,10 @@ class Service:
         """Evaluate the customer from the ledger, record the decision, persist its actions."""
         def run():
             policy = self.registry.active(s)
-            case = load_case(s, customer, policy.exponent, as_of)
-            return policy, case, evaluate(policy, case, as_of, order=order)
+            # typed rows go straight to evaluate_loaded (they were validated when written); the plain
+            # form is the snapshot the trail keeps, which a replay validates and evaluates in full
+            case = load_cases(s, [customer], policy.exponent, as_of)[customer.id]
+            return policy, case.plain, evaluate_loaded(policy, case.typed, as_of, order=order)
         try:
             policy, case, decision = with_retry(run)
         except EngineFailure as exc:
@@ -214,13 +224,9 @@ class Service:
                   .values(status="closed", outcome="invoice_settled"))
 
     def _persist_actions(self, s, customer_id, data, decision_id, exponent):
-        if not data["dunning"]["actions"]:
-            return
-        rows = [{"customer_id": customer_id, "invoice_id": a["invoice_id"], "type": a["type"],
-                 "channel": a["channel"], "owner": a["owner"], "stage": a["stage"],
-                 "due_on": dt.date.fromisoformat(a["due_on"]), "amount_minor": to_minor(a["amount"], exponent),
-                 "status": "open", "decision_id": decision_id} for a in data["dunning"]["actions"]]
-        s.execute(insert_ignoring_duplicates(s, Action, rows))
+        rows = action_rows(customer_id, data, decision_id, exponent)
+        if rows:
+            s.execute(insert_ignoring_duplicates(s, Action, rows))
 
     @staticmethod
     def decision_view(rec: DecisionRecord, include_facts: bool = False) -> dict:
@@ -268,6 +274,10 @@ class Service:
             return {"decision_id": rec.id, "decision": decision.data}
 
     # ------------------------------------------------------------------ credit checks
+    # built once: a statement built per call costs more CPU than SQLite takes to run it
+    _LOCK_CUSTOMER = select(Customer).where(Customer.id == bindparam("customer_id")).with_for_update()
+    _RESERVATION = select(Reservation).where(Reservation.order_id == bindparam("order_id"))
+
     def credit_check(self, req: dict, actor, request_id) -> dict:
         try:
             return self._credit_check(req, actor, request_id)
@@ -293,7 +303,7 @@ class Service:
                 raise invalid({"amount": [str(exc)]}) from None
             if amount_minor <= 0:
                 raise invalid({"amount": ["must be positive"]})
-            existing = s.get(Reservation, req["order_id"])
+            existing = s.execute(self._RESERVATION, {"order_id": req["order_id"]}).scalar_one_or_none()
             if existing is not None and existing.customer_id != c.id:
                 raise conflict(f"order '{req['order_id']}' belongs to another customer")
             order = {"amount": str(req["amount"]), "order_id": req["order_id"]}
@@ -533,6 +543,9 @@ class Service:
                 raise not_found("decision", decision_id)
             if rec.kind == "simulation":          # api/simulate.py: a summary of the whole book, not one case
                 raise conflict("a simulation is not replayed: simulate the candidate again", "E_NOT_REPLAYABLE")
+            if rec.kind == "interest_accrual":    # api/accrual.py: a job run over the book, not one case
+                raise conflict("an interest accrual run is not replayed: its rows are in "
+                               "GET /v1/reports/interest-accruals", "E_NOT_REPLAYABLE")
             facts = json.loads(rec.facts, parse_float=Decimal)
             as_of = dt.date.fromisoformat(facts["as_of"])
             decision = with_retry(lambda: evaluate(self.registry.get(s, rec.policy_version), facts["case"], as_of,

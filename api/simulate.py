@@ -27,14 +27,14 @@ from sqlalchemy import select
 from engine.compiler import compile_policy
 from engine.decision import canonical_json
 from engine.errors import EngineFailure, InputInvalid, PolicyInvalid
-from engine.evaluator import evaluate
+from engine.evaluator import evaluate_loaded
 from engine.matcher import Disposed
 from engine.money import minor_str, to_minor
 
 from . import trail
 from .db import Customer
 from .errors import ApiError, invalid
-from .ledger import load_case
+from .ledger import load_cases
 from .service import canonical, check_dates
 
 BATCH_SIZE = 50
@@ -89,13 +89,15 @@ def _error_text(exc: InputInvalid) -> str:
 def outcomes(policy, case: dict, as_of: dt.date) -> dict:
     """What the simulation compares for one customer under one policy: its classes, limit, terms,
     dunning stage, total interest, and the credit-check outcome of each held reservation (each
-    evaluated as the order, {"amount", "order_id"}). {"error": ...} when the policy refuses the case."""
+    evaluated as the order, {"amount", "order_id"}). {"error": ...} when the policy refuses the case.
+    `case` is typed (api.ledger.load_cases): the ledger's rows were validated when they were written,
+    and evaluate_loaded still runs the policy's own checks of it."""
     try:
-        d = evaluate(policy, case, as_of).data
+        d = evaluate_loaded(policy, case, as_of).data
         checks = {}
-        for r in case.get("reservations", ()):
+        for r in case["reservations"]:
             order = {"amount": r["amount"], "order_id": r["order_id"]}
-            checks[r["order_id"]] = evaluate(policy, case, as_of, order=order).data["credit"]["check"]["outcome"]
+            checks[r["order_id"]] = evaluate_loaded(policy, case, as_of, order=order).data["credit"]["check"]["outcome"]
     except InputInvalid as exc:
         return {"error": _error_text(exc)}
     c = d["classification"]
@@ -181,14 +183,17 @@ def _pct(part: int, whole: int) -> str | None:
 
 # ---------------------------------------------------------------------------------------- the book
 def _batches(service, exponent: int, as_of: dt.date, size: int):
-    """[(customer id, case)] per batch, by customer id; each batch in its own short transaction."""
+    """[(customer id, typed case)] per batch, by customer id; each batch read in its own short read-only
+    transaction, one query per ledger table (api.ledger.load_cases)."""
     after = None
     while True:
-        with service.tx() as s:
+        with service.read_tx() as s:
             q = select(Customer).order_by(Customer.id).limit(size)
             if after is not None:
                 q = q.where(Customer.id > after)
-            batch = [(c.id, load_case(s, c, exponent, as_of)) for c in s.execute(q).scalars()]
+            customers = s.execute(q).scalars().all()
+            cases = load_cases(s, customers, exponent, as_of)
+            batch = [(c.id, cases[c.id].typed) for c in customers]
         if not batch:
             return
         yield batch

@@ -11,7 +11,7 @@ import datetime as dt
 import hashlib
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select, update
 
 from engine.decision import canonical_json
 
@@ -54,6 +54,56 @@ def append(session, *, subject, kind, actor, request_id, as_of: dt.date, facts: 
     session.add(rec)
     head.seq, head.hash = rec.seq, rec.hash
     return rec
+
+
+def head_seqs(session, subjects) -> dict[str, int]:
+    """Each subject's chain length now (0: no record yet), without locking."""
+    seqs = dict.fromkeys(subjects, 0)
+    seqs.update(session.execute(select(ChainHead.subject, ChainHead.seq).where(ChainHead.subject.in_(subjects))).all())
+    return seqs
+
+
+def lock_heads(session, subjects) -> dict[str, tuple[int, str]]:
+    """Lock (creating where missing) the chain heads of `subjects`: {subject: (seq, hash)}."""
+    subjects = sorted(set(subjects))             # one lock order for every writer
+    stmt = (select(ChainHead.subject, ChainHead.seq, ChainHead.hash)
+            .where(ChainHead.subject.in_(subjects)).with_for_update())
+    heads = {subject: (seq, hash_) for subject, seq, hash_ in session.execute(stmt)}
+    missing = [subject for subject in subjects if subject not in heads]
+    if missing:
+        session.connection().execute(insert_ignoring_duplicates(session, ChainHead.__table__),
+                                     [{"subject": subject, "seq": 0, "hash": GENESIS} for subject in missing])
+        heads.update({subject: (seq, hash_) for subject, seq, hash_ in session.execute(
+            stmt.where(ChainHead.subject.in_(missing)))})
+    return heads
+
+
+_INSERT_RECORDS = insert(DecisionRecord.__table__)
+_UPDATE_HEAD = (update(ChainHead.__table__).where(ChainHead.__table__.c.subject == bindparam("b_subject"))
+                .values(seq=bindparam("b_seq"), hash=bindparam("b_hash")))
+
+
+def append_many(session, records: list[dict], heads: dict | None = None) -> list[dict]:
+    """Append several records (the keyword arguments of append(), as dicts) with one batched insert
+    and one batched head update. `heads` is what lock_heads() returned for their subjects, in this
+    transaction; without it they are locked here. Returns the stored rows (id, seq, prev_hash, hash
+    added), in the order given."""
+    if not records:
+        return []
+    heads = dict(heads or lock_heads(session, [r["subject"] for r in records]))
+    rows = []
+    for r in records:
+        seq, prev_hash = heads[r["subject"]]
+        row = {"id": uuid.uuid4().hex, **r, "seq": seq + 1, "prev_hash": prev_hash}
+        row["hash"] = record_hash(prev_hash, {**row, "as_of": row["as_of"].isoformat(),
+                                              "created_at": row["created_at"].isoformat()})
+        heads[r["subject"]] = (row["seq"], row["hash"])
+        rows.append(row)
+    conn = session.connection()
+    conn.execute(_INSERT_RECORDS, rows)
+    conn.execute(_UPDATE_HEAD, [{"b_subject": subject, "b_seq": heads[subject][0], "b_hash": heads[subject][1]}
+                                for subject in sorted({r["subject"] for r in records})])
+    return rows
 
 
 def verify(session, batch: int = 5000) -> dict:

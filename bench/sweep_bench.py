@@ -494,10 +494,10 @@ def db_summary(url: str, as_of: dt.date) -> dict:
 
 
 def plan_check(url: str, as_of: dt.date) -> dict:
-    """Record the SQL one customer's sweep step issues (api.sweep.process_customer, in a new run the
-    day after, on the swept copy) and ask the database for the plan of each SELECT / UPDATE /
-    DELETE: any full scan of a table is a per-customer cost that grows with that table."""
-    from sqlalchemy import event, select, text
+    """Record the SQL one group's sweep step issues (api.sweep.process_group of GROUP_SIZE customers, in a
+    new run the day after, on the swept copy) and ask the database for the plan of each SELECT / UPDATE /
+    DELETE: any full scan of a table is a per-group cost that grows with that table."""
+    from sqlalchemy import event, text
 
     from api import sweep
     from api.db import SweepRun, make_engine, make_sessionmaker
@@ -518,14 +518,13 @@ def plan_check(url: str, as_of: dt.date) -> dict:
             s.expunge(run)
             cid = s.execute(text("SELECT customer_id FROM sweep_items ORDER BY customer_id LIMIT 1 OFFSET 7")
                             ).scalar_one()
-        sweep.process_customer(service, run, cid, sweep.LogNotifier())       # warm: compile the policy
-        cid2 = None
+        sweep.process_group(service, run, [cid], sweep.LogNotifier())       # warm: compile the policy
         with service.tx() as s:
-            cid2 = s.execute(text("SELECT customer_id FROM sweep_items WHERE customer_id > :c ORDER BY customer_id "
-                                  "LIMIT 1"), {"c": cid}).scalar_one()
+            group = list(s.execute(text("SELECT DISTINCT customer_id FROM sweep_items WHERE customer_id > :c "
+                                        "ORDER BY customer_id LIMIT :n"), {"c": cid, "n": sweep.GROUP_SIZE}).scalars())
         event.listen(engine, "before_cursor_execute", record)
         t0 = time.perf_counter()
-        sweep.process_customer(service, run, cid2, sweep.LogNotifier())
+        sweep.process_group(service, run, group, sweep.LogNotifier())
         step_ms = (time.perf_counter() - t0) * 1000
         event.remove(engine, "before_cursor_execute", record)
         scans, explained = [], 0
@@ -551,7 +550,8 @@ def plan_check(url: str, as_of: dt.date) -> dict:
             raw.rollback()
         finally:
             raw.close()
-        return {"statements": len(seen), "explained": explained, "scans": scans, "step_ms": step_ms}
+        return {"statements": len(seen), "explained": explained, "scans": scans, "step_ms": step_ms,
+                "group": len(group)}
     finally:
         engine.dispose()
 
@@ -710,8 +710,8 @@ def cprofile_report(path: str, customers: int, top: int = 18) -> list[str]:
             calls["SQL statements (psycopg Cursor.execute)"] += ncalls
         if func == "commit" and "psycopg/connection.py" in file:
             calls["COMMITs"] += ncalls
-        if func == "_decide" and file.endswith("api/service.py"):
-            calls["evaluations (_decide)"] += ncalls
+        if func == "evaluate_loaded" and file.endswith("engine/evaluator.py"):
+            calls["evaluations (evaluate_loaded)"] += ncalls
         if func == "begin" and file.endswith("sqlalchemy/orm/session.py"):
             calls["session transactions (Session.begin)"] += ncalls
     out = [f"cProfile of one worker, {customers} customers, {total:.2f} s under the profiler "
@@ -722,11 +722,11 @@ def cprofile_report(path: str, customers: int, top: int = 18) -> list[str]:
     if calls:
         out.append("per customer: " + ", ".join(f"{v / customers:.1f} {k}" for k, v in sorted(calls.items())))
     out.append("cumulative time of the sweep's steps (share of the profiled total):")
-    wanted = [("api/sweep.py", "process_customer"), ("api/service.py", "_decide"), ("api/ledger.py", "load_case"),
-              ("engine/evaluator.py", "evaluate"), ("engine/facts.py", "load_case"),
+    wanted = [("api/sweep.py", "process_group"), ("api/ledger.py", "load_cases"),
+              ("engine/evaluator.py", "evaluate_loaded"), ("engine/facts.py", "check_case"),
               ("engine/facts.py", "build_facts"), ("engine/evaluator.py", "evaluate_facts"),
-              ("api/service.py", "canonical"), ("api/trail.py", "append"), ("api/trail.py", "_lock_head"),
-              ("api/service.py", "_persist_actions"), ("api/service.py", "_close_settled_actions"),
+              ("api/service.py", "canonical"), ("api/trail.py", "append_many"), ("api/trail.py", "record_hash"),
+              ("api/sweep.py", "_settle_day"), ("api/sweep.py", "_step_state"),
               ("api/policies.py", "active"), ("sqlalchemy/orm/session.py", "commit"),
               ("sqlalchemy/orm/session.py", "flush"), ("sqlalchemy/orm/session.py", "execute"),
               ("api/sweep.py", "_claim")]
@@ -775,9 +775,10 @@ def pyspy_report(path: str, top: int = 15) -> list[str]:
     out.append("top frames: own samples, inclusive samples:")
     for name, n in own.most_common(top):
         out.append(f"  {n / total:>6.1%} {inclusive[name] / total:>7.1%}  {name}")
-    steps = [("process_customer", "api/sweep.py"), ("_decide", "api/service.py"), ("load_case", "api/ledger.py"),
-             ("evaluate", "engine/evaluator.py"), ("load_case", "engine/facts.py"), ("append", "api/trail.py"),
-             ("_close_settled_actions", "api/service.py"), ("_persist_actions", "api/service.py"),
+    steps = [("process_group", "api/sweep.py"), ("load_cases", "api/ledger.py"),
+             ("evaluate_loaded", "engine/evaluator.py"), ("build_facts", "engine/facts.py"),
+             ("evaluate_facts", "engine/evaluator.py"), ("append_many", "api/trail.py"),
+             ("canonical", "api/service.py"), ("_settle_day", "api/sweep.py"),
              ("active", "api/policies.py"), ("commit", "sqlalchemy/orm/session.py"),
              ("_claim", "api/sweep.py")]
     out.append("inclusive share of the sweep's steps:")
@@ -915,11 +916,12 @@ def table_rows(results: list[dict], sizes: list[int]) -> list[tuple]:
                              f"buckets {s.get('buckets')}", f"{n:,} processed"))
                 pc = run.get("plan")
                 if pc and "error" in pc:
-                    rows.append((b, f"{n:,}", "one customer's step: SQL plans", f"check failed: {pc['error']}", ""))
+                    rows.append((b, f"{n:,}", "one group's step: SQL plans", f"check failed: {pc['error']}", ""))
                 elif pc:
                     big = [x for x in pc["scans"] if x["rows"] >= 1000]
-                    rows.append((b, f"{n:,}", "one customer's step: SQL statements, full scans",
-                                 f"{pc['statements']} statements ({pc['explained']} SELECT/UPDATE/DELETE explained); "
+                    rows.append((b, f"{n:,}", "one group's step: SQL statements, full scans",
+                                 f"{pc['statements']} statements for {pc['group']} customers ({pc['explained']} "
+                                 "SELECT/UPDATE/DELETE explained); "
                                  + ("full scans: " + "; ".join(f"{x['table']} ({x['rows']:,} rows): {x['statement']}"
                                                                for x in big) if big else "no full scan of a table "
                                                                                          "≥ 1,000 rows"),

@@ -13,7 +13,7 @@ import tempfile
 from flask import Blueprint, Response, request
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-from .. import reports
+from .. import accrual, reports
 from ..schemas import IN_RANGE
 from ._common import _json, current_key, service
 
@@ -199,3 +199,46 @@ def statement(customer_id):
                 emit(_csv_line(r))
         return _spooled(write, "text/csv", f"statement-{start.isoformat()}-{end.isoformat()}.csv")
     return _json(st)
+
+
+class InterestAccrualsQuery(_Query):
+    from_ = fields.Date(data_key="from", load_default=None, validate=IN_RANGE)
+    to = fields.Date(load_default=None, validate=IN_RANGE)
+    customer = fields.String(load_default=None, validate=validate.Length(min=1, max=128))
+    format = fields.String(load_default="json", validate=validate.OneOf(["json", "csv"]))
+
+    @validates_schema
+    def _ordered(self, data, **kw):
+        if data.get("from_") and data.get("to") and data["from_"] > data["to"]:
+            raise ValidationError("from is after to", "from")
+
+
+@bp.get("/reports/interest-accruals")
+def interest_accruals():
+    """The late-interest ledger (api/accrual.py): rows accrued in [from, to] (default: this month to
+    today), optionally one customer's, with totals per customer (JSON) or the rows as CSV."""
+    current_key("reports:read")
+    q = _query(InterestAccrualsQuery)
+    end = q["to"] or _today()
+    start = q["from_"] or end.replace(day=1)
+    if start > end:                 # only `from` given, after `to`'s default
+        raise ValidationError({"from": ["from is after to"]})
+    if q["format"] == "csv":
+        def write(emit):
+            emit(_csv_line(accrual.CSV_COLUMNS))
+            accrual.report(service(), start, end, q["customer"], lambda r: emit(_csv_line(accrual.csv_row(r))))
+        return _spooled(write, "text/csv", f"interest-accruals-{start.isoformat()}-{end.isoformat()}.csv")
+
+    def write_json(emit):
+        emit('{"rows": [')
+        first = []
+
+        def row(r):
+            emit(("," if first else "") + _dumps(r))
+            first.append(True)
+        summary = accrual.report(service(), start, end, q["customer"], row)
+        emit("]")
+        for key in sorted(summary):
+            emit(f", {_dumps(key)}: {_dumps(summary[key])}")
+        emit("}")
+    return _spooled(write_json, "application/json")

@@ -47,10 +47,11 @@ logging.getLogger("werkzeug").setLevel(logging.WARNING)
 class Api:
     """create_app on a database, API keys per role, a threaded HTTP server on 127.0.0.1."""
 
-    def __init__(self, backend_name: str, database_url: str, clock=fixed_clock):
+    def __init__(self, backend_name: str, database_url: str, clock=fixed_clock, config: dict | None = None):
         self.backend = backend_name
         self.database_url = database_url
-        self.app = create_app({"DATABASE_URL": database_url, "POLICY_FILE": POLICY_FILE, "CLOCK": clock})
+        self.app = create_app({"DATABASE_URL": database_url, "POLICY_FILE": POLICY_FILE, "CLOCK": clock,
+                               **(config or {})})
         self.service = self.app.extensions["creditctl"]
         self.engine = self.app.extensions["creditctl.engine"]
 

@@ -15,6 +15,7 @@ current ≤ 0 < short ≤ 30 < medium ≤ 90 < long days overdue, tiers small < 
 """
 from __future__ import annotations
 
+import copy
 import csv
 import datetime as dt
 import io
@@ -25,8 +26,8 @@ from sqlalchemy import select
 
 from api import reports
 from api.db import Action, Customer
-from api.ledger import load_case
-from engine.facts import load_case as validate_case
+from api.ledger import load_case, load_cases
+from engine.facts import check_case, load_case as validate_case
 from api_harness import TODAY, Api, day
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -173,20 +174,25 @@ def test_aging_is_the_same_in_batches_of_any_size_and_holds_one_batch(book, monk
     assert max(held) <= 2, held               # never more customers loaded than one batch
 
 
-def test_batch_cases_are_the_ledgers_cases_validated(book):
-    """The reports read a batch's ledger in one query per table and skip re-validating it: what they give
-    build_facts must equal engine.facts.load_case(api.ledger.load_case(…)), the evaluations' path."""
+def test_typed_cases_are_the_plain_cases_validated(book):
+    """api.ledger.load_cases gives each case twice: the plain form the trail stores (and a replay validates)
+    and the typed form evaluations and reports take without re-validating. The typed form must equal what
+    engine.facts.load_case makes of the plain one, dunning state and previous evaluation included."""
+    book.post("/v1/sweeps", json={"as_of": day(0)}, role="controller")      # dunning states and `previous`
     with book.service.tx() as s:
         policy = book.service.registry.active(s)
         customers = s.execute(select(Customer).order_by(Customer.id)).scalars().all()
-        for as_of in (TODAY, TODAY - dt.timedelta(days=30)):
-            batched = reports._loaded_cases(s, customers, policy, as_of)
+        seen = set()
+        for as_of in (TODAY + dt.timedelta(days=1), TODAY, TODAY - dt.timedelta(days=30)):
+            cases = load_cases(s, customers, policy.exponent, as_of)
             for c in customers:
-                ledger = validate_case(load_case(s, c, policy.exponent, as_of), policy)
-                for case in (ledger, batched[c.id]):
-                    for key in ("previous", "dunning"):      # the alerts' and the workflow's state: no balance
-                        case.pop(key, None)                  # depends on them
-                assert batched[c.id] == ledger, c.id
+                plain, typed = cases[c.id]
+                assert plain == load_case(s, c, policy.exponent, as_of)
+                assert check_case(typed, policy) == validate_case(copy.deepcopy(plain), policy), (c.id, as_of)
+                seen.update(k for k in ("dunning", "previous") if plain.get(k))
+            batched = reports._loaded_cases(s, customers, policy, as_of)
+            assert all(batched[c.id] == cases[c.id].typed for c in customers)
+    assert seen == {"dunning", "previous"}
     assert [i["id"] for i in batched["R-B"]["invoices"]] == ["B3", "B1", "B2"]
     assert batched["R-B"]["disputes"][0]["invoice_id"] == "B1" and batched["R-A"]["promises"][0]["id"] == "PRA"
 
