@@ -49,9 +49,8 @@ def _case_defaults() -> dict:
     return _CASE_DEFAULTS
 
 
-def _typed_customer(c: Customer, exponent: int) -> dict:
-    customer = customer_dict(c)
-    customer["since"], customer["last_reviewed_on"] = c.since, c.last_reviewed_on
+def _typed_customer(c: Customer, plain: dict) -> dict:
+    customer = dict(plain, since=c.since, last_reviewed_on=c.last_reviewed_on, tags=list(plain["tags"]))
     if c.approved_limit_minor is not None:
         customer["approved_limit"] = from_minor(c.approved_limit_minor, 2)
     return customer
@@ -65,16 +64,17 @@ def load_cases(s, customers, exponent: int, as_of: dt.date, *, states: dict | No
     plain: dict[str, dict] = {}
     typed: dict[str, dict] = {}
     for c in customers:
-        plain[c.id] = {"customer": customer_dict(c), "invoices": [], "payments": [], "credit_notes": [],
+        customer = customer_dict(c)
+        plain[c.id] = {"customer": customer, "invoices": [], "payments": [], "credit_notes": [],
                        "promises": [], "disputes": [], "instalment_plans": [], "reservations": []}
         typed[c.id] = {**{k: (list(v) if isinstance(v, list) else v) for k, v in defaults.items()},
-                       "customer": _typed_customer(c, exponent)}
+                       "customer": _typed_customer(c, customer)}
 
     conn = s.connection()          # Core: plain column rows need none of the ORM's per-statement work
 
     def rows(columns, model, order):
         return conn.execute(select(model.customer_id, *columns).where(model.customer_id.in_(ids))
-                            .order_by(model.customer_id, *order)) if ids else ()
+                            .order_by(model.customer_id, *order)).all() if ids else ()   # one fetchall
 
     def add(cid, key, plain_item, typed_item):
         plain[cid][key].append(plain_item)

@@ -26,19 +26,19 @@ from sqlalchemy.exc import IntegrityError
 from engine.decision import canonical_json
 from engine.errors import EngineFailure, InputInvalid
 from engine.evaluator import evaluate_loaded
+from engine.matcher import Disposed
 
 from . import trail
 from .db import Action, Customer, DunningState, SweepItem, SweepPartition, SweepRun, insert_ignoring_duplicates
 from .errors import ApiError
 from .ledger import load_cases
-from .policies import with_retry
 from .service import action_rows
 
 log = logging.getLogger("creditctl.sweep")
 PARTITION_SIZE = 500
 # customers per transaction: large enough that the per-statement cost is spread thin, small enough that
 # a transaction (and, on SQLite, the write lock) stays short and a crash loses little work
-GROUP_SIZE = 100
+GROUP_SIZE = 250
 LEASE_SECONDS = 120
 
 
@@ -52,14 +52,17 @@ class LogNotifier:
 
 def start(service, as_of: dt.date, actor: str, partition_size: int = PARTITION_SIZE) -> str:
     """Join the unfinished run for `as_of`, or create one with its partitions."""
+    running_run = (select(SweepRun.id).where(SweepRun.as_of == as_of, SweepRun.status == "running")
+                   .order_by(SweepRun.started_at).limit(1))
     for _ in range(5):
-        with service.tx() as s:
-            running = s.execute(select(SweepRun).where(SweepRun.as_of == as_of, SweepRun.status == "running")
-                                .order_by(SweepRun.started_at)).scalars().first()
-            if running is not None:
-                return running.id
         try:
             with service.tx() as s:
+                # checked again inside the transaction that creates the run: a worker started at the same
+                # moment may have created it since (SQLite serialises these transactions; on PostgreSQL
+                # two creators collide on the run id and the loser joins on its next try)
+                running = s.execute(running_run).scalar_one_or_none()
+                if running is not None:
+                    return running
                 n = s.execute(select(func.count()).select_from(SweepRun).where(SweepRun.as_of == as_of)).scalar_one()
                 run = SweepRun(id=f"{as_of.isoformat()}.{n + 1}", as_of=as_of, status="running", actor=actor,
                                started_at=service.clock())
@@ -109,14 +112,15 @@ def _claim(service, run_id: str, worker: str, reclaim: bool) -> SweepPartition |
 
 class _Evaluated(NamedTuple):
     customer_id: str
-    record: dict              # the trail record's fields (trail.append_many)
+    row: dict                 # its trail record, chained to the head it was evaluated after (trail.chain)
     data: dict                # the decision
     state: tuple | None       # the dunning state it stepped from: (stage, entered_on, as_of, prev_stage, prev_entered_on)
     exponent: int             # the policy currency's minor-unit exponent
 
 
-def _evaluate(service, s, run: SweepRun, customers: list[Customer]) -> tuple[list[_Evaluated], list[dict]]:
-    """Evaluate customers from the ledger as `s` sees it: (evaluated, error items). Writes nothing."""
+def _evaluate(service, s, run: SweepRun, customers: list[Customer], heads: dict) -> tuple[list[_Evaluated], list[dict]]:
+    """Evaluate customers from the ledger as `s` sees it, each decision chained to its trail head in
+    `heads` ({customer: (seq, hash)}): (evaluated, error items). Writes nothing."""
     as_of = run.as_of
     states = {st.customer_id: st for st in s.execute(
         select(DunningState).where(DunningState.customer_id.in_([c.id for c in customers]))).scalars()}
@@ -127,9 +131,19 @@ def _evaluate(service, s, run: SweepRun, customers: list[Customer]) -> tuple[lis
     # only JSON types (the date is written as canonical() writes it)
     iso_day = as_of.isoformat()
     evaluated, errors = [], []
+
+    def decide(case):
+        nonlocal policy
+        for attempt in range(3):
+            try:
+                return evaluate_loaded(policy, case, as_of)
+            except Disposed:       # the version was retired meanwhile (a reload): compiled again
+                if attempt == 2:
+                    raise
+                policy = service.registry.active(s)
     for c in customers:
         try:
-            decision = with_retry(lambda: evaluate_loaded(service.registry.active(s), cases[c.id].typed, as_of))
+            decision = decide(cases[c.id].typed)
         except (InputInvalid, EngineFailure) as exc:
             error = ("; ".join(f"{e.code}: {e.field}: {e.message}" for e in exc.errors)
                      if isinstance(exc, InputInvalid) else f"E_ENGINE: {exc}")
@@ -138,12 +152,12 @@ def _evaluate(service, s, run: SweepRun, customers: list[Customer]) -> tuple[lis
             log.warning("sweep %s: customer %s failed: %s", run.id, c.id, error)
             continue
         st = states.get(c.id)
+        record = {"subject": c.id, "kind": "sweep", "actor": run.actor, "request_id": run.id, "as_of": as_of,
+                  "facts": canonical_json({"case": cases[c.id].plain, "as_of": iso_day, "order": None}),
+                  "policy_version": decision.data["policy_version"], "result": decision.json,
+                  "outcome": decision.outcome, "created_at": now}
         evaluated.append(_Evaluated(
-            c.id, {"subject": c.id, "kind": "sweep", "actor": run.actor, "request_id": run.id, "as_of": as_of,
-                   "facts": canonical_json({"case": cases[c.id].plain, "as_of": iso_day, "order": None}),
-                   "policy_version": decision.data["policy_version"], "result": decision.json,
-                   "outcome": decision.outcome, "created_at": now},
-            decision.data,
+            c.id, trail.chain([record], {c.id: heads[c.id]})[0], decision.data,
             None if st is None else (st.stage, st.entered_on, st.as_of, st.prev_stage, st.prev_entered_on),
             policy.exponent))
     return evaluated, errors
@@ -156,18 +170,19 @@ def process_group(service, run: SweepRun, customer_ids: list[str], notifier) -> 
 
     Between the two, an event, credit check or evaluation may have decided about one of them: each
     such write appends to the customer's trail chain, so a chain that grew since the read marks the
-    customer's evaluation stale, and it is evaluated again inside the write transaction. Writes that
+    customer's evaluation stale, and it is evaluated again inside the write transaction. The others'
+    trail records are chained (and hashed) during the read, so the write only inserts them. Writes that
     record no decision (a credit-file edit, a released reservation) order as if made just after the sweep.
     A customer whose evaluation fails gets an error item and nothing else. Returns counts."""
     as_of = run.as_of
     counts = {"done": 0, "skipped": 0, "error": 0, "actions": 0}
     with service.read_tx() as s:
-        seen = trail.head_seqs(s, customer_ids)         # first: anything decided after this is caught
+        seen = trail.read_heads(s, customer_ids)        # first: anything decided after this is caught
         done = set(s.execute(select(SweepItem.customer_id).where(SweepItem.run_id == run.id,
                                                                  SweepItem.customer_id.in_(customer_ids))).scalars())
         customers = s.execute(select(Customer).where(Customer.id.in_(customer_ids), Customer.id.not_in(done))
                               .order_by(Customer.id)).scalars().all()
-        evaluated, errors = _evaluate(service, s, run, customers) if customers else ([], [])
+        evaluated, errors = _evaluate(service, s, run, customers, seen) if customers else ([], [])
     automated: list[Action] = []
     with service.tx() as s:
         ids = [c.id for c in customers]
@@ -176,18 +191,17 @@ def process_group(service, run: SweepRun, customer_ids: list[str], notifier) -> 
         done = set(s.execute(select(SweepItem.customer_id).where(SweepItem.run_id == run.id,
                                                                  SweepItem.customer_id.in_(ids))).scalars())
         heads = trail.lock_heads(s, locked - done) if locked - done else {}
-        stale = {cid for cid, (seq, _) in heads.items() if seq != seen[cid]}
+        stale = {cid for cid, head in heads.items() if head != seen[cid]}
         keep = [e for e in evaluated if e.customer_id in heads and e.customer_id not in stale]
         errors = [e for e in errors if e["customer_id"] in heads and e["customer_id"] not in stale]
         if stale:
             again = s.execute(select(Customer).where(Customer.id.in_(stale)).order_by(Customer.id)).scalars().all()
-            fresh, fresh_errors = _evaluate(service, s, run, again)
+            fresh, fresh_errors = _evaluate(service, s, run, again, heads)
             keep, errors = sorted(keep + fresh), errors + fresh_errors
         counts["skipped"] = len(customer_ids) - len(keep) - len(errors)
-        records = trail.append_many(s, [e.record for e in keep], heads)
+        trail.insert_chained(s, [e.row for e in keep])
         _write_states(s, keep, as_of)
-        new_actions = [row for e, rec in zip(keep, records)
-                       for row in action_rows(e.customer_id, e.data, rec["id"], e.exponent)]
+        new_actions = [row for e in keep for row in action_rows(e.customer_id, e.data, e.row["id"], e.exponent)]
         if new_actions:        # Core executemany: one compiled statement (the ORM's bulk path costs more)
             s.connection().execute(insert_ignoring_duplicates(s, Action.__table__), new_actions)
         open_actions: dict[str, list[Action]] = {}
@@ -196,8 +210,9 @@ def process_group(service, run: SweepRun, customer_ids: list[str], notifier) -> 
                            .order_by(Action.id)).scalars():
             open_actions.setdefault(a.customer_id, []).append(a)
         items = list(errors)
-        for e, rec in zip(keep, records):
-            created = _settle_day(open_actions.get(e.customer_id, ()), e.data["dunning"], rec["id"], as_of, automated)
+        for e in keep:
+            created = _settle_day(open_actions.get(e.customer_id, ()), e.data["dunning"], e.row["id"], as_of,
+                                  automated)
             items.append({"run_id": run.id, "customer_id": e.customer_id, "outcome": "done",
                           "stage": e.data["dunning"]["stage"], "actions": created, "error": None})
             counts["actions"] += created

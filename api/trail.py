@@ -56,11 +56,12 @@ def append(session, *, subject, kind, actor, request_id, as_of: dt.date, facts: 
     return rec
 
 
-def head_seqs(session, subjects) -> dict[str, int]:
-    """Each subject's chain length now (0: no record yet), without locking."""
-    seqs = dict.fromkeys(subjects, 0)
-    seqs.update(session.execute(select(ChainHead.subject, ChainHead.seq).where(ChainHead.subject.in_(subjects))).all())
-    return seqs
+def read_heads(session, subjects) -> dict[str, tuple[int, str]]:
+    """Each subject's chain head now, {subject: (seq, hash)} ((0, GENESIS): no record yet), without locking."""
+    heads = dict.fromkeys(subjects, (0, GENESIS))
+    heads.update({subject: (seq, hash_) for subject, seq, hash_ in session.execute(
+        select(ChainHead.subject, ChainHead.seq, ChainHead.hash).where(ChainHead.subject.in_(subjects)))})
+    return heads
 
 
 def lock_heads(session, subjects) -> dict[str, tuple[int, str]]:
@@ -83,14 +84,10 @@ _UPDATE_HEAD = (update(ChainHead.__table__).where(ChainHead.__table__.c.subject 
                 .values(seq=bindparam("b_seq"), hash=bindparam("b_hash")))
 
 
-def append_many(session, records: list[dict], heads: dict | None = None) -> list[dict]:
-    """Append several records (the keyword arguments of append(), as dicts) with one batched insert
-    and one batched head update. `heads` is what lock_heads() returned for their subjects, in this
-    transaction; without it they are locked here. Returns the stored rows (id, seq, prev_hash, hash
-    added), in the order given."""
-    if not records:
-        return []
-    heads = dict(heads or lock_heads(session, [r["subject"] for r in records]))
+def chain(records: list[dict], heads: dict) -> list[dict]:
+    """The stored rows of `records` (the keyword arguments of append(), as dicts) appended, in order, to
+    `heads` ({subject: (seq, hash)}, advanced in place): id, seq, prev_hash and hash added. Pure, so a
+    writer can prepare them before it locks the heads, and insert them if the heads have not moved."""
     rows = []
     for r in records:
         seq, prev_hash = heads[r["subject"]]
@@ -99,10 +96,28 @@ def append_many(session, records: list[dict], heads: dict | None = None) -> list
                                               "created_at": row["created_at"].isoformat()})
         heads[r["subject"]] = (row["seq"], row["hash"])
         rows.append(row)
+    return rows
+
+
+def insert_chained(session, rows: list[dict]) -> None:
+    """Store rows from chain(), whose heads this transaction has locked and found where chain() started;
+    each subject's head moves to its last row."""
+    if not rows:
+        return
+    last = {row["subject"]: row for row in rows}
     conn = session.connection()
     conn.execute(_INSERT_RECORDS, rows)
-    conn.execute(_UPDATE_HEAD, [{"b_subject": subject, "b_seq": heads[subject][0], "b_hash": heads[subject][1]}
-                                for subject in sorted({r["subject"] for r in records})])
+    conn.execute(_UPDATE_HEAD, [{"b_subject": subject, "b_seq": last[subject]["seq"], "b_hash": last[subject]["hash"]}
+                                for subject in sorted(last)])
+
+
+def append_many(session, records: list[dict]) -> list[dict]:
+    """Append several records with one locking read of their heads, one batched insert and one batched
+    head update. Returns the stored rows, in the order given."""
+    if not records:
+        return []
+    rows = chain(records, lock_heads(session, [r["subject"] for r in records]))
+    insert_chained(session, rows)
     return rows
 
 

@@ -725,7 +725,7 @@ def cprofile_report(path: str, customers: int, top: int = 18) -> list[str]:
     wanted = [("api/sweep.py", "process_group"), ("api/ledger.py", "load_cases"),
               ("engine/evaluator.py", "evaluate_loaded"), ("engine/facts.py", "check_case"),
               ("engine/facts.py", "build_facts"), ("engine/evaluator.py", "evaluate_facts"),
-              ("api/service.py", "canonical"), ("api/trail.py", "append_many"), ("api/trail.py", "record_hash"),
+              ("api/trail.py", "chain"), ("api/trail.py", "insert_chained"), ("api/trail.py", "record_hash"),
               ("api/sweep.py", "_settle_day"), ("api/sweep.py", "_step_state"),
               ("api/policies.py", "active"), ("sqlalchemy/orm/session.py", "commit"),
               ("sqlalchemy/orm/session.py", "flush"), ("sqlalchemy/orm/session.py", "execute"),
@@ -777,7 +777,7 @@ def pyspy_report(path: str, top: int = 15) -> list[str]:
         out.append(f"  {n / total:>6.1%} {inclusive[name] / total:>7.1%}  {name}")
     steps = [("process_group", "api/sweep.py"), ("load_cases", "api/ledger.py"),
              ("evaluate_loaded", "engine/evaluator.py"), ("build_facts", "engine/facts.py"),
-             ("evaluate_facts", "engine/evaluator.py"), ("append_many", "api/trail.py"),
+             ("evaluate_facts", "engine/evaluator.py"), ("chain", "api/trail.py"), ("insert_chained", "api/trail.py"),
              ("canonical", "api/service.py"), ("_settle_day", "api/sweep.py"),
              ("active", "api/policies.py"), ("commit", "sqlalchemy/orm/session.py"),
              ("_claim", "api/sweep.py")]

@@ -422,8 +422,8 @@ def test_a_decision_made_while_the_group_was_evaluated_makes_it_evaluate_that_cu
     other_inv = invoice(api, other, "50000.00", due=-1)
     evaluate, calls = sweep._evaluate, []
 
-    def evaluate_then_payment_arrives(service, s, run, customers):
-        result = evaluate(service, s, run, customers)
+    def evaluate_then_payment_arrives(service, s, run, customers, heads):
+        result = evaluate(service, s, run, customers, heads)
         calls.append(sorted(c.id for c in customers))
         if len(calls) == 1:          # after the first read: a concurrent writer, through the real API
             event(api, payer, "payment_received", {"id": uid("P"), "invoice_id": paid, "amount": "50000.00",
