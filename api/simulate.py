@@ -32,6 +32,7 @@ from engine.matcher import Disposed
 from engine.money import minor_str, to_minor
 
 from . import trail
+from .batchgc import fewer_gc_passes
 from .db import Customer
 from .errors import ApiError, invalid
 from .ledger import load_cases
@@ -236,14 +237,15 @@ def simulate(service, text: str, source: str, as_of: dt.date | None, *, actor: s
                                     f"currency {active_policy.currency}, the ledger's"]})
         tally = Tally(active_policy.exponent)
         try:
-            for batch in _batches(service, active_policy.exponent, as_of, batch_size):
-                for customer_id, case in batch:
-                    before = active.outcomes(case, as_of)
-                    after = outcomes(candidate, case, as_of)
-                    changes = diff(before, after)
-                    tally.add(before, after, changes)
-                    if changes:
-                        sink.add({"customer_id": customer_id, "changes": changes})
+            with fewer_gc_passes():
+                for batch in _batches(service, active_policy.exponent, as_of, batch_size):
+                    for customer_id, case in batch:
+                        before = active.outcomes(case, as_of)
+                        after = outcomes(candidate, case, as_of)
+                        changes = diff(before, after)
+                        tally.add(before, after, changes)
+                        if changes:
+                            sink.add({"customer_id": customer_id, "changes": changes})
         except EngineFailure as exc:
             raise ApiError(503, "E_ENGINE", f"the rules engine failed; the simulation was not recorded: {exc}") \
                 from None

@@ -29,6 +29,7 @@ from engine.evaluator import evaluate_loaded
 from engine.matcher import Disposed
 
 from . import trail
+from .batchgc import fewer_gc_passes
 from .db import Action, Customer, DunningState, SweepItem, SweepPartition, SweepRun, insert_ignoring_duplicates
 from .errors import ApiError
 from .ledger import load_cases
@@ -301,10 +302,15 @@ def _settle_day(open_actions, dunning: dict, decision_id: str, as_of: dt.date, a
     return created
 
 
-def work(service, run_id: str, *, notifier=None, progress=None, reclaim: bool = False,
-         worker: str | None = None, stop_after: int | None = None, group_size: int = GROUP_SIZE) -> dict:
-    """Claim partitions of the run until none is left; returns this worker's counts.
-    `stop_after` (tests) stops after that many customers, like a crash would."""
+def work(service, run_id: str, **kw) -> dict:
+    """Claim partitions of the run until none is left; returns this worker's counts (see _work)."""
+    with fewer_gc_passes():
+        return _work(service, run_id, **kw)
+
+
+def _work(service, run_id: str, *, notifier=None, progress=None, reclaim: bool = False,
+          worker: str | None = None, stop_after: int | None = None, group_size: int = GROUP_SIZE) -> dict:
+    """`stop_after` (tests) stops after that many customers, like a crash would."""
     notifier = notifier or LogNotifier()
     worker = worker or uuid.uuid4().hex[:12]
     counts = {"done": 0, "skipped": 0, "error": 0, "actions": 0}
