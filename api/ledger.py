@@ -13,7 +13,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import NamedTuple
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from engine.facts import CaseSchema
 from engine.money import from_minor, minor_str
@@ -56,6 +56,30 @@ def _typed_customer(c: Customer, plain: dict) -> dict:
     return customer
 
 
+def _by_customer(model, columns, order):
+    """SELECT customer_id, columns … WHERE customer_id IN :ids ORDER BY customer_id, order: built once,
+    since building a statement costs more than running it for one customer (~3 ms for the 8 reads)."""
+    return (select(model.customer_id, *columns).where(model.customer_id.in_(bindparam("ids", expanding=True)))
+            .order_by(model.customer_id, *order))
+
+
+_INVOICES = _by_customer(Invoice, (Invoice.id, Invoice.amount_minor, Invoice.currency, Invoice.issued_on,
+                                   Invoice.due_on), (Invoice.due_on, Invoice.id))
+_PAYMENTS = _by_customer(Payment, (Payment.id, Payment.invoice_id, Payment.amount_minor, Payment.paid_on),
+                         (Payment.paid_on, Payment.id))
+_CREDIT_NOTES = _by_customer(CreditNote, (CreditNote.id, CreditNote.invoice_id, CreditNote.amount_minor,
+                                          CreditNote.issued_on), (CreditNote.issued_on, CreditNote.id))
+_PROMISES = _by_customer(Promise, (Promise.id, Promise.invoice_id, Promise.amount_minor, Promise.made_on,
+                                   Promise.promised_on), (Promise.made_on, Promise.id))
+_DISPUTES = _by_customer(Dispute, (Dispute.id, Dispute.invoice_id, Dispute.opened_on, Dispute.resolved_on,
+                                   Dispute.reason), (Dispute.opened_on, Dispute.id))
+_PLANS = _by_customer(InstalmentPlan, (InstalmentPlan.id, InstalmentPlan.invoice_ids, InstalmentPlan.agreed_on,
+                                       InstalmentPlan.instalments), (InstalmentPlan.agreed_on, InstalmentPlan.id))
+_RESERVATIONS = _by_customer(Reservation, (Reservation.order_id, Reservation.amount_minor, Reservation.status,
+                                           Reservation.expires_on), (Reservation.order_id,))
+_STATES = select(DunningState.__table__).where(DunningState.customer_id.in_(bindparam("ids", expanding=True)))
+
+
 def load_cases(s, customers, exponent: int, as_of: dt.date, *, states: dict | None = None) -> dict[str, LedgerCase]:
     """Each customer's case as of `as_of`, by id. `states` (customer id → DunningState) spares the
     query when the caller has already read them."""
@@ -72,9 +96,8 @@ def load_cases(s, customers, exponent: int, as_of: dt.date, *, states: dict | No
 
     conn = s.connection()          # Core: plain column rows need none of the ORM's per-statement work
 
-    def rows(columns, model, order):
-        return conn.execute(select(model.customer_id, *columns).where(model.customer_id.in_(ids))
-                            .order_by(model.customer_id, *order)).all() if ids else ()   # one fetchall
+    def rows(statement):
+        return conn.execute(statement, {"ids": ids}).all() if ids else ()   # one fetchall
 
     def add(cid, key, plain_item, typed_item):
         plain[cid][key].append(plain_item)
@@ -86,60 +109,46 @@ def load_cases(s, customers, exponent: int, as_of: dt.date, *, states: dict | No
     def amount(text, minor):      # the Decimal of the canonical string: exact, cheaper than Decimal arithmetic
         return {"amount": Decimal(text), "amount_minor": minor}
 
-    for cid, iid, minor, cur, issued, due in rows(
-            (Invoice.id, Invoice.amount_minor, Invoice.currency, Invoice.issued_on, Invoice.due_on),
-            Invoice, (Invoice.due_on, Invoice.id)):
+    for cid, iid, minor, cur, issued, due in rows(_INVOICES):
         text = money(minor)
         add(cid, "invoices",
             {"id": iid, "amount": text, "currency": cur, "issued_on": issued.isoformat(), "due_on": due.isoformat()},
             {"id": iid, **amount(text, minor), "currency": cur, "issued_on": issued, "due_on": due})
-    for cid, pid, inv, minor, paid in rows((Payment.id, Payment.invoice_id, Payment.amount_minor, Payment.paid_on),
-                                           Payment, (Payment.paid_on, Payment.id)):
+    for cid, pid, inv, minor, paid in rows(_PAYMENTS):
         text = money(minor)
         add(cid, "payments",
             {"id": pid, "invoice_id": inv, "amount": text, "paid_on": paid.isoformat()},
             {"id": pid, "invoice_id": inv, **amount(text, minor), "currency": None, "paid_on": paid})
-    for cid, nid, inv, minor, issued in rows(
-            (CreditNote.id, CreditNote.invoice_id, CreditNote.amount_minor, CreditNote.issued_on),
-            CreditNote, (CreditNote.issued_on, CreditNote.id)):
+    for cid, nid, inv, minor, issued in rows(_CREDIT_NOTES):
         text = money(minor)
         add(cid, "credit_notes",
             {"id": nid, "invoice_id": inv, "amount": text, "issued_on": issued.isoformat()},
             {"id": nid, "invoice_id": inv, **amount(text, minor), "currency": None, "issued_on": issued})
-    for cid, pid, inv, minor, made, promised in rows(
-            (Promise.id, Promise.invoice_id, Promise.amount_minor, Promise.made_on, Promise.promised_on),
-            Promise, (Promise.made_on, Promise.id)):
+    for cid, pid, inv, minor, made, promised in rows(_PROMISES):
         text = money(minor)
         add(cid, "promises",
             {"id": pid, "invoice_id": inv, "amount": text, "made_on": made.isoformat(),
              "promised_on": promised.isoformat()},
             {"id": pid, "invoice_id": inv, **amount(text, minor), "made_on": made, "promised_on": promised})
-    for cid, did, inv, opened, resolved, reason in rows(
-            (Dispute.id, Dispute.invoice_id, Dispute.opened_on, Dispute.resolved_on, Dispute.reason),
-            Dispute, (Dispute.opened_on, Dispute.id)):
+    for cid, did, inv, opened, resolved, reason in rows(_DISPUTES):
         add(cid, "disputes",
             {"id": did, "invoice_id": inv, "opened_on": opened.isoformat(),
              "resolved_on": resolved.isoformat() if resolved else None, "reason": reason},
             {"id": did, "invoice_id": inv, "opened_on": opened, "resolved_on": resolved, "reason": reason})
-    for cid, pid, invoice_ids, agreed, instalments in rows(
-            (InstalmentPlan.id, InstalmentPlan.invoice_ids, InstalmentPlan.agreed_on, InstalmentPlan.instalments),
-            InstalmentPlan, (InstalmentPlan.agreed_on, InstalmentPlan.id)):
+    for cid, pid, invoice_ids, agreed, instalments in rows(_PLANS):
         add(cid, "instalment_plans",
             {"id": pid, "invoice_ids": list(invoice_ids), "agreed_on": agreed.isoformat(),
              "instalments": [{"due_on": i["due_on"], "amount": money(i["amount_minor"])} for i in instalments]},
             {"id": pid, "invoice_ids": list(invoice_ids), "agreed_on": agreed,
              "instalments": [{"due_on": dt.date.fromisoformat(i["due_on"]),
                               **amount(money(i["amount_minor"]), i["amount_minor"])} for i in instalments]})
-    for cid, order_id, minor, status, expires in rows(
-            (Reservation.order_id, Reservation.amount_minor, Reservation.status, Reservation.expires_on),
-            Reservation, (Reservation.order_id,)):
+    for cid, order_id, minor, status, expires in rows(_RESERVATIONS):
         if status == "held" and expires >= as_of:
             text = money(minor)
             add(cid, "reservations", {"order_id": order_id, "amount": text}, {"order_id": order_id, **amount(text, minor)})
 
     if states is None:
-        states = {st.customer_id: st for st in s.execute(
-            select(DunningState).where(DunningState.customer_id.in_(ids))).scalars()} if ids else {}
+        states = {st.customer_id: st for st in rows(_STATES)}
     for c in customers:
         state = states.get(c.id)
         if state is not None:
