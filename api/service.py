@@ -13,11 +13,10 @@ import re
 from decimal import Decimal
 
 from marshmallow import ValidationError
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from engine.decision import canonical_json
-from engine.errors import EngineFailure, InputInvalid
+from engine.errors import EngineFailure
 from engine.evaluator import evaluate, evaluate_loaded
 from engine.facts import (CaseSchema, CreditNoteSchema, CustomerSchema, DisputeSchema, InstalmentPlanSchema,
                           InvoiceSchema, PaymentSchema, PromiseSchema)
@@ -81,6 +80,15 @@ def action_rows(customer_id: str, data: dict, decision_id: str, exponent: int) -
              "owner": a["owner"], "stage": a["stage"], "due_on": dt.date.fromisoformat(a["due_on"]),
              "amount_minor": to_minor(a["amount"], exponent), "status": "open", "decision_id": decision_id}
             for a in data["dunning"]["actions"]]
+
+
+# built once: building a statement costs more than running it for one customer
+_ACTIONS = Action.__table__.c
+_CLOSE_SETTLED = (update(Action.__table__)
+                  .where(_ACTIONS.customer_id == bindparam("b_customer_id"), _ACTIONS.status == "open",
+                         _ACTIONS.due_on <= bindparam("b_as_of"),
+                         _ACTIONS.invoice_id.not_in(bindparam("b_still_open", expanding=True)))
+                  .values(status="closed", outcome="invoice_settled"))
 
 
 class Service:
@@ -218,10 +226,7 @@ class Service:
     def _close_settled_actions(s, customer_id, data, as_of):
         """Payment in full (or a credit note) closes the open actions of that invoice."""
         still_open = [i["invoice_id"] for i in data["dunning"]["open_invoices"]]
-        from sqlalchemy import update
-        s.execute(update(Action).where(Action.customer_id == customer_id, Action.status == "open",
-                                       Action.due_on <= as_of, Action.invoice_id.not_in(still_open))
-                  .values(status="closed", outcome="invoice_settled"))
+        s.execute(_CLOSE_SETTLED, {"b_customer_id": customer_id, "b_as_of": as_of, "b_still_open": still_open})
 
     def _persist_actions(self, s, customer_id, data, decision_id, exponent):
         rows = action_rows(customer_id, data, decision_id, exponent)

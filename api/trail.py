@@ -34,13 +34,15 @@ def _values(rec: DecisionRecord) -> dict:
             "created_at": rec.created_at.isoformat()}
 
 
+_LOCK_HEAD = select(ChainHead).where(ChainHead.subject == bindparam("subject")).with_for_update()   # built once
+
+
 def _lock_head(session, subject: str) -> ChainHead:
-    stmt = select(ChainHead).where(ChainHead.subject == subject).with_for_update()
-    head = session.execute(stmt).scalar_one_or_none()
+    head = session.execute(_LOCK_HEAD, {"subject": subject}).scalar_one_or_none()
     if head is not None:
         return head
     session.execute(insert_ignoring_duplicates(session, ChainHead, {"subject": subject, "seq": 0, "hash": GENESIS}))
-    return session.execute(stmt).scalar_one()
+    return session.execute(_LOCK_HEAD, {"subject": subject}).scalar_one()
 
 
 def append(session, *, subject, kind, actor, request_id, as_of: dt.date, facts: str, policy_version: str,
