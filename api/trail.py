@@ -48,11 +48,10 @@ def _lock_head(session, subject: str) -> ChainHead:
 def append(session, *, subject, kind, actor, request_id, as_of: dt.date, facts: str, policy_version: str,
            result: str, outcome, created_at: dt.datetime) -> DecisionRecord:
     head = _lock_head(session, subject)
-    rec = DecisionRecord(id=uuid.uuid4().hex, subject=subject, seq=head.seq + 1, kind=kind, actor=actor,
-                         request_id=request_id, as_of=as_of, facts=facts, policy_version=policy_version,
-                         result=result, outcome=outcome, created_at=created_at,
-                         prev_hash=head.hash, hash="")
-    rec.hash = record_hash(head.hash, _values(rec))
+    row, = chain([dict(subject=subject, kind=kind, actor=actor, request_id=request_id, as_of=as_of, facts=facts,
+                       policy_version=policy_version, result=result, outcome=outcome, created_at=created_at)],
+                 {subject: (head.seq, head.hash)})
+    rec = DecisionRecord(**row)
     session.add(rec)
     head.seq, head.hash = rec.seq, rec.hash
     return rec

@@ -52,6 +52,8 @@ import threading
 import time
 import uuid
 
+from pgcheck import pg_reachable  # bench/pgcheck.py, beside this script
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HOST = "127.0.0.1"
 # the Makefile exports this for durable_rules' C core; set it here too when run directly
@@ -437,22 +439,6 @@ def http_json(method: str, port: int, path: str, key: str | None = None, body=No
 
 
 # ============================================================================ database backends
-
-def pg_reachable() -> str | None:
-    """None when PostgreSQL answers on 127.0.0.1:5432, else why not."""
-    try:
-        with socket.create_connection((HOST, 5432), timeout=1):
-            pass
-    except OSError as exc:
-        return f"nothing listening on {HOST}:5432 ({exc.__class__.__name__})"
-    try:
-        import psycopg
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3) as conn:
-            conn.execute("SELECT 1")
-    except Exception as exc:   # noqa: BLE001 — any failure means "skip PostgreSQL"
-        return f"cannot connect to {PG_ADMIN_URL}: {exc.__class__.__name__}: {str(exc).strip()[:120]}"
-    return None
-
 
 @contextlib.contextmanager
 def sqlite_backend(tmp: str):
@@ -858,7 +844,7 @@ def main(argv=None) -> int:
                     with sqlite_backend(tmp) as url:
                         results.append(run_backend("sqlite", url, args, tmp, executor))
                 elif backend == "postgres":
-                    why = pg_reachable()
+                    why = pg_reachable(PG_ADMIN_URL, HOST)
                     if why:
                         print(f"\n== postgres: skipped — {why}")
                         results.append({"label": "postgres", "skipped": why})

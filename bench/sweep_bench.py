@@ -56,13 +56,14 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
+
+from pgcheck import pg_reachable  # bench/pgcheck.py, beside this script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
@@ -353,22 +354,6 @@ class Postgres:
     def close(self) -> None:
         for db in list(self.created):
             self.drop(self._url(db))
-
-
-def pg_reachable() -> str | None:
-    """None when PostgreSQL answers on 127.0.0.1:5432, else why not."""
-    try:
-        with socket.create_connection((PG_HOST, PG_PORT), timeout=1):
-            pass
-    except OSError as exc:
-        return f"nothing listening on {PG_HOST}:{PG_PORT} ({exc.__class__.__name__})"
-    try:
-        import psycopg
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3) as conn:
-            conn.execute("SELECT 1")
-    except Exception as exc:   # noqa: BLE001 — any failure means "skip PostgreSQL"
-        return f"cannot connect to {PG_ADMIN_URL}: {exc.__class__.__name__}: {str(exc).strip()[:120]}"
-    return None
 
 
 # ============================================================================ running processes
@@ -1091,7 +1076,7 @@ def main(argv=None) -> int:
             if name == "sqlite":
                 backend = Sqlite(tmp)
             elif name == "postgres":
-                why = pg_reachable()
+                why = pg_reachable(PG_ADMIN_URL, PG_HOST, PG_PORT)
                 if why:
                     print(f"\n== postgres: skipped — {why}")
                     results.append({"backend": "postgres", "skipped": why})
