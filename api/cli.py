@@ -26,7 +26,7 @@ def _prepare_sqlite_dir(url: str) -> None:
 
 
 def _service(url: str, policy_file: str):
-    from .app import create_app
+    from .http.app import create_app
     _prepare_sqlite_dir(url)
     app = create_app({"DATABASE_URL": url, "POLICY_FILE": policy_file})
     return app, app.extensions["creditctl"]
@@ -36,8 +36,10 @@ def seed_demo(service, portfolio_path: str) -> int:
     """Load the example book through the same events a back-office system would post."""
     from sqlalchemy import select
 
-    from .auth import hash_key
-    from .db import ApiKey, Customer
+    from .service import customers
+    from .service import events as ledger_events
+    from .service.auth import hash_key
+    from .store.tables import ApiKey, Customer
     with service.tx() as s:
         for role, raw in DEMO_KEYS.items():
             if s.execute(select(ApiKey).where(ApiKey.name == f"demo-{role}")).scalar_one_or_none() is None:
@@ -52,7 +54,7 @@ def seed_demo(service, portfolio_path: str) -> int:
     for case in book["customers"]:
         customer = dict(case["customer"])
         cid = customer.pop("id")
-        service.put_customer(cid, customer)
+        customers.put_customer(service, cid, customer)
         events = [("invoice_issued", i["issued_on"], i) for i in case.get("invoices", [])]
         events += [("payment_received", p["paid_on"], p) for p in case.get("payments", [])]
         events += [("credit_note", c["issued_on"], c) for c in case.get("credit_notes", [])]
@@ -64,11 +66,11 @@ def seed_demo(service, portfolio_path: str) -> int:
             raw = {"event_id": f"demo-{cid}-{k}", "type": kind, "customer_id": cid, "as_of": str(day),
                    "data": data}
             parsed = dict(raw, as_of=dt.date.fromisoformat(str(day)))
-            service.post_event(raw, parsed, "seed:demo", f"seed-{cid}-{k}")
+            ledger_events.post_event(service, raw, parsed, "seed:demo", f"seed-{cid}-{k}")
         if case.get("arrears_reason"):
             raw = {"event_id": f"demo-{cid}-reason", "type": "arrears_reason_recorded", "customer_id": cid,
                    "as_of": as_of.isoformat(), "data": {"reason": case["arrears_reason"]}}
-            service.post_event(raw, dict(raw, as_of=as_of), "seed:demo", f"seed-{cid}-reason")
+            ledger_events.post_event(service, raw, dict(raw, as_of=as_of), "seed:demo", f"seed-{cid}-reason")
         n += 1
     return n
 
@@ -87,14 +89,14 @@ def cmd_serve(args) -> int:
     if args.dev:
         app.run(args.host, args.port, threaded=True)
         return 0
-    from .server import run_gunicorn
+    from .http.server import run_gunicorn
     run_gunicorn(url, args.policy, args.host, args.port, args.workers)
     return 0
 
 
 def cmd_keys_create(args) -> int:
     app, service = _service(_db_url(args), args.policy)
-    from .auth import create_key
+    from .service.auth import create_key
     try:
         with service.tx() as s:
             raw = create_key(s, args.name, args.role, service.clock())
@@ -110,7 +112,7 @@ def cmd_keys_create(args) -> int:
 
 def _as_of(text: str) -> dt.date | None:
     """--as-of as a date the service accepts; None (after saying why on stderr) otherwise."""
-    from .service import DATE_MAX, DATE_MIN
+    from .service.validation import DATE_MAX, DATE_MIN
     try:
         as_of = dt.date.fromisoformat(text)
     except ValueError:
@@ -124,7 +126,7 @@ def _as_of(text: str) -> dt.date | None:
 
 def cmd_sweep(args) -> int:
     """Run (or resume) the sweep for one day, with a progress bar on stderr."""
-    from . import sweep
+    from .jobs import sweep
     as_of = _as_of(args.as_of)
     if as_of is None:
         return 2
@@ -155,15 +157,15 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_policy_simulate(args) -> int:
-    from .simulate import run_cli
+    from .jobs.simulate import run_cli
     return run_cli(args, _db_url(args))
 
 
 def cmd_scheduler(args) -> int:
-    """The one scheduler process (see api/scheduler.py); `--run-now JOB` runs one job and exits."""
+    """The one scheduler process (see api/jobs/scheduler.py); `--run-now JOB` runs one job and exits."""
     import logging
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    from . import scheduler
+    from .jobs import scheduler
     jobs = {job_id: fn for job_id, fn, _ in scheduler.JOBS}
     as_of = None
     if args.run_now:                 # bad arguments are refused before anything is opened or migrated

@@ -759,7 +759,7 @@ def table(results: list[dict], args) -> list[str]:
 
 
 def markdown(results: list[dict], args) -> str:
-    lines = [f"\n## HTTP credit checks\n",
+    lines = ["\n## HTTP credit checks\n",
              f"`make bench-http` (bench/http_bench.py), {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}, "
              f"{platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} CPUs "
              f"(server and load generator share them), gunicorn {args.workers} sync workers, "

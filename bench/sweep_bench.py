@@ -235,8 +235,8 @@ def load_book(url: str, n: int, as_of: dt.date, seed: int, batch_customers: int,
     earlier_actions, that many closed actions from earlier days). Returns counts and timings."""
     from sqlalchemy import insert, text
 
-    from api.app import create_app
-    from api.db import Base
+    from api.http.app import create_app
+    from api.store.tables import Base
     t0 = time.perf_counter()
     app = create_app({"DATABASE_URL": url, "POLICY_FILE": POLICY})
     engine = app.extensions["creditctl.engine"]
@@ -452,16 +452,17 @@ def sweep_cmd(url: str, as_of: dt.date) -> list[str]:
 
 
 def db_summary(url: str, as_of: dt.date) -> dict:
-    """The run's summary (api.sweep.summary) plus the run's own duration and the aging buckets."""
+    """The run's summary (api.jobs.sweep.summary) plus the run's own duration and the aging buckets."""
     from sqlalchemy import func, select
 
-    from api import sweep
-    from api.db import Customer, SweepRun, make_engine, make_sessionmaker
-    from api.policies import PolicyRegistry
-    from api.service import Service
+    from api.jobs import sweep
+    from api.store.tables import Customer, SweepRun
+    from api.store.database import make_engine, make_sessionmaker
+    from api.store.policy_store import PolicyRegistry
+    from api.service.context import Context
     engine = make_engine(url)
     try:
-        service = Service(make_sessionmaker(engine), PolicyRegistry())
+        service = Context(make_sessionmaker(engine), PolicyRegistry())
         with service.tx() as s:
             run = s.execute(select(SweepRun).where(SweepRun.as_of == as_of).order_by(SweepRun.started_at)
                             ).scalars().first()
@@ -479,15 +480,16 @@ def db_summary(url: str, as_of: dt.date) -> dict:
 
 
 def plan_check(url: str, as_of: dt.date) -> dict:
-    """Record the SQL one group's sweep step issues (api.sweep.process_group of GROUP_SIZE customers, in a
+    """Record the SQL one group's sweep step issues (api.jobs.sweep.process_group of GROUP_SIZE customers, in a
     new run the day after, on the swept copy) and ask the database for the plan of each SELECT / UPDATE /
     DELETE: any full scan of a table is a per-group cost that grows with that table."""
     from sqlalchemy import event, text
 
-    from api import sweep
-    from api.db import SweepRun, make_engine, make_sessionmaker
-    from api.policies import PolicyRegistry
-    from api.service import Service
+    from api.jobs import sweep
+    from api.store.tables import SweepRun
+    from api.store.database import make_engine, make_sessionmaker
+    from api.store.policy_store import PolicyRegistry
+    from api.service.context import Context
     engine = make_engine(url)
     seen: list[tuple[str, object]] = []
 
@@ -495,7 +497,7 @@ def plan_check(url: str, as_of: dt.date) -> dict:
         if not executemany:
             seen.append((statement, parameters))
     try:
-        service = Service(make_sessionmaker(engine), PolicyRegistry())
+        service = Context(make_sessionmaker(engine), PolicyRegistry())
         day = as_of + dt.timedelta(days=1)
         run_id = sweep.start(service, day, "bench:plan")
         with service.tx() as s:
@@ -627,8 +629,8 @@ def simulate_run(backend, n: int, as_of: dt.date, tmp: str) -> dict:
 def profile_worker_main(url: str, as_of: str, stop_after: int, out: str) -> int:
     """Hidden mode (--_profile-worker): one sweep worker as `creditctl sweep` runs it (create_app,
     start, work), with cProfile around work() only, stopping after `stop_after` customers."""
-    from api import sweep
-    from api.app import create_app
+    from api.jobs import sweep
+    from api.http.app import create_app
     app = create_app({"DATABASE_URL": url, "POLICY_FILE": POLICY})
     service = app.extensions["creditctl"]
     run_id = sweep.start(service, dt.date.fromisoformat(as_of), "bench:profile")
@@ -730,7 +732,7 @@ def cprofile_report(path: str, customers: int, top: int = 18) -> list[str]:
 
 def pyspy_report(path: str, top: int = 15) -> list[str]:
     """py-spy --format raw: one collapsed stack per line, 'frame;frame;… count', leaf last. Only the
-    samples inside api.sweep.work count (start-up: imports, migrations, policy compile, are left out)."""
+    samples inside api.jobs.sweep.work count (start-up: imports, migrations, policy compile, are left out)."""
     own = collections.Counter()
     inclusive = collections.Counter()
     by_area = collections.Counter()
@@ -751,7 +753,7 @@ def pyspy_report(path: str, top: int = 15) -> list[str]:
             for name in {_frame_name(f) for f in frames}:
                 inclusive[name] += n
     if not total:
-        return ["py-spy: no samples inside api.sweep.work"]
+        return ["py-spy: no samples inside api.jobs.sweep.work"]
     out = [f"py-spy --idle (waiting for the database counts), {total} samples inside sweep.work "
            f"({startup} more in start-up left out); by where the time goes:"]
     for area, n in by_area.most_common():

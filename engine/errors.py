@@ -5,7 +5,7 @@ PolicyInvalid; input problems (facts, orders) raise InputInvalid naming the fiel
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import NamedTuple
 
-from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, validate, validates_schema
+from marshmallow import RAISE, Schema, ValidationError, validate, validates_schema
 
 from . import casefields as fields      # marshmallow's fields, with less overhead per value
 from .errors import InputError, InputInvalid

@@ -46,7 +46,7 @@ def json_schema() -> dict:
 
     plugin = MarshmallowPlugin()
     # OpenAPI 3.1 schemas are JSON Schema: nullable fields get type [..., "null"], not `nullable: true`
-    spec = APISpec("creditctl policy", "1", "3.1.0", plugins=[plugin])
+    APISpec("creditctl policy", "1", "3.1.0", plugins=[plugin])     # registers the plugin: builds its converter
     converter = plugin.converter
     converter.add_attribute_function(_custom_types)
     definitions: dict = {}

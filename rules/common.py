@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate

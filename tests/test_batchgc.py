@@ -1,9 +1,9 @@
-"""api.batchgc: the batch jobs' collector settings hold inside the job and are put back after it."""
+"""api.jobs.batchgc: the batch jobs' collector settings hold inside the job and are put back after it."""
 import gc
 
 import pytest
 
-from api.batchgc import GC_THRESHOLD, fewer_gc_passes
+from api.jobs.batchgc import GC_THRESHOLD, fewer_gc_passes
 
 
 def test_settings_apply_inside_and_are_restored_even_after_an_error():

@@ -7,7 +7,7 @@ import pytest
 
 from engine import InputInvalid, build_facts, load_case
 
-from helpers import (AS_OF, compiled, credit_note, customer, dispute, edit, facts_for, instalment_plan, invoice,
+from helpers import (AS_OF, credit_note, customer, dispute, facts_for, instalment_plan, invoice,
                      make_case, payment, promise)
 
 

@@ -12,9 +12,9 @@ import requests
 from sqlalchemy import func, select
 from werkzeug.serving import make_server
 
-from api.app import create_app
-from api.auth import ROLES, create_key
-from api.db import Base
+from api.http.app import create_app
+from api.service.auth import ROLES, create_key
+from api.store.tables import Base
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 POLICY_FILE = str(ROOT / "policies.yaml")

@@ -1,4 +1,4 @@
-"""Who may call what: the whole role × endpoint matrix over real HTTP (api/auth.py PERMISSIONS)."""
+"""Who may call what: the whole role × endpoint matrix over real HTTP (api/service/auth.py PERMISSIONS)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,8 +9,8 @@ import datetime as dt
 import pytest
 from sqlalchemy import select
 
-from api.auth import PERMISSIONS, ROLES
-from api.db import Action
+from api.service.auth import PERMISSIONS, ROLES
+from api.store.tables import Action
 from api_harness import POLICY_FILE, day, uid
 
 CUSTOMER_FILE = {"name": "matrix", "type": "enterprise", "industry": "trading", "region": "remote", "size": "small",
@@ -63,8 +63,8 @@ def _open_action(api, w):
 
 def _pending_review(api, w):
     """A customer whose approved limit is below the policy's: the review proposes a raise."""
-    from api import review
-    from api.db import Customer
+    from api.jobs import review
+    from api.store.tables import Customer
     with api.service.tx() as s:
         c = s.get(Customer, w.customer)
         c.approved_limit_minor, c.last_reviewed_on = 100, None
@@ -75,7 +75,7 @@ def _pending_review(api, w):
 
 
 def _sweep_run(api, w):
-    from api import sweep
+    from api.jobs import sweep
     run_id = sweep.start(api.service, dt.date(2026, 11, 22), "matrix")
     sweep.work(api.service, run_id)
     return f"/v1/sweeps/{run_id}", None

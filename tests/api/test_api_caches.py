@@ -1,5 +1,5 @@
 """What each worker process keeps between requests, and how soon a change elsewhere reaches it:
-verified API keys (api/auth.py KeyCache, at most KEY_CACHE_SECONDS) and the active policy (read once
+verified API keys (api/service/auth.py KeyCache, at most KEY_CACHE_SECONDS) and the active policy (read once
 per transaction, so a publish is live in every worker for the next request). "Another worker" is a
 second app on the same database with its own HTTP server, as a gunicorn worker would be."""
 from __future__ import annotations
@@ -12,10 +12,10 @@ import requests
 from sqlalchemy import event, update
 from werkzeug.serving import make_server
 
-from api import db
-from api.app import create_app
-from api.auth import KEY_CACHE_SECONDS, hash_key
-from api.db import ApiKey
+from api.store import database as db
+from api.http.app import create_app
+from api.service.auth import KEY_CACHE_SECONDS, hash_key
+from api.store.tables import ApiKey
 from api_harness import POLICY_FILE, Api, fixed_clock
 from test_api_policies import with_high_limit
 

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from sqlalchemy import select
 
-from api.db import Reservation
+from api.store.tables import Reservation
 from api_harness import day, uid
 
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from api.db import Customer, Dispute, Invoice, Reservation
+from api.store.tables import Customer, Dispute, Invoice, Reservation
 from api_harness import day, uid
 
 
@@ -91,7 +91,7 @@ CASES = _cases()
 
 
 def test_every_event_type_is_covered():
-    from api.service import EVENT_TYPES
+    from api.service.validation import EVENT_TYPES
     assert set(CASES) == set(EVENT_TYPES)
 
 

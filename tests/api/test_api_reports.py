@@ -24,9 +24,9 @@ import xml.etree.ElementTree as ET
 import pytest
 from sqlalchemy import select
 
-from api import reports
-from api.db import Action, Customer
-from api.ledger import load_case, load_cases
+from api.store import book as store_book
+from api.store.tables import Action, Customer
+from api.store.ledger import load_case, load_cases
 from engine.facts import check_case, load_case as validate_case
 from api_harness import TODAY, Api, day
 
@@ -162,12 +162,12 @@ def test_aging_csv(book):
 def test_aging_is_the_same_in_batches_of_any_size_and_holds_one_batch(book, monkeypatch):
     whole = _ok(book.get("/v1/reports/aging", params={"as_of": day(0)}))
     for size in (1, 2, 3):
-        monkeypatch.setattr(reports, "BATCH", size)
+        monkeypatch.setattr(store_book, "BATCH", size)
         assert _ok(book.get("/v1/reports/aging", params={"as_of": day(0)})) == whole, size
     with book.service.tx() as s:
         policy = book.service.registry.active(s)
         seen, held = [], []
-        for customer, facts in reports.iter_facts(s, policy, TODAY, batch=2):
+        for customer, facts in store_book.iter_facts(s, policy, TODAY, batch=2):
             seen.append((customer.id, facts.fields["outstanding"]))
             held.append(sum(1 for obj in s.identity_map.values() if isinstance(obj, Customer)))
     assert seen == [("R-A", 8000000), ("R-B", 700000), ("R-C", 12000000), ("R-D", 0)]
@@ -175,7 +175,7 @@ def test_aging_is_the_same_in_batches_of_any_size_and_holds_one_batch(book, monk
 
 
 def test_typed_cases_are_the_plain_cases_validated(book):
-    """api.ledger.load_cases gives each case twice: the plain form the trail stores (and a replay validates)
+    """api.store.ledger.load_cases gives each case twice: the plain form the trail stores (and a replay validates)
     and the typed form evaluations and reports take without re-validating. The typed form must equal what
     engine.facts.load_case makes of the plain one, dunning state and previous evaluation included."""
     book.post("/v1/sweeps", json={"as_of": day(0)}, role="controller")      # dunning states and `previous`
@@ -190,7 +190,7 @@ def test_typed_cases_are_the_plain_cases_validated(book):
                 assert plain == load_case(s, c, policy.exponent, as_of)
                 assert check_case(typed, policy) == validate_case(copy.deepcopy(plain), policy), (c.id, as_of)
                 seen.update(k for k in ("dunning", "previous") if plain.get(k))
-            batched = reports._loaded_cases(s, customers, policy, as_of)
+            batched = store_book.typed_cases(s, customers, policy, as_of)
             assert all(batched[c.id] == cases[c.id].typed for c in customers)
     assert seen == {"dunning", "previous"}
     assert [i["id"] for i in batched["R-B"]["invoices"]] == ["B3", "B1", "B2"]

@@ -1,4 +1,4 @@
-"""What-if simulation (api/simulate.py): POST /v1/policies/simulate and `creditctl policy simulate` over
+"""What-if simulation (api/jobs/simulate.py): POST /v1/policies/simulate and `creditctl policy simulate` over
 a small book built through the API, with every expected change worked out by hand below."""
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import sys
 import pytest
 from sqlalchemy import select
 
-from api import simulate
-from api.db import Customer
+from api.jobs import simulate
+from api.store.tables import Customer
 from api_harness import POLICY_FILE, ROOT, Api, day
 
 POLICY_TEXT = pathlib.Path(POLICY_FILE).read_text(encoding="utf-8")

@@ -13,8 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import delete, select, update
 
-from api.db import DecisionRecord
-from api.trail import record_hash, _values
+from api.store.tables import DecisionRecord
+from api.store.trail import record_hash, _values
 from api_harness import NOW, TODAY, Api, day, uid
 
 

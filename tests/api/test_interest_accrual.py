@@ -1,4 +1,4 @@
-"""The late-interest ledger (api/accrual.py, docs/interest.md) on SQLite and PostgreSQL: the accrual job,
+"""The late-interest ledger (api/jobs/accrual.py, docs/interest.md) on SQLite and PostgreSQL: the accrual job,
 its trail record, the scheduler job and GET /v1/reports/interest-accruals.
 
 Every figure is worked out by hand from the shipped policy (DOMAIN.md): 0.05 % a day on the open balance
@@ -19,8 +19,8 @@ import sys
 import pytest
 from sqlalchemy import func, select
 
-from api import accrual, scheduler
-from api.db import DecisionRecord, InterestAccrual, JobRun
+from api.jobs import accrual, scheduler
+from api.store.tables import DecisionRecord, InterestAccrual, JobRun
 from api_harness import POLICY_FILE, ROOT, TODAY, day
 
 POLICY_TEXT = pathlib.Path(POLICY_FILE).read_text(encoding="utf-8")

@@ -11,8 +11,8 @@ import time
 
 from sqlalchemy import func, select
 
-from api import review, scheduler
-from api.db import Customer, DecisionRecord, JobRun, SchedulerLock
+from api.jobs import review, scheduler
+from api.store.tables import Customer, DecisionRecord, JobRun, SchedulerLock
 from api_harness import ROOT, TODAY
 
 

@@ -1,7 +1,7 @@
-"""The collections sweep (api/sweep.py, docs/dunning.md).
+"""The collections sweep (api/jobs/sweep.py, docs/dunning.md).
 
 1. Workflow semantics, over SQLite and PostgreSQL: small books built through the HTTP API, swept day by
-   day with `api.sweep.run_sweep`; every sweep is run twice and the second run must change nothing.
+   day with `api.jobs.sweep.run_sweep`; every sweep is run twice and the second run must change nothing.
 2. Crash safety (SQLite files): a `creditctl sweep` stopped half way (`--stop-after`, and a real SIGKILL)
    and resumed with `--reclaim` ends exactly where an uninterrupted sweep of the same book does.
 3. Several processes (SQLite and PostgreSQL): three `creditctl sweep` processes started at once share one run.
@@ -22,10 +22,9 @@ import time
 import pytest
 from sqlalchemy import func, select
 
-from api import sweep
-from api.app import create_app
-from api.db import (Action, Customer, DecisionRecord, DunningState, Invoice, SweepItem, SweepPartition,
-                    SweepRun)
+from api.jobs import sweep
+from api.http.app import create_app
+from api.store.tables import Action, Customer, DecisionRecord, DunningState, Invoice, SweepItem, SweepPartition, SweepRun
 from api_harness import POLICY_FILE, ROOT, TODAY, uid
 
 CREDITCTL = os.path.join(os.path.dirname(sys.executable), "creditctl")
@@ -452,7 +451,7 @@ def build_book(url: str, n: int) -> None:
     """A varied book written straight into the database (the API path is what section 1 tests; this is
     bulk): tiers, regions, scorecard and manual scores, collectors, malicious delay, disputes, promises,
     partial payments, and for a third of the book a dunning state from earlier sweeps."""
-    from api.db import Dispute, Payment, Promise
+    from api.store.tables import Dispute, Payment, Promise
     app = create_app({"DATABASE_URL": url, "POLICY_FILE": POLICY_FILE})       # migrates, loads the policy
     service, engine = app.extensions["creditctl"], app.extensions["creditctl.engine"]
     amounts = (500_000, 5_000_000, 15_000_000)                                 # minor units: 5k, 50k, 150k
@@ -505,7 +504,7 @@ def creditctl_sweep(url: str, n: int, *flags: str, popen: bool = False):
 
 def snapshot(url: str) -> dict:
     """What a sweep leaves behind, comparable across databases (ids and timestamps left out)."""
-    from api.db import make_engine, make_sessionmaker
+    from api.store.database import make_engine, make_sessionmaker
     engine = make_engine(url)
     try:
         with make_sessionmaker(engine)() as s:
@@ -621,8 +620,8 @@ def test_a_sweep_killed_with_sigkill_resumes_to_the_same_result(crash_book):
 
 def sweep_results(url: str) -> dict:
     """Each customer's sweep decision, byte for byte, and whether every trail chain verifies."""
-    from api import trail
-    from api.db import make_engine, make_sessionmaker
+    from api.store import trail
+    from api.store.database import make_engine, make_sessionmaker
     engine = make_engine(url)
     try:
         with make_sessionmaker(engine)() as s:

@@ -1,0 +1,46 @@
+"""The one table from an error code to what each adapter answers: HTTP status and CLI exit code.
+
+A code missing here is a bug (tests/test_architecture.py checks every code the code base raises).
+CLI exit codes: 1 = the input or policy was refused, 2 = a usage or environment problem,
+3 = not found, 4 = a conflict with the stored state, 5 = a dependency (engine, database) failed.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class Code(NamedTuple):
+    http: int
+    exit: int
+    meaning: str
+
+
+CODES: dict[str, Code] = {
+    "E_BAD_REQUEST": Code(400, 2, "the request is not a JSON object, or has no body"),
+    "E_MALFORMED_JSON": Code(400, 2, "the body is not valid JSON"),
+    "E_UNAUTHENTICATED": Code(401, 2, "no API key, or an unknown or revoked one"),
+    "E_FORBIDDEN": Code(403, 2, "the key's role may not do this"),
+    "E_NOT_FOUND": Code(404, 3, "no such resource"),
+    "E_METHOD_NOT_ALLOWED": Code(405, 2, "the resource does not take this method"),
+    "E_CONFLICT": Code(409, 4, "the request conflicts with the stored state"),
+    "E_EVENT_CONFLICT": Code(409, 4, "an event id was already processed with another body"),
+    "E_NOT_REPLAYABLE": Code(409, 4, "the record is not a single decision that can be replayed"),
+    "E_LEDGER_POLICY_MISMATCH": Code(409, 4, "the ledger's currency is not the active policy's"),
+    "E_TOO_LARGE": Code(413, 2, "the request body is too large"),
+    "E_UNSUPPORTED_MEDIA_TYPE": Code(415, 2, "the body's media type is not accepted"),
+    "E_INPUT_INVALID": Code(422, 1, "a field of the request is invalid"),
+    "E_POLICY_INVALID": Code(422, 1, "the policy text has errors"),
+    "E_INTERNAL": Code(500, 5, "an unexpected error; nothing was changed"),
+    "E_ENGINE": Code(503, 5, "the rules engine failed; no decision was made"),
+    "E_NO_POLICY": Code(503, 5, "no policy is active"),
+}
+
+
+def http_status(code: str) -> int:
+    found = CODES.get(code)
+    return found.http if found else 500
+
+
+def exit_code(code: str) -> int:
+    found = CODES.get(code)
+    return found.exit if found else 5

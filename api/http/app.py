@@ -1,0 +1,110 @@
+"""create_app(config): the Flask application. Configuration is passed in, never a global."""
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from flask import Flask, g, request
+from marshmallow import ValidationError
+from werkzeug.exceptions import HTTPException
+
+from engine.errors import InputInvalid, PolicyInvalid
+
+from ..codes import http_status
+from ..errors import DomainError, invalid, marshmallow_errors
+from ..service import auth
+from ..service.context import Context
+from ..service.policies import load_policy_file as _load_policy_file
+from ..store.database import make_engine, make_sessionmaker, migrate
+from ..store.policy_store import PolicyRegistry
+from . import routes
+from .metrics import Metrics
+from .request import json_response
+
+log = logging.getLogger("creditctl")
+_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,64}")
+_WERKZEUG_CODES = {404: "E_NOT_FOUND", 405: "E_METHOD_NOT_ALLOWED", 400: "E_BAD_REQUEST",
+                   415: "E_UNSUPPORTED_MEDIA_TYPE", 413: "E_TOO_LARGE"}
+
+
+def create_app(config: dict | None = None) -> Flask:
+    app = Flask("creditctl")
+    app.config.update({"DATABASE_URL": "sqlite:///var/creditctl.sqlite3", "POLICY_FILE": "policies.yaml",
+                       "MIGRATE": True, "LOAD_POLICY_FILE": True})
+    app.config.update(config or {})
+    engine = make_engine(app.config["DATABASE_URL"])
+    if app.config["MIGRATE"]:
+        migrate(engine)
+    app.extensions["creditctl"] = Context(make_sessionmaker(engine), PolicyRegistry(), app.config.get("CLOCK"))
+    app.extensions["creditctl.engine"] = engine
+    # verified API keys, per process: see api/service/auth.py for how soon a revocation takes effect
+    app.extensions["creditctl.keys"] = auth.KeyCache(app.config.get("KEY_CACHE_SECONDS", auth.KEY_CACHE_SECONDS),
+                                                     app.config.get("KEY_CACHE_CLOCK") or time.monotonic)
+    metrics = Metrics()
+    app.extensions["creditctl.metrics"] = metrics
+    if app.config["LOAD_POLICY_FILE"] and app.config.get("POLICY_FILE"):
+        load_policy_file(app)
+
+    @app.before_request
+    def _start():
+        g.started = time.perf_counter()
+        rid = request.headers.get("X-Request-Id", "")
+        # recorded in the trail (64 characters): a longer or unprintable id is replaced, not an error
+        g.request_id = rid if _REQUEST_ID.fullmatch(rid) else uuid.uuid4().hex
+        # PostgreSQL text cannot hold NUL: no id contains one, and no filter may
+        if "\x00" in request.path:
+            raise DomainError("E_NOT_FOUND", "not found (the path contains a NUL character)")
+        bad = sorted({k for k, v in request.args.items(multi=True) if "\x00" in k + v})
+        if bad:
+            raise invalid({k.replace("\x00", "\\x00"): ["must not contain NUL characters"] for k in bad})
+
+    @app.after_request
+    def _finish(response):
+        response.headers["X-Request-Id"] = g.get("request_id", "")
+        rule = request.url_rule.rule if request.url_rule else "unmatched"
+        metrics.observe(request.method, rule, response.status_code, time.perf_counter() - g.get("started", 0))
+        return response
+
+    register_error_handlers(app)
+    routes.register(app)
+    return app
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Every failure answers the one JSON shape {code, message, errors}; the status comes from api/codes.py."""
+    @app.errorhandler(DomainError)
+    def _domain_error(exc: DomainError):
+        return json_response(exc.body(), http_status(exc.code))
+
+    @app.errorhandler(InputInvalid)
+    def _input_invalid(exc: InputInvalid):
+        return json_response({"code": exc.code, "message": str(exc), "errors": exc.by_field()}, http_status(exc.code))
+
+    @app.errorhandler(PolicyInvalid)
+    def _policy_invalid(exc: PolicyInvalid):
+        return json_response({"code": exc.code, "message": f"the policy has {len(exc.errors)} error(s)",
+                              "errors": {"policy": [e.format() for e in exc.errors]},
+                              "policy_errors": [e.to_dict() for e in exc.errors]}, http_status(exc.code))
+
+    @app.errorhandler(ValidationError)
+    def _validation(exc: ValidationError):
+        return json_response({"code": "E_INPUT_INVALID", "message": "the request is invalid",
+                              "errors": marshmallow_errors(exc.messages)}, http_status("E_INPUT_INVALID"))
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException):
+        code = _WERKZEUG_CODES.get(exc.code, f"E_HTTP_{exc.code}")
+        return json_response({"code": code, "message": exc.description or exc.name, "errors": {}}, exc.code)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        log.exception("unhandled error")
+        return json_response({"code": "E_INTERNAL", "message": "internal error; nothing was changed", "errors": {}},
+                             http_status("E_INTERNAL"))
+
+
+def load_policy_file(app) -> tuple[str, bool]:
+    """Publish the policy file if it changed since it was last loaded (start and SIGHUP)."""
+    return _load_policy_file(app.extensions["creditctl"], app.config["POLICY_FILE"], log)

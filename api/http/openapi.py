@@ -1,0 +1,204 @@
+"""OpenAPI 3 description of the API, built with apispec from the request schemas."""
+from __future__ import annotations
+
+from functools import lru_cache
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+
+from engine.facts import AmountField, CaseSchema, CustomerSchema
+
+from .schemas import (
+    ActionCompleteRequest,
+    CreditCheckRequest,
+    EvaluateRequest,
+    EventRequest,
+    PolicyTextRequest,
+    SimulateRequest,
+)
+
+ERROR = {"type": "object", "required": ["code", "message", "errors"],
+         "properties": {"code": {"type": "string"}, "message": {"type": "string"},
+                        "errors": {"type": "object", "additionalProperties": {"type": "array",
+                                                                              "items": {"type": "string"}}}}}
+OBJECT = {"type": "object"}
+
+
+def _amount(self, field, **kwargs):
+    if isinstance(field, AmountField):
+        return {"type": "string", "pattern": r"^\d+(\.\d+)?$", "example": "30000.00"}
+    return {}
+
+
+def _op(summary, perm, schema=None, ok=200, params=(), tag="", errors=(401, 403, 422)):
+    op = {"summary": summary, "tags": [tag], "security": [{"bearer": []}] if perm else [],
+          "responses": {str(ok): {"description": "success", "content": {"application/json": {"schema": OBJECT}}}}}
+    for code in errors:
+        op["responses"][str(code)] = {"description": "error", "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    if schema:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
+    if params:
+        op["parameters"] = list(params)
+    if perm:
+        op["description"] = f"Needs permission `{perm}`."
+    return op
+
+
+def _path(name, description=""):
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}, "description": description}
+
+
+def _query(name, schema=None):
+    return {"name": name, "in": "query", "required": False, "schema": schema or {"type": "string"}}
+
+
+def _report_paths(s) -> None:
+    """Portfolio reports and statements of account (api/routes/reports.py)."""
+    date = {"type": "string", "format": "date"}
+    fmt = _query("format", {"type": "string", "enum": ["json", "csv"]})
+
+    def op(summary, params, errors=(401, 403, 422), media=("application/json",)):
+        o = _op(summary, "reports:read", None, 200, params, "reports", errors)
+        o["responses"]["200"]["content"] = {m: {"schema": OBJECT if m == "application/json" else {"type": "string"}}
+                                            for m in media}
+        return o
+    s.path("/v1/reports/aging", operations={"get": op(
+        "Aging analysis: per customer, per segment (industry, region, amount tier) and book total; open balance "
+        "of each open invoice in the bucket of its own days overdue (the active policy's bands)",
+        [_query("as_of", date), fmt], media=("application/json", "text/csv"))})
+    s.path("/v1/reports/aging.svg", operations={"get": op(
+        "Aging chart (SVG): the book and each segment as bars stacked by aging bucket, totals labelled",
+        [_query("as_of", date), _query("by", {"type": "string", "enum": ["industry", "region", "amount_tier"]})],
+        media=("image/svg+xml",))})
+    s.path("/v1/reports/overdue", operations={"get": op(
+        "Overdue open invoices, most overdue first, with customer, days, open balance and paused reason",
+        [_query("as_of", date), _query("limit", {"type": "integer", "minimum": 1, "maximum": 10000})])})
+    s.path("/v1/reports/dso", operations={"get": op(
+        "Days sales outstanding: receivables at as_of / credit sales in the last N days × N",
+        [_query("as_of", date), _query("days", {"type": "integer", "minimum": 1, "maximum": 3650})])})
+    s.path("/v1/reports/collections", operations={"get": op(
+        "Collection actions due in a period by type, channel and outcome",
+        [_query("since", date), _query("until", date)])})
+    s.path("/v1/reports/interest-accruals", operations={"get": op(
+        "Late-interest ledger: the rows the interest-accrual job wrote between from and to (default this month "
+        "to today), optionally one customer's, with totals per customer", [_query("from", date), _query("to", date),
+                                                                           _query("customer"), fmt],
+        (401, 403, 404, 422), ("application/json", "text/csv"))})
+    s.path("/v1/customers/{customer_id}/statement", operations={"get": op(
+        "Statement of account: opening balance, invoices, credit notes and payments with a running balance, "
+        "closing balance and the invoices open at the end", [_path("customer_id"), _query("from", date),
+                                                             _query("to", date), fmt],
+        (401, 403, 404, 422), ("application/json", "text/csv"))})
+
+
+@lru_cache(maxsize=1)
+def spec() -> dict:
+    plugin = MarshmallowPlugin()
+    s = APISpec("creditctl", "1.0.0", "3.0.3", plugins=[plugin],
+                info={"description": "Credit control and collections rules service."})
+    plugin.converter.add_attribute_function(_amount)
+    s.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
+    s.components.schema("Error", ERROR)
+    for schema in (CreditCheckRequest, EventRequest, EvaluateRequest, ActionCompleteRequest, PolicyTextRequest,
+                   SimulateRequest, CaseSchema):
+        s.components.schema(schema.__name__, schema=schema)
+    s.components.schema("CustomerFile", schema=CustomerSchema(exclude=("id",)))
+    ref = lambda n: {"$ref": f"#/components/schemas/{n}"}  # noqa: E731
+    cid = _path("customer_id")
+    s.path("/v1/customers/{customer_id}", operations={
+        "put": _op("Create or replace a credit file", "customers:write", ref("CustomerFile"), 200, [cid], "customers",
+                   (401, 403, 400, 422)),
+        "get": _op("Credit file with current classification, limit, exposure and stage", "customers:read", None,
+                   200, [cid, _query("as_of", {"type": "string", "format": "date"})], "customers", (401, 403, 404, 422))})
+    s.path("/v1/customers/{customer_id}/evaluate", operations={
+        "post": _op("Evaluate a customer from the ledger and record the decision", "evaluate", ref("EvaluateRequest"),
+                    201, [cid], "evaluate", (400, 401, 403, 404, 422))})
+    s.path("/v1/evaluate", operations={
+        "post": _op("Evaluate a case sent in the body (ledger untouched; the decision is recorded)", "evaluate",
+                    ref("CaseSchema"), 201, (), "evaluate", (400, 401, 403, 422))})
+    s.path("/v1/events", operations={
+        "post": _op("Post a ledger event (idempotent by event_id)", "events:write", ref("EventRequest"), 201, (),
+                    "events", (400, 401, 403, 404, 409, 422))})
+    s.path("/v1/credit-checks", operations={
+        "post": _op("May this order go on credit? Optionally reserve the amount", "credit_checks:write",
+                    ref("CreditCheckRequest"), 201, (), "credit checks", (400, 401, 403, 404, 409, 422))})
+    s.path("/v1/credit-checks/{order_id}", operations={
+        "delete": _op("Release a credit reservation", "credit_checks:write", None, 200, [_path("order_id")],
+                      "credit checks", (401, 403, 404))})
+    s.path("/v1/decisions", operations={
+        "get": _op("The decision trail (cursor pagination; JSON, JSON Lines or CSV)", "decisions:read", None, 200,
+                   [_query("customer"), _query("kind"), _query("outcome"),
+                    _query("since", {"type": "string", "format": "date"}),
+                    _query("until", {"type": "string", "format": "date"}), _query("cursor"),
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
+                    _query("format", {"type": "string", "enum": ["json", "jsonl", "csv"]})], "trail", (401, 403, 422))})
+    s.path("/v1/decisions/{decision_id}", operations={
+        "get": _op("One decision with its facts", "decisions:read", None, 200, [_path("decision_id")], "trail",
+                   (401, 403, 404))})
+    s.path("/v1/decisions/{decision_id}/replay", operations={
+        "post": _op("Re-evaluate from the stored facts and policy version", "decisions:replay", None, 200,
+                    [_path("decision_id")], "trail", (401, 403, 404, 409))})
+    s.path("/v1/audit/verify", operations={
+        "get": _op("Verify the hash chains of the trail", "audit:verify", None, 200, (), "trail", (401, 403))})
+    s.path("/v1/policies/active", operations={
+        "get": _op("The live policy version and text", "policies:read", None, 200, (), "policies", (401, 403))})
+    s.path("/v1/policies/{version}", operations={
+        "get": _op("A stored policy version", "policies:read", None, 200, [_path("version")], "policies",
+                   (401, 403, 404))})
+    s.path("/v1/policies/validate", operations={
+        "post": _op("Check a policy (same errors as `creditctl policy check`)", "policies:write",
+                    ref("PolicyTextRequest"), 200, (), "policies", (400, 401, 403, 422))})
+    s.path("/v1/policies/simulate", operations={
+        "post": _op("What-if: the book under the active policy and a candidate, and what would change (recorded "
+                    "as a `simulation` decision; nothing else is written)", "policies:write", ref("SimulateRequest"),
+                    201, [_query("format", {"type": "string", "enum": ["json", "csv"]}),
+                          _query("as_of", {"type": "string", "format": "date"})], "policies", (400, 401, 403, 422))})
+    s.path("/v1/policies", operations={
+        "post": _op("Validate, store and activate a policy", "policies:write", ref("PolicyTextRequest"), 201, (),
+                    "policies", (400, 401, 403, 422))})
+    s.path("/v1/actions", operations={
+        "get": _op("Collection actions", "actions:read", None, 200,
+                   [_query("status", {"type": "string", "enum": ["open", "sent", "done", "closed", "cancelled"]}), _query("owner"),
+                    _query("customer"), _query("cursor", {"type": "string", "pattern": r"^\d+$"}),
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000})], "actions", (401, 403, 422))})
+    s.path("/v1/actions/{action_id}/complete", operations={
+        "post": _op("Record the outcome of a collection action", "actions:write", ref("ActionCompleteRequest"), 200,
+                    [{"name": "action_id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+                    "actions", (400, 401, 403, 404, 409, 422))})
+    s.path("/v1/sweeps", operations={
+        "post": _op("Run or resume the collections sweep for a day (synchronous); returns the run summary",
+                    "sweeps:write", {"type": "object", "additionalProperties": False,
+                                     "properties": {"as_of": {"type": "string", "format": "date"}}},
+                    201, (), "sweeps", (400, 401, 403, 409, 422))})
+    s.path("/v1/sweeps/{run_id}", operations={
+        "get": _op("A sweep run: status, counts, errors", "sweeps:read", None, 200, [_path("run_id")], "sweeps",
+                   (401, 403, 404))})
+    _report_paths(s)
+    s.path("/v1/reviews", operations={
+        "get": _op("Review proposals waiting for a controller (limit or terms increases)", "reviews:read", None, 200,
+                   (), "reviews", (401, 403)),
+        "post": _op("Run the periodic credit review for a day; decreases apply at once, increases wait",
+                    "reviews:write", {"type": "object", "additionalProperties": False,
+                                      "properties": {"as_of": {"type": "string", "format": "date"}}},
+                    201, (), "reviews", (400, 401, 403, 422))})
+    s.path("/v1/customers/{customer_id}/review/approve", operations={
+        "post": _op("Approve a customer's pending review proposal", "reviews:write", None, 200, [cid], "reviews",
+                    (401, 403, 404, 409))})
+    s.path("/healthz", operations={"get": _op("Liveness and the live policy version", None, errors=())})
+    s.path("/metrics", operations={"get": {"summary": "Prometheus metrics", "responses": {
+        "200": {"description": "text format", "content": {"text/plain": {"schema": {"type": "string"}}}}}}})
+    return s.to_dict()
+
+
+def docs_page() -> str:
+    rows = []
+    for path, ops in spec()["paths"].items():
+        for method, op in ops.items():
+            rows.append(f"<tr><td><code>{method.upper()}</code></td><td><code>{path}</code></td>"
+                        f"<td>{op.get('summary', '')}</td><td>{op.get('description', '')}</td></tr>")
+    return ("<!doctype html><meta charset=utf-8><title>creditctl API</title>"
+            "<style>body{font:14px sans-serif;margin:2em}td{padding:4px 10px;border-bottom:1px solid #ddd}</style>"
+            "<h1>creditctl API</h1><p>Machine-readable: <a href=/openapi.json>/openapi.json</a>. "
+            "Authenticate with <code>Authorization: Bearer &lt;key&gt;</code>.</p><table>"
+            + "".join(rows) + "</table>")

@@ -1,0 +1,22 @@
+"""One blueprint per resource, all under /v1 (system routes at the root)."""
+from . import (
+    actions,
+    credit_checks,
+    customers,
+    decisions,
+    evaluate,
+    events,
+    policies,
+    reports,
+    reviews,
+    sweeps,
+    system,
+)
+
+_V1 = (actions, credit_checks, customers, decisions, evaluate, events, policies, reports, reviews, sweeps)
+
+
+def register(app):
+    for module in _V1:
+        app.register_blueprint(module.bp, url_prefix="/v1")
+    app.register_blueprint(system.bp)

@@ -1,0 +1,98 @@
+"""Request schemas of the HTTP API (unknown fields rejected)."""
+from __future__ import annotations
+
+import re
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
+
+from engine.facts import AmountField
+
+from ..service.validation import DATE_MAX, DATE_MIN, DATE_RANGE_MESSAGE, EVENT_TYPES
+
+IN_RANGE = validate.Range(min=DATE_MIN, max=DATE_MAX, error=DATE_RANGE_MESSAGE)
+
+
+class _Strict(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class CreditCheckRequest(_Strict):
+    customer_id = fields.String(required=True, validate=validate.Length(min=1, max=128))
+    order_id = fields.String(required=True, validate=validate.Length(min=1, max=128))
+    amount = AmountField(required=True, metadata={"description": "decimal string, e.g. \"30000.00\""})
+    currency = fields.String(required=True, validate=validate.Length(equal=3))
+    reserve = fields.Boolean(load_default=False)
+    as_of = fields.Date(load_default=None, validate=IN_RANGE)
+    expires_on = fields.Date(load_default=None, validate=IN_RANGE)
+
+
+class EventRequest(_Strict):
+    event_id = fields.String(required=True, validate=validate.Length(min=1, max=128))
+    type = fields.String(required=True, validate=validate.OneOf(EVENT_TYPES))
+    customer_id = fields.String(required=True, validate=validate.Length(min=1, max=128))
+    as_of = fields.Date(load_default=None, validate=IN_RANGE)
+    data = fields.Dict(required=True)
+
+
+class EvaluateRequest(_Strict):
+    as_of = fields.Date(load_default=None, validate=IN_RANGE)
+
+
+class ActionCompleteRequest(_Strict):
+    outcome = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    channel = fields.String(load_default=None, validate=validate.Length(min=1, max=32))
+    note = fields.String(load_default=None)
+
+
+class PolicyTextRequest(_Strict):
+    text = fields.String(required=True)
+    source = fields.String(load_default="api", validate=validate.Length(min=1, max=512))
+
+
+class DecisionQuery(Schema):
+    class Meta:
+        unknown = RAISE
+    customer = fields.String()
+    kind = fields.String()
+    outcome = fields.String()
+    since = fields.Date()
+    until = fields.Date()
+    cursor = fields.String()
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+    format = fields.String(load_default="json", validate=validate.OneOf(["json", "jsonl", "csv"]))
+
+
+def _action_cursor(value: str) -> None:
+    # an action id: digits within the 32-bit id column (a larger number cannot be a cursor we returned)
+    if not (re.fullmatch(r"[0-9]{1,10}", value) and int(value) <= 2**31 - 1):
+        raise ValidationError("not a cursor returned by this API")
+
+
+class ActionQuery(Schema):
+    class Meta:
+        unknown = RAISE
+    status = fields.String(load_default="open", validate=validate.OneOf(["open", "sent", "done", "closed", "cancelled"]))
+    owner = fields.String()
+    customer = fields.String()
+    cursor = fields.String(validate=_action_cursor)
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+
+
+class SweepRequest(_Strict):
+    as_of = fields.Date(load_default=None, validate=IN_RANGE)
+
+
+class SimulateRequest(_Strict):
+    text = fields.String(required=True)
+    source = fields.String(load_default="api", validate=validate.Length(min=1, max=512))
+    as_of = fields.Date(load_default=None, validate=IN_RANGE)
+
+
+class SimulateQuery(Schema):
+    """Query of POST /v1/policies/simulate; `as_of` and `source` there go with a YAML body."""
+    class Meta:
+        unknown = RAISE
+    format = fields.String(load_default="json", validate=validate.OneOf(["json", "csv"]))
+    as_of = fields.Date(load_default=None, validate=IN_RANGE)
+    source = fields.String(validate=validate.Length(min=1, max=512))

@@ -1,0 +1,410 @@
+"""The daily collections sweep: evaluate every customer, advance the dunning workflow, create
+the actions that fall due, and hand automated ones to the notifier.
+
+Crash safety: each group of customers is one transaction (their decisions, dunning states,
+actions and the run's item markers). A run killed half way is resumed by running the sweep again
+for the same day: customers already marked are skipped, the rest are processed, and the unique key
+on actions (customer, invoice, type, stage, due date) means nothing is created twice.
+
+Speed: a group's ledger is read with one query per table and its writes go out as a few batched
+statements, so the database cost per customer is a fraction of one round trip.
+
+Scale: a run is split into partitions (ranges of customer ids). Workers claim partitions
+(`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite serialises writers), so several processes
+share one run and no customer is processed twice.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from typing import NamedTuple
+
+from sqlalchemy import bindparam, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from engine.decision import canonical_json
+from engine.errors import EngineFailure, InputInvalid
+from engine.evaluator import evaluate_loaded
+from engine.matcher import Disposed
+
+from ..errors import DomainError, conflict, not_found
+from ..service.decide import action_rows
+from ..store import trail
+from ..store.database import insert_ignoring_duplicates
+from ..store.ledger import load_cases
+from ..store.tables import (
+    Action,
+    Customer,
+    DunningState,
+    SweepItem,
+    SweepPartition,
+    SweepRun,
+)
+from .batchgc import fewer_gc_passes
+
+log = logging.getLogger("creditctl.sweep")
+PARTITION_SIZE = 500
+# customers per transaction: large enough that the per-statement cost is spread thin, small enough that
+# a transaction (and, on SQLite, the write lock) stays short and a crash loses little work
+GROUP_SIZE = 250
+LEASE_SECONDS = 120
+
+
+class LogNotifier:
+    """Default notifier: the action row is the outbox; this logs what would be sent."""
+
+    def send(self, action: Action) -> None:
+        log.info("outbox: %s via %s to customer %s for invoice %s (%s)", action.type, action.channel,
+                 action.customer_id, action.invoice_id, action.due_on.isoformat())
+
+
+def start(service, as_of: dt.date, actor: str, partition_size: int = PARTITION_SIZE) -> str:
+    """Join the unfinished run for `as_of`, or create one with its partitions."""
+    running_run = (select(SweepRun.id).where(SweepRun.as_of == as_of, SweepRun.status == "running")
+                   .order_by(SweepRun.started_at).limit(1))
+    for _ in range(5):
+        try:
+            with service.tx() as s:
+                # checked again inside the transaction that creates the run: a worker started at the same
+                # moment may have created it since (SQLite serialises these transactions; on PostgreSQL
+                # two creators collide on the run id and the loser joins on its next try)
+                running = s.execute(running_run).scalar_one_or_none()
+                if running is not None:
+                    return running
+                n = s.execute(select(func.count()).select_from(SweepRun).where(SweepRun.as_of == as_of)).scalar_one()
+                run = SweepRun(id=f"{as_of.isoformat()}.{n + 1}", as_of=as_of, status="running", actor=actor,
+                               started_at=service.clock())
+                s.add(run)
+                s.flush()
+                number, count, chunk = 0, 0, []
+
+                def close_chunk():
+                    nonlocal number
+                    s.add(SweepPartition(run_id=run.id, number=number, first_customer=chunk[0],
+                                         last_customer=chunk[-1], status="pending"))
+                    number += 1
+                ids = s.execute(select(Customer.id).order_by(Customer.id).execution_options(yield_per=5000)).scalars()
+                for cid in ids:
+                    chunk.append(cid)
+                    count += 1
+                    if len(chunk) == partition_size:
+                        close_chunk()
+                        chunk = []
+                if chunk:
+                    close_chunk()
+                run.customers, run.partitions = count, number
+                if number == 0:
+                    run.status, run.finished_at = "done", service.clock()
+                return run.id
+        except IntegrityError:
+            continue            # another worker created the run at the same moment: join it
+    raise conflict(f"could not start or join the sweep for {as_of}")
+
+
+def _claim(service, run_id: str, worker: str, reclaim: bool) -> SweepPartition | None:
+    with service.tx() as s:
+        now = service.clock()
+        stale = now - dt.timedelta(seconds=LEASE_SECONDS)
+        claimable = (SweepPartition.status == "pending") | (
+            (SweepPartition.status == "claimed") & ((SweepPartition.heartbeat < stale) if not reclaim else True))
+        part = s.execute(select(SweepPartition).where(SweepPartition.run_id == run_id, claimable)
+                         .order_by(SweepPartition.number).limit(1)
+                         .with_for_update(skip_locked=True)).scalar_one_or_none()
+        if part is None:
+            return None
+        part.status, part.worker, part.heartbeat = "claimed", worker, now
+        s.flush()
+        s.expunge(part)
+        return part
+
+
+class _Evaluated(NamedTuple):
+    customer_id: str
+    row: dict                 # its trail record, chained to the head it was evaluated after (trail.chain)
+    data: dict                # the decision
+    state: tuple | None       # the dunning state it stepped from: (stage, entered_on, as_of, prev_stage, prev_entered_on)
+    exponent: int             # the policy currency's minor-unit exponent
+
+
+def _evaluate(service, s, run: SweepRun, customers: list[Customer], heads: dict) -> tuple[list[_Evaluated], list[dict]]:
+    """Evaluate customers from the ledger as `s` sees it, each decision chained to its trail head in
+    `heads` ({customer: (seq, hash)}): (evaluated, error items). Writes nothing."""
+    as_of = run.as_of
+    states = {st.customer_id: st for st in s.execute(
+        select(DunningState).where(DunningState.customer_id.in_([c.id for c in customers]))).scalars()}
+    policy = service.registry.active(s)
+    cases = load_cases(s, customers, policy.exponent, as_of, states=states)
+    now = service.clock()
+    # the facts snapshot: the bytes service.decide's canonical() writes, the plain case holding
+    # only JSON types (the date is written as canonical() writes it)
+    iso_day = as_of.isoformat()
+    evaluated, errors = [], []
+
+    def decide(case):
+        nonlocal policy
+        for attempt in range(3):
+            try:
+                return evaluate_loaded(policy, case, as_of)
+            except Disposed:       # the version was retired meanwhile (a reload): compiled again
+                if attempt == 2:
+                    raise
+                policy = service.registry.active(s)
+    for c in customers:
+        try:
+            decision = decide(cases[c.id].typed)
+        except (InputInvalid, EngineFailure) as exc:
+            error = ("; ".join(f"{e.code}: {e.field}: {e.message}" for e in exc.errors)
+                     if isinstance(exc, InputInvalid) else f"E_ENGINE: {exc}")
+            errors.append({"run_id": run.id, "customer_id": c.id, "outcome": "error", "stage": None, "actions": 0,
+                           "error": error})
+            log.warning("sweep %s: customer %s failed: %s", run.id, c.id, error)
+            continue
+        st = states.get(c.id)
+        record = {"subject": c.id, "kind": "sweep", "actor": run.actor, "request_id": run.id, "as_of": as_of,
+                  "facts": canonical_json({"case": cases[c.id].plain, "as_of": iso_day, "order": None}),
+                  "policy_version": decision.data["policy_version"], "result": decision.json,
+                  "outcome": decision.outcome, "created_at": now}
+        evaluated.append(_Evaluated(
+            c.id, trail.chain([record], {c.id: heads[c.id]})[0], decision.data,
+            None if st is None else (st.stage, st.entered_on, st.as_of, st.prev_stage, st.prev_entered_on),
+            policy.exponent))
+    return evaluated, errors
+
+
+def process_group(service, run: SweepRun, customer_ids: list[str], notifier) -> dict:
+    """A group of customers: read and evaluate them without holding a write lock (so several workers
+    evaluate at once, SQLite included), then write every decision, dunning state, action and run
+    item in one short transaction of batched statements.
+
+    Between the two, an event, credit check or evaluation may have decided about one of them: each
+    such write appends to the customer's trail chain, so a chain that grew since the read marks the
+    customer's evaluation stale, and it is evaluated again inside the write transaction. The others'
+    trail records are chained (and hashed) during the read, so the write only inserts them. Writes that
+    record no decision (a credit-file edit, a released reservation) order as if made just after the sweep.
+    A customer whose evaluation fails gets an error item and nothing else. Returns counts."""
+    as_of = run.as_of
+    counts = {"done": 0, "skipped": 0, "error": 0, "actions": 0}
+    with service.read_tx() as s:
+        seen = trail.read_heads(s, customer_ids)        # first: anything decided after this is caught
+        done = set(s.execute(select(SweepItem.customer_id).where(SweepItem.run_id == run.id,
+                                                                 SweepItem.customer_id.in_(customer_ids))).scalars())
+        customers = s.execute(select(Customer).where(Customer.id.in_(customer_ids), Customer.id.not_in(done))
+                              .order_by(Customer.id)).scalars().all()
+        evaluated, errors = _evaluate(service, s, run, customers, seen) if customers else ([], [])
+    automated: list[Action] = []
+    with service.tx() as s:
+        ids = [c.id for c in customers]
+        locked = set(s.execute(select(Customer.id).where(Customer.id.in_(ids)).order_by(Customer.id)
+                               .with_for_update()).scalars())
+        done = set(s.execute(select(SweepItem.customer_id).where(SweepItem.run_id == run.id,
+                                                                 SweepItem.customer_id.in_(ids))).scalars())
+        heads = trail.lock_heads(s, locked - done) if locked - done else {}
+        stale = {cid for cid, head in heads.items() if head != seen[cid]}
+        keep = [e for e in evaluated if e.customer_id in heads and e.customer_id not in stale]
+        errors = [e for e in errors if e["customer_id"] in heads and e["customer_id"] not in stale]
+        if stale:
+            again = s.execute(select(Customer).where(Customer.id.in_(stale)).order_by(Customer.id)).scalars().all()
+            fresh, fresh_errors = _evaluate(service, s, run, again, heads)
+            keep, errors = sorted(keep + fresh), errors + fresh_errors
+        counts["skipped"] = len(customer_ids) - len(keep) - len(errors)
+        trail.insert_chained(s, [e.row for e in keep])
+        _write_states(s, keep, as_of)
+        new_actions = [row for e in keep for row in action_rows(e.customer_id, e.data, e.row["id"], e.exponent)]
+        if new_actions:        # Core executemany: one compiled statement (the ORM's bulk path costs more)
+            s.connection().execute(insert_ignoring_duplicates(s, Action.__table__), new_actions)
+        open_actions: dict[str, list[Action]] = {}
+        for a in s.execute(select(Action).where(Action.customer_id.in_([e.customer_id for e in keep]),
+                                                Action.status == "open", Action.due_on <= as_of)
+                           .order_by(Action.id)).scalars():
+            open_actions.setdefault(a.customer_id, []).append(a)
+        items = list(errors)
+        for e in keep:
+            created = _settle_day(open_actions.get(e.customer_id, ()), e.data["dunning"], e.row["id"], as_of,
+                                  automated)
+            items.append({"run_id": run.id, "customer_id": e.customer_id, "outcome": "done",
+                          "stage": e.data["dunning"]["stage"], "actions": created, "error": None})
+            counts["actions"] += created
+        counts["done"], counts["error"] = len(keep), len(errors)
+        if items:
+            s.connection().execute(insert(SweepItem.__table__), items)
+    for a in automated:               # after commit: never announce an action that was rolled back
+        notifier.send(a)
+    return counts
+
+
+_LAST = (update(Customer.__table__)
+         .where(Customer.__table__.c.id == bindparam("b_id"),
+                or_(Customer.__table__.c.last_as_of.is_(None), Customer.__table__.c.last_as_of <= bindparam("b_as_of")))
+         .values(last_as_of=bindparam("b_as_of"), last_bucket=bindparam("b_bucket"), last_score=bindparam("b_score")))
+_STATE = (update(DunningState.__table__).where(DunningState.__table__.c.customer_id == bindparam("b_id"))
+          .values(stage=bindparam("b_stage"), entered_on=bindparam("b_entered"), as_of=bindparam("b_as_of"),
+                  prev_stage=bindparam("b_prev_stage"), prev_entered_on=bindparam("b_prev_entered")))
+
+
+def _write_states(s, evaluated: list[_Evaluated], as_of: dt.date) -> None:
+    """Each customer's latest evaluation (customers.last_*) and dunning state, in batched statements."""
+    conn = s.connection()
+    last = [{"b_id": e.customer_id, "b_as_of": as_of, "b_bucket": e.data["classification"]["aging_bucket"],
+             "b_score": e.data["score"]["value"]} for e in evaluated]
+    if last:
+        conn.execute(_LAST, last)
+    inserts, updates = [], []
+    for e in evaluated:
+        stepped = _step_state(e.state, e.data, as_of)
+        if stepped is None:
+            continue
+        stage, entered, prev_stage, prev_entered = stepped
+        if e.state is None:
+            inserts.append({"customer_id": e.customer_id, "stage": stage, "entered_on": entered, "as_of": as_of,
+                            "prev_stage": prev_stage, "prev_entered_on": prev_entered})
+        else:
+            updates.append({"b_id": e.customer_id, "b_stage": stage, "b_entered": entered, "b_as_of": as_of,
+                            "b_prev_stage": prev_stage, "b_prev_entered": prev_entered})
+    if inserts:
+        conn.execute(insert(DunningState.__table__), inserts)
+    if updates:
+        conn.execute(_STATE, updates)
+
+
+def _step_state(state: tuple | None, data: dict, as_of: dt.date) -> tuple | None:
+    """The dunning state after this decision: (stage, entered_on, prev_stage, prev_entered_on), or None
+    to leave it (a state already stepped on a later day)."""
+    detail = data["dunning"]["stage_detail"]
+    stage = data["dunning"]["stage"]
+    entered = dt.date.fromisoformat(detail["entered_on"]) if detail and detail["entered_on"] else None
+    if state is None:
+        # no state before today: today's (stateless) result is also the baseline a same-day
+        # re-evaluation starts from, so it lands on the same stage (not on 0's next step)
+        return stage, entered, stage, entered
+    old_stage, old_entered, old_as_of, prev_stage, prev_entered = state
+    if old_as_of > as_of:
+        return None
+    if old_as_of < as_of:
+        prev_stage, prev_entered = old_stage, old_entered
+    return stage, entered, prev_stage, prev_entered
+
+
+def _settle_day(open_actions, dunning: dict, decision_id: str, as_of: dt.date, automated: list) -> int:
+    """The sweep's decision is the day's word on the customer's open actions (due on or before as_of):
+    - payment in full (or a credit note) closes the actions of an invoice no longer open;
+    - an action due today that an earlier decision of the day (an event, an evaluation) created and this
+      one does not ask for (a stage the customer did not stay in, an invoice since disputed) is cancelled;
+    - every automated action still due today, this decision's or an earlier one's, is sent (nothing else
+      ever sends them), after the commit.
+    Returns how many of today's actions this decision created."""
+    still_open = {i["invoice_id"] for i in dunning["open_invoices"]}
+    wanted = {(a["invoice_id"], a["type"], a["stage"]) for a in dunning["actions"]}
+    created = 0
+    for a in open_actions:
+        if a.invoice_id not in still_open:
+            a.status, a.outcome = "closed", "invoice_settled"
+        elif a.due_on == as_of:
+            if (a.invoice_id, a.type, a.stage) not in wanted:
+                a.status, a.outcome = "cancelled", "superseded"
+                continue
+            created += a.decision_id == decision_id
+            if a.owner == "automated":
+                a.status = "sent"
+                automated.append(a)
+    return created
+
+
+def work(service, run_id: str, **kw) -> dict:
+    """Claim partitions of the run until none is left; returns this worker's counts (see _work)."""
+    with fewer_gc_passes():
+        return _work(service, run_id, **kw)
+
+
+def _work(service, run_id: str, *, notifier=None, progress=None, reclaim: bool = False,
+          worker: str | None = None, stop_after: int | None = None, group_size: int = GROUP_SIZE) -> dict:
+    """`stop_after` (tests) stops after that many customers, like a crash would."""
+    notifier = notifier or LogNotifier()
+    worker = worker or uuid.uuid4().hex[:12]
+    counts = {"done": 0, "skipped": 0, "error": 0, "actions": 0}
+    with service.tx() as s:
+        run = s.get(SweepRun, run_id)
+        s.expunge(run)
+    processed = 0
+    while True:
+        part = _claim(service, run_id, worker, reclaim)
+        if part is None:
+            break
+        with service.tx() as s:
+            ids = s.execute(select(Customer.id).where(Customer.id >= part.first_customer,
+                                                      Customer.id <= part.last_customer)
+                            .order_by(Customer.id)).scalars().all()
+        for i in range(0, len(ids), group_size):
+            group = ids[i:i + group_size]
+            if stop_after is not None:
+                group = group[:stop_after - processed]
+            try:
+                got = process_group(service, run, group, notifier)
+            except DomainError as exc:          # e.g. no active policy: every customer of the group is an error
+                got = _record_errors(service, run, group, f"{exc.code}: {exc.message}")
+            for k, v in got.items():
+                counts[k] += v
+            processed += len(group)
+            if progress:
+                progress(len(group))
+            if stop_after is not None and processed >= stop_after:
+                return counts
+            with service.tx() as s:          # the lease: a worker that stops renewing it loses the partition
+                s.execute(update(SweepPartition).where(SweepPartition.run_id == run_id,
+                                                       SweepPartition.number == part.number)
+                          .values(heartbeat=service.clock()))
+        with service.tx() as s:
+            s.execute(update(SweepPartition).where(SweepPartition.run_id == run_id,
+                                                   SweepPartition.number == part.number).values(status="done"))
+    _finish_if_complete(service, run_id)
+    return counts
+
+
+def _record_errors(service, run: SweepRun, customer_ids: list[str], error: str) -> dict:
+    with service.tx() as s:
+        done = set(s.execute(select(SweepItem.customer_id).where(SweepItem.run_id == run.id,
+                                                                 SweepItem.customer_id.in_(customer_ids))).scalars())
+        todo = [cid for cid in customer_ids if cid not in done]
+        if todo:
+            s.execute(insert(SweepItem), [{"run_id": run.id, "customer_id": cid, "outcome": "error", "stage": None,
+                                           "actions": 0, "error": error} for cid in todo])
+    log.warning("sweep %s: %d customers failed: %s", run.id, len(todo), error)
+    return {"done": 0, "skipped": len(done), "error": len(todo), "actions": 0}
+
+
+def _finish_if_complete(service, run_id: str) -> None:
+    with service.tx() as s:
+        run = s.execute(select(SweepRun).where(SweepRun.id == run_id).with_for_update()).scalar_one()
+        left = s.execute(select(func.count()).select_from(SweepPartition).where(
+            SweepPartition.run_id == run_id, SweepPartition.status != "done")).scalar_one()
+        if left == 0 and run.status != "done":
+            run.status, run.finished_at = "done", service.clock()
+
+
+def summary(service, run_id: str) -> dict:
+    with service.tx() as s:
+        run = s.get(SweepRun, run_id)
+        if run is None:
+            raise not_found("sweep run", run_id)
+        by_outcome = dict(s.execute(select(SweepItem.outcome, func.count()).where(SweepItem.run_id == run_id)
+                                    .group_by(SweepItem.outcome)).all())
+        by_stage = {str(k): v for k, v in s.execute(
+            select(SweepItem.stage, func.count()).where(SweepItem.run_id == run_id, SweepItem.outcome == "done")
+            .group_by(SweepItem.stage)).all()}
+        actions = s.execute(select(func.coalesce(func.sum(SweepItem.actions), 0))
+                            .where(SweepItem.run_id == run_id)).scalar_one()
+        errors = [{"customer_id": i.customer_id, "error": i.error} for i in s.execute(
+            select(SweepItem).where(SweepItem.run_id == run_id, SweepItem.outcome == "error")
+            .order_by(SweepItem.customer_id).limit(100)).scalars()]
+        return {"id": run.id, "as_of": run.as_of.isoformat(), "status": run.status, "actor": run.actor,
+                "started_at": run.started_at.isoformat() + "Z",
+                "finished_at": run.finished_at.isoformat() + "Z" if run.finished_at else None,
+                "customers": run.customers, "partitions": run.partitions,
+                "processed": by_outcome.get("done", 0), "errors": by_outcome.get("error", 0),
+                "customers_by_stage": by_stage, "actions_created": int(actions), "error_list": errors}
+
+
+def run_sweep(service, as_of: dt.date, actor: str, **kw) -> dict:
+    run_id = start(service, as_of, actor)
+    work(service, run_id, **kw)
+    return summary(service, run_id)

@@ -1,9 +1,0 @@
-"""Alembic environment: runs on the connection creditctl hands it (api.db.migrate)."""
-from alembic import context
-
-from api.db import Base
-
-connection = context.config.attributes.get("connection")
-context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
-with context.begin_transaction():
-    context.run_migrations()

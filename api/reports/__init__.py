@@ -1,0 +1,1 @@
+"""Read-only reports over the book: aging (with its SVG chart), overdue, DSO, collections, statements."""

@@ -1,0 +1,116 @@
+"""API keys (stored as sha256, shown once) and what each role may do.
+
+Each worker process caches the keys it has verified (KeyCache): a request with a known key opens
+no database transaction. A key revoked in the database (api_keys.revoked) is therefore refused by
+every worker within KEY_CACHE_SECONDS of the revocation's commit; a worker that has not seen the
+key yet (or restarted) refuses it at once. Unknown and revoked keys are never cached.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+import threading
+import time
+from typing import NamedTuple
+
+from sqlalchemy import select
+
+from ..errors import DomainError
+from ..store.tables import ApiKey
+
+ROLES = ("sales", "backoffice", "controller", "auditor", "admin")
+# permission → roles. controller can do everything sales and backoffice can, plus policies.
+PERMISSIONS = {
+    "customers:read": {"sales", "backoffice", "controller", "admin"},
+    "customers:write": {"backoffice", "controller", "admin"},
+    "events:write": {"backoffice", "controller", "admin"},
+    "credit_checks:write": {"sales", "controller", "admin"},
+    "evaluate": {"backoffice", "controller", "admin"},
+    "decisions:read": {"sales", "auditor", "controller", "admin"},      # sales: own credit checks only
+    "decisions:replay": {"auditor", "controller", "admin"},
+    "audit:verify": {"auditor", "controller", "admin"},
+    "policies:read": {"controller", "admin"},
+    "policies:write": {"controller", "admin"},
+    "actions:read": {"backoffice", "controller", "admin"},
+    "actions:write": {"backoffice", "controller", "admin"},
+    "sweeps:write": {"controller", "admin"},
+    "sweeps:read": {"controller", "backoffice", "admin"},
+    "reviews:read": {"controller", "admin"},
+    "reviews:write": {"controller", "admin"},
+    "reports:read": {"backoffice", "controller", "auditor", "admin"},
+}
+
+
+def hash_key(raw: str) -> str:
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
+
+
+def create_key(session, name: str, role: str, now: dt.datetime) -> str:
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
+    raw = f"cc_{role}_{secrets.token_urlsafe(24)}"
+    session.add(ApiKey(name=name, role=role, key_hash=hash_key(raw), created_at=now, revoked=False))
+    return raw
+
+
+class Principal(NamedTuple):
+    """Who a verified key belongs to: what the request handlers need, detached from any session."""
+    name: str
+    role: str
+
+
+KEY_CACHE_SECONDS = 5.0        # the longest a revoked key keeps working in a worker that cached it
+KEY_CACHE_MAX = 4096           # distinct keys per worker; beyond that the cache starts over
+
+
+class KeyCache:
+    """key hash → (Principal, verified at) for one process, valid `ttl` seconds (0 disables it)."""
+
+    def __init__(self, ttl: float = KEY_CACHE_SECONDS, clock=time.monotonic):
+        self.ttl, self.clock = ttl, clock
+        self._entries: dict[str, tuple[Principal, float]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key_hash: str) -> Principal | None:
+        hit = self._entries.get(key_hash)
+        if hit is None or self.clock() - hit[1] >= self.ttl:
+            return None
+        return hit[0]
+
+    def put(self, key_hash: str, principal: Principal, verified_at: float) -> None:
+        """verified_at: the clock() reading taken *before* the lookup, so the bound holds from the read."""
+        if self.ttl <= 0:
+            return
+        with self._lock:
+            if len(self._entries) >= KEY_CACHE_MAX:
+                self._entries.clear()
+            self._entries[key_hash] = (principal, verified_at)
+
+
+def bearer_hash(header: str | None) -> str:
+    if not header or not header.startswith("Bearer "):
+        raise DomainError("E_UNAUTHENTICATED", "send an API key: Authorization: Bearer <key>")
+    return hash_key(header[7:].strip())
+
+
+def authenticate(cache: KeyCache, read_tx, header: str | None) -> Principal:
+    """The key's principal, from the cache or (missing, expired) from the database via read_tx()."""
+    key_hash = bearer_hash(header)
+    principal = cache.get(key_hash)
+    if principal is not None:
+        return principal
+    started = cache.clock()
+    with read_tx() as s:
+        row = s.execute(select(ApiKey.name, ApiKey.role, ApiKey.revoked)
+                        .where(ApiKey.key_hash == key_hash)).one_or_none()
+    if row is None or row.revoked:
+        raise DomainError("E_UNAUTHENTICATED", "unknown or revoked API key")
+    principal = Principal(row.name, row.role)
+    cache.put(key_hash, principal, started)
+    return principal
+
+
+def require(key: Principal, permission: str) -> None:
+    if key.role not in PERMISSIONS[permission]:
+        raise DomainError("E_FORBIDDEN", f"role '{key.role}' may not {permission.replace(':', ' ')}")

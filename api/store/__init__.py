@@ -1,0 +1,1 @@
+"""Persistence: tables and migrations, connections, the ledger read, the trail, the policy store."""

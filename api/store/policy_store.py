@@ -1,0 +1,112 @@
+"""Policy versions in the database and their compiled forms in this process.
+
+The live version is one row (policy_state); every worker reads it once per transaction and compiles
+a version it has not seen from the stored text, so a publish is live in every worker for each
+transaction that starts after the publish commits (no cache, no delay).
+A bad policy never reaches the table: it is compiled before it is stored.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections import OrderedDict
+
+from sqlalchemy import select
+
+from engine.compiler import compile_policy
+from engine.matcher import Disposed
+
+from ..errors import DomainError, invalid
+from .tables import PolicyState, PolicyVersion
+
+KEEP_COMPILED = 8
+NAME_MAX = 128
+# session.info key: (root transaction, active version). A request asks for the active policy several
+# times; it reads the row once per transaction and every later ask in that transaction agrees with it.
+_ACTIVE = "creditctl.active_version"
+_ACTIVE_VERSION = select(PolicyState.active_version).where(PolicyState.id == 1)     # built once
+
+
+class PolicyRegistry:
+    def __init__(self):
+        self._compiled: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _compiled_for(self, version: str, text: str, source: str):
+        with self._lock:
+            policy = self._compiled.get(version)
+            if policy is not None and not any(m.disposed for m in policy.matchers.values()):
+                self._compiled.move_to_end(version)
+                return policy
+        policy = compile_policy(text, source)
+        with self._lock:
+            self._compiled[version] = policy
+            while len(self._compiled) > KEEP_COMPILED:
+                _, old = self._compiled.popitem(last=False)
+                old.dispose()          # a caller still using it gets Disposed and retries
+        return policy
+
+    def active(self, session):
+        return self.get(session, self.active_version(session))
+
+    @staticmethod
+    def active_version(session) -> str:
+        memo = session.info.get(_ACTIVE)
+        if memo is not None and memo[0] is session.get_transaction():
+            return memo[1]
+        version = session.execute(_ACTIVE_VERSION).scalar()
+        if version is None:
+            raise DomainError("E_NO_POLICY", "no policy is active")
+        session.info[_ACTIVE] = (session.get_transaction(), version)
+        return version
+
+    def get(self, session, version: str):
+        with self._lock:
+            policy = self._compiled.get(version)
+        if policy is not None and not any(m.disposed for m in policy.matchers.values()):
+            return policy
+        row = session.get(PolicyVersion, version)
+        if row is None:
+            raise DomainError("E_NOT_FOUND", f"policy version '{version}' not found")
+        return self._compiled_for(row.version, row.text, row.source)
+
+    def publish(self, session, text: str, source: str, actor: str, now: dt.datetime,
+                from_file: bool = False) -> tuple[object, bool]:
+        """Compile (raises PolicyInvalid), store and activate. Returns (policy, changed)."""
+        policy = compile_policy(text, source)
+        if len(policy.name) > NAME_MAX:            # policy_versions.name; PostgreSQL refuses longer text
+            policy.dispose()
+            raise invalid({"policy.name": [f"at most {NAME_MAX} characters to be stored"]})
+        with self._lock:
+            self._compiled.setdefault(policy.version, policy)
+        # lock the live-version row first: concurrent publishes of one new text serialise here, and the
+        # second then finds the version stored (PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises)
+        state = session.execute(select(PolicyState).where(PolicyState.id == 1).with_for_update()).scalar_one_or_none()
+        if session.get(PolicyVersion, policy.version) is None:
+            session.add(PolicyVersion(version=policy.version, name=policy.name, text=text, source=source,
+                                      created_at=now, created_by=actor))
+            session.flush()
+        changed = state is None or state.active_version != policy.version
+        if state is None:
+            state = PolicyState(id=1, active_version=policy.version, activated_at=now, activated_by=actor)
+            session.add(state)
+        elif changed:
+            state.active_version, state.activated_at, state.activated_by = policy.version, now, actor
+        if from_file:
+            state.file_version = policy.version
+        session.info[_ACTIVE] = (session.get_transaction(), policy.version)
+        return policy, changed
+
+    def file_version(self, session) -> str | None:
+        state = session.get(PolicyState, 1)
+        return state.file_version if state else None
+
+
+def with_retry(fn, attempts: int = 3):
+    """Run fn(); a policy version disposed under us (evicted or reloaded) is compiled again."""
+    for i in range(attempts):
+        try:
+            return fn()
+        except Disposed:
+            if i == attempts - 1:
+                raise

@@ -1,0 +1,307 @@
+"""Database tables (SQLAlchemy 2.x). Money is stored as integer minor units, never float."""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    name: Mapped[str] = mapped_column(String(256), default="")
+    type: Mapped[str] = mapped_column(String(64))
+    industry: Mapped[str] = mapped_column(String(64))
+    region: Mapped[str] = mapped_column(String(64))
+    size: Mapped[str] = mapped_column(String(64))
+    since: Mapped[dt.date] = mapped_column(Date)
+    credit_score: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    external_rating: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    collector: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    last_reviewed_on: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    arrears_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    deal_type: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    tags: Mapped[list] = mapped_column(JSON, default=list)
+    # limit and terms in force by approval; a periodic review proposes, decreases apply at once
+    approved_limit_minor: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    approved_terms_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    proposed_limit_minor: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    proposed_terms_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    proposal_decision_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # what the last evaluation saw, for alerts on change (bucket worsened, score drop)
+    last_as_of: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    last_bucket: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    last_score: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class Invoice(Base):
+    __tablename__ = "invoices"
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    issued_on: Mapped[dt.date] = mapped_column(Date)
+    due_on: Mapped[dt.date] = mapped_column(Date)
+    order_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+
+
+class Payment(Base):
+    __tablename__ = "payments"
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    invoice_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    paid_on: Mapped[dt.date] = mapped_column(Date)
+
+
+class CreditNote(Base):
+    __tablename__ = "credit_notes"
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    invoice_id: Mapped[str] = mapped_column(String(128))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    issued_on: Mapped[dt.date] = mapped_column(Date)
+
+
+class Promise(Base):
+    __tablename__ = "promises"
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    invoice_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    made_on: Mapped[dt.date] = mapped_column(Date)
+    promised_on: Mapped[dt.date] = mapped_column(Date)
+
+
+class Dispute(Base):
+    __tablename__ = "disputes"
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    invoice_id: Mapped[str] = mapped_column(String(128))
+    opened_on: Mapped[dt.date] = mapped_column(Date)
+    resolved_on: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class InstalmentPlan(Base):
+    __tablename__ = "instalment_plans"
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    agreed_on: Mapped[dt.date] = mapped_column(Date)
+    invoice_ids: Mapped[list] = mapped_column(JSON)
+    instalments: Mapped[list] = mapped_column(JSON)      # [{"due_on": iso, "amount_minor": int}]
+
+
+class Reservation(Base):
+    """Credit held for an approved order until it is invoiced, released or expires."""
+    __tablename__ = "reservations"
+    order_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16))      # held, released, invoiced
+    expires_on: Mapped[dt.date] = mapped_column(Date)
+    decision_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class PolicyVersion(Base):
+    __tablename__ = "policy_versions"
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    text: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(512))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    created_by: Mapped[str] = mapped_column(String(128))
+
+
+class PolicyState(Base):
+    """Single row (id=1): which version is live. Workers compare it on each request."""
+    __tablename__ = "policy_state"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    active_version: Mapped[str] = mapped_column(ForeignKey("policy_versions.version"))
+    activated_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    activated_by: Mapped[str] = mapped_column(String(128))
+    file_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class DecisionRecord(Base):
+    """The trail. Each subject (customer) has its own hash chain: seq 1, 2, … with
+    hash = sha256(prev_hash + canonical record); chain_heads holds the tip."""
+    __tablename__ = "decisions"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(160))
+    seq: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(128))
+    request_id: Mapped[str] = mapped_column(String(64))
+    as_of: Mapped[dt.date] = mapped_column(Date)
+    facts: Mapped[str] = mapped_column(Text)             # canonical JSON of the evaluated case + order
+    policy_version: Mapped[str] = mapped_column(String(64))
+    result: Mapped[str] = mapped_column(Text)            # canonical decision JSON
+    outcome: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+    __table_args__ = (UniqueConstraint("subject", "seq", name="uq_decisions_subject_seq"),
+                      Index("ix_decisions_created", "created_at", "id"),
+                      Index("ix_decisions_subject_kind", "subject", "kind"))
+
+
+class ChainHead(Base):
+    __tablename__ = "chain_heads"
+    subject: Mapped[str] = mapped_column(String(160), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class Action(Base):
+    """A collection task (or automated message in the outbox), created once per
+    invoice / type / stage / due date."""
+    __tablename__ = "actions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    invoice_id: Mapped[str] = mapped_column(String(128))
+    type: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(32))
+    owner: Mapped[str] = mapped_column(String(160))
+    stage: Mapped[int] = mapped_column(Integer)
+    due_on: Mapped[dt.date] = mapped_column(Date)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16), default="open")   # open, done, cancelled
+    outcome: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    completed_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    completed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    decision_id: Mapped[str] = mapped_column(String(64))
+    __table_args__ = (UniqueConstraint("customer_id", "invoice_id", "type", "stage", "due_on",
+                                       name="uq_actions_once"),)
+
+
+class ProcessedEvent(Base):
+    __tablename__ = "events"
+    event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    body_hash: Mapped[str] = mapped_column(String(64))
+    type: Mapped[str] = mapped_column(String(64))
+    customer_id: Mapped[str] = mapped_column(String(128))
+    response: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    role: Mapped[str] = mapped_column(String(32))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class DunningState(Base):
+    """Where each customer's collection workflow stands; every ledger evaluation reads and
+    updates it, so stages advance one at a time and cadences count from the stage's start."""
+    __tablename__ = "dunning_states"
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), primary_key=True)
+    stage: Mapped[int] = mapped_column(Integer)
+    entered_on: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    as_of: Mapped[dt.date] = mapped_column(Date)                            # the sweep day that set it
+    # the state before that day's step: evaluations on the same day start from it, so a day
+    # advances a customer at most one stage however often it is evaluated
+    prev_stage: Mapped[int] = mapped_column(Integer, default=0)
+    prev_entered_on: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+
+
+class SweepRun(Base):
+    __tablename__ = "sweep_runs"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)          # "<as_of>.<n>"
+    as_of: Mapped[dt.date] = mapped_column(Date, index=True)
+    status: Mapped[str] = mapped_column(String(16))                        # running, done
+    actor: Mapped[str] = mapped_column(String(128))
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    customers: Mapped[int] = mapped_column(Integer, default=0)
+    partitions: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class SweepPartition(Base):
+    """A range of customer ids that one sweep worker claims at a time."""
+    __tablename__ = "sweep_partitions"
+    run_id: Mapped[str] = mapped_column(ForeignKey("sweep_runs.id"), primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    first_customer: Mapped[str] = mapped_column(String(128))
+    last_customer: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16))                        # pending, claimed, done
+    worker: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    heartbeat: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class SweepItem(Base):
+    """One customer processed by a run: written in the customer's own transaction, so a
+    crashed run resumes exactly where it stopped."""
+    __tablename__ = "sweep_items"
+    run_id: Mapped[str] = mapped_column(ForeignKey("sweep_runs.id"), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(16))                       # done, error
+    stage: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    actions: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class SchedulerLock(Base):
+    """Single row: which scheduler process holds the right to run jobs (heartbeat lease)."""
+    __tablename__ = "scheduler_lock"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    holder: Mapped[str] = mapped_column(String(64))
+    heartbeat: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class JobRun(Base):
+    """Every scheduled (or manual) job run: started, finished, outcome, counts."""
+    __tablename__ = "job_runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(String(64), index=True)
+    as_of: Mapped[dt.date] = mapped_column(Date)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    outcome: Mapped[str] = mapped_column(String(16))            # running, ok, failed
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class InterestAccrual(Base):
+    """The late-interest ledger (逾期罚息): one row per invoice per day the accrual job charged it
+    (api/jobs/accrual.py). Rows are never changed; a day is accrued once (uq_interest_accruals_once, which
+    is also the (customer, invoice, accrued_on) index the job and the report read through)."""
+    __tablename__ = "interest_accruals"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"))
+    invoice_id: Mapped[str] = mapped_column(String(128))
+    accrued_on: Mapped[dt.date] = mapped_column(Date)
+    days: Mapped[int] = mapped_column(Integer)                     # chargeable days this row accrues
+    chargeable_days: Mapped[int] = mapped_column(Integer)          # the invoice's total at accrued_on
+    base_minor: Mapped[int] = mapped_column(BigInteger)            # open balance the row accrued on
+    fee_minor: Mapped[int] = mapped_column(BigInteger)             # fixed fee: on the first row only
+    amount_minor: Mapped[int] = mapped_column(BigInteger)          # interest (capped) + fee_minor
+    cumulative_minor: Mapped[int] = mapped_column(BigInteger)      # the invoice's rows up to this one
+    policy_version: Mapped[str] = mapped_column(String(64))
+    run_id: Mapped[str] = mapped_column(String(64), index=True)
+    __table_args__ = (UniqueConstraint("customer_id", "invoice_id", "accrued_on", name="uq_interest_accruals_once"),
+                      Index("ix_interest_accruals_accrued_on", "accrued_on"))

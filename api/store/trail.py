@@ -1,0 +1,163 @@
+"""The decision trail: append-only records in per-subject hash chains.
+
+hash = sha256(prev_hash || canonical JSON of the record's fields). Editing, deleting or
+reordering a record breaks its chain; the chain head catches a deleted tail. A chain per
+subject (customer) lets writers for different customers proceed in parallel; writers for
+one subject serialise on its chain head row.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import uuid
+
+from sqlalchemy import bindparam, insert, select, update
+
+from engine.decision import canonical_json
+
+from .database import insert_ignoring_duplicates
+from .tables import ChainHead, DecisionRecord
+
+GENESIS = "0" * 64
+HASHED_FIELDS = ("id", "subject", "seq", "kind", "actor", "request_id", "as_of", "facts", "policy_version",
+                 "result", "outcome", "created_at")
+
+
+def record_hash(prev_hash: str, values: dict) -> str:
+    body = canonical_json({k: values[k] for k in HASHED_FIELDS})
+    return hashlib.sha256((prev_hash + body).encode("utf-8")).hexdigest()
+
+
+def _values(rec: DecisionRecord) -> dict:
+    return {"id": rec.id, "subject": rec.subject, "seq": rec.seq, "kind": rec.kind, "actor": rec.actor,
+            "request_id": rec.request_id, "as_of": rec.as_of.isoformat(), "facts": rec.facts,
+            "policy_version": rec.policy_version, "result": rec.result, "outcome": rec.outcome,
+            "created_at": rec.created_at.isoformat()}
+
+
+_LOCK_HEAD = select(ChainHead).where(ChainHead.subject == bindparam("subject")).with_for_update()   # built once
+
+
+def _lock_head(session, subject: str) -> ChainHead:
+    head = session.execute(_LOCK_HEAD, {"subject": subject}).scalar_one_or_none()
+    if head is not None:
+        return head
+    session.execute(insert_ignoring_duplicates(session, ChainHead, {"subject": subject, "seq": 0, "hash": GENESIS}))
+    return session.execute(_LOCK_HEAD, {"subject": subject}).scalar_one()
+
+
+def append(session, *, subject, kind, actor, request_id, as_of: dt.date, facts: str, policy_version: str,
+           result: str, outcome, created_at: dt.datetime) -> DecisionRecord:
+    head = _lock_head(session, subject)
+    row, = chain([dict(subject=subject, kind=kind, actor=actor, request_id=request_id, as_of=as_of, facts=facts,
+                       policy_version=policy_version, result=result, outcome=outcome, created_at=created_at)],
+                 {subject: (head.seq, head.hash)})
+    rec = DecisionRecord(**row)
+    session.add(rec)
+    head.seq, head.hash = rec.seq, rec.hash
+    return rec
+
+
+def read_heads(session, subjects) -> dict[str, tuple[int, str]]:
+    """Each subject's chain head now, {subject: (seq, hash)} ((0, GENESIS): no record yet), without locking."""
+    heads = dict.fromkeys(subjects, (0, GENESIS))
+    heads.update({subject: (seq, hash_) for subject, seq, hash_ in session.execute(
+        select(ChainHead.subject, ChainHead.seq, ChainHead.hash).where(ChainHead.subject.in_(subjects)))})
+    return heads
+
+
+def lock_heads(session, subjects) -> dict[str, tuple[int, str]]:
+    """Lock (creating where missing) the chain heads of `subjects`: {subject: (seq, hash)}."""
+    subjects = sorted(set(subjects))             # one lock order for every writer
+    stmt = (select(ChainHead.subject, ChainHead.seq, ChainHead.hash)
+            .where(ChainHead.subject.in_(subjects)).with_for_update())
+    heads = {subject: (seq, hash_) for subject, seq, hash_ in session.execute(stmt)}
+    missing = [subject for subject in subjects if subject not in heads]
+    if missing:
+        session.connection().execute(insert_ignoring_duplicates(session, ChainHead.__table__),
+                                     [{"subject": subject, "seq": 0, "hash": GENESIS} for subject in missing])
+        heads.update({subject: (seq, hash_) for subject, seq, hash_ in session.execute(
+            stmt.where(ChainHead.subject.in_(missing)))})
+    return heads
+
+
+_INSERT_RECORDS = insert(DecisionRecord.__table__)
+_UPDATE_HEAD = (update(ChainHead.__table__).where(ChainHead.__table__.c.subject == bindparam("b_subject"))
+                .values(seq=bindparam("b_seq"), hash=bindparam("b_hash")))
+
+
+def chain(records: list[dict], heads: dict) -> list[dict]:
+    """The stored rows of `records` (the keyword arguments of append(), as dicts) appended, in order, to
+    `heads` ({subject: (seq, hash)}, advanced in place): id, seq, prev_hash and hash added. Pure, so a
+    writer can prepare them before it locks the heads, and insert them if the heads have not moved."""
+    rows = []
+    for r in records:
+        seq, prev_hash = heads[r["subject"]]
+        row = {"id": uuid.uuid4().hex, **r, "seq": seq + 1, "prev_hash": prev_hash}
+        row["hash"] = record_hash(prev_hash, {**row, "as_of": row["as_of"].isoformat(),
+                                              "created_at": row["created_at"].isoformat()})
+        heads[r["subject"]] = (row["seq"], row["hash"])
+        rows.append(row)
+    return rows
+
+
+def insert_chained(session, rows: list[dict]) -> None:
+    """Store rows from chain(), whose heads this transaction has locked and found where chain() started;
+    each subject's head moves to its last row."""
+    if not rows:
+        return
+    last = {row["subject"]: row for row in rows}
+    conn = session.connection()
+    conn.execute(_INSERT_RECORDS, rows)
+    conn.execute(_UPDATE_HEAD, [{"b_subject": subject, "b_seq": last[subject]["seq"], "b_hash": last[subject]["hash"]}
+                                for subject in sorted(last)])
+
+
+def append_many(session, records: list[dict]) -> list[dict]:
+    """Append several records with one locking read of their heads, one batched insert and one batched
+    head update. Returns the stored rows, in the order given."""
+    if not records:
+        return []
+    rows = chain(records, lock_heads(session, [r["subject"] for r in records]))
+    insert_chained(session, rows)
+    return rows
+
+
+def verify(session, batch: int = 5000) -> dict:
+    """Walk every chain; report the first broken record of each broken chain."""
+    broken = []
+    checked = 0
+    heads = {h.subject: h for h in session.execute(select(ChainHead)).scalars()}
+    current, prev_hash, expected_seq = None, GENESIS, 1
+    last_seen: dict[str, tuple[int, str]] = {}
+    stmt = select(DecisionRecord).order_by(DecisionRecord.subject, DecisionRecord.seq).execution_options(
+        yield_per=batch)
+    bad_subjects = set()
+    for rec in session.execute(stmt).scalars():
+        checked += 1
+        if rec.subject != current:
+            current, prev_hash, expected_seq = rec.subject, GENESIS, 1
+        if rec.subject in bad_subjects:
+            continue
+        problem = None
+        if rec.seq != expected_seq:
+            problem = f"expected seq {expected_seq}, found {rec.seq} (a record is missing)"
+        elif rec.prev_hash != prev_hash:
+            problem = "prev_hash does not match the previous record"
+        elif record_hash(prev_hash, _values(rec)) != rec.hash:
+            problem = "content does not match its hash (the record was edited)"
+        if problem:
+            broken.append({"subject": rec.subject, "decision_id": rec.id, "seq": rec.seq, "problem": problem})
+            bad_subjects.add(rec.subject)
+            continue
+        prev_hash, expected_seq = rec.hash, expected_seq + 1
+        last_seen[rec.subject] = (rec.seq, rec.hash)
+    for subject, head in heads.items():
+        if subject in bad_subjects:
+            continue
+        if last_seen.get(subject, (0, GENESIS)) != (head.seq, head.hash):
+            broken.append({"subject": subject, "decision_id": None, "seq": head.seq,
+                           "problem": "the chain ends before its recorded head (records were deleted)"})
+    broken.sort(key=lambda b: (b["subject"], b["seq"]))
+    return {"ok": not broken, "records_checked": checked, "chains": len(heads), "broken": broken,
+            "first_broken": broken[0] if broken else None}
