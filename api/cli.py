@@ -9,6 +9,9 @@ from decimal import Decimal
 
 from engine import cli as engine_cli
 
+from .codes import exit_code
+from .errors import DomainError
+
 argparse_SUPPRESS = "==SUPPRESS=="
 DEFAULT_DB = "sqlite:///var/creditctl.sqlite3"
 DEMO_KEYS = {role: f"cc_demo_{role}" for role in ("sales", "backoffice", "controller", "auditor", "admin")}
@@ -238,7 +241,11 @@ def build_parser():
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except DomainError as exc:          # a refusal, not a crash: one line, the exit code of its code
+        print(f"{exc.code}: {exc.message}", file=sys.stderr)
+        return exit_code(exc.code)
 
 
 if __name__ == "__main__":

@@ -113,16 +113,6 @@ def insert_chained(session, rows: list[dict]) -> None:
                                 for subject in sorted(last)])
 
 
-def append_many(session, records: list[dict]) -> list[dict]:
-    """Append several records with one locking read of their heads, one batched insert and one batched
-    head update. Returns the stored rows, in the order given."""
-    if not records:
-        return []
-    rows = chain(records, lock_heads(session, [r["subject"] for r in records]))
-    insert_chained(session, rows)
-    return rows
-
-
 def verify(session, batch: int = 5000) -> dict:
     """Walk every chain; report the first broken record of each broken chain."""
     broken = []
