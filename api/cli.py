@@ -5,7 +5,6 @@ import datetime as dt
 import json
 import os
 import sys
-from decimal import Decimal
 
 from engine import cli as engine_cli
 
@@ -35,12 +34,15 @@ def _service(url: str, policy_file: str):
     return app, app.extensions["creditctl"]
 
 
-def seed_demo(service, portfolio_path: str) -> int:
-    """Load the example book through the same events a back-office system would post."""
+DEMO_AS_OF = dt.date(2026, 11, 22)        # the day the demo book's figures are written for
+
+
+def seed_demo(service, book_folder: str) -> int:
+    """Install the demo keys; load the example book through the importer, as a department loads its own."""
     from sqlalchemy import select
 
-    from .service import customers
-    from .service import events as ledger_events
+    from .jobs.importer.reader import Source
+    from .jobs.importer.run import run_import
     from .service.auth import hash_key
     from .store.tables import ApiKey, Customer
     with service.tx() as s:
@@ -50,39 +52,19 @@ def seed_demo(service, portfolio_path: str) -> int:
                              revoked=False))
         if s.execute(select(Customer).limit(1)).scalar_one_or_none() is not None:
             return 0
-    with open(portfolio_path, encoding="utf-8") as fh:
-        book = json.load(fh, parse_float=Decimal)
-    as_of = dt.date.fromisoformat(book["as_of"])
-    n = 0
-    for case in book["customers"]:
-        customer = dict(case["customer"])
-        cid = customer.pop("id")
-        customers.put_customer(service, cid, customer)
-        events = [("invoice_issued", i["issued_on"], i) for i in case.get("invoices", [])]
-        events += [("payment_received", p["paid_on"], p) for p in case.get("payments", [])]
-        events += [("credit_note", c["issued_on"], c) for c in case.get("credit_notes", [])]
-        events += [("promise_to_pay", p["made_on"], p) for p in case.get("promises", [])]
-        events += [("dispute_opened", d["opened_on"], {k: v for k, v in d.items() if k != "resolved_on"})
-                   for d in case.get("disputes", [])]
-        events += [("instalment_plan_agreed", p["agreed_on"], p) for p in case.get("instalment_plans", [])]
-        for k, (kind, day, data) in enumerate(sorted(events, key=lambda e: (str(e[1]), e[0]))):
-            raw = {"event_id": f"demo-{cid}-{k}", "type": kind, "customer_id": cid, "as_of": str(day),
-                   "data": data}
-            parsed = dict(raw, as_of=dt.date.fromisoformat(str(day)))
-            ledger_events.post_event(service, raw, parsed, "seed:demo", f"seed-{cid}-{k}")
-        if case.get("arrears_reason"):
-            raw = {"event_id": f"demo-{cid}-reason", "type": "arrears_reason_recorded", "customer_id": cid,
-                   "as_of": as_of.isoformat(), "data": {"reason": case["arrears_reason"]}}
-            ledger_events.post_event(service, raw, dict(raw, as_of=as_of), "seed:demo", f"seed-{cid}-reason")
-        n += 1
-    return n
+    files = sorted(os.path.join(book_folder, f) for f in os.listdir(book_folder) if f.endswith((".csv", ".xlsx")))
+    result = run_import(service, [Source(f, (lambda f=f: open(f, "rb"))) for f in files], actor="seed:demo",
+                        as_of=DEMO_AS_OF)
+    if result["status"] != "done":
+        raise DomainError("E_IMPORT_INVALID", "the demo book did not import: " + "; ".join(result["errors"][:3]))
+    return result["counts"]["customers"]["new"]
 
 
 def cmd_serve(args) -> int:
     url = _db_url(args)
     app, service = _service(url, args.policy)
     if args.demo:
-        n = seed_demo(service, args.portfolio)
+        n = seed_demo(service, args.book)
         print(f"demo book: {n} customers loaded" if n else "demo book already loaded")
         print("demo API keys (Authorization: Bearer <key>):")
         for role, raw in DEMO_KEYS.items():
@@ -159,6 +141,51 @@ def cmd_sweep(args) -> int:
     return 0 if result["errors"] == 0 else 1
 
 
+def cmd_import(args) -> int:
+    """Validate every file, then write and decide (api/jobs/importer); exit 1 when rows were refused."""
+    from .jobs.importer.reader import Source
+    from .jobs.importer.run import run_import
+    from .jobs.importer.template import template_xlsx
+    if args.template:
+        with open(args.template, "wb") as fh:
+            fh.write(template_xlsx())
+        print(f"template written to {args.template}", file=sys.stderr)
+        return 0
+    if not args.files:
+        print("import: name at least one file (or --template OUT.xlsx)", file=sys.stderr)
+        return 2
+    missing = [f for f in args.files if not os.path.isfile(f)]
+    if missing:
+        print(f"import: no such file: {missing[0]}", file=sys.stderr)
+        return 2
+    as_of = _as_of(args.as_of) if args.as_of else None
+    if args.as_of and as_of is None:
+        return 2
+    app, service = _service(_db_url(args), args.policy)
+    done: dict = {}
+
+    def progress(what, n):
+        done[what] = done.get(what, 0) + n
+        if not args.quiet:
+            print("\rimport " + ", ".join(f"{k} {v:,}" for k, v in done.items()), end="", file=sys.stderr, flush=True)
+    sources = [Source(f, (lambda f=f: open(f, "rb")), args.encoding) for f in args.files]
+    result = run_import(service, sources, actor=f"cli:{os.environ.get('USER', 'import')}", as_of=as_of,
+                        dry_run=args.dry_run, skip_invalid=args.skip_invalid, progress=progress)
+    if not args.quiet and done:
+        print(file=sys.stderr)
+    for line in result["errors"]:
+        print(line, file=sys.stderr)
+    if result["error_count"] > len(result["errors"]):
+        print(f"… and {result['error_count'] - len(result['errors'])} more errors", file=sys.stderr)
+    rejected_csv = result.pop("rejected_csv")
+    if args.skip_invalid and rejected_csv:
+        with open(args.rejected, "w", encoding="utf-8-sig", newline="") as fh:
+            fh.write(rejected_csv)
+        print(f"rejected rows written to {args.rejected}", file=sys.stderr)
+    print(json.dumps(result, ensure_ascii=False, sort_keys=True))
+    return 0 if result["status"] in ("done", "checked") and not result["error_count"] else 1
+
+
 def cmd_policy_simulate(args) -> int:
     from .jobs.simulate import run_cli
     return run_cli(args, _db_url(args))
@@ -198,7 +225,7 @@ def build_parser():
     serve.add_argument("--policy", default=engine_cli.DEFAULT_POLICY)
     serve.add_argument("--workers", type=int, default=2)
     serve.add_argument("--demo", action="store_true", help="load the demo book and demo keys")
-    serve.add_argument("--portfolio", default=os.path.join("examples", "portfolio.json"))
+    serve.add_argument("--book", default=os.path.join("examples", "book"), help="the demo book's import files")
     serve.add_argument("--dev", action="store_true", help="Flask's development server instead of gunicorn")
     serve.set_defaults(func=cmd_serve)
     sw = sub.add_parser("sweep", help="run (or resume, or join) the collections sweep for a day")
@@ -229,6 +256,19 @@ def build_parser():
     sc.add_argument("--as-of", dest="as_of")
     sc.add_argument("--no-wait", dest="no_wait", action="store_true", help="exit if another scheduler runs")
     sc.set_defaults(func=cmd_scheduler)
+    imp = sub.add_parser("import", help="load a book from CSV / XLSX files (docs/import.md)")
+    imp.add_argument("files", nargs="*", help="customers.csv, invoices.csv, … or one workbook with a sheet per kind")
+    imp.add_argument("--dry-run", dest="dry_run", action="store_true", help="check and count; write nothing")
+    imp.add_argument("--skip-invalid", dest="skip_invalid", action="store_true",
+                     help="write the good rows; the rejected ones go to --rejected")
+    imp.add_argument("--rejected", default="rejected.csv", help="where --skip-invalid writes the rejected rows")
+    imp.add_argument("--encoding", choices=["utf-8", "gb18030"], help="CSV encoding (default: detected)")
+    imp.add_argument("--as-of", dest="as_of", help="the date of the decisions after the import (default: today)")
+    imp.add_argument("--template", metavar="OUT.xlsx", help="write the import template and exit")
+    imp.add_argument("--database-url", dest="database_url")
+    imp.add_argument("--policy", default=engine_cli.DEFAULT_POLICY)
+    imp.add_argument("--quiet", action="store_true")
+    imp.set_defaults(func=cmd_import)
     keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_action", required=True)
     create = keys.add_parser("create", help="create a key and print it once")
     create.add_argument("name")

@@ -30,6 +30,7 @@ CODES: dict[str, Code] = {
     "E_UNSUPPORTED_MEDIA_TYPE": Code(415, 2, "the body's media type is not accepted"),
     "E_INPUT_INVALID": Code(422, 1, "a field of the request is invalid"),
     "E_POLICY_INVALID": Code(422, 1, "the policy text has errors"),
+    "E_IMPORT_INVALID": Code(422, 1, "an import file has bad rows; nothing was written"),
     "E_INTERNAL": Code(500, 5, "an unexpected error; nothing was changed"),
     "E_ENGINE": Code(503, 5, "the rules engine failed; no decision was made"),
     "E_NO_POLICY": Code(503, 5, "no policy is active"),

@@ -92,6 +92,46 @@ def _report_paths(s) -> None:
         (401, 403, 404, 422), ("application/json", "text/csv"))})
 
 
+IMPORT_RESULT = {"type": "object", "required": ["id", "status", "counts", "errors", "error_count", "decisions"],
+                 "properties": {
+                     "id": {"type": "string"}, "status": {"type": "string", "enum": ["done", "checked", "rejected"]},
+                     "dry_run": {"type": "boolean"}, "actor": {"type": "string"},
+                     "as_of": {"type": "string", "format": "date"},
+                     "files": {"type": "array", "items": {"type": "object", "properties": {
+                         "name": {"type": "string"}, "sha256": {"type": "string"},
+                         "kinds": {"type": "array", "items": {"type": "string"}}}}},
+                     "counts": {"type": "object", "additionalProperties": {"type": "object", "properties": {
+                         k: {"type": "integer"} for k in ("rows", "new", "changed", "unchanged", "rejected")}}},
+                     "errors": {"type": "array", "items": {"type": "string"},
+                                "description": "FILE:ROW:COLUMN: CODE: message, the first 200"},
+                     "error_count": {"type": "integer"}, "decisions": {"type": "integer"},
+                     "rejected_csv": {"type": "string", "nullable": True}}}
+
+
+def _import_paths(s) -> None:
+    flag = {"type": "boolean"}
+    upload = {"required": True, "content": {"multipart/form-data": {"schema": {
+        "type": "object", "required": ["files"],
+        "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}}}}}}
+    post = _op("Import a book: CSV (UTF-8 or GB18030) or XLSX files, validated completely before anything is "
+               "written (docs/import.md)", "imports:write", None, 201,
+               [_query("dry_run", flag), _query("skip_invalid", flag), _query("as_of", {"type": "string", "format": "date"}),
+                _query("encoding", {"type": "string", "enum": ["utf-8", "gb18030"]})], "imports", (400, 401, 403, 422))
+    post["requestBody"] = upload
+    post["responses"]["201"]["content"]["application/json"]["schema"] = IMPORT_RESULT
+    s.path("/v1/imports", operations={"post": post})
+    template = _op("The import template: one sheet per kind, and a notes sheet", "imports:read", None, 200, (),
+                   "imports", (401, 403))
+    template["responses"]["200"]["content"] = {
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {
+            "schema": {"type": "string", "format": "binary"}}}
+    s.path("/v1/imports/template.xlsx", operations={"get": template})
+    one = _op("One import run: files and their sha256, counts, errors", "imports:read", None, 200,
+              [_path("import_id")], "imports", (401, 403, 404))
+    one["responses"]["200"]["content"]["application/json"]["schema"] = IMPORT_RESULT
+    s.path("/v1/imports/{import_id}", operations={"get": one})
+
+
 @lru_cache(maxsize=1)
 def spec() -> dict:
     plugin = MarshmallowPlugin()
@@ -174,6 +214,7 @@ def spec() -> dict:
     s.path("/v1/sweeps/{run_id}", operations={
         "get": _op("A sweep run: status, counts, errors", "sweeps:read", None, 200, [_path("run_id")], "sweeps",
                    (401, 403, 404))})
+    _import_paths(s)
     _report_paths(s)
     s.path("/v1/reviews", operations={
         "get": _op("Review proposals waiting for a controller (limit or terms increases)", "reviews:read", None, 200,

@@ -83,6 +83,13 @@ class SweepRequest(_Strict):
     as_of = fields.Date(load_default=None, validate=IN_RANGE)
 
 
+class ImportQuery(_Strict):
+    dry_run = fields.Boolean(load_default=False)
+    skip_invalid = fields.Boolean(load_default=False)
+    as_of = fields.Date(load_default=None, validate=IN_RANGE)
+    encoding = fields.String(load_default=None, validate=validate.OneOf(("utf-8", "gb18030")))
+
+
 class SimulateRequest(_Strict):
     text = fields.String(required=True)
     source = fields.String(load_default="api", validate=validate.Length(min=1, max=512))

@@ -20,7 +20,7 @@ import logging
 import uuid
 from typing import NamedTuple
 
-from sqlalchemy import bindparam, func, insert, or_, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from engine.decision import canonical_json
@@ -29,7 +29,7 @@ from engine.evaluator import evaluate_loaded
 from engine.matcher import Disposed
 
 from ..errors import DomainError, conflict, not_found
-from ..service.decide import action_rows
+from ..service.decide import action_rows, remember_last_evaluations
 from ..store import trail
 from ..store.database import insert_ignoring_duplicates
 from ..store.ledger import load_cases
@@ -233,10 +233,6 @@ def process_group(service, run: SweepRun, customer_ids: list[str], notifier) -> 
     return counts
 
 
-_LAST = (update(Customer.__table__)
-         .where(Customer.__table__.c.id == bindparam("b_id"),
-                or_(Customer.__table__.c.last_as_of.is_(None), Customer.__table__.c.last_as_of <= bindparam("b_as_of")))
-         .values(last_as_of=bindparam("b_as_of"), last_bucket=bindparam("b_bucket"), last_score=bindparam("b_score")))
 _STATE = (update(DunningState.__table__).where(DunningState.__table__.c.customer_id == bindparam("b_id"))
           .values(stage=bindparam("b_stage"), entered_on=bindparam("b_entered"), as_of=bindparam("b_as_of"),
                   prev_stage=bindparam("b_prev_stage"), prev_entered_on=bindparam("b_prev_entered")))
@@ -245,10 +241,7 @@ _STATE = (update(DunningState.__table__).where(DunningState.__table__.c.customer
 def _write_states(s, evaluated: list[_Evaluated], as_of: dt.date) -> None:
     """Each customer's latest evaluation (customers.last_*) and dunning state, in batched statements."""
     conn = s.connection()
-    last = [{"b_id": e.customer_id, "b_as_of": as_of, "b_bucket": e.data["classification"]["aging_bucket"],
-             "b_score": e.data["score"]["value"]} for e in evaluated]
-    if last:
-        conn.execute(_LAST, last)
+    remember_last_evaluations(s, [(e.customer_id, e.data) for e in evaluated], as_of)
     inserts, updates = [], []
     for e in evaluated:
         stepped = _step_state(e.state, e.data, as_of)

@@ -36,6 +36,8 @@ PERMISSIONS = {
     "actions:write": {"backoffice", "controller", "admin"},
     "sweeps:write": {"controller", "admin"},
     "sweeps:read": {"controller", "backoffice", "admin"},
+    "imports:write": {"backoffice", "controller", "admin"},
+    "imports:read": {"backoffice", "controller", "auditor", "admin"},
     "reviews:read": {"controller", "admin"},
     "reviews:write": {"controller", "admin"},
     "reports:read": {"backoffice", "controller", "auditor", "admin"},

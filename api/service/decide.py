@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, or_, select, update
 
 from engine.errors import EngineFailure
 from engine.evaluator import evaluate_loaded
@@ -28,6 +28,10 @@ _CLOSE_SETTLED = (update(Action.__table__)
                          _ACTIONS.due_on <= bindparam("b_as_of"),
                          _ACTIONS.invoice_id.not_in(bindparam("b_still_open", expanding=True)))
                   .values(status="closed", outcome="invoice_settled"))
+_C = Customer.__table__.c
+_LAST = (update(Customer.__table__)
+         .where(_C.id == bindparam("b_id"), or_(_C.last_as_of.is_(None), _C.last_as_of <= bindparam("b_as_of")))
+         .values(last_as_of=bindparam("b_as_of"), last_bucket=bindparam("b_bucket"), last_score=bindparam("b_score")))
 _LOCK_CUSTOMER = select(Customer).where(Customer.id == bindparam("customer_id")).with_for_update()
 
 
@@ -81,3 +85,12 @@ def close_settled_actions(s, customer_id, data, as_of):
     """Payment in full (or a credit note) closes the open actions of that invoice."""
     still_open = [i["invoice_id"] for i in data["dunning"]["open_invoices"]]
     s.execute(_CLOSE_SETTLED, {"b_customer_id": customer_id, "b_as_of": as_of, "b_still_open": still_open})
+
+
+def remember_last_evaluations(s, decided: list[tuple[str, dict]], as_of: dt.date) -> None:
+    """customers.last_* from each (customer id, decision data) of a batch, unless a later day's is there:
+    what the next evaluation's "since the last evaluation" alerts compare with."""
+    rows = [{"b_id": cid, "b_as_of": as_of, "b_bucket": data["classification"]["aging_bucket"],
+             "b_score": data["score"]["value"]} for cid, data in decided]
+    if rows:
+        s.connection().execute(_LAST, rows)

@@ -305,3 +305,37 @@ class InterestAccrual(Base):
     run_id: Mapped[str] = mapped_column(String(64), index=True)
     __table_args__ = (UniqueConstraint("customer_id", "invoice_id", "accrued_on", name="uq_interest_accruals_once"),
                       Index("ix_interest_accruals_accrued_on", "accrued_on"))
+
+
+class Contact(Base):
+    """A person to reach at a customer (personal data: masked for roles that don't need it)."""
+    __tablename__ = "contacts"
+    __table_args__ = (UniqueConstraint("customer_id", "name", name="uq_contacts_customer_name"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    role: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    email: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    mobile: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    address: Mapped[str | None] = mapped_column(Text, nullable=True)
+    preferred_channel: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    language: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    is_primary: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ImportRun(Base):
+    """One import of files: what it read (names, hashes, kinds, rows), what it wrote, what it refused."""
+    __tablename__ = "imports"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    actor: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16))          # running, done, rejected
+    dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
+    as_of: Mapped[dt.date] = mapped_column(Date)
+    files: Mapped[list] = mapped_column(JSON, default=list)
+    counts: Mapped[dict] = mapped_column(JSON, default=dict)
+    errors: Mapped[list] = mapped_column(JSON, default=list)  # the first MAX_ERRORS, formatted
+    error_count: Mapped[int] = mapped_column(Integer, default=0)
+    decisions: Mapped[int] = mapped_column(Integer, default=0)

@@ -81,6 +81,29 @@ def _sweep_run(api, w):
     return f"/v1/sweeps/{run_id}", None
 
 
+@dataclass(frozen=True)
+class Upload:
+    """A multipart body: (field, (file name, bytes)) pairs."""
+    files: tuple
+
+
+def _body(body) -> dict:
+    return {"files": [(f, (n, data)) for f, (n, data) in body.files]} if isinstance(body, Upload) else {"json": body}
+
+
+def _import_upload(api, w):
+    customers = ("id,name,type,industry,region,size,since\n"
+                 f"{uid('IMP')},matrix,enterprise,trading,remote,small,2016-05-01\n").encode()
+    return "/v1/imports", Upload((("files", ("customers.csv", customers)),))
+
+
+def _import_run(api, w):
+    path, upload = _import_upload(api, w)
+    r = api.request("POST", path, "admin", **_body(upload))
+    assert r.status_code == 201, r.text
+    return f"/v1/imports/{r.json()['id']}", None
+
+
 def _stateless_case(api, w):
     return "/v1/evaluate", {"customer": {"id": uid("S"), **{k: v for k, v in CUSTOMER_FILE.items()}},
                             "invoices": [{"id": "I1", "amount": "100.00", "currency": "CNY",
@@ -129,6 +152,10 @@ ENDPOINTS = [
     Endpoint("GET", "/v1/reviews", "reviews:read", 200, lambda api, w: ("/v1/reviews", None)),
     Endpoint("POST", "/v1/reviews", "reviews:write", 201, lambda api, w: ("/v1/reviews", {"as_of": "2026-11-22"})),
     Endpoint("POST", "/v1/customers/{customer_id}/review/approve", "reviews:write", 200, _pending_review),
+    Endpoint("POST", "/v1/imports", "imports:write", 201, _import_upload),
+    Endpoint("GET", "/v1/imports/template.xlsx", "imports:read", 200,
+             lambda api, w: ("/v1/imports/template.xlsx", None)),
+    Endpoint("GET", "/v1/imports/{import_id}", "imports:read", 200, _import_run),
     Endpoint("GET", "/v1/reports/aging", "reports:read", 200, lambda api, w: ("/v1/reports/aging?format=csv", None)),
     Endpoint("GET", "/v1/reports/aging.svg", "reports:read", 200, lambda api, w: ("/v1/reports/aging.svg", None)),
     Endpoint("GET", "/v1/reports/overdue", "reports:read", 200, lambda api, w: ("/v1/reports/overdue?limit=5", None)),
@@ -157,7 +184,7 @@ def test_matrix_covers_every_v1_route_and_permission(shared):
 def test_role_matrix(api, world, endpoint, role):
     path, body = endpoint.prepare(api, world)
     before = api.counts()
-    r = api.request(endpoint.method, path, role, json=body)
+    r = api.request(endpoint.method, path, role, **_body(body))
     if role in PERMISSIONS[endpoint.permission]:
         assert r.status_code == endpoint.ok, r.text
     else:
@@ -182,7 +209,7 @@ def test_unauthenticated(api, world, endpoint, how):
     path, body = endpoint.prepare(api, world)
     headers = BAD_AUTH[how] if BAD_AUTH[how] is not None else {"Authorization": api.keys["admin"]}
     before = api.counts()
-    r = api.request(endpoint.method, path, None, json=body, headers=headers)
+    r = api.request(endpoint.method, path, None, headers=headers, **_body(body))
     assert r.status_code == 401, r.text
     assert r.json()["code"] == "E_UNAUTHENTICATED"
     assert set(r.json()) == {"code", "message", "errors"}

@@ -6,6 +6,7 @@ from . import (
     decisions,
     evaluate,
     events,
+    imports,
     policies,
     reports,
     reviews,
@@ -13,7 +14,7 @@ from . import (
     system,
 )
 
-_V1 = (actions, credit_checks, customers, decisions, evaluate, events, policies, reports, reviews, sweeps)
+_V1 = (actions, credit_checks, customers, decisions, evaluate, events, imports, policies, reports, reviews, sweeps)
 
 
 def register(app):

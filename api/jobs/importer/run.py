@@ -1,0 +1,638 @@
+"""An import: validate every file completely, then write, then decide once per customer touched.
+
+1. Validate: every row of every table (kinds in WRITE_ORDER, so references resolve to rows before
+   them) is read, converted and checked with the same schemas and policy checks as the events
+   (engine/facts.py, the active policy's categories and currency); every bad cell becomes
+   `FILE:ROW:COLUMN: CODE: message`. Nothing is written when any row is bad, unless skip_invalid,
+   which writes the good rows and hands back the rejected ones (as CSV).
+2. Write: the files are read again (memory holds ids, not rows) and written in batches by natural
+   key: a new row is inserted, a changed one updated (and counted as such), an equal one left alone,
+   so importing the same files twice changes nothing.
+3. Decide: every customer with a new or changed row gets one decision (`kind: import`, request id
+   the import id) in its hash chain; customers.last_* follow, as after any decision.
+The import run itself (files and their sha256, counts, errors, actor) is a row of `imports`.
+"""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import re
+import uuid
+from dataclasses import dataclass, field
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
+from sqlalchemy import bindparam, insert, select, update
+
+from engine.decision import canonical_json
+from engine.errors import EngineFailure, InputInvalid
+from engine.evaluator import evaluate_loaded
+from engine.facts import (
+    CATEGORY_OF,
+    CreditNoteSchema,
+    CustomerSchema,
+    DisputeSchema,
+    InstalmentPlanSchema,
+    InvoiceSchema,
+    PaymentSchema,
+    PromiseSchema,
+    flatten_messages,
+)
+from engine.money import to_minor
+
+from ...errors import DomainError
+from ...service.decide import remember_last_evaluations
+from ...service.validation import DATE_MAX, DATE_MIN
+from ...store import trail
+from ...store.ledger import load_cases
+from ...store.tables import (
+    Contact,
+    CreditNote,
+    Customer,
+    Dispute,
+    ImportRun,
+    InstalmentPlan,
+    Invoice,
+    Payment,
+    Promise,
+)
+from .columns import KINDS, WRITE_ORDER, Kind, header_index
+from .reader import ImportFileError, Source, Table, file_sha256, tables
+
+MAX_ERRORS = 200          # reported; counting goes on
+BATCH = 2000              # rows per write transaction
+DECIDE_GROUP = 250        # customers per decision transaction
+KIND = "import"
+_AMOUNT = re.compile(r"[0-9]{1,16}(\.[0-9]{1,6})?")
+_INT = re.compile(r"-?[0-9]{1,9}")
+_DATE = re.compile(r"([0-9]{4})[-/.]([0-9]{1,2})[-/.]([0-9]{1,2})")
+_TRUE, _FALSE = {"true", "1", "yes", "y", "是", "x"}, {"false", "0", "no", "n", "否", ""}
+CHANNELS = ("email", "sms", "phone", "visit", "letter")
+
+
+class ContactSchema(Schema):
+    class Meta:
+        unknown = RAISE
+    customer_id = fields.String(required=True, validate=validate.Length(min=1, max=128))
+    name = fields.String(required=True, validate=validate.Length(min=1, max=128))
+    role = fields.String(load_default=None, validate=validate.Length(max=128))
+    email = fields.Email(load_default=None, validate=validate.Length(max=256))
+    mobile = fields.String(load_default=None, validate=validate.Regexp(r"\+?[0-9][0-9 \-]{4,30}"))
+    address = fields.String(load_default=None, validate=validate.Length(max=1000))
+    preferred_channel = fields.String(load_default=None, validate=validate.OneOf(CHANNELS))
+    language = fields.String(load_default=None, validate=validate.OneOf(("zh_CN", "en")))
+    primary = fields.Boolean(load_default=False)
+
+
+_SCHEMAS = {"customers": CustomerSchema(), "contacts": ContactSchema(), "invoices": InvoiceSchema(),
+            "payments": PaymentSchema(), "credit_notes": CreditNoteSchema(), "promises": PromiseSchema(), "disputes": DisputeSchema(),
+            "instalment_plans": InstalmentPlanSchema()}
+# fields a row carries besides what the engine's schema validates
+_OUTSIDE_SCHEMA = {"invoices": ("customer_id", "order_id"), "payments": ("customer_id",), "credit_notes": ("customer_id",),
+                   "promises": ("customer_id",), "disputes": ("customer_id",), "instalment_plans": ("customer_id",)}
+
+
+@dataclass
+class Counts:
+    rows: int = 0
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class _Validation:
+    errors: list = field(default_factory=list)
+    error_count: int = 0
+    rejected: dict = field(default_factory=dict)          # file → {row number: first error}
+    customers: set = field(default_factory=set)           # ids the import holds (valid rows)
+    invoices: dict = field(default_factory=dict)          # invoice id → customer id (valid rows)
+    counts: dict = field(default_factory=dict)            # kind → Counts
+
+    def add(self, e: ImportFileError) -> None:
+        self.error_count += 1
+        if len(self.errors) < MAX_ERRORS:
+            self.errors.append(str(e))
+        self.rejected.setdefault(e.file, {}).setdefault(e.row, str(e))
+
+
+class _Row:
+    """One converted row: its values by field key and the column number of each key (for errors)."""
+    __slots__ = ("number", "values", "columns")
+
+    def __init__(self, number, values, columns):
+        self.number, self.values, self.columns = number, values, columns
+
+
+def _convert(table: Table, kind: Kind) -> tuple[list, object]:
+    """The table's header → (column keys by position, an iterator of (_Row | ImportFileError list))."""
+    rows = table.open_rows()
+    try:
+        number, header = next(rows)
+    except StopIteration:
+        raise ImportFileError(table.file, 1, 1, "E_IMPORT_EMPTY", "the file has no header row") from None
+    index = header_index(kind)
+    keys: list = []
+    problems = []
+    for col, name in enumerate(header, 1):
+        name = (name or "").strip()
+        if not name:
+            keys.append(None)
+            continue
+        key = index.get(name.lower())
+        if key is None:
+            problems.append(ImportFileError(table.file, number, col, "E_IMPORT_COLUMN",
+                                            f"unknown column '{name}' for {kind.name} "
+                                            f"(one of {', '.join(c.key for c in kind.columns)})"))
+        elif key in keys:
+            problems.append(ImportFileError(table.file, number, col, "E_IMPORT_COLUMN",
+                                            f"column '{name}' repeats column {keys.index(key) + 1}"))
+            key = None
+        keys.append(key)
+    for c in kind.columns:
+        if c.required and c.key not in keys:
+            problems.append(ImportFileError(table.file, number, len(header) + 1, "E_IMPORT_COLUMN",
+                                            f"required column '{c.key}' ({c.zh}) is missing"))
+    if problems:
+        raise _HeaderErrors(problems)
+    return keys, rows
+
+
+class _HeaderErrors(Exception):
+    def __init__(self, errors):
+        super().__init__(str(errors[0]))
+        self.errors = errors
+
+
+def _cells(table: Table, kind: Kind, keys: list, number: int, cells: list) -> tuple[dict, dict, list]:
+    """Cells → typed values by key (None for empty), the column of each key, and conversion errors."""
+    values, columns, errors = {}, {}, []
+    for col, (key, raw) in enumerate(zip(keys, cells), 1):
+        if key is None:
+            continue
+        columns[key] = col
+        text = (raw or "").strip()
+        spec = kind.column(key)
+        if not text and spec.kind != "bool":
+            values[key] = None
+            continue
+        try:
+            values[key] = _typed(spec.kind, text)
+        except ValueError as exc:
+            errors.append(ImportFileError(table.file, number, col, _code_of(spec.kind), f"{spec.key} ({spec.zh}): {exc}"))
+    if len(cells) > len(keys) and any((c or "").strip() for c in cells[len(keys):]):
+        errors.append(ImportFileError(table.file, number, len(keys) + 1, "E_IMPORT_COLUMN",
+                                      "a value beyond the last column of the header"))
+    return values, columns, errors
+
+
+def _code_of(kind: str) -> str:
+    return {"amount": "E_AMOUNT", "date": "E_DATE", "int": "E_INVALID", "instalments": "E_INVALID"}.get(kind, "E_INVALID")
+
+
+def _typed(kind: str, text: str):
+    if kind == "text":
+        return text
+    if kind == "amount":
+        if not _AMOUNT.fullmatch(text):
+            raise ValueError(f"'{text}' is not an amount: plain digits with a decimal point (e.g. 30000.00); "
+                             "no separators, signs, exponents or currency symbols")
+        return text
+    if kind == "int":
+        if not _INT.fullmatch(text):
+            raise ValueError(f"'{text}' is not a whole number")
+        return int(text)
+    if kind == "date":
+        return _date(text).isoformat()
+    if kind == "list":
+        return [p.strip() for p in re.split(r"[;；]", text) if p.strip()]
+    if kind == "bool":
+        low = text.lower()
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+        raise ValueError(f"'{text}' is not yes/no (true/false, 1/0, 是/否)")
+    if kind == "instalments":
+        out = []
+        for part in (p.strip() for p in re.split(r"[;；]", text) if p.strip()):
+            day, sep, amount = part.partition("=") if "=" in part else part.rpartition(":")
+            if not sep or not _AMOUNT.fullmatch(amount.strip()):
+                raise ValueError(f"'{part}' is not DATE=AMOUNT (e.g. 2026-12-31=5000.00)")
+            out.append({"due_on": _date(day.strip()).isoformat(), "amount": amount.strip()})
+        return out
+    raise AssertionError(kind)
+
+
+def _date(text: str) -> dt.date:
+    m = _DATE.fullmatch(text)
+    try:
+        day = dt.date(int(m[1]), int(m[2]), int(m[3])) if m else None
+    except ValueError:
+        day = None
+    if day is None:
+        raise ValueError(f"'{text}' is not a date (YYYY-MM-DD)")
+    if not DATE_MIN <= day <= DATE_MAX:
+        raise ValueError(f"{day} is not between {DATE_MIN} and {DATE_MAX}")
+    return day
+
+
+def _check_row(table: Table, kind: Kind, number: int, values: dict, columns: dict, policy) -> tuple[dict, list]:
+    """Schema and policy checks of one converted row → (loaded row, errors)."""
+    def err(key, code, message):
+        col = columns.get(key.split(".")[0].split("[")[0], 1)
+        return ImportFileError(table.file, number, col, code, message)
+
+    outside = {k: values.pop(k, None) for k in _OUTSIDE_SCHEMA.get(kind.name, ())}
+    payload = {k: v for k, v in values.items() if v is not None}
+    try:
+        loaded = _SCHEMAS[kind.name].load(payload)
+    except ValidationError as exc:
+        return {}, [err(e.field, e.code, f"{e.field}: {e.message}") for e in flatten_messages(exc.messages)]
+    loaded.update(outside)
+    errors = []
+    if kind.name != "customers" and kind.name != "contacts" and not loaded.get("customer_id"):
+        errors.append(err("customer_id", "E_REQUIRED", "customer_id: required"))
+    if kind.name == "customers":
+        cats = policy.content["categories"]
+        for key, category in CATEGORY_OF.items():
+            value = loaded.get(key)
+            if value is not None and value not in cats[category]:
+                errors.append(err(key, "E_CATEGORY", f"{key}: '{value}' is not a {category} of the policy "
+                                                      f"(one of {', '.join(cats[category])})"))
+    if loaded.get("currency") not in (None, policy.currency):
+        errors.append(err("currency", "E_CURRENCY", f"currency: '{loaded['currency']}' is not the policy's "
+                                                    f"currency {policy.currency}"))
+    for key in ("amount", "approved_limit"):
+        if loaded.get(key) is not None:
+            try:
+                loaded[key + "_minor"] = to_minor(loaded[key], policy.exponent)
+            except ValueError as exc:
+                errors.append(err(key, "E_AMOUNT", f"{key}: {exc}"))
+    if kind.name in ("invoices", "payments") and loaded.get("amount_minor") == 0:
+        errors.append(err("amount", "E_AMOUNT", "amount: must be positive"))
+    if kind.name == "promises" and loaded["promised_on"] < loaded["made_on"]:
+        errors.append(err("promised_on", "E_INVALID", "promised_on: before made_on"))
+    if kind.name == "instalment_plans":
+        for i, inst in enumerate(loaded["instalments"]):
+            try:
+                inst["amount_minor"] = to_minor(inst["amount"], policy.exponent)
+            except ValueError as exc:
+                errors.append(err("instalments", "E_AMOUNT", f"instalments[{i}]: {exc}"))
+    return loaded, errors
+
+
+def _references(table, kind, number, row, columns, v: _Validation, known_customers, known_invoices) -> list:
+    errors = []
+    cid = row.get("customer_id") if kind.name != "customers" else row["id"]
+
+    def err(key, code, message):
+        return ImportFileError(table.file, number, columns.get(key, 1), code, message)
+    if kind.name != "customers" and cid not in v.customers and cid not in known_customers:
+        errors.append(err("customer_id", "E_UNKNOWN_CUSTOMER", f"customer_id: no customer '{cid}' in the import "
+                                                              "or the database"))
+    refs = row.get("invoice_ids") if kind.name == "instalment_plans" else (
+        [row["invoice_id"]] if row.get("invoice_id") else [])
+    for ref in refs or ():
+        owner = v.invoices.get(ref) or known_invoices.get(ref)
+        if owner is None:
+            errors.append(err("invoice_ids" if kind.name == "instalment_plans" else "invoice_id", "E_UNKNOWN_INVOICE",
+                              f"no invoice '{ref}' in the import or the database"))
+        elif owner != cid:
+            errors.append(err("invoice_ids" if kind.name == "instalment_plans" else "invoice_id", "E_UNKNOWN_INVOICE",
+                              f"invoice '{ref}' belongs to customer '{owner}', not '{cid}'"))
+    return errors
+
+
+def _natural_key(kind: Kind, row: dict):
+    return (row["customer_id"], row["name"]) if kind.name == "contacts" else row["id"]
+
+
+def _ordered(all_tables: list[Table]) -> list[tuple[Table, Kind]]:
+    return sorted(((t, KINDS[t.kind]) for t in all_tables), key=lambda tk: WRITE_ORDER.index(tk[1].name))
+
+
+def _iter_rows(table: Table, kind: Kind, policy):
+    """(number, loaded row, columns, errors) for every data row; header problems raise _HeaderErrors."""
+    keys, rows = _convert(table, kind)
+    for number, cells in rows:
+        if not any((c or "").strip() for c in cells):
+            continue                                   # blank line
+        values, columns, errors = _cells(table, kind, keys, number, cells)
+        loaded = {}
+        if not errors:
+            loaded, errors = _check_row(table, kind, number, values, columns, policy)
+        yield number, loaded, columns, errors
+
+
+def _referenced(kind: Kind, row: dict) -> tuple[str | None, list]:
+    refs = row.get("invoice_ids") if kind.name == "instalment_plans" else (
+        [row["invoice_id"]] if row.get("invoice_id") else [])
+    return (None if kind.name == "customers" else row.get("customer_id")), list(refs or ())
+
+
+def _lookup(ctx, customer_ids: set, invoice_ids: set) -> tuple[set, dict]:
+    """Of the ids the import refers to but does not hold, those already in the database."""
+    known_customers, known_invoices = set(), {}
+    with ctx.read_tx() as s:
+        ids = sorted(c for c in customer_ids if c)
+        for i in range(0, len(ids), 1000):
+            known_customers |= set(s.execute(select(Customer.id).where(Customer.id.in_(ids[i:i + 1000]))).scalars())
+        refs = sorted(invoice_ids)
+        for i in range(0, len(refs), 1000):
+            known_invoices.update(s.execute(select(Invoice.id, Invoice.customer_id)
+                                            .where(Invoice.id.in_(refs[i:i + 1000]))).all())
+    return known_customers, known_invoices
+
+
+def validate_files(ctx, sources: list[Source], policy) -> tuple[list, _Validation, list[dict]]:
+    """Check every table; nothing is written. Pass A reads every row (cells, schema, policy, duplicates)
+    and collects what the import holds and what it refers to; pass B checks the references of the
+    rows pass A accepted, against the import and the database."""
+    v = _Validation()
+    files, all_tables = [], []
+    for source in sources:
+        try:
+            found = tables(source)
+        except ImportFileError as e:
+            v.add(e)
+            files.append({"name": source.name, "sha256": file_sha256(source), "kinds": []})
+            continue
+        for t in found:
+            if t.kind is None:
+                v.add(ImportFileError(t.file, 1, 1, "E_IMPORT_KIND",
+                                      "cannot tell what the file holds: name it customers, contacts, invoices, "
+                                      "payments, credit_notes, promises, disputes or instalment_plans (or 客户, 发票 …)"))
+            else:
+                all_tables.append(t)
+        files.append({"name": source.name, "sha256": file_sha256(source),
+                      "kinds": sorted({t.kind for t in found if t.kind})})
+    plan = _ordered(all_tables)
+    seen: dict = {}                                    # kind → natural key → (file, row)
+    wanted_customers, wanted_invoices = set(), set()
+    for table, kind in plan:
+        stats = v.counts.setdefault(kind.name, Counts())
+        keys_seen = seen.setdefault(kind.name, {})
+        try:
+            for number, row, columns, errors in _iter_rows(table, kind, policy):
+                stats.rows += 1
+                if not errors:
+                    key = _natural_key(kind, row)
+                    if key in keys_seen:
+                        where = keys_seen[key]
+                        errors = [ImportFileError(table.file, number, columns.get(kind.key.split("+")[0], 1),
+                                                  "E_DUPLICATE_ROW",
+                                                  f"{kind.key} {key!r} is also on {where[0]} row {where[1]}")]
+                    else:
+                        keys_seen[key] = (table.file, number)
+                if errors:
+                    stats.rejected += 1
+                    for e in errors:
+                        v.add(e)
+                    continue
+                if kind.name == "customers":
+                    v.customers.add(row["id"])
+                elif kind.name == "invoices":
+                    v.invoices[row["id"]] = row["customer_id"]
+                cid, refs = _referenced(kind, row)
+                if cid is not None:
+                    wanted_customers.add(cid)
+                wanted_invoices.update(refs)
+        except _HeaderErrors as exc:
+            for e in exc.errors:
+                v.add(e)
+        except ImportFileError as e:
+            v.add(e)
+    known_customers, known_invoices = _lookup(ctx, wanted_customers - v.customers, wanted_invoices - set(v.invoices))
+    for table, kind in plan:
+        if kind.name == "customers":
+            continue
+        stats = v.counts[kind.name]
+        rejected = v.rejected.get(table.file, {})
+        try:
+            for number, row, columns, errors in _iter_rows(table, kind, policy):
+                if errors or number in rejected:
+                    continue
+                errors = _references(table, kind, number, row, columns, v, known_customers, known_invoices)
+                if errors:
+                    stats.rejected += 1
+                    for e in errors:
+                        v.add(e)
+        except (_HeaderErrors, ImportFileError):
+            pass                                       # reported by pass A
+    return plan, v, files
+
+
+# ------------------------------------------------------------------------------------------------ writing
+def _rows_for_table(kind_name: str, row: dict) -> dict:
+    """A loaded import row → the columns of its table."""
+    if kind_name == "customers":
+        return {"id": row["id"], "name": row["name"], "type": row["type"], "industry": row["industry"],
+                "region": row["region"], "size": row["size"], "since": row["since"],
+                "credit_score": row["credit_score"], "external_rating": row["external_rating"],
+                "collector": row["collector"], "last_reviewed_on": row["last_reviewed_on"],
+                "arrears_reason": row["arrears_reason"], "deal_type": row["deal_type"], "tags": row["tags"],
+                "approved_limit_minor": row.get("approved_limit_minor"),
+                "approved_terms_days": row["approved_terms_days"]}
+    if kind_name == "contacts":
+        return {"customer_id": row["customer_id"], "name": row["name"], "role": row["role"], "email": row["email"],
+                "mobile": row["mobile"], "address": row["address"], "preferred_channel": row["preferred_channel"],
+                "language": row["language"], "is_primary": row["primary"]}
+    if kind_name == "invoices":
+        return {"id": row["id"], "customer_id": row["customer_id"], "amount_minor": row["amount_minor"],
+                "currency": row["currency"], "issued_on": row["issued_on"], "due_on": row["due_on"],
+                "order_id": row.get("order_id")}
+    if kind_name == "payments":
+        return {"id": row["id"], "customer_id": row["customer_id"], "invoice_id": row["invoice_id"],
+                "amount_minor": row["amount_minor"], "paid_on": row["paid_on"]}
+    if kind_name == "credit_notes":
+        return {"id": row["id"], "customer_id": row["customer_id"], "invoice_id": row["invoice_id"],
+                "amount_minor": row["amount_minor"], "issued_on": row["issued_on"]}
+    if kind_name == "promises":
+        return {"id": row["id"], "customer_id": row["customer_id"], "invoice_id": row["invoice_id"],
+                "amount_minor": row["amount_minor"], "made_on": row["made_on"], "promised_on": row["promised_on"]}
+    if kind_name == "disputes":
+        return {"id": row["id"], "customer_id": row["customer_id"], "invoice_id": row["invoice_id"],
+                "opened_on": row["opened_on"], "resolved_on": row["resolved_on"], "reason": row["reason"]}
+    if kind_name == "instalment_plans":
+        return {"id": row["id"], "customer_id": row["customer_id"], "agreed_on": row["agreed_on"],
+                "invoice_ids": row["invoice_ids"],
+                "instalments": [{"due_on": i["due_on"].isoformat(), "amount_minor": i["amount_minor"]}
+                                for i in row["instalments"]]}
+    raise AssertionError(kind_name)
+
+
+_MODELS = {"customers": Customer, "contacts": Contact, "invoices": Invoice, "payments": Payment,
+           "credit_notes": CreditNote,
+           "promises": Promise, "disputes": Dispute, "instalment_plans": InstalmentPlan}
+
+
+def _write_batch(s, kind_name: str, batch: list[dict], stats: Counts, touched: set, now) -> None:
+    model = _MODELS[kind_name]
+    table = model.__table__
+    cols = [c for c in batch[0] if c not in ("id",)]
+    if kind_name == "contacts":
+        keys = {(r["customer_id"], r["name"]) for r in batch}
+        existing = {(r.customer_id, r.name): r for r in s.execute(
+            select(table).where(table.c.customer_id.in_({k[0] for k in keys}))).all()
+            if (r.customer_id, r.name) in keys}
+    else:
+        existing = {r.id: r for r in s.execute(select(table).where(table.c.id.in_([r["id"] for r in batch]))).all()}
+    inserts, updates = [], []
+    for row in batch:
+        key = (row["customer_id"], row["name"]) if kind_name == "contacts" else row["id"]
+        old = existing.get(key)
+        if old is None:
+            inserts.append({**row, "updated_at": now} if kind_name == "customers" else row)
+        elif any(getattr(old, c) != row[c] for c in cols):
+            updates.append({**{f"b_{c}": v for c, v in row.items()}, "b_key": old.id,
+                            **({"b_updated_at": now} if kind_name == "customers" else {})})
+        else:
+            stats.unchanged += 1
+            continue
+        if kind_name != "contacts":               # a contact moves no decision
+            touched.add(row["id"] if kind_name == "customers" else row["customer_id"])
+    conn = s.connection()
+    if inserts:
+        conn.execute(insert(table), inserts)
+        stats.new += len(inserts)
+    if updates:
+        set_cols = [c for c in batch[0] if c != "id"] + (["updated_at"] if kind_name == "customers" else [])
+        stmt = update(table).where(table.c.id == bindparam("b_key")).values({c: bindparam(f"b_{c}") for c in set_cols})
+        conn.execute(stmt, updates)
+        stats.changed += len(updates)
+
+
+def _write(ctx, plan, v: _Validation, policy, progress) -> set:
+    touched: set = set()
+    now = ctx.clock()
+    for table, kind in plan:
+        stats = v.counts[kind.name]
+        skip = v.rejected.get(table.file, {})
+        batch: list[dict] = []
+
+        def flush():
+            if batch:
+                with ctx.tx() as s:
+                    _write_batch(s, kind.name, batch, stats, touched, now)
+                if progress:
+                    progress(kind.name, len(batch))
+                batch.clear()
+        for number, row, _, errors in _iter_rows(table, kind, policy):
+            if errors or number in skip:
+                continue
+            batch.append(_rows_for_table(kind.name, row))
+            if len(batch) >= BATCH:
+                flush()
+        flush()
+    return touched
+
+
+def _decide_all(ctx, customer_ids: list[str], as_of: dt.date, actor: str, import_id: str, progress) -> tuple[int, list]:
+    """One decision per customer, in groups: evaluated and chained inside one write transaction each."""
+    decided, failures = 0, []
+    iso_day = as_of.isoformat()
+    for i in range(0, len(customer_ids), DECIDE_GROUP):
+        group = customer_ids[i:i + DECIDE_GROUP]
+        with ctx.tx() as s:
+            customers = s.execute(select(Customer).where(Customer.id.in_(group)).order_by(Customer.id)
+                                  .with_for_update()).scalars().all()
+            heads = trail.lock_heads(s, [c.id for c in customers])
+            policy = ctx.registry.active(s)
+            cases = load_cases(s, customers, policy.exponent, as_of)
+            now = ctx.clock()
+            records, last = [], []
+            for c in customers:
+                try:
+                    decision = evaluate_loaded(policy, cases[c.id].typed, as_of)
+                except (InputInvalid, EngineFailure) as exc:
+                    failures.append(f"{c.id}: {exc}")
+                    continue
+                records.append({"subject": c.id, "kind": KIND, "actor": actor, "request_id": import_id,
+                                "as_of": as_of,
+                                "facts": canonical_json({"case": cases[c.id].plain, "as_of": iso_day, "order": None}),
+                                "policy_version": policy.version, "result": decision.json,
+                                "outcome": decision.outcome, "created_at": now})
+                last.append((c.id, decision.data))
+            trail.insert_chained(s, trail.chain(records, heads))
+            remember_last_evaluations(s, last, as_of)
+            decided += len(records)
+        if progress:
+            progress("decisions", len(group))
+    return decided, failures
+
+
+def run_import(ctx, sources: list[Source], *, actor: str, as_of: dt.date | None = None, dry_run: bool = False,
+               skip_invalid: bool = False, progress=None) -> dict:
+    """Validate, write and decide (see the module's doc). Returns the import record as a dict, with
+    `rejected_csv` (the rejected rows and why) when rows were refused."""
+    as_of = as_of or ctx.today()
+    import_id = uuid.uuid4().hex
+    with ctx.read_tx() as s:
+        policy = ctx.registry.active(s)
+    plan, v, files = validate_files(ctx, sources, policy)
+    status = "rejected" if v.error_count and not skip_invalid else ("checked" if dry_run else "done")
+    decisions, failures = 0, []
+    if status == "done":
+        touched = _write(ctx, plan, v, policy, progress)
+        decisions, failures = _decide_all(ctx, sorted(touched), as_of, actor, import_id, progress)
+    elif dry_run and status == "checked":
+        _count_changes(ctx, plan, v, policy)
+    record = {"id": import_id, "actor": actor, "as_of": as_of.isoformat(), "status": status, "dry_run": dry_run,
+              "files": files, "counts": {k: c.as_dict() for k, c in v.counts.items()}, "errors": v.errors,
+              "error_count": v.error_count, "decisions": decisions, "decision_failures": failures[:MAX_ERRORS]}
+    with ctx.tx() as s:
+        s.add(ImportRun(id=import_id, created_at=ctx.clock(), finished_at=ctx.clock(), actor=actor, status=status,
+                        dry_run=dry_run, as_of=as_of, files=files, counts=record["counts"], errors=v.errors,
+                        error_count=v.error_count, decisions=decisions))
+    record["rejected_csv"] = _rejected_csv(v) if v.rejected else None
+    return record
+
+
+def _count_changes(ctx, plan, v: _Validation, policy) -> None:
+    """A dry run's new / changed / unchanged counts: the write pass inside a transaction rolled back."""
+    class _Rollback(Exception):
+        pass
+    touched: set = set()
+    now = ctx.clock()
+    try:
+        with ctx.tx() as s:
+            for table, kind in plan:
+                stats = v.counts[kind.name]
+                skip = v.rejected.get(table.file, {})
+                batch = []
+                for number, row, _, errors in _iter_rows(table, kind, policy):
+                    if not errors and number not in skip:
+                        batch.append(_rows_for_table(kind.name, row))
+                    if len(batch) >= BATCH:
+                        _write_batch(s, kind.name, batch, stats, touched, now)
+                        batch = []
+                if batch:
+                    _write_batch(s, kind.name, batch, stats, touched, now)
+            raise _Rollback()
+    except _Rollback:
+        pass
+
+
+def _rejected_csv(v: _Validation) -> str:
+    out = io.StringIO()
+    w = csv.writer(out)
+    w.writerow(["file", "row", "error"])
+    for file, rows in v.rejected.items():
+        for number in sorted(rows):
+            w.writerow([file, number, rows[number]])
+    return out.getvalue()
+
+
+def get_import(ctx, import_id: str) -> dict:
+    with ctx.read_tx() as s:
+        r = s.get(ImportRun, import_id)
+        if r is None:
+            raise DomainError("E_NOT_FOUND", f"import '{import_id}' not found")
+        return {"id": r.id, "actor": r.actor, "as_of": r.as_of.isoformat(), "status": r.status, "dry_run": r.dry_run,
+                "files": r.files, "counts": r.counts, "errors": r.errors, "error_count": r.error_count,
+                "decisions": r.decisions, "created_at": r.created_at.isoformat() + "Z"}
