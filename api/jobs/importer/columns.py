@@ -20,7 +20,7 @@ class Kind(NamedTuple):
     key: str = "id"
 
     def column(self, key: str) -> Column:
-        return next(c for c in self.columns if c.key == key)
+        return _COLUMNS[self.name][key]
 
 
 CUSTOMER_ID = Column("customer_id", "客户编号", True, aliases=("客户代码", "customer"))
@@ -102,6 +102,7 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
         Column("instalments", "分期明细", True, "instalments"),
     )),
 )}
+_COLUMNS = {k.name: {c.key: c for c in k.columns} for k in KINDS.values()}
 # the order in which kinds are written (references point to earlier kinds)
 WRITE_ORDER = ("customers", "contacts", "invoices", "payments", "credit_notes", "promises", "disputes", "instalment_plans")
 

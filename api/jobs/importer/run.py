@@ -17,7 +17,9 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import pickle
 import re
+import tempfile
 import uuid
 from dataclasses import dataclass, field
 
@@ -159,7 +161,7 @@ def _convert(table: Table, kind: Kind) -> tuple[list, object]:
                                             f"required column '{c.key}' ({c.zh}) is missing"))
     if problems:
         raise _HeaderErrors(problems)
-    return keys, rows
+    return [None if k is None else kind.column(k) for k in keys], rows
 
 
 class _HeaderErrors(Exception):
@@ -171,12 +173,12 @@ class _HeaderErrors(Exception):
 def _cells(table: Table, kind: Kind, keys: list, number: int, cells: list) -> tuple[dict, dict, list]:
     """Cells → typed values by key (None for empty), the column of each key, and conversion errors."""
     values, columns, errors = {}, {}, []
-    for col, (key, raw) in enumerate(zip(keys, cells), 1):
-        if key is None:
+    for col, (spec, raw) in enumerate(zip(keys, cells), 1):
+        if spec is None:
             continue
+        key = spec.key
         columns[key] = col
         text = (raw or "").strip()
-        spec = kind.column(key)
         if not text and spec.kind != "bool":
             values[key] = None
             continue
@@ -349,10 +351,11 @@ def _lookup(ctx, customer_ids: set, invoice_ids: set) -> tuple[set, dict]:
     return known_customers, known_invoices
 
 
-def validate_files(ctx, sources: list[Source], policy) -> tuple[list, _Validation, list[dict]]:
-    """Check every table; nothing is written. Pass A reads every row (cells, schema, policy, duplicates)
-    and collects what the import holds and what it refers to; pass B checks the references of the
-    rows pass A accepted, against the import and the database."""
+def validate_files(ctx, sources: list[Source], policy) -> tuple[list, _Validation, list[dict], dict]:
+    """Check every table; nothing is written. Tables are read in WRITE_ORDER, so a reference to a
+    customer or invoice of the import is known when the referring row is read; references to neither
+    are looked up in the database after each table. Each good row, converted to its table's columns,
+    is spooled to a temporary file for the write pass: the files are parsed once."""
     v = _Validation()
     files, all_tables = [], []
     for source in sources:
@@ -373,10 +376,12 @@ def validate_files(ctx, sources: list[Source], policy) -> tuple[list, _Validatio
                       "kinds": sorted({t.kind for t in found if t.kind})})
     plan = _ordered(all_tables)
     seen: dict = {}                                    # kind → natural key → (file, row)
-    wanted_customers, wanted_invoices = set(), set()
+    spools: dict = {}
     for table, kind in plan:
         stats = v.counts.setdefault(kind.name, Counts())
         keys_seen = seen.setdefault(kind.name, {})
+        spool = spools[table.file] = tempfile.TemporaryFile()
+        pending: list = []                             # (number, columns, row) whose references the import lacks
         try:
             for number, row, columns, errors in _iter_rows(table, kind, policy):
                 stats.rows += 1
@@ -389,42 +394,53 @@ def validate_files(ctx, sources: list[Source], policy) -> tuple[list, _Validatio
                                                   f"{kind.key} {key!r} is also on {where[0]} row {where[1]}")]
                     else:
                         keys_seen[key] = (table.file, number)
+                if not errors and kind.name != "customers":
+                    cid, refs = _referenced(kind, row)
+                    if cid not in v.customers or any(ref not in v.invoices for ref in refs):
+                        pending.append((number, columns, row))
+                        continue
+                    errors = _references(table, kind, number, row, columns, v, set(), {})
                 if errors:
                     stats.rejected += 1
                     for e in errors:
                         v.add(e)
                     continue
-                if kind.name == "customers":
-                    v.customers.add(row["id"])
-                elif kind.name == "invoices":
-                    v.invoices[row["id"]] = row["customer_id"]
-                cid, refs = _referenced(kind, row)
-                if cid is not None:
-                    wanted_customers.add(cid)
-                wanted_invoices.update(refs)
+                _accept(v, kind, row, number, spool)
+            if pending:
+                known_customers, known_invoices = _lookup(
+                    ctx, {r.get("customer_id") for _, _, r in pending} - v.customers,
+                    {ref for _, _, r in pending for ref in _referenced(kind, r)[1]} - set(v.invoices))
+                for number, columns, row in pending:
+                    errors = _references(table, kind, number, row, columns, v, known_customers, known_invoices)
+                    if errors:
+                        stats.rejected += 1
+                        for e in errors:
+                            v.add(e)
+                    else:
+                        _accept(v, kind, row, number, spool)
         except _HeaderErrors as exc:
             for e in exc.errors:
                 v.add(e)
         except ImportFileError as e:
             v.add(e)
-    known_customers, known_invoices = _lookup(ctx, wanted_customers - v.customers, wanted_invoices - set(v.invoices))
-    for table, kind in plan:
-        if kind.name == "customers":
-            continue
-        stats = v.counts[kind.name]
-        rejected = v.rejected.get(table.file, {})
+    return plan, v, files, spools
+
+
+def _accept(v: _Validation, kind: Kind, row: dict, number: int, spool) -> None:
+    if kind.name == "customers":
+        v.customers.add(row["id"])
+    elif kind.name == "invoices":
+        v.invoices[row["id"]] = row["customer_id"]
+    pickle.dump(_rows_for_table(kind.name, row), spool, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _spooled(spool):
+    spool.seek(0)
+    while True:
         try:
-            for number, row, columns, errors in _iter_rows(table, kind, policy):
-                if errors or number in rejected:
-                    continue
-                errors = _references(table, kind, number, row, columns, v, known_customers, known_invoices)
-                if errors:
-                    stats.rejected += 1
-                    for e in errors:
-                        v.add(e)
-        except (_HeaderErrors, ImportFileError):
-            pass                                       # reported by pass A
-    return plan, v, files
+            yield pickle.load(spool)
+        except EOFError:
+            return
 
 
 # ------------------------------------------------------------------------------------------------ writing
@@ -507,12 +523,11 @@ def _write_batch(s, kind_name: str, batch: list[dict], stats: Counts, touched: s
         stats.changed += len(updates)
 
 
-def _write(ctx, plan, v: _Validation, policy, progress) -> set:
+def _write(ctx, plan, v: _Validation, spools: dict, progress) -> set:
     touched: set = set()
     now = ctx.clock()
     for table, kind in plan:
         stats = v.counts[kind.name]
-        skip = v.rejected.get(table.file, {})
         batch: list[dict] = []
 
         def flush():
@@ -522,10 +537,8 @@ def _write(ctx, plan, v: _Validation, policy, progress) -> set:
                 if progress:
                     progress(kind.name, len(batch))
                 batch.clear()
-        for number, row, _, errors in _iter_rows(table, kind, policy):
-            if errors or number in skip:
-                continue
-            batch.append(_rows_for_table(kind.name, row))
+        for row in _spooled(spools[table.file]):
+            batch.append(row)
             if len(batch) >= BATCH:
                 flush()
         flush()
@@ -574,14 +587,18 @@ def run_import(ctx, sources: list[Source], *, actor: str, as_of: dt.date | None 
     import_id = uuid.uuid4().hex
     with ctx.read_tx() as s:
         policy = ctx.registry.active(s)
-    plan, v, files = validate_files(ctx, sources, policy)
+    plan, v, files, spools = validate_files(ctx, sources, policy)
     status = "rejected" if v.error_count and not skip_invalid else ("checked" if dry_run else "done")
     decisions, failures = 0, []
-    if status == "done":
-        touched = _write(ctx, plan, v, policy, progress)
-        decisions, failures = _decide_all(ctx, sorted(touched), as_of, actor, import_id, progress)
-    elif dry_run and status == "checked":
-        _count_changes(ctx, plan, v, policy)
+    try:
+        if status == "done":
+            touched = _write(ctx, plan, v, spools, progress)
+            decisions, failures = _decide_all(ctx, sorted(touched), as_of, actor, import_id, progress)
+        elif status == "checked":
+            _count_changes(ctx, plan, v, spools)
+    finally:
+        for spool in spools.values():
+            spool.close()
     record = {"id": import_id, "actor": actor, "as_of": as_of.isoformat(), "status": status, "dry_run": dry_run,
               "files": files, "counts": {k: c.as_dict() for k, c in v.counts.items()}, "errors": v.errors,
               "error_count": v.error_count, "decisions": decisions, "decision_failures": failures[:MAX_ERRORS]}
@@ -593,7 +610,7 @@ def run_import(ctx, sources: list[Source], *, actor: str, as_of: dt.date | None 
     return record
 
 
-def _count_changes(ctx, plan, v: _Validation, policy) -> None:
+def _count_changes(ctx, plan, v: _Validation, spools: dict) -> None:
     """A dry run's new / changed / unchanged counts: the write pass inside a transaction rolled back."""
     class _Rollback(Exception):
         pass
@@ -603,11 +620,9 @@ def _count_changes(ctx, plan, v: _Validation, policy) -> None:
         with ctx.tx() as s:
             for table, kind in plan:
                 stats = v.counts[kind.name]
-                skip = v.rejected.get(table.file, {})
                 batch = []
-                for number, row, _, errors in _iter_rows(table, kind, policy):
-                    if not errors and number not in skip:
-                        batch.append(_rows_for_table(kind.name, row))
+                for row in _spooled(spools[table.file]):
+                    batch.append(row)
                     if len(batch) >= BATCH:
                         _write_batch(s, kind.name, batch, stats, touched, now)
                         batch = []

@@ -1,0 +1,131 @@
+"""Bulk import at scale: a generated book (default 100,000 customers / 1,000,000 invoices, 200,000
+payments) written as CSV, then `creditctl import`'s run_import on SQLite and PostgreSQL, timed by phase
+(validate, write, decide), with the peak RSS. Prints figures; asserts nothing.
+
+    .venv/bin/python bench/import_bench.py [--customers 100000] [--invoices-per-customer 10] [--backends sqlite,postgres]
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import os
+import random
+import resource
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+
+AS_OF = dt.date(2026, 11, 30)
+PG_ADMIN = os.environ.get("CREDITCTL_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def write_book(folder: str, customers: int, per_customer: int, seed: int) -> dict:
+    rnd = random.Random(seed)
+    industries = ("manufacturing", "services", "trading", "engineering_project")
+    paths = {k: os.path.join(folder, f"{k}.csv") for k in ("customers", "invoices", "payments")}
+    n_inv = n_pay = 0
+    with open(paths["customers"], "w", newline="", encoding="utf-8") as fc, \
+            open(paths["invoices"], "w", newline="", encoding="utf-8") as fi, \
+            open(paths["payments"], "w", newline="", encoding="utf-8") as fp:
+        c, i, p = csv.writer(fc), csv.writer(fi), csv.writer(fp)
+        c.writerow(["id", "name", "type", "industry", "region", "size", "since"])
+        i.writerow(["id", "customer_id", "amount", "currency", "issued_on", "due_on"])
+        p.writerow(["id", "customer_id", "invoice_id", "amount", "paid_on"])
+        for k in range(customers):
+            cid = f"B{k:07d}"
+            c.writerow([cid, f"客户{k}", "enterprise", rnd.choice(industries), rnd.choice(("local", "remote")),
+                        rnd.choice(("small", "medium", "large")), (AS_OF - dt.timedelta(days=rnd.randint(30, 3000)))])
+            for j in range(per_customer):
+                issued = AS_OF - dt.timedelta(days=rnd.randint(0, 200))
+                amount = rnd.randint(100, 5_000_000)
+                inv = f"{cid}-{j}"
+                i.writerow([inv, cid, f"{amount // 100}.{amount % 100:02d}", "CNY", issued,
+                            issued + dt.timedelta(days=30)])
+                n_inv += 1
+                if j < 2:
+                    p.writerow([f"P{inv}", cid, inv, f"{amount // 200}.00", issued + dt.timedelta(days=20)])
+                    n_pay += 1
+    return {"paths": list(paths.values()), "invoices": n_inv, "payments": n_pay}
+
+
+def run(backend: str, url: str, book: dict) -> dict:
+    from api.jobs.importer import run as importer
+    from api.jobs.importer.reader import Source
+    from api.service.context import Context
+    from api.service.policies import load_policy_file
+    from api.store.database import make_engine, make_sessionmaker, migrate
+    from api.store.policy_store import PolicyRegistry
+    import logging
+    engine = make_engine(url)
+    migrate(engine)
+    ctx = Context(make_sessionmaker(engine), PolicyRegistry())
+    load_policy_file(ctx, os.path.join(ROOT, "policies.yaml"), logging.getLogger("bench"))
+    phases: dict[str, float] = {}
+    original = {name: getattr(importer, name) for name in ("validate_files", "_write", "_decide_all")}
+
+    def timed(name, fn):
+        def wrapper(*a, **kw):
+            t = time.perf_counter()
+            try:
+                return fn(*a, **kw)
+            finally:
+                phases[name] = phases.get(name, 0.0) + time.perf_counter() - t
+        return wrapper
+    for name, fn in original.items():
+        setattr(importer, name, timed(name, fn))
+    try:
+        sources = [Source(p, (lambda p=p: open(p, "rb"))) for p in book["paths"]]
+        t0, c0 = time.perf_counter(), time.process_time()
+        result = importer.run_import(ctx, sources, actor="bench", as_of=AS_OF)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    finally:
+        for name, fn in original.items():
+            setattr(importer, name, fn)
+        engine.dispose()
+    return {"backend": backend, "wall": wall, "cpu": cpu, "phases": phases, "status": result["status"],
+            "decisions": result["decisions"], "errors": result["error_count"],
+            "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--customers", type=int, default=100_000)
+    ap.add_argument("--invoices-per-customer", type=int, default=10)
+    ap.add_argument("--backends", default="sqlite,postgres")
+    ap.add_argument("--seed", type=int, default=20261202)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="creditctl-import-") as folder:
+        book = write_book(folder, args.customers, args.invoices_per_customer, args.seed)
+        print(f"book: {args.customers:,} customers, {book['invoices']:,} invoices, {book['payments']:,} payments")
+        for backend in args.backends.split(","):
+            if backend == "sqlite":
+                url = f"sqlite:///{os.path.join(folder, 'bench.sqlite3')}"
+            else:
+                import psycopg
+                from pgcheck import pg_reachable
+                why = pg_reachable(PG_ADMIN)
+                if why:
+                    print(f"postgres: skipped: {why}")
+                    continue
+                name = f"creditctl_import_bench_{os.getpid()}"
+                with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+                    conn.execute(f'CREATE DATABASE "{name}"')
+                url = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+            r = run(backend, url, book)
+            ph = ", ".join(f"{k.strip('_')} {v:.1f} s" for k, v in r["phases"].items())
+            print(f"{backend}: {r['status']}, {r['decisions']:,} decisions, {r['errors']} errors; "
+                  f"wall {r['wall']:.1f} s (target < 300 s), CPU {r['cpu']:.1f} s; {ph}; peak RSS {r['rss_mb']:.0f} MB")
+            if backend != "sqlite":
+                with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
