@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # steadier, faster allocation for durable_rules' C core (docs/durable-rules.md)
 export GLIBC_TUNABLES ?= glibc.malloc.trim_threshold=268435456:glibc.malloc.mmap_threshold=268435456
 
-.PHONY: setup run lint test bench bench-http bench-sweep clean
+.PHONY: setup run lint test bench bench-http bench-sweep bench-import clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ bench-http: $(STAMP)
 # N=100,000 customers (1M invoices) by default; e.g. make bench-sweep SWEEP_ARGS='--customers 10000,20000'
 bench-sweep: $(STAMP)
 	$(BIN)/python bench/sweep_bench.py $(SWEEP_ARGS)
+
+# 100,000 customers / 1M invoices by default; e.g. make bench-import IMPORT_ARGS='--customers 10000'
+bench-import: $(STAMP)
+	$(BIN)/python bench/import_bench.py $(IMPORT_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
