@@ -151,6 +151,24 @@ def spec() -> dict:
                    (401, 403, 400, 422)),
         "get": _op("Credit file with current classification, limit, exposure and stage", "customers:read", None,
                    200, [cid, _query("as_of", {"type": "string", "format": "date"})], "customers", (401, 403, 404, 422))})
+    contact = {"type": "object", "required": ["name"], "additionalProperties": False, "properties": {
+        "name": {"type": "string", "maxLength": 128}, "role": {"type": "string", "nullable": True},
+        "email": {"type": "string", "format": "email", "nullable": True},
+        "mobile": {"type": "string", "nullable": True}, "address": {"type": "string", "nullable": True},
+        "preferred_channel": {"type": "string", "enum": ["email", "sms", "phone", "visit", "letter"], "nullable": True},
+        "language": {"type": "string", "enum": ["zh_CN", "en"], "nullable": True}, "primary": {"type": "boolean"}}}
+    contacts_out = {"type": "object", "required": ["customer_id", "masked", "contacts"], "properties": {
+        "customer_id": {"type": "string"}, "masked": {"type": "boolean"},
+        "contacts": {"type": "array", "items": {**contact, "additionalProperties": True}}}}
+    get_contacts = _op("The customer's contacts (auditors read a sha256 of each personal field)", "contacts:read",
+                       None, 200, [cid], "customers", (401, 403, 404))
+    put_contacts = _op("Replace the customer's contacts (one primary per channel)", "contacts:write",
+                       {"type": "object", "required": ["contacts"], "additionalProperties": False,
+                        "properties": {"contacts": {"type": "array", "maxItems": 50, "items": contact}}},
+                       200, [cid], "customers", (400, 401, 403, 404, 422))
+    for op in (get_contacts, put_contacts):
+        op["responses"]["200"]["content"]["application/json"]["schema"] = contacts_out
+    s.path("/v1/customers/{customer_id}/contacts", operations={"get": get_contacts, "put": put_contacts})
     s.path("/v1/customers/{customer_id}/evaluate", operations={
         "post": _op("Evaluate a customer from the ledger and record the decision", "evaluate", ref("EvaluateRequest"),
                     201, [cid], "evaluate", (400, 401, 403, 404, 422))})

@@ -37,6 +37,9 @@ PERMISSIONS = {
     "sweeps:write": {"controller", "admin"},
     "sweeps:read": {"controller", "backoffice", "admin"},
     "imports:write": {"backoffice", "controller", "admin"},
+    # contacts are personal data: auditors read them masked (a hash per field)
+    "contacts:read": {"sales", "backoffice", "controller", "auditor", "admin"},
+    "contacts:write": {"backoffice", "controller", "admin"},
     "imports:read": {"backoffice", "controller", "auditor", "admin"},
     "reviews:read": {"controller", "admin"},
     "reviews:write": {"controller", "admin"},

@@ -192,3 +192,45 @@ def test_the_cli_checks_imports_and_answers_with_lines_and_exit_codes(tmp_path):
     assert "customers" in openpyxl.load_workbook(template).sheetnames
     missing = _cli(["import", str(tmp_path / "nope.csv")], db)
     assert missing.returncode == 2 and "no such file" in missing.stderr
+
+
+def test_contacts_come_with_the_import_and_auditors_read_them_masked(fresh):
+    assert _import(fresh, _book(), as_of="2026-11-22").status_code == 201
+    text = ("客户编号,联系人,职务,邮箱,手机,地址,首选渠道,语言,主联系人\n"
+            "C-2001,张伟,财务经理,zhang.wei@example.cn,13800138000,上海市浦东新区世纪大道100号,email,zh_CN,是\n"
+            "C-2001,Li Na,采购,li.na@example.cn,,,phone,en,否\n")
+    r = _import(fresh, {"联系人.csv": text.encode("gb18030")})
+    assert r.status_code == 201, r.text
+    assert r.json()["counts"]["contacts"]["new"] == 2 and r.json()["decisions"] == 0   # contacts move no decision
+    full = fresh.get("/v1/customers/C-2001/contacts", role="backoffice").json()
+    assert full["masked"] is False
+    assert [(c["name"], c["email"], c["primary"]) for c in full["contacts"]] == [
+        ("张伟", "zhang.wei@example.cn", True), ("Li Na", "li.na@example.cn", False)]
+    masked = fresh.get("/v1/customers/C-2001/contacts", role="auditor").json()
+    import hashlib
+    assert masked["masked"] is True
+    assert masked["contacts"][0]["email"] == "sha256:" + hashlib.sha256(b"zhang.wei@example.cn").hexdigest()
+    assert masked["contacts"][0]["role"] == "财务经理" and masked["contacts"][1]["mobile"] is None
+    assert "13800138000" not in fresh.get("/v1/customers/C-2001/contacts", role="auditor").text
+    # the decisions' facts hold no contact data
+    assert "zhang.wei" not in fresh.get("/v1/decisions", role="auditor", params={"customer": "C-2001"}).text
+
+
+def test_contacts_are_maintained_by_back_office_with_one_primary_per_channel(fresh):
+    assert _import(fresh, _book(), as_of="2026-11-22").status_code == 201
+    body = {"contacts": [{"name": "王芳", "email": "wf@example.cn", "preferred_channel": "email", "primary": True},
+                         {"name": "赵强", "mobile": "+86 139 0000 0000", "preferred_channel": "sms"}]}
+    r = fresh.put("/v1/customers/C-2002/contacts", body, role="backoffice")
+    assert r.status_code == 200, r.text
+    assert [c["name"] for c in r.json()["contacts"]] == ["王芳", "赵强"]
+    two = {"contacts": [{"name": "A", "preferred_channel": "email", "primary": True},
+                        {"name": "B", "preferred_channel": "email", "primary": True}]}
+    bad = fresh.put("/v1/customers/C-2002/contacts", two, role="backoffice")
+    assert bad.status_code == 422 and "contacts[1].primary" in bad.json()["errors"], bad.text
+    assert fresh.put("/v1/customers/C-2002/contacts", {"contacts": [{"name": "X", "email": "not-mail"}]},
+                     role="backoffice").json()["errors"] == {"contacts[0].email": ["Not a valid email address."]}
+    assert fresh.put("/v1/customers/C-2002/contacts", body, role="auditor").status_code == 403
+    assert fresh.put("/v1/customers/C-2002/contacts", body, role="sales").status_code == 403
+    assert [c["name"] for c in fresh.get("/v1/customers/C-2002/contacts", role="sales").json()["contacts"]] == [
+        "王芳", "赵强"]
+    assert fresh.get("/v1/customers/NOPE/contacts").status_code == 404

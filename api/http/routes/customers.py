@@ -1,7 +1,7 @@
 from flask import Blueprint, request
 
 from ...errors import invalid
-from ...service import customers
+from ...service import contacts, customers
 from ...service.validation import check_dates
 from ..request import ctx, current_key, json_body, json_response
 
@@ -26,3 +26,16 @@ def get_customer(customer_id):
         raise invalid({"as_of": [f"'{as_of}' is not an ISO date"]}) from None
     check_dates(day, "as_of")
     return json_response(customers.get_customer(ctx(), customer_id, day))
+
+
+@bp.get("/customers/<customer_id>/contacts")
+def get_contacts(customer_id):
+    key = current_key("contacts:read")
+    # personal data: a role that may not maintain contacts reads hashes (docs/import.md, "Contacts")
+    return json_response(contacts.list_contacts(ctx(), customer_id, masked=key.role in contacts.MASKED_ROLES))
+
+
+@bp.put("/customers/<customer_id>/contacts")
+def put_contacts(customer_id):
+    current_key("contacts:write")
+    return json_response(contacts.replace_contacts(ctx(), customer_id, json_body()))

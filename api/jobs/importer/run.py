@@ -23,7 +23,7 @@ import tempfile
 import uuid
 from dataclasses import dataclass, field
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate
+from marshmallow import ValidationError
 from sqlalchemy import bindparam, insert, select, update
 
 from engine.decision import canonical_json
@@ -43,6 +43,7 @@ from engine.facts import (
 from engine.money import to_minor
 
 from ...errors import DomainError
+from ...service.contacts import ContactSchema
 from ...service.decide import remember_last_evaluations
 from ...service.validation import DATE_MAX, DATE_MIN
 from ...store import trail
@@ -69,21 +70,6 @@ _AMOUNT = re.compile(r"[0-9]{1,16}(\.[0-9]{1,6})?")
 _INT = re.compile(r"-?[0-9]{1,9}")
 _DATE = re.compile(r"([0-9]{4})[-/.]([0-9]{1,2})[-/.]([0-9]{1,2})")
 _TRUE, _FALSE = {"true", "1", "yes", "y", "是", "x"}, {"false", "0", "no", "n", "否", ""}
-CHANNELS = ("email", "sms", "phone", "visit", "letter")
-
-
-class ContactSchema(Schema):
-    class Meta:
-        unknown = RAISE
-    customer_id = fields.String(required=True, validate=validate.Length(min=1, max=128))
-    name = fields.String(required=True, validate=validate.Length(min=1, max=128))
-    role = fields.String(load_default=None, validate=validate.Length(max=128))
-    email = fields.Email(load_default=None, validate=validate.Length(max=256))
-    mobile = fields.String(load_default=None, validate=validate.Regexp(r"\+?[0-9][0-9 \-]{4,30}"))
-    address = fields.String(load_default=None, validate=validate.Length(max=1000))
-    preferred_channel = fields.String(load_default=None, validate=validate.OneOf(CHANNELS))
-    language = fields.String(load_default=None, validate=validate.OneOf(("zh_CN", "en")))
-    primary = fields.Boolean(load_default=False)
 
 
 _SCHEMAS = {"customers": CustomerSchema(), "contacts": ContactSchema(), "invoices": InvoiceSchema(),
@@ -257,7 +243,7 @@ def _check_row(table: Table, kind: Kind, number: int, values: dict, columns: dic
         return {}, [err(e.field, e.code, f"{e.field}: {e.message}") for e in flatten_messages(exc.messages)]
     loaded.update(outside)
     errors = []
-    if kind.name != "customers" and kind.name != "contacts" and not loaded.get("customer_id"):
+    if kind.name != "customers" and not loaded.get("customer_id"):
         errors.append(err("customer_id", "E_REQUIRED", "customer_id: required"))
     if kind.name == "customers":
         cats = policy.content["categories"]
@@ -376,6 +362,7 @@ def validate_files(ctx, sources: list[Source], policy) -> tuple[list, _Validatio
                       "kinds": sorted({t.kind for t in found if t.kind})})
     plan = _ordered(all_tables)
     seen: dict = {}                                    # kind → natural key → (file, row)
+    primaries: dict = {}                               # (customer, channel) → (file, row) of its primary contact
     spools: dict = {}
     for table, kind in plan:
         stats = v.counts.setdefault(kind.name, Counts())
@@ -394,6 +381,13 @@ def validate_files(ctx, sources: list[Source], policy) -> tuple[list, _Validatio
                                                   f"{kind.key} {key!r} is also on {where[0]} row {where[1]}")]
                     else:
                         keys_seen[key] = (table.file, number)
+                if not errors and kind.name == "contacts" and row["primary"]:
+                    channel = (row["customer_id"], row["preferred_channel"] or "any")
+                    first = primaries.setdefault(channel, (table.file, number))
+                    if first != (table.file, number):
+                        errors = [ImportFileError(table.file, number, columns.get("primary", 1), "E_INVALID",
+                                                  f"primary: {first[0]} row {first[1]} is already the primary "
+                                                  f"contact for {channel[1]}")]
                 if not errors and kind.name != "customers":
                     cid, refs = _referenced(kind, row)
                     if cid not in v.customers or any(ref not in v.invoices for ref in refs):
