@@ -48,7 +48,7 @@ def write_book(folder: str, customers: int, per_customer: int, seed: int) -> dic
                             issued + dt.timedelta(days=30)])
                 n_inv += 1
                 if j < 2:
-                    p.writerow([f"P{inv}", cid, inv, f"{amount // 200}.00", issued + dt.timedelta(days=20)])
+                    p.writerow([f"P{inv}", cid, inv, f"{max(1, amount // 200)}.00", issued + dt.timedelta(days=20)])
                     n_pay += 1
     return {"paths": list(paths.values()), "invoices": n_inv, "payments": n_pay}
 
