@@ -37,7 +37,10 @@ def worker(root: str) -> None:
     from engine import build_facts, compile_policy, evaluate, evaluate_facts, load_case
     from engine.decision import canonical_json
     from engine.evaluator import parse_order
-    from engine.fields import DECISION, PROFILE
+    try:                                   # the fact dictionary moved from engine/ to rules/ on 2026-12-02
+        from rules.fields import DECISION, PROFILE
+    except ImportError:
+        from engine.fields import DECISION, PROFILE
     from reference import random_case, random_order, replace_section
 
     assert os.path.realpath(engine.__file__).startswith(os.path.realpath(root)), engine.__file__

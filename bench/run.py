@@ -34,7 +34,7 @@ from engine import build_facts, compile_policy, evaluate, evaluate_facts, evalua
 from engine.decision import canonical_json  # noqa: E402
 from engine.errors import PolicyInvalid  # noqa: E402
 from engine.evaluator import parse_order  # noqa: E402
-from engine.fields import DECISION, PROFILE  # noqa: E402
+from rules.fields import DECISION, PROFILE  # noqa: E402
 from engine.matcher import Matcher  # noqa: E402
 from reference import (field_domains, matching_rule_ids, random_case, random_fact,  # noqa: E402
                        random_order, replace_section)

@@ -1,4 +1,4 @@
-"""Render the fact dictionary table of docs/policy-language.md from engine/fields.py.
+"""Render the fact dictionary table of docs/policy-language.md from rules/fields.py.
 
     python docs/gen_fields.py           rewrite the table between the markers in place
     python docs/gen_fields.py --check   exit 1 (and change nothing) when the table is out of date
@@ -16,7 +16,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from engine.fields import FIELDS  # noqa: E402  (needs ROOT on sys.path)
+from rules.fields import FIELDS  # noqa: E402  (needs ROOT on sys.path)
 
 DOC = ROOT / "docs" / "policy-language.md"
 START, END = "<!-- fields:start -->", "<!-- fields:end -->"
@@ -36,7 +36,7 @@ def _meaning(spec) -> str:
 
 
 def render_table(fields=None) -> str:
-    """The markdown table, one row per fact field, in engine/fields.py order."""
+    """The markdown table, one row per fact field, in rules/fields.py order."""
     fields = FIELDS if fields is None else fields
     lines = ["| Field | Kind | Stage | Meaning |", "|---|---|---|---|"]
     for name, spec in fields.items():

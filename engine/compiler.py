@@ -22,12 +22,14 @@ from marshmallow import ValidationError
 from rules import alerts, classification, credit, dunning, interest, repayment, review, scorecard, segments
 from rules.common import Rule
 
-from . import conditions
-from .errors import PolicyError, PolicyInvalid, did_you_mean
-from .fields import DECISION, FIELDS, PROFILE
+from rules import conditions
+from rules.fields import did_you_mean
+
+from .errors import PolicyError, PolicyInvalid
+from rules.fields import DECISION, FIELDS, PROFILE
 from .matcher import Matcher
 from .messages import Template
-from .money import currency_exponent
+from rules.money import currency_exponent
 from .policy_schema import PolicySchema
 from .yamlsource import LoadedYaml, load_yaml
 

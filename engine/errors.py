@@ -66,9 +66,3 @@ class InputInvalid(CreditctlError):
 class EngineFailure(CreditctlError):
     """durable_rules refused or failed an evaluation: the decision fails closed."""
     code = "E_ENGINE"
-
-
-def did_you_mean(name: str, candidates) -> str:
-    import difflib
-    close = difflib.get_close_matches(name, sorted(candidates), n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else ""

@@ -17,9 +17,9 @@ from rules.scorecard import score as scorecard_score
 from .decision import Decision, canonical_json
 from .errors import InputError, InputInvalid
 from .facts import MAX_AMOUNT, Facts, build_facts, check_case, load_case
-from .fields import DECISION, FIELDS, PROFILE
-from .messages import show
-from .money import minor_display, minor_str, to_minor
+from rules.fields import DECISION, FIELDS, PROFILE
+from rules.fields import show
+from rules.money import minor_display, minor_str, to_minor
 
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 

@@ -17,8 +17,10 @@ from typing import NamedTuple
 from marshmallow import RAISE, Schema, ValidationError, validate, validates_schema
 
 from . import casefields as fields      # marshmallow's fields, with less overhead per value
+from rules.common import find_band
+
 from .errors import InputError, InputInvalid
-from .money import parse_decimal, to_minor
+from rules.money import parse_decimal, to_minor
 
 ID = validate.Length(min=1, max=128)
 MAX_AMOUNT = Decimal(10) ** 15
@@ -289,7 +291,7 @@ class InvoiceState(NamedTuple):
 
 @dataclass(frozen=True)
 class Facts:
-    fields: MappingProxyType        # the flat fact (see engine/fields.py), money in minor units
+    fields: MappingProxyType        # the flat fact (see rules/fields.py), money in minor units
     invoices: tuple                 # InvoiceState, open and settled, in due-date order
     as_of: dt.date
     customer_id: str
@@ -397,7 +399,6 @@ def build_facts(case: dict, policy, as_of: dt.date, order_amount_minor: int | No
     prev_as_of = previous["as_of"] if previous else None
     prev_day = prev_as_of or (as_of - dt.timedelta(days=1))
     buckets = policy.band_classes["aging_bucket"].bands
-    from rules.common import find_band      # here, not at the top: rules imports engine
 
     def bucket_at(days):
         return find_band(buckets, max(0, days)).value

@@ -3,18 +3,7 @@ from __future__ import annotations
 
 import string
 
-from .fields import BOOL, FIELDS, MONEY, PERCENT
-from .money import minor_display, percent_display
-
-
-def show(kind: str, value, exponent: int = 2) -> str:
-    if kind == MONEY:
-        return minor_display(value, exponent)
-    if kind == PERCENT:
-        return f"{percent_display(value)}%"
-    if kind == BOOL:
-        return "true" if value else "false"
-    return str(value)
+from rules.fields import FIELDS, show
 
 
 class _Values(dict):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from marshmallow import fields, validate
 
-from engine.fields import DECISION
+from .fields import DECISION
 
 from .common import Rule, RuleSchema, parse_condition
 

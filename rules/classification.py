@@ -11,7 +11,7 @@ from functools import cached_property
 
 from marshmallow import fields, validate
 
-from engine.fields import FIELDS
+from .fields import FIELDS
 
 from .common import Band, BandSchema, StrictSchema, find_band, numeric_profile_field, read_bands
 

@@ -7,9 +7,9 @@ from decimal import Decimal
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
-from engine import conditions
-from engine.fields import FIELDS, INT, MONEY, PERCENT, PROFILE
-from engine.money import parse_decimal
+from . import conditions
+from .fields import FIELDS, INT, MONEY, PERCENT, PROFILE
+from .money import parse_decimal
 
 RULE_ID = validate.Regexp(r"^[A-Za-z0-9_.:-]+$", error="rule ids use letters, digits and _ . : -")
 
@@ -213,7 +213,7 @@ def parse_condition(ctx, cond, phase, path):
 def numeric_profile_field(ctx, name, path):
     spec = FIELDS.get(name)
     if spec is None:
-        from engine.errors import did_you_mean
+        from .fields import did_you_mean
         ctx.error("E_UNKNOWN_FIELD", f"unknown fact field '{name}'{did_you_mean(name, FIELDS)}", path)
         return None
     if spec.kind not in (MONEY, INT, PERCENT) or spec.stage != PROFILE:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from marshmallow import fields, validate
 
-from engine.fields import DECISION, INT, MONEY, PERCENT, PROFILE
+from .fields import DECISION, INT, MONEY, PERCENT, PROFILE
 
 from .common import Money, Percent, Rule, RuleSchema, StrictSchema, parse_condition
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from marshmallow import fields, validate
 
-from engine import conditions
-from engine.fields import PROFILE
+from . import conditions
+from .fields import PROFILE
 
 from .common import RULE_ID, Rule, RuleSchema, StrictSchema, parse_condition
 

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 from marshmallow import fields, validate
 
-from engine.money import parse_decimal, round_half_up_minor
+from .money import parse_decimal, round_half_up_minor
 
 from .common import Money, Percent, StrictSchema
 

@@ -6,7 +6,7 @@ import datetime as dt
 
 from marshmallow import fields, validate
 
-from engine.fields import PROFILE
+from .fields import PROFILE
 
 from .common import Rule, RuleSchema, parse_condition
 

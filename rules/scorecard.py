@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from marshmallow import fields, validate
 
-from engine.fields import FACTOR_PRESENT, FIELDS, SCORE_FACTORS
+from .fields import FACTOR_PRESENT, FIELDS, SCORE_FACTORS
 
 from .common import Band, BandSchema, StrictSchema, find_band, read_bands
 

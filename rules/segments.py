@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import fields, validate
 
-from engine.fields import PROFILE
+from .fields import PROFILE
 
 from .common import Rule, RuleSchema, parse_condition
 

@@ -20,7 +20,7 @@ from decimal import Decimal
 
 import yaml
 
-from engine.fields import BOOL, ENUM, FIELDS, INT, MONEY, PERCENT
+from rules.fields import BOOL, ENUM, FIELDS, INT, MONEY, PERCENT
 
 OPS = {"eq": operator.eq, "ne": operator.ne, "lt": operator.lt, "lte": operator.le,
        "gt": operator.gt, "gte": operator.ge}

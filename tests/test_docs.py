@@ -10,7 +10,7 @@ import re
 import pytest
 
 from engine import evaluate
-from engine.fields import FIELDS
+from rules.fields import FIELDS
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"

@@ -26,11 +26,11 @@ from marshmallow import ValidationError
 from engine import InputInvalid, compile_policy, evaluate, evaluate_loaded, load_case
 from engine import yamlsource
 from engine.facts import CaseSchema
-from engine.fields import DECISION, FIELDS, PROFILE
-from engine.conditions import to_durable
+from rules.fields import DECISION, FIELDS, PROFILE
+from rules.conditions import to_durable
 from engine.matcher import Matcher, dumps as json_dumps
 from engine.messages import Template, show
-from engine.money import round_half_up_minor
+from rules.money import round_half_up_minor
 from engine.policytest import _jsonable, _merge
 from rules.interest import Interest, interest_minor
 

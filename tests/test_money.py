@@ -1,4 +1,4 @@
-"""engine.money: the integer formatting of amounts gives exactly the Decimal strings it replaced."""
+"""rules.money: the integer formatting of amounts gives exactly the Decimal strings it replaced."""
 from __future__ import annotations
 
 import random
@@ -6,8 +6,8 @@ from decimal import Decimal, InvalidOperation
 
 import pytest
 
-from engine.messages import show
-from engine.money import from_minor, minor_display, minor_str, percent_display
+from rules.fields import show
+from rules.money import from_minor, minor_display, minor_str, percent_display
 
 
 def decimal_str(minor, exponent):

@@ -25,8 +25,8 @@ from hypothesis import strategies as st
 from engine import build_facts, compile_policy, evaluate, load_case
 from engine.errors import PolicyInvalid
 from engine.evaluator import SEVERITY_ORDER, parse_order
-from engine.fields import BOOL, DECISION, ENUM, FIELDS, INT, MONEY, PERCENT, PROFILE
-from engine.money import to_minor
+from rules.fields import BOOL, DECISION, ENUM, FIELDS, INT, MONEY, PERCENT, PROFILE
+from rules.money import to_minor
 from rules import dunning, repayment
 from rules.alerts import SEVERITIES
 from rules.classification import BAND_CLASSES, rank

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from engine import compile_policy
-from engine.fields import DECISION, PROFILE
+from rules.fields import DECISION, PROFILE
 from engine.matcher import Disposed
 
 sys.path.insert(0, os.path.dirname(__file__))   # tests/ is not a package: make `reference` importable

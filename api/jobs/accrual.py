@@ -32,7 +32,7 @@ from sqlalchemy import and_, func, select
 
 from engine.decision import canonical_json
 from engine.facts import build_facts
-from engine.money import minor_str
+from rules.money import minor_str
 from rules.interest import interest_minor
 
 from ..errors import not_found

@@ -12,7 +12,7 @@ import datetime as dt
 
 from sqlalchemy import select
 
-from engine.money import minor_str, to_minor
+from rules.money import minor_str, to_minor
 
 from ..errors import conflict, not_found
 from ..service.decide import decide

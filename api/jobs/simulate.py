@@ -29,7 +29,7 @@ from engine.decision import canonical_json
 from engine.errors import EngineFailure, InputInvalid, PolicyInvalid
 from engine.evaluator import evaluate_loaded
 from engine.matcher import Disposed
-from engine.money import minor_str, to_minor
+from rules.money import minor_str, to_minor
 
 from ..errors import DomainError, engine_failed, invalid
 from ..service.validation import canonical, check_dates

@@ -6,7 +6,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from string import Template
 from xml.sax.saxutils import escape, quoteattr
 
-from engine.money import minor_display
+from rules.money import minor_display
 
 _SVG = Template("""<?xml version="1.0" encoding="UTF-8"?>
 <svg xmlns="http://www.w3.org/2000/svg" width="$width" height="$height" viewBox="0 0 $width $height" \

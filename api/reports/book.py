@@ -15,7 +15,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from sqlalchemy import func, select
 
 from engine.facts import build_facts
-from engine.money import minor_str
+from rules.money import minor_str
 from rules.common import find_band
 
 from ..errors import not_found

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from engine.money import minor_str
+from rules.money import minor_str
 
 from ..errors import conflict, not_found
 from ..store.tables import Action

@@ -11,7 +11,7 @@ from sqlalchemy import bindparam, or_, select, update
 
 from engine.errors import EngineFailure
 from engine.evaluator import evaluate_loaded
-from engine.money import to_minor
+from rules.money import to_minor
 
 from ..errors import engine_failed, not_found
 from ..store import trail

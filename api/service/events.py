@@ -19,7 +19,7 @@ from engine.facts import (
     PaymentSchema,
     PromiseSchema,
 )
-from engine.money import to_minor
+from rules.money import to_minor
 
 from ..errors import conflict, invalid, marshmallow_errors
 from ..store.ledger import customer_dict

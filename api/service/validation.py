@@ -7,7 +7,7 @@ import json
 from decimal import Decimal
 
 from engine.facts import CATEGORY_OF
-from engine.money import to_minor
+from rules.money import to_minor
 
 from ..errors import invalid
 

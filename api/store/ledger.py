@@ -16,7 +16,7 @@ from typing import NamedTuple
 from sqlalchemy import bindparam, select
 
 from engine.facts import CaseSchema
-from engine.money import from_minor, minor_str
+from rules.money import from_minor, minor_str
 
 from .tables import (
     CreditNote,

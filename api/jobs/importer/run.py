@@ -40,7 +40,7 @@ from engine.facts import (
     PromiseSchema,
     flatten_messages,
 )
-from engine.money import to_minor
+from rules.money import to_minor
 
 from ...errors import DomainError
 from ...service.contacts import ContactSchema

@@ -12,7 +12,7 @@ fact test), and `in` becomes an `any` of equalities.
 """
 from __future__ import annotations
 
-from .errors import did_you_mean
+from .fields import did_you_mean
 from .fields import BOOL, ENUM, FIELDS, INT, MONEY, PERCENT, PROFILE
 
 COMPARISONS = ("eq", "ne", "lt", "lte", "gt", "gte", "in", "not_in")
@@ -222,7 +222,7 @@ def describe(node) -> str:
     """Readable form of a condition for docs and messages."""
     if node[0] == "cmp":
         _, name, op, value, ref = node
-        from .messages import show
+        from .fields import show
         shown = value if ref else show(FIELDS[name].kind, value)
         return f"{name} {SYMBOL[op]} {shown}"
     if not node[1]:

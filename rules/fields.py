@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .money import minor_display, percent_display
+
 MONEY, INT, PERCENT, BOOL, ENUM = "money", "int", "percent", "bool", "enum"
 PROFILE, DECISION = "profile", "decision"
 
@@ -89,3 +91,19 @@ SCORE_FACTORS = ("on_time_ratio", "avg_days_late", "years_as_customer", "broken_
 # When a factor has no data the scorecard uses its `missing` points instead of bands.
 FACTOR_PRESENT = {"on_time_ratio": "has_payment_history", "avg_days_late": "has_payment_history",
                   "external_rating": "has_external_rating"}
+
+
+def show(kind: str, value, exponent: int = 2) -> str:
+    if kind == MONEY:
+        return minor_display(value, exponent)
+    if kind == PERCENT:
+        return f"{percent_display(value)}%"
+    if kind == BOOL:
+        return "true" if value else "false"
+    return str(value)
+
+
+def did_you_mean(name: str, candidates) -> str:
+    import difflib
+    close = difflib.get_close_matches(name, sorted(candidates), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
