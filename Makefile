@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # steadier, faster allocation for durable_rules' C core (docs/durable-rules.md)
 export GLIBC_TUNABLES ?= glibc.malloc.trim_threshold=268435456:glibc.malloc.mmap_threshold=268435456
 
-.PHONY: setup run lint test bench bench-http bench-sweep clean
+.PHONY: setup run lint test bench bench-http bench-sweep bench-console browser clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-setup: $(STAMP)
+# the console's browser tests (tests/console/) drive Debian's chromium; Playwright never downloads one
+browser:
+	@if ! command -v chromium >/dev/null || ! fc-list | grep -qi cjk; then \
+		apt-get update && apt-get install -y chromium fonts-noto-cjk; fi
+
+setup: $(STAMP) browser
 
 run: $(STAMP)
 	$(BIN)/creditctl policy check policies.yaml
@@ -41,6 +46,10 @@ bench-http: $(STAMP)
 # N=100,000 customers (1M invoices) by default; e.g. make bench-sweep SWEEP_ARGS='--customers 10000,20000'
 bench-sweep: $(STAMP)
 	$(BIN)/python bench/sweep_bench.py $(SWEEP_ARGS)
+
+# console page render p95 on a generated book (bench/console_bench.py; CONSOLE_ARGS='--customers 100000')
+bench-console: $(STAMP)
+	$(BIN)/python bench/console_bench.py $(CONSOLE_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
