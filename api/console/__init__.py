@@ -53,8 +53,7 @@ def _locale() -> str:
 def init_app(app: Flask) -> None:
     """Register the console under /console (called by api/http/app.py create_app)."""
     from . import views
-    app.config.setdefault("SESSION_COOKIE_NAME", "creditctl_console")
-    app.config.update(SECRET_KEY=_secret_key(app), SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
+    app.config.update(SESSION_COOKIE_NAME=app.config.get("CONSOLE_COOKIE_NAME", "creditctl_console"), SECRET_KEY=_secret_key(app), SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
                       WTF_CSRF_TIME_LIMIT=None)        # the token lives as long as the (idle-limited) session
     app.config.setdefault("CONSOLE_IDLE_SECONDS", IDLE_SECONDS)
     app.config.setdefault("CONSOLE_CLOCK", time.time)

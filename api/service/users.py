@@ -18,7 +18,7 @@ from .auth import ROLES, Principal
 LOCALES = ("zh_CN", "en")
 DEFAULT_LOCALE = "zh_CN"
 MIN_PASSWORD = 10
-_NAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+_NAME = re.compile(r"[\w.@-]{1,64}")                 # letters of any script (王经理), digits, . _ @ -
 _hasher = PasswordHasher()
 # verified against when the name is unknown, so a wrong name costs as long as a wrong password
 _DUMMY = _hasher.hash("not a password of anyone")
