@@ -26,7 +26,11 @@
     text.addEventListener("scroll", function () { document.getElementById("gutter").scrollTop = text.scrollTop; });
     gutter();
   });
-  document.addEventListener("htmx:afterSwap", gutter);
+  document.addEventListener("htmx:afterSwap", function () {
+    gutter();
+    var first = document.querySelector("#policy-errors .goto[data-line]");   // show the first error's line
+    if (first && first.dataset.line) gotoLine(parseInt(first.dataset.line, 10));
+  });
   document.addEventListener("click", function (e) {
     var a = e.target.closest && e.target.closest("a.goto");
     if (a && a.dataset.line) { e.preventDefault(); gotoLine(parseInt(a.dataset.line, 10)); }
