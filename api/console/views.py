@@ -7,6 +7,7 @@ import datetime as dt
 import glob
 import io
 import os
+import time
 from decimal import Decimal
 from urllib.parse import urlencode
 
@@ -219,23 +220,33 @@ def language():
 # ---------------------------------------------------------------------------------------- overview
 @bp.get("/overview")
 def overview():
+    """The cheap parts at once; the book figures (one pass over the whole book) come in by htmx."""
     need("reports:read")
     as_of = as_of_arg()
     svc = ctx()
-    aging = book.aging(svc, as_of)
-    total = aging["total"]
-    outstanding = Decimal(total["outstanding"])
-    overdue_pct = (Decimal(total["overdue"]) * 100 / outstanding).quantize(Decimal("0.1")) if outstanding else None
-    last_label = aging["buckets"][-1]["label"] if aging["buckets"] else None
-    old = Decimal(total["buckets"].get(last_label, "0")) if last_label else Decimal(0)
-    old_pct = (old * 100 / outstanding).quantize(Decimal("0.1")) if outstanding else None
-    dso = book.dso(svc, as_of, 90)
-    from ..reports.aging_chart import render_aging_svg
-    return render_template("overview.html", as_of=as_of, aging=aging, overdue_pct=overdue_pct,
-                           old_label=last_label, old_pct=old_pct, dso=dso,
-                           chart=render_aging_svg(aging, "amount_tier"),
-                           stages=views_data.stages(svc), alerts=views_data.alerts_of_day(svc, svc.today()),
-                           runs=views_data.runs(svc, 5))
+    return render_template("overview.html", as_of=as_of, stages=views_data.stages(svc),
+                           alerts=views_data.alerts_of_day(svc, svc.today()), runs=views_data.runs(svc, 5))
+
+
+FIGURES_SECONDS = 300           # how long the overview's book figures are reused (per process, as_of, policy)
+
+
+@bp.get("/overview/figures")
+def overview_figures():
+    need("reports:read")
+    as_of = as_of_arg()
+    svc = ctx()
+    with svc.read_tx() as s:
+        version = svc.registry.active(s).version
+    cache = current_app.extensions.setdefault("creditctl.console.figures", {})
+    ttl = current_app.config.get("CONSOLE_FIGURES_SECONDS", FIGURES_SECONDS)
+    key, now = (as_of, version), time.monotonic()
+    hit = cache.get(key)
+    if hit is None or now - hit[0] >= ttl:
+        if len(cache) > 32:
+            cache.clear()
+        hit = cache[key] = (now, views_data.book_figures(svc, as_of), svc.clock())
+    return render_template("_overview_figures.html", f=hit[1], computed_at=hit[2])
 
 
 # ---------------------------------------------------------------------------------------- customers

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from decimal import ROUND_HALF_UP, Decimal
 
 from sqlalchemy import func, or_, select
 
@@ -18,6 +19,8 @@ from engine.money import minor_str
 from ..errors import invalid, not_found
 from ..store.ledger import load_cases
 from ..store.policy_store import with_retry
+from . import book
+from .aging_chart import render_aging_svg
 from ..store.tables import (
     Action,
     Customer,
@@ -191,3 +194,30 @@ def runs(service, limit: int = 20) -> dict:
                         "errors": counts.get(r.id, {}).get("error", 0)} for r in sweeps],
             "jobs": [{"id": j.id, "job_id": j.job_id, "as_of": j.as_of, "started_at": j.started_at,
                       "finished_at": j.finished_at, "outcome": j.outcome, "detail": j.detail} for j in jobs]}
+
+
+def book_figures(service, as_of: dt.date, dso_days: int = 90) -> dict:
+    """The overview's book figures from ONE pass over the book (book.aging): receivables, overdue and
+    its share, the oldest bucket's share, DSO over `dso_days` (receivables × days / credit sales in the
+    window, as book.dso computes it) and the aging chart's SVG."""
+    aging = book.aging(service, as_of)
+    total = aging["total"]
+    outstanding, overdue = Decimal(total["outstanding"]), Decimal(total["overdue"])
+    oldest = aging["buckets"][-1]["label"] if aging["buckets"] else None
+    old = Decimal(total["buckets"].get(oldest, "0")) if oldest else Decimal(0)
+    start = as_of - dt.timedelta(days=dso_days - 1)
+    with service.read_tx() as s:
+        exp = service.registry.active(s).exponent
+        sales = int(s.execute(select(func.coalesce(func.sum(Invoice.amount_minor), 0))
+                              .where(Invoice.issued_on >= start, Invoice.issued_on <= as_of)).scalar_one())
+    dso = None
+    if sales:
+        dso = str((outstanding * 10**exp * dso_days / Decimal(sales)).quantize(Decimal("0.01"), ROUND_HALF_UP))
+
+    def pct(part):
+        return str((part * 100 / outstanding).quantize(Decimal("0.1"), ROUND_HALF_UP)) if outstanding else None
+    return {"as_of": as_of.isoformat(), "policy_version": aging["policy_version"], "currency": aging["currency"],
+            "receivables": total["outstanding"], "overdue": total["overdue"], "overdue_pct": pct(overdue),
+            "oldest_bucket": oldest, "oldest_pct": pct(old), "dso_days": dso, "dso_window_days": dso_days,
+            "credit_sales": minor_str(sales, exp), "customers_with_open_invoices": total["customers"],
+            "chart": render_aging_svg(aging, "amount_tier")}
