@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # steadier, faster allocation for durable_rules' C core (docs/durable-rules.md)
 export GLIBC_TUNABLES ?= glibc.malloc.trim_threshold=268435456:glibc.malloc.mmap_threshold=268435456
 
-.PHONY: setup run lint test bench bench-http bench-sweep bench-import clean
+.PHONY: setup run lint test bench bench-http bench-sweep bench-import bench-console browser clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-setup: $(STAMP)
+# the console's browser tests (tests/console/) drive Debian's chromium; Playwright never downloads one
+browser:
+	@if ! command -v chromium >/dev/null || ! fc-list | grep -qi cjk; then \
+		apt-get update && apt-get install -y chromium fonts-noto-cjk; fi
+
+setup: $(STAMP) browser
 
 run: $(STAMP)
 	$(BIN)/creditctl policy check policies.yaml
@@ -27,7 +32,7 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-test: $(STAMP) lint
+test: $(STAMP) browser lint
 	$(BIN)/creditctl policy check policies.yaml
 	$(BIN)/creditctl policy test policies.yaml
 	$(BIN)/python -m pytest -q -p no:cacheprovider
@@ -45,6 +50,10 @@ bench-sweep: $(STAMP)
 # 100,000 customers / 1M invoices by default; e.g. make bench-import IMPORT_ARGS='--customers 10000'
 bench-import: $(STAMP)
 	$(BIN)/python bench/import_bench.py $(IMPORT_ARGS)
+
+# console page render p95 on a generated book (bench/console_bench.py; CONSOLE_ARGS='--customers 100000')
+bench-console: $(STAMP)
+	$(BIN)/python bench/console_bench.py $(CONSOLE_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

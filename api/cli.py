@@ -69,7 +69,8 @@ def cmd_serve(args) -> int:
         print("demo API keys (Authorization: Bearer <key>):")
         for role, raw in DEMO_KEYS.items():
             print(f"  {role:<11} {raw}")
-    print(f"creditctl on http://{args.host}:{args.port}  (docs: /docs, OpenAPI: /openapi.json) database {url}")
+    print(f"creditctl on http://{args.host}:{args.port}  console: http://{args.host}:{args.port}/console  "
+          f"(docs: /docs, OpenAPI: /openapi.json) database {url}")
     sys.stdout.flush()
     if args.dev:
         app.run(args.host, args.port, threaded=True)
@@ -92,6 +93,30 @@ def cmd_keys_create(args) -> int:
         print(f"could not create key {args.name!r}: {exc.__class__.__name__}", file=sys.stderr)
         return 1
     print(raw)
+    return 0
+
+
+def cmd_users_create(args) -> int:
+    """A console user; the password from --password-stdin (one line) or asked twice on the terminal."""
+    import getpass
+    from .codes import exit_code
+    from .errors import DomainError
+    from .service import users
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass(f"password for {args.name}: ")
+        if getpass.getpass("again: ") != password:
+            print("the passwords differ", file=sys.stderr)
+            return 2
+    app, service = _service(_db_url(args), args.policy)
+    try:
+        user = users.create_user(service, args.name, args.role, password, args.locale)
+    except DomainError as exc:
+        detail = "; ".join(f"{k}: {', '.join(v)}" for k, v in exc.errors.items())
+        print(f"{exc.code}: {exc.message}" + (f" ({detail})" if detail else ""), file=sys.stderr)
+        return exit_code(exc.code)
+    print(json.dumps(user, ensure_ascii=False, sort_keys=True))
     return 0
 
 
@@ -276,6 +301,16 @@ def build_parser():
     create.add_argument("--database-url", dest="database_url")
     create.add_argument("--policy", default=engine_cli.DEFAULT_POLICY)
     create.set_defaults(func=cmd_keys_create)
+    users_cmd = sub.add_parser("users", help="manage console users").add_subparsers(dest="users_action",
+                                                                                   required=True)
+    ucreate = users_cmd.add_parser("create", help="create a console user (password asked, or --password-stdin)")
+    ucreate.add_argument("name")
+    ucreate.add_argument("--role", required=True)
+    ucreate.add_argument("--locale", default="zh_CN", help="zh_CN (default) or en")
+    ucreate.add_argument("--password-stdin", dest="password_stdin", action="store_true")
+    ucreate.add_argument("--database-url", dest="database_url")
+    ucreate.add_argument("--policy", default=engine_cli.DEFAULT_POLICY)
+    ucreate.set_defaults(func=cmd_users_create)
     return parser
 
 

@@ -12,6 +12,7 @@ from werkzeug.exceptions import HTTPException
 
 from engine.errors import InputInvalid, PolicyInvalid
 
+from .. import console
 from ..codes import http_status
 from ..errors import DomainError, invalid, marshmallow_errors
 from ..service import auth
@@ -69,6 +70,7 @@ def create_app(config: dict | None = None) -> Flask:
 
     register_error_handlers(app)
     routes.register(app)
+    console.init_app(app)
     return app
 
 

@@ -261,3 +261,20 @@ def docs_page() -> str:
             "<h1>creditctl API</h1><p>Machine-readable: <a href=/openapi.json>/openapi.json</a>. "
             "Authenticate with <code>Authorization: Bearer &lt;key&gt;</code>.</p><table>"
             + "".join(rows) + "</table>")
+
+
+def swagger_page(assets: str) -> str:
+    """/docs: Swagger UI (assets from the swagger-ui-bundle package, served under `assets`) over
+    /openapi.json, and below it the plain table of every operation (readable without JavaScript)."""
+    table = docs_page().split("<table>", 1)[1]
+    return ("<!doctype html><html lang=en><head><meta charset=utf-8><title>creditctl API</title>"
+            "<meta name=viewport content='width=device-width, initial-scale=1'>"
+            f"<link rel=stylesheet href='{assets}/swagger-ui.css'>"
+            "<style>body{margin:0;font:14px sans-serif}#all{margin:2em}td{padding:4px 10px;"
+            "border-bottom:1px solid #ddd}</style></head><body><div id=swagger-ui></div>"
+            f"<script src='{assets}/swagger-ui-bundle.js'></script>"
+            "<script>window.ui = SwaggerUIBundle({url: '/openapi.json', dom_id: '#swagger-ui', deepLinking: true, "
+            "persistAuthorization: false});</script>"
+            "<details id=all><summary>All operations</summary><p>Machine-readable: <a href=/openapi.json>"
+            "/openapi.json</a>. Authenticate with <code>Authorization: Bearer &lt;key&gt;</code> "
+            "(<b>Authorize</b> above).</p><table>" + table + "</details></body></html>")

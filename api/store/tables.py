@@ -339,3 +339,16 @@ class ImportRun(Base):
     errors: Mapped[list] = mapped_column(JSON, default=list)  # the first MAX_ERRORS, formatted
     error_count: Mapped[int] = mapped_column(Integer, default=0)
     decisions: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class User(Base):
+    """A console user (api/console/): signs in with a password, acts with its role's permissions
+    (api/service/auth.py PERMISSIONS) under its own name in the trail."""
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    role: Mapped[str] = mapped_column(String(32))
+    password_hash: Mapped[str] = mapped_column(String(256))          # argon2id, salted (argon2-cffi)
+    locale: Mapped[str] = mapped_column(String(16), default="zh_CN")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -1,7 +1,8 @@
-from flask import Blueprint, Response
+from flask import Blueprint, Response, send_from_directory
+from swagger_ui_bundle import swagger_ui_path
 
 from ...service import policies
-from ..openapi import docs_page, spec
+from ..openapi import spec, swagger_page
 from ..request import ctx, json_response, metrics
 
 bp = Blueprint("system", __name__)
@@ -24,4 +25,10 @@ def openapi():
 
 @bp.get("/docs")
 def docs():
-    return Response(docs_page(), 200, mimetype="text/html")
+    return Response(swagger_page("/docs/assets"), 200, mimetype="text/html")
+
+
+@bp.get("/docs/assets/<path:name>")
+def docs_assets(name):
+    """Swagger UI's own files, as the swagger-ui-bundle package ships them (no CDN)."""
+    return send_from_directory(str(swagger_ui_path), name, max_age=3600)

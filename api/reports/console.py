@@ -1,0 +1,223 @@
+"""Read-only views the console (api/console/) shows: the customer list, a customer's timeline and
+current decision, the worklist, the overview's counters, the sweep and job runs.
+
+The customer list filters and sorts on stored, indexed columns only (migration 0008): id / name,
+customers.last_bucket (the bucket of the customer's last evaluation), customers.collector and
+dunning_states.stage, so a page costs one indexed query and one count at any size of book.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from decimal import ROUND_HALF_UP, Decimal
+
+from sqlalchemy import func, or_, select
+
+from engine.evaluator import evaluate_loaded
+from rules.money import minor_str
+
+from ..errors import invalid, not_found
+from ..store.ledger import load_cases
+from ..store.policy_store import with_retry
+from . import book
+from .aging_chart import render_aging_svg
+from ..store.tables import (
+    Action,
+    Customer,
+    DecisionRecord,
+    Dispute,
+    DunningState,
+    Invoice,
+    JobRun,
+    Payment,
+    Promise,
+    Reservation,
+    SweepItem,
+    SweepRun,
+)
+
+PAGE_SIZE = 50
+SORTS = {"id": (Customer.id,), "name": (Customer.name, Customer.id), "bucket": (Customer.last_bucket, Customer.id),
+         "score": (Customer.last_score, Customer.id), "collector": (Customer.collector, Customer.id)}
+
+
+def _like(text: str) -> str:
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def customers(service, *, q=None, bucket=None, stage=None, collector=None, sort="id", desc=False,
+              page=1, per_page=PAGE_SIZE) -> dict:
+    """One page of the customer list and the number of customers that match."""
+    if sort not in SORTS:
+        raise invalid({"sort": [f"one of {', '.join(SORTS)}"]})
+    if page < 1 or page > 1_000_000:
+        raise invalid({"page": ["between 1 and 1000000"]})
+    stage_col = func.coalesce(DunningState.stage, 0)
+    base = select(Customer.id).outerjoin(DunningState, DunningState.customer_id == Customer.id)
+    if q:
+        base = base.where(or_(Customer.id == q, Customer.id.like(q.replace("%", "") + "%"),
+                              Customer.name.like(_like(q), escape="\\")))
+    if bucket:
+        base = base.where(Customer.last_bucket == bucket)
+    if stage is not None:
+        base = base.where(stage_col == stage)
+    if collector:
+        base = base.where(Customer.collector == collector)
+    with service.read_tx() as s:
+        total = s.execute(select(func.count()).select_from(base.subquery())).scalar_one()
+        cols = [c.desc() if desc else c for c in SORTS[sort]]
+        query = (select(Customer.id, Customer.name, Customer.collector, Customer.last_bucket, Customer.last_score,
+                        Customer.approved_limit_minor, stage_col.label("stage"))
+                 .outerjoin(DunningState, DunningState.customer_id == Customer.id)
+                 .where(Customer.id.in_(base.order_by(*cols).limit(per_page).offset((page - 1) * per_page)))
+                 .order_by(*cols))
+        rows = [dict(r._mapping) for r in s.execute(query)]
+        exp = service.registry.active(s).exponent
+    for r in rows:
+        minor = r.pop("approved_limit_minor")
+        r["approved_limit"] = None if minor is None else minor_str(minor, exp)
+    return {"rows": rows, "total": total, "page": page, "pages": max(1, -(-total // per_page)),
+            "per_page": per_page}
+
+
+def collectors(service) -> list[str]:
+    with service.read_tx() as s:
+        return [c for (c,) in s.execute(select(Customer.collector).where(Customer.collector.is_not(None))
+                                        .distinct().order_by(Customer.collector).limit(200))]
+
+
+def current_decision(service, customer_id: str, as_of: dt.date) -> dict:
+    """The decision the active policy makes about the customer at as_of (nothing recorded)."""
+    with service.read_tx() as s:
+        c = s.get(Customer, customer_id)
+        if c is None:
+            raise not_found("customer", customer_id)
+        policy = service.registry.active(s)
+        case = load_cases(s, [c], policy.exponent, as_of)[c.id].typed
+        return with_retry(lambda: evaluate_loaded(service.registry.active(s), case, as_of)).data
+
+
+def timeline(service, customer_id: str, limit: int = 300) -> list[dict]:
+    """The customer's invoices, payments, promises, disputes, reservations, decisions and actions,
+    newest first: {on, kind, ref, text, amount, id?}."""
+    out: list[dict] = []
+    with service.read_tx() as s:
+        if s.get(Customer, customer_id) is None:
+            raise not_found("customer", customer_id)
+        exp = service.registry.active(s).exponent
+        m = (lambda v: minor_str(v, exp))       # noqa: E731
+        for i in s.execute(select(Invoice).where(Invoice.customer_id == customer_id)).scalars():
+            out.append({"on": i.issued_on, "kind": "invoice", "ref": i.id, "amount": m(i.amount_minor),
+                        "text": f"due {i.due_on.isoformat()}"})
+        for p in s.execute(select(Payment).where(Payment.customer_id == customer_id)).scalars():
+            out.append({"on": p.paid_on, "kind": "payment", "ref": p.id, "amount": m(p.amount_minor),
+                        "text": p.invoice_id or ""})
+        for p in s.execute(select(Promise).where(Promise.customer_id == customer_id)).scalars():
+            out.append({"on": p.made_on, "kind": "promise", "ref": p.id, "amount": m(p.amount_minor),
+                        "text": f"→ {p.promised_on.isoformat()}"})
+        for d in s.execute(select(Dispute).where(Dispute.customer_id == customer_id)).scalars():
+            out.append({"on": d.opened_on, "kind": "dispute", "ref": d.invoice_id, "amount": None,
+                        "text": d.reason + (f" (resolved {d.resolved_on.isoformat()})" if d.resolved_on else "")})
+        for r in s.execute(select(Reservation).where(Reservation.customer_id == customer_id)).scalars():
+            out.append({"on": r.created_at.date(), "kind": "reservation", "ref": r.order_id,
+                        "amount": m(r.amount_minor), "text": r.status})
+        for d in s.execute(select(DecisionRecord.id, DecisionRecord.kind, DecisionRecord.as_of,
+                                  DecisionRecord.outcome, DecisionRecord.actor)
+                           .where(DecisionRecord.subject == customer_id)
+                           .order_by(DecisionRecord.seq.desc()).limit(limit)):
+            out.append({"on": d.as_of, "kind": d.kind, "ref": d.id[:12], "id": d.id, "amount": None,
+                        "text": f"{d.outcome or ''} · {d.actor}"})
+        for a in s.execute(select(Action).where(Action.customer_id == customer_id)
+                           .order_by(Action.id.desc()).limit(limit)).scalars():
+            out.append({"on": a.due_on, "kind": "action", "ref": a.invoice_id, "amount": m(a.amount_minor),
+                        "text": f"{a.type} · {a.channel} · {a.status}" + (f" · {a.outcome}" if a.outcome else "")})
+    out.sort(key=lambda e: (e["on"], e["kind"]), reverse=True)
+    return out[:limit]
+
+
+def worklist(service, *, owner=None, limit=200) -> list[dict]:
+    """Open actions, most urgent first: highest stage, then earliest due date, then largest amount."""
+    with service.read_tx() as s:
+        q = (select(Action, Customer.name).join(Customer, Customer.id == Action.customer_id)
+             .where(Action.status == "open"))
+        if owner:
+            q = q.where(Action.owner == owner)
+        rows = s.execute(q.order_by(Action.stage.desc(), Action.due_on, Action.amount_minor.desc(), Action.id)
+                         .limit(limit)).all()
+        exp = service.registry.active(s).exponent
+    return [{"id": a.id, "customer_id": a.customer_id, "name": name, "invoice_id": a.invoice_id, "type": a.type,
+             "channel": a.channel, "owner": a.owner, "stage": a.stage, "due_on": a.due_on,
+             "amount": minor_str(a.amount_minor, exp)} for a, name in rows]
+
+
+def stages(service) -> dict[int, int]:
+    """Customers per dunning stage (no state yet = stage 0)."""
+    with service.read_tx() as s:
+        total = s.execute(select(func.count()).select_from(Customer)).scalar_one()
+        by = dict(s.execute(select(DunningState.stage, func.count()).group_by(DunningState.stage)).all())
+    by[0] = by.get(0, 0) + total - sum(by.values())
+    return dict(sorted(by.items()))
+
+
+def alerts_of_day(service, day: dt.date, limit: int = 50) -> list[dict]:
+    """Alerts in the decisions recorded on `day` (newest first, at most `limit`)."""
+    start = dt.datetime.combine(day, dt.time())
+    out = []
+    with service.read_tx() as s:
+        for rec in s.execute(select(DecisionRecord.id, DecisionRecord.subject, DecisionRecord.result)
+                             .where(DecisionRecord.created_at >= start,
+                                    DecisionRecord.created_at < start + dt.timedelta(days=1))
+                             .order_by(DecisionRecord.created_at.desc()).limit(2000)):
+            for alert in json.loads(rec.result).get("alerts") or []:
+                out.append({"customer_id": rec.subject, "decision_id": rec.id, **alert})
+                if len(out) >= limit:
+                    return out
+    return out
+
+
+def runs(service, limit: int = 20) -> dict:
+    """The latest sweep runs (with their error counts) and job runs."""
+    with service.read_tx() as s:
+        sweeps = s.execute(select(SweepRun).order_by(SweepRun.started_at.desc(), SweepRun.id.desc())
+                           .limit(limit)).scalars().all()
+        ids = [r.id for r in sweeps]
+        counts = {}
+        for run_id, outcome, n in s.execute(select(SweepItem.run_id, SweepItem.outcome, func.count())
+                                            .where(SweepItem.run_id.in_(ids))
+                                            .group_by(SweepItem.run_id, SweepItem.outcome)):
+            counts.setdefault(run_id, {})[outcome] = n
+        jobs = s.execute(select(JobRun).order_by(JobRun.started_at.desc(), JobRun.id.desc())
+                         .limit(limit)).scalars().all()
+    return {"sweeps": [{"id": r.id, "as_of": r.as_of, "status": r.status, "actor": r.actor,
+                        "started_at": r.started_at, "finished_at": r.finished_at, "customers": r.customers,
+                        "processed": counts.get(r.id, {}).get("done", 0),
+                        "errors": counts.get(r.id, {}).get("error", 0)} for r in sweeps],
+            "jobs": [{"id": j.id, "job_id": j.job_id, "as_of": j.as_of, "started_at": j.started_at,
+                      "finished_at": j.finished_at, "outcome": j.outcome, "detail": j.detail} for j in jobs]}
+
+
+def book_figures(service, as_of: dt.date, dso_days: int = 90) -> dict:
+    """The overview's book figures from ONE pass over the book (book.aging): receivables, overdue and
+    its share, the oldest bucket's share, DSO over `dso_days` (receivables × days / credit sales in the
+    window, as book.dso computes it) and the aging chart's SVG."""
+    aging = book.aging(service, as_of)
+    total = aging["total"]
+    outstanding, overdue = Decimal(total["outstanding"]), Decimal(total["overdue"])
+    oldest = aging["buckets"][-1]["label"] if aging["buckets"] else None
+    old = Decimal(total["buckets"].get(oldest, "0")) if oldest else Decimal(0)
+    start = as_of - dt.timedelta(days=dso_days - 1)
+    with service.read_tx() as s:
+        exp = service.registry.active(s).exponent
+        sales = int(s.execute(select(func.coalesce(func.sum(Invoice.amount_minor), 0))
+                              .where(Invoice.issued_on >= start, Invoice.issued_on <= as_of)).scalar_one())
+    dso = None
+    if sales:
+        dso = str((outstanding * 10**exp * dso_days / Decimal(sales)).quantize(Decimal("0.01"), ROUND_HALF_UP))
+
+    def pct(part):
+        return str((part * 100 / outstanding).quantize(Decimal("0.1"), ROUND_HALF_UP)) if outstanding else None
+    return {"as_of": as_of.isoformat(), "policy_version": aging["policy_version"], "currency": aging["currency"],
+            "receivables": total["outstanding"], "overdue": total["overdue"], "overdue_pct": pct(overdue),
+            "oldest_bucket": oldest, "oldest_pct": pct(old), "dso_days": dso, "dso_window_days": dso_days,
+            "credit_sales": minor_str(sales, exp), "customers_with_open_invoices": total["customers"],
+            "chart": render_aging_svg(aging, "amount_tier")}

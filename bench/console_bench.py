@@ -1,0 +1,128 @@
+"""Console page render times on a large generated book (not a test): `make bench-console`.
+
+Builds a book of N customers (bench/sweep_bench.py's generator: ~10 invoices each, payments,
+promises, disputes, …) in a fresh SQLite file (and a fresh PostgreSQL database when 127.0.0.1:5432
+answers), signs in a console user, and renders each page R times through the Flask app in process
+(test client: the full request — session, CSRF token, queries, Jinja2, babel — without the socket).
+Prints p50 / p95 / max in ms per page and backend, and the same as JSON on the last line.
+
+The overview page itself is cheap; its book figures (/console/overview/figures) read the whole book
+once (api/reports/console.book_figures) and are reused for CONSOLE_FIGURES_SECONDS: measured cached and
+cold (fewer repeats). The other pages are indexed queries (docs/console.md).
+
+    .venv/bin/python bench/console_bench.py --customers 100000 --repeats 30
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import os
+import pathlib
+import re
+import statistics
+import sys
+import tempfile
+import time
+
+HERE = pathlib.Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(ROOT))
+
+from pgcheck import pg_reachable  # noqa: E402
+from sweep_bench import load_book  # noqa: E402
+
+AS_OF = dt.date(2026, 11, 30)
+PG_ADMIN = os.environ.get("CREDITCTL_BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def pages(n: int) -> dict[str, str]:
+    deep = max(1, n // 50 // 2)
+    return {"customers p1": "/console/customers",
+            f"customers p{deep}": f"/console/customers?page={deep}",
+            "customers search id": "/console/customers?q=C00012",
+            "customers search 中文": "/console/customers?q=有限公司",
+            "customers sort name desc": "/console/customers?sort=name&dir=desc",
+            "customers filter stage": "/console/customers?stage=2",
+            "customer page": "/console/customers/C0000042?as_of=" + AS_OF.isoformat(),
+            "worklist": "/console/worklist",
+            "trail": "/console/trail",
+            "runs": "/console/runs",
+            "policy": "/console/policy"}
+
+
+def measure(client, path: str, repeats: int) -> dict:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        r = client.get(path)
+        times.append((time.perf_counter() - t0) * 1000)
+        if r.status_code != 200:
+            raise SystemExit(f"{path}: HTTP {r.status_code}: {r.get_data(as_text=True)[:300]}")
+    times.sort()
+    rank = max(0, math.ceil(len(times) * 0.95) - 1)                    # nearest rank
+    return {"p50": round(statistics.median(times), 1), "p95": round(times[rank], 1),
+            "max": round(times[-1], 1), "n": repeats}
+
+
+def run_backend(name: str, url: str, n: int, repeats: int, overview_repeats: int) -> dict:
+    from api.http.app import create_app
+    from api.service import users
+    t0 = time.perf_counter()
+    load_book(url, n, AS_OF, 7, 2000)
+    print(f"[{name}] book of {n} customers loaded in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    app = create_app({"DATABASE_URL": url, "POLICY_FILE": str(ROOT / "policies.yaml"), "SECRET_KEY": "bench",
+                      "CLOCK": lambda: dt.datetime.combine(AS_OF, dt.time(9))})
+    users.create_user(app.extensions["creditctl"], "bench", "admin", "bench-password")
+    client = app.test_client()
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/console/sign-in").text).group(1)
+    r = client.post("/console/sign-in", data={"csrf_token": token, "name": "bench", "password": "bench-password"})
+    assert r.status_code == 302, r.status_code
+    out = {}
+    for label, path in pages(n).items():
+        out[label] = measure(client, path, repeats)
+        print(f"[{name}] {label:<28} p50 {out[label]['p50']:>8} ms  p95 {out[label]['p95']:>8} ms", file=sys.stderr)
+    out["overview"] = measure(client, "/console/overview", repeats)
+    app.config["CONSOLE_FIGURES_SECONDS"] = 3600
+    client.get("/console/overview/figures")                              # fills the cache
+    out["overview figures (cached)"] = measure(client, "/console/overview/figures", repeats)
+    app.config["CONSOLE_FIGURES_SECONDS"] = 0
+    out["overview figures (cold: whole book)"] = measure(client, "/console/overview/figures", overview_repeats)
+    for label in ("overview", "overview figures (cached)", "overview figures (cold: whole book)"):
+        print(f"[{name}] {label:<28} p50 {out[label]['p50']:>8} ms  p95 {out[label]['p95']:>8} ms", file=sys.stderr)
+    app.extensions["creditctl.engine"].dispose()
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--customers", type=int, default=20_000)
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--overview-repeats", type=int, default=3)
+    ap.add_argument("--backends", default="sqlite,postgresql")
+    args = ap.parse_args(argv)
+    results = {"customers": args.customers, "backends": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        if "sqlite" in args.backends:
+            results["backends"]["sqlite"] = run_backend("sqlite", f"sqlite:///{tmp}/console.sqlite3", args.customers,
+                                                        args.repeats, args.overview_repeats)
+        if "postgresql" in args.backends and pg_reachable(PG_ADMIN) is None:
+            import psycopg
+            db = f"creditctl_console_bench_{os.getpid()}"
+            with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+                conn.execute(f'CREATE DATABASE "{db}"')
+            try:
+                results["backends"]["postgresql"] = run_backend(
+                    "postgresql", f"{PG_ADMIN.rsplit('/', 1)[0]}/{db}", args.customers, args.repeats,
+                    args.overview_repeats)
+            finally:
+                with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+    print(json.dumps(results, ensure_ascii=False, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
