@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import requests
-from conftest import PASSWORD, nav_labels, shot, sign_in
+from console_harness import PASSWORD, nav_labels, shot, sign_in
 
 from api.errors import DomainError
 from api.service import users
