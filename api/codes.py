@@ -33,6 +33,7 @@ CODES: dict[str, Code] = {
     "E_INTERNAL": Code(500, 5, "an unexpected error; nothing was changed"),
     "E_ENGINE": Code(503, 5, "the rules engine failed; no decision was made"),
     "E_NO_POLICY": Code(503, 5, "no policy is active"),
+    "E_AUDIT_KEY": Code(503, 2, "the audit signing key or checkpoint log is missing or unreadable"),
 }
 
 

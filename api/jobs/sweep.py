@@ -199,7 +199,7 @@ def process_group(service, run: SweepRun, customer_ids: list[str], notifier) -> 
                                .with_for_update()).scalars())
         done = set(s.execute(select(SweepItem.customer_id).where(SweepItem.run_id == run.id,
                                                                  SweepItem.customer_id.in_(ids))).scalars())
-        heads = trail.lock_heads(s, locked - done) if locked - done else {}
+        heads = trail.lock_heads(s, locked - done, service.clock()) if locked - done else {}
         stale = {cid for cid, head in heads.items() if head != seen[cid]}
         keep = [e for e in evaluated if e.customer_id in heads and e.customer_id not in stale]
         errors = [e for e in errors if e["customer_id"] in heads and e["customer_id"] not in stale]
