@@ -24,6 +24,7 @@ CODES: dict[str, Code] = {
     "E_METHOD_NOT_ALLOWED": Code(405, 2, "the resource does not take this method"),
     "E_CONFLICT": Code(409, 4, "the request conflicts with the stored state"),
     "E_EVENT_CONFLICT": Code(409, 4, "an event id was already processed with another body"),
+    "E_RESERVATION_CLOSED": Code(409, 4, "the order's reservation was invoiced, released or expired: never held again"),
     "E_NOT_REPLAYABLE": Code(409, 4, "the record is not a single decision that can be replayed"),
     "E_LEDGER_POLICY_MISMATCH": Code(409, 4, "the ledger's currency is not the active policy's"),
     "E_TOO_LARGE": Code(413, 2, "the request body is too large"),

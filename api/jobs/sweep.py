@@ -29,6 +29,7 @@ from engine.evaluator import evaluate_loaded
 from engine.matcher import Disposed
 
 from ..errors import DomainError, conflict, not_found
+from ..service.audit import checkpoint_if_configured
 from ..service.decide import action_rows
 from ..store import trail
 from ..store.database import insert_ignoring_duplicates
@@ -407,4 +408,5 @@ def summary(service, run_id: str) -> dict:
 def run_sweep(service, as_of: dt.date, actor: str, **kw) -> dict:
     run_id = start(service, as_of, actor)
     work(service, run_id, **kw)
+    checkpoint_if_configured(service)        # the sweep's records signed while they are fresh
     return summary(service, run_id)

@@ -116,10 +116,12 @@ class Reservation(Base):
     order_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
     amount_minor: Mapped[int] = mapped_column(BigInteger)
-    status: Mapped[str] = mapped_column(String(16))      # held, released, invoiced
+    status: Mapped[str] = mapped_column(String(16))      # held → invoiced / released / expired, one way
     expires_on: Mapped[dt.date] = mapped_column(Date)
     decision_id: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    owner: Mapped[str | None] = mapped_column(String(128), nullable=True)          # the key that holds it
+    request_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)    # of the holding request
 
 
 class PolicyVersion(Base):
@@ -191,6 +193,7 @@ class Action(Base):
     completed_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     completed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
     decision_id: Mapped[str] = mapped_column(String(64))
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)   # the notifier has it
     __table_args__ = (UniqueConstraint("customer_id", "invoice_id", "type", "stage", "due_on",
                                        name="uq_actions_once"),)
 
@@ -305,3 +308,11 @@ class InterestAccrual(Base):
     run_id: Mapped[str] = mapped_column(String(64), index=True)
     __table_args__ = (UniqueConstraint("customer_id", "invoice_id", "accrued_on", name="uq_interest_accruals_once"),
                       Index("ix_interest_accruals_accrued_on", "accrued_on"))
+
+
+class DbMark(Base):
+    """Facts about the database itself, e.g. `demo`: created by `serve --demo` (demo keys allowed)."""
+    __tablename__ = "db_marks"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
