@@ -5,6 +5,7 @@ import datetime as dt
 import json
 import os
 import sys
+import time
 from decimal import Decimal
 
 from engine import cli as engine_cli
@@ -183,6 +184,24 @@ def cmd_sweep(args) -> int:
                   file=sys.stderr, flush=True)
     counts = sweep.work(service, run_id, progress=progress, reclaim=args.reclaim,
                         stop_after=args.stop_after)
+    # the run is finished here or we say what is left: partitions other live workers hold are waited
+    # for (their lease lapses if they die; a worker of this host that died was taken over already)
+    while args.stop_after is None:
+        left = sweep.left_over(service, run_id)
+        if not left:
+            break
+        if args.no_wait:
+            if not args.quiet:
+                print(file=sys.stderr)
+            for p in left:
+                print(f"sweep {run_id} not finished: partition {p['partition']} {p['status']} by {p['worker']}, "
+                      f"lease lapses at {p['lease_until']}; run again then (or with --reclaim)", file=sys.stderr)
+            print(json.dumps({**sweep.summary(service, run_id), "left_over": left}, ensure_ascii=False,
+                             sort_keys=True))
+            return 4
+        time.sleep(2)
+        more = sweep.work(service, run_id, progress=progress, reclaim=args.reclaim)
+        counts = {k: counts[k] + more[k] for k in counts}
     if not args.quiet:
         print(file=sys.stderr)
     from .service.audit import checkpoint_if_configured
@@ -302,6 +321,9 @@ def build_parser():
     sw.add_argument("--reclaim", action="store_true",
                     help="take over partitions claimed by workers that died (no other worker may be running)")
     sw.add_argument("--quiet", action="store_true")
+    sw.add_argument("--no-wait", dest="no_wait", action="store_true",
+                    help="exit 4 (saying which partitions other live workers hold, and until when) instead of "
+                         "waiting for them to finish or their lease to lapse")
     sw.add_argument("--stop-after", dest="stop_after", type=int, default=None, help=argparse_SUPPRESS)
     sw.add_argument("--partition-size", dest="partition_size", type=int, default=None,
                     help="customers per partition when this command creates the run (default 500)")

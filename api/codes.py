@@ -34,6 +34,8 @@ CODES: dict[str, Code] = {
     "E_INTERNAL": Code(500, 5, "an unexpected error; nothing was changed"),
     "E_ENGINE": Code(503, 5, "the rules engine failed; no decision was made"),
     "E_NO_POLICY": Code(503, 5, "no policy is active"),
+    "E_DATABASE_UNAVAILABLE": Code(503, 5, "the database connection failed; retry (see Retry-After)"),
+    "E_POLICY_TAMPERED": Code(503, 5, "a stored policy version's text does not hash to its version; refused"),
     "E_AUDIT_KEY": Code(503, 2, "the audit signing key or checkpoint log is missing or unreadable"),
 }
 

@@ -20,7 +20,7 @@ from ..service.context import Context
 from ..service.policies import load_policy_file as _load_policy_file
 from ..store.database import make_engine, make_sessionmaker, migrate
 from ..store.policy_store import PolicyRegistry
-from . import routes
+from . import dbretry, routes
 from .metrics import Metrics
 from .request import json_response
 
@@ -76,6 +76,7 @@ def create_app(config: dict | None = None) -> Flask:
 
     register_error_handlers(app)
     routes.register(app)
+    dbretry.install(app, app.extensions["creditctl"].sessionmaker)      # after the routes: it wraps them
     return app
 
 

@@ -159,7 +159,7 @@ def spec() -> dict:
                     "policies", (400, 401, 403, 422))})
     s.path("/v1/actions", operations={
         "get": _op("Collection actions", "actions:read", None, 200,
-                   [_query("status", {"type": "string", "enum": ["open", "sent", "done", "closed", "cancelled"]}), _query("owner"),
+                   [_query("status", {"type": "string", "enum": ["open", "queued", "sent", "done", "closed", "cancelled"]}), _query("owner"),
                     _query("customer"), _query("cursor", {"type": "string", "pattern": r"^\d+$"}),
                     _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000})], "actions", (401, 403, 422))})
     s.path("/v1/actions/{action_id}/complete", operations={
