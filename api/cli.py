@@ -114,6 +114,7 @@ def cmd_serve(args) -> int:
         refusal = demo_refusal(service, args.force_demo)
         if refusal:
             print(refusal, file=sys.stderr)
+            app.extensions["creditctl.engine"].dispose()
             return 2
         n = seed_demo(service, args.portfolio)
         print(f"demo book: {n} customers loaded" if n else "demo book already loaded")
