@@ -91,17 +91,23 @@ def deliver_pending(service, notifier, ids: list[int] | None = None) -> dict:
         exponent = service.registry.active(s).exponent
         q = _QUEUED if ids is None else _QUEUED.where(Action.id.in_(ids))
         actions = s.execute(q).scalars().all()
-    for a in actions:
-        try:
-            notifier(action_dict(a, exponent))
-        except Exception as exc:            # noqa: BLE001 — any notifier failure leaves the action queued
-            counts["failed"] += 1
-            log.warning("outbox: action %s not delivered (stays queued): %s", a.id, exc)
-            continue
-        with service.tx() as s:
-            s.execute(update(Action).where(Action.id == a.id, Action.status == "queued")
-                      .values(status="sent", delivered_at=service.clock()))
-        counts["delivered"] += 1
+    delivered = []
+    try:
+        for a in actions:
+            try:
+                notifier(action_dict(a, exponent))
+            except Exception as exc:            # noqa: BLE001 — any notifier failure leaves the action queued
+                counts["failed"] += 1
+                log.warning("outbox: action %s not delivered (stays queued): %s", a.id, exc)
+                continue
+            delivered.append(a.id)
+    finally:
+        # one write for the batch (a crash before it hands these over again: at least once, same keys)
+        if delivered:
+            with service.tx() as s:
+                s.execute(update(Action).where(Action.id.in_(delivered), Action.status == "queued")
+                          .values(status="sent", delivered_at=service.clock()))
+    counts["delivered"] = len(delivered)
     return counts
 
 
