@@ -5,6 +5,7 @@ import datetime as dt
 import json
 import os
 import sys
+import time
 
 from engine import cli as engine_cli
 
@@ -60,10 +61,46 @@ def seed_demo(service, book_folder: str) -> int:
     return result["counts"]["customers"]["new"]
 
 
+def demo_refusal(service, force: bool = False) -> str | None:
+    """Why the public demo keys may not go into this database (None: they may). Allowed into an empty
+    database (which is then marked `demo`), into one the demo created, or with --force-demo."""
+    from sqlalchemy import func, select
+
+    from .store.tables import ApiKey, Customer, DbMark, DecisionRecord
+    with service.tx() as s:
+        if force or s.get(DbMark, "demo") is not None:
+            return None
+        customers = s.execute(select(func.count()).select_from(Customer)).scalar_one()
+        decisions = s.execute(select(func.count()).select_from(DecisionRecord)).scalar_one()
+        keys = s.execute(select(func.count()).select_from(ApiKey).where(ApiKey.name.not_like("demo-%"))).scalar_one()
+        if customers or decisions or keys:
+            return (f"refusing --demo: the database holds a book ({customers} customers, {decisions} decisions, "
+                    f"{keys} API keys) that the demo did not create, and the demo keys are public; "
+                    "use another --database-url, or --force-demo")
+        s.add(DbMark(name="demo", value="created by serve --demo", created_at=service.clock()))
+    return None
+
+
+def _demo_audit_key() -> None:
+    """serve --demo signs checkpoints with var/audit-key, created here when missing."""
+    from .service.audit import DEFAULT_KEY
+    from .store.checkpoints import generate_key
+    if not os.environ.get("CREDITCTL_AUDIT_KEY") and not os.path.exists(DEFAULT_KEY):
+        generate_key(DEFAULT_KEY)
+        print(f"audit signing key created: {DEFAULT_KEY} (move it off the database host for real use)")
+
+
 def cmd_serve(args) -> int:
     url = _db_url(args)
+    if args.demo:
+        _demo_audit_key()
     app, service = _service(url, args.policy)
     if args.demo:
+        refusal = demo_refusal(service, args.force_demo)
+        if refusal:
+            print(refusal, file=sys.stderr)
+            app.extensions["creditctl.engine"].dispose()
+            return 2
         n = seed_demo(service, args.book)
         print(f"demo book: {n} customers loaded" if n else "demo book already loaded")
         print("demo API keys (Authorization: Bearer <key>):")
@@ -158,8 +195,28 @@ def cmd_sweep(args) -> int:
                   file=sys.stderr, flush=True)
     counts = sweep.work(service, run_id, progress=progress, reclaim=args.reclaim,
                         stop_after=args.stop_after)
+    # the run is finished here or we say what is left: partitions other live workers hold are waited
+    # for (their lease lapses if they die; a worker of this host that died was taken over already)
+    while args.stop_after is None:
+        left = sweep.left_over(service, run_id)
+        if not left:
+            break
+        if args.no_wait:
+            if not args.quiet:
+                print(file=sys.stderr)
+            for p in left:
+                print(f"sweep {run_id} not finished: partition {p['partition']} {p['status']} by {p['worker']}, "
+                      f"lease lapses at {p['lease_until']}; run again then (or with --reclaim)", file=sys.stderr)
+            print(json.dumps({**sweep.summary(service, run_id), "left_over": left}, ensure_ascii=False,
+                             sort_keys=True))
+            return 4
+        time.sleep(2)
+        more = sweep.work(service, run_id, progress=progress, reclaim=args.reclaim)
+        counts = {k: counts[k] + more[k] for k in counts}
     if not args.quiet:
         print(file=sys.stderr)
+    from .service.audit import checkpoint_if_configured
+    checkpoint_if_configured(service)
     result = sweep.summary(service, run_id)
     result["this_worker"] = counts
     print(json.dumps(result, ensure_ascii=False, sort_keys=True))
@@ -211,6 +268,64 @@ def cmd_import(args) -> int:
     return 0 if result["status"] in ("done", "checked") and not result["error_count"] else 1
 
 
+def _audit_service(args):
+    from .http.app import create_app
+    url = _db_url(args)
+    _prepare_sqlite_dir(url)
+    config = {"DATABASE_URL": url, "POLICY_FILE": args.policy}
+    for name, value in (("AUDIT_KEY", getattr(args, "key", None)), ("AUDIT_PUBLIC_KEY", getattr(args, "public_key", None)),
+                        ("AUDIT_CHECKPOINTS", args.checkpoints)):
+        if value:
+            config[name] = value
+    return create_app(config).extensions["creditctl"]
+
+
+def cmd_audit_keygen(args) -> int:
+    from .store.checkpoints import generate_key
+    try:
+        public = generate_key(args.out)
+    except FileExistsError:
+        print(f"{args.out} exists: a key is never overwritten", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"cannot write {args.out}: {exc.strerror}", file=sys.stderr)
+        return 2
+    print(f"private key written to {args.out} (keep it off the database host; CREDITCTL_AUDIT_KEY={args.out})",
+          file=sys.stderr)
+    print(public, end="")
+    return 0
+
+
+def cmd_audit_checkpoint(args) -> int:
+    from .codes import exit_code
+    from .errors import DomainError
+    from .service import audit
+    try:
+        result = audit.checkpoint(_audit_service(args))
+    except DomainError as exc:
+        print(f"{exc.code}: {exc.message}", file=sys.stderr)
+        return exit_code(exc.code)
+    print(json.dumps(result, ensure_ascii=False, sort_keys=True))
+    return 0
+
+
+def cmd_audit_verify(args) -> int:
+    """Exit 0 when the chains and every checkpoint hold, 1 with the findings otherwise."""
+    from .codes import exit_code
+    from .errors import DomainError
+    from .service import audit
+    try:
+        result = audit.verify(_audit_service(args))
+    except DomainError as exc:
+        print(f"{exc.code}: {exc.message}", file=sys.stderr)
+        return exit_code(exc.code)
+    for f in result["findings"]:
+        where = f["subject"] if f["subject"] is not None else f"checkpoint {f['checkpoint'] + 1}"
+        print(f"{f['kind']}: {where}: {f['problem']}", file=sys.stderr)
+    print(json.dumps(result, ensure_ascii=False, sort_keys=True, default=str))
+    return 0 if result["ok"] else 1
+
+
 def cmd_policy_simulate(args) -> int:
     from .jobs.simulate import run_cli
     return run_cli(args, _db_url(args))
@@ -251,6 +366,8 @@ def build_parser():
     serve.add_argument("--workers", type=int, default=2)
     serve.add_argument("--demo", action="store_true", help="load the demo book and demo keys")
     serve.add_argument("--book", default=os.path.join("examples", "book"), help="the demo book's import files")
+    serve.add_argument("--force-demo", dest="force_demo", action="store_true",
+                       help="install the public demo keys even into a database the demo did not create")
     serve.add_argument("--dev", action="store_true", help="Flask's development server instead of gunicorn")
     serve.set_defaults(func=cmd_serve)
     sw = sub.add_parser("sweep", help="run (or resume, or join) the collections sweep for a day")
@@ -260,6 +377,9 @@ def build_parser():
     sw.add_argument("--reclaim", action="store_true",
                     help="take over partitions claimed by workers that died (no other worker may be running)")
     sw.add_argument("--quiet", action="store_true")
+    sw.add_argument("--no-wait", dest="no_wait", action="store_true",
+                    help="exit 4 (saying which partitions other live workers hold, and until when) instead of "
+                         "waiting for them to finish or their lease to lapse")
     sw.add_argument("--stop-after", dest="stop_after", type=int, default=None, help=argparse_SUPPRESS)
     sw.add_argument("--partition-size", dest="partition_size", type=int, default=None,
                     help="customers per partition when this command creates the run (default 500)")
@@ -277,7 +397,7 @@ def build_parser():
     sc.add_argument("--policy", default=engine_cli.DEFAULT_POLICY)
     sc.add_argument("--run-now", dest="run_now",
                     help="run one job now and exit (collections-sweep, interest-accrual, credit-review, "
-                         "monthly-statements)")
+                         "monthly-statements, audit-checkpoint)")
     sc.add_argument("--as-of", dest="as_of")
     sc.add_argument("--no-wait", dest="no_wait", action="store_true", help="exit if another scheduler runs")
     sc.set_defaults(func=cmd_scheduler)
@@ -294,6 +414,24 @@ def build_parser():
     imp.add_argument("--policy", default=engine_cli.DEFAULT_POLICY)
     imp.add_argument("--quiet", action="store_true")
     imp.set_defaults(func=cmd_import)
+    audit = sub.add_parser("audit", help="signed checkpoints of the trail (docs/audit.md)").add_subparsers(
+        dest="audit_action", required=True)
+    keygen = audit.add_parser("keygen", help="create an Ed25519 signing key; prints its public key")
+    keygen.add_argument("--out", required=True)
+    keygen.set_defaults(func=cmd_audit_keygen)
+    for name, func, text in (("checkpoint", cmd_audit_checkpoint, "sign and append a checkpoint of every chain"),
+                             ("verify", cmd_audit_verify, "check the chains and every checkpoint")):
+        p = audit.add_parser(name, help=text)
+        p.add_argument("--database-url", dest="database_url")
+        p.add_argument("--policy", default=engine_cli.DEFAULT_POLICY)
+        p.add_argument("--checkpoints", help="the checkpoint log (default $CREDITCTL_CHECKPOINTS or "
+                                             "var/checkpoints.jsonl)")
+        if name == "checkpoint":
+            p.add_argument("--key", help="the private key file (default $CREDITCTL_AUDIT_KEY or var/audit-key)")
+        else:
+            p.add_argument("--public-key", dest="public_key",
+                           help="the public key (PEM file) that verifies the checkpoints' signatures")
+        p.set_defaults(func=func)
     keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_action", required=True)
     create = keys.add_parser("create", help="create a key and print it once")
     create.add_argument("name")

@@ -25,6 +25,7 @@ CODES: dict[str, Code] = {
     "E_CONFLICT": Code(409, 4, "the request conflicts with the stored state"),
     "E_EVENT_CONFLICT": Code(409, 4, "an event id was already processed with another body"),
     "E_USER_EXISTS": Code(409, 4, "a console user of that name already exists"),
+    "E_RESERVATION_CLOSED": Code(409, 4, "the order's reservation was invoiced, released or expired: never held again"),
     "E_NOT_REPLAYABLE": Code(409, 4, "the record is not a single decision that can be replayed"),
     "E_LEDGER_POLICY_MISMATCH": Code(409, 4, "the ledger's currency is not the active policy's"),
     "E_CSRF": Code(400, 2, "a console form was posted without its valid CSRF token"),
@@ -36,6 +37,9 @@ CODES: dict[str, Code] = {
     "E_INTERNAL": Code(500, 5, "an unexpected error; nothing was changed"),
     "E_ENGINE": Code(503, 5, "the rules engine failed; no decision was made"),
     "E_NO_POLICY": Code(503, 5, "no policy is active"),
+    "E_DATABASE_UNAVAILABLE": Code(503, 5, "the database connection failed; retry (see Retry-After)"),
+    "E_POLICY_TAMPERED": Code(503, 5, "a stored policy version's text does not hash to its version; refused"),
+    "E_AUDIT_KEY": Code(503, 2, "the audit signing key or checkpoint log is missing or unreadable"),
 }
 
 

@@ -16,11 +16,12 @@ from .. import console
 from ..codes import http_status
 from ..errors import DomainError, invalid, marshmallow_errors
 from ..service import auth
+from ..service.audit import AuditSettings
 from ..service.context import Context
 from ..service.policies import load_policy_file as _load_policy_file
 from ..store.database import make_engine, make_sessionmaker, migrate
 from ..store.policy_store import PolicyRegistry
-from . import routes
+from . import dbretry, routes
 from .metrics import Metrics
 from .request import json_response
 
@@ -38,7 +39,13 @@ def create_app(config: dict | None = None) -> Flask:
     engine = make_engine(app.config["DATABASE_URL"])
     if app.config["MIGRATE"]:
         migrate(engine)
-    app.extensions["creditctl"] = Context(make_sessionmaker(engine), PolicyRegistry(), app.config.get("CLOCK"))
+    # the audit key and checkpoint log: explicit config (None disables) or the environment (api/service/audit.py)
+    audit = AuditSettings.from_env(app.config.get("AUDIT_KEY"), app.config.get("AUDIT_PUBLIC_KEY"),
+                                   app.config.get("AUDIT_CHECKPOINTS"))
+    if "AUDIT_CHECKPOINTS" in app.config and not app.config["AUDIT_CHECKPOINTS"]:
+        audit = AuditSettings()
+    app.extensions["creditctl"] = Context(make_sessionmaker(engine), PolicyRegistry(), app.config.get("CLOCK"),
+                                          audit=audit)
     app.extensions["creditctl.engine"] = engine
     # verified API keys, per process: see api/service/auth.py for how soon a revocation takes effect
     app.extensions["creditctl.keys"] = auth.KeyCache(app.config.get("KEY_CACHE_SECONDS", auth.KEY_CACHE_SECONDS),
@@ -71,6 +78,7 @@ def create_app(config: dict | None = None) -> Flask:
     register_error_handlers(app)
     routes.register(app)
     console.init_app(app)
+    dbretry.install(app, app.extensions["creditctl"].sessionmaker)      # after the routes: it wraps them
     return app
 
 

@@ -30,6 +30,32 @@ def _amount(self, field, **kwargs):
     return {}
 
 
+_FINDING = {"type": "object", "required": ["subject", "seq", "kind", "problem"], "properties": {
+    "subject": {"type": "string", "nullable": True, "description": "the chain (customer); null for the log itself"},
+    "seq": {"type": "integer", "nullable": True}, "decision_id": {"type": "string", "nullable": True},
+    "checkpoint": {"type": "integer", "description": "the checkpoint line (0-based) the finding is against"},
+    "kind": {"type": "string", "enum": [
+        "seq_gap", "prev_hash_mismatch", "hash_mismatch", "records_deleted", "head_mismatch", "head_missing",
+        "head_rebuilt", "record_changed", "record_not_in_checkpoint", "chain_not_in_checkpoint", "chain_deleted",
+        "checkpoint_unreadable", "checkpoint_link", "checkpoint_signature", "checkpoint_key", "checkpoint_root"]},
+    "problem": {"type": "string"}}}
+AUDIT_VERIFY = {"type": "object", "required": ["ok", "records_checked", "chains", "broken", "findings", "checkpoints"],
+                "properties": {
+                    "ok": {"type": "boolean", "description": "no finding at all"},
+                    "records_checked": {"type": "integer"}, "chains": {"type": "integer"},
+                    "broken": {"type": "array", "items": {"type": "object"},
+                               "description": "the first broken record of each broken chain"},
+                    "first_broken": {"type": "object", "nullable": True},
+                    "findings": {"type": "array", "items": _FINDING},
+                    "checkpoints": {"type": "object", "properties": {
+                        "configured": {"type": "boolean"}, "file": {"type": "string"}, "count": {"type": "integer"},
+                        "signatures": {"type": "string"},
+                        "last": {"type": "object", "nullable": True, "properties": {
+                            "n": {"type": "integer"}, "time": {"type": "string"}, "records": {"type": "integer"},
+                            "subjects": {"type": "integer"}}},
+                        "findings": {"type": "array", "items": _FINDING}}}}}
+
+
 def _op(summary, perm, schema=None, ok=200, params=(), tag="", errors=(401, 403, 422)):
     op = {"summary": summary, "tags": [tag], "security": [{"bearer": []}] if perm else [],
           "responses": {str(ok): {"description": "success", "content": {"application/json": {"schema": OBJECT}}}}}
@@ -140,6 +166,7 @@ def spec() -> dict:
     plugin.converter.add_attribute_function(_amount)
     s.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
     s.components.schema("Error", ERROR)
+    s.components.schema("AuditVerifyResponse", AUDIT_VERIFY)
     for schema in (CreditCheckRequest, EventRequest, EvaluateRequest, ActionCompleteRequest, PolicyTextRequest,
                    SimulateRequest, CaseSchema):
         s.components.schema(schema.__name__, schema=schema)
@@ -179,11 +206,15 @@ def spec() -> dict:
         "post": _op("Post a ledger event (idempotent by event_id)", "events:write", ref("EventRequest"), 201, (),
                     "events", (400, 401, 403, 404, 409, 422))})
     s.path("/v1/credit-checks", operations={
-        "post": _op("May this order go on credit? Optionally reserve the amount", "credit_checks:write",
-                    ref("CreditCheckRequest"), 201, (), "credit checks", (400, 401, 403, 404, 409, 422))})
+        "post": _op("May this order go on credit? Optionally reserve the amount. A reserving check is decided as "
+                    "of today; `as_of` other than today is a what-if for controller/admin keys, never reserved. "
+                    "A retry with the same order id and body answers the first decision again (header "
+                    "Idempotent-Replayed: true); another sales key's held order is 403; an invoiced, released or "
+                    "expired order is 409 E_RESERVATION_CLOSED", "credit_checks:write",
+                    ref("CreditCheckRequest"), 201, (), "credit checks", (400, 401, 403, 404, 409, 422, 503))})
     s.path("/v1/credit-checks/{order_id}", operations={
-        "delete": _op("Release a credit reservation", "credit_checks:write", None, 200, [_path("order_id")],
-                      "credit checks", (401, 403, 404))})
+        "delete": _op("Release a credit reservation (its owner, a controller or an admin)", "credit_checks:write",
+                      None, 200, [_path("order_id")], "credit checks", (401, 403, 404, 503))})
     s.path("/v1/decisions", operations={
         "get": _op("The decision trail (cursor pagination; JSON, JSON Lines or CSV)", "decisions:read", None, 200,
                    [_query("customer"), _query("kind"), _query("outcome"),
@@ -197,8 +228,10 @@ def spec() -> dict:
     s.path("/v1/decisions/{decision_id}/replay", operations={
         "post": _op("Re-evaluate from the stored facts and policy version", "decisions:replay", None, 200,
                     [_path("decision_id")], "trail", (401, 403, 404, 409))})
-    s.path("/v1/audit/verify", operations={
-        "get": _op("Verify the hash chains of the trail", "audit:verify", None, 200, (), "trail", (401, 403))})
+    verify = _op("Verify the hash chains of the trail and that every signed checkpoint (docs/audit.md) still "
+                 "matches the records it covers", "audit:verify", None, 200, (), "trail", (401, 403, 503))
+    verify["responses"]["200"]["content"]["application/json"]["schema"] = ref("AuditVerifyResponse")
+    s.path("/v1/audit/verify", operations={"get": verify})
     s.path("/v1/policies/active", operations={
         "get": _op("The live policy version and text", "policies:read", None, 200, (), "policies", (401, 403))})
     s.path("/v1/policies/{version}", operations={
@@ -217,7 +250,7 @@ def spec() -> dict:
                     "policies", (400, 401, 403, 422))})
     s.path("/v1/actions", operations={
         "get": _op("Collection actions", "actions:read", None, 200,
-                   [_query("status", {"type": "string", "enum": ["open", "sent", "done", "closed", "cancelled"]}), _query("owner"),
+                   [_query("status", {"type": "string", "enum": ["open", "queued", "sent", "done", "closed", "cancelled"]}), _query("owner"),
                     _query("customer"), _query("cursor", {"type": "string", "pattern": r"^\d+$"}),
                     _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000})], "actions", (401, 403, 422))})
     s.path("/v1/actions/{action_id}/complete", operations={

@@ -72,7 +72,7 @@ def _action_cursor(value: str) -> None:
 class ActionQuery(Schema):
     class Meta:
         unknown = RAISE
-    status = fields.String(load_default="open", validate=validate.OneOf(["open", "sent", "done", "closed", "cancelled"]))
+    status = fields.String(load_default="open", validate=validate.OneOf(["open", "queued", "sent", "done", "closed", "cancelled"]))
     owner = fields.String()
     customer = fields.String()
     cursor = fields.String(validate=_action_cursor)

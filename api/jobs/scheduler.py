@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import time
 import traceback
 import uuid
@@ -24,6 +25,7 @@ from ..store.tables import JobRun, SchedulerLock
 
 log = logging.getLogger("creditctl.scheduler")
 LEASE_SECONDS = 60
+CHECKPOINT_MINUTES = int(os.environ.get("CREDITCTL_CHECKPOINT_MINUTES", "60"))
 MISFIRE_GRACE_SECONDS = 6 * 3600       # a job missed while the process was down still runs if < 6 h late
 _service = None                        # set by run(): job functions are looked up by reference
 _scheduler = None
@@ -107,6 +109,14 @@ def write_statements(service, day: dt.date, folder: str | None = None) -> dict:
     return {"period": [start.isoformat(), end.isoformat()], "folder": target, "statements": len(ids)}
 
 
+def audit_checkpoint(as_of: dt.date | None = None) -> dict:
+    """Hourly (CREDITCTL_CHECKPOINT_MINUTES): a signed checkpoint of every trail chain, appended to the
+    log outside the database (api/service/audit.py, docs/audit.md)."""
+    from ..service import audit
+    day = as_of or _service.today()
+    return record(_service, "audit-checkpoint", day, lambda: audit.checkpoint(_service))
+
+
 def heartbeat(holder: str) -> None:
     if not hold_lock(_service, holder):
         log.error("scheduler lease lost to another process; stopping")
@@ -118,6 +128,7 @@ JOBS = (
     ("interest-accrual", interest_accrual, CronTrigger(hour=2, minute=30)),
     ("credit-review", credit_review, CronTrigger(hour=3, minute=0)),
     ("monthly-statements", monthly_statements, CronTrigger(day=1, hour=4, minute=0)),
+    ("audit-checkpoint", audit_checkpoint, IntervalTrigger(minutes=CHECKPOINT_MINUTES)),
 )
 
 

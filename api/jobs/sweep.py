@@ -16,7 +16,10 @@ share one run and no customer is processed twice.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
+import os
+import socket
 import uuid
 from typing import NamedTuple
 
@@ -27,8 +30,10 @@ from engine.decision import canonical_json
 from engine.errors import EngineFailure, InputInvalid
 from engine.evaluator import evaluate_loaded
 from engine.matcher import Disposed
+from engine.money import from_minor
 
 from ..errors import DomainError, conflict, not_found
+from ..service.audit import checkpoint_if_configured
 from ..service.decide import action_rows, remember_last_evaluations
 from ..store import trail
 from ..store.database import insert_ignoring_duplicates
@@ -52,11 +57,58 @@ LEASE_SECONDS = 120
 
 
 class LogNotifier:
-    """Default notifier: the action row is the outbox; this logs what would be sent."""
+    """Default notifier: the action row is the outbox; this logs what would be sent.
 
-    def send(self, action: Action) -> None:
-        log.info("outbox: %s via %s to customer %s for invoice %s (%s)", action.type, action.channel,
-                 action.customer_id, action.invoice_id, action.due_on.isoformat())
+    A notifier is any callable taking one action as a dict (action_dict()); it returns once it has the
+    action (raises otherwise). Delivery is at least once: a crash after the hand-over and before the row
+    is marked sent hands it over again on resume, with the same `idempotency_key`."""
+
+    def __call__(self, action: dict) -> None:
+        log.info("outbox: %s via %s to customer %s for invoice %s (%s) [%s]", action["type"], action["channel"],
+                 action["customer_id"], action["invoice_id"], action["due_on"], action["idempotency_key"])
+
+
+def action_dict(a: Action, exponent: int) -> dict:
+    """What a notifier gets: the action, its amount as a decimal string, and a key stable for the action
+    (its unique key uq_actions_once), the same on every delivery attempt."""
+    ident = f"{a.customer_id}\x1f{a.invoice_id}\x1f{a.type}\x1f{a.stage}\x1f{a.due_on.isoformat()}"
+    return {"id": a.id, "idempotency_key": "act-" + hashlib.sha256(ident.encode("utf-8")).hexdigest()[:32],
+            "customer_id": a.customer_id, "invoice_id": a.invoice_id, "type": a.type, "channel": a.channel,
+            "owner": a.owner, "stage": a.stage, "due_on": a.due_on.isoformat(),
+            "amount": str(from_minor(a.amount_minor, exponent)), "decision_id": a.decision_id}
+
+
+_QUEUED = select(Action).where(Action.status == "queued").order_by(Action.id)
+
+
+def deliver_pending(service, notifier, ids: list[int] | None = None) -> dict:
+    """Hand every queued automated action (of `ids`, or all) to the notifier; each is marked sent, with
+    delivered_at, only after the notifier returned. One that fails stays queued for the next sweep."""
+    counts = {"delivered": 0, "failed": 0}
+    if ids is not None and not ids:
+        return counts
+    with service.read_tx() as s:
+        exponent = service.registry.active(s).exponent
+        q = _QUEUED if ids is None else _QUEUED.where(Action.id.in_(ids))
+        actions = s.execute(q).scalars().all()
+    delivered = []
+    try:
+        for a in actions:
+            try:
+                notifier(action_dict(a, exponent))
+            except Exception as exc:            # noqa: BLE001 — any notifier failure leaves the action queued
+                counts["failed"] += 1
+                log.warning("outbox: action %s not delivered (stays queued): %s", a.id, exc)
+                continue
+            delivered.append(a.id)
+    finally:
+        # one write for the batch (a crash before it hands these over again: at least once, same keys)
+        if delivered:
+            with service.tx() as s:
+                s.execute(update(Action).where(Action.id.in_(delivered), Action.status == "queued")
+                          .values(status="sent", delivered_at=service.clock()))
+    counts["delivered"] = len(delivered)
+    return counts
 
 
 def start(service, as_of: dt.date, actor: str, partition_size: int = PARTITION_SIZE) -> str:
@@ -102,12 +154,53 @@ def start(service, as_of: dt.date, actor: str, partition_size: int = PARTITION_S
     raise conflict(f"could not start or join the sweep for {as_of}")
 
 
+HOST = socket.gethostname()[:40]
+
+
+def worker_id() -> str:
+    """host:pid:random — lets a worker on the same host tell that the claimant of a partition is gone."""
+    return f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def worker_gone(worker: str | None) -> bool:
+    """True only when `worker` provably died: it ran on this host and its process no longer exists."""
+    host, _, rest = (worker or "").partition(":")
+    pid = rest.partition(":")[0]
+    if host != HOST or not pid.isdigit():
+        return False            # another host (or an old worker id): only its lease can tell
+    if int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:     # alive, another user's
+        return False
+    return False
+
+
+def left_over(service, run_id: str) -> list[dict]:
+    """The partitions of the run not done: number, status, worker, and when its lease lapses."""
+    with service.read_tx() as s:
+        parts = s.execute(select(SweepPartition).where(SweepPartition.run_id == run_id,
+                                                       SweepPartition.status != "done")
+                          .order_by(SweepPartition.number)).scalars().all()
+    return [{"partition": p.number, "status": p.status, "worker": p.worker,
+             "lease_until": (p.heartbeat + dt.timedelta(seconds=LEASE_SECONDS)).isoformat() + "Z"
+             if p.heartbeat else None} for p in parts]
+
+
 def _claim(service, run_id: str, worker: str, reclaim: bool) -> SweepPartition | None:
     with service.tx() as s:
         now = service.clock()
         stale = now - dt.timedelta(seconds=LEASE_SECONDS)
+        claimed = s.execute(select(SweepPartition.number, SweepPartition.worker).where(
+            SweepPartition.run_id == run_id, SweepPartition.status == "claimed")).all()
+        dead = [number for number, holder in claimed if worker_gone(holder)]
         claimable = (SweepPartition.status == "pending") | (
             (SweepPartition.status == "claimed") & ((SweepPartition.heartbeat < stale) if not reclaim else True))
+        if dead:                 # a partition whose worker died on this host is taken over at once
+            claimable = claimable | ((SweepPartition.status == "claimed") & SweepPartition.number.in_(dead))
         part = s.execute(select(SweepPartition).where(SweepPartition.run_id == run_id, claimable)
                          .order_by(SweepPartition.number).limit(1)
                          .with_for_update(skip_locked=True)).scalar_one_or_none()
@@ -199,7 +292,7 @@ def process_group(service, run: SweepRun, customer_ids: list[str], notifier) -> 
                                .with_for_update()).scalars())
         done = set(s.execute(select(SweepItem.customer_id).where(SweepItem.run_id == run.id,
                                                                  SweepItem.customer_id.in_(ids))).scalars())
-        heads = trail.lock_heads(s, locked - done) if locked - done else {}
+        heads = trail.lock_heads(s, locked - done, service.clock()) if locked - done else {}
         stale = {cid for cid, head in heads.items() if head != seen[cid]}
         keep = [e for e in evaluated if e.customer_id in heads and e.customer_id not in stale]
         errors = [e for e in errors if e["customer_id"] in heads and e["customer_id"] not in stale]
@@ -228,8 +321,8 @@ def process_group(service, run: SweepRun, customer_ids: list[str], notifier) -> 
         counts["done"], counts["error"] = len(keep), len(errors)
         if items:
             s.connection().execute(insert(SweepItem.__table__), items)
-    for a in automated:               # after commit: never announce an action that was rolled back
-        notifier.send(a)
+    # after commit: never announce an action that was rolled back; marked sent once the notifier has it
+    deliver_pending(service, notifier, [a.id for a in automated])
     return counts
 
 
@@ -298,7 +391,7 @@ def _settle_day(open_actions, dunning: dict, decision_id: str, as_of: dt.date, a
                 continue
             created += a.decision_id == decision_id
             if a.owner == "automated":
-                a.status = "sent"
+                a.status = "queued"           # in the outbox: "sent" once the notifier has it
                 automated.append(a)
     return created
 
@@ -313,7 +406,8 @@ def _work(service, run_id: str, *, notifier=None, progress=None, reclaim: bool =
           worker: str | None = None, stop_after: int | None = None, group_size: int = GROUP_SIZE) -> dict:
     """`stop_after` (tests) stops after that many customers, like a crash would."""
     notifier = notifier or LogNotifier()
-    worker = worker or uuid.uuid4().hex[:12]
+    worker = worker or worker_id()
+    deliver_pending(service, notifier)        # the outbox first: actions a killed sweep queued and never handed over
     counts = {"done": 0, "skipped": 0, "error": 0, "actions": 0}
     with service.tx() as s:
         run = s.get(SweepRun, run_id)
@@ -350,6 +444,7 @@ def _work(service, run_id: str, *, notifier=None, progress=None, reclaim: bool =
             s.execute(update(SweepPartition).where(SweepPartition.run_id == run_id,
                                                    SweepPartition.number == part.number).values(status="done"))
     _finish_if_complete(service, run_id)
+    deliver_pending(service, notifier)
     return counts
 
 
@@ -400,4 +495,5 @@ def summary(service, run_id: str) -> dict:
 def run_sweep(service, as_of: dt.date, actor: str, **kw) -> dict:
     run_id = start(service, as_of, actor)
     work(service, run_id, **kw)
+    checkpoint_if_configured(service)        # the sweep's records signed while they are fresh
     return summary(service, run_id)

@@ -12,8 +12,9 @@ from ..store.policy_store import PolicyRegistry
 
 
 class Context:
-    def __init__(self, sessionmaker, registry: PolicyRegistry, clock=None):
+    def __init__(self, sessionmaker, registry: PolicyRegistry, clock=None, audit=None):
         self.sessionmaker = sessionmaker
+        self.audit = audit            # api.service.audit.AuditSettings: the checkpoint key and log
         self.registry = registry
         self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
 

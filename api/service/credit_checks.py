@@ -2,23 +2,27 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 
-from ..errors import conflict, invalid, not_found
-from ..store.tables import Reservation
+from ..errors import DomainError, conflict, invalid, not_found
+from ..store.tables import DecisionRecord, Reservation
 from .decide import decide, lock_customer
-from .validation import money_minor
+from .validation import canonical, money_minor
 
 RESERVATION_DAYS = 30
 # built once: a statement built per call costs more CPU than SQLite takes to run it
 _RESERVATION = select(Reservation).where(Reservation.order_id == bindparam("order_id"))
 
 
-def credit_check(ctx, req: dict, actor, request_id) -> dict:
+def credit_check(ctx, req: dict, actor, request_id, role=None) -> dict:
+    """`role` None: a trusted caller (no ownership or what-if checks). A result with "_replayed" is the
+    first answer to the same request again (the adapter pops it)."""
     try:
-        return _credit_check(ctx, req, actor, request_id)
+        return _credit_check(ctx, req, actor, request_id, role)
     except IntegrityError:
         # a new order reserved for two customers at once (PostgreSQL: their locks differ); the loser sees
         # the winner's reservation only now
@@ -29,8 +33,56 @@ def credit_check(ctx, req: dict, actor, request_id) -> dict:
         raise
 
 
-def _credit_check(ctx, req: dict, actor, request_id) -> dict:
-    as_of = req.get("as_of") or ctx.today()
+SIMULATING_ROLES = {"controller", "admin"}        # may ask for a what-if as_of (never reserved)
+
+
+def request_hash(req: dict) -> str:
+    """The identity of a credit-check request: a retry with the same order id and this hash gets the
+    first decision back."""
+    return hashlib.sha256(canonical({k: req.get(k) for k in _HASHED}).encode("utf-8")).hexdigest()
+
+
+_HASHED = ("customer_id", "order_id", "amount", "currency", "reserve", "as_of", "expires_on")
+
+
+def _may_write(reservation: Reservation, actor, role) -> bool:
+    """A held reservation is written (re-checked, released) by its owner, a controller or an admin."""
+    return role != "sales" or reservation.owner == actor
+
+
+def _closed(r: Reservation, today: dt.date) -> str | None:
+    """held → invoiced / released / expired, one way: the state a reservation has left `held` for."""
+    if r.status != "held":
+        return r.status
+    return "expired" if r.expires_on < today else None
+
+
+def _view(rec, c_id: str, order_id: str, data: dict, reserved: bool, as_of: dt.date) -> dict:
+    check = data["credit"]["check"]
+    credit = data["credit"]
+    return {"decision_id": rec.id, "policy_version": rec.policy_version, "customer_id": c_id,
+            "order_id": order_id, "outcome": check["outcome"], "conditions": check["conditions"],
+            "reasons": [r for r in data["reasons"] if r["family"] == "credit.check"],
+            "limit": credit["limit"], "exposure": credit["exposure"], "available": credit["available"],
+            "exposure_after_order": check["exposure_after_order"], "reserved": reserved,
+            "as_of": as_of.isoformat()}
+
+
+def _credit_check(ctx, req: dict, actor, request_id, role=None) -> dict:
+    today = ctx.today()
+    what_if = req.get("as_of") is not None and req["as_of"] != today
+    if what_if and role is not None and role not in SIMULATING_ROLES:
+        raise DomainError("E_FORBIDDEN", "only controller and admin keys may check as of another day (a what-if)",
+                          {"as_of": [f"must be today ({today.isoformat()}) or left out for this key"]})
+    if what_if and req.get("reserve"):
+        raise invalid({"as_of": [f"a reserving check is decided as of today ({today.isoformat()}); "
+                                 "a what-if as_of is never reserved"]})
+    as_of = req["as_of"] if what_if else today
+    expires = req.get("expires_on")
+    if req.get("reserve") and expires is not None and not today <= expires <= today + dt.timedelta(days=RESERVATION_DAYS):
+        raise invalid({"expires_on": [f"must be between today ({today.isoformat()}) and "
+                                      f"{(today + dt.timedelta(days=RESERVATION_DAYS)).isoformat()} "
+                                      f"(at most {RESERVATION_DAYS} days)"]})
     with ctx.tx() as s:
         c = lock_customer(s, req["customer_id"])
         policy = ctx.registry.active(s)
@@ -42,35 +94,46 @@ def _credit_check(ctx, req: dict, actor, request_id) -> dict:
         existing = s.execute(_RESERVATION, {"order_id": req["order_id"]}).scalar_one_or_none()
         if existing is not None and existing.customer_id != c.id:
             raise conflict(f"order '{req['order_id']}' belongs to another customer")
+        digest = request_hash(req)
+        if req.get("reserve") and existing is not None:
+            if not _may_write(existing, actor, role):
+                raise DomainError("E_FORBIDDEN", f"order '{req['order_id']}' is held by another sales key")
+            if existing.request_hash == digest and existing.owner == actor:
+                # a retry of the request that holds it (its answer was lost): the first decision back
+                rec = s.get(DecisionRecord, existing.decision_id)
+                if rec is not None:
+                    return {**_view(rec, c.id, req["order_id"], json.loads(rec.result), True, rec.as_of),
+                            "_replayed": True}
+            closed = _closed(existing, today)
+            if closed:
+                raise conflict(f"order '{req['order_id']}' was {closed}: a reservation is never held again; "
+                               "check a new order id", "E_RESERVATION_CLOSED")
         order = {"amount": str(req["amount"]), "order_id": req["order_id"]}
-        rec, decision = decide(ctx, s, c, as_of, kind="credit_check", actor=actor, request_id=request_id,
-                               order=order, persist_actions=False)
+        rec, decision = decide(ctx, s, c, as_of, kind="credit_check_what_if" if what_if else "credit_check",
+                               actor=actor, request_id=request_id, order=order, persist_actions=False)
         check = decision.data["credit"]["check"]
         reserved = False
         if req.get("reserve") and check["outcome"] in ("approve", "approve_with_conditions"):
-            expires = req.get("expires_on") or (as_of + dt.timedelta(days=RESERVATION_DAYS))
+            expires = expires or (today + dt.timedelta(days=RESERVATION_DAYS))
             if existing is None:
                 s.add(Reservation(order_id=req["order_id"], customer_id=c.id, amount_minor=amount_minor,
-                                  status="held", expires_on=expires, decision_id=rec.id, created_at=ctx.clock()))
+                                  status="held", expires_on=expires, decision_id=rec.id, created_at=ctx.clock(),
+                                  owner=actor, request_hash=digest))
             else:
                 existing.amount_minor, existing.status, existing.expires_on = amount_minor, "held", expires
-                existing.decision_id = rec.id
+                existing.decision_id, existing.request_hash = rec.id, digest
             reserved = True
-        credit = decision.data["credit"]
-        return {"decision_id": rec.id, "policy_version": rec.policy_version, "customer_id": c.id,
-                "order_id": req["order_id"], "outcome": check["outcome"], "conditions": check["conditions"],
-                "reasons": [r for r in decision.data["reasons"] if r["family"] == "credit.check"],
-                "limit": credit["limit"], "exposure": credit["exposure"], "available": credit["available"],
-                "exposure_after_order": check["exposure_after_order"], "reserved": reserved,
-                "as_of": as_of.isoformat()}
+        return _view(rec, c.id, req["order_id"], decision.data, reserved, as_of)
 
 
-def release_reservation(ctx, order_id: str) -> dict:
+def release_reservation(ctx, order_id: str, actor=None, role=None) -> dict:
     with ctx.tx() as s:
         r = s.get(Reservation, order_id)
         if r is None:
             raise not_found("reservation for order", order_id)
         lock_customer(s, r.customer_id)
+        if not _may_write(r, actor, role):
+            raise DomainError("E_FORBIDDEN", f"order '{order_id}' is held by another sales key")
         if r.status == "held":
             r.status = "released"
         return {"order_id": r.order_id, "status": r.status}

@@ -8,17 +8,20 @@ A bad policy never reaches the table: it is compiled before it is stored.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 from collections import OrderedDict
 
 from sqlalchemy import select
 
 from engine.compiler import compile_policy
+from engine.errors import PolicyInvalid
 from engine.matcher import Disposed
 
 from ..errors import DomainError, invalid
 from .tables import PolicyState, PolicyVersion
 
+log = logging.getLogger("creditctl.policy")
 KEEP_COMPILED = 8
 NAME_MAX = 128
 # session.info key: (root transaction, active version). A request asks for the active policy several
@@ -32,13 +35,27 @@ class PolicyRegistry:
         self._compiled: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
 
-    def _compiled_for(self, version: str, text: str, source: str):
+    def _compiled_for(self, version: str, text: str, source: str, from_database: bool = False):
         with self._lock:
             policy = self._compiled.get(version)
             if policy is not None and not any(m.disposed for m in policy.matchers.values()):
                 self._compiled.move_to_end(version)
                 return policy
-        policy = compile_policy(text, source)
+        try:
+            policy = compile_policy(text, source)
+        except PolicyInvalid:
+            if not from_database:
+                raise
+            policy = None            # stored text that no longer compiles was edited after it was published
+        if from_database and (policy is None or policy.version != version):
+            # a version is the hash of its text: text stored under a version it does not hash to was
+            # edited in the database, and is never run under a version that was not published
+            if policy is not None:
+                policy.dispose()
+            log.warning("ALERT policy version %s: its stored text hashes to %s; refused", version,
+                        policy.version if policy else "nothing (it does not compile)")
+            raise DomainError("E_POLICY_TAMPERED", f"the stored text of policy version '{version}' does not match "
+                                                   "its version hash (it was edited in the database); not loaded")
         with self._lock:
             self._compiled[version] = policy
             while len(self._compiled) > KEEP_COMPILED:
@@ -68,7 +85,7 @@ class PolicyRegistry:
         row = session.get(PolicyVersion, version)
         if row is None:
             raise DomainError("E_NOT_FOUND", f"policy version '{version}' not found")
-        return self._compiled_for(row.version, row.text, row.source)
+        return self._compiled_for(row.version, row.text, row.source, from_database=True)
 
     def publish(self, session, text: str, source: str, actor: str, now: dt.datetime,
                 from_file: bool = False) -> tuple[object, bool]:

@@ -116,10 +116,12 @@ class Reservation(Base):
     order_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
     amount_minor: Mapped[int] = mapped_column(BigInteger)
-    status: Mapped[str] = mapped_column(String(16))      # held, released, invoiced
+    status: Mapped[str] = mapped_column(String(16))      # held → invoiced / released / expired, one way
     expires_on: Mapped[dt.date] = mapped_column(Date)
     decision_id: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    owner: Mapped[str | None] = mapped_column(String(128), nullable=True)          # the key that holds it
+    request_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)    # of the holding request
 
 
 class PolicyVersion(Base):
@@ -191,6 +193,7 @@ class Action(Base):
     completed_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     completed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
     decision_id: Mapped[str] = mapped_column(String(64))
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)   # the notifier has it
     __table_args__ = (UniqueConstraint("customer_id", "invoice_id", "type", "stage", "due_on",
                                        name="uq_actions_once"),)
 
@@ -352,3 +355,11 @@ class User(Base):
     locale: Mapped[str] = mapped_column(String(16), default="zh_CN")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class DbMark(Base):
+    """Facts about the database itself, e.g. `demo`: created by `serve --demo` (demo keys allowed)."""
+    __tablename__ = "db_marks"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)

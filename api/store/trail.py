@@ -4,20 +4,29 @@ hash = sha256(prev_hash || canonical JSON of the record's fields). Editing, dele
 reordering a record breaks its chain; the chain head catches a deleted tail. A chain per
 subject (customer) lets writers for different customers proceed in parallel; writers for
 one subject serialise on its chain head row.
+
+A head row that is missing or behind its chain's last record (someone wrote to the database) is
+rebuilt by the next writer from the last record, and a `trail_repair` record saying so is chained
+first: the decision goes through, and verify() names the repair for ever after (docs/audit.md).
+The chain's integrity against a writer who recomputes hashes comes from signed checkpoints kept
+outside the database (api/store/checkpoints.py).
 """
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
+import logging
 import uuid
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 
 from engine.decision import canonical_json
 
 from .database import insert_ignoring_duplicates
 from .tables import ChainHead, DecisionRecord
 
+log = logging.getLogger("creditctl.trail")
 GENESIS = "0" * 64
 HASHED_FIELDS = ("id", "subject", "seq", "kind", "actor", "request_id", "as_of", "facts", "policy_version",
                  "result", "outcome", "created_at")
@@ -36,19 +45,42 @@ def _values(rec: DecisionRecord) -> dict:
 
 
 _LOCK_HEAD = select(ChainHead).where(ChainHead.subject == bindparam("subject")).with_for_update()   # built once
+_LAST_RECORD = (select(DecisionRecord.seq, DecisionRecord.hash).where(DecisionRecord.subject == bindparam("subject"))
+                .order_by(DecisionRecord.seq.desc()).limit(1))
+_LAST_SEQS = (select(DecisionRecord.subject, func.max(DecisionRecord.seq))
+              .where(DecisionRecord.subject.in_(bindparam("subjects", expanding=True))).group_by(DecisionRecord.subject))
+REPAIR_KIND = "trail_repair"
 
 
-def _lock_head(session, subject: str) -> ChainHead:
+def repair_record(subject: str, head: tuple[int, str] | None, last: tuple[int, str], now: dt.datetime) -> dict:
+    """The record chained after `last` when the head row was `head` (None: missing) instead of `last`."""
+    facts = canonical_json({"reason": "chain head missing" if head is None else "chain head behind its last record",
+                            "head_found": list(head) if head else None, "rebuilt_from": list(last)})
+    return dict(subject=subject, kind=REPAIR_KIND, actor="system:trail", request_id="trail-repair",
+                as_of=now.date(), facts=facts, policy_version="-", result="{}", outcome="head_rebuilt",
+                created_at=now)
+
+
+def _lock_head(session, subject: str, now: dt.datetime) -> ChainHead:
     head = session.execute(_LOCK_HEAD, {"subject": subject}).scalar_one_or_none()
-    if head is not None:
-        return head
-    session.execute(insert_ignoring_duplicates(session, ChainHead, {"subject": subject, "seq": 0, "hash": GENESIS}))
-    return session.execute(_LOCK_HEAD, {"subject": subject}).scalar_one()
+    found = None if head is None else (head.seq, head.hash)
+    if head is None:
+        session.execute(insert_ignoring_duplicates(session, ChainHead, {"subject": subject, "seq": 0,
+                                                                        "hash": GENESIS}))
+        head = session.execute(_LOCK_HEAD, {"subject": subject}).scalar_one()
+    last = session.execute(_LAST_RECORD, {"subject": subject}).one_or_none()
+    if last is not None and last.seq > head.seq:        # chaining from this head would collide on (subject, seq)
+        log.warning("trail: chain head of %s %s; rebuilt from record %d", subject,
+                  "missing" if found is None else f"at {found[0]}", last.seq)
+        row, = chain([repair_record(subject, found, (last.seq, last.hash), now)], {subject: (last.seq, last.hash)})
+        session.add(DecisionRecord(**row))
+        head.seq, head.hash = row["seq"], row["hash"]
+    return head
 
 
 def append(session, *, subject, kind, actor, request_id, as_of: dt.date, facts: str, policy_version: str,
            result: str, outcome, created_at: dt.datetime) -> DecisionRecord:
-    head = _lock_head(session, subject)
+    head = _lock_head(session, subject, created_at)
     row, = chain([dict(subject=subject, kind=kind, actor=actor, request_id=request_id, as_of=as_of, facts=facts,
                        policy_version=policy_version, result=result, outcome=outcome, created_at=created_at)],
                  {subject: (head.seq, head.hash)})
@@ -66,8 +98,9 @@ def read_heads(session, subjects) -> dict[str, tuple[int, str]]:
     return heads
 
 
-def lock_heads(session, subjects) -> dict[str, tuple[int, str]]:
-    """Lock (creating where missing) the chain heads of `subjects`: {subject: (seq, hash)}."""
+def lock_heads(session, subjects, now: dt.datetime | None = None) -> dict[str, tuple[int, str]]:
+    """Lock (creating where missing) the chain heads of `subjects`: {subject: (seq, hash)}. A head missing
+    or behind its chain's last record is rebuilt (see the module's docstring)."""
     subjects = sorted(set(subjects))             # one lock order for every writer
     stmt = (select(ChainHead.subject, ChainHead.seq, ChainHead.hash)
             .where(ChainHead.subject.in_(subjects)).with_for_update())
@@ -78,6 +111,20 @@ def lock_heads(session, subjects) -> dict[str, tuple[int, str]]:
                                      [{"subject": subject, "seq": 0, "hash": GENESIS} for subject in missing])
         heads.update({subject: (seq, hash_) for subject, seq, hash_ in session.execute(
             stmt.where(ChainHead.subject.in_(missing)))})
+    behind = {subject: seq for subject, seq in session.execute(_LAST_SEQS, {"subjects": subjects})
+              if seq > heads[subject][0]}
+    if behind:
+        now = now or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        missing = set(missing)
+        rows = []
+        for subject in sorted(behind):
+            last = tuple(session.execute(_LAST_RECORD, {"subject": subject}).one())
+            log.warning("trail: chain head of %s %s; rebuilt from record %d", subject,
+                      "missing" if subject in missing else f"at {heads[subject][0]}", last[0])
+            rows += chain([repair_record(subject, None if subject in missing else heads[subject], last, now)],
+                          {subject: last})
+        insert_chained(session, rows)
+        heads.update({row["subject"]: (row["seq"], row["hash"]) for row in rows})
     return heads
 
 
@@ -114,8 +161,10 @@ def insert_chained(session, rows: list[dict]) -> None:
 
 
 def verify(session, batch: int = 5000) -> dict:
-    """Walk every chain; report the first broken record of each broken chain."""
+    """Walk every chain; report the first broken record of each broken chain, every repaired head, and
+    every chain whose head row is missing or does not match its last record. Each finding has a `kind`."""
     broken = []
+    repaired = []
     checked = 0
     heads = {h.subject: h for h in session.execute(select(ChainHead)).scalars()}
     current, prev_hash, expected_seq = None, GENESIS, 1
@@ -129,25 +178,40 @@ def verify(session, batch: int = 5000) -> dict:
             current, prev_hash, expected_seq = rec.subject, GENESIS, 1
         if rec.subject in bad_subjects:
             continue
-        problem = None
+        problem = kind = None
         if rec.seq != expected_seq:
-            problem = f"expected seq {expected_seq}, found {rec.seq} (a record is missing)"
+            kind, problem = "seq_gap", f"expected seq {expected_seq}, found {rec.seq} (a record is missing)"
         elif rec.prev_hash != prev_hash:
-            problem = "prev_hash does not match the previous record"
+            kind, problem = "prev_hash_mismatch", "prev_hash does not match the previous record"
         elif record_hash(prev_hash, _values(rec)) != rec.hash:
-            problem = "content does not match its hash (the record was edited)"
+            kind, problem = "hash_mismatch", "content does not match its hash (the record was edited)"
         if problem:
-            broken.append({"subject": rec.subject, "decision_id": rec.id, "seq": rec.seq, "problem": problem})
+            broken.append({"subject": rec.subject, "decision_id": rec.id, "seq": rec.seq, "kind": kind,
+                           "problem": problem})
             bad_subjects.add(rec.subject)
             continue
+        if rec.kind == REPAIR_KIND:
+            repaired.append({"subject": rec.subject, "decision_id": rec.id, "seq": rec.seq, "kind": "head_rebuilt",
+                             "problem": f"the chain head was found {json.loads(rec.facts)['reason'].split(' ', 2)[2]}"
+                                        f" and was rebuilt before this record (someone wrote to the database)"})
         prev_hash, expected_seq = rec.hash, expected_seq + 1
         last_seen[rec.subject] = (rec.seq, rec.hash)
     for subject, head in heads.items():
         if subject in bad_subjects:
             continue
-        if last_seen.get(subject, (0, GENESIS)) != (head.seq, head.hash):
-            broken.append({"subject": subject, "decision_id": None, "seq": head.seq,
-                           "problem": "the chain ends before its recorded head (records were deleted)"})
+        seen = last_seen.get(subject, (0, GENESIS))
+        if seen != (head.seq, head.hash):
+            kind, problem = (("records_deleted", "the chain ends before its recorded head (records were deleted)")
+                             if seen[0] < head.seq else
+                             ("head_mismatch", "the chain head does not match the chain's last record"))
+            broken.append({"subject": subject, "decision_id": None, "seq": head.seq, "kind": kind,
+                           "problem": problem})
+    for subject, (seq, _) in last_seen.items():
+        if subject not in heads and subject not in bad_subjects:
+            broken.append({"subject": subject, "decision_id": None, "seq": seq, "kind": "head_missing",
+                           "problem": "the chain has records but no chain head row (the head was deleted)"})
     broken.sort(key=lambda b: (b["subject"], b["seq"]))
-    return {"ok": not broken, "records_checked": checked, "chains": len(heads), "broken": broken,
-            "first_broken": broken[0] if broken else None}
+    findings = sorted(broken + repaired, key=lambda b: (b["subject"], b["seq"]))
+    broken = [{k: v for k, v in b.items() if k != "kind"} for b in broken]     # the shape before `findings`
+    return {"ok": not findings, "records_checked": checked, "chains": len(heads), "broken": broken,
+            "first_broken": broken[0] if broken else None, "findings": findings}

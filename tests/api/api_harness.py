@@ -50,8 +50,9 @@ class Api:
     def __init__(self, backend_name: str, database_url: str, clock=fixed_clock, config: dict | None = None):
         self.backend = backend_name
         self.database_url = database_url
+        # no checkpoint log unless a test asks for one: never the working directory's var/checkpoints.jsonl
         self.app = create_app({"DATABASE_URL": database_url, "POLICY_FILE": POLICY_FILE, "CLOCK": clock,
-                               **(config or {})})
+                               "AUDIT_CHECKPOINTS": None, **(config or {})})
         self.service = self.app.extensions["creditctl"]
         self.engine = self.app.extensions["creditctl.engine"]
 

@@ -51,7 +51,8 @@ def history(api):
     ids["event@-20"] = r.json()["decision_id"]
     for label, amount, as_of in (("approve@-10", "100.00", -10), ("reject@-5", "999999.00", -5),
                                  ("approve@0", "200.00", 0)):
-        r = api.credit_check(cid, amount, as_of=day(as_of), role="sales")
+        # another day than today is a what-if: controller keys only, labelled credit_check_what_if (issue 10)
+        r = api.credit_check(cid, amount, as_of=day(as_of), role="sales" if as_of == 0 else "controller")
         assert r.json()["outcome"] == label.split("@")[0], r.text
         ids[label] = r.json()["decision_id"]
     r = api.post(f"/v1/customers/{cid}/evaluate", {"as_of": day(-3)}, role="backoffice")
@@ -67,12 +68,14 @@ def test_filters(api, history):
     cid, ids = history
     q = lambda **p: set(_ids(api.get("/v1/decisions", role="auditor", params={"customer": cid, **p})))  # noqa: E731
     assert q() == set(ids.values())
-    assert q(kind="credit_check") == {ids["approve@-10"], ids["reject@-5"], ids["approve@0"]}
+    assert q(kind="credit_check") == {ids["approve@0"]}
+    assert q(kind="credit_check_what_if") == {ids["approve@-10"], ids["reject@-5"]}
     assert q(kind="event") == {ids["event@-20"]}
     assert q(kind="evaluate_stateless") == {ids["stateless@-1"]}
     assert q(outcome="reject") == {ids["reject@-5"]}
     assert q(outcome="approve") == {ids["approve@-10"], ids["approve@0"], ids["stateless@-1"]}
-    assert q(kind="credit_check", outcome="approve") == {ids["approve@-10"], ids["approve@0"]}
+    assert q(kind="credit_check", outcome="approve") == {ids["approve@0"]}
+    assert q(kind="credit_check_what_if", outcome="approve") == {ids["approve@-10"]}
     assert q(since=day(-10), until=day(-3)) == {ids["approve@-10"], ids["reject@-5"], ids["evaluate@-3"]}
     assert q(since=day(-1)) == {ids["stateless@-1"], ids["approve@0"]}
     assert q(until=day(-20)) == {ids["event@-20"]}
@@ -97,7 +100,7 @@ def test_one_decision(api, history):
     assert set(d) == {"id", "kind", "subject", "seq", "actor", "request_id", "as_of", "policy_version", "outcome",
                       "created_at", "hash", "prev_hash", "decision", "facts"}
     assert (d["id"], d["kind"], d["subject"], d["actor"], d["outcome"], d["as_of"]) == (
-        ids["reject@-5"], "credit_check", cid, "test-sales", "reject", day(-5))
+        ids["reject@-5"], "credit_check_what_if", cid, "test-controller", "reject", day(-5))
     assert d["created_at"] == NOW.isoformat() + "Z"
     assert d["facts"]["order"] == {"amount": "999999.00", "order_id": d["facts"]["order"]["order_id"]}
     assert d["facts"]["case"]["customer"]["id"] == cid and d["facts"]["as_of"] == day(-5)

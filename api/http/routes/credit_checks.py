@@ -18,14 +18,19 @@ _REQUEST = CreditCheckRequest()          # built once: loading keeps no state on
 
 @bp.post("/credit-checks")
 def credit_check():
-    current_key("credit_checks:write")
+    key = current_key("credit_checks:write")
     req = _REQUEST.load(json_body())
-    result = credit_checks.credit_check(ctx(), req, actor(), request_id())
-    metrics().decision("credit_check", result["outcome"])
-    return json_response(result, 201)
+    result = credit_checks.credit_check(ctx(), req, actor(), request_id(), role=key.role)
+    replayed = result.pop("_replayed", False)
+    if not replayed:
+        metrics().decision("credit_check", result["outcome"])
+    response = json_response(result, 201)
+    if replayed:                  # a retry: the first decision, not a new one
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
 
 
 @bp.delete("/credit-checks/<order_id>")
 def release(order_id):
-    current_key("credit_checks:write")
-    return json_response(credit_checks.release_reservation(ctx(), order_id))
+    key = current_key("credit_checks:write")
+    return json_response(credit_checks.release_reservation(ctx(), order_id, actor(), key.role))

@@ -41,7 +41,8 @@ def get_decision(decision_id):
     key = current_key("decisions:read")
     rec = decisions.get_decision(ctx(), decision_id)
     if key.role == "sales" and (rec.kind != "credit_check" or rec.actor != key.name):
-        raise DomainError("E_FORBIDDEN", "sales keys read their own credit checks only")
+        # the same answer as an unknown id: a sales key learns nothing about records it may not read
+        raise DomainError("E_NOT_FOUND", f"decision '{decision_id}' not found")
     return json_response(decisions.decision_view(rec, include_facts=True))
 
 
