@@ -30,7 +30,7 @@ from engine.decision import canonical_json
 from engine.errors import EngineFailure, InputInvalid
 from engine.evaluator import evaluate_loaded
 from engine.matcher import Disposed
-from engine.money import from_minor
+from rules.money import from_minor
 
 from ..errors import DomainError, conflict, not_found
 from ..service.audit import checkpoint_if_configured
