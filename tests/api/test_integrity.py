@@ -158,7 +158,7 @@ def test_serve_demo_refuses_a_real_book(fresh, tmp_path, monkeypatch, capsys):
     fresh.customer()
     counts = fresh.counts()
     code = cli.main(["serve", "--demo", "--database-url", fresh.database_url, "--policy", POLICY_FILE,
-                     "--portfolio", str(ROOT / "examples" / "portfolio.json")])
+                     "--book", str(ROOT / "examples" / "book")])
     assert code == 2 and "refusing --demo" in capsys.readouterr().err
     after = fresh.counts()
     assert after["api_keys"] == counts["api_keys"] and after["customers"] == counts["customers"]
@@ -173,7 +173,7 @@ def test_serve_demo_marks_an_empty_database_and_accepts_it_again(backend):
             conn.execute(text("DELETE FROM api_keys"))
         assert cli.demo_refusal(api.service) is None
         api.service.clock = lambda: NOW
-        assert cli.seed_demo(api.service, str(ROOT / "examples" / "portfolio.json")) > 0
+        assert cli.seed_demo(api.service, str(ROOT / "examples" / "book")) > 0
         assert cli.demo_refusal(api.service) is None              # the demo's own database
         with api.engine.begin() as conn:
             assert conn.execute(text("SELECT value FROM db_marks WHERE name = 'demo'")).scalar_one()
