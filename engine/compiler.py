@@ -29,7 +29,7 @@ from .matcher import Matcher
 from .messages import Template
 from .money import currency_exponent
 from .policy_schema import PolicySchema
-from .yamlsource import LoadedYaml, load_yaml
+from .yamlsource import LoadedYaml, load_yaml, read_text_file
 
 MAX_ERRORS = 50
 STAGES = ("parse", "shape", "resolve", "check", "build")
@@ -95,11 +95,15 @@ def canonical_content(data) -> str:
                       default=lambda v: str(v) if isinstance(v, Decimal) else None)
 
 
-def compile_policy(text: str, source: str = "policies.yaml") -> CompiledPolicy:
-    """Compile or raise PolicyInvalid with every error found (up to MAX_ERRORS)."""
+def compile_policy(text: str | bytes, source: str = "policies.yaml") -> CompiledPolicy:
+    """Compile or raise PolicyInvalid with every error found (up to MAX_ERRORS).
+
+    `text` may be the file's bytes (they must be UTF-8: E_ENCODING otherwise).
+    """
     loaded, errors = load_yaml(text, source)
     if errors:
         raise PolicyInvalid(errors[:MAX_ERRORS])
+    text = loaded.text
     if not isinstance(loaded.data, dict):
         raise PolicyInvalid([loaded.error("E_SHAPE", "the policy file must be a mapping of sections", ())])
     ctx = CompileContext(loaded)
@@ -300,5 +304,5 @@ def _build(loaded: LoadedYaml, text: str, data: dict, parts: dict) -> CompiledPo
 
 
 def compile_file(path: str) -> CompiledPolicy:
-    with open(path, encoding="utf-8") as fh:
-        return compile_policy(fh.read(), path)
+    """Compile a policy file (OSError when it cannot be read)."""
+    return compile_policy(read_text_file(path), path)

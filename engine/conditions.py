@@ -112,7 +112,7 @@ def _field(name, allowed_stage, path):
 
 def _value(spec, raw, enums, path):
     """YAML value → engine value: money in minor units, percent in basis points."""
-    from .money import parse_decimal
+    from .money import parse_policy_decimal
     if spec.kind == BOOL:
         if not isinstance(raw, bool):
             raise ConditionProblem("E_VALUE_TYPE", f"'{spec.name}' is true/false, got {raw!r}", path)
@@ -126,7 +126,7 @@ def _value(spec, raw, enums, path):
                 f"{did_you_mean(str(raw), allowed)}", path)
         return raw
     try:
-        number = parse_decimal(raw)
+        number = parse_policy_decimal(raw)
     except ValueError as exc:
         raise ConditionProblem("E_VALUE_TYPE", f"'{spec.name}' compares with a number: {exc}", path) from None
     if spec.nonnegative and number < 0:

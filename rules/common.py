@@ -9,7 +9,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 from engine import conditions
 from engine.fields import FIELDS, INT, MONEY, PERCENT, PROFILE
-from engine.money import parse_decimal
+from engine.money import parse_policy_decimal
 
 RULE_ID = validate.Regexp(r"^[A-Za-z0-9_.:-]+$", error="rule ids use letters, digits and _ . : -")
 
@@ -53,7 +53,7 @@ class ExactNumber(fields.Field):
 
     def _deserialize(self, value, attr, data, **kw):
         try:
-            number = parse_decimal(value)
+            number = parse_policy_decimal(value)
         except ValueError as exc:
             raise ValidationError(str(exc)) from None
         if self.minimum is not None and number < self.minimum:
@@ -138,7 +138,7 @@ def read_bands(raw_bands, kind, value_key, path, error) -> tuple[Band, ...]:
                 bounds.append(None)
                 continue
             try:
-                number = parse_decimal(v)
+                number = parse_policy_decimal(v)
             except ValueError as exc:
                 error("E_VALUE_TYPE", f"band {key}: {exc}", path + (i, key))
                 return ()
