@@ -37,6 +37,8 @@ STAGES = ("parse", "shape", "resolve", "check", "build")
 # more than 64 tests true at once: stay well inside both (docs/durable-rules.md).
 MAX_TESTS_PER_FIELD = 256
 MAX_LEADING_RANGE_TESTS = 64
+# More rules than this with one condition and durable_rules refuses the ruleset (its error 108).
+MAX_RULES_PER_CONDITION = 256
 # Placeholders a family offers besides fact fields and the rule's own params.
 EXTRA_PLACEHOLDERS = {"dunning.stage": {"anchor_invoice"}, "dunning.action": {"anchor_invoice"}}
 
@@ -237,16 +239,6 @@ def _leading_range_tests(node, out: dict, gate=None) -> None:
             _leading_range_tests(others[0], out, gate)
 
 
-def _simultaneous_bound(out: dict) -> int:
-    """Tests that could be true at once: ungated ones, plus for each gate field the largest
-    group behind one of its values (a fact has one value per field)."""
-    per_field: dict[str, int] = {}
-    for gate, tests in out.items():
-        if gate is not None:
-            per_field[gate[0]] = max(per_field.get(gate[0], 0), len(tests))
-    return len(out.get(None, ())) + sum(per_field.values())
-
-
 def _check_engine_limits(ctx, rules, phase) -> None:
     per_field: dict[str, set] = {}
     first_rule: dict[str, Rule] = {}
@@ -264,15 +256,34 @@ def _check_engine_limits(ctx, rules, phase) -> None:
             ctx.error("E_ENGINE_LIMIT", f"{len(tests)} distinct tests on '{name}' in the {phase} rules; the engine "
                       f"allows {MAX_TESTS_PER_FIELD}: use a classification band instead",
                       first_rule[name].path + ("when",))
+    # Tests that could be true at once: the ungated ones, plus for each gate field the largest group
+    # behind one of its values (a fact has one value per field); kept up to date rule by rule.
     leading: dict = {}
+    largest: dict[str, int] = {}
     for rule in rules:
-        before = _simultaneous_bound(leading)
-        _leading_range_tests(rule.condition, leading)
-        after = _simultaneous_bound(leading)
-        if before <= MAX_LEADING_RANGE_TESTS < after:
+        added: dict = {}
+        _leading_range_tests(rule.condition, added)
+        for gate, tests in added.items():
+            group = leading.setdefault(gate, set())
+            group |= tests
+            if gate is not None:
+                largest[gate[0]] = max(largest.get(gate[0], 0), len(group))
+        after = len(leading.get(None, ())) + sum(largest.values())
+        if after > MAX_LEADING_RANGE_TESTS:
             ctx.error("E_ENGINE_LIMIT", f"more than {MAX_LEADING_RANGE_TESTS} range tests in the {phase} rules "
                       f"could hold at once (this rule brings it to {after}): gate each rule with a distinct "
                       "equality test or use classification bands", rule.path + ("when",))
+            break          # once, at the rule that goes over: the bound never decreases
+    same: dict[str, int] = {}
+    for rule in rules:
+        if rule.condition == conditions.ALWAYS:       # matched in Python (engine/matcher.py), not by the engine
+            continue
+        key = json.dumps(conditions.to_durable(rule.condition), sort_keys=True)
+        same[key] = same.get(key, 0) + 1
+        if same[key] == MAX_RULES_PER_CONDITION + 1:
+            ctx.error("E_ENGINE_LIMIT", f"more than {MAX_RULES_PER_CONDITION} {phase} rules have this same "
+                      f"condition ({conditions.describe(rule.condition)}); the engine allows "
+                      f"{MAX_RULES_PER_CONDITION}: merge them, or tell them apart", rule.path + ("when",))
 
 
 def _build(loaded: LoadedYaml, text: str, data: dict, parts: dict) -> CompiledPolicy:
@@ -287,8 +298,16 @@ def _build(loaded: LoadedYaml, text: str, data: dict, parts: dict) -> CompiledPo
             used |= conditions.fields_used(r.condition)
         phase_fields[phase] = tuple(sorted(used))
         definition = {r.id: {"all": [{"m": conditions.to_durable(r.condition)}]} for r in phase_rules}
-        matchers[phase] = Matcher(f"{data['policy']['name']}.{version[:12]}.{phase}", definition,
-                                  phase_fields[phase])
+        try:
+            matchers[phase] = Matcher(f"{data['policy']['name']}.{version[:12]}.{phase}", definition,
+                                      phase_fields[phase])
+        except Exception as exc:     # noqa: BLE001 — durable_rules' own limits, past the checks above
+            for built in matchers.values():
+                built.dispose()
+            where = phase_rules[0].path if phase_rules else ()
+            raise PolicyInvalid([loaded.error(
+                "E_ENGINE_LIMIT", f"durable_rules refused the {phase} rules as a whole ({exc}): fewer rules, "
+                "or fewer rules that share a test, may fit", where)]) from None
     currency = data["policy"]["currency"]
     exponent = currency_exponent(currency)
     # Templates are parsed here, once per policy, not for every message of every decision.
