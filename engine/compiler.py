@@ -48,8 +48,9 @@ class _TooMany(Exception):
 
 
 class CompileContext:
-    def __init__(self, source: LoadedYaml):
+    def __init__(self, source: LoadedYaml, legacy_when: bool = False):
         self.source = source
+        self.legacy_when = legacy_when
         self.errors: list[PolicyError] = []
         self.enums: dict[str, tuple] = {}
 
@@ -97,10 +98,12 @@ def canonical_content(data) -> str:
                       default=lambda v: str(v) if isinstance(v, Decimal) else None)
 
 
-def compile_policy(text: str | bytes, source: str = "policies.yaml") -> CompiledPolicy:
+def compile_policy(text: str | bytes, source: str = "policies.yaml", *, legacy_when: bool = False) -> CompiledPolicy:
     """Compile or raise PolicyInvalid with every error found (up to MAX_ERRORS).
 
-    `text` may be the file's bytes (they must be UTF-8: E_ENCODING otherwise).
+    `text` may be the file's bytes (they must be UTF-8: E_ENCODING otherwise). `legacy_when` is for
+    the text of a version stored before every rule had to state its `when`: a rule without one is
+    read as `when: always`, as it was then, so that version (and its hash) still compiles.
     """
     loaded, errors = load_yaml(text, source)
     if errors:
@@ -108,7 +111,7 @@ def compile_policy(text: str | bytes, source: str = "policies.yaml") -> Compiled
     text = loaded.text
     if not isinstance(loaded.data, dict):
         raise PolicyInvalid([loaded.error("E_SHAPE", "the policy file must be a mapping of sections", ())])
-    ctx = CompileContext(loaded)
+    ctx = CompileContext(loaded, legacy_when)
     try:
         data = _shape(ctx, loaded)
         if ctx.errors:
