@@ -587,9 +587,11 @@ def test_policy_check_of_the_shipped_policy_succeeds(policy, capsys):
     assert result == {"valid": True, "version": policy.version, "rules": len(policy.rules)}
 
 
-def test_policy_check_of_a_missing_file_exits_1(tmp_path, capsys):
-    assert main(["policy", "check", str(tmp_path / "nope.yaml")]) == 1
-    assert "E_FILE" in capsys.readouterr().err
+def test_policy_check_of_a_missing_file_exits_2_with_one_line(tmp_path, capsys):
+    # a file that cannot be read is bad input (exit 2), not an invalid policy (exit 1)
+    assert main(["policy", "check", str(tmp_path / "nope.yaml")]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == f"{tmp_path / 'nope.yaml'}: E_FILE: No such file or directory\n"
 
 
 def test_the_creditctl_command_exits_1_for_an_invalid_policy(bad_policy_file):
