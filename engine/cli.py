@@ -1,7 +1,7 @@
 """The creditctl command line: policy check / test / schema, evaluate, and the service commands.
 
-Exit codes: 0 success; 1 the policy is invalid or a policy test failed; 2 bad input
-(nothing is printed to stdout then).
+Exit codes: 0 success; 1 the policy is invalid or a policy test failed; 2 bad input: a file that
+cannot be read, a bad date or amount (one line on stderr, nothing on stdout).
 """
 from __future__ import annotations
 
@@ -15,13 +15,24 @@ from decimal import Decimal
 
 from .compiler import compile_policy
 from .errors import EngineFailure, InputInvalid, PolicyInvalid
+from .yamlsource import decode_text, read_text_file
 
 DEFAULT_POLICY = "policies.yaml"
 
 
 def _read_policy(path: str):
-    with open(path, encoding="utf-8") as fh:
-        return compile_policy(fh.read(), path)
+    """Compile a policy file: OSError when it cannot be read, PolicyInvalid (E_ENCODING, …) when it is bad."""
+    return compile_policy(read_text_file(path), path)
+
+
+def _file_error(path: str, exc: OSError, fmt: str = "text") -> int:
+    message = exc.strerror or str(exc)
+    if fmt == "json":
+        print(json.dumps([{"code": "E_FILE", "message": message, "path": "", "file": path, "line": 0, "column": 0}],
+                         ensure_ascii=False), file=sys.stderr)
+    else:
+        print(f"{path}: E_FILE: {message}", file=sys.stderr)
+    return 2
 
 
 def _print_policy_errors(exc: PolicyInvalid, fmt: str = "text") -> None:
@@ -36,8 +47,7 @@ def cmd_policy_check(args) -> int:
     try:
         policy = _read_policy(args.file)
     except OSError as exc:
-        print(f"{args.file}: E_FILE: {exc.strerror}", file=sys.stderr)
-        return 1
+        return _file_error(args.file, exc, args.format)
     except PolicyInvalid as exc:
         _print_policy_errors(exc, args.format)
         return 1
@@ -51,8 +61,13 @@ def cmd_policy_check(args) -> int:
 
 def cmd_policy_test(args) -> int:
     from .policytest import run_file
+    for p in args.cases:                   # before compiling: a mistyped argument is reported at once
+        if not os.path.exists(p):
+            return _file_error(p, FileNotFoundError(2, "No such file or directory"))
     try:
         policy = _read_policy(args.file)
+    except OSError as exc:
+        return _file_error(args.file, exc)
     except PolicyInvalid as exc:
         _print_policy_errors(exc)
         return 1
@@ -60,7 +75,7 @@ def cmd_policy_test(args) -> int:
                                                         "tests", "policy", "*.yaml")))
     files = []
     for p in paths:
-        files += sorted(glob.glob(os.path.join(p, "*.yaml"))) if os.path.isdir(p) else [p]
+        files += sorted(glob.glob(os.path.join(glob.escape(p), "*.yaml"))) if os.path.isdir(p) else [p]
     passed = failed = 0
     for path in files:
         for result in run_file(policy, path):
@@ -83,8 +98,8 @@ def cmd_policy_schema(args) -> int:
     return 0
 
 
-def _input_error(field: str, message: str) -> int:
-    print(json.dumps({"code": "E_INPUT_INVALID", "message": message, "errors": {field: [message]}},
+def _input_error(field: str, message: str, code: str = "E_INPUT_INVALID") -> int:
+    print(json.dumps({"code": code, "message": message, "errors": {field: [message]}},
                      ensure_ascii=False), file=sys.stderr)
     return 2
 
@@ -92,12 +107,20 @@ def _input_error(field: str, message: str) -> int:
 def cmd_evaluate(args) -> int:
     from .evaluator import evaluate
     try:
-        with open(args.input, encoding="utf-8") as fh:
-            data = json.load(fh, parse_float=Decimal)
+        with open(args.input, "rb") as fh:
+            raw = fh.read()
     except OSError as exc:
         return _input_error("input", f"{args.input}: {exc.strerror}")
+    text, errors = decode_text(raw, args.input, yaml_text=False)
+    if errors:
+        e = errors[0]
+        return _input_error("input", f"{e.file}:{e.line}:{e.column}: {e.message}", code=e.code)
+    try:
+        data = json.loads(text, parse_float=Decimal)
     except json.JSONDecodeError as exc:
         return _input_error("input", f"{args.input}:{exc.lineno}:{exc.colno}: malformed JSON: {exc.msg}")
+    except RecursionError:
+        return _input_error("input", f"{args.input}: malformed JSON: nested too deeply")
     try:
         as_of = dt.date.fromisoformat(args.as_of) if args.as_of else dt.date.today()   # the edge reads the clock
     except ValueError:
@@ -125,24 +148,51 @@ def cmd_evaluate(args) -> int:
 def cmd_demo(args) -> int:
     """Evaluate the bundled example portfolio and print one line per customer."""
     from .evaluator import evaluate
-    policy = _read_policy(args.policy)
-    with open(args.portfolio, encoding="utf-8") as fh:
-        book = json.load(fh, parse_float=Decimal)
-    as_of = dt.date.fromisoformat(args.as_of or book["as_of"])
-    print(f"policy {policy.name} {policy.version[:12]} · as of {as_of} · {len(book['customers'])} customers")
-    for case in book["customers"]:
-        facts = {k: v for k, v in case.items() if k != "order_amount"}     # the order is not part of the case
-        d = evaluate(policy, facts, as_of, order=case.get("order_amount")).data
+    try:
+        policy = _read_policy(args.policy)
+    except OSError as exc:
+        return _file_error(args.policy, exc)
+    except PolicyInvalid as exc:
+        _print_policy_errors(exc)
+        return 1
+    try:
+        with open(args.portfolio, encoding="utf-8") as fh:
+            book = json.load(fh, parse_float=Decimal)
+        as_of = dt.date.fromisoformat(args.as_of or book["as_of"])
+        cases = list(book["customers"])
+    except OSError as exc:
+        return _file_error(args.portfolio, exc)
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:    # not JSON, not a portfolio, bad date
+        print(f"{args.portfolio}: E_INPUT_INVALID: not a portfolio with a date: {exc}", file=sys.stderr)
+        return 2
+    print(f"policy {policy.name} {policy.version[:12]} · as of {as_of} · {len(cases)} customers")
+    failed = 0
+    for i, case in enumerate(cases):
+        try:
+            facts = {k: v for k, v in case.items() if k != "order_amount"}     # the order is not part of the case
+            d = evaluate(policy, facts, as_of, order=case.get("order_amount")).data
+        except (AttributeError, InputInvalid, EngineFailure) as exc:       # AttributeError: not a mapping
+            failed += 1
+            print(f"{args.portfolio}: customer {i}: {getattr(exc, 'code', 'E_INPUT_INVALID')}: {exc}", file=sys.stderr)
+            continue
         check = d["credit"].get("check", {})
         print(f"{d['customer_id']:<8} {d['classification']['amount_tier']:<6} {d['classification']['aging_bucket']:<7} "
               f"{d['classification']['reputation']:<6} score {d['score']['value']:>3}  limit {d['credit']['limit']:>10}  "
               f"stage {d['dunning']['stage']}  actions {len(d['dunning']['actions'])}  "
               f"check {check.get('outcome', '-')}  alerts {len(d['alerts'])}")
-    return 0
+    return 1 if failed else 0
+
+
+class _Parser(argparse.ArgumentParser):
+    """A usage mistake is one line on stderr and exit 2 (the whole usage is in --help). Subcommands,
+    also those api/cli.py adds, are parsers of this class (argparse makes them of their parent's)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="creditctl", description="Credit control and collections rules.")
+    parser = _Parser(prog="creditctl", description="Credit control and collections rules.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     policy = sub.add_parser("policy", help="check, test and describe policies").add_subparsers(dest="action",

@@ -31,7 +31,7 @@ from .matcher import Matcher
 from .messages import Template
 from rules.money import currency_exponent
 from .policy_schema import PolicySchema
-from .yamlsource import LoadedYaml, load_yaml
+from .yamlsource import LoadedYaml, load_yaml, read_text_file
 
 MAX_ERRORS = 50
 STAGES = ("parse", "shape", "resolve", "check", "build")
@@ -39,6 +39,8 @@ STAGES = ("parse", "shape", "resolve", "check", "build")
 # more than 64 tests true at once: stay well inside both (docs/durable-rules.md).
 MAX_TESTS_PER_FIELD = 256
 MAX_LEADING_RANGE_TESTS = 64
+# More rules than this with one condition and durable_rules refuses the ruleset (its error 108).
+MAX_RULES_PER_CONDITION = 256
 # Placeholders a family offers besides fact fields and the rule's own params.
 EXTRA_PLACEHOLDERS = {"dunning.stage": {"anchor_invoice"}, "dunning.action": {"anchor_invoice"}}
 
@@ -48,8 +50,9 @@ class _TooMany(Exception):
 
 
 class CompileContext:
-    def __init__(self, source: LoadedYaml):
+    def __init__(self, source: LoadedYaml, legacy_when: bool = False):
         self.source = source
+        self.legacy_when = legacy_when
         self.errors: list[PolicyError] = []
         self.enums: dict[str, tuple] = {}
 
@@ -97,14 +100,20 @@ def canonical_content(data) -> str:
                       default=lambda v: str(v) if isinstance(v, Decimal) else None)
 
 
-def compile_policy(text: str, source: str = "policies.yaml") -> CompiledPolicy:
-    """Compile or raise PolicyInvalid with every error found (up to MAX_ERRORS)."""
+def compile_policy(text: str | bytes, source: str = "policies.yaml", *, legacy_when: bool = False) -> CompiledPolicy:
+    """Compile or raise PolicyInvalid with every error found (up to MAX_ERRORS).
+
+    `text` may be the file's bytes (they must be UTF-8: E_ENCODING otherwise). `legacy_when` is for
+    the text of a version stored before every rule had to state its `when`: a rule without one is
+    read as `when: always`, as it was then, so that version (and its hash) still compiles.
+    """
     loaded, errors = load_yaml(text, source)
     if errors:
         raise PolicyInvalid(errors[:MAX_ERRORS])
+    text = loaded.text
     if not isinstance(loaded.data, dict):
         raise PolicyInvalid([loaded.error("E_SHAPE", "the policy file must be a mapping of sections", ())])
-    ctx = CompileContext(loaded)
+    ctx = CompileContext(loaded, legacy_when)
     try:
         data = _shape(ctx, loaded)
         if ctx.errors:
@@ -235,16 +244,6 @@ def _leading_range_tests(node, out: dict, gate=None) -> None:
             _leading_range_tests(others[0], out, gate)
 
 
-def _simultaneous_bound(out: dict) -> int:
-    """Tests that could be true at once: ungated ones, plus for each gate field the largest
-    group behind one of its values (a fact has one value per field)."""
-    per_field: dict[str, int] = {}
-    for gate, tests in out.items():
-        if gate is not None:
-            per_field[gate[0]] = max(per_field.get(gate[0], 0), len(tests))
-    return len(out.get(None, ())) + sum(per_field.values())
-
-
 def _check_engine_limits(ctx, rules, phase) -> None:
     per_field: dict[str, set] = {}
     first_rule: dict[str, Rule] = {}
@@ -262,15 +261,34 @@ def _check_engine_limits(ctx, rules, phase) -> None:
             ctx.error("E_ENGINE_LIMIT", f"{len(tests)} distinct tests on '{name}' in the {phase} rules; the engine "
                       f"allows {MAX_TESTS_PER_FIELD}: use a classification band instead",
                       first_rule[name].path + ("when",))
+    # Tests that could be true at once: the ungated ones, plus for each gate field the largest group
+    # behind one of its values (a fact has one value per field); kept up to date rule by rule.
     leading: dict = {}
+    largest: dict[str, int] = {}
     for rule in rules:
-        before = _simultaneous_bound(leading)
-        _leading_range_tests(rule.condition, leading)
-        after = _simultaneous_bound(leading)
-        if before <= MAX_LEADING_RANGE_TESTS < after:
+        added: dict = {}
+        _leading_range_tests(rule.condition, added)
+        for gate, tests in added.items():
+            group = leading.setdefault(gate, set())
+            group |= tests
+            if gate is not None:
+                largest[gate[0]] = max(largest.get(gate[0], 0), len(group))
+        after = len(leading.get(None, ())) + sum(largest.values())
+        if after > MAX_LEADING_RANGE_TESTS:
             ctx.error("E_ENGINE_LIMIT", f"more than {MAX_LEADING_RANGE_TESTS} range tests in the {phase} rules "
                       f"could hold at once (this rule brings it to {after}): gate each rule with a distinct "
                       "equality test or use classification bands", rule.path + ("when",))
+            break          # once, at the rule that goes over: the bound never decreases
+    same: dict[str, int] = {}
+    for rule in rules:
+        if rule.condition == conditions.ALWAYS:       # matched in Python (engine/matcher.py), not by the engine
+            continue
+        key = json.dumps(conditions.to_durable(rule.condition), sort_keys=True)
+        same[key] = same.get(key, 0) + 1
+        if same[key] == MAX_RULES_PER_CONDITION + 1:
+            ctx.error("E_ENGINE_LIMIT", f"more than {MAX_RULES_PER_CONDITION} {phase} rules have this same "
+                      f"condition ({conditions.describe(rule.condition)}); the engine allows "
+                      f"{MAX_RULES_PER_CONDITION}: merge them, or tell them apart", rule.path + ("when",))
 
 
 def _build(loaded: LoadedYaml, text: str, data: dict, parts: dict) -> CompiledPolicy:
@@ -285,8 +303,16 @@ def _build(loaded: LoadedYaml, text: str, data: dict, parts: dict) -> CompiledPo
             used |= conditions.fields_used(r.condition)
         phase_fields[phase] = tuple(sorted(used))
         definition = {r.id: {"all": [{"m": conditions.to_durable(r.condition)}]} for r in phase_rules}
-        matchers[phase] = Matcher(f"{data['policy']['name']}.{version[:12]}.{phase}", definition,
-                                  phase_fields[phase])
+        try:
+            matchers[phase] = Matcher(f"{data['policy']['name']}.{version[:12]}.{phase}", definition,
+                                      phase_fields[phase])
+        except Exception as exc:     # noqa: BLE001 — durable_rules' own limits, past the checks above
+            for built in matchers.values():
+                built.dispose()
+            where = phase_rules[0].path if phase_rules else ()
+            raise PolicyInvalid([loaded.error(
+                "E_ENGINE_LIMIT", f"durable_rules refused the {phase} rules as a whole ({exc}): fewer rules, "
+                "or fewer rules that share a test, may fit", where)]) from None
     currency = data["policy"]["currency"]
     exponent = currency_exponent(currency)
     # Templates are parsed here, once per policy, not for every message of every decision.
@@ -302,5 +328,5 @@ def _build(loaded: LoadedYaml, text: str, data: dict, parts: dict) -> CompiledPo
 
 
 def compile_file(path: str) -> CompiledPolicy:
-    with open(path, encoding="utf-8") as fh:
-        return compile_policy(fh.read(), path)
+    """Compile a policy file (OSError when it cannot be read)."""
+    return compile_policy(read_text_file(path), path)

@@ -52,7 +52,15 @@ def json_schema() -> dict:
     definitions: dict = {}
     for schema_cls in _all_schemas(PolicySchema):
         # keyed by the name the converter's $refs use (class name without "Schema")
-        definitions[resolver(schema_cls)] = converter.schema2jsonschema(schema_cls)
+        definition = definitions[resolver(schema_cls)] = converter.schema2jsonschema(schema_cls)
+        if "when" in definition.get("properties", {}):
+            # required, though marshmallow lets it through so that the compiler can say why
+            # (E_MISSING_CONDITION); `always` only where the family allows it
+            definition["required"] = sorted({*definition.get("required", ()), "when"})
+            if getattr(schema_cls, "WHEN_ALWAYS", True):
+                definition["properties"]["when"] = {"anyOf": [{"const": "always"}, {"$ref": "#/definitions/Condition"}]}
+            else:
+                definition["properties"]["when"] = {"$ref": "#/definitions/Condition"}
     root = definitions.pop(resolver(PolicySchema))
     definitions["Condition"] = CONDITION_JSON_SCHEMA
     out = {"$schema": "http://json-schema.org/draft-07/schema#",

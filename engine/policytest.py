@@ -18,10 +18,9 @@ import json
 from dataclasses import dataclass
 from decimal import Decimal
 
-import yaml
-
-from .errors import InputInvalid
+from .errors import EngineFailure, InputInvalid
 from .evaluator import evaluate
+from .yamlsource import load_yaml, read_text_file
 
 _MISSING = object()
 
@@ -63,11 +62,11 @@ def _jsonable(value):
 def _lookup(decision_data, dotted: str):
     from .decision import _split
     node = decision_data
-    for part in _split(dotted):
-        try:
+    try:
+        for part in _split(dotted):
             node = node[part]
-        except (KeyError, IndexError, TypeError):
-            return _MISSING
+    except (KeyError, IndexError, TypeError, ValueError):     # ValueError: a malformed [index]
+        return _MISSING
     return node
 
 
@@ -85,26 +84,54 @@ def _same(actual, expected) -> bool:
 
 
 def run_file(policy, path: str) -> list[CaseResult]:
-    with open(path, encoding="utf-8") as fh:
-        doc = yaml.safe_load(fh) or {}
-    base = doc.get("base_input", {})
+    """The results of a case file's cases. A file that cannot be read or is not a case file is one
+    failed result saying why (with its position), never an exception."""
+    try:
+        text = read_text_file(path)
+    except OSError as exc:
+        return [CaseResult(path, "the case file cannot be read", (f"{path}: E_FILE: {exc.strerror}",))]
+    # the policy's loader: the same bounds (size, nesting, aliases) and duplicate keys are errors
+    loaded, errors = load_yaml(text, path)
+    if errors:
+        return [CaseResult(path, "the case file is not valid YAML", tuple(e.format() for e in errors))]
+    doc = loaded.data if loaded.data is not None else {}
+    base, cases = (doc.get("base_input", {}), doc.get("cases", [])) if isinstance(doc, dict) else (None, None)
+    if not isinstance(base, dict) or not isinstance(cases, list):
+        return [CaseResult(path, "the case file has the wrong shape",
+                           ("expected a mapping of 'cases' (a list) and an optional 'base_input' (a mapping)",))]
     results = []
-    for i, case in enumerate(doc.get("cases", [])):
-        note = case.get("note", f"case {i}")
+    for i, case in enumerate(cases):
+        if not isinstance(case, dict):
+            results.append(CaseResult(path, f"case {i}", ("a case is a mapping (note, as_of, input, expect)",)))
+            continue
+        note = str(case.get("note", f"case {i}"))
         results.append(CaseResult(path, note, tuple(_run_case(policy, base, case))))
     return results
 
 
+def _case_date(value):
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    try:
+        return dt.date.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
 def _run_case(policy, base, case) -> list[str]:
+    if not isinstance(case.get("input", {}), dict) or not isinstance(case.get("expect") or {}, dict):
+        return ["malformed case: 'input' and 'expect' are mappings"]
     data = _jsonable(_merge(base, case.get("input", {})))
-    as_of = case["as_of"]
-    if isinstance(as_of, str):
-        as_of = dt.date.fromisoformat(as_of)
+    as_of = _case_date(case.get("as_of"))
+    if as_of is None:
+        return [f"malformed case: as_of {case.get('as_of')!r} is not a date (YYYY-MM-DD)"]
     order = case.get("order_amount")
     if isinstance(order, float):
         order = Decimal(repr(order))
     try:
         decision = evaluate(policy, data, as_of, order=None if order is None else str(order))
+    except EngineFailure as exc:       # fails closed: no decision to compare
+        return [f"the engine failed: {exc}"]
     except InputInvalid as exc:
         wanted = case.get("expect_error")
         codes = {e.code for e in exc.errors}
@@ -116,7 +143,7 @@ def _run_case(policy, base, case) -> list[str]:
     failures = []
     data_out = decision.data
     for dotted, expected in (case.get("expect") or {}).items():
-        actual = _lookup(data_out, dotted)
+        actual = _lookup(data_out, str(dotted))
         if actual is _MISSING:
             failures.append(f"{dotted}: missing from the decision (expected {expected!r})")
         elif not _same(actual, expected):

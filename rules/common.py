@@ -9,7 +9,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 from . import conditions
 from .fields import FIELDS, INT, MONEY, PERCENT, PROFILE
-from .money import parse_decimal
+from .money import parse_policy_decimal
 
 RULE_ID = validate.Regexp(r"^[A-Za-z0-9_.:-]+$", error="rule ids use letters, digits and _ . : -")
 
@@ -53,7 +53,7 @@ class ExactNumber(fields.Field):
 
     def _deserialize(self, value, attr, data, **kw):
         try:
-            number = parse_decimal(value)
+            number = parse_policy_decimal(value)
         except ValueError as exc:
             raise ValidationError(str(exc)) from None
         if self.minimum is not None and number < self.minimum:
@@ -78,9 +78,11 @@ def Percent(**kw):
 
 
 class Condition(fields.Field):
-    """A structured condition; shape checked here, fields and values in the resolve stage."""
+    """A structured condition, or `always`; shape checked here, fields and values in the resolve stage."""
 
     def _deserialize(self, value, attr, data, **kw):
+        if value == conditions.ALWAYS_WORD:
+            return value
         problems = conditions.shape_errors(value)
         if problems:
             nested: dict = {}
@@ -93,7 +95,7 @@ class Condition(fields.Field):
         return value
 
     def _jsonschema_type_mapping(self):
-        return {"$ref": "#/definitions/Condition"}
+        return {"$ref": "#/definitions/Condition"}      # json_schema() adds `always` where it is allowed
 
 
 def _collapse(nested):
@@ -105,7 +107,7 @@ def _collapse(nested):
 
 class RuleSchema(StrictSchema):
     id = fields.String(required=True, validate=RULE_ID)
-    when = Condition(load_default=None)
+    when = Condition(load_default=None)      # required, but reported in the resolve stage (rule_condition)
     message = fields.String(load_default="")
 
 
@@ -138,7 +140,7 @@ def read_bands(raw_bands, kind, value_key, path, error) -> tuple[Band, ...]:
                 bounds.append(None)
                 continue
             try:
-                number = parse_decimal(v)
+                number = parse_policy_decimal(v)
             except ValueError as exc:
                 error("E_VALUE_TYPE", f"band {key}: {exc}", path + (i, key))
                 return ()
@@ -199,6 +201,29 @@ def _lows(bands) -> list[int]:
 def find_band(bands: tuple[Band, ...], value: int) -> Band:
     lows = bands.lows if type(bands) is Bands else _lows(bands)
     return bands[bisect.bisect_right(lows, value) - 1]
+
+
+def rule_condition(ctx, when, phase, path, *, name: str, always: str = "", refused: str = "",
+                   optional_before: bool = True):
+    """The resolved `when` of the rule at `path`, or None after reporting why there is none.
+
+    Every rule states its condition, so that a `when` deleted by mistake cannot turn a rule into
+    one for everybody (E_MISSING_CONDITION). Where a family can mean that, `when: always` says so
+    and `always` tells what it is for; where it cannot, `refused` says why and `always` is refused
+    too. `name` names the rule in the message ("rule 'check.over_limit'").
+    The text of a stored version (ctx.legacy_when) is read as it was accepted: no `when` = always,
+    in the families where `when` was optional then (optional_before).
+    """
+    if when is None:
+        if ctx.legacy_when and optional_before:
+            return conditions.ALWAYS
+        hint = f"it needs one: {refused}" if refused else f"write its condition, or 'when: always' {always}"
+        ctx.error("E_MISSING_CONDITION", f"{name} has no 'when'; {hint}", path)
+        return None
+    if when == conditions.ALWAYS_WORD and refused:
+        ctx.error("E_MISSING_CONDITION", f"{name} cannot be 'when: always': {refused}", path + ("when",))
+        return None
+    return parse_condition(ctx, when, phase, path + ("when",))
 
 
 def parse_condition(ctx, cond, phase, path):

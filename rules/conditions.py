@@ -4,6 +4,7 @@ YAML form (one of):
     {field: NAME, OP: VALUE}                 OP in eq ne lt lte gt gte in not_in
     {field: NAME, OP: {field: OTHER}}        compare two fact fields
     {all: [COND, ...]} / {any: [COND, ...]} / {not: COND}
+    always                                   only as a rule's whole `when` (where its family allows it)
 
 The checked AST uses tuples so a compiled policy is immutable and hashable:
     ("cmp", field, op, value, is_field_ref) | ("all", (..)) | ("any", (..))
@@ -21,6 +22,7 @@ NEGATE = {"eq": "ne", "ne": "eq", "lt": "gte", "lte": "gt", "gt": "lte", "gte": 
 DR_OP = {"ne": "$neq", "lt": "$lt", "lte": "$lte", "gt": "$gt", "gte": "$gte"}
 SYMBOL = {"eq": "=", "ne": "≠", "lt": "<", "lte": "≤", "gt": ">", "gte": "≥"}
 ALWAYS = ("all", ())
+ALWAYS_WORD = "always"
 
 
 class ConditionProblem(Exception):
@@ -31,8 +33,11 @@ class ConditionProblem(Exception):
 
 def shape_errors(cond, path=()) -> list[tuple[tuple, str]]:
     """Structural check used by the marshmallow stage: (relative path, message) pairs."""
+    if cond == ALWAYS_WORD and path:
+        return [(path, "'always' stands alone as a rule's whole condition ('when: always'), not inside all/any/not")]
     if not isinstance(cond, dict):
-        return [(path, "a condition is a mapping: {field: ..., eq: ...}, {all: [...]}, {any: [...]} or {not: ...}")]
+        return [(path, "a condition is a mapping: {field: ..., eq: ...}, {all: [...]}, {any: [...]} or {not: ...}"
+                 + ("" if path else ", or the word 'always'"))]
     keys = set(cond)
     if keys & {"all", "any"}:
         if len(keys) != 1:
@@ -65,7 +70,7 @@ def shape_errors(cond, path=()) -> list[tuple[tuple, str]]:
 
 def parse(cond, enums: dict[str, tuple], allowed_stage: str, path: tuple):
     """Resolve fields and values; raises ConditionProblem with the YAML-relative path."""
-    if cond is None:
+    if cond is None or cond == ALWAYS_WORD:          # None: the text of a stored version (legacy_when)
         return ALWAYS
     if "all" in cond or "any" in cond:
         key = "all" if "all" in cond else "any"
@@ -112,7 +117,7 @@ def _field(name, allowed_stage, path):
 
 def _value(spec, raw, enums, path):
     """YAML value → engine value: money in minor units, percent in basis points."""
-    from .money import parse_decimal
+    from .money import parse_policy_decimal
     if spec.kind == BOOL:
         if not isinstance(raw, bool):
             raise ConditionProblem("E_VALUE_TYPE", f"'{spec.name}' is true/false, got {raw!r}", path)
@@ -126,7 +131,7 @@ def _value(spec, raw, enums, path):
                 f"{did_you_mean(str(raw), allowed)}", path)
         return raw
     try:
-        number = parse_decimal(raw)
+        number = parse_policy_decimal(raw)
     except ValueError as exc:
         raise ConditionProblem("E_VALUE_TYPE", f"'{spec.name}' compares with a number: {exc}", path) from None
     if spec.nonnegative and number < 0:

@@ -3,6 +3,8 @@
 Limits: every matching rule applies and the most conservative value wins (lowest limit,
 shortest terms, highest deposit), so a new-customer cap can never be lifted by another rule.
 Check: the most severe outcome of the matching rules wins; no match means approve.
+A limit rule may be `when: always` (a default for everyone); a check rule may not: one without a
+real condition would decide every order alike (deposits for everyone belong in a limit rule).
 """
 from __future__ import annotations
 
@@ -12,10 +14,12 @@ from marshmallow import fields, validate
 
 from .fields import DECISION, INT, MONEY, PERCENT, PROFILE
 
-from .common import Money, Percent, Rule, RuleSchema, StrictSchema, parse_condition
+from .common import Money, Percent, Rule, RuleSchema, StrictSchema, rule_condition
 
 OUTCOMES = ("approve", "approve_with_conditions", "refer", "reject")   # ascending severity
 CONDITION_TYPES = ("deposit", "prepayment")
+_EVERY_ORDER = {"approve": "approve every order", "approve_with_conditions": "put its condition on every order",
+                "refer": "refer every order", "reject": "reject every order"}
 
 
 class LimitRuleSchema(RuleSchema):
@@ -25,6 +29,7 @@ class LimitRuleSchema(RuleSchema):
 
 
 class CheckRuleSchema(RuleSchema):
+    WHEN_ALWAYS = False         # (the JSON Schema; the compiler refuses it itself)
     outcome = fields.String(required=True, validate=validate.OneOf(OUTCOMES))
     condition = fields.String(load_default=None, validate=validate.OneOf(CONDITION_TYPES))
 
@@ -40,7 +45,8 @@ def build(ctx, raw: dict, path) -> list[Rule]:
         here = path + ("limits", i)
         if r["limit"] is None and r["terms_days"] is None and r["deposit_pct"] is None:
             ctx.error("E_MISSING", "a limit rule sets at least one of limit, terms_days, deposit_pct", here)
-        cond = parse_condition(ctx, r["when"], PROFILE, here + ("when",))
+        cond = rule_condition(ctx, r["when"], PROFILE, here, name=f"limit rule '{r['id']}'",
+                              always="for a default that applies to every customer")
         params = tuple((k, kind, r[k]) for k, kind in (("limit", MONEY), ("terms_days", INT),
                                                      ("deposit_pct", PERCENT)) if r[k] is not None)
         if cond is not None:
@@ -51,7 +57,8 @@ def build(ctx, raw: dict, path) -> list[Rule]:
             ctx.error("E_MISSING", "approve_with_conditions needs a 'condition' (deposit or prepayment)", here)
         if r["condition"] and r["outcome"] in ("reject",):
             ctx.error("E_VALUE_TYPE", "a rejected order carries no condition", here + ("condition",))
-        cond = parse_condition(ctx, r["when"], DECISION, here + ("when",))
+        cond = rule_condition(ctx, r["when"], DECISION, here, name=f"credit check rule '{r['id']}'",
+                              refused=f"a rule that always held would {_EVERY_ORDER[r['outcome']]}")
         if cond is not None:
             rules.append(Rule(r["id"], "credit.check", DECISION, cond, (), r["message"], here,
                               (("outcome", r["outcome"]), ("condition", r["condition"]))))

@@ -4,6 +4,9 @@ The customer's stage follows its dunning anchor: the most overdue open invoice w
 collection is not paused (disputed, covered by an open promise to pay, or under a kept
 instalment plan). Stage = the highest stage whose entry rule matches; the stage's actions
 fall due on the day it is entered and every `cadence_days` after.
+
+Owners, entries and actions each state their `when`; `when: always` is a catch-all owner, an
+entry decided by its `min_days_overdue` alone (a stage's floor), or an action the stage always takes.
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from marshmallow import fields, validate
 from . import conditions
 from .fields import PROFILE
 
-from .common import RULE_ID, Rule, RuleSchema, StrictSchema, parse_condition
+from .common import RULE_ID, Rule, RuleSchema, StrictSchema, rule_condition
 
 MANUAL_CHANNELS = ("phone", "visit", "letter", "lawyer", "legal", "internal")
 CHANNELS = ("email", "sms") + MANUAL_CHANNELS
@@ -104,15 +107,18 @@ class Dunning:
 
 def build(ctx, raw: dict, path) -> tuple[Dunning, list[Rule]]:
     rules: list[Rule] = []
+    conds = []
     for i, r in enumerate(raw["owners"]):
         here = path + ("owners", i)
-        cond = parse_condition(ctx, r["when"], PROFILE, here + ("when",))
+        cond = rule_condition(ctx, r["when"], PROFILE, here, name=f"owner rule '{r['id']}'",
+                              always="for a catch-all (of its channels, if it has any)")
+        conds.append(cond)
         if cond is not None:
             rules.append(Rule(r["id"], "dunning.owner", PROFILE, cond, (), r["message"], here,
                               (("owner", r["owner"]), ("channels", tuple(r["channels"] or ())))))
     last = raw["owners"][-1]
-    if last["when"] is not None or last["channels"]:
-        ctx.error("E_MISSING", "the last owner rule must have no 'when' and no 'channels', "
+    if (conds[-1] is not None and conds[-1] != conditions.ALWAYS) or last["channels"]:
+        ctx.error("E_MISSING", "the last owner rule must be 'when: always' and have no 'channels', "
                   "so every action has an owner", path + ("owners", len(raw["owners"]) - 1))
 
     stages = []
@@ -125,12 +131,13 @@ def build(ctx, raw: dict, path) -> tuple[Dunning, list[Rule]]:
         floors = []
         for j, e in enumerate(s["entry"]):
             ehere = here + ("entry", j)
-            cond = parse_condition(ctx, e["when"], PROFILE, ehere + ("when",))
+            cond = rule_condition(ctx, e["when"], PROFILE, ehere, name=f"entry rule '{e['id']}'",
+                                  always="when min_days_overdue alone decides (the stage's floor)")
             if cond is None:
                 continue
             threshold = ("cmp", "collectable_days_overdue", "gte", e["min_days_overdue"], False)
             full = ("all", (threshold,) + ((cond,) if cond != conditions.ALWAYS else ()))
-            if e["when"] is None:
+            if cond == conditions.ALWAYS:
                 floors.append(e["min_days_overdue"])
             rules.append(Rule(e["id"], "dunning.stage", PROFILE, full, (("min_days_overdue", "int",
                               e["min_days_overdue"]),), e["message"], ehere,
@@ -144,12 +151,13 @@ def build(ctx, raw: dict, path) -> tuple[Dunning, list[Rule]]:
         for j, a in enumerate(s["actions"]):
             ahere = here + ("actions", j)
             action_id = a["id"] or f"dunning.stage{s['stage']}.{a['type']}"
-            conditional = a["when"] is not None
+            cond = rule_condition(ctx, a["when"], PROFILE, ahere, name=f"action '{action_id}'",
+                                  always="for an action the stage always takes")
+            # an action for everyone in the stage is part of the stage, not a rule
+            conditional = cond is not None and cond != conditions.ALWAYS
             if conditional:
-                cond = parse_condition(ctx, a["when"], PROFILE, ahere + ("when",))
-                if cond is not None:
-                    rules.append(Rule(action_id, "dunning.action", PROFILE, cond, (), a["message"], ahere,
-                                      (("stage", s["stage"]),)))
+                rules.append(Rule(action_id, "dunning.action", PROFILE, cond, (), a["message"], ahere,
+                                  (("stage", s["stage"]),)))
             actions.append(Action(action_id, a["type"], a["channel"], a["owner"], conditional))
         stages.append(Stage(s["stage"], s["name"], s["cadence_days"], tuple(actions)))
 

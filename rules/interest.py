@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 from marshmallow import fields, validate
 
-from .money import parse_decimal, round_half_up_minor
+from .money import parse_policy_decimal, round_half_up_minor
 
 from .common import Money, Percent, StrictSchema
 
@@ -21,7 +21,7 @@ class DailyRate(fields.Field):
     def _deserialize(self, value, attr, data, **kw):
         from marshmallow import ValidationError
         try:
-            rate = parse_decimal(value)
+            rate = parse_policy_decimal(value)
         except ValueError as exc:
             raise ValidationError(str(exc)) from None
         if rate < 0 or rate > Decimal("0.01"):

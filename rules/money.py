@@ -34,11 +34,34 @@ def parse_decimal(value) -> Decimal:
     return d
 
 
+# A policy number becomes an engine integer (minor units, basis points): one of 10^400 or with a
+# million decimals would take that long to convert, and past int64 durable_rules saturates silently.
+POLICY_MAX_DIGITS = 15          # before the decimal point: below 10^16
+POLICY_MAX_DECIMALS = 40        # after it (interest.daily_rate may be finer than a fen)
+
+
+def parse_policy_decimal(value) -> Decimal:
+    """parse_decimal, for a number written in a policy: refused beyond the bounds above."""
+    d = parse_decimal(value)
+    exponent = d.as_tuple().exponent
+    if exponent < -POLICY_MAX_DECIMALS:
+        raise ValueError(f"{value} has more than {POLICY_MAX_DECIMALS} decimal places")
+    if d.adjusted() >= POLICY_MAX_DIGITS or exponent >= POLICY_MAX_DIGITS:
+        raise ValueError(f"{value} is out of range (at most {POLICY_MAX_DIGITS} digits before the decimal point)")
+    return d
+
+
+_TO_MINOR_DIGITS = 30
+
+
 def to_minor(value, exponent: int = 2) -> int:
     """Exact conversion; more decimals than the currency allows is an error, never rounded."""
     d = parse_decimal(value)
+    if d.adjusted() > _TO_MINOR_DIGITS:
+        # far above any amount the callers accept; int() of 1E+999990 alone would take minutes
+        raise ValueError(f"{value} is out of range")
     scaled = d.scaleb(exponent)
-    if scaled != scaled.to_integral_value():
+    if scaled != scaled.to_integral_value() or (d and not scaled):     # (1E-1000030 underflows to 0)
         raise ValueError(f"{value} has more than {exponent} decimal places")
     return int(scaled)
 

@@ -9,7 +9,7 @@ from marshmallow import fields, validate
 
 from .fields import PROFILE
 
-from .common import Rule, RuleSchema, StrictSchema, parse_condition
+from .common import Rule, RuleSchema, StrictSchema, rule_condition
 
 
 class InstalmentRuleSchema(RuleSchema):
@@ -33,7 +33,8 @@ def build(ctx, raw: dict, path) -> list[Rule]:
                                ("deferral", "max_days", "repayment.deferral")):
         for i, r in enumerate(raw[key]):
             here = path + (key, i)
-            cond = parse_condition(ctx, r["when"], PROFILE, here + ("when",))
+            cond = rule_condition(ctx, r["when"], PROFILE, here, name=f"{key} rule '{r['id']}'",
+                                  always="for an option every customer has")
             if cond is not None:
                 rules.append(Rule(r["id"], family, PROFILE, cond, ((param, "int", r[param]),), r["message"], here))
     return rules

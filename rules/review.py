@@ -8,7 +8,7 @@ from marshmallow import fields, validate
 
 from .fields import PROFILE
 
-from .common import Rule, RuleSchema, parse_condition
+from .common import Rule, RuleSchema, rule_condition
 
 
 class ReviewRuleSchema(RuleSchema):
@@ -19,7 +19,8 @@ def build(ctx, raw: list, path) -> list[Rule]:
     rules = []
     for i, r in enumerate(raw):
         here = path + (i,)
-        cond = parse_condition(ctx, r["when"], PROFILE, here + ("when",))
+        cond = rule_condition(ctx, r["when"], PROFILE, here, name=f"review rule '{r['id']}'",
+                              always="for a cadence that applies to every customer")
         if cond is not None:
             rules.append(Rule(r["id"], "review", PROFILE, cond, (("every_months", "int", r["every_months"]),),
                               r["message"], here))

@@ -6,7 +6,7 @@ from marshmallow import fields, validate
 
 from .fields import PROFILE
 
-from .common import Rule, RuleSchema, parse_condition
+from .common import Rule, RuleSchema, rule_condition
 
 
 class SegmentRuleSchema(RuleSchema):
@@ -18,7 +18,8 @@ def build(ctx, raw: list, path) -> list[Rule]:
     rules = []
     for i, r in enumerate(raw):
         here = path + (i,)
-        cond = parse_condition(ctx, r["when"], PROFILE, here + ("when",))
+        cond = rule_condition(ctx, r["when"], PROFILE, here, name=f"segment '{r['id']}'",
+                              always="for a segment every customer belongs to")
         if cond is not None:
             rules.append(Rule(r["id"], "segments", PROFILE, cond, (), r["message"], here,
                               (("strategy", tuple(r["strategy"])),)))

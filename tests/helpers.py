@@ -83,9 +83,9 @@ def facts_for(policy, case: dict, as_of: dt.date = AS_OF, order_minor: int | Non
 
 # ---------------------------------------------------------------- policy variants
 @contextlib.contextmanager
-def compiled(text: str, source: str = "variant.yaml"):
-    """Compile a policy variant and dispose of its rulesets afterwards."""
-    policy = compile_policy(text, source)
+def compiled(text: str, source: str = "variant.yaml", **options):
+    """Compile a policy variant (options: compile_policy's) and dispose of its rulesets afterwards."""
+    policy = compile_policy(text, source, **options)
     try:
         yield policy
     finally:

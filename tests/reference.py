@@ -70,8 +70,8 @@ def yaml_value(name: str, raw):
 
 
 def holds_yaml(cond, fact: dict) -> bool:
-    """Truth of a condition in its YAML form ({field, op: value}, all/any/not, in/not_in)."""
-    if cond is None:
+    """Truth of a condition in its YAML form ({field, op: value}, all/any/not, in/not_in, always)."""
+    if cond is None or cond == "always":
         return True
     if "all" in cond:
         return all(holds_yaml(c, fact) for c in cond["all"])

@@ -387,6 +387,30 @@ def test_more_than_256_distinct_tests_on_one_field_are_refused(policy_text):
     assert "260 distinct tests on 'customer_age_days' in the decision rules" in error.message
 
 
+def test_more_than_256_rules_with_one_condition_are_refused_at_the_first_one_too_many(policy_text):
+    segments = "".join(f"  - id: segment.s{i}\n    when: {{field: industry, eq: services}}\n    strategy: [x]\n"
+                       for i in range(260))
+    text = edit(policy_text, "segments:                      # 分类策略 for combinations of classes\n",
+                "segments:\n" + segments)
+    error = only_error(text)
+    assert (error.code, error.path) == ("E_ENGINE_LIMIT", "segments[256].when")
+    assert (error.line, error.column) == position(text, "when", after="id: segment.s256\n")
+    assert error.message == ("more than 256 profile rules have this same condition (industry = services); the "
+                             "engine allows 256: merge them, or tell them apart")
+
+
+def test_a_ruleset_durable_rules_refuses_is_a_policy_error_not_an_exception(policy_text):
+    # 250 rules sharing one branch of an `any`: past the checks above, durable_rules refuses (its error 107)
+    segments = "".join(f"  - id: segment.s{i}\n    when: {{any: [{{field: industry, eq: services}}, "
+                       f"{{field: customer_age_days, eq: {i}}}]}}\n    strategy: [x]\n" for i in range(250))
+    text = edit(policy_text, "segments:                      # 分类策略 for combinations of classes\n",
+                "segments:\n" + segments)
+    error = only_error(text)
+    assert error.code == "E_ENGINE_LIMIT"
+    assert error.message.startswith("durable_rules refused the profile rules as a whole (")
+    assert (error.path, error.line) == ("credit.limits[0]", position(text, "id: credit.limit.high")[0])
+
+
 # ---------------------------------------------------------------- accumulation and cap
 def test_errors_of_one_stage_are_all_reported_together(policy_text):
     text = edit(policy_text, "{field: customer_age_days, lt: 180}", "{field: customer_age_dys, lt: 180}")
@@ -563,9 +587,11 @@ def test_policy_check_of_the_shipped_policy_succeeds(policy, capsys):
     assert result == {"valid": True, "version": policy.version, "rules": len(policy.rules)}
 
 
-def test_policy_check_of_a_missing_file_exits_1(tmp_path, capsys):
-    assert main(["policy", "check", str(tmp_path / "nope.yaml")]) == 1
-    assert "E_FILE" in capsys.readouterr().err
+def test_policy_check_of_a_missing_file_exits_2_with_one_line(tmp_path, capsys):
+    # a file that cannot be read is bad input (exit 2), not an invalid policy (exit 1)
+    assert main(["policy", "check", str(tmp_path / "nope.yaml")]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == f"{tmp_path / 'nope.yaml'}: E_FILE: No such file or directory\n"
 
 
 def test_the_creditctl_command_exits_1_for_an_invalid_policy(bad_policy_file):

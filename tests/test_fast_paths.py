@@ -101,11 +101,13 @@ def test_evaluate_loaded_refuses_like_evaluate(policy):
 
 # ---------------------------------------------------------------- rules without a condition
 def always_policy_text(policy_text):
-    """The shipped policy plus rules without a condition: first, in the middle and last, in both phases."""
+    """The shipped policy plus rules without a condition: first, in the middle and last, in both phases.
+    The credit check rules have no `when`, which only the text of a stored version may have: compile
+    it with legacy_when=True (a new text cannot have an unconditional decision-phase rule)."""
     data = yaml.safe_load(policy_text)
-    data["segments"] = ([{"id": "segment.always_first", "strategy": ["everyone"]}] + data["segments"]
-                        + [{"id": "segment.always_last", "strategy": ["last"]}])
-    data["review"].insert(1, {"id": "review.always", "every_months": 7})
+    data["segments"] = ([{"id": "segment.always_first", "when": "always", "strategy": ["everyone"]}]
+                        + data["segments"] + [{"id": "segment.always_last", "when": "always", "strategy": ["last"]}])
+    data["review"].insert(1, {"id": "review.always", "when": "always", "every_months": 7})
     data["credit"]["check"].insert(1, {"id": "check.always", "outcome": "refer"})
     data["credit"]["check"].append({"id": "check.always_last", "outcome": "approve"})
     text = policy_text
@@ -116,7 +118,7 @@ def always_policy_text(policy_text):
 
 def test_rules_without_a_condition_keep_their_definition_position(policy_text):
     rnd = random.Random(5)
-    with compiled(always_policy_text(policy_text), "always.yaml") as policy:
+    with compiled(always_policy_text(policy_text), "always.yaml", legacy_when=True) as policy:
         always = {r.id for r in policy.rules if r.condition == ("all", ())}
         assert {"segment.always_first", "segment.always_last", "review.always", "check.always",
                 "check.always_last", "owner.team"} <= always

@@ -146,7 +146,7 @@ def policy_variant(draw):
     segment_names = draw(st.permutations(range(n_segments)))
     alerts = [{"id": f"alert.g{alert_names[i]}", "when": draw(condition(DECISION_POOL)),
                "severity": draw(st.sampled_from(SEVERITIES)), "message": ""} for i in range(n_alerts)]
-    segments = [{"id": f"segment.g{segment_names[i]}", "when": draw(st.none() | condition(PROFILE_POOL)),
+    segments = [{"id": f"segment.g{segment_names[i]}", "when": draw(st.just("always") | condition(PROFILE_POOL)),
                  "strategy": ["generated"]} for i in range(n_segments)]
     return alerts, segments
 

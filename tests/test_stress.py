@@ -60,7 +60,7 @@ def _versions() -> list[str]:
     v2 = replace_section(v2, "segments", [
         {"id": "segment.local_cn", "strategy": ["local_team"], "when": {"field": "region", "in": ["本地", "local"]}},
         {"id": "segment.remote_cn", "strategy": ["phone"], "when": {"field": "region", "eq": "外地"}},
-        {"id": "segment.always", "strategy": ["all"]},
+        {"id": "segment.always", "when": "always", "strategy": ["all"]},
     ])
     v2 = replace_section(v2, "alerts", [
         {"id": "alert.over", "severity": "critical", "message": "",

@@ -42,7 +42,9 @@ class PolicyRegistry:
                 self._compiled.move_to_end(version)
                 return policy
         try:
-            policy = compile_policy(text, source)
+            # a stored version was accepted by the language of its day: rules without `when` were allowed
+            # before `when: always` was required, and it must still compile to replay its decisions
+            policy = compile_policy(text, source, legacy_when=from_database)
         except PolicyInvalid:
             if not from_database:
                 raise
