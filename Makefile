@@ -7,15 +7,33 @@ STAMP := $(VENV)/.installed
 # steadier, faster allocation for durable_rules' C core (docs/durable-rules.md)
 export GLIBC_TUNABLES ?= glibc.malloc.trim_threshold=268435456:glibc.malloc.mmap_threshold=268435456
 
-.PHONY: setup run test bench bench-http bench-sweep clean
+# Debian packages the documents need: Pango and HarfBuzz's subsetter (WeasyPrint loads them at run time),
+# a CJK font (Chinese PDFs without it render as empty boxes), poppler-utils (pdftotext, pdffonts, pdftoppm:
+# the document tests read the PDFs back)
+SYSTEM_PACKAGES := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fontconfig fonts-noto-cjk poppler-utils
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup system-packages run test bench bench-http bench-sweep clean
 
 $(STAMP): pyproject.toml
+	$(MAKE) --no-print-directory system-packages
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip==25.2
 	CFLAGS=-O2 $(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-setup: $(STAMP)
+setup: system-packages $(STAMP)
+
+# installs only what is missing; the package lists are refreshed only when an install fails without them
+system-packages:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    echo "installing system packages:" $$missing; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    $(SUDO) apt-get install -y --no-install-recommends $$missing \
+	    || { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends $$missing; }; \
+	fi
 
 run: $(STAMP)
 	$(BIN)/creditctl policy check policies.yaml
