@@ -8,7 +8,7 @@ printed `FILE:LINE:COL: CODE: message`.
 - E_TEMPLATE_MISSING: a locale folder lacks a part a document needs (or the default locale is missing).
 - E_TEMPLATE_UNKNOWN_FILE: a template in a locale folder that is no document part (partials start with `_`).
 - E_TEMPLATE_RENDER: the template fails on a sample document of its kind (e.g. formats a date that is
-  empty for that kind); the line is the template's when Jinja knows it.
+  empty for that kind); the line is the template's when Jinja knows it. Checked once the rest is clean.
 """
 from __future__ import annotations
 
@@ -48,7 +48,8 @@ def check_templates(folder: str | os.PathLike, default_locale: str = DEFAULT_LOC
         if not found:
             parsed_ok.add(name)
     errors += _check_layout(root, default_locale)
-    errors += _check_samples(root, parsed_ok)
+    if not errors:        # a broken partial would fail every document that includes it: fix those first
+        errors += _check_samples(root, parsed_ok)
     return errors
 
 

@@ -185,6 +185,10 @@ def render_pdf(html: str, folder: str | os.PathLike) -> bytes:
         raise DocumentError("E_DOCUMENT_FONT", f"no CJK font installed (want one of {', '.join(CJK_FAMILIES)}; "
                                                f"Debian: fonts-noto-cjk, installed by make setup)")
     import weasyprint                  # imported late: loading Pango costs ~0.3 s, and only PDFs need it
+    from weasyprint.urls import FatalURLFetchingError
     root = pathlib.Path(folder).resolve()
-    doc = weasyprint.HTML(string=html, base_url=root.as_uri() + "/", url_fetcher=_fetcher_class()(root))
-    return doc.write_pdf()
+    try:
+        doc = weasyprint.HTML(string=html, base_url=root.as_uri() + "/", url_fetcher=_fetcher_class()(root))
+        return doc.write_pdf()
+    except FatalURLFetchingError as exc:      # a BaseException: keep it from escaping as one
+        raise DocumentError("E_DOCUMENT_RESOURCE", f"{exc} ({exc.__cause__})") from None
