@@ -14,9 +14,9 @@ from types import SimpleNamespace
 import pytest
 from pypdf import PdfReader
 
-from api.documents import (Contact, Creditor, DocumentError, DocumentRenderer, DocumentSettings, KINDS, LawFirm,
+from api.documents import (Creditor, DocumentError, DocumentRenderer, DocumentSettings, KINDS, LawFirm,
                            build_context, build_statement_context, check_templates, document_kind)
-from api.documents.samples import AS_OF, CONTACT, CUSTOMER, INVOICES, SAMPLE_STATEMENT, SETTINGS, sample_action, \
+from api.documents.samples import AS_OF, CUSTOMER, INVOICES, SAMPLE_STATEMENT, SETTINGS, sample_action, \
     sample_context
 from engine import evaluate
 from engine.money import to_minor
@@ -349,3 +349,14 @@ def test_a_pdf_may_not_read_files_outside_the_template_folder(tmp_path):
     with pytest.raises(DocumentError) as err:
         DocumentRenderer(folder).render(sample_context("written_demand"), pdf=True)
     assert err.value.code == "E_DOCUMENT_RESOURCE" and "outside the template folder" in err.value.message
+
+
+def test_the_command_line_check_prints_each_problem_and_exits_1(tmp_path, capsys):
+    from api.documents.check import main
+    assert main([str(TEMPLATES)]) == 0 and capsys.readouterr().out == ""
+    folder = _copy_templates(tmp_path)
+    path = folder / "en" / "overdue_reminder.subject.j2"
+    path.write_text("Overdue: {{ totl_open_minor | money }}\n", encoding="utf-8")
+    assert main([str(folder)]) == 1
+    assert capsys.readouterr().out == (f"{path}:1:13: E_TEMPLATE_UNKNOWN_VARIABLE: unknown variable "
+                                       f"'totl_open_minor'; did you mean 'total_open_minor'?\n")

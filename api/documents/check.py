@@ -20,7 +20,7 @@ import sys
 import types
 import typing
 
-from jinja2 import TemplateAssertionError, TemplateError, TemplateSyntaxError, meta, nodes
+from jinja2 import TemplateError, TemplateSyntaxError, meta, nodes
 
 from engine.errors import PolicyError, did_you_mean
 
@@ -58,10 +58,7 @@ def _check_source(env, source: str, name: str, file: str, known: set[str]) -> li
     try:
         ast = env.parse(source, name, file)
         env.compile(ast, name, file)          # unknown filters and tests are found here, not by parse
-    except TemplateAssertionError as exc:
-        return [PolicyError("E_TEMPLATE_SYNTAX", exc.message or str(exc), file=file, line=exc.lineno or 0,
-                            column=1)]
-    except TemplateSyntaxError as exc:
+    except TemplateSyntaxError as exc:       # TemplateAssertionError (unknown filter, test) included
         return [PolicyError("E_TEMPLATE_SYNTAX", exc.message or str(exc), file=file, line=exc.lineno or 0,
                             column=1)]
     errors = []
@@ -243,8 +240,11 @@ def _template_frame(exc: BaseException, root: pathlib.Path) -> tuple[str | None,
     return file, line
 
 
-if __name__ == "__main__":          # python -m api.documents.check templates/
-    problems = check_templates(sys.argv[1] if len(sys.argv) > 1 else "templates")
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m api.documents [FOLDER]`: print each problem, exit 1 when there is one."""
+    argv = sys.argv[1:] if argv is None else argv
+    problems = check_templates(argv[0] if argv else "templates")
     for p in problems:
         print(p.format())
-    sys.exit(1 if problems else 0)
+    return 1 if problems else 0
