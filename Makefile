@@ -9,8 +9,8 @@ export GLIBC_TUNABLES ?= glibc.malloc.trim_threshold=268435456:glibc.malloc.mmap
 
 # Debian packages the documents need: Pango and HarfBuzz's subsetter (WeasyPrint loads them at run time),
 # a CJK font (Chinese PDFs without it render as empty boxes), poppler-utils (pdftotext, pdffonts, pdftoppm:
-# the document tests read the PDFs back)
-SYSTEM_PACKAGES := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fontconfig fonts-noto-cjk poppler-utils
+# the document tests read the PDFs back), openssl (the SMTP test makes a throw-away certificate)
+SYSTEM_PACKAGES := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fontconfig fonts-noto-cjk poppler-utils openssl
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup system-packages run test bench bench-http bench-sweep clean

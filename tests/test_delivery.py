@@ -381,8 +381,8 @@ def test_the_default_backend_logs_a_visible_line_and_sends_nothing(message, capl
 
 def test_channels_route_to_their_backends():
     router = notifier_from_config(
-        {"backend": "webhook", "webhook": {"url": "http://127.0.0.1:9/hook"}, "channels": {"sms": "sms", "letter": "log"},
-         "sms": {"url": "http://127.0.0.1:9/sms"}},
+        {"backend": "webhook", "webhook": {"url": "http://127.0.0.1:9/hook"},
+         "channels": {"sms": "sms", "letter": "log"}, "sms": {"url": "http://127.0.0.1:9/sms"}},
         environ={"CREDITCTL_WEBHOOK_SECRET": "a", "CREDITCTL_SMS_SECRET": "b"})
     assert type(router.notifier_for("email")) is WebhookNotifier
     assert type(router.notifier_for("lawyer")) is WebhookNotifier

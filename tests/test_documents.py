@@ -19,7 +19,7 @@ from api.documents import (Creditor, DocumentError, DocumentRenderer, DocumentSe
 from api.documents.samples import AS_OF, CUSTOMER, INVOICES, SAMPLE_STATEMENT, SETTINGS, sample_action, \
     sample_context
 from engine import evaluate
-from engine.money import to_minor
+from api.documents.money import to_minor
 
 from helpers import customer as customer_dict, facts_for, invoice as invoice_dict, make_case
 
@@ -118,8 +118,8 @@ def test_the_context_builds_from_the_engines_own_facts_and_actions(policy, rende
     data = evaluate(policy, case, as_of).data
     letter = next(a for a in data["dunning"]["actions"] if a["type"] == "lawyer_letter")
     row = SimpleNamespace(id=7, customer_id="C-77", invoice_id=letter["invoice_id"], type=letter["type"],
-                          channel=letter["channel"], stage=letter["stage"], due_on=dt.date.fromisoformat(letter["due_on"]),
-                          amount_minor=to_minor(letter["amount"], 2))
+                          channel=letter["channel"], stage=letter["stage"],
+                          due_on=dt.date.fromisoformat(letter["due_on"]), amount_minor=to_minor(letter["amount"], 2))
     interest = {i["invoice_id"]: to_minor(i["interest"], 2) for i in data["interest"]["invoices"]}
     facts = facts_for(policy, case, as_of)
     ctx = build_context(row, SimpleNamespace(id="C-77", name="宁波海港物流有限公司"), facts.invoices,

@@ -89,7 +89,8 @@ def notifier_from_config(config: Mapping | None, environ: Mapping[str, str] | No
     kinds = {channel: default_kind for channel in CHANNELS if channel != "sms"} | {"sms": "log"}
     for channel, kind in (config.get("channels") or {}).items():
         if channel not in CHANNELS:
-            raise DeliveryConfigError(f"unknown channel '{channel}' in delivery.channels (one of {', '.join(CHANNELS)})")
+            raise DeliveryConfigError(f"unknown channel '{channel}' in delivery.channels "
+                                      f"(one of {', '.join(CHANNELS)})")
         kinds[channel] = kind
     built: dict[str, Notifier] = {}
     for kind in {*kinds.values(), default_kind}:

@@ -6,7 +6,7 @@ import datetime as dt
 import hashlib
 from dataclasses import dataclass
 
-from engine.money import currency_exponent, minor_str
+from api.documents.money import currency_exponent, minor_str
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,8 @@ def idempotency_key(action) -> str:
     actions table is unique on (customer, invoice, type, stage, due date), not of its row id."""
     key = "\x1f".join([action.customer_id, action.invoice_id, action.type, str(action.stage),
                        action.due_on.isoformat()])
-    return "cc-" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]     # 128 bits: keeps Message-ID on one header line
+    # 128 bits: unique enough, and short enough to keep the Message-ID built from it on one header line
+    return "cc-" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,11 @@ import typing
 
 from jinja2 import TemplateError, TemplateSyntaxError, meta, nodes
 
-from engine.errors import PolicyError, did_you_mean
+from engine.errors import PolicyError
 
 from .context import KINDS, TEMPLATE_NAMES, DocumentContext
 from .errors import DocumentError
+from .money import did_you_mean
 from .render import DEFAULT_LOCALE, PARTS, RENDER_GLOBALS, REQUIRED_PARTS, DocumentRenderer, make_environment
 
 _TOP_TYPES = {**typing.get_type_hints(DocumentContext), "locale": str}

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from engine.money import currency_exponent, to_minor
+from .money import currency_exponent, to_minor
 
 from .errors import DocumentError
 

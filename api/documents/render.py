@@ -21,7 +21,7 @@ from babel.numbers import format_currency
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, pass_context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from engine.money import currency_exponent
+from .money import currency_exponent
 
 from .context import KINDS, DocumentContext
 from .errors import DocumentError
