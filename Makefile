@@ -7,9 +7,17 @@ STAMP := $(VENV)/.installed
 # steadier, faster allocation for durable_rules' C core (docs/durable-rules.md)
 export GLIBC_TUNABLES ?= glibc.malloc.trim_threshold=268435456:glibc.malloc.mmap_threshold=268435456
 
-.PHONY: setup run lint test bench bench-http bench-sweep bench-import bench-console browser clean
+# Debian packages the tests need: chromium (the console's browser tests: Playwright drives Debian's
+# chromium and never downloads one); for the documents: Pango and HarfBuzz's subsetter (WeasyPrint loads them at run time),
+# a CJK font (Chinese PDFs without it render as empty boxes), poppler-utils (pdftotext, pdffonts, pdftoppm:
+# the document tests read the PDFs back), openssl (the SMTP test makes a throw-away certificate)
+SYSTEM_PACKAGES := chromium libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fontconfig fonts-noto-cjk poppler-utils openssl
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup system-packages browser run lint test bench bench-http bench-sweep bench-import bench-console clean
 
 $(STAMP): pyproject.toml
+	$(MAKE) --no-print-directory system-packages
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip==25.2
 	# durable-rules ships as source and its build ignores CFLAGS: CC carries -O2 to its gcc lines (+19 % on
@@ -18,12 +26,20 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# the console's browser tests (tests/console/) drive Debian's chromium; Playwright never downloads one
-browser:
-	@if ! command -v chromium >/dev/null || ! fc-list | grep -qi cjk; then \
-		apt-get update && apt-get install -y chromium fonts-noto-cjk; fi
+browser: system-packages
 
-setup: $(STAMP) browser
+setup: system-packages $(STAMP)
+
+# installs only what is missing; the package lists are refreshed only when an install fails without them
+system-packages:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed$$' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    echo "installing system packages:" $$missing; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    $(SUDO) apt-get install -y --no-install-recommends $$missing \
+	    || { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends $$missing; }; \
+	fi
 
 run: $(STAMP)
 	$(BIN)/creditctl policy check policies.yaml
