@@ -8,6 +8,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..errors import conflict, invalid, not_found
 from ..store.tables import Reservation
+from . import referrals
 from .decide import decide, lock_customer
 from .validation import money_minor
 
@@ -42,6 +43,7 @@ def _credit_check(ctx, req: dict, actor, request_id) -> dict:
         existing = s.execute(_RESERVATION, {"order_id": req["order_id"]}).scalar_one_or_none()
         if existing is not None and existing.customer_id != c.id:
             raise conflict(f"order '{req['order_id']}' belongs to another customer")
+        referrals.open_order(s, req["order_id"])          # refused while the order's referral is open
         order = {"amount": str(req["amount"]), "order_id": req["order_id"]}
         rec, decision = decide(ctx, s, c, as_of, kind="credit_check", actor=actor, request_id=request_id,
                                order=order, persist_actions=False)
@@ -56,13 +58,16 @@ def _credit_check(ctx, req: dict, actor, request_id) -> dict:
                 existing.amount_minor, existing.status, existing.expires_on = amount_minor, "held", expires
                 existing.decision_id = rec.id
             reserved = True
+        referral = referrals.after_check(ctx, s, c, order_id=req["order_id"], amount_minor=amount_minor, as_of=as_of,
+                                         reserve=req.get("reserve"), rec=rec, decision=decision, actor=actor,
+                                         request_id=request_id, existing_reservation=existing)
         credit = decision.data["credit"]
         return {"decision_id": rec.id, "policy_version": rec.policy_version, "customer_id": c.id,
                 "order_id": req["order_id"], "outcome": check["outcome"], "conditions": check["conditions"],
                 "reasons": [r for r in decision.data["reasons"] if r["family"] == "credit.check"],
                 "limit": credit["limit"], "exposure": credit["exposure"], "available": credit["available"],
                 "exposure_after_order": check["exposure_after_order"], "reserved": reserved,
-                "as_of": as_of.isoformat()}
+                "as_of": as_of.isoformat(), **({"referral": referral} if referral else {})}
 
 
 def release_reservation(ctx, order_id: str) -> dict:

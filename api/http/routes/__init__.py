@@ -7,13 +7,15 @@ from . import (
     evaluate,
     events,
     policies,
+    referrals,
     reports,
     reviews,
     sweeps,
     system,
 )
 
-_V1 = (actions, credit_checks, customers, decisions, evaluate, events, policies, reports, reviews, sweeps)
+_V1 = (actions, credit_checks, customers, decisions, evaluate, events, policies, referrals, reports, reviews,
+       sweeps)
 
 
 def register(app):
