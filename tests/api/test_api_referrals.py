@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import json
 import pathlib
+import subprocess
+import sys
 from decimal import Decimal
 
 from sqlalchemy import select
 
 from api.service.auth import create_key
 from api.store.tables import DecisionRecord
-from api_harness import NOW, POLICY_FILE, day, uid
+from api_harness import NOW, POLICY_FILE, ROOT, day, uid
 
 
 def _key(api, role: str, authority: str | None) -> str:
@@ -228,4 +230,33 @@ def test_authority_matrix(fresh):
         .count("'cfo'") == 1
     cfo = _key(api, "controller", "cfo")
     assert api.post(f"/v1/referrals/{big['id']}/release", {"reason": "board approved"}, role=cfo).status_code == 200
+    _verified(api)
+
+
+def _cli(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "api.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=180)
+
+
+def test_command_line_keys_with_authority_and_expiry(fresh):
+    api = fresh
+    url = api.database_url
+    bad = _cli("keys", "create", "x", "--role", "controller", "--authority", "Team Lead", "--database-url", url)
+    assert bad.returncode == 2 and "authority level" in bad.stderr
+    made = _cli("keys", "create", "li.na", "--role", "controller", "--authority", "team_lead",
+                "--person", "李娜", "--database-url", url)
+    assert made.returncode == 0, made.stderr
+    raw = made.stdout.strip()
+    assert raw.startswith("cc_controller_")
+    api.keys["li.na"] = raw
+    cid = api.customer()
+    ref = _refer(api, cid, as_of=day(-8))["referral"]            # last open day: yesterday
+    ok = _refer(api, cid, reserve=False)["referral"]            # the expired hold no longer counts: refers again
+    r = api.post(f"/v1/referrals/{ok['id']}/release", {"reason": "CLI key"}, role="li.na")
+    assert r.status_code == 200 and r.json()["closed_by"] == "li.na", r.text
+    assert json.loads(_chain(api, cid)[-1].result)["person"] == "李娜"
+    out = _cli("referrals", "expire", "--database-url", url, "--as-of", day(0))
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["referral_ids"] == [ref["id"]]
+    assert _cli("referrals", "expire", "--as-of", "2026-13-01", "--database-url", url).returncode == 2
     _verified(api)
