@@ -14,6 +14,9 @@ from .schemas import (
     EvaluateRequest,
     EventRequest,
     PolicyTextRequest,
+    ReferralExpireRequest,
+    ReferralRejectRequest,
+    ReferralReleaseRequest,
     SimulateRequest,
 )
 
@@ -51,6 +54,72 @@ def _path(name, description=""):
 
 def _query(name, schema=None):
     return {"name": name, "in": "query", "required": False, "schema": schema or {"type": "string"}}
+
+
+_MONEY = {"type": "string", "pattern": r"^-?\d+(\.\d+)?$", "example": "30000.00"}
+_DATE = {"type": "string", "format": "date"}
+_TEXT_OR_NULL = {"type": "string", "nullable": True}
+REFERRAL = {"type": "object", "properties": {
+    "id": {"type": "string"}, "order_id": {"type": "string"}, "customer_id": {"type": "string"},
+    "status": {"type": "string", "enum": ["open", "released", "rejected", "expired"]},
+    "amount": _MONEY, "limit": _MONEY, "exposure": _MONEY, "exposure_after_order": _MONEY, "over_limit": _MONEY,
+    "reasons": {"type": "array", "items": {"type": "object", "properties": {
+        "rule": {"type": "string"}, "family": {"type": "string"}, "message": {"type": "string"}}}},
+    "reserve": {"type": "boolean"}, "requested_by": {"type": "string"}, "opened_on": _DATE,
+    "expires_on": {**_DATE, "description": "the last day it is open"}, "decision_id": {"type": "string"},
+    "closed_by": _TEXT_OR_NULL, "close_reason": _TEXT_OR_NULL, "closed_at": _TEXT_OR_NULL,
+    "close_decision_id": _TEXT_OR_NULL,
+    "conditions": {"type": "array", "nullable": True, "items": {"type": "object"}},
+    "age_days": {"type": "integer", "description": "in GET /v1/referrals only"}}}
+CREDIT_ORDER = {"type": "object", "properties": {
+    "order_id": {"type": "string"}, "customer_id": {"type": "string"},
+    "status": {"type": "string", "enum": ["approved", "referred", "released", "rejected", "expired"]},
+    "amount": _MONEY, "requested_by": {"type": "string"}, "decision_id": {"type": "string"},
+    "updated_at": {"type": "string"},
+    "reservation": {"type": "object", "nullable": True, "properties": {
+        "status": {"type": "string", "enum": ["held", "provisional", "released", "invoiced"]}, "amount": _MONEY,
+        "expires_on": _DATE}},
+    "referral": {"allOf": [{"$ref": "#/components/schemas/Referral"}], "nullable": True}}}
+
+
+def _answer(op: dict, status: int, schema: dict) -> dict:
+    op["responses"][str(status)]["content"]["application/json"]["schema"] = schema
+    return op
+
+
+def _referral_paths(s, ref) -> None:
+    """Referred credit checks (api/http/routes/referrals.py, docs/governance.md)."""
+    s.components.schema("Referral", REFERRAL)
+    s.components.schema("CreditOrder", CREDIT_ORDER)
+    for schema in (ReferralReleaseRequest, ReferralRejectRequest, ReferralExpireRequest):
+        s.components.schema(schema.__name__, schema=schema)
+    rid = _path("referral_id")
+    s.path("/v1/referrals", operations={"get": _answer(_op(
+        "Referrals, oldest first (filters: status, customer, amount range, age in days)", "referrals:read", None,
+        200, [_query("status", {"type": "string", "enum": ["open", "released", "rejected", "expired", "all"]}),
+              _query("customer"), _query("min_amount", _MONEY), _query("max_amount", _MONEY),
+              _query("min_age_days", {"type": "integer", "minimum": 0, "maximum": 36500}),
+              _query("max_age_days", {"type": "integer", "minimum": 0, "maximum": 36500}),
+              _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000})], "referrals", (401, 403, 422)),
+        200, {"type": "object", "properties": {"as_of": _DATE, "referrals": {"type": "array", "items": ref("Referral")}}})})
+    s.path("/v1/referrals/{referral_id}/release", operations={"post": _answer(_op(
+        "Release a referred order (mandatory reason, optional conditions); the release needs the authority level "
+        "the policy's matrix gives for its amount over the limit", "referrals:write", ref("ReferralReleaseRequest"),
+        200, [rid], "referrals", (400, 401, 403, 404, 409, 422)), 200, ref("Referral"))})
+    s.path("/v1/referrals/{referral_id}/reject", operations={"post": _answer(_op(
+        "Reject a referred order (mandatory reason); frees its provisional hold", "referrals:write",
+        ref("ReferralRejectRequest"), 200, [rid], "referrals", (400, 401, 403, 404, 409, 422)), 200, ref("Referral"))})
+    s.path("/v1/referrals/{referral_id}/recheck", operations={"post": _answer(_op(
+        "Evaluate the referred order again under today's ledger (approve releases, reject rejects)",
+        "referrals:write", None, 200, [rid], "referrals", (401, 403, 404, 409)), 200,
+        {"type": "object", "properties": {"referral": ref("Referral"), "outcome": {"type": "string"},
+                                          "decision_id": {"type": "string"},
+                                          "reasons": {"type": "array", "items": {"type": "object"}}}})})
+    s.path("/v1/referrals/expire", operations={"post": _answer(_op(
+        "Expire the referrals open past their last day, freeing their provisional holds", "referrals:write",
+        ref("ReferralExpireRequest"), 200, (), "referrals", (400, 401, 403, 422)), 200,
+        {"type": "object", "properties": {"as_of": _DATE, "expired": {"type": "integer"},
+                                          "referral_ids": {"type": "array", "items": {"type": "string"}}}})})
 
 
 def _report_paths(s) -> None:
@@ -124,6 +193,9 @@ def spec() -> dict:
         "post": _op("May this order go on credit? Optionally reserve the amount", "credit_checks:write",
                     ref("CreditCheckRequest"), 201, (), "credit checks", (400, 401, 403, 404, 409, 422))})
     s.path("/v1/credit-checks/{order_id}", operations={
+        "get": _answer(_op("Where a checked order stands (approved, referred, released, rejected, expired) and its "
+                           "reservation; a salesperson reads the orders it checked", "credit_checks:read", None, 200,
+                           [_path("order_id")], "credit checks", (401, 403, 404)), 200, ref("CreditOrder")),
         "delete": _op("Release a credit reservation", "credit_checks:write", None, 200, [_path("order_id")],
                       "credit checks", (401, 403, 404))})
     s.path("/v1/decisions", operations={
@@ -175,6 +247,7 @@ def spec() -> dict:
         "get": _op("A sweep run: status, counts, errors", "sweeps:read", None, 200, [_path("run_id")], "sweeps",
                    (401, 403, 404))})
     _report_paths(s)
+    _referral_paths(s, ref)
     s.path("/v1/reviews", operations={
         "get": _op("Review proposals waiting for a controller (limit or terms increases)", "reviews:read", None, 200,
                    (), "reviews", (401, 403)),
