@@ -5,12 +5,15 @@ leaves every decision of the policy byte-identical (only the version changes, as
 
     authority:
       referral_expiry_days: 7          # an open referral expires (and frees its hold) after this
+      provisional_hold: true           # a referred order checked with reserve holds its amount meanwhile
       levels:                          # ascending; each may release up to its amount over the limit
         - {level: team_lead, over_limit_up_to: "100000"}
         - {level: credit_manager, over_limit_up_to: "1000000"}
         - {level: cfo}                 # no amount: no bound (only the last level)
 
-Without the section a referral expires after DEFAULT_EXPIRY_DAYS and any controller may release it.
+Without the section a referral expires after DEFAULT_EXPIRY_DAYS, holds nothing, and any controller may
+release it. provisional_hold is off by default: with it, referred orders take credit that approved orders
+would otherwise get, which changes how a book fills up under load (a policy decides to opt in).
 """
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ class LevelSchema(StrictSchema):
 class AuthoritySchema(StrictSchema):
     referral_expiry_days = fields.Integer(strict=True, load_default=DEFAULT_EXPIRY_DAYS,
                                           validate=validate.Range(min=1, max=365))
+    provisional_hold = fields.Boolean(load_default=False)
     levels = fields.List(fields.Nested(LevelSchema), load_default=list)
 
 
@@ -44,6 +48,7 @@ class Level:
 @dataclass(frozen=True)
 class Authority:
     referral_expiry_days: int = DEFAULT_EXPIRY_DAYS
+    provisional_hold: bool = False
     levels: tuple[Level, ...] = ()      # ascending; empty: no matrix
 
     def rank(self, name: str | None) -> int | None:
@@ -81,4 +86,4 @@ def build(ctx, raw: dict | None, path) -> Authority:
     if levels and levels[-1].over_limit_up_to is not None:
         ctx.error("E_MISSING", "the last (highest) level must have no over_limit_up_to: someone may release any "
                   "amount", path + ("levels", len(levels) - 1))
-    return Authority(raw["referral_expiry_days"], tuple(levels))
+    return Authority(raw["referral_expiry_days"], raw["provisional_hold"], tuple(levels))

@@ -22,7 +22,7 @@ _NOT_REPLAYABLE = {
     "simulation": "a simulation is not replayed: simulate the candidate again",
     "interest_accrual": "an interest accrual run is not replayed: its rows are in GET /v1/reports/interest-accruals",
     **{f"referral_{step}": "a step on a referral is a person's (or the expiry's) act, not an evaluation: its "
-       "facts and reason are the record" for step in ("open", "release", "reject", "expire")},
+       "facts and reason are the record" for step in ("release", "reject", "expire")},
 }
 
 

@@ -1,7 +1,8 @@
 """Referrals (转人工审批): a credit check that comes out `refer` waits for a controller.
 
 The check opens a referral with the figures it saw (order, amount, reasons, limit, exposure) and
-who asked. With `reserve` the amount is held provisionally while the referral is open: the order's
+who asked. With `reserve` (and the policy's `authority.provisional_hold`) the amount is held provisionally
+while the referral is open: the order's
 reservation has status `provisional`, which counts in exposure like a `held` one
 (api/store/ledger.HOLDING), so other orders cannot take the credit a controller may still grant.
 
@@ -52,13 +53,13 @@ def after_check(ctx, s, c, *, order_id, amount_minor, as_of, reserve, rec, decis
     provisional hold when `reserve`). Returns the referral (as the API shows it) or None."""
     policy = ctx.registry.active(s)
     outcome = decision.data["credit"]["check"]["outcome"]
-    referral = opened = None
+    referral = None
     if outcome == "refer":
-        referral, opened = _open(ctx, s, c, policy, order_id=order_id, amount_minor=amount_minor, as_of=as_of,
+        referral = _open(ctx, s, c, policy, order_id=order_id, amount_minor=amount_minor, as_of=as_of,
                          reserve=reserve, rec=rec, decision=decision, actor=actor, request_id=request_id,
                          existing=existing_reservation)
     _set_order(s, order_id=order_id, customer_id=c.id, status=_ORDER_STATUS[outcome], amount_minor=amount_minor,
-               requested_by=actor, decision_id=opened.id if opened else rec.id,
+               requested_by=actor, decision_id=rec.id,
                referral_id=referral.id if referral else None, now=ctx.clock())
     return None if referral is None else referral_dict(referral, policy.exponent)
 
@@ -72,7 +73,8 @@ def _set_order(s, *, order_id, customer_id, status, amount_minor, requested_by, 
 
 
 def _open(ctx, s, c, policy, *, order_id, amount_minor, as_of, reserve, rec, decision, actor, request_id,
-          existing) -> tuple[Referral, object]:
+          existing) -> Referral:
+    """The credit check's own record (outcome refer, its actor and facts) is the referral's opening in the trail."""
     exp = policy.exponent
     credit = decision.data["credit"]
     limit = to_minor(credit["limit"], exp)
@@ -81,20 +83,18 @@ def _open(ctx, s, c, policy, *, order_id, amount_minor, as_of, reserve, rec, dec
                    amount_minor=amount_minor, limit_minor=limit, exposure_minor=to_minor(credit["exposure"], exp),
                    over_limit_minor=max(0, after - limit),
                    reasons=[r for r in decision.data["reasons"] if r["family"] == "credit.check"],
-                   reserve=bool(reserve), requested_by=actor, opened_on=as_of,
+                   reserve=bool(reserve and policy.authority.provisional_hold), requested_by=actor, opened_on=as_of,
                    expires_on=as_of + dt.timedelta(days=policy.authority.referral_expiry_days),
                    decision_id=rec.id, created_at=ctx.clock())
-    if reserve:
+    if ref.reserve:
         if existing is None:
             s.add(Reservation(order_id=order_id, customer_id=c.id, amount_minor=amount_minor, status="provisional",
                               expires_on=ref.expires_on, decision_id=rec.id, created_at=ctx.clock()))
         else:        # the order's earlier hold becomes this referral's provisional one, at the new amount
             existing.amount_minor, existing.status = amount_minor, "provisional"
             existing.expires_on, existing.decision_id = ref.expires_on, rec.id
-    opened = _record(ctx, s, ref, policy, "referral_open", actor, request_id, as_of, "open",
-                     {"credit_check_decision_id": rec.id})
     s.add(ref)
-    return ref, opened
+    return ref
 
 
 # ------------------------------------------------------------------------------ reading

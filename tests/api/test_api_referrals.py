@@ -10,6 +10,7 @@ import subprocess
 import sys
 from decimal import Decimal
 
+import pytest
 from sqlalchemy import select
 
 from api.service.auth import create_key
@@ -43,6 +44,25 @@ def _verified(api) -> None:
     assert r.status_code == 200 and r.json()["ok"] is True, r.text
 
 
+def _holding_policy(text: str | None = None) -> str:
+    """The shipped policy with authority.provisional_hold on (referred orders with reserve hold their amount)."""
+    text = text or pathlib.Path(POLICY_FILE).read_text(encoding="utf-8")
+    assert "  provisional_hold: false" in text
+    return text.replace("  provisional_hold: false", "  provisional_hold: true", 1)
+
+
+def _publish(api, text: str) -> None:
+    r = api.post("/v1/policies", {"text": text, "source": "governance-test"}, role="admin")
+    assert r.status_code == 201, r.text
+
+
+@pytest.fixture
+def gov(fresh):
+    """A new database whose live policy holds referred orders provisionally."""
+    _publish(fresh, _holding_policy())
+    return fresh
+
+
 def _refer(api, cid, amount="460000.00", reserve=True, **extra) -> dict:
     """Limit 500,000 (score 85): 460,000 is 92 % > 90 % → check.high_utilisation refers."""
     r = api.credit_check(cid, amount, reserve=reserve, role="sales", **extra)
@@ -52,7 +72,8 @@ def _refer(api, cid, amount="460000.00", reserve=True, **extra) -> dict:
     return body
 
 
-def test_refer_holds_provisionally_and_a_controller_releases(api):
+def test_refer_holds_provisionally_and_a_controller_releases(gov):
+    api = gov
     cid = api.customer()
     body = _refer(api, cid)
     ref = body["referral"]
@@ -107,8 +128,9 @@ def test_refer_holds_provisionally_and_a_controller_releases(api):
 
     chain = _chain(api, cid)
     kinds = [(rec.kind, rec.outcome, rec.actor) for rec in chain]
-    assert kinds == [("credit_check", "refer", "test-sales"), ("referral_open", "open", "test-sales"),
-                     ("credit_check", "reject", "test-sales"), ("referral_release", "released", lead)]
+    assert kinds == [("credit_check", "refer", "test-sales"), ("credit_check", "reject", "test-sales"),
+                     ("referral_release", "released", lead)]
+    assert chain[0].id == ref["decision_id"]                    # the referring check opened it
     released = json.loads(chain[-1].result)
     assert released["reason"] == "long-standing customer; 30 % deposit taken"
     assert released["authority"] == "team_lead" and released["authority_needed"] == "team_lead"
@@ -118,7 +140,8 @@ def test_refer_holds_provisionally_and_a_controller_releases(api):
     assert replay.status_code == 409 and replay.json()["code"] == "E_NOT_REPLAYABLE"
 
 
-def test_reject_frees_the_provisional_hold(api):
+def test_reject_frees_the_provisional_hold(gov):
+    api = gov
     cid = api.customer()
     ref = _refer(api, cid)["referral"]
     lead = _key(api, "controller", "team_lead")
@@ -126,7 +149,8 @@ def test_reject_frees_the_provisional_hold(api):
     assert r.status_code == 200 and r.json()["status"] == "rejected", r.text
     assert r.json()["close_reason"] == "group under review"
     assert _exposure(api, cid) == 0
-    assert api.get(f"/v1/credit-checks/{ref['order_id']}", role="sales").json()["status"] == "rejected"
+    order = api.get(f"/v1/credit-checks/{ref['order_id']}", role="sales").json()
+    assert order["status"] == "rejected" and order["reservation"]["status"] == "released"
     # the order is no longer blocked: a smaller check of it goes through
     again = api.credit_check(cid, "1000.00", order_id=ref["order_id"], reserve=True)
     assert again.json()["outcome"] == "approve" and again.json()["reserved"] is True
@@ -134,7 +158,8 @@ def test_reject_frees_the_provisional_hold(api):
     _verified(api)
 
 
-def test_recheck_under_todays_ledger(api):
+def test_recheck_under_todays_ledger(gov):
+    api = gov
     cid = api.customer()
     inv = api.invoice(cid, "100000.00", due=16, issued=-14)
     ref = _refer(api, cid, "360000.00")["referral"]            # 100,000 + 360,000 = 92 %
@@ -156,8 +181,8 @@ def test_recheck_under_todays_ledger(api):
     _verified(api)
 
 
-def test_expiry_frees_the_hold_once(fresh):
-    api = fresh
+def test_expiry_frees_the_hold_once(gov):
+    api = gov
     cid = api.customer()
     ref = _refer(api, cid, as_of=day(-10))["referral"]         # opened 10 days ago: last open day was day -3
     assert ref["expires_on"] == day(-3)
@@ -177,8 +202,8 @@ def test_expiry_frees_the_hold_once(fresh):
     _verified(api)
 
 
-def test_list_filters_and_order(fresh):
-    api = fresh
+def test_list_filters_and_order(gov):
+    api = gov
     a, b = api.customer(), api.customer()
     old = _refer(api, a, as_of=day(-3))["referral"]
     big = _refer(api, b, "470000.00")["referral"]
@@ -208,8 +233,7 @@ def _refer_over_limit_policy() -> str:
 
 def test_authority_matrix(fresh):
     api = fresh
-    r = api.post("/v1/policies", {"text": _refer_over_limit_policy(), "source": "over-limit-refers"}, role="admin")
-    assert r.status_code == 201, r.text
+    _publish(api, _refer_over_limit_policy())
     cid = api.customer()
     ref = _refer(api, cid, "650000.00")["referral"]            # 150,000 over the 500,000 limit
     assert ref["over_limit"] == "150000.00"
@@ -259,4 +283,17 @@ def test_command_line_keys_with_authority_and_expiry(fresh):
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["referral_ids"] == [ref["id"]]
     assert _cli("referrals", "expire", "--as-of", "2026-13-01", "--database-url", url).returncode == 2
+    _verified(api)
+
+
+def test_without_provisional_hold_a_referral_holds_nothing(api):
+    """The shipped policy (provisional_hold: false): the referral opens, exposure is untouched."""
+    cid = api.customer()
+    ref = _refer(api, cid)["referral"]
+    assert ref["reserve"] is False and _exposure(api, cid) == 0
+    order = api.get(f"/v1/credit-checks/{ref['order_id']}", role="sales").json()
+    assert order["status"] == "referred" and order["reservation"] is None
+    r = api.post(f"/v1/referrals/{ref['id']}/release", {"reason": "fine"}, role="controller")
+    assert r.status_code == 200 and r.json()["status"] == "released", r.text
+    assert api.get(f"/v1/credit-checks/{ref['order_id']}", role="sales").json()["reservation"] is None
     _verified(api)
