@@ -29,6 +29,7 @@ CODES: dict[str, Code] = {
     "E_REFERRAL_OPEN": Code(409, 4, "the order has an open referral: a controller releases, rejects or rechecks it"),
     "E_REFERRAL_CLOSED": Code(409, 4, "the referral is no longer open (released, rejected or expired)"),
     "E_AUTHORITY_REQUIRED": Code(403, 2, "the key's authority level is below the level the release needs"),
+    "E_NOT_ON_HOLD": Code(409, 4, "the customer is not on credit hold"),
     "E_TOO_LARGE": Code(413, 2, "the request body is too large"),
     "E_UNSUPPORTED_MEDIA_TYPE": Code(415, 2, "the body's media type is not accepted"),
     "E_INPUT_INVALID": Code(422, 1, "a field of the request is invalid"),

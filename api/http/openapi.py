@@ -14,6 +14,7 @@ from .schemas import (
     EvaluateRequest,
     EventRequest,
     PolicyTextRequest,
+    HoldRequest,
     ReferralExpireRequest,
     ReferralRejectRequest,
     ReferralReleaseRequest,
@@ -120,6 +121,33 @@ def _referral_paths(s, ref) -> None:
         ref("ReferralExpireRequest"), 200, (), "referrals", (400, 401, 403, 422)), 200,
         {"type": "object", "properties": {"as_of": _DATE, "expired": {"type": "integer"},
                                           "referral_ids": {"type": "array", "items": {"type": "string"}}}})})
+
+
+HOLD = {"type": "object", "nullable": True, "properties": {
+    "reason": {"type": "string"}, "placed_on": _DATE, "until": {**_DATE, "nullable": True},
+    "placed_by": {"type": "string"}, "decision_id": {"type": "string"}}}
+HOLD_CHANGE = {"type": "object", "properties": {
+    "customer_id": {"type": "string"}, "hold": HOLD, "before": HOLD, "decision_id": {"type": "string"},
+    "alerts": {"type": "array", "items": {"type": "object", "properties": {
+        "severity": {"type": "string"}, "customer_id": {"type": "string"}, "message": {"type": "string"}}}}}}
+
+
+def _hold_paths(s, ref) -> None:
+    """The credit hold (停止赊销) on a credit file (api/http/routes/credit_file.py, docs/governance.md)."""
+    s.components.schema("HoldRequest", schema=HoldRequest)
+    cid = _path("customer_id")
+    s.path("/v1/customers/{customer_id}/hold", operations={
+        "get": _answer(_op("The customer's credit hold, if any, and whether it is in force today", "customers:read",
+                           None, 200, [cid], "credit file", (401, 403, 404)), 200,
+                       {"type": "object", "properties": {"customer_id": {"type": "string"}, "hold": HOLD,
+                                                         "in_force": {"type": "boolean"}}}),
+        "put": _answer(_op("Put the customer on credit hold (or replace its hold): every credit check rejects with "
+                           "the reason until lifted or past `until`", "holds:write", ref("HoldRequest"), 200, [cid],
+                           "credit file", (400, 401, 403, 404, 422)), 200, HOLD_CHANGE)})
+    s.path("/v1/customers/{customer_id}/hold/lift", operations={
+        "post": _answer(_op("Lift the customer's credit hold (mandatory reason)", "holds:write",
+                            ref("ReferralRejectRequest"), 200, [cid], "credit file", (400, 401, 403, 404, 409, 422)),
+                        200, HOLD_CHANGE)})
 
 
 def _report_paths(s) -> None:
@@ -248,6 +276,7 @@ def spec() -> dict:
                    (401, 403, 404))})
     _report_paths(s)
     _referral_paths(s, ref)
+    _hold_paths(s, ref)
     s.path("/v1/reviews", operations={
         "get": _op("Review proposals waiting for a controller (limit or terms increases)", "reviews:read", None, 200,
                    (), "reviews", (401, 403)),

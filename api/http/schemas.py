@@ -137,3 +137,8 @@ class ReferralQuery(Schema):
     min_age_days = fields.Integer(validate=validate.Range(min=0, max=36500))
     max_age_days = fields.Integer(validate=validate.Range(min=0, max=36500))
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+
+
+class HoldRequest(_Strict):
+    reason = fields.String(required=True, validate=[validate.Length(min=1, max=2000), _not_blank])
+    until = fields.Date(load_default=None, validate=IN_RANGE, metadata={"description": "the hold's last day"})

@@ -43,6 +43,7 @@ PERMISSIONS = {
     "credit_checks:read": {"sales", "controller", "auditor", "admin"},     # sales: orders it checked only
     "referrals:read": {"controller", "auditor", "admin"},
     "referrals:write": {"controller", "admin"},
+    "holds:write": {"controller", "admin"},
 }
 
 

@@ -8,7 +8,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..errors import conflict, invalid, not_found
 from ..store.tables import Reservation
-from . import referrals
+from . import credit_file, referrals
 from .decide import decide, lock_customer
 from .validation import money_minor
 
@@ -44,10 +44,14 @@ def _credit_check(ctx, req: dict, actor, request_id) -> dict:
         if existing is not None and existing.customer_id != c.id:
             raise conflict(f"order '{req['order_id']}' belongs to another customer")
         referrals.open_order(s, req["order_id"])          # refused while the order's referral is open
+        hold = credit_file.hold_in_force(s, c.id, as_of)      # 停止赊销: the check rejects with its reason
         order = {"amount": str(req["amount"]), "order_id": req["order_id"]}
         rec, decision = decide(ctx, s, c, as_of, kind="credit_check", actor=actor, request_id=request_id,
-                               order=order, persist_actions=False)
-        check = decision.data["credit"]["check"]
+                               order=order, persist_actions=False,
+                               outcome_of=(lambda data: "reject") if hold else None)
+        check, reasons = credit_file.held_check(decision.data["credit"]["check"],
+                                                [r for r in decision.data["reasons"] if r["family"] == "credit.check"],
+                                                hold)
         reserved = False
         if req.get("reserve") and check["outcome"] in ("approve", "approve_with_conditions"):
             expires = req.get("expires_on") or (as_of + dt.timedelta(days=RESERVATION_DAYS))
@@ -60,11 +64,12 @@ def _credit_check(ctx, req: dict, actor, request_id) -> dict:
             reserved = True
         referral = referrals.after_check(ctx, s, c, order_id=req["order_id"], amount_minor=amount_minor, as_of=as_of,
                                          reserve=req.get("reserve"), rec=rec, decision=decision, actor=actor,
+                                         outcome=check["outcome"],
                                          request_id=request_id, existing_reservation=existing)
         credit = decision.data["credit"]
         return {"decision_id": rec.id, "policy_version": rec.policy_version, "customer_id": c.id,
                 "order_id": req["order_id"], "outcome": check["outcome"], "conditions": check["conditions"],
-                "reasons": [r for r in decision.data["reasons"] if r["family"] == "credit.check"],
+                "reasons": reasons,
                 "limit": credit["limit"], "exposure": credit["exposure"], "available": credit["available"],
                 "exposure_after_order": check["exposure_after_order"], "reserved": reserved,
                 "as_of": as_of.isoformat(), **({"referral": referral} if referral else {})}

@@ -48,11 +48,10 @@ def open_order(s, order_id: str) -> CreditOrder | None:
 
 
 def after_check(ctx, s, c, *, order_id, amount_minor, as_of, reserve, rec, decision, actor, request_id,
-                existing_reservation) -> dict | None:
+                existing_reservation, outcome) -> dict | None:
     """After a credit check's decision: the order's status; with outcome `refer`, the referral (and the
     provisional hold when `reserve`). Returns the referral (as the API shows it) or None."""
     policy = ctx.registry.active(s)
-    outcome = decision.data["credit"]["check"]["outcome"]
     referral = None
     if outcome == "refer":
         referral = _open(ctx, s, c, policy, order_id=order_id, amount_minor=amount_minor, as_of=as_of,

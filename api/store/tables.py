@@ -349,3 +349,16 @@ class Referral(Base):
     conditions: Mapped[list | None] = mapped_column(JSON, nullable=True)
     close_decision_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     __table_args__ = (Index("ix_referrals_status_created", "status", "created_at", "id"),)
+
+
+class CreditHold(Base):
+    """停止赊销: a customer on credit hold; every credit check rejects with the reason while it is in force
+    (placed_on ≤ as_of ≤ until). One row per customer; lifting deletes it (its history is in the trail)."""
+    __tablename__ = "credit_holds"
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), primary_key=True)
+    reason: Mapped[str] = mapped_column(Text)
+    placed_on: Mapped[dt.date] = mapped_column(Date)
+    until: Mapped[dt.date | None] = mapped_column(Date, nullable=True)       # the last day; None: until lifted
+    placed_by: Mapped[str] = mapped_column(String(128))
+    placed_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    decision_id: Mapped[str] = mapped_column(String(64))

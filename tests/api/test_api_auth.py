@@ -99,6 +99,13 @@ def _referral_step(step, body):
     return lambda api, w: (f"/v1/referrals/{_referral(api, w)['id']}/{step}", body)
 
 
+def _held_customer(api, w):
+    cid = api.customer()
+    r = api.put(f"/v1/customers/{cid}/hold", {"reason": "matrix"}, role="controller")
+    assert r.status_code == 200, r.text
+    return f"/v1/customers/{cid}/hold/lift", {"reason": "matrix"}
+
+
 ENDPOINTS = [
     Endpoint("PUT", "/v1/customers/{customer_id}", "customers:write", 201,
              lambda api, w: (f"/v1/customers/{uid('C')}", CUSTOMER_FILE)),
@@ -125,6 +132,12 @@ ENDPOINTS = [
     Endpoint("POST", "/v1/referrals/{referral_id}/recheck", "referrals:write", 200, _referral_step("recheck", None)),
     Endpoint("POST", "/v1/referrals/expire", "referrals:write", 200,
              lambda api, w: ("/v1/referrals/expire", {"as_of": day(0)})),
+    Endpoint("GET", "/v1/customers/{customer_id}/hold", "customers:read", 200,
+             lambda api, w: (f"/v1/customers/{w.customer}/hold", None)),
+    # on a customer of its own: a hold on the matrix's customer would reject the other endpoints' checks
+    Endpoint("PUT", "/v1/customers/{customer_id}/hold", "holds:write", 200,
+             lambda api, w: (f"/v1/customers/{api.customer()}/hold", {"reason": "matrix"})),
+    Endpoint("POST", "/v1/customers/{customer_id}/hold/lift", "holds:write", 200, _held_customer),
     Endpoint("GET", "/v1/decisions", "decisions:read", 200, lambda api, w: ("/v1/decisions?limit=5", None)),
     Endpoint("GET", "/v1/decisions/{decision_id}", "decisions:read", 200,
              lambda api, w: (f"/v1/decisions/{w.sales_decision}", None)),

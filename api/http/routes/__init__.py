@@ -2,6 +2,7 @@
 from . import (
     actions,
     credit_checks,
+    credit_file,
     customers,
     decisions,
     evaluate,
@@ -14,7 +15,7 @@ from . import (
     system,
 )
 
-_V1 = (actions, credit_checks, customers, decisions, evaluate, events, policies, referrals, reports, reviews,
+_V1 = (actions, credit_checks, credit_file, customers, decisions, evaluate, events, policies, referrals, reports, reviews,
        sweeps)
 
 

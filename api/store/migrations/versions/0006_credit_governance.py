@@ -1,4 +1,4 @@
-"""credit governance: referrals, credit orders, key holders and authority levels
+"""credit governance: referrals, credit orders, credit holds, key holders and authority levels
 
 Revision ID: 0006
 Revises: 0004
@@ -55,6 +55,17 @@ def upgrade():
         batch_op.create_index(batch_op.f('ix_referrals_customer_id'), ['customer_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_referrals_order_id'), ['order_id'], unique=False)
         batch_op.create_index('ix_referrals_status_created', ['status', 'created_at', 'id'], unique=False)
+    op.create_table('credit_holds',
+    sa.Column('customer_id', sa.String(length=128), nullable=False),
+    sa.Column('reason', sa.Text(), nullable=False),
+    sa.Column('placed_on', sa.Date(), nullable=False),
+    sa.Column('until', sa.Date(), nullable=True),
+    sa.Column('placed_by', sa.String(length=128), nullable=False),
+    sa.Column('placed_at', sa.DateTime(), nullable=False),
+    sa.Column('decision_id', sa.String(length=64), nullable=False),
+    sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], ),
+    sa.PrimaryKeyConstraint('customer_id')
+    )
     with op.batch_alter_table('api_keys', schema=None) as batch_op:
         batch_op.add_column(sa.Column('person', sa.String(length=128), nullable=True))
         batch_op.add_column(sa.Column('authority', sa.String(length=32), nullable=True))
@@ -64,6 +75,7 @@ def downgrade():
     with op.batch_alter_table('api_keys', schema=None) as batch_op:
         batch_op.drop_column('authority')
         batch_op.drop_column('person')
+    op.drop_table('credit_holds')
     with op.batch_alter_table('referrals', schema=None) as batch_op:
         batch_op.drop_index('ix_referrals_status_created')
         batch_op.drop_index(batch_op.f('ix_referrals_order_id'))
