@@ -122,7 +122,7 @@ def cmd_keys_create(args) -> int:
     from .service.auth import create_key
     try:
         with service.tx() as s:
-            raw = create_key(s, args.name, args.role, service.clock())
+            raw = create_key(s, args.name, args.role, service.clock(), person=args.person, authority=args.authority)
     except ValueError as exc:
         print(str(exc), file=sys.stderr)
         return 2
@@ -154,6 +154,23 @@ def cmd_users_create(args) -> int:
         print(f"{exc.code}: {exc.message}" + (f" ({detail})" if detail else ""), file=sys.stderr)
         return exit_code(exc.code)
     print(json.dumps(user, ensure_ascii=False, sort_keys=True))
+    return 0
+
+
+def cmd_referrals_expire(args) -> int:
+    """Expire the referrals open past their last day (docs/governance.md); prints what it expired."""
+    from .errors import DomainError
+    from .service import referrals
+    as_of = _as_of(args.as_of) if args.as_of else None
+    if args.as_of and as_of is None:
+        return 2
+    app, service = _service(_db_url(args), args.policy)
+    try:
+        result = referrals.expire(service, as_of or service.today(), "cli:referrals-expire", "cli")
+    except DomainError as exc:
+        print(f"{exc.code}: {exc.message}", file=sys.stderr)
+        return exit_code(exc.code)
+    print(json.dumps(result, ensure_ascii=False, sort_keys=True))
     return 0
 
 
@@ -436,6 +453,8 @@ def build_parser():
     create = keys.add_parser("create", help="create a key and print it once")
     create.add_argument("name")
     create.add_argument("--role", required=True)
+    create.add_argument("--person", help="who holds the key (default: NAME)")
+    create.add_argument("--authority", help="the key's level in the policy's authority matrix, e.g. team_lead")
     create.add_argument("--database-url", dest="database_url")
     create.add_argument("--policy", default=engine_cli.DEFAULT_POLICY)
     create.set_defaults(func=cmd_keys_create)
@@ -449,6 +468,13 @@ def build_parser():
     ucreate.add_argument("--database-url", dest="database_url")
     ucreate.add_argument("--policy", default=engine_cli.DEFAULT_POLICY)
     ucreate.set_defaults(func=cmd_users_create)
+    refs = sub.add_parser("referrals", help="referred credit checks").add_subparsers(dest="referrals_action",
+                                                                                    required=True)
+    exp = refs.add_parser("expire", help="expire the referrals open past their last day, freeing their holds")
+    exp.add_argument("--as-of", dest="as_of", help="the day (default: today)")
+    exp.add_argument("--database-url", dest="database_url")
+    exp.add_argument("--policy", default=engine_cli.DEFAULT_POLICY)
+    exp.set_defaults(func=cmd_referrals_expire)
     return parser
 
 

@@ -19,7 +19,7 @@ from decimal import Decimal
 
 from marshmallow import ValidationError
 
-from rules import alerts, classification, credit, dunning, interest, repayment, review, scorecard, segments
+from rules import alerts, authority, classification, credit, dunning, interest, repayment, review, scorecard, segments
 from rules.common import Rule
 
 from rules import conditions
@@ -83,6 +83,7 @@ class CompiledPolicy:
     matchers: dict = field(default_factory=dict, repr=False, compare=False)
     phase_fields: dict = field(default_factory=dict, repr=False, compare=False)
     messages: dict = field(default_factory=dict, repr=False, compare=False)   # rule id → Template
+    authority: authority.Authority = field(default=authority.Authority(), repr=False, compare=False)
 
     @property
     def short_version(self) -> str:
@@ -192,7 +193,8 @@ def _resolve(ctx: CompileContext, data: dict) -> dict:
              + alerts.build(ctx, data["alerts"], ("alerts",)))
     return {"bands": bands, "scorecard": card, "dunning": dun,
             "interest": interest.build(ctx, data["interest"], ("interest",)),
-            "waiver": data["repayment"]["waiver"], "rules": rules}
+            "waiver": data["repayment"]["waiver"], "rules": rules,
+            "authority": authority.build(ctx, data.get("authority"), ("authority",))}
 
 
 def _check(ctx: CompileContext, rules: list[Rule]) -> None:
@@ -324,7 +326,8 @@ def _build(loaded: LoadedYaml, text: str, data: dict, parts: dict) -> CompiledPo
         exponent=exponent, source=loaded.file, text=text,
         content=json.loads(content), band_classes=parts["bands"], scorecard=parts["scorecard"],
         dunning=parts["dunning"], interest=parts["interest"], waiver_mode=parts["waiver"], rules=rules,
-        rules_by_id={r.id: r for r in rules}, matchers=matchers, phase_fields=phase_fields, messages=messages)
+        rules_by_id={r.id: r for r in rules}, matchers=matchers, phase_fields=phase_fields, messages=messages,
+        authority=parts["authority"])
 
 
 def compile_file(path: str) -> CompiledPolicy:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from marshmallow import fields, validate
 
 from rules.alerts import AlertRuleSchema
+from rules.authority import AuthoritySchema
 from rules.classification import CategoriesSchema, ClassificationSchema
 from rules.common import StrictSchema
 from rules.credit import CreditSchema
@@ -37,6 +38,8 @@ class PolicySchema(StrictSchema):
     alerts = fields.List(fields.Nested(AlertRuleSchema), load_default=list)
     review = fields.List(fields.Nested(ReviewRuleSchema), required=True, validate=validate.Length(min=1))
     segments = fields.List(fields.Nested(SegmentRuleSchema), load_default=list)
+    # optional and without a default: a policy without it keeps its content, hence its version
+    authority = fields.Nested(AuthoritySchema)
 
 
 def json_schema() -> dict:

@@ -14,6 +14,10 @@ from .schemas import (
     EvaluateRequest,
     EventRequest,
     PolicyTextRequest,
+    HoldRequest,
+    ReferralExpireRequest,
+    ReferralRejectRequest,
+    ReferralReleaseRequest,
     SimulateRequest,
 )
 
@@ -77,6 +81,99 @@ def _path(name, description=""):
 
 def _query(name, schema=None):
     return {"name": name, "in": "query", "required": False, "schema": schema or {"type": "string"}}
+
+
+_MONEY = {"type": "string", "pattern": r"^-?\d+(\.\d+)?$", "example": "30000.00"}
+_DATE = {"type": "string", "format": "date"}
+_TEXT_OR_NULL = {"type": "string", "nullable": True}
+REFERRAL = {"type": "object", "properties": {
+    "id": {"type": "string"}, "order_id": {"type": "string"}, "customer_id": {"type": "string"},
+    "status": {"type": "string", "enum": ["open", "released", "rejected", "expired"]},
+    "amount": _MONEY, "limit": _MONEY, "exposure": _MONEY, "exposure_after_order": _MONEY, "over_limit": _MONEY,
+    "reasons": {"type": "array", "items": {"type": "object", "properties": {
+        "rule": {"type": "string"}, "family": {"type": "string"}, "message": {"type": "string"}}}},
+    "reserve": {"type": "boolean"}, "requested_by": {"type": "string"}, "opened_on": _DATE,
+    "expires_on": {**_DATE, "description": "the last day it is open"}, "decision_id": {"type": "string"},
+    "closed_by": _TEXT_OR_NULL, "close_reason": _TEXT_OR_NULL, "closed_at": _TEXT_OR_NULL,
+    "close_decision_id": _TEXT_OR_NULL,
+    "conditions": {"type": "array", "nullable": True, "items": {"type": "object"}},
+    "age_days": {"type": "integer", "description": "in GET /v1/referrals only"}}}
+CREDIT_ORDER = {"type": "object", "properties": {
+    "order_id": {"type": "string"}, "customer_id": {"type": "string"},
+    "status": {"type": "string", "enum": ["approved", "referred", "released", "rejected", "expired"]},
+    "amount": _MONEY, "requested_by": {"type": "string"}, "decision_id": {"type": "string"},
+    "updated_at": {"type": "string"},
+    "reservation": {"type": "object", "nullable": True, "properties": {
+        "status": {"type": "string", "enum": ["held", "provisional", "released", "invoiced"]}, "amount": _MONEY,
+        "expires_on": _DATE}},
+    "referral": {"allOf": [{"$ref": "#/components/schemas/Referral"}], "nullable": True}}}
+
+
+def _answer(op: dict, status: int, schema: dict) -> dict:
+    op["responses"][str(status)]["content"]["application/json"]["schema"] = schema
+    return op
+
+
+def _referral_paths(s, ref) -> None:
+    """Referred credit checks (api/http/routes/referrals.py, docs/governance.md)."""
+    s.components.schema("Referral", REFERRAL)
+    s.components.schema("CreditOrder", CREDIT_ORDER)
+    for schema in (ReferralReleaseRequest, ReferralRejectRequest, ReferralExpireRequest):
+        s.components.schema(schema.__name__, schema=schema)
+    rid = _path("referral_id")
+    s.path("/v1/referrals", operations={"get": _answer(_op(
+        "Referrals, oldest first (filters: status, customer, amount range, age in days)", "referrals:read", None,
+        200, [_query("status", {"type": "string", "enum": ["open", "released", "rejected", "expired", "all"]}),
+              _query("customer"), _query("min_amount", _MONEY), _query("max_amount", _MONEY),
+              _query("min_age_days", {"type": "integer", "minimum": 0, "maximum": 36500}),
+              _query("max_age_days", {"type": "integer", "minimum": 0, "maximum": 36500}),
+              _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000})], "referrals", (401, 403, 422)),
+        200, {"type": "object", "properties": {"as_of": _DATE, "referrals": {"type": "array", "items": ref("Referral")}}})})
+    s.path("/v1/referrals/{referral_id}/release", operations={"post": _answer(_op(
+        "Release a referred order (mandatory reason, optional conditions); the release needs the authority level "
+        "the policy's matrix gives for its amount over the limit", "referrals:write", ref("ReferralReleaseRequest"),
+        200, [rid], "referrals", (400, 401, 403, 404, 409, 422)), 200, ref("Referral"))})
+    s.path("/v1/referrals/{referral_id}/reject", operations={"post": _answer(_op(
+        "Reject a referred order (mandatory reason); frees its provisional hold", "referrals:write",
+        ref("ReferralRejectRequest"), 200, [rid], "referrals", (400, 401, 403, 404, 409, 422)), 200, ref("Referral"))})
+    s.path("/v1/referrals/{referral_id}/recheck", operations={"post": _answer(_op(
+        "Evaluate the referred order again under today's ledger (approve releases, reject rejects)",
+        "referrals:write", None, 200, [rid], "referrals", (401, 403, 404, 409)), 200,
+        {"type": "object", "properties": {"referral": ref("Referral"), "outcome": {"type": "string"},
+                                          "decision_id": {"type": "string"},
+                                          "reasons": {"type": "array", "items": {"type": "object"}}}})})
+    s.path("/v1/referrals/expire", operations={"post": _answer(_op(
+        "Expire the referrals open past their last day, freeing their provisional holds", "referrals:write",
+        ref("ReferralExpireRequest"), 200, (), "referrals", (400, 401, 403, 422)), 200,
+        {"type": "object", "properties": {"as_of": _DATE, "expired": {"type": "integer"},
+                                          "referral_ids": {"type": "array", "items": {"type": "string"}}}})})
+
+
+HOLD = {"type": "object", "nullable": True, "properties": {
+    "reason": {"type": "string"}, "placed_on": _DATE, "until": {**_DATE, "nullable": True},
+    "placed_by": {"type": "string"}, "decision_id": {"type": "string"}}}
+HOLD_CHANGE = {"type": "object", "properties": {
+    "customer_id": {"type": "string"}, "hold": HOLD, "before": HOLD, "decision_id": {"type": "string"},
+    "alerts": {"type": "array", "items": {"type": "object", "properties": {
+        "severity": {"type": "string"}, "customer_id": {"type": "string"}, "message": {"type": "string"}}}}}}
+
+
+def _hold_paths(s, ref) -> None:
+    """The credit hold (停止赊销) on a credit file (api/http/routes/credit_file.py, docs/governance.md)."""
+    s.components.schema("HoldRequest", schema=HoldRequest)
+    cid = _path("customer_id")
+    s.path("/v1/customers/{customer_id}/hold", operations={
+        "get": _answer(_op("The customer's credit hold, if any, and whether it is in force today", "customers:read",
+                           None, 200, [cid], "credit file", (401, 403, 404)), 200,
+                       {"type": "object", "properties": {"customer_id": {"type": "string"}, "hold": HOLD,
+                                                         "in_force": {"type": "boolean"}}}),
+        "put": _answer(_op("Put the customer on credit hold (or replace its hold): every credit check rejects with "
+                           "the reason until lifted or past `until`", "holds:write", ref("HoldRequest"), 200, [cid],
+                           "credit file", (400, 401, 403, 404, 422)), 200, HOLD_CHANGE)})
+    s.path("/v1/customers/{customer_id}/hold/lift", operations={
+        "post": _answer(_op("Lift the customer's credit hold (mandatory reason)", "holds:write",
+                            ref("ReferralRejectRequest"), 200, [cid], "credit file", (400, 401, 403, 404, 409, 422)),
+                        200, HOLD_CHANGE)})
 
 
 def _report_paths(s) -> None:
@@ -213,6 +310,9 @@ def spec() -> dict:
                     "expired order is 409 E_RESERVATION_CLOSED", "credit_checks:write",
                     ref("CreditCheckRequest"), 201, (), "credit checks", (400, 401, 403, 404, 409, 422, 503))})
     s.path("/v1/credit-checks/{order_id}", operations={
+        "get": _answer(_op("Where a checked order stands (approved, referred, released, rejected, expired) and its "
+                           "reservation; a salesperson reads the orders it checked", "credit_checks:read", None, 200,
+                           [_path("order_id")], "credit checks", (401, 403, 404)), 200, ref("CreditOrder")),
         "delete": _op("Release a credit reservation (its owner, a controller or an admin)", "credit_checks:write",
                       None, 200, [_path("order_id")], "credit checks", (401, 403, 404, 503))})
     s.path("/v1/decisions", operations={
@@ -267,6 +367,8 @@ def spec() -> dict:
                    (401, 403, 404))})
     _import_paths(s)
     _report_paths(s)
+    _referral_paths(s, ref)
+    _hold_paths(s, ref)
     s.path("/v1/reviews", operations={
         "get": _op("Review proposals waiting for a controller (limit or terms increases)", "reviews:read", None, 200,
                    (), "reviews", (401, 403)),

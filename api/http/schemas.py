@@ -103,3 +103,49 @@ class SimulateQuery(Schema):
     format = fields.String(load_default="json", validate=validate.OneOf(["json", "csv"]))
     as_of = fields.Date(load_default=None, validate=IN_RANGE)
     source = fields.String(validate=validate.Length(min=1, max=512))
+
+
+# ---------------------------------------------------------------------------------------- referrals
+REFERRAL_STATUSES = ("open", "released", "rejected", "expired", "all")
+CONDITION_TYPES = ("deposit", "prepayment", "guarantee", "other")
+
+
+def _not_blank(value: str) -> None:
+    if not value.strip():
+        raise ValidationError("must not be blank")
+
+
+class ReleaseCondition(_Strict):
+    type = fields.String(required=True, validate=validate.OneOf(CONDITION_TYPES))
+    amount = AmountField(load_default=None, metadata={"description": "decimal string, e.g. \"15000.00\""})
+    note = fields.String(load_default=None, validate=validate.Length(max=500))
+
+
+class ReferralReleaseRequest(_Strict):
+    reason = fields.String(required=True, validate=[validate.Length(min=1, max=2000), _not_blank])
+    conditions = fields.List(fields.Nested(ReleaseCondition), load_default=list, validate=validate.Length(max=20))
+
+
+class ReferralRejectRequest(_Strict):
+    reason = fields.String(required=True, validate=[validate.Length(min=1, max=2000), _not_blank])
+
+
+class ReferralExpireRequest(_Strict):
+    as_of = fields.Date(load_default=None, validate=IN_RANGE)
+
+
+class ReferralQuery(Schema):
+    class Meta:
+        unknown = RAISE
+    status = fields.String(load_default="open", validate=validate.OneOf(REFERRAL_STATUSES))
+    customer = fields.String(validate=validate.Length(min=1, max=128))
+    min_amount = AmountField()
+    max_amount = AmountField()
+    min_age_days = fields.Integer(validate=validate.Range(min=0, max=36500))
+    max_age_days = fields.Integer(validate=validate.Range(min=0, max=36500))
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+
+
+class HoldRequest(_Strict):
+    reason = fields.String(required=True, validate=[validate.Length(min=1, max=2000), _not_blank])
+    until = fields.Date(load_default=None, validate=IN_RANGE, metadata={"description": "the hold's last day"})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 import secrets
 import threading
 import time
@@ -44,18 +45,30 @@ PERMISSIONS = {
     "reviews:read": {"controller", "admin"},
     "reviews:write": {"controller", "admin"},
     "reports:read": {"backoffice", "controller", "auditor", "admin"},
+    "credit_checks:read": {"sales", "controller", "auditor", "admin"},     # sales: orders it checked only
+    "referrals:read": {"controller", "auditor", "admin"},
+    "referrals:write": {"controller", "admin"},
+    "holds:write": {"controller", "admin"},
 }
+
+
+AUTHORITY_LEVEL = re.compile(r"[a-z][a-z0-9_]{0,31}")     # rules/authority.py LEVEL_NAME
 
 
 def hash_key(raw: str) -> str:
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()
 
 
-def create_key(session, name: str, role: str, now: dt.datetime) -> str:
+def create_key(session, name: str, role: str, now: dt.datetime, *, person: str | None = None,
+               authority: str | None = None) -> str:
+    """person: who holds the key (default its name); authority: a level of the policy's authority matrix."""
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
+    if authority is not None and not AUTHORITY_LEVEL.fullmatch(authority):
+        raise ValueError(f"authority level {authority!r}: lower-case letters, digits and _ (e.g. team_lead)")
     raw = f"cc_{role}_{secrets.token_urlsafe(24)}"
-    session.add(ApiKey(name=name, role=role, key_hash=hash_key(raw), created_at=now, revoked=False))
+    session.add(ApiKey(name=name, role=role, key_hash=hash_key(raw), created_at=now, revoked=False,
+                       person=person or name, authority=authority))
     return raw
 
 
@@ -63,6 +76,8 @@ class Principal(NamedTuple):
     """Who a verified key belongs to: what the request handlers need, detached from any session."""
     name: str
     role: str
+    person: str | None = None
+    authority: str | None = None         # a level of the policy's authority matrix (rules/authority.py)
 
 
 KEY_CACHE_SECONDS = 5.0        # the longest a revoked key keeps working in a worker that cached it
@@ -107,11 +122,11 @@ def authenticate(cache: KeyCache, read_tx, header: str | None) -> Principal:
         return principal
     started = cache.clock()
     with read_tx() as s:
-        row = s.execute(select(ApiKey.name, ApiKey.role, ApiKey.revoked)
+        row = s.execute(select(ApiKey.name, ApiKey.role, ApiKey.revoked, ApiKey.person, ApiKey.authority)
                         .where(ApiKey.key_hash == key_hash)).one_or_none()
     if row is None or row.revoked:
         raise DomainError("E_UNAUTHENTICATED", "unknown or revoked API key")
-    principal = Principal(row.name, row.role)
+    principal = Principal(row.name, row.role, row.person, row.authority)
     cache.put(key_hash, principal, started)
     return principal
 

@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..errors import DomainError, conflict, invalid, not_found
 from ..store.tables import DecisionRecord, Reservation
+from . import credit_file, referrals
 from .decide import decide, lock_customer
 from .validation import canonical, money_minor
 
@@ -57,12 +58,14 @@ def _closed(r: Reservation, today: dt.date) -> str | None:
     return "expired" if r.expires_on < today else None
 
 
-def _view(rec, c_id: str, order_id: str, data: dict, reserved: bool, as_of: dt.date) -> dict:
-    check = data["credit"]["check"]
+def _view(rec, c_id: str, order_id: str, data: dict, reserved: bool, as_of: dt.date, *, check=None,
+          reasons=None) -> dict:
+    """The answer to a credit check; `check` and `reasons` as a credit hold changed them (credit_file.held_check)."""
+    check = check or data["credit"]["check"]
     credit = data["credit"]
     return {"decision_id": rec.id, "policy_version": rec.policy_version, "customer_id": c_id,
             "order_id": order_id, "outcome": check["outcome"], "conditions": check["conditions"],
-            "reasons": [r for r in data["reasons"] if r["family"] == "credit.check"],
+            "reasons": reasons if reasons is not None else [r for r in data["reasons"] if r["family"] == "credit.check"],
             "limit": credit["limit"], "exposure": credit["exposure"], "available": credit["available"],
             "exposure_after_order": check["exposure_after_order"], "reserved": reserved,
             "as_of": as_of.isoformat()}
@@ -108,10 +111,15 @@ def _credit_check(ctx, req: dict, actor, request_id, role=None) -> dict:
             if closed:
                 raise conflict(f"order '{req['order_id']}' was {closed}: a reservation is never held again; "
                                "check a new order id", "E_RESERVATION_CLOSED")
+        referrals.open_order(s, req["order_id"])          # refused while the order's referral is open
+        hold = credit_file.hold_in_force(s, c.id, as_of)      # 停止赊销: the check rejects with its reason
         order = {"amount": str(req["amount"]), "order_id": req["order_id"]}
         rec, decision = decide(ctx, s, c, as_of, kind="credit_check_what_if" if what_if else "credit_check",
-                               actor=actor, request_id=request_id, order=order, persist_actions=False)
-        check = decision.data["credit"]["check"]
+                               actor=actor, request_id=request_id, order=order, persist_actions=False,
+                               outcome_of=(lambda data: "reject") if hold else None)
+        check, reasons = credit_file.held_check(decision.data["credit"]["check"],
+                                                [r for r in decision.data["reasons"] if r["family"] == "credit.check"],
+                                                hold)
         reserved = False
         if req.get("reserve") and check["outcome"] in ("approve", "approve_with_conditions"):
             expires = expires or (today + dt.timedelta(days=RESERVATION_DAYS))
@@ -123,7 +131,12 @@ def _credit_check(ctx, req: dict, actor, request_id, role=None) -> dict:
                 existing.amount_minor, existing.status, existing.expires_on = amount_minor, "held", expires
                 existing.decision_id, existing.request_hash = rec.id, digest
             reserved = True
-        return _view(rec, c.id, req["order_id"], decision.data, reserved, as_of)
+        referral = None if what_if else referrals.after_check(
+            ctx, s, c, order_id=req["order_id"], amount_minor=amount_minor, as_of=as_of, reserve=req.get("reserve"),
+            rec=rec, decision=decision, actor=actor, outcome=check["outcome"], request_id=request_id,
+            existing_reservation=existing)
+        view = _view(rec, c.id, req["order_id"], decision.data, reserved, as_of, check=check, reasons=reasons)
+        return {**view, **({"referral": referral} if referral else {})}
 
 
 def release_reservation(ctx, order_id: str, actor=None, role=None) -> dict:

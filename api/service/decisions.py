@@ -21,6 +21,10 @@ _DECISION_ID = re.compile(r"[0-9a-f]{1,64}")                 # trail.append: uui
 _NOT_REPLAYABLE = {
     "simulation": "a simulation is not replayed: simulate the candidate again",
     "interest_accrual": "an interest accrual run is not replayed: its rows are in GET /v1/reports/interest-accruals",
+    **{f"referral_{step}": "a step on a referral is a person's (or the expiry's) act, not an evaluation: its "
+       "facts and reason are the record" for step in ("release", "reject", "expire")},
+    **{kind: "placing or lifting a credit hold is a controller's act, not an evaluation: the record holds it"
+       for kind in ("hold_set", "hold_lift")},
 }
 
 

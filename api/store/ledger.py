@@ -31,6 +31,11 @@ from .tables import (
 )
 
 
+# reservation statuses that count in exposure: an approved order's hold, and the provisional hold of a
+# referred order while its referral is open (api/service/referrals.py)
+HOLDING = ("held", "provisional")
+
+
 class LedgerCase(NamedTuple):
     plain: dict
     typed: dict
@@ -153,7 +158,7 @@ def load_cases(s, customers, exponent: int, as_of: dt.date, *, states: dict | No
              "instalments": [{"due_on": dt.date.fromisoformat(i["due_on"]),
                               **amount(money(i["amount_minor"]), i["amount_minor"])} for i in instalments]})
     for cid, order_id, minor, status, expires in rows(_RESERVATIONS):
-        if status == "held" and expires >= as_of:
+        if status in HOLDING and expires >= as_of:
             text = money(minor)
             add(cid, "reservations", {"order_id": order_id, "amount": text}, {"order_id": order_id, **amount(text, minor)})
 

@@ -216,6 +216,9 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    # who holds the key and the level of the policy's authority matrix it may release at (docs/governance.md)
+    person: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    authority: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
 class DunningState(Base):
@@ -363,3 +366,57 @@ class DbMark(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(String(256))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class CreditOrder(Base):
+    """Where each checked order stands (GET /v1/credit-checks/{order_id}): approved, referred, released,
+    rejected or expired; written by every credit check and every referral step (api/service/referrals.py)."""
+    __tablename__ = "credit_orders"
+    order_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    requested_by: Mapped[str] = mapped_column(String(128))
+    decision_id: Mapped[str] = mapped_column(String(64))          # the last trail record about the order
+    referral_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class Referral(Base):
+    """A credit check that came out `refer`, waiting for a controller (release, reject, recheck) or expiry.
+    The figures are the ones the check saw; with reserve the order's reservation is `provisional` meanwhile."""
+    __tablename__ = "referrals"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    order_id: Mapped[str] = mapped_column(String(128), index=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16))               # open, released, rejected, expired
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    limit_minor: Mapped[int] = mapped_column(BigInteger)
+    exposure_minor: Mapped[int] = mapped_column(BigInteger)
+    over_limit_minor: Mapped[int] = mapped_column(BigInteger)     # exposure after the order - limit, ≥ 0
+    reasons: Mapped[list] = mapped_column(JSON)
+    reserve: Mapped[bool] = mapped_column(Boolean)
+    requested_by: Mapped[str] = mapped_column(String(128))
+    opened_on: Mapped[dt.date] = mapped_column(Date)
+    expires_on: Mapped[dt.date] = mapped_column(Date)
+    decision_id: Mapped[str] = mapped_column(String(64))          # the credit check that referred
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    closed_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    closed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    close_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    conditions: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    close_decision_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    __table_args__ = (Index("ix_referrals_status_created", "status", "created_at", "id"),)
+
+
+class CreditHold(Base):
+    """停止赊销: a customer on credit hold; every credit check rejects with the reason while it is in force
+    (placed_on ≤ as_of ≤ until). One row per customer; lifting deletes it (its history is in the trail)."""
+    __tablename__ = "credit_holds"
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), primary_key=True)
+    reason: Mapped[str] = mapped_column(Text)
+    placed_on: Mapped[dt.date] = mapped_column(Date)
+    until: Mapped[dt.date | None] = mapped_column(Date, nullable=True)       # the last day; None: until lifted
+    placed_by: Mapped[str] = mapped_column(String(128))
+    placed_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    decision_id: Mapped[str] = mapped_column(String(64))

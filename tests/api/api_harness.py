@@ -69,7 +69,9 @@ class Api:
         with self.service.tx() as s:
             for role in ROLES:
                 self.key_names[role] = f"test-{role}"
-                self.keys[role] = create_key(s, f"test-{role}", role, clock())
+                # controller and admin at the top of the policy's authority matrix: releases are theirs
+                self.keys[role] = create_key(s, f"test-{role}", role, clock(),
+                                             authority="cfo" if role in ("controller", "admin") else None)
             self.key_names["sales2"] = "test-sales2"          # a second salesperson
             self.keys["sales2"] = create_key(s, "test-sales2", "sales", clock())
         self.server = make_server("127.0.0.1", 0, self.app, threaded=True)

@@ -112,6 +112,24 @@ def _stateless_case(api, w):
                             "as_of": day(0), "order_amount": "10.00"}
 
 
+def _referral(api, w) -> dict:
+    """A referred order (460,000 of a 500,000 limit: over 90 % utilisation) checked by the `sales` key."""
+    r = api.credit_check(api.customer(), "460000.00", role="sales")
+    assert r.status_code == 201 and r.json()["outcome"] == "refer", r.text
+    return r.json()["referral"]
+
+
+def _referral_step(step, body):
+    return lambda api, w: (f"/v1/referrals/{_referral(api, w)['id']}/{step}", body)
+
+
+def _held_customer(api, w):
+    cid = api.customer()
+    r = api.put(f"/v1/customers/{cid}/hold", {"reason": "matrix"}, role="controller")
+    assert r.status_code == 200, r.text
+    return f"/v1/customers/{cid}/hold/lift", {"reason": "matrix"}
+
+
 ENDPOINTS = [
     Endpoint("PUT", "/v1/customers/{customer_id}", "customers:write", 201,
              lambda api, w: (f"/v1/customers/{uid('C')}", CUSTOMER_FILE)),
@@ -128,6 +146,22 @@ ENDPOINTS = [
              lambda api, w: ("/v1/credit-checks", {"customer_id": w.customer, "order_id": uid("O"),
                                                    "amount": "5.00", "currency": "CNY"})),
     Endpoint("DELETE", "/v1/credit-checks/{order_id}", "credit_checks:write", 200, _reserved_order),
+    Endpoint("GET", "/v1/credit-checks/{order_id}", "credit_checks:read", 200,
+             lambda api, w: (f"/v1/credit-checks/{_referral(api, w)['order_id']}", None)),
+    Endpoint("GET", "/v1/referrals", "referrals:read", 200, lambda api, w: ("/v1/referrals?limit=5", None)),
+    Endpoint("POST", "/v1/referrals/{referral_id}/release", "referrals:write", 200,
+             _referral_step("release", {"reason": "matrix"})),
+    Endpoint("POST", "/v1/referrals/{referral_id}/reject", "referrals:write", 200,
+             _referral_step("reject", {"reason": "matrix"})),
+    Endpoint("POST", "/v1/referrals/{referral_id}/recheck", "referrals:write", 200, _referral_step("recheck", None)),
+    Endpoint("POST", "/v1/referrals/expire", "referrals:write", 200,
+             lambda api, w: ("/v1/referrals/expire", {"as_of": day(0)})),
+    Endpoint("GET", "/v1/customers/{customer_id}/hold", "customers:read", 200,
+             lambda api, w: (f"/v1/customers/{w.customer}/hold", None)),
+    # on a customer of its own: a hold on the matrix's customer would reject the other endpoints' checks
+    Endpoint("PUT", "/v1/customers/{customer_id}/hold", "holds:write", 200,
+             lambda api, w: (f"/v1/customers/{api.customer()}/hold", {"reason": "matrix"})),
+    Endpoint("POST", "/v1/customers/{customer_id}/hold/lift", "holds:write", 200, _held_customer),
     Endpoint("GET", "/v1/decisions", "decisions:read", 200, lambda api, w: ("/v1/decisions?limit=5", None)),
     Endpoint("GET", "/v1/decisions/{decision_id}", "decisions:read", 200,
              lambda api, w: (f"/v1/decisions/{w.sales_decision}", None)),

@@ -2,19 +2,22 @@
 from . import (
     actions,
     credit_checks,
+    credit_file,
     customers,
     decisions,
     evaluate,
     events,
     imports,
     policies,
+    referrals,
     reports,
     reviews,
     sweeps,
     system,
 )
 
-_V1 = (actions, credit_checks, customers, decisions, evaluate, events, imports, policies, reports, reviews, sweeps)
+_V1 = (actions, credit_checks, credit_file, customers, decisions, evaluate, events, imports, policies, referrals, reports,
+       reviews, sweeps)
 
 
 def register(app):
