@@ -22,7 +22,7 @@ import uuid
 
 from sqlalchemy import select, update
 
-from engine.money import minor_display, minor_str, to_minor
+from rules.money import minor_display, minor_str, to_minor
 
 from ..errors import DomainError, conflict, invalid, not_found
 from ..store import trail
