@@ -13,7 +13,8 @@ from engine.errors import EngineFailure, InputInvalid, PolicyInvalid
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PACKAGES = ("engine", "rules", "api")
 # api's layers, lowest first: a module may import its own layer and the layers below it
-API_LAYERS = (("api.errors", "api.codes"), ("api.store",), ("api.service",), ("api.reports",), ("api.documents", "api.delivery"), ("api.jobs",),
+API_LAYERS = (("api.errors", "api.codes"), ("api.documents", "api.delivery"), ("api.store",), ("api.service",),
+              ("api.reports",), ("api.jobs",),
               ("api.http", "api.console"), ("api.cli",))
 ADAPTER_LIBRARIES = ("flask", "sqlalchemy", "alembic", "gunicorn", "apscheduler", "werkzeug", "psycopg")
 

@@ -357,6 +357,16 @@ def spec() -> dict:
         "post": _op("Record the outcome of a collection action", "actions:write", ref("ActionCompleteRequest"), 200,
                     [{"name": "action_id", "in": "path", "required": True, "schema": {"type": "integer"}}],
                     "actions", (400, 401, 403, 404, 409, 422))})
+    doc = _op("Preview the document the action sends (reminder, written demand, lawyer's letter), rendered from "
+              "the templates beside the policy", "actions:read", None, 200,
+              [{"name": "action_id", "in": "path", "required": True, "schema": {"type": "integer"}},
+               _query("format", {"type": "string", "enum": ["html", "txt", "pdf"]}),
+               _query("locale", {"type": "string", "enum": ["zh_CN", "en"]})],
+              "actions", (401, 403, 404, 409, 422, 503))
+    doc["responses"]["200"]["content"] = {"text/html": {"schema": {"type": "string"}},
+                                          "text/plain": {"schema": {"type": "string"}},
+                                          "application/pdf": {"schema": {"type": "string", "format": "binary"}}}
+    s.path("/v1/actions/{action_id}/document", operations={"get": doc})
     s.path("/v1/sweeps", operations={
         "post": _op("Run or resume the collections sweep for a day (synchronous); returns the run summary",
                     "sweeps:write", {"type": "object", "additionalProperties": False,

@@ -62,6 +62,11 @@ def _open_action(api, w):
         return f"/v1/actions/{action.id}/complete", {"outcome": "sent", "note": "matrix"}
 
 
+def _reminder_document(api, w):
+    path, _ = _open_action(api, w)                   # a payment reminder: it sends a document
+    return path.replace("/complete", "/document"), None
+
+
 def _pending_review(api, w):
     """A customer whose approved limit is below the policy's: the review proposes a raise."""
     from api.jobs import review
@@ -181,6 +186,7 @@ ENDPOINTS = [
              lambda api, w: ("/v1/policies/simulate", {"text": w.policy_text})),
     Endpoint("GET", "/v1/actions", "actions:read", 200, lambda api, w: ("/v1/actions?status=open", None)),
     Endpoint("POST", "/v1/actions/{action_id}/complete", "actions:write", 200, _open_action),
+    Endpoint("GET", "/v1/actions/{action_id}/document", "actions:read", 200, _reminder_document),
     Endpoint("POST", "/v1/sweeps", "sweeps:write", 201,
              lambda api, w: ("/v1/sweeps", {"as_of": "2026-11-22"})),
     Endpoint("GET", "/v1/sweeps/{run_id}", "sweeps:read", 200, _sweep_run),
