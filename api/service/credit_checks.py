@@ -53,7 +53,7 @@ def _may_write(reservation: Reservation, actor, role) -> bool:
 
 def _closed(r: Reservation, today: dt.date) -> str | None:
     """held → invoiced / released / expired, one way: the state a reservation has left `held` for."""
-    if r.status != "held":
+    if r.status not in ("held", "provisional"):      # provisional: held while its referral is open
         return r.status
     return "expired" if r.expires_on < today else None
 

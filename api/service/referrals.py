@@ -88,7 +88,7 @@ def _open(ctx, s, c, policy, *, order_id, amount_minor, as_of, reserve, rec, dec
     if ref.reserve:
         if existing is None:
             s.add(Reservation(order_id=order_id, customer_id=c.id, amount_minor=amount_minor, status="provisional",
-                              expires_on=ref.expires_on, decision_id=rec.id, created_at=ctx.clock()))
+                              expires_on=ref.expires_on, decision_id=rec.id, created_at=ctx.clock(), owner=actor))
         else:        # the order's earlier hold becomes this referral's provisional one, at the new amount
             existing.amount_minor, existing.status = amount_minor, "provisional"
             existing.expires_on, existing.decision_id = ref.expires_on, rec.id

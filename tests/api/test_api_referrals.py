@@ -4,6 +4,7 @@ step is a record in the customer's chain and the trail verifies after each flow 
 PostgreSQL)."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 import pathlib
 import subprocess
@@ -70,6 +71,17 @@ def _refer(api, cid, amount="460000.00", reserve=True, **extra) -> dict:
     body = r.json()
     assert body["outcome"] == "refer" and body["reserved"] is False, body
     return body
+
+
+def _refer_days_ago(api, cid, days: int, **extra) -> dict:
+    """A referral opened `days` ago: the service's clock is set back for the check (a salesperson checks
+    as of today; an as_of in the past would be a controller's what-if, which opens nothing)."""
+    clock = api.service.clock
+    api.service.clock = lambda: NOW - dt.timedelta(days=days)
+    try:
+        return _refer(api, cid, **extra)
+    finally:
+        api.service.clock = clock
 
 
 def test_refer_holds_provisionally_and_a_controller_releases(gov):
@@ -151,10 +163,12 @@ def test_reject_frees_the_provisional_hold(gov):
     assert _exposure(api, cid) == 0
     order = api.get(f"/v1/credit-checks/{ref['order_id']}", role="sales").json()
     assert order["status"] == "rejected" and order["reservation"]["status"] == "released"
-    # the order is no longer blocked: a smaller check of it goes through
+    # reservations go one way (issue 10): the released order is never held again; a new order id is
     again = api.credit_check(cid, "1000.00", order_id=ref["order_id"], reserve=True)
-    assert again.json()["outcome"] == "approve" and again.json()["reserved"] is True
-    assert _chain(api, cid)[-2].kind == "referral_reject"
+    assert again.status_code == 409 and again.json()["code"] == "E_RESERVATION_CLOSED", again.text
+    assert _chain(api, cid)[-1].kind == "referral_reject"
+    fresh_order = api.credit_check(cid, "1000.00", reserve=True)
+    assert fresh_order.json()["outcome"] == "approve" and fresh_order.json()["reserved"] is True
     _verified(api)
 
 
@@ -184,7 +198,7 @@ def test_recheck_under_todays_ledger(gov):
 def test_expiry_frees_the_hold_once(gov):
     api = gov
     cid = api.customer()
-    ref = _refer(api, cid, as_of=day(-10))["referral"]         # opened 10 days ago: last open day was day -3
+    ref = _refer_days_ago(api, cid, 10)["referral"]         # opened 10 days ago: last open day was day -3
     assert ref["expires_on"] == day(-3)
     assert _exposure(api, cid) == 0                              # past its last day the hold no longer counts
     lead = _key(api, "controller", "team_lead")
@@ -205,9 +219,9 @@ def test_expiry_frees_the_hold_once(gov):
 def test_list_filters_and_order(gov):
     api = gov
     a, b = api.customer(), api.customer()
-    old = _refer(api, a, as_of=day(-3))["referral"]
+    old = _refer_days_ago(api, a, 3)["referral"]
     big = _refer(api, b, "470000.00")["referral"]
-    small = _refer(api, a, "20000.00", as_of=day(0), order_id=uid("O"))      # 460,000 held + 20,000: 96 %
+    small = _refer(api, a, "20000.00", order_id=uid("O"))      # 460,000 held + 20,000: 96 %
     listed = api.get("/v1/referrals", role="controller").json()["referrals"]
     # oldest first (the test clock stands still: the two opened today tie on time)
     assert [x["id"] for x in listed][0] == old["id"]
@@ -274,7 +288,7 @@ def test_command_line_keys_with_authority_and_expiry(fresh):
     assert raw.startswith("cc_controller_")
     api.keys["li.na"] = raw
     cid = api.customer()
-    ref = _refer(api, cid, as_of=day(-8))["referral"]            # last open day: yesterday
+    ref = _refer_days_ago(api, cid, 8)["referral"]            # last open day: yesterday
     ok = _refer(api, cid, reserve=False)["referral"]            # the expired hold no longer counts: refers again
     r = api.post(f"/v1/referrals/{ok['id']}/release", {"reason": "CLI key"}, role="li.na")
     assert r.status_code == 200 and r.json()["closed_by"] == "li.na", r.text
