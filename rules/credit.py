@@ -37,6 +37,9 @@ class CheckRuleSchema(RuleSchema):
 class CreditSchema(StrictSchema):
     limits = fields.List(fields.Nested(LimitRuleSchema), required=True, validate=validate.Length(min=1))
     check = fields.List(fields.Nested(CheckRuleSchema), load_default=list)
+    # the longest an approved order's amount is held against the limit (the service's default: 30 days);
+    # no load_default, so a policy that does not say it keeps its version
+    reservation_days = fields.Integer(strict=True, validate=validate.Range(min=1, max=365))
 
 
 def build(ctx, raw: dict, path) -> list[Rule]:

@@ -14,7 +14,11 @@ from . import credit_file, referrals
 from .decide import decide, lock_customer
 from .validation import canonical, money_minor
 
-RESERVATION_DAYS = 30
+RESERVATION_DAYS = 30          # a reservation's longest life when the policy's credit.reservation_days is not set
+
+
+def reservation_days(policy) -> int:
+    return policy.content["credit"].get("reservation_days", RESERVATION_DAYS)
 # built once: a statement built per call costs more CPU than SQLite takes to run it
 _RESERVATION = select(Reservation).where(Reservation.order_id == bindparam("order_id"))
 
@@ -82,13 +86,14 @@ def _credit_check(ctx, req: dict, actor, request_id, role=None) -> dict:
                                  "a what-if as_of is never reserved"]})
     as_of = req["as_of"] if what_if else today
     expires = req.get("expires_on")
-    if req.get("reserve") and expires is not None and not today <= expires <= today + dt.timedelta(days=RESERVATION_DAYS):
-        raise invalid({"expires_on": [f"must be between today ({today.isoformat()}) and "
-                                      f"{(today + dt.timedelta(days=RESERVATION_DAYS)).isoformat()} "
-                                      f"(at most {RESERVATION_DAYS} days)"]})
     with ctx.tx() as s:
         c = lock_customer(s, req["customer_id"])
         policy = ctx.registry.active(s)
+        days = reservation_days(policy)
+        if req.get("reserve") and expires is not None and not today <= expires <= today + dt.timedelta(days=days):
+            raise invalid({"expires_on": [f"must be between today ({today.isoformat()}) and "
+                                          f"{(today + dt.timedelta(days=days)).isoformat()} "
+                                          f"(at most {days} days: the policy's credit.reservation_days)"]})
         if req["currency"] != policy.currency:
             raise invalid({"currency": [f"'{req['currency']}' is not the policy's currency {policy.currency}"]})
         amount_minor = money_minor(req["amount"], policy.exponent, "amount")
@@ -122,7 +127,7 @@ def _credit_check(ctx, req: dict, actor, request_id, role=None) -> dict:
                                                 hold)
         reserved = False
         if req.get("reserve") and check["outcome"] in ("approve", "approve_with_conditions"):
-            expires = expires or (today + dt.timedelta(days=RESERVATION_DAYS))
+            expires = expires or (today + dt.timedelta(days=days))
             if existing is None:
                 s.add(Reservation(order_id=req["order_id"], customer_id=c.id, amount_minor=amount_minor,
                                   status="held", expires_on=expires, decision_id=rec.id, created_at=ctx.clock(),
