@@ -149,7 +149,9 @@ def test_a_good_publish_swaps(fresh):
 
 def test_hot_publish_under_load(fresh):
     """Workers run credit checks while another thread publishes ten versions: nothing fails, and each
-    answer is wholly one version's (its limit is the limit of the version it names)."""
+    answer is wholly one version's (its limit is the limit of the version it names). The publisher moves on
+    once a check has answered under the version it just made active, so every version serves whatever the
+    machine's speed."""
     api = fresh
     cid = api.customer()
     limits = {_active(api): "500000.00"}
@@ -167,14 +169,23 @@ def test_hot_publish_under_load(fresh):
             except Exception as exc:          # noqa: BLE001 — a failed request is what we count
                 errors.append(repr(exc))
 
+    def served(version: str) -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not errors:
+            with lock:
+                if any(body.get("policy_version") == version for _, body in results):
+                    return
+            time.sleep(0.02)
+        raise AssertionError(f"no credit check answered under {version}")
+
     def publisher():
         try:
+            served(_active(api))
             for k, text in enumerate(texts):
-                time.sleep(0.15)
                 r = api.post("/v1/policies", {"text": text, "source": f"hot-{k}"}, role="controller")
                 assert r.status_code == 201, r.text
                 limits[r.json()["version"]] = f"{490000 - 10000 * k}.00"
-            time.sleep(0.15)
+                served(r.json()["version"])
         except Exception as exc:              # noqa: BLE001
             errors.append(repr(exc))
         finally:
@@ -185,15 +196,13 @@ def test_hot_publish_under_load(fresh):
     for t in workers:
         t.start()
     pub.start()
-    pub.join(120)
+    pub.join()
     for t in workers:
         t.join(60)
     assert not errors, errors[:3]
     assert len(limits) == 11
-    assert len(results) > 50
     assert all(status == 201 for status, _ in results), [r for r in results if r[0] != 201][:3]
-    seen = {body["policy_version"] for _, body in results}
-    assert seen <= set(limits) and len(seen) >= 3
+    assert {body["policy_version"] for _, body in results} == set(limits)
     assert all(body["limit"] == limits[body["policy_version"]] for _, body in results)
     last = api.credit_check(cid, "1000.00").json()
     assert (last["policy_version"], last["limit"]) == (_active(api), "400000.00")
