@@ -4,6 +4,8 @@ PYTHON ?= $(shell for p in python3.12 python3.11 python3; do $$p -c 'import sys;
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# pytest-xdist processes: every test makes its own databases, servers and ports, so they run side by side
+TEST_WORKERS ?= 2
 # steadier, faster allocation for durable_rules' C core (docs/durable-rules.md)
 export GLIBC_TUNABLES ?= glibc.malloc.trim_threshold=268435456:glibc.malloc.mmap_threshold=268435456
 
@@ -14,7 +16,7 @@ export GLIBC_TUNABLES ?= glibc.malloc.trim_threshold=268435456:glibc.malloc.mmap
 SYSTEM_PACKAGES := chromium libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fontconfig fonts-noto-cjk poppler-utils openssl
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system-packages browser run lint test bench bench-http bench-sweep bench-import bench-console clean
+.PHONY: setup system-packages browser run lint test soak bench bench-http bench-sweep bench-import bench-console clean
 
 $(STAMP): pyproject.toml
 	$(MAKE) --no-print-directory system-packages
@@ -51,7 +53,11 @@ lint: $(STAMP)
 test: $(STAMP) browser lint
 	$(BIN)/creditctl policy check policies.yaml
 	$(BIN)/creditctl policy test policies.yaml
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS)
+
+# the full-size variants of bounded tests (marker soak), e.g. 3,300 fuzzed policy texts instead of 297
+soak: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) -m soak
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

@@ -7,7 +7,7 @@ an exception other than InputInvalid / EngineFailure, or be refused with PolicyI
 error has a documented code and a line and column. Nothing else: no other exception, no crash, no
 hang. Each text is compiled in a separate process (tests/compile_worker.py) that is given 10 s per
 text: that bound is a correctness bound (a hang or a crash fails the case instead of pytest), not a
-speed measurement. The larger variant is marked stress.
+speed measurement. The larger variant (3,300 texts) is marked soak: `make soak` runs it.
 """
 from __future__ import annotations
 
@@ -185,7 +185,7 @@ def test_mutated_policies_compile_or_are_refused_with_coded_errors():
             "E_YAML_DUPLICATE_KEY"} <= set(seen), seen
 
 
-@pytest.mark.stress
+@pytest.mark.soak
 def test_many_more_mutated_policies_compile_or_are_refused_with_coded_errors():
     cases = mutations(300, seed=SEED + 1)                  # 3,300 texts
     problems, seen = fuzz(cases)
