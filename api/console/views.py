@@ -27,9 +27,9 @@ from ..jobs import simulate as simulate_job
 from ..jobs import sweep
 from ..reports import book
 from ..reports import console as views_data
-from ..service import actions, auth, decisions, policies, users
+from ..service import actions, auth, decisions, policies, referrals, users
 from ..service.validation import DATE_MAX, DATE_MIN
-from ..http.schemas import ActionCompleteRequest
+from ..http.schemas import CONDITION_TYPES, ActionCompleteRequest, ReferralRejectRequest, ReferralReleaseRequest
 
 bp = Blueprint("console", __name__, template_folder="templates", static_folder="static",
                static_url_path="/static")
@@ -38,6 +38,7 @@ bp = Blueprint("console", __name__, template_folder="templates", static_folder="
 NAV = (("console.overview", "Overview", "reports:read"),
        ("console.customers", "Customers", "customers:read"),
        ("console.worklist", "Worklist", "actions:read"),
+       ("console.referrals", "Referrals", "referrals:read"),
        ("console.policy", "Policy", "policies:read"),
        ("console.trail", "Trail", "audit:verify"),
        ("console.runs", "Sweeps and jobs", "sweeps:read"))
@@ -331,6 +332,51 @@ def complete(action_id):
         "note": request.form.get("note") or None}.items() if v is not None})
     done = actions.complete_action(ctx(), action_id, body, user.name)
     return render_template("_action_done.html", a=done)
+
+
+# ---------------------------------------------------------------------------------------- referrals
+@bp.get("/referrals", endpoint="referrals")      # the function is not named so: the service module is
+def referrals_page():
+    user = need("referrals:read")
+    return render_template("referrals.html", data=views_data.referral_queue(ctx(), held=user.authority),
+                           conditions=CONDITION_TYPES)
+
+
+def _release_request() -> dict:
+    """The row's form: a reason and at most one condition (type, amount, note), as the API's request body."""
+    body = {"reason": request.form.get("reason", "")}
+    kind = request.form.get("condition", "").strip()
+    if kind:
+        condition = {"type": kind}
+        for name in ("amount", "note"):
+            value = request.form.get(f"condition_{name}", "").strip()
+            if value:
+                condition[name] = value
+        body["conditions"] = [condition]
+    return ReferralReleaseRequest().load(body)
+
+
+@bp.post("/referrals/<referral_id>/release")
+def referral_release(referral_id):
+    user = need("referrals:write")
+    done = referrals.release(ctx(), referral_id, _release_request(), user, g.request_id)
+    return render_template("_referral_done.html", r=done, outcome=done["status"])
+
+
+@bp.post("/referrals/<referral_id>/reject")
+def referral_reject(referral_id):
+    user = need("referrals:write")
+    body = ReferralRejectRequest().load({"reason": request.form.get("reason", "")})
+    done = referrals.reject(ctx(), referral_id, body, user, g.request_id)
+    return render_template("_referral_done.html", r=done, outcome=done["status"])
+
+
+@bp.post("/referrals/<referral_id>/recheck")
+def referral_recheck(referral_id):
+    user = need("referrals:write")
+    got = referrals.recheck(ctx(), referral_id, user, g.request_id)
+    return render_template("_referral_done.html", r=got["referral"], outcome=got["outcome"],
+                           reasons=got["reasons"], decision_id=got["decision_id"])
 
 
 # ---------------------------------------------------------------------------------------- policy

@@ -14,9 +14,10 @@ from decimal import ROUND_HALF_UP, Decimal
 from sqlalchemy import func, or_, select
 
 from engine.evaluator import evaluate_loaded
-from rules.money import minor_str
+from rules.money import minor_str, to_minor
 
 from ..errors import invalid, not_found
+from ..service import referrals
 from ..store.ledger import load_cases
 from ..store.policy_store import with_retry
 from . import book
@@ -221,3 +222,25 @@ def book_figures(service, as_of: dt.date, dso_days: int = 90) -> dict:
             "oldest_bucket": oldest, "oldest_pct": pct(old), "dso_days": dso, "dso_window_days": dso_days,
             "credit_sales": minor_str(sales, exp), "customers_with_open_invoices": total["customers"],
             "chart": render_aging_svg(aging, "amount_tier")}
+
+
+def referral_queue(service, held: str | None = None, limit: int = 200) -> dict:
+    """The open referrals, oldest first (referrals.list_referrals), each with the customer's name, the
+    lowest authority level its release needs (None: the policy has no matrix, any controller may) and
+    whether a holder of level `held` may release it (the service checks again; this decides what the
+    page offers)."""
+    data = referrals.list_referrals(service, {"status": "open", "limit": limit})
+    ids = sorted({r["customer_id"] for r in data["referrals"]})
+    with service.read_tx() as s:
+        names = dict(s.execute(select(Customer.id, Customer.name).where(Customer.id.in_(ids))).all()) if ids else {}
+        policy = service.registry.active(s)
+    authority = policy.authority
+    for r in data["referrals"]:
+        r["name"] = names.get(r["customer_id"], "")
+        needed = authority.needed(to_minor(r["over_limit"], policy.exponent))
+        r["level_needed"] = needed.name if needed else None
+        rank = authority.rank(held)
+        r["may_release"] = needed is None or (rank is not None and rank >= authority.rank(needed.name))
+    data["levels"] = [level.name for level in authority.levels]
+    return data
+

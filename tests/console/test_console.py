@@ -11,8 +11,8 @@ from console_harness import PASSWORD, nav_labels, shot, sign_in
 from api.errors import DomainError
 from api.service import users
 
-NAV_ZH = {"reports:read": "概览", "customers:read": "客户", "actions:read": "工作清单", "policies:read": "策略",
-          "audit:verify": "决策记录", "sweeps:read": "批处理与任务"}
+NAV_ZH = {"reports:read": "概览", "customers:read": "客户", "actions:read": "工作清单", "referrals:read": "审批",
+          "policies:read": "策略", "audit:verify": "决策记录", "sweeps:read": "批处理与任务"}
 
 
 def _book(api) -> dict:
@@ -140,7 +140,7 @@ def test_auditor_replays_and_verifies_and_may_not_change_anything(console, page)
     api = console
     ids = _book(api)
     sign_in(page, api, "auditor")
-    assert nav_labels(page) == _expected_nav("auditor") == ["概览", "决策记录"]
+    assert nav_labels(page) == _expected_nav("auditor") == ["概览", "审批", "决策记录"]
     page.click("header nav >> text=决策记录")
     page.wait_for_selector("#decisions")
     page.fill("input[name=customer]", ids["big"])
@@ -285,7 +285,7 @@ def test_sign_in_with_an_api_key_and_revocation_ends_the_session(console, page):
     page.fill("input[name=api_key]", api.keys["auditor"])
     page.click("#sign-in")
     page.wait_for_selector("span.who")
-    assert page.inner_text("span.who").startswith("test-auditor") and nav_labels(page) == ["概览", "决策记录"]
+    assert page.inner_text("span.who").startswith("test-auditor") and nav_labels(page) == ["概览", "审批", "决策记录"]
     from sqlalchemy import update
 
     from api.store.tables import ApiKey
