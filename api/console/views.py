@@ -27,6 +27,7 @@ from ..jobs import simulate as simulate_job
 from ..jobs import sweep
 from ..reports import book
 from ..reports import console as views_data
+from ..reports import figures
 from ..service import actions, auth, decisions, policies, referrals, users
 from ..service.validation import DATE_MAX, DATE_MIN
 from ..http.schemas import CONDITION_TYPES, ActionCompleteRequest, ReferralRejectRequest, ReferralReleaseRequest
@@ -229,25 +230,36 @@ def overview():
                            alerts=views_data.alerts_of_day(svc, svc.today()), runs=views_data.runs(svc, 5))
 
 
-FIGURES_SECONDS = 300           # how long the overview's book figures are reused (per process, as_of, policy)
+FIGURES_SECONDS = 300           # how long live book figures are reused (per process, as_of, policy)
+LIVE_FIGURES_MAX = 5000         # customers: a book this small without a snapshot is read whole for the figures
 
 
 @bp.get("/overview/figures")
 def overview_figures():
+    """The sweep's snapshot for the day under the active policy (api/reports/figures.py); without one, a
+    small book's figures computed live (and reused a few minutes); a large book's latest snapshot, said to
+    be of another day or policy, or a note that the next sweep brings them."""
     need("reports:read")
     as_of = as_of_arg()
     svc = ctx()
     with svc.read_tx() as s:
         version = svc.registry.active(s).version
-    cache = current_app.extensions.setdefault("creditctl.console.figures", {})
-    ttl = current_app.config.get("CONSOLE_FIGURES_SECONDS", FIGURES_SECONDS)
-    key, now = (as_of, version), time.monotonic()
-    hit = cache.get(key)
-    if hit is None or now - hit[0] >= ttl:
-        if len(cache) > 32:
-            cache.clear()
-        hit = cache[key] = (now, views_data.book_figures(svc, as_of), svc.clock())
-    return render_template("_overview_figures.html", f=hit[1], computed_at=hit[2])
+    snap = figures.latest_snapshot(svc, as_of, version)
+    if snap is not None:
+        return render_template("_overview_figures.html", f=snap["figures"], snap=snap, live=False)
+    if figures.book_size(svc) <= current_app.config.get("CONSOLE_LIVE_FIGURES_MAX", LIVE_FIGURES_MAX):
+        cache = current_app.extensions.setdefault("creditctl.console.figures", {})
+        ttl = current_app.config.get("CONSOLE_FIGURES_SECONDS", FIGURES_SECONDS)
+        key, now = (as_of, version), time.monotonic()
+        hit = cache.get(key)
+        if hit is None or now - hit[0] >= ttl:
+            if len(cache) > 32:
+                cache.clear()
+            hit = cache[key] = (now, views_data.book_figures(svc, as_of), svc.clock())
+        return render_template("_overview_figures.html", f=hit[1], computed_at=hit[2], live=True)
+    older = figures.latest_snapshot(svc)
+    return render_template("_overview_figures.html", f=older["figures"] if older else None, snap=older,
+                           live=False, stale=True, as_of=as_of)
 
 
 # ---------------------------------------------------------------------------------------- customers

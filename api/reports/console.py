@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from decimal import ROUND_HALF_UP, Decimal
 
 from sqlalchemy import func, or_, select
 
@@ -20,8 +19,7 @@ from ..errors import invalid, not_found
 from ..service import referrals
 from ..store.ledger import load_cases
 from ..store.policy_store import with_retry
-from . import book
-from .aging_chart import render_aging_svg
+from . import book, figures
 from ..store.tables import (
     Action,
     Customer,
@@ -197,31 +195,16 @@ def runs(service, limit: int = 20) -> dict:
                       "finished_at": j.finished_at, "outcome": j.outcome, "detail": j.detail} for j in jobs]}
 
 
-def book_figures(service, as_of: dt.date, dso_days: int = 90) -> dict:
+def book_figures(service, as_of: dt.date, dso_days: int = figures.DSO_DAYS) -> dict:
     """The overview's book figures from ONE pass over the book (book.aging): receivables, overdue and
     its share, the oldest bucket's share, DSO over `dso_days` (receivables × days / credit sales in the
-    window, as book.dso computes it) and the aging chart's SVG."""
+    window, as book.dso computes it) and the aging chart's SVG. The sweep writes the same figures as a
+    snapshot (api/reports/figures.py); this is the live computation for a book without one."""
     aging = book.aging(service, as_of)
-    total = aging["total"]
-    outstanding, overdue = Decimal(total["outstanding"]), Decimal(total["overdue"])
-    oldest = aging["buckets"][-1]["label"] if aging["buckets"] else None
-    old = Decimal(total["buckets"].get(oldest, "0")) if oldest else Decimal(0)
-    start = as_of - dt.timedelta(days=dso_days - 1)
     with service.read_tx() as s:
         exp = service.registry.active(s).exponent
-        sales = int(s.execute(select(func.coalesce(func.sum(Invoice.amount_minor), 0))
-                              .where(Invoice.issued_on >= start, Invoice.issued_on <= as_of)).scalar_one())
-    dso = None
-    if sales:
-        dso = str((outstanding * 10**exp * dso_days / Decimal(sales)).quantize(Decimal("0.01"), ROUND_HALF_UP))
-
-    def pct(part):
-        return str((part * 100 / outstanding).quantize(Decimal("0.1"), ROUND_HALF_UP)) if outstanding else None
-    return {"as_of": as_of.isoformat(), "policy_version": aging["policy_version"], "currency": aging["currency"],
-            "receivables": total["outstanding"], "overdue": total["overdue"], "overdue_pct": pct(overdue),
-            "oldest_bucket": oldest, "oldest_pct": pct(old), "dso_days": dso, "dso_window_days": dso_days,
-            "credit_sales": minor_str(sales, exp), "customers_with_open_invoices": total["customers"],
-            "chart": render_aging_svg(aging, "amount_tier")}
+        sales = figures.credit_sales(s, as_of, dso_days)
+    return figures.from_aging(aging, sales, exp, as_of, dso_days)
 
 
 def referral_queue(service, held: str | None = None, limit: int = 200) -> dict:

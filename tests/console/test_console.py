@@ -80,6 +80,7 @@ def test_controller_fixes_a_policy_error_at_its_line_publishes_and_sweeps(consol
     page.click("header nav >> text=概览")
     page.wait_for_selector("#kpi-receivables")
     assert page.inner_text("#kpi-receivables") == "145,000.00"     # 120000 + 2 × 8000 + 3 × 3000
+    assert page.get_attribute("#figures-source", "data-source") == "snapshot"      # the sweep's, not a pass
     assert page.locator(".chart svg").count() == 1
     # one pass over the book gives the same DSO as the API's report
     dso = api.get("/v1/reports/dso", role="controller", params={"as_of": "2026-12-15", "days": 90}).json()
