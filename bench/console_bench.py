@@ -54,7 +54,7 @@ def chinese_names(url: str) -> None:
     from sqlalchemy import bindparam, create_engine, select, update
 
     from api.store.tables import Customer
-    engine = create_engine(url)
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
     with engine.begin() as conn:
         ids = conn.execute(select(Customer.id).order_by(Customer.id)).scalars().all()
         rows = [{"b_id": cid, "b_name": CITIES[i % 12] + MARKS[(i // 12) % 25] + TRADES[(i // 300) % 12]

@@ -6,7 +6,9 @@ import csv
 import datetime as dt
 import glob
 import io
+import json
 import os
+import uuid
 import time
 from decimal import Decimal
 from urllib.parse import urlencode
@@ -28,9 +30,9 @@ from ..jobs import sweep
 from ..reports import book
 from ..reports import console as views_data
 from ..reports import figures
-from ..service import actions, auth, decisions, policies, referrals, users
+from ..service import actions, auth, decisions, events, policies, referrals, users
 from ..service.validation import DATE_MAX, DATE_MIN
-from ..http.schemas import CONDITION_TYPES, ActionCompleteRequest, ReferralRejectRequest, ReferralReleaseRequest
+from ..http.schemas import CONDITION_TYPES, ActionCompleteRequest, EventRequest, ReferralRejectRequest, ReferralReleaseRequest
 
 bp = Blueprint("console", __name__, template_folder="templates", static_folder="static",
                static_url_path="/static")
@@ -344,6 +346,31 @@ def complete(action_id):
         "note": request.form.get("note") or None}.items() if v is not None})
     done = actions.complete_action(ctx(), action_id, body, user.name)
     return render_template("_action_done.html", a=done)
+
+
+@bp.post("/actions/<int:action_id>/record")
+def record_from_action(action_id):
+    """A promise to pay or a dispute of the action's invoice, as the event the API takes (POST /v1/events:
+    the same use case, decided and recorded in the trail with the signed-in person as actor)."""
+    user = need("events:write")
+    a = views_data.action(ctx(), action_id)
+    today = ctx().today().isoformat()
+    kind = request.form.get("record", "")
+    if kind == "promise":
+        data = {"invoice_id": a["invoice_id"], "amount": request.form.get("amount", "").strip(), "made_on": today,
+                "promised_on": request.form.get("promised_on", "").strip()}
+        event_type = "promise_to_pay"
+    elif kind == "dispute":
+        reason = request.form.get("reason", "").strip()
+        if not reason:
+            raise invalid({"reason": ["a dispute needs its reason"]})
+        data, event_type = {"invoice_id": a["invoice_id"], "opened_on": today, "reason": reason}, "dispute_opened"
+    else:
+        raise invalid({"record": ["promise or dispute"]})
+    raw = {"event_id": f"console-{uuid.uuid4().hex}", "type": event_type, "customer_id": a["customer_id"],
+           "data": data}
+    _status, response = events.post_event(ctx(), raw, EventRequest().load(raw), user.name, g.request_id)
+    return render_template("_recorded.html", a=a, kind=kind, data=data, decision_id=json.loads(response)["decision_id"])
 
 
 # ---------------------------------------------------------------------------------------- referrals

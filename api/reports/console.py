@@ -168,6 +168,15 @@ def worklist(service, *, owner=None, limit=200) -> list[dict]:
              "amount": minor_str(a.amount_minor, exp)} for a, name in rows]
 
 
+def action(service, action_id: int) -> dict:
+    """One action's customer and invoice (what the worklist's forms record against)."""
+    with service.read_tx() as s:
+        a = s.get(Action, action_id)
+        if a is None:
+            raise not_found("action", str(action_id))
+        return {"id": a.id, "customer_id": a.customer_id, "invoice_id": a.invoice_id, "status": a.status}
+
+
 def stages(service) -> dict[int, int]:
     """Customers per dunning stage (no state yet = stage 0)."""
     with service.read_tx() as s:
