@@ -335,8 +335,8 @@ def test_users_are_created_once_with_checked_fields(console):
     else:
         raise AssertionError("a second user of the same name was created")
     try:
-        users.create_user(api.service, "bad name!", "chief", "short")
+        users.create_user(api.service, "bad name!", "chief", "short", authority="Team Lead")
     except DomainError as exc:
-        assert exc.code == "E_INPUT_INVALID" and set(exc.errors) == {"name", "role", "password"}
+        assert exc.code == "E_INPUT_INVALID" and set(exc.errors) == {"name", "role", "password", "authority"}
     else:
         raise AssertionError("invalid fields were accepted")
