@@ -88,7 +88,13 @@ def measure(client, path: str, repeats: int) -> dict:
         times.append((time.perf_counter() - t0) * 1000)
         if r.status_code != 200:
             raise SystemExit(f"{path}: HTTP {r.status_code}: {r.get_data(as_text=True)[:300]}")
-    times.sort()
+    return measure_times(times)
+
+
+def measure_times(times: list[float]) -> dict:
+    """p50 / p95 (nearest rank) / max of times in ms."""
+    repeats = len(times)
+    times = sorted(times)
     rank = max(0, math.ceil(len(times) * 0.95) - 1)                    # nearest rank
     return {"p50": round(statistics.median(times), 1), "p95": round(times[rank], 1),
             "max": round(times[-1], 1), "n": repeats}
