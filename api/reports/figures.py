@@ -146,9 +146,15 @@ def write_snapshot(s, policy, run_id: str, as_of: dt.date, errors: int, now: dt.
     total = Sums(policy.version)
     for p in parts:
         total.merge(Sums.from_json(p))
+    return snapshot_of(s, policy, total, f"sweep {run_id}", as_of, errors, now)
+
+
+def snapshot_of(s, policy, total: Sums, source: str, as_of: dt.date, errors: int, now: dt.datetime) -> BookSnapshot:
+    """A snapshot of the whole book's summed shares (a finished sweep's, or an import's that decided every
+    customer of the book)."""
     figures = from_aging(total.aging(policy, as_of), credit_sales(s, as_of), policy.exponent, as_of)
     figures["errors"] = errors
-    snap = BookSnapshot(as_of=as_of, policy_version=policy.version, source=f"sweep {run_id}", computed_at=now,
+    snap = BookSnapshot(as_of=as_of, policy_version=policy.version, source=source, computed_at=now,
                         customers=total.evaluated, figures=figures)
     s.add(snap)
     return snap

@@ -73,3 +73,26 @@ def test_a_policy_published_mid_run_leaves_no_snapshot(fresh):
     sweep.work(service, run_id, group_size=2, reclaim=True)
     assert sweep.summary(service, run_id)["status"] == "done"
     assert figures.latest_snapshot(service) is None and api.counts()["sweep_figures"] == 0
+
+
+def test_an_import_of_the_whole_book_leaves_its_snapshot_a_partial_one_does_not(fresh):
+    import datetime as dt
+    import io
+
+    from api_harness import ROOT
+    book = {p.name: p.read_bytes() for p in sorted((pathlib.Path(ROOT) / "examples" / "book").glob("*.csv"))}
+
+    def _import(files):
+        r = fresh.request("POST", "/v1/imports", "backoffice", params={"as_of": "2026-11-22"},
+                          files=[("files", (name, io.BytesIO(data))) for name, data in files.items()])
+        assert r.status_code == 201, r.text
+        return r.json()
+    body = _import(book)
+    day_ = dt.date(2026, 11, 22)
+    snap = figures.latest_snapshot(fresh.service, day_, _active_version(fresh.service))
+    assert snap["source"] == f"import {body['id']}" and snap["customers"] == body["decisions"] == 12
+    assert dict(snap["figures"]) == dict(views_data.book_figures(fresh.service, day_), errors=0)
+    text = book["invoices.csv"].decode()
+    book["invoices.csv"] = text.replace("HD-2609,C-2001,120000.00", "HD-2609,C-2001,90000.00").encode()
+    assert _import(book)["decisions"] == 1                            # one customer decided: no new snapshot
+    assert figures.latest_snapshot(fresh.service)["source"] == f"import {body['id']}"
