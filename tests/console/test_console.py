@@ -58,7 +58,7 @@ def test_collector_completes_an_action_from_the_worklist(console, page):
     row.locator("select[name=outcome]").select_option("promised")
     row.locator("select[name=channel]").select_option("phone")
     row.locator("input[name=note]").fill("客户承诺周五付款")
-    row.locator("button").click()
+    row.locator("form.complete button").click()
     done = page.locator(f"#action-{action_id} td.ok")
     done.wait_for()
     assert "客户承诺周五付款" in done.inner_text() and api.people["backoffice"] in done.inner_text()
