@@ -148,7 +148,7 @@ def cmd_users_create(args) -> int:
             return 2
     app, service = _service(_db_url(args), args.policy)
     try:
-        user = users.create_user(service, args.name, args.role, password, args.locale)
+        user = users.create_user(service, args.name, args.role, password, args.locale, args.authority)
     except DomainError as exc:
         detail = "; ".join(f"{k}: {', '.join(v)}" for k, v in exc.errors.items())
         print(f"{exc.code}: {exc.message}" + (f" ({detail})" if detail else ""), file=sys.stderr)
@@ -465,6 +465,7 @@ def build_parser():
     ucreate.add_argument("--role", required=True)
     ucreate.add_argument("--locale", default="zh_CN", help="zh_CN (default) or en")
     ucreate.add_argument("--password-stdin", dest="password_stdin", action="store_true")
+    ucreate.add_argument("--authority", help="the user's level in the policy's authority matrix, e.g. team_lead")
     ucreate.add_argument("--database-url", dest="database_url")
     ucreate.add_argument("--policy", default=engine_cli.DEFAULT_POLICY)
     ucreate.set_defaults(func=cmd_users_create)

@@ -59,11 +59,17 @@ def evaluate_loaded(policy, loaded: dict, as_of: dt.date, order=None) -> Decisio
     refusal, is exactly what evaluate() gives for the input that loads to `loaded`
     (tests/test_fast_paths.py checks this on every policy test case).
     """
+    return evaluate_loaded_with_facts(policy, loaded, as_of, order)[0]
+
+
+def evaluate_loaded_with_facts(policy, loaded: dict, as_of: dt.date, order=None) -> tuple[Decision, Facts]:
+    """evaluate_loaded, and the facts it evaluated (the sweep sums the book's figures from them)."""
     if isinstance(as_of, dt.datetime) or not isinstance(as_of, dt.date):
         raise InputInvalid([InputError("as_of", "E_INVALID", "as_of must be a date")])
     order_minor, order_id = parse_order(order, policy)
     case = check_case(loaded, policy)
-    return evaluate_facts(policy, build_facts(case, policy, as_of, order_minor, order_id))
+    facts = build_facts(case, policy, as_of, order_minor, order_id)
+    return evaluate_facts(policy, facts), facts
 
 
 def _reason(rule_id, family, message):

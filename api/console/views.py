@@ -6,7 +6,9 @@ import csv
 import datetime as dt
 import glob
 import io
+import json
 import os
+import uuid
 import time
 from decimal import Decimal
 from urllib.parse import urlencode
@@ -27,9 +29,10 @@ from ..jobs import simulate as simulate_job
 from ..jobs import sweep
 from ..reports import book
 from ..reports import console as views_data
-from ..service import actions, auth, decisions, policies, users
+from ..reports import figures
+from ..service import actions, auth, decisions, events, policies, referrals, users
 from ..service.validation import DATE_MAX, DATE_MIN
-from ..http.schemas import ActionCompleteRequest
+from ..http.schemas import CONDITION_TYPES, ActionCompleteRequest, EventRequest, ReferralRejectRequest, ReferralReleaseRequest
 
 bp = Blueprint("console", __name__, template_folder="templates", static_folder="static",
                static_url_path="/static")
@@ -38,6 +41,7 @@ bp = Blueprint("console", __name__, template_folder="templates", static_folder="
 NAV = (("console.overview", "Overview", "reports:read"),
        ("console.customers", "Customers", "customers:read"),
        ("console.worklist", "Worklist", "actions:read"),
+       ("console.referrals", "Referrals", "referrals:read"),
        ("console.policy", "Policy", "policies:read"),
        ("console.trail", "Trail", "audit:verify"),
        ("console.runs", "Sweeps and jobs", "sweeps:read"))
@@ -228,25 +232,36 @@ def overview():
                            alerts=views_data.alerts_of_day(svc, svc.today()), runs=views_data.runs(svc, 5))
 
 
-FIGURES_SECONDS = 300           # how long the overview's book figures are reused (per process, as_of, policy)
+FIGURES_SECONDS = 300           # how long live book figures are reused (per process, as_of, policy)
+LIVE_FIGURES_MAX = 5000         # customers: a book this small without a snapshot is read whole for the figures
 
 
 @bp.get("/overview/figures")
 def overview_figures():
+    """The sweep's snapshot for the day under the active policy (api/reports/figures.py); without one, a
+    small book's figures computed live (and reused a few minutes); a large book's latest snapshot, said to
+    be of another day or policy, or a note that the next sweep brings them."""
     need("reports:read")
     as_of = as_of_arg()
     svc = ctx()
     with svc.read_tx() as s:
         version = svc.registry.active(s).version
-    cache = current_app.extensions.setdefault("creditctl.console.figures", {})
-    ttl = current_app.config.get("CONSOLE_FIGURES_SECONDS", FIGURES_SECONDS)
-    key, now = (as_of, version), time.monotonic()
-    hit = cache.get(key)
-    if hit is None or now - hit[0] >= ttl:
-        if len(cache) > 32:
-            cache.clear()
-        hit = cache[key] = (now, views_data.book_figures(svc, as_of), svc.clock())
-    return render_template("_overview_figures.html", f=hit[1], computed_at=hit[2])
+    snap = figures.latest_snapshot(svc, as_of, version)
+    if snap is not None:
+        return render_template("_overview_figures.html", f=snap["figures"], snap=snap, live=False)
+    if figures.book_size(svc) <= current_app.config.get("CONSOLE_LIVE_FIGURES_MAX", LIVE_FIGURES_MAX):
+        cache = current_app.extensions.setdefault("creditctl.console.figures", {})
+        ttl = current_app.config.get("CONSOLE_FIGURES_SECONDS", FIGURES_SECONDS)
+        key, now = (as_of, version), time.monotonic()
+        hit = cache.get(key)
+        if hit is None or now - hit[0] >= ttl:
+            if len(cache) > 32:
+                cache.clear()
+            hit = cache[key] = (now, views_data.book_figures(svc, as_of), svc.clock())
+        return render_template("_overview_figures.html", f=hit[1], computed_at=hit[2], live=True)
+    older = figures.latest_snapshot(svc)
+    return render_template("_overview_figures.html", f=older["figures"] if older else None, snap=older,
+                           live=False, stale=True, as_of=as_of)
 
 
 # ---------------------------------------------------------------------------------------- customers
@@ -331,6 +346,76 @@ def complete(action_id):
         "note": request.form.get("note") or None}.items() if v is not None})
     done = actions.complete_action(ctx(), action_id, body, user.name)
     return render_template("_action_done.html", a=done)
+
+
+@bp.post("/actions/<int:action_id>/record")
+def record_from_action(action_id):
+    """A promise to pay or a dispute of the action's invoice, as the event the API takes (POST /v1/events:
+    the same use case, decided and recorded in the trail with the signed-in person as actor)."""
+    user = need("events:write")
+    a = views_data.action(ctx(), action_id)
+    today = ctx().today().isoformat()
+    kind = request.form.get("record", "")
+    if kind == "promise":
+        data = {"invoice_id": a["invoice_id"], "amount": request.form.get("amount", "").strip(), "made_on": today,
+                "promised_on": request.form.get("promised_on", "").strip()}
+        event_type = "promise_to_pay"
+    elif kind == "dispute":
+        reason = request.form.get("reason", "").strip()
+        if not reason:
+            raise invalid({"reason": ["a dispute needs its reason"]})
+        data, event_type = {"invoice_id": a["invoice_id"], "opened_on": today, "reason": reason}, "dispute_opened"
+    else:
+        raise invalid({"record": ["promise or dispute"]})
+    raw = {"event_id": f"console-{uuid.uuid4().hex}", "type": event_type, "customer_id": a["customer_id"],
+           "data": data}
+    _status, response = events.post_event(ctx(), raw, EventRequest().load(raw), user.name, g.request_id)
+    return render_template("_recorded.html", a=a, kind=kind, data=data, decision_id=json.loads(response)["decision_id"])
+
+
+# ---------------------------------------------------------------------------------------- referrals
+@bp.get("/referrals", endpoint="referrals")      # the function is not named so: the service module is
+def referrals_page():
+    user = need("referrals:read")
+    return render_template("referrals.html", data=views_data.referral_queue(ctx(), held=user.authority),
+                           conditions=CONDITION_TYPES)
+
+
+def _release_request() -> dict:
+    """The row's form: a reason and at most one condition (type, amount, note), as the API's request body."""
+    body = {"reason": request.form.get("reason", "")}
+    kind = request.form.get("condition", "").strip()
+    if kind:
+        condition = {"type": kind}
+        for name in ("amount", "note"):
+            value = request.form.get(f"condition_{name}", "").strip()
+            if value:
+                condition[name] = value
+        body["conditions"] = [condition]
+    return ReferralReleaseRequest().load(body)
+
+
+@bp.post("/referrals/<referral_id>/release")
+def referral_release(referral_id):
+    user = need("referrals:write")
+    done = referrals.release(ctx(), referral_id, _release_request(), user, g.request_id)
+    return render_template("_referral_done.html", r=done, outcome=done["status"])
+
+
+@bp.post("/referrals/<referral_id>/reject")
+def referral_reject(referral_id):
+    user = need("referrals:write")
+    body = ReferralRejectRequest().load({"reason": request.form.get("reason", "")})
+    done = referrals.reject(ctx(), referral_id, body, user, g.request_id)
+    return render_template("_referral_done.html", r=done, outcome=done["status"])
+
+
+@bp.post("/referrals/<referral_id>/recheck")
+def referral_recheck(referral_id):
+    user = need("referrals:write")
+    got = referrals.recheck(ctx(), referral_id, user, g.request_id)
+    return render_template("_referral_done.html", r=got["referral"], outcome=got["outcome"],
+                           reasons=got["reasons"], decision_id=got["decision_id"])
 
 
 # ---------------------------------------------------------------------------------------- policy

@@ -28,11 +28,13 @@ from sqlalchemy.exc import IntegrityError
 
 from engine.decision import canonical_json
 from engine.errors import EngineFailure, InputInvalid
-from engine.evaluator import evaluate_loaded
+from engine.evaluator import evaluate_loaded_with_facts
 from engine.matcher import Disposed
 from rules.money import from_minor
 
 from ..errors import DomainError, conflict, not_found
+from ..reports import figures
+from ..reports.book import Bands
 from ..service.audit import checkpoint_if_configured
 from ..service.decide import action_rows, remember_last_evaluations
 from ..store import trail
@@ -218,6 +220,8 @@ class _Evaluated(NamedTuple):
     data: dict                # the decision
     state: tuple | None       # the dunning state it stepped from: (stage, entered_on, as_of, prev_stage, prev_entered_on)
     exponent: int             # the policy currency's minor-unit exponent
+    share: tuple              # its part of the book figures (reports/figures.customer_share)
+    policy_version: str
 
 
 def _evaluate(service, s, run: SweepRun, customers: list[Customer], heads: dict) -> tuple[list[_Evaluated], list[dict]]:
@@ -233,19 +237,25 @@ def _evaluate(service, s, run: SweepRun, customers: list[Customer], heads: dict)
     # only JSON types (the date is written as canonical() writes it)
     iso_day = as_of.isoformat()
     evaluated, errors = [], []
+    made: dict[str, Bands] = {}
+
+    def bands() -> Bands:           # of the policy that decided (a retired version is compiled again)
+        if policy.version not in made:
+            made[policy.version] = Bands(policy)
+        return made[policy.version]
 
     def decide(case):
         nonlocal policy
         for attempt in range(3):
             try:
-                return evaluate_loaded(policy, case, as_of)
+                return evaluate_loaded_with_facts(policy, case, as_of)
             except Disposed:       # the version was retired meanwhile (a reload): compiled again
                 if attempt == 2:
                     raise
                 policy = service.registry.active(s)
     for c in customers:
         try:
-            decision = decide(cases[c.id].typed)
+            decision, facts = decide(cases[c.id].typed)
         except (InputInvalid, EngineFailure) as exc:
             error = ("; ".join(f"{e.code}: {e.field}: {e.message}" for e in exc.errors)
                      if isinstance(exc, InputInvalid) else f"E_ENGINE: {exc}")
@@ -261,7 +271,7 @@ def _evaluate(service, s, run: SweepRun, customers: list[Customer], heads: dict)
         evaluated.append(_Evaluated(
             c.id, trail.chain([record], {c.id: heads[c.id]})[0], decision.data,
             None if st is None else (st.stage, st.entered_on, st.as_of, st.prev_stage, st.prev_entered_on),
-            policy.exponent))
+            policy.exponent, figures.customer_share(bands(), facts), policy.version))
     return evaluated, errors
 
 
@@ -321,6 +331,11 @@ def process_group(service, run: SweepRun, customer_ids: list[str], notifier) -> 
         counts["done"], counts["error"] = len(keep), len(errors)
         if items:
             s.connection().execute(insert(SweepItem.__table__), items)
+        shares: dict[str, figures.Sums] = {}
+        for e in keep:
+            shares.setdefault(e.policy_version, figures.Sums(e.policy_version)).add(e.share)
+        for sums in shares.values():
+            figures.add_group(s, run.id, sums)
     # after commit: never announce an action that was rolled back; marked sent once the notifier has it
     deliver_pending(service, notifier, [a.id for a in automated])
     return counts
@@ -467,6 +482,9 @@ def _finish_if_complete(service, run_id: str) -> None:
             SweepPartition.run_id == run_id, SweepPartition.status != "done")).scalar_one()
         if left == 0 and run.status != "done":
             run.status, run.finished_at = "done", service.clock()
+            errors = s.execute(select(func.count()).select_from(SweepItem).where(
+                SweepItem.run_id == run_id, SweepItem.outcome == "error")).scalar_one()
+            figures.write_snapshot(s, service.registry.active(s), run_id, run.as_of, errors, run.finished_at)
 
 
 def summary(service, run_id: str) -> dict:

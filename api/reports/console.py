@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from decimal import ROUND_HALF_UP, Decimal
 
 from sqlalchemy import func, or_, select
 
 from engine.evaluator import evaluate_loaded
-from rules.money import minor_str
+from rules.money import minor_str, to_minor
 
 from ..errors import invalid, not_found
+from ..service import referrals
 from ..store.ledger import load_cases
 from ..store.policy_store import with_retry
-from . import book
-from .aging_chart import render_aging_svg
+from . import book, figures
 from ..store.tables import (
     Action,
     Customer,
@@ -45,6 +44,17 @@ def _like(text: str) -> str:
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
+def _matches(q: str, dialect: str):
+    """The search: the id itself or an id starting with q, or a name containing q. Names in Chinese (no
+    letter case) are matched with instr() on SQLite, a plain substring search several times cheaper than
+    LIKE's character-by-character pattern walk; Latin text keeps LIKE (case-insensitive on SQLite)."""
+    if not q.isascii() and dialect == "sqlite":
+        name = func.instr(Customer.name, q) > 0
+    else:
+        name = Customer.name.like(_like(q), escape="\\")
+    return or_(Customer.id == q, Customer.id.like(q.replace("%", "") + "%"), name)
+
+
 def customers(service, *, q=None, bucket=None, stage=None, collector=None, sort="id", desc=False,
               page=1, per_page=PAGE_SIZE) -> dict:
     """One page of the customer list and the number of customers that match."""
@@ -53,25 +63,28 @@ def customers(service, *, q=None, bucket=None, stage=None, collector=None, sort=
     if page < 1 or page > 1_000_000:
         raise invalid({"page": ["between 1 and 1000000"]})
     stage_col = func.coalesce(DunningState.stage, 0)
-    base = select(Customer.id).outerjoin(DunningState, DunningState.customer_id == Customer.id)
-    if q:
-        base = base.where(or_(Customer.id == q, Customer.id.like(q.replace("%", "") + "%"),
-                              Customer.name.like(_like(q), escape="\\")))
+    base = select(Customer.id)
+    if stage is not None:            # joined only for this filter: a count need not look up every customer's state
+        base = base.outerjoin(DunningState, DunningState.customer_id == Customer.id).where(stage_col == stage)
     if bucket:
         base = base.where(Customer.last_bucket == bucket)
-    if stage is not None:
-        base = base.where(stage_col == stage)
     if collector:
         base = base.where(Customer.collector == collector)
+    cols = [c.desc() if desc else c for c in SORTS[sort]]
+    offset = (page - 1) * per_page
     with service.read_tx() as s:
-        total = s.execute(select(func.count()).select_from(base.subquery())).scalar_one()
-        cols = [c.desc() if desc else c for c in SORTS[sort]]
+        if q:
+            base = base.where(_matches(q, s.get_bind().dialect.name))
+        page_ids = s.execute(base.order_by(*cols).limit(per_page).offset(offset)).scalars().all()
+        if 0 < len(page_ids) < per_page or (page == 1 and not page_ids):
+            total = offset + len(page_ids)      # the last page: reading it saw every match (a rare term: one pass)
+        else:
+            total = s.execute(select(func.count()).select_from(base.subquery())).scalar_one()
         query = (select(Customer.id, Customer.name, Customer.collector, Customer.last_bucket, Customer.last_score,
                         Customer.approved_limit_minor, stage_col.label("stage"))
                  .outerjoin(DunningState, DunningState.customer_id == Customer.id)
-                 .where(Customer.id.in_(base.order_by(*cols).limit(per_page).offset((page - 1) * per_page)))
-                 .order_by(*cols))
-        rows = [dict(r._mapping) for r in s.execute(query)]
+                 .where(Customer.id.in_(page_ids)).order_by(*cols))
+        rows = [dict(r._mapping) for r in s.execute(query)] if page_ids else []
         exp = service.registry.active(s).exponent
     for r in rows:
         minor = r.pop("approved_limit_minor")
@@ -150,6 +163,15 @@ def worklist(service, *, owner=None, limit=200) -> list[dict]:
              "amount": minor_str(a.amount_minor, exp)} for a, name in rows]
 
 
+def action(service, action_id: int) -> dict:
+    """One action's customer and invoice (what the worklist's forms record against)."""
+    with service.read_tx() as s:
+        a = s.get(Action, action_id)
+        if a is None:
+            raise not_found("action", str(action_id))
+        return {"id": a.id, "customer_id": a.customer_id, "invoice_id": a.invoice_id, "status": a.status}
+
+
 def stages(service) -> dict[int, int]:
     """Customers per dunning stage (no state yet = stage 0)."""
     with service.read_tx() as s:
@@ -196,28 +218,35 @@ def runs(service, limit: int = 20) -> dict:
                       "finished_at": j.finished_at, "outcome": j.outcome, "detail": j.detail} for j in jobs]}
 
 
-def book_figures(service, as_of: dt.date, dso_days: int = 90) -> dict:
+def book_figures(service, as_of: dt.date, dso_days: int = figures.DSO_DAYS) -> dict:
     """The overview's book figures from ONE pass over the book (book.aging): receivables, overdue and
     its share, the oldest bucket's share, DSO over `dso_days` (receivables × days / credit sales in the
-    window, as book.dso computes it) and the aging chart's SVG."""
+    window, as book.dso computes it) and the aging chart's SVG. The sweep writes the same figures as a
+    snapshot (api/reports/figures.py); this is the live computation for a book without one."""
     aging = book.aging(service, as_of)
-    total = aging["total"]
-    outstanding, overdue = Decimal(total["outstanding"]), Decimal(total["overdue"])
-    oldest = aging["buckets"][-1]["label"] if aging["buckets"] else None
-    old = Decimal(total["buckets"].get(oldest, "0")) if oldest else Decimal(0)
-    start = as_of - dt.timedelta(days=dso_days - 1)
     with service.read_tx() as s:
         exp = service.registry.active(s).exponent
-        sales = int(s.execute(select(func.coalesce(func.sum(Invoice.amount_minor), 0))
-                              .where(Invoice.issued_on >= start, Invoice.issued_on <= as_of)).scalar_one())
-    dso = None
-    if sales:
-        dso = str((outstanding * 10**exp * dso_days / Decimal(sales)).quantize(Decimal("0.01"), ROUND_HALF_UP))
+        sales = figures.credit_sales(s, as_of, dso_days)
+    return figures.from_aging(aging, sales, exp, as_of, dso_days)
 
-    def pct(part):
-        return str((part * 100 / outstanding).quantize(Decimal("0.1"), ROUND_HALF_UP)) if outstanding else None
-    return {"as_of": as_of.isoformat(), "policy_version": aging["policy_version"], "currency": aging["currency"],
-            "receivables": total["outstanding"], "overdue": total["overdue"], "overdue_pct": pct(overdue),
-            "oldest_bucket": oldest, "oldest_pct": pct(old), "dso_days": dso, "dso_window_days": dso_days,
-            "credit_sales": minor_str(sales, exp), "customers_with_open_invoices": total["customers"],
-            "chart": render_aging_svg(aging, "amount_tier")}
+
+def referral_queue(service, held: str | None = None, limit: int = 200) -> dict:
+    """The open referrals, oldest first (referrals.list_referrals), each with the customer's name, the
+    lowest authority level its release needs (None: the policy has no matrix, any controller may) and
+    whether a holder of level `held` may release it (the service checks again; this decides what the
+    page offers)."""
+    data = referrals.list_referrals(service, {"status": "open", "limit": limit})
+    ids = sorted({r["customer_id"] for r in data["referrals"]})
+    with service.read_tx() as s:
+        names = dict(s.execute(select(Customer.id, Customer.name).where(Customer.id.in_(ids))).all()) if ids else {}
+        policy = service.registry.active(s)
+    authority = policy.authority
+    for r in data["referrals"]:
+        r["name"] = names.get(r["customer_id"], "")
+        needed = authority.needed(to_minor(r["over_limit"], policy.exponent))
+        r["level_needed"] = needed.name if needed else None
+        rank = authority.rank(held)
+        r["may_release"] = needed is None or (rank is not None and rank >= authority.rank(needed.name))
+    data["levels"] = [level.name for level in authority.levels]
+    return data
+

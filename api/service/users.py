@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from ..errors import DomainError, conflict, invalid
 from ..store.tables import User
-from .auth import ROLES, Principal
+from .auth import AUTHORITY_LEVEL, ROLES, Principal
 
 LOCALES = ("zh_CN", "en")
 DEFAULT_LOCALE = "zh_CN"
@@ -24,7 +24,10 @@ _hasher = PasswordHasher()
 _DUMMY = _hasher.hash("not a password of anyone")
 
 
-def create_user(ctx, name: str, role: str, password: str, locale: str = DEFAULT_LOCALE) -> dict:
+def create_user(ctx, name: str, role: str, password: str, locale: str = DEFAULT_LOCALE,
+                authority: str | None = None) -> dict:
+    """authority: the user's level in the policy's authority matrix (rules/authority.py), which a
+    referral's release needs when its amount over the limit is beyond the lowest level's."""
     errors = {}
     if not _NAME.fullmatch(name or ""):
         errors["name"] = ["1 to 64 letters, digits or . _ @ -"]
@@ -34,21 +37,23 @@ def create_user(ctx, name: str, role: str, password: str, locale: str = DEFAULT_
         errors["password"] = [f"at least {MIN_PASSWORD} characters"]
     if locale not in LOCALES:
         errors["locale"] = [f"one of {', '.join(LOCALES)}"]
+    if authority is not None and not AUTHORITY_LEVEL.fullmatch(authority):
+        errors["authority"] = ["a level of the policy's authority matrix: lower-case letters, digits and _"]
     if errors:
         raise invalid(errors)
     with ctx.tx() as s:
         if s.execute(select(User.id).where(User.name == name)).first() is not None:
             raise conflict(f"user '{name}' already exists", "E_USER_EXISTS")
         s.add(User(name=name, role=role, password_hash=_hasher.hash(password), locale=locale,
-                   created_at=ctx.clock(), disabled=False))
-    return {"name": name, "role": role, "locale": locale}
+                   created_at=ctx.clock(), disabled=False, authority=authority))
+    return {"name": name, "role": role, "locale": locale, "authority": authority}
 
 
 def sign_in(ctx, name: str, password: str) -> tuple[Principal, str]:
     """(principal, locale) for a right name and password; E_UNAUTHENTICATED otherwise (which one is wrong is not said)."""
     with ctx.read_tx() as s:
-        row = s.execute(select(User.name, User.role, User.password_hash, User.locale, User.disabled)
-                        .where(User.name == (name or ""))).one_or_none()
+        row = s.execute(select(User.name, User.role, User.password_hash, User.locale, User.disabled,
+                               User.authority).where(User.name == (name or ""))).one_or_none()
     try:
         _hasher.verify(row.password_hash if row else _DUMMY, password or "")
         ok = row is not None and not row.disabled
@@ -56,17 +61,17 @@ def sign_in(ctx, name: str, password: str) -> tuple[Principal, str]:
         ok = False
     if not ok:
         raise DomainError("E_UNAUTHENTICATED", "unknown user or wrong password")
-    return Principal(row.name, row.role), row.locale
+    return Principal(row.name, row.role, row.name, row.authority), row.locale
 
 
 def current(ctx, name: str) -> tuple[Principal, str] | None:
     """The user's principal and locale as stored now (a disabled or deleted user is signed out)."""
     with ctx.read_tx() as s:
-        row = s.execute(select(User.name, User.role, User.locale, User.disabled)
+        row = s.execute(select(User.name, User.role, User.locale, User.disabled, User.authority)
                         .where(User.name == name)).one_or_none()
     if row is None or row.disabled:
         return None
-    return Principal(row.name, row.role), row.locale
+    return Principal(row.name, row.role, row.name, row.authority), row.locale
 
 
 def set_locale(ctx, name: str, locale: str) -> None:
@@ -83,5 +88,6 @@ def key_principal(ctx, name: str) -> Principal | None:
     with a key ends at the key's revocation)."""
     from ..store.tables import ApiKey
     with ctx.read_tx() as s:
-        row = s.execute(select(ApiKey.name, ApiKey.role, ApiKey.revoked).where(ApiKey.name == name)).one_or_none()
-    return None if row is None or row.revoked else Principal(row.name, row.role)
+        row = s.execute(select(ApiKey.name, ApiKey.role, ApiKey.revoked, ApiKey.person, ApiKey.authority)
+                        .where(ApiKey.name == name)).one_or_none()
+    return None if row is None or row.revoked else Principal(row.name, row.role, row.person, row.authority)

@@ -358,6 +358,7 @@ class User(Base):
     locale: Mapped[str] = mapped_column(String(16), default="zh_CN")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    authority: Mapped[str | None] = mapped_column(String(32), nullable=True)   # rules/authority.py level (0014)
 
 
 class DbMark(Base):
@@ -420,3 +421,27 @@ class CreditHold(Base):
     placed_by: Mapped[str] = mapped_column(String(128))
     placed_at: Mapped[dt.datetime] = mapped_column(DateTime)
     decision_id: Mapped[str] = mapped_column(String(64))
+
+
+class SweepFigures(Base):
+    """A sweep group's share of the book figures (api/reports/figures.py), written in the group's own
+    transaction, so a resumed run counts every customer once; summed into a BookSnapshot when the run ends."""
+    __tablename__ = "sweep_figures"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(64))
+    sums: Mapped[dict] = mapped_column(JSON)
+    __table_args__ = (Index("ix_sweep_figures_run", "run_id"),)
+
+
+class BookSnapshot(Base):
+    """The overview's book figures (receivables, overdue, aging by tier, credit sales) as of a day, under a
+    policy version, written at the end of a sweep: the console reads them instead of a pass over the book."""
+    __tablename__ = "book_snapshots"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    as_of: Mapped[dt.date] = mapped_column(Date)
+    policy_version: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(128))                 # e.g. "sweep 2026-12-15.1"
+    computed_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    customers: Mapped[int] = mapped_column(Integer)                  # customers the figures count
+    figures: Mapped[dict] = mapped_column(JSON)
+    __table_args__ = (Index("ix_book_snapshots_as_of", "as_of", "id"),)

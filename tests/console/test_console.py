@@ -11,8 +11,8 @@ from console_harness import PASSWORD, nav_labels, shot, sign_in
 from api.errors import DomainError
 from api.service import users
 
-NAV_ZH = {"reports:read": "概览", "customers:read": "客户", "actions:read": "工作清单", "policies:read": "策略",
-          "audit:verify": "决策记录", "sweeps:read": "批处理与任务"}
+NAV_ZH = {"reports:read": "概览", "customers:read": "客户", "actions:read": "工作清单", "referrals:read": "审批",
+          "policies:read": "策略", "audit:verify": "决策记录", "sweeps:read": "批处理与任务"}
 
 
 def _book(api) -> dict:
@@ -58,7 +58,7 @@ def test_collector_completes_an_action_from_the_worklist(console, page):
     row.locator("select[name=outcome]").select_option("promised")
     row.locator("select[name=channel]").select_option("phone")
     row.locator("input[name=note]").fill("客户承诺周五付款")
-    row.locator("button").click()
+    row.locator("form.complete button").click()
     done = page.locator(f"#action-{action_id} td.ok")
     done.wait_for()
     assert "客户承诺周五付款" in done.inner_text() and api.people["backoffice"] in done.inner_text()
@@ -80,6 +80,7 @@ def test_controller_fixes_a_policy_error_at_its_line_publishes_and_sweeps(consol
     page.click("header nav >> text=概览")
     page.wait_for_selector("#kpi-receivables")
     assert page.inner_text("#kpi-receivables") == "145,000.00"     # 120000 + 2 × 8000 + 3 × 3000
+    assert page.get_attribute("#figures-source", "data-source") == "snapshot"      # the sweep's, not a pass
     assert page.locator(".chart svg").count() == 1
     # one pass over the book gives the same DSO as the API's report
     dso = api.get("/v1/reports/dso", role="controller", params={"as_of": "2026-12-15", "days": 90}).json()
@@ -140,7 +141,7 @@ def test_auditor_replays_and_verifies_and_may_not_change_anything(console, page)
     api = console
     ids = _book(api)
     sign_in(page, api, "auditor")
-    assert nav_labels(page) == _expected_nav("auditor") == ["概览", "决策记录"]
+    assert nav_labels(page) == _expected_nav("auditor") == ["概览", "审批", "决策记录"]
     page.click("header nav >> text=决策记录")
     page.wait_for_selector("#decisions")
     page.fill("input[name=customer]", ids["big"])
@@ -285,7 +286,7 @@ def test_sign_in_with_an_api_key_and_revocation_ends_the_session(console, page):
     page.fill("input[name=api_key]", api.keys["auditor"])
     page.click("#sign-in")
     page.wait_for_selector("span.who")
-    assert page.inner_text("span.who").startswith("test-auditor") and nav_labels(page) == ["概览", "决策记录"]
+    assert page.inner_text("span.who").startswith("test-auditor") and nav_labels(page) == ["概览", "审批", "决策记录"]
     from sqlalchemy import update
 
     from api.store.tables import ApiKey
@@ -334,8 +335,8 @@ def test_users_are_created_once_with_checked_fields(console):
     else:
         raise AssertionError("a second user of the same name was created")
     try:
-        users.create_user(api.service, "bad name!", "chief", "short")
+        users.create_user(api.service, "bad name!", "chief", "short", authority="Team Lead")
     except DomainError as exc:
-        assert exc.code == "E_INPUT_INVALID" and set(exc.errors) == {"name", "role", "password"}
+        assert exc.code == "E_INPUT_INVALID" and set(exc.errors) == {"name", "role", "password", "authority"}
     else:
         raise AssertionError("invalid fields were accepted")

@@ -24,11 +24,11 @@ import uuid
 from dataclasses import dataclass, field
 
 from marshmallow import ValidationError
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 
 from engine.decision import canonical_json
 from engine.errors import EngineFailure, InputInvalid
-from engine.evaluator import evaluate_loaded
+from engine.evaluator import evaluate_loaded_with_facts
 from engine.facts import (
     CATEGORY_OF,
     CreditNoteSchema,
@@ -43,6 +43,8 @@ from engine.facts import (
 from rules.money import to_minor
 
 from ...errors import DomainError
+from ...reports import figures
+from ...reports.book import Bands
 from ...service.contacts import ContactSchema
 from ...service.decide import remember_last_evaluations
 from ...service.validation import DATE_MAX, DATE_MIN
@@ -539,8 +541,10 @@ def _write(ctx, plan, v: _Validation, spools: dict, progress) -> set:
     return touched
 
 
-def _decide_all(ctx, customer_ids: list[str], as_of: dt.date, actor: str, import_id: str, progress) -> tuple[int, list]:
-    """One decision per customer, in groups: evaluated and chained inside one write transaction each."""
+def _decide_all(ctx, customer_ids: list[str], as_of: dt.date, actor: str, import_id: str, progress,
+                sums: dict | None = None) -> tuple[int, list]:
+    """One decision per customer, in groups: evaluated and chained inside one write transaction each.
+    `sums` ({policy version: figures.Sums}) gathers the customers' shares of the book figures."""
     decided, failures = 0, []
     iso_day = as_of.isoformat()
     for i in range(0, len(customer_ids), DECIDE_GROUP):
@@ -555,7 +559,7 @@ def _decide_all(ctx, customer_ids: list[str], as_of: dt.date, actor: str, import
             records, last = [], []
             for c in customers:
                 try:
-                    decision = evaluate_loaded(policy, cases[c.id].typed, as_of)
+                    decision, facts = evaluate_loaded_with_facts(policy, cases[c.id].typed, as_of)
                 except (InputInvalid, EngineFailure) as exc:
                     failures.append(f"{c.id}: {exc}")
                     continue
@@ -565,12 +569,29 @@ def _decide_all(ctx, customer_ids: list[str], as_of: dt.date, actor: str, import
                                 "policy_version": policy.version, "result": decision.json,
                                 "outcome": decision.outcome, "created_at": now})
                 last.append((c.id, decision.data))
+                if sums is not None:
+                    sums.setdefault(policy.version, (figures.Sums(policy.version), Bands(policy)))
+                    total, bands = sums[policy.version]
+                    total.add(figures.customer_share(bands, facts))
             trail.insert_chained(s, trail.chain(records, heads))
             remember_last_evaluations(s, last, as_of)
             decided += len(records)
         if progress:
             progress("decisions", len(group))
     return decided, failures
+
+
+def _snapshot_if_whole_book(ctx, sums: dict, decisions: int, failures: list, as_of: dt.date, import_id: str) -> None:
+    """An import that decided every customer of the book (a first load) leaves the overview's figures, as a
+    finished sweep does (api/reports/figures.py); a partial one leaves them to the next sweep."""
+    if failures or len(sums) != 1:
+        return
+    with ctx.tx() as s:
+        policy = ctx.registry.active(s)
+        total, _bands = sums.get(policy.version, (None, None))
+        if total is None or decisions != s.execute(select(func.count()).select_from(Customer)).scalar_one():
+            return
+        figures.snapshot_of(s, policy, total, f"import {import_id}", as_of, 0, ctx.clock())
 
 
 def run_import(ctx, sources: list[Source], *, actor: str, as_of: dt.date | None = None, dry_run: bool = False,
@@ -587,7 +608,9 @@ def run_import(ctx, sources: list[Source], *, actor: str, as_of: dt.date | None 
     try:
         if status == "done":
             touched = _write(ctx, plan, v, spools, progress)
-            decisions, failures = _decide_all(ctx, sorted(touched), as_of, actor, import_id, progress)
+            sums: dict = {}
+            decisions, failures = _decide_all(ctx, sorted(touched), as_of, actor, import_id, progress, sums)
+            _snapshot_if_whole_book(ctx, sums, decisions, failures, as_of, import_id)
         elif status == "checked":
             _count_changes(ctx, plan, v, spools)
     finally:
