@@ -372,6 +372,30 @@ def cmd_scheduler(args) -> int:
     return scheduler.run(service, app.extensions["creditctl.engine"], wait_for_lock=not args.no_wait)
 
 
+def cmd_deliver(args) -> int:
+    """Send the outbox once (or every --interval seconds with --loop): api/jobs/outbox.py, docs/delivery.md."""
+    import logging
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from .jobs import outbox
+    if args.interval <= 0 or (args.limit is not None and args.limit < 1):
+        print("deliver: --interval and --limit must be positive", file=sys.stderr)
+        return 2
+    if args.config:
+        os.environ["CREDITCTL_DELIVERY_CONFIG"] = args.config
+    app, service = _service(_db_url(args), args.policy)
+    settings = service.delivery
+    if args.loop:
+        def report(counts):
+            if any(counts.values()):
+                print(json.dumps(counts, sort_keys=True), flush=True)
+        totals = outbox.run_loop(service, settings, interval=args.interval, on_round=report)
+        print(json.dumps({"totals": totals}, sort_keys=True))
+        return 0
+    counts = outbox.run_once(service, settings, limit=args.limit)
+    print(json.dumps(counts, sort_keys=True))
+    return 0
+
+
 def build_parser():
     parser = engine_cli.build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
@@ -414,10 +438,18 @@ def build_parser():
     sc.add_argument("--policy", default=engine_cli.DEFAULT_POLICY)
     sc.add_argument("--run-now", dest="run_now",
                     help="run one job now and exit (collections-sweep, interest-accrual, credit-review, "
-                         "monthly-statements, audit-checkpoint)")
+                         "monthly-statements, audit-checkpoint, outbox-delivery)")
     sc.add_argument("--as-of", dest="as_of")
     sc.add_argument("--no-wait", dest="no_wait", action="store_true", help="exit if another scheduler runs")
     sc.set_defaults(func=cmd_scheduler)
+    dl = sub.add_parser("deliver", help="send the outbox: the automated actions the sweep queued (docs/delivery.md)")
+    dl.add_argument("--loop", action="store_true", help="keep sending every --interval seconds until interrupted")
+    dl.add_argument("--interval", type=float, default=30.0, help="seconds between rounds with --loop (default 30)")
+    dl.add_argument("--limit", type=int, default=None, help="send at most this many messages (once)")
+    dl.add_argument("--config", help="delivery configuration file (default $CREDITCTL_DELIVERY_CONFIG)")
+    dl.add_argument("--database-url", dest="database_url")
+    dl.add_argument("--policy", default=engine_cli.DEFAULT_POLICY)
+    dl.set_defaults(func=cmd_deliver)
     imp = sub.add_parser("import", help="load a book from CSV / XLSX files (docs/import.md)")
     imp.add_argument("files", nargs="*", help="customers.csv, invoices.csv, … or one workbook with a sheet per kind")
     imp.add_argument("--dry-run", dest="dry_run", action="store_true", help="check and count; write nothing")

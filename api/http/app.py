@@ -15,7 +15,7 @@ from engine.errors import InputInvalid, PolicyInvalid
 from .. import console
 from ..codes import http_status
 from ..errors import DomainError, invalid, marshmallow_errors
-from ..service import auth
+from ..service import auth, deliveries
 from ..service.audit import AuditSettings
 from ..service.context import Context
 from ..service.policies import load_policy_file as _load_policy_file
@@ -67,6 +67,7 @@ def create_app(config: dict | None = None) -> Flask:
                                                      app.config.get("KEY_CACHE_CLOCK") or time.monotonic)
     metrics = Metrics()
     app.extensions["creditctl.metrics"] = metrics
+    metrics.watch_outbox(lambda: deliveries.counters(app.extensions["creditctl"]))
     if app.config["LOAD_POLICY_FILE"] and app.config.get("POLICY_FILE"):
         load_policy_file(app)
 

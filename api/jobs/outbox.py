@@ -35,7 +35,6 @@ from ..store.tables import Action, Contact, Delivery
 from .sweep import worker_id
 
 log = logging.getLogger("creditctl.outbox")
-STATUSES = ("queued", "sending", "sent", "failed", "dead")
 LEASE_SECONDS = 300          # longer than any backend's timeout: a live worker finishes its send well within it
 BATCH = 100
 TRAIL_KIND = "delivery"
@@ -124,9 +123,12 @@ def enqueue(service, limit: int = 5000) -> int:
     rows = [{"action_id": a.id, "customer_id": a.customer_id, "channel": a.channel,
              "idempotency_key": idempotency_key(a), "status": "queued", "attempts": 0, "created_at": now,
              "updated_at": now} for a in actions]
+    ids = [a.id for a in actions]
     with service.tx() as s:
-        result = s.connection().execute(insert_ignoring_duplicates(s, Delivery.__table__), rows)
-    return max(result.rowcount, 0) if result.rowcount is not None else len(rows)
+        # a concurrent worker may have enqueued some meanwhile: theirs stay, and are not counted here
+        before = s.execute(select(func.count()).select_from(Delivery).where(Delivery.action_id.in_(ids))).scalar_one()
+        s.connection().execute(insert_ignoring_duplicates(s, Delivery.__table__), rows)
+    return len(rows) - before
 
 
 def _claimable(now: dt.datetime, lease_seconds: float):
@@ -307,14 +309,3 @@ def run_loop(service, settings: OutboxSettings, *, interval: float = 30.0, stop=
     except KeyboardInterrupt:
         pass
     return totals
-
-
-# ---------------------------------------------------------------------------------------- reading
-def counters(service) -> dict:
-    """For /metrics: messages by status, and the failed attempts so far (attempts that did not send)."""
-    with service.read_tx() as s:
-        by_status = dict(s.execute(select(Delivery.status, func.count()).group_by(Delivery.status)).all())
-        attempts = s.execute(select(func.coalesce(func.sum(Delivery.attempts), 0))).scalar_one()
-    sent, sending = by_status.get("sent", 0), by_status.get("sending", 0)
-    return {"by_status": {st: by_status.get(st, 0) for st in STATUSES},
-            "failed_attempts": max(int(attempts) - sent - sending, 0)}
