@@ -224,3 +224,17 @@ def test_without_delivery_configured_the_sweep_still_marks_automated_actions_sen
                                                                      Action.owner == "automated")).scalars()}
     assert statuses == {"sent"}
     assert outbox.run_once(fresh.service, fresh.service.delivery)["enqueued"] == 0
+
+
+def test_the_scheduler_job_sends_the_outbox_with_the_configured_backend_and_records_its_run(book, caplog):
+    from api.jobs import scheduler
+    from api.store.tables import JobRun
+    scheduler._service = book.service
+    with caplog.at_level("INFO", logger="creditctl.delivery"):
+        result = scheduler.outbox_delivery(NOW.date())
+    assert result["outcome"] == "ok" and result["detail"]["sent"] == 1 and result["detail"]["failed"] == 1
+    assert any("delivery (log backend, not sent): email to zhang@yuanhang.example" in r.getMessage()
+               for r in caplog.records)
+    with book.service.read_tx() as s:
+        assert [(r.job_id, r.outcome) for r in s.execute(select(JobRun)).scalars()] == [("outbox-delivery", "ok")]
+    assert _delivery(book, book.reached).backend == "log"
