@@ -396,6 +396,80 @@ def cmd_deliver(args) -> int:
     return 0
 
 
+def _document_types(policy_file: str) -> list[str]:
+    """The action types of the policy that send a document (its reminders, demands, letters), found in its
+    YAML wherever an action names its `type`; [] when the file does not parse (the policy check says why)."""
+    import yaml
+
+    from .documents.context import ACTION_DOCUMENTS
+    try:
+        with open(policy_file, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return []
+    found: set[str] = set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            if isinstance(node.get("type"), str) and node["type"] in ACTION_DOCUMENTS:
+                found.add(node["type"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+    walk(data)
+    dunning = data.get("dunning") if isinstance(data, dict) else None
+    if isinstance(dunning, dict) and dunning.get("reminders"):
+        found.add("payment_reminder")
+    return sorted(found)
+
+
+def template_problems(policy_file: str, compiled: bool = True) -> tuple[str, int, list]:
+    """(folder, files, problems) of the document templates beside the policy (templates/ next to it): every
+    problem as a PolicyError (FILE:LINE:COL: CODE). No folder is a problem only when the policy's actions
+    send documents (read only from a policy that compiled: an invalid file may be an alias bomb)."""
+    from engine.errors import PolicyError
+
+    from .documents.check import check_templates
+    from .documents.render import default_folder
+    folder = default_folder(policy_file)
+    if not folder.is_dir():
+        types = _document_types(policy_file) if compiled else []
+        if not types:
+            return str(folder), 0, []
+        return str(folder), 0, [PolicyError("E_TEMPLATE_MISSING", f"no template folder for the documents the "
+                                            f"policy's actions send ({', '.join(types)})", file=str(folder))]
+    return str(folder), sum(1 for _ in folder.rglob("*.j2")), check_templates(folder)
+
+
+def cmd_policy_check(args) -> int:
+    """The engine's policy check, and the document templates beside the policy (api/documents/check.py)."""
+    from engine.errors import PolicyInvalid
+    errors, policy = [], None
+    try:
+        policy = engine_cli._read_policy(args.file)
+    except OSError as exc:
+        return engine_cli._file_error(args.file, exc, args.format)
+    except PolicyInvalid as exc:
+        errors = list(exc.errors)
+    folder, files, problems = template_problems(args.file, compiled=policy is not None)
+    errors += problems
+    if errors:
+        engine_cli._print_policy_errors(PolicyInvalid(errors), args.format)
+        if policy is not None:
+            policy.dispose()
+        return 1
+    if args.format == "json":
+        print(json.dumps({"valid": True, "version": policy.version, "rules": len(policy.rules),
+                          "templates": {"folder": folder, "files": files}}, ensure_ascii=False))
+    else:
+        print(f"{args.file}: ok, version {policy.version[:12]}, {len(policy.rules)} rules"
+              + (f"; templates {folder}: ok, {files} files" if files else ""))
+    policy.dispose()
+    return 0
+
+
 def build_parser():
     parser = engine_cli.build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
@@ -426,6 +500,7 @@ def build_parser():
                     help="customers per partition when this command creates the run (default 500)")
     sw.set_defaults(func=cmd_sweep)
     policy = next(a for a in sub.choices["policy"]._actions if a.dest == "action")
+    policy.choices["check"].set_defaults(func=cmd_policy_check)          # + the document templates
     sim = policy.add_parser("simulate", help="what-if: the whole book under a candidate policy vs the active one")
     sim.add_argument("file", help="the candidate policy (YAML)")
     sim.add_argument("--as-of", dest="as_of", help="evaluation date (default: today)")
