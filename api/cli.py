@@ -260,6 +260,9 @@ def cmd_import(args) -> int:
     as_of = _as_of(args.as_of) if args.as_of else None
     if args.as_of and as_of is None:
         return 2
+    if args.workers < 1:
+        print("import: --workers must be at least 1", file=sys.stderr)
+        return 2
     app, service = _service(_db_url(args), args.policy)
     done: dict = {}
 
@@ -269,7 +272,8 @@ def cmd_import(args) -> int:
             print("\rimport " + ", ".join(f"{k} {v:,}" for k, v in done.items()), end="", file=sys.stderr, flush=True)
     sources = [Source(f, (lambda f=f: open(f, "rb")), args.encoding) for f in args.files]
     result = run_import(service, sources, actor=f"cli:{os.environ.get('USER', 'import')}", as_of=as_of,
-                        dry_run=args.dry_run, skip_invalid=args.skip_invalid, progress=progress)
+                        dry_run=args.dry_run, skip_invalid=args.skip_invalid, progress=progress,
+                        workers=args.workers)
     if not args.quiet and done:
         print(file=sys.stderr)
     for line in result["errors"]:
@@ -534,6 +538,8 @@ def build_parser():
     imp.add_argument("--encoding", choices=["utf-8", "gb18030"], help="CSV encoding (default: detected)")
     imp.add_argument("--as-of", dest="as_of", help="the date of the decisions after the import (default: today)")
     imp.add_argument("--template", metavar="OUT.xlsx", help="write the import template and exit")
+    imp.add_argument("--workers", type=int, default=1,
+                     help="processes that evaluate the decisions after the import (default 1; the parent writes)")
     imp.add_argument("--database-url", dest="database_url")
     imp.add_argument("--policy", default=engine_cli.DEFAULT_POLICY)
     imp.add_argument("--quiet", action="store_true")

@@ -3,6 +3,7 @@ payments) written as CSV, then `creditctl import`'s run_import on SQLite and Pos
 (validate, write, decide), with the peak RSS. Prints figures; asserts nothing.
 
     .venv/bin/python bench/import_bench.py [--customers 100000] [--invoices-per-customer 10] [--backends sqlite,postgres]
+        [--workers 1,2]      # the decide phase in 1 and in 2 processes, side by side on fresh databases
 """
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ def write_book(folder: str, customers: int, per_customer: int, seed: int) -> dic
     return {"paths": list(paths.values()), "invoices": n_inv, "payments": n_pay}
 
 
-def run(backend: str, url: str, book: dict) -> dict:
+def run(backend: str, url: str, book: dict, workers: int = 1) -> dict:
     from api.jobs.importer import run as importer
     from api.jobs.importer.reader import Source
     from api.service.context import Context
@@ -81,13 +82,13 @@ def run(backend: str, url: str, book: dict) -> dict:
     try:
         sources = [Source(p, (lambda p=p: open(p, "rb"))) for p in book["paths"]]
         t0, c0 = time.perf_counter(), time.process_time()
-        result = importer.run_import(ctx, sources, actor="bench", as_of=AS_OF)
+        result = importer.run_import(ctx, sources, actor="bench", as_of=AS_OF, workers=workers)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     finally:
         for name, fn in original.items():
             setattr(importer, name, fn)
         engine.dispose()
-    return {"backend": backend, "wall": wall, "cpu": cpu, "phases": phases, "status": result["status"],
+    return {"backend": backend, "workers": workers, "wall": wall, "cpu": cpu, "phases": phases, "status": result["status"],
             "decisions": result["decisions"], "errors": result["error_count"],
             "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
@@ -98,32 +99,43 @@ def main() -> int:
     ap.add_argument("--invoices-per-customer", type=int, default=10)
     ap.add_argument("--backends", default="sqlite,postgres")
     ap.add_argument("--seed", type=int, default=20261202)
+    ap.add_argument("--workers", default="1",
+                    help="decide-phase processes, a list to compare side by side on fresh databases, e.g. 1,2")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="creditctl-import-") as folder:
         book = write_book(folder, args.customers, args.invoices_per_customer, args.seed)
         print(f"book: {args.customers:,} customers, {book['invoices']:,} invoices, {book['payments']:,} payments")
         for backend in args.backends.split(","):
-            if backend == "sqlite":
-                url = f"sqlite:///{os.path.join(folder, 'bench.sqlite3')}"
-            else:
-                import psycopg
-                from pgcheck import pg_reachable
-                why = pg_reachable(PG_ADMIN)
-                if why:
-                    print(f"postgres: skipped: {why}")
-                    continue
-                name = f"creditctl_import_bench_{os.getpid()}"
-                with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-                    conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-                    conn.execute(f'CREATE DATABASE "{name}"')
-                url = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
-            r = run(backend, url, book)
-            ph = ", ".join(f"{k.strip('_')} {v:.1f} s" for k, v in r["phases"].items())
-            print(f"{backend}: {r['status']}, {r['decisions']:,} decisions, {r['errors']} errors; "
-                  f"wall {r['wall']:.1f} s (target < 300 s), CPU {r['cpu']:.1f} s; {ph}; peak RSS {r['rss_mb']:.0f} MB")
-            if backend != "sqlite":
-                with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            results = []
+            for workers in (int(w) for w in args.workers.split(",")):
+                if backend == "sqlite":
+                    url = f"sqlite:///{os.path.join(folder, f'bench-{workers}.sqlite3')}"
+                else:
+                    import psycopg
+                    from pgcheck import pg_reachable
+                    why = pg_reachable(PG_ADMIN)
+                    if why:
+                        print(f"postgres: skipped: {why}")
+                        break
+                    name = f"creditctl_import_bench_{os.getpid()}_{workers}"
+                    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+                        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+                        conn.execute(f'CREATE DATABASE "{name}"')
+                    url = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+                r = run(backend, url, book, workers)
+                results.append(r)
+                ph = ", ".join(f"{k.strip('_')} {v:.1f} s" for k, v in r["phases"].items())
+                print(f"{backend} workers {workers}: {r['status']}, {r['decisions']:,} decisions, {r['errors']} errors; "
+                      f"wall {r['wall']:.1f} s (target < 300 s), CPU {r['cpu']:.1f} s (parent); {ph}; "
+                      f"peak RSS {r['rss_mb']:.0f} MB", flush=True)
+                if backend != "sqlite":
+                    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+                        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            base = results[0] if results else None
+            for r in results[1:]:
+                print(f"{backend}: workers {r['workers']} vs {base['workers']}: decide "
+                      f"{base['phases']['_decide_all'] / r['phases']['_decide_all']:.2f}x faster, wall "
+                      f"{base['wall'] / r['wall']:.2f}x (cores on this machine: {os.cpu_count()})")
     return 0
 
 
