@@ -28,10 +28,10 @@ def _prepare_sqlite_dir(url: str) -> None:
             os.makedirs(folder, exist_ok=True)
 
 
-def _service(url: str, policy_file: str):
+def _service(url: str, policy_file: str, extra: dict | None = None):
     from .http.app import create_app
     _prepare_sqlite_dir(url)
-    app = create_app({"DATABASE_URL": url, "POLICY_FILE": policy_file})
+    app = create_app({"DATABASE_URL": url, "POLICY_FILE": policy_file, **(extra or {})})
     return app, app.extensions["creditctl"]
 
 
@@ -384,9 +384,11 @@ def cmd_deliver(args) -> int:
     if args.interval <= 0 or (args.limit is not None and args.limit < 1):
         print("deliver: --interval and --limit must be positive", file=sys.stderr)
         return 2
+    extra = {}
     if args.config:
-        os.environ["CREDITCTL_DELIVERY_CONFIG"] = args.config
-    app, service = _service(_db_url(args), args.policy)
+        data = outbox.load_config_file(args.config)
+        extra = {"DELIVERY": data.get("delivery") or {}, "DOCUMENTS": data.get("documents")}
+    app, service = _service(_db_url(args), args.policy, extra)
     settings = service.delivery
     if args.loop:
         def report(counts):

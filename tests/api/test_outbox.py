@@ -238,3 +238,20 @@ def test_the_scheduler_job_sends_the_outbox_with_the_configured_backend_and_reco
     with book.service.read_tx() as s:
         assert [(r.job_id, r.outcome) for r in s.execute(select(JobRun)).scalars()] == [("outbox-delivery", "ok")]
     assert _delivery(book, book.reached).backend == "log"
+
+
+def test_creditctl_deliver_sends_once_with_a_configuration_file(book, tmp_path, capsys):
+    from api.cli import main
+    config = tmp_path / "delivery.yaml"
+    config.write_text("delivery:\n  backend: log\n  retry: {max_attempts: 2}\ndocuments:\n"
+                      "  creditor: {name: 华东精密机械有限公司}\n", encoding="utf-8")
+    args = ["deliver", "--database-url", book.database_url, "--policy", POLICY_FILE, "--config", str(config)]
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == {
+        "enqueued": 2, "sent": 1, "failed": 1, "dead": 0, "lost": 0}
+    assert _delivery(book, book.reached).status == "sent"
+    assert main(["deliver", "--database-url", book.database_url, "--interval", "0"]) == 2
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("delivery:\n  backend: webhook\n", encoding="utf-8")
+    assert main(args[:-1] + [str(bad)]) == 2
+    assert "E_DELIVERY_CONFIG" in capsys.readouterr().err
