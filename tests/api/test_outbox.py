@@ -135,6 +135,11 @@ def test_the_sweep_queues_and_the_worker_mails_the_chinese_reminder_with_its_pdf
     assert listing["counts"] == {"queued": 0, "sending": 0, "sent": 1, "failed": 1, "dead": 0}
     assert listing["deliveries"][0]["next_attempt_at"] == (NOW + dt.timedelta(seconds=60)).isoformat() + "Z"
     assert book.get("/v1/outbox", role="sales").status_code == 403
+    # and each automated action in GET /v1/actions carries its message's state
+    queued_view = book.get("/v1/actions", role="backoffice", params={"status": "queued", "owner": "automated"}).json()
+    assert [(a["customer_id"], a["delivery"]["status"], a["delivery"]["attempts"],
+             a["delivery"]["last_error_code"]) for a in queued_view["actions"]] == [
+        (book.unreached, "failed", 1, "E_DELIVERY_NO_CONTACT")]
     assert book.get("/v1/outbox", role="controller", params={"status": "lost"}).status_code == 422
     metrics = book.get("/metrics", role=None).text
     assert 'creditctl_outbox_messages{status="sent"} 1.0' in metrics
