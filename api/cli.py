@@ -390,16 +390,19 @@ def cmd_deliver(args) -> int:
         extra = {"DELIVERY": data.get("delivery") or {}, "DOCUMENTS": data.get("documents")}
     app, service = _service(_db_url(args), args.policy, extra)
     settings = service.delivery
-    if args.loop:
-        def report(counts):
-            if any(counts.values()):
-                print(json.dumps(counts, sort_keys=True), flush=True)
-        totals = outbox.run_loop(service, settings, interval=args.interval, on_round=report)
-        print(json.dumps({"totals": totals}, sort_keys=True))
+    try:
+        if args.loop:
+            def report(counts):
+                if any(counts.values()):
+                    print(json.dumps(counts, sort_keys=True), flush=True)
+            totals = outbox.run_loop(service, settings, interval=args.interval, on_round=report)
+            print(json.dumps({"totals": totals}, sort_keys=True))
+            return 0
+        counts = outbox.run_once(service, settings, limit=args.limit)
+        print(json.dumps(counts, sort_keys=True))
         return 0
-    counts = outbox.run_once(service, settings, limit=args.limit)
-    print(json.dumps(counts, sort_keys=True))
-    return 0
+    finally:
+        app.extensions["creditctl.engine"].dispose()
 
 
 def _document_types(policy_file: str) -> list[str]:

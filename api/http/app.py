@@ -50,6 +50,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.config.update({"DATABASE_URL": "sqlite:///var/creditctl.sqlite3", "POLICY_FILE": "policies.yaml",
                        "MIGRATE": True, "LOAD_POLICY_FILE": True})
     app.config.update(config or {})
+    delivery = _delivery_settings(app.config)          # before the engine: a bad configuration opens nothing
     engine = make_engine(app.config["DATABASE_URL"])
     if app.config["MIGRATE"]:
         migrate(engine)
@@ -61,7 +62,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.extensions["creditctl"] = Context(make_sessionmaker(engine), PolicyRegistry(), app.config.get("CLOCK"),
                                           audit=audit)
     app.extensions["creditctl.engine"] = engine
-    app.extensions["creditctl"].delivery = _delivery_settings(app.config)
+    app.extensions["creditctl"].delivery = delivery
     # verified API keys, per process: see api/service/auth.py for how soon a revocation takes effect
     app.extensions["creditctl.keys"] = auth.KeyCache(app.config.get("KEY_CACHE_SECONDS", auth.KEY_CACHE_SECONDS),
                                                      app.config.get("KEY_CACHE_CLOCK") or time.monotonic)
