@@ -260,3 +260,55 @@ def test_creditctl_deliver_sends_once_with_a_configuration_file(book, tmp_path, 
     bad.write_text("delivery:\n  backend: webhook\n", encoding="utf-8")
     assert main(args[:-1] + [str(bad)]) == 2
     assert "E_DELIVERY_CONFIG" in capsys.readouterr().err
+
+
+def test_a_receiver_that_hangs_is_a_timeout_retried_later(book):
+    with Receiver(hang=True) as receiver:
+        settings = _settings(book, {"backend": "webhook", "webhook": {"url": receiver.url, "timeout": 1}})
+        counts = outbox.run_once(book.service, settings)
+    assert counts["failed"] == 2 and len(receiver.requests) == 1
+    d = _delivery(book, book.reached)
+    assert (d.status, d.attempts, d.last_error_code) == ("failed", 1, "E_DELIVERY_TIMEOUT")
+    assert d.next_attempt_at == NOW + dt.timedelta(seconds=60)
+
+
+def test_a_worker_killed_mid_send_loses_no_message_and_the_resend_carries_the_same_key(book, tmp_path, monkeypatch):
+    import os
+    import signal
+    import sys
+    import time
+
+    from api.cli import main
+    from api_harness import ROOT
+
+    def config(url: str) -> str:
+        path = tmp_path / f"delivery-{len(list(tmp_path.iterdir()))}.yaml"
+        path.write_text(f"delivery:\n  backend: webhook\n  webhook: {{url: '{url}', timeout: 30}}\n"
+                        f"  lease_seconds: 1\ndocuments:\n  creditor: {{name: 华东精密机械有限公司}}\n", encoding="utf-8")
+        return str(path)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CREDITCTL_WEBHOOK_SECRET": SECRET}
+    with Receiver(hang=True) as hanging:
+        worker = subprocess.Popen([sys.executable, "-m", "api.cli", "deliver", "--database-url", book.database_url,
+                                   "--policy", POLICY_FILE, "--config", config(hanging.url)], env=env, cwd=tmp_path,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(1200):                  # until the worker is inside its send (an event, not a duration)
+                if hanging.requests or worker.poll() is not None:
+                    break
+                time.sleep(0.05)
+            assert hanging.requests, "the worker never sent"
+        finally:
+            os.kill(worker.pid, signal.SIGKILL)
+            worker.wait(30)
+    assert _delivery(book, book.reached).status == "sending"           # claimed, never finished
+    time.sleep(1.1)                                                      # its 1 s lease lapses
+    monkeypatch.setenv("CREDITCTL_WEBHOOK_SECRET", SECRET)
+    with Receiver() as receiver:
+        assert main(["deliver", "--database-url", book.database_url, "--policy", POLICY_FILE,
+                     "--config", config(receiver.url)]) == 0
+    d = _delivery(book, book.reached)
+    assert (d.status, d.attempts) == ("sent", 2)
+    ours = [r for r in receiver.requests if json.loads(r["body"])["action"]["customer_id"] == book.reached]
+    assert len(ours) == 1
+    assert ours[0]["headers"]["Idempotency-Key"] == hanging.requests[0]["headers"]["Idempotency-Key"] == \
+        d.idempotency_key
