@@ -28,10 +28,10 @@ def _prepare_sqlite_dir(url: str) -> None:
             os.makedirs(folder, exist_ok=True)
 
 
-def _service(url: str, policy_file: str):
+def _service(url: str, policy_file: str, extra: dict | None = None):
     from .http.app import create_app
     _prepare_sqlite_dir(url)
-    app = create_app({"DATABASE_URL": url, "POLICY_FILE": policy_file})
+    app = create_app({"DATABASE_URL": url, "POLICY_FILE": policy_file, **(extra or {})})
     return app, app.extensions["creditctl"]
 
 
@@ -260,6 +260,9 @@ def cmd_import(args) -> int:
     as_of = _as_of(args.as_of) if args.as_of else None
     if args.as_of and as_of is None:
         return 2
+    if args.workers < 1:
+        print("import: --workers must be at least 1", file=sys.stderr)
+        return 2
     app, service = _service(_db_url(args), args.policy)
     done: dict = {}
 
@@ -269,7 +272,8 @@ def cmd_import(args) -> int:
             print("\rimport " + ", ".join(f"{k} {v:,}" for k, v in done.items()), end="", file=sys.stderr, flush=True)
     sources = [Source(f, (lambda f=f: open(f, "rb")), args.encoding) for f in args.files]
     result = run_import(service, sources, actor=f"cli:{os.environ.get('USER', 'import')}", as_of=as_of,
-                        dry_run=args.dry_run, skip_invalid=args.skip_invalid, progress=progress)
+                        dry_run=args.dry_run, skip_invalid=args.skip_invalid, progress=progress,
+                        workers=args.workers)
     if not args.quiet and done:
         print(file=sys.stderr)
     for line in result["errors"]:
@@ -372,6 +376,109 @@ def cmd_scheduler(args) -> int:
     return scheduler.run(service, app.extensions["creditctl.engine"], wait_for_lock=not args.no_wait)
 
 
+def cmd_deliver(args) -> int:
+    """Send the outbox once (or every --interval seconds with --loop): api/jobs/outbox.py, docs/delivery.md."""
+    import logging
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from .jobs import outbox
+    if args.interval <= 0 or (args.limit is not None and args.limit < 1):
+        print("deliver: --interval and --limit must be positive", file=sys.stderr)
+        return 2
+    extra = {}
+    if args.config:
+        data = outbox.load_config_file(args.config)
+        extra = {"DELIVERY": data.get("delivery") or {}, "DOCUMENTS": data.get("documents")}
+    app, service = _service(_db_url(args), args.policy, extra)
+    settings = service.delivery
+    try:
+        if args.loop:
+            def report(counts):
+                if any(counts.values()):
+                    print(json.dumps(counts, sort_keys=True), flush=True)
+            totals = outbox.run_loop(service, settings, interval=args.interval, on_round=report)
+            print(json.dumps({"totals": totals}, sort_keys=True))
+            return 0
+        counts = outbox.run_once(service, settings, limit=args.limit)
+        print(json.dumps(counts, sort_keys=True))
+        return 0
+    finally:
+        app.extensions["creditctl.engine"].dispose()
+
+
+def _document_types(policy_file: str) -> list[str]:
+    """The action types of the policy that send a document (its reminders, demands, letters), found in its
+    YAML wherever an action names its `type`; [] when the file does not parse (the policy check says why)."""
+    import yaml
+
+    from .documents.context import ACTION_DOCUMENTS
+    try:
+        with open(policy_file, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return []
+    found: set[str] = set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            if isinstance(node.get("type"), str) and node["type"] in ACTION_DOCUMENTS:
+                found.add(node["type"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+    walk(data)
+    dunning = data.get("dunning") if isinstance(data, dict) else None
+    if isinstance(dunning, dict) and dunning.get("reminders"):
+        found.add("payment_reminder")
+    return sorted(found)
+
+
+def template_problems(policy_file: str, compiled: bool = True) -> tuple[str, int, list]:
+    """(folder, files, problems) of the document templates beside the policy (templates/ next to it): every
+    problem as a PolicyError (FILE:LINE:COL: CODE). No folder is a problem only when the policy's actions
+    send documents (read only from a policy that compiled: an invalid file may be an alias bomb)."""
+    from engine.errors import PolicyError
+
+    from .documents.check import check_templates
+    from .documents.render import default_folder
+    folder = default_folder(policy_file)
+    if not folder.is_dir():
+        types = _document_types(policy_file) if compiled else []
+        if not types:
+            return str(folder), 0, []
+        return str(folder), 0, [PolicyError("E_TEMPLATE_MISSING", f"no template folder for the documents the "
+                                            f"policy's actions send ({', '.join(types)})", file=str(folder))]
+    return str(folder), sum(1 for _ in folder.rglob("*.j2")), check_templates(folder)
+
+
+def cmd_policy_check(args) -> int:
+    """The engine's policy check, and the document templates beside the policy (api/documents/check.py)."""
+    from engine.errors import PolicyInvalid
+    errors, policy = [], None
+    try:
+        policy = engine_cli._read_policy(args.file)
+    except OSError as exc:
+        return engine_cli._file_error(args.file, exc, args.format)
+    except PolicyInvalid as exc:
+        errors = list(exc.errors)
+    folder, files, problems = template_problems(args.file, compiled=policy is not None)
+    errors += problems
+    if errors:
+        engine_cli._print_policy_errors(PolicyInvalid(errors), args.format)
+        if policy is not None:
+            policy.dispose()
+        return 1
+    if args.format == "json":
+        print(json.dumps({"valid": True, "version": policy.version, "rules": len(policy.rules),
+                          "templates": {"folder": folder, "files": files}}, ensure_ascii=False))
+    else:
+        print(f"{args.file}: ok, version {policy.version[:12]}, {len(policy.rules)} rules"
+              + (f"; templates {folder}: ok, {files} files" if files else ""))
+    policy.dispose()
+    return 0
+
+
 def build_parser():
     parser = engine_cli.build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
@@ -402,6 +509,7 @@ def build_parser():
                     help="customers per partition when this command creates the run (default 500)")
     sw.set_defaults(func=cmd_sweep)
     policy = next(a for a in sub.choices["policy"]._actions if a.dest == "action")
+    policy.choices["check"].set_defaults(func=cmd_policy_check)          # + the document templates
     sim = policy.add_parser("simulate", help="what-if: the whole book under a candidate policy vs the active one")
     sim.add_argument("file", help="the candidate policy (YAML)")
     sim.add_argument("--as-of", dest="as_of", help="evaluation date (default: today)")
@@ -414,10 +522,18 @@ def build_parser():
     sc.add_argument("--policy", default=engine_cli.DEFAULT_POLICY)
     sc.add_argument("--run-now", dest="run_now",
                     help="run one job now and exit (collections-sweep, interest-accrual, credit-review, "
-                         "monthly-statements, audit-checkpoint)")
+                         "monthly-statements, audit-checkpoint, outbox-delivery)")
     sc.add_argument("--as-of", dest="as_of")
     sc.add_argument("--no-wait", dest="no_wait", action="store_true", help="exit if another scheduler runs")
     sc.set_defaults(func=cmd_scheduler)
+    dl = sub.add_parser("deliver", help="send the outbox: the automated actions the sweep queued (docs/delivery.md)")
+    dl.add_argument("--loop", action="store_true", help="keep sending every --interval seconds until interrupted")
+    dl.add_argument("--interval", type=float, default=30.0, help="seconds between rounds with --loop (default 30)")
+    dl.add_argument("--limit", type=int, default=None, help="send at most this many messages (once)")
+    dl.add_argument("--config", help="delivery configuration file (default $CREDITCTL_DELIVERY_CONFIG)")
+    dl.add_argument("--database-url", dest="database_url")
+    dl.add_argument("--policy", default=engine_cli.DEFAULT_POLICY)
+    dl.set_defaults(func=cmd_deliver)
     imp = sub.add_parser("import", help="load a book from CSV / XLSX files (docs/import.md)")
     imp.add_argument("files", nargs="*", help="customers.csv, invoices.csv, … or one workbook with a sheet per kind")
     imp.add_argument("--dry-run", dest="dry_run", action="store_true", help="check and count; write nothing")
@@ -427,6 +543,8 @@ def build_parser():
     imp.add_argument("--encoding", choices=["utf-8", "gb18030"], help="CSV encoding (default: detected)")
     imp.add_argument("--as-of", dest="as_of", help="the date of the decisions after the import (default: today)")
     imp.add_argument("--template", metavar="OUT.xlsx", help="write the import template and exit")
+    imp.add_argument("--workers", type=int, default=1,
+                     help="processes that evaluate the decisions after the import (default 1; the parent writes)")
     imp.add_argument("--database-url", dest="database_url")
     imp.add_argument("--policy", default=engine_cli.DEFAULT_POLICY)
     imp.add_argument("--quiet", action="store_true")

@@ -53,6 +53,7 @@ CODES: dict[str, Code] = {
     "E_DATABASE_UNAVAILABLE": Code(503, 5, "the database connection failed; retry (see Retry-After)"),
     "E_POLICY_TAMPERED": Code(503, 5, "a stored policy version's text does not hash to its version; refused"),
     "E_AUDIT_KEY": Code(503, 2, "the audit signing key or checkpoint log is missing or unreadable"),
+    "E_DELIVERY_CONFIG": Code(503, 2, "the delivery configuration is incomplete or invalid (backend, secret, retry)"),
 }
 
 

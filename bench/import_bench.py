@@ -3,6 +3,7 @@ payments) written as CSV, then `creditctl import`'s run_import on SQLite and Pos
 (validate, write, decide), with the peak RSS. Prints figures; asserts nothing.
 
     .venv/bin/python bench/import_bench.py [--customers 100000] [--invoices-per-customer 10] [--backends sqlite,postgres]
+        [--workers 1,2]      # the decide phase in 1 and in 2 processes, side by side on fresh databases
 """
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ def write_book(folder: str, customers: int, per_customer: int, seed: int) -> dic
     return {"paths": list(paths.values()), "invoices": n_inv, "payments": n_pay}
 
 
-def run(backend: str, url: str, book: dict) -> dict:
+def run(backend: str, url: str, book: dict, workers: int = 1) -> dict:
     from api.jobs.importer import run as importer
     from api.jobs.importer.reader import Source
     from api.service.context import Context
@@ -68,26 +69,34 @@ def run(backend: str, url: str, book: dict) -> dict:
     phases: dict[str, float] = {}
     original = {name: getattr(importer, name) for name in ("validate_files", "_write", "_decide_all")}
 
+    cpu: dict[str, tuple[float, float]] = {}
+
     def timed(name, fn):
         def wrapper(*a, **kw):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
+            children = resource.getrusage(resource.RUSAGE_CHILDREN)
             try:
                 return fn(*a, **kw)
             finally:
                 phases[name] = phases.get(name, 0.0) + time.perf_counter() - t
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                # (this process's CPU, its finished worker processes' CPU) during the phase
+                cpu[name] = (time.process_time() - c,
+                             after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime)
         return wrapper
     for name, fn in original.items():
         setattr(importer, name, timed(name, fn))
     try:
         sources = [Source(p, (lambda p=p: open(p, "rb"))) for p in book["paths"]]
         t0, c0 = time.perf_counter(), time.process_time()
-        result = importer.run_import(ctx, sources, actor="bench", as_of=AS_OF)
-        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        result = importer.run_import(ctx, sources, actor="bench", as_of=AS_OF, workers=workers)
+        wall, cpu_total = time.perf_counter() - t0, time.process_time() - c0
     finally:
         for name, fn in original.items():
             setattr(importer, name, fn)
         engine.dispose()
-    return {"backend": backend, "wall": wall, "cpu": cpu, "phases": phases, "status": result["status"],
+    return {"backend": backend, "workers": workers, "wall": wall, "cpu": cpu_total, "phases": phases,
+            "decide_cpu": cpu.get("_decide_all", (0.0, 0.0)), "status": result["status"],
             "decisions": result["decisions"], "errors": result["error_count"],
             "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
@@ -98,32 +107,50 @@ def main() -> int:
     ap.add_argument("--invoices-per-customer", type=int, default=10)
     ap.add_argument("--backends", default="sqlite,postgres")
     ap.add_argument("--seed", type=int, default=20261202)
+    ap.add_argument("--workers", default="1",
+                    help="decide-phase processes, a list to compare side by side on fresh databases, e.g. 1,2")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="creditctl-import-") as folder:
         book = write_book(folder, args.customers, args.invoices_per_customer, args.seed)
         print(f"book: {args.customers:,} customers, {book['invoices']:,} invoices, {book['payments']:,} payments")
         for backend in args.backends.split(","):
-            if backend == "sqlite":
-                url = f"sqlite:///{os.path.join(folder, 'bench.sqlite3')}"
-            else:
-                import psycopg
-                from pgcheck import pg_reachable
-                why = pg_reachable(PG_ADMIN)
-                if why:
-                    print(f"postgres: skipped: {why}")
-                    continue
-                name = f"creditctl_import_bench_{os.getpid()}"
-                with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-                    conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-                    conn.execute(f'CREATE DATABASE "{name}"')
-                url = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
-            r = run(backend, url, book)
-            ph = ", ".join(f"{k.strip('_')} {v:.1f} s" for k, v in r["phases"].items())
-            print(f"{backend}: {r['status']}, {r['decisions']:,} decisions, {r['errors']} errors; "
-                  f"wall {r['wall']:.1f} s (target < 300 s), CPU {r['cpu']:.1f} s; {ph}; peak RSS {r['rss_mb']:.0f} MB")
-            if backend != "sqlite":
-                with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            results = []
+            for workers in (int(w) for w in args.workers.split(",")):
+                if backend == "sqlite":
+                    url = f"sqlite:///{os.path.join(folder, f'bench-{workers}.sqlite3')}"
+                else:
+                    import psycopg
+                    from pgcheck import pg_reachable
+                    why = pg_reachable(PG_ADMIN)
+                    if why:
+                        print(f"postgres: skipped: {why}")
+                        break
+                    name = f"creditctl_import_bench_{os.getpid()}_{workers}"
+                    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+                        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+                        conn.execute(f'CREATE DATABASE "{name}"')
+                    url = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+                r = run(backend, url, book, workers)
+                results.append(r)
+                ph = ", ".join(f"{k.strip('_')} {v:.1f} s" for k, v in r["phases"].items())
+                print(f"{backend} workers {workers}: {r['status']}, {r['decisions']:,} decisions, {r['errors']} errors; "
+                      f"wall {r['wall']:.1f} s (target < 300 s), CPU {r['cpu']:.1f} s (parent); {ph}; "
+                      f"peak RSS {r['rss_mb']:.0f} MB; decide CPU: parent {r['decide_cpu'][0]:.1f} s, "
+                      f"workers {r['decide_cpu'][1]:.1f} s; load average {os.getloadavg()[0]:.1f}", flush=True)
+                if backend != "sqlite":
+                    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+                        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            base = results[0] if results else None
+            for r in results[1:]:
+                # the decide phase's critical path on idle cores: the parent's share, or the workers' spread
+                # over theirs, whichever is longer (an estimate from CPU seconds, not a measurement)
+                serial = sum(base["decide_cpu"])
+                path = max(r["decide_cpu"][0], r["decide_cpu"][1] / r["workers"])
+                print(f"{backend}: workers {r['workers']} vs {base['workers']}: decide wall "
+                      f"{base['phases']['_decide_all'] / r['phases']['_decide_all']:.2f}x faster, import wall "
+                      f"{base['wall'] / r['wall']:.2f}x (cores on this machine: {os.cpu_count()}); decide CPU "
+                      f"{serial:.1f} s in one process vs parent {r['decide_cpu'][0]:.1f} s + workers "
+                      f"{r['decide_cpu'][1]:.1f} s: on idle cores at best {serial / path:.2f}x")
     return 0
 
 

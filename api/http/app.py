@@ -15,7 +15,7 @@ from engine.errors import InputInvalid, PolicyInvalid
 from .. import console
 from ..codes import http_status
 from ..errors import DomainError, invalid, marshmallow_errors
-from ..service import auth
+from ..service import auth, deliveries
 from ..service.audit import AuditSettings
 from ..service.context import Context
 from ..service.policies import load_policy_file as _load_policy_file
@@ -31,11 +31,26 @@ _WERKZEUG_CODES = {404: "E_NOT_FOUND", 405: "E_METHOD_NOT_ALLOWED", 400: "E_BAD_
                    415: "E_UNSUPPORTED_MEDIA_TYPE", 413: "E_TOO_LARGE"}
 
 
+def _delivery_settings(config):
+    """The outbox worker's settings: DELIVERY / DOCUMENTS from the config, else from the file named by
+    CREDITCTL_DELIVERY_CONFIG (docs/delivery.md); neither: the log backend, the sweep marks actions sent."""
+    import os
+
+    from ..jobs.outbox import OutboxSettings, load_config_file
+    if config.get("DELIVERY") is None and os.environ.get("CREDITCTL_DELIVERY_CONFIG"):
+        data = load_config_file(os.environ["CREDITCTL_DELIVERY_CONFIG"])
+        config["DELIVERY"] = data.get("delivery") or {}
+        if config.get("DOCUMENTS") is None and data.get("documents"):
+            config["DOCUMENTS"] = data["documents"]
+    return OutboxSettings.from_config(config.get("DELIVERY"), config.get("DOCUMENTS"), config["POLICY_FILE"])
+
+
 def create_app(config: dict | None = None) -> Flask:
     app = Flask("creditctl")
     app.config.update({"DATABASE_URL": "sqlite:///var/creditctl.sqlite3", "POLICY_FILE": "policies.yaml",
                        "MIGRATE": True, "LOAD_POLICY_FILE": True})
     app.config.update(config or {})
+    delivery = _delivery_settings(app.config)          # before the engine: a bad configuration opens nothing
     engine = make_engine(app.config["DATABASE_URL"])
     if app.config["MIGRATE"]:
         migrate(engine)
@@ -47,11 +62,13 @@ def create_app(config: dict | None = None) -> Flask:
     app.extensions["creditctl"] = Context(make_sessionmaker(engine), PolicyRegistry(), app.config.get("CLOCK"),
                                           audit=audit)
     app.extensions["creditctl.engine"] = engine
+    app.extensions["creditctl"].delivery = delivery
     # verified API keys, per process: see api/service/auth.py for how soon a revocation takes effect
     app.extensions["creditctl.keys"] = auth.KeyCache(app.config.get("KEY_CACHE_SECONDS", auth.KEY_CACHE_SECONDS),
                                                      app.config.get("KEY_CACHE_CLOCK") or time.monotonic)
     metrics = Metrics()
     app.extensions["creditctl.metrics"] = metrics
+    metrics.watch_outbox(lambda: deliveries.counters(app.extensions["creditctl"]))
     if app.config["LOAD_POLICY_FILE"] and app.config.get("POLICY_FILE"):
         load_policy_file(app)
 

@@ -350,7 +350,7 @@ def spec() -> dict:
                     "policies", (400, 401, 403, 422))})
     s.path("/v1/actions", operations={
         "get": _op("Collection actions", "actions:read", None, 200,
-                   [_query("status", {"type": "string", "enum": ["open", "queued", "sent", "done", "closed", "cancelled"]}), _query("owner"),
+                   [_query("status", {"type": "string", "enum": ["open", "queued", "sent", "failed", "done", "closed", "cancelled"]}), _query("owner"),
                     _query("customer"), _query("cursor", {"type": "string", "pattern": r"^\d+$"}),
                     _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000})], "actions", (401, 403, 422))})
     s.path("/v1/actions/{action_id}/complete", operations={
@@ -367,6 +367,16 @@ def spec() -> dict:
                                           "text/plain": {"schema": {"type": "string"}},
                                           "application/pdf": {"schema": {"type": "string", "format": "binary"}}}
     s.path("/v1/actions/{action_id}/document", operations={"get": doc})
+    s.path("/v1/outbox", operations={
+        "get": _op("The outbox: one message per automated action, its status (queued, sending, sent, failed, dead), "
+                   "attempts, last error, next attempt, masked recipient, provider message id (docs/delivery.md)",
+                   "actions:read", None, 200,
+                   [_query("status", {"type": "string", "enum": ["queued", "sending", "sent", "failed", "dead"]}),
+                    _query("customer", {"type": "string", "minLength": 1, "maxLength": 128}),
+                    _query("action", {"type": "string", "pattern": r"^\d+$"}),
+                    _query("cursor", {"type": "string", "pattern": r"^\d+$"}),
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000})], "actions",
+                   (401, 403, 422))})
     s.path("/v1/sweeps", operations={
         "post": _op("Run or resume the collections sweep for a day (synchronous); returns the run summary",
                     "sweeps:write", {"type": "object", "additionalProperties": False,

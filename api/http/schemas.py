@@ -72,9 +72,19 @@ def _action_cursor(value: str) -> None:
 class ActionQuery(Schema):
     class Meta:
         unknown = RAISE
-    status = fields.String(load_default="open", validate=validate.OneOf(["open", "queued", "sent", "done", "closed", "cancelled"]))
+    status = fields.String(load_default="open", validate=validate.OneOf(["open", "queued", "sent", "failed", "done", "closed", "cancelled"]))
     owner = fields.String()
     customer = fields.String()
+    cursor = fields.String(validate=_action_cursor)
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+
+
+class OutboxQuery(Schema):
+    class Meta:
+        unknown = RAISE
+    status = fields.String(validate=validate.OneOf(["queued", "sending", "sent", "failed", "dead"]))
+    customer = fields.String(validate=validate.Length(min=1, max=128))
+    action = fields.String(validate=_action_cursor)
     cursor = fields.String(validate=_action_cursor)
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
 

@@ -26,6 +26,7 @@ from ..store.tables import JobRun, SchedulerLock
 log = logging.getLogger("creditctl.scheduler")
 LEASE_SECONDS = 60
 CHECKPOINT_MINUTES = int(os.environ.get("CREDITCTL_CHECKPOINT_MINUTES", "60"))
+OUTBOX_MINUTES = int(os.environ.get("CREDITCTL_OUTBOX_MINUTES", "1"))
 MISFIRE_GRACE_SECONDS = 6 * 3600       # a job missed while the process was down still runs if < 6 h late
 _service = None                        # set by run(): job functions are looked up by reference
 _scheduler = None
@@ -117,6 +118,14 @@ def audit_checkpoint(as_of: dt.date | None = None) -> dict:
     return record(_service, "audit-checkpoint", day, lambda: audit.checkpoint(_service))
 
 
+def outbox_delivery(as_of: dt.date | None = None) -> dict:
+    """Every OUTBOX_MINUTES: send the automated actions the sweep queued (api/jobs/outbox.py); retries fall
+    due by their next_attempt_at, so a minute's resolution is enough for backoffs of a minute or more."""
+    from .outbox import run_once
+    day = as_of or _service.today()
+    return record(_service, "outbox-delivery", day, lambda: run_once(_service, _service.delivery))
+
+
 def heartbeat(holder: str) -> None:
     if not hold_lock(_service, holder):
         log.error("scheduler lease lost to another process; stopping")
@@ -129,6 +138,7 @@ JOBS = (
     ("credit-review", credit_review, CronTrigger(hour=3, minute=0)),
     ("monthly-statements", monthly_statements, CronTrigger(day=1, hour=4, minute=0)),
     ("audit-checkpoint", audit_checkpoint, IntervalTrigger(minutes=CHECKPOINT_MINUTES)),
+    ("outbox-delivery", outbox_delivery, IntervalTrigger(minutes=OUTBOX_MINUTES)),
 )
 
 

@@ -80,6 +80,22 @@ def action_dict(a: Action, exponent: int) -> dict:
             "amount": str(from_minor(a.amount_minor, exponent)), "decision_id": a.decision_id}
 
 
+class _LeaveQueued:
+    """The notifier when an outbox worker delivers (api/jobs/outbox.py): automated actions stay `queued`
+    for it, and the sweep hands nothing over itself."""
+
+    def __call__(self, action: dict) -> None:
+        raise AssertionError("the outbox worker delivers queued actions")
+
+
+OUTBOX = _LeaveQueued()
+
+
+def default_notifier(service):
+    """The outbox worker's when the service has delivery configured (Context.delivery), else the log line."""
+    return OUTBOX if getattr(getattr(service, "delivery", None), "leave_queued", False) else LogNotifier()
+
+
 _QUEUED = select(Action).where(Action.status == "queued").order_by(Action.id)
 
 
@@ -87,7 +103,7 @@ def deliver_pending(service, notifier, ids: list[int] | None = None) -> dict:
     """Hand every queued automated action (of `ids`, or all) to the notifier; each is marked sent, with
     delivered_at, only after the notifier returned. One that fails stays queued for the next sweep."""
     counts = {"delivered": 0, "failed": 0}
-    if ids is not None and not ids:
+    if notifier is OUTBOX or (ids is not None and not ids):
         return counts
     with service.read_tx() as s:
         exponent = service.registry.active(s).exponent
@@ -420,7 +436,7 @@ def work(service, run_id: str, **kw) -> dict:
 def _work(service, run_id: str, *, notifier=None, progress=None, reclaim: bool = False,
           worker: str | None = None, stop_after: int | None = None, group_size: int = GROUP_SIZE) -> dict:
     """`stop_after` (tests) stops after that many customers, like a crash would."""
-    notifier = notifier or LogNotifier()
+    notifier = notifier or default_notifier(service)
     worker = worker or worker_id()
     deliver_pending(service, notifier)        # the outbox first: actions a killed sweep queued and never handed over
     counts = {"done": 0, "skipped": 0, "error": 0, "actions": 0}

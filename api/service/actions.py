@@ -6,7 +6,7 @@ from sqlalchemy import select
 from rules.money import minor_str
 
 from ..errors import conflict, not_found
-from ..store.tables import Action
+from ..store.tables import Action, Delivery
 
 MAX_ACTION_ID = 2**31 - 1                                    # actions.id is a 32-bit integer
 
@@ -25,7 +25,18 @@ def list_actions(ctx, *, status="open", owner=None, customer=None, cursor=None, 
         rows = s.execute(q.order_by(Action.id).limit(limit + 1)).scalars().all()
         more = len(rows) > limit
         rows = rows[:limit]
-        return [action_view(a) for a in rows], (str(rows[-1].id) if more and rows else None)
+        # the outbox's state of each automated action's message (api/jobs/outbox.py), None for the others
+        outbox = {d.action_id: d for d in s.execute(select(Delivery).where(
+            Delivery.action_id.in_([a.id for a in rows if a.owner == "automated"]))).scalars()} if rows else {}
+        return ([{**action_view(a), "delivery": _delivery(outbox.get(a.id))} for a in rows],
+                (str(rows[-1].id) if more and rows else None))
+
+
+def _delivery(d) -> dict | None:
+    if d is None:
+        return None
+    return {"status": d.status, "attempts": d.attempts, "last_error_code": d.last_error_code,
+            "next_attempt_at": d.next_attempt_at.isoformat() + "Z" if d.next_attempt_at else None}
 
 
 def action_view(a: Action) -> dict:

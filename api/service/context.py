@@ -12,8 +12,10 @@ from ..store.policy_store import PolicyRegistry
 
 
 class Context:
-    def __init__(self, sessionmaker, registry: PolicyRegistry, clock=None, audit=None):
+    def __init__(self, sessionmaker, registry: PolicyRegistry, clock=None, audit=None, delivery=None):
         self.sessionmaker = sessionmaker
+        # api.jobs.outbox.OutboxSettings: how automated actions are sent (None: the sweep logs them as sent)
+        self.delivery = delivery
         self.audit = audit            # api.service.audit.AuditSettings: the checkpoint key and log
         self.registry = registry
         self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))

@@ -32,6 +32,21 @@ def action_document(ctx, action_id: int, fmt: str, settings: dict, templates: st
     """(media type, body) of the action's document in `fmt` (html, txt or pdf)."""
     if fmt not in FORMATS:
         raise DomainError("E_INPUT_INVALID", "the request is invalid", {"format": [f"one of {', '.join(FORMATS)}"]})
+    try:
+        rendered = render_action(ctx, action_id, settings, templates, locale, pdf=fmt == "pdf")
+    except DocumentError as exc:
+        raise DomainError(exc.code, exc.message) from None
+    if fmt == "pdf":
+        return "application/pdf", rendered.pdf
+    if fmt == "html":
+        return "text/html; charset=utf-8", rendered.html
+    return "text/plain; charset=utf-8", f"{rendered.subject}\n\n{rendered.text}"
+
+
+def render_action(ctx, action_id: int, settings: dict, templates: str, locale: str | None = None, *,
+                  pdf: bool = False, contact: DocumentContact | None = None):
+    """The action's RenderedDocument (raises DocumentError), addressed to `contact` (default: the customer's
+    contact for the action's channel, the primary one first)."""
     if not 0 < action_id <= MAX_ACTION_ID:
         raise not_found("action", action_id)
     with ctx.read_tx() as s:
@@ -42,17 +57,10 @@ def action_document(ctx, action_id: int, fmt: str, settings: dict, templates: st
         policy = ctx.registry.active(s)
         case = load_cases(s, [customer], policy.exponent, action.due_on)[customer.id].typed
         facts = build_facts(case, policy, action.due_on)
-        contact = _contact(s, customer.id, action.channel)
-    try:
-        interest = {c.invoice_id: c.interest + c.fee for c in interest_due(policy.interest, facts.invoices)}
-        doc_settings = DocumentSettings.from_mapping(settings)
-        context = build_context(action, customer, facts.invoices, settings=doc_settings, as_of=action.due_on,
-                                currency=policy.currency, contact=contact, interest_minor=interest)
-        rendered = DocumentRenderer(templates, doc_settings.default_locale).render(context, locale, pdf=fmt == "pdf")
-    except DocumentError as exc:
-        raise DomainError(exc.code, exc.message) from None
-    if fmt == "pdf":
-        return "application/pdf", rendered.pdf
-    if fmt == "html":
-        return "text/html; charset=utf-8", rendered.html
-    return "text/plain; charset=utf-8", f"{rendered.subject}\n\n{rendered.text}"
+        if contact is None:
+            contact = _contact(s, customer.id, action.channel)
+    interest = {c.invoice_id: c.interest + c.fee for c in interest_due(policy.interest, facts.invoices)}
+    doc_settings = DocumentSettings.from_mapping(settings)
+    context = build_context(action, customer, facts.invoices, settings=doc_settings, as_of=action.due_on,
+                            currency=policy.currency, contact=contact, interest_minor=interest)
+    return DocumentRenderer(templates, doc_settings.default_locale).render(context, locale, pdf=pdf)

@@ -445,3 +445,33 @@ class BookSnapshot(Base):
     customers: Mapped[int] = mapped_column(Integer)                  # customers the figures count
     figures: Mapped[dict] = mapped_column(JSON)
     __table_args__ = (Index("ix_book_snapshots_as_of", "as_of", "id"),)
+
+
+class Delivery(Base):
+    """The outbox: one message per automated action (api/jobs/outbox.py). status queued → sending → sent, or
+    failed (retried at next_attempt_at) → … → dead (a person looks at it). A worker claims a row with a
+    conditional UPDATE (status and next attempt still as it read them), so two workers never send it twice;
+    a `sending` row whose worker went silent past its lease is claimed again (same idempotency key)."""
+    __tablename__ = "deliveries"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    action_id: Mapped[int] = mapped_column(ForeignKey("actions.id"), unique=True)
+    customer_id: Mapped[str] = mapped_column(String(128), index=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    idempotency_key: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))          # queued, sending, sent, failed, dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    last_error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    backend: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    recipient: Mapped[str | None] = mapped_column(String(256), nullable=True)        # masked
+    document_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    provider_message_id: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    worker: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    claimed_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    decision_id: Mapped[str | None] = mapped_column(String(64), nullable=True)       # its trail record
+    __table_args__ = (Index("ix_deliveries_status_next", "status", "next_attempt_at"),)

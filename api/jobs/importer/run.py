@@ -542,43 +542,34 @@ def _write(ctx, plan, v: _Validation, spools: dict, progress) -> set:
 
 
 def _decide_all(ctx, customer_ids: list[str], as_of: dt.date, actor: str, import_id: str, progress,
-                sums: dict | None = None) -> tuple[int, list]:
-    """One decision per customer, in groups: evaluated and chained inside one write transaction each.
-    `sums` ({policy version: figures.Sums}) gathers the customers' shares of the book figures."""
+                workers: int = 1, sums: dict | None = None) -> tuple[int, list]:
+    """One decision per customer, in groups: evaluated and chained inside one write transaction each; with
+    `workers` > 1 evaluated in that many processes (see _decide_parallel). `sums` ({policy version:
+    figures.Sums}) gathers the customers' shares of the book figures."""
+    if workers > 1 and len(customer_ids) > DECIDE_GROUP:
+        return _decide_parallel(ctx, customer_ids, as_of, actor, import_id, progress, workers, sums)
     decided, failures = 0, []
-    iso_day = as_of.isoformat()
     for i in range(0, len(customer_ids), DECIDE_GROUP):
         group = customer_ids[i:i + DECIDE_GROUP]
         with ctx.tx() as s:
             customers = s.execute(select(Customer).where(Customer.id.in_(group)).order_by(Customer.id)
                                   .with_for_update()).scalars().all()
             heads = trail.lock_heads(s, [c.id for c in customers])
-            policy = ctx.registry.active(s)
-            cases = load_cases(s, customers, policy.exponent, as_of)
-            now = ctx.clock()
-            records, last = [], []
-            for c in customers:
-                try:
-                    decision, facts = evaluate_loaded_with_facts(policy, cases[c.id].typed, as_of)
-                except (InputInvalid, EngineFailure) as exc:
-                    failures.append(f"{c.id}: {exc}")
-                    continue
-                records.append({"subject": c.id, "kind": KIND, "actor": actor, "request_id": import_id,
-                                "as_of": as_of,
-                                "facts": canonical_json({"case": cases[c.id].plain, "as_of": iso_day, "order": None}),
-                                "policy_version": policy.version, "result": decision.json,
-                                "outcome": decision.outcome, "created_at": now})
-                last.append((c.id, decision.data))
-                if sums is not None:
-                    sums.setdefault(policy.version, (figures.Sums(policy.version), Bands(policy)))
-                    total, bands = sums[policy.version]
-                    total.add(figures.customer_share(bands, facts))
-            trail.insert_chained(s, trail.chain(records, heads))
-            remember_last_evaluations(s, last, as_of)
+            records, last, failed, shares = _evaluate_group(ctx, s, customers, as_of, actor, import_id)
+            _store_group(ctx, s, records, last, heads, as_of)
+            _add_shares(sums, shares)
             decided += len(records)
+            failures += failed
         if progress:
             progress("decisions", len(group))
     return decided, failures
+
+
+def _add_shares(sums: dict | None, shares: dict) -> None:
+    if sums is None:
+        return
+    for version, share in shares.values():
+        sums.setdefault(version, figures.Sums(version)).add(share)
 
 
 def _snapshot_if_whole_book(ctx, sums: dict, decisions: int, failures: list, as_of: dt.date, import_id: str) -> None:
@@ -588,14 +579,104 @@ def _snapshot_if_whole_book(ctx, sums: dict, decisions: int, failures: list, as_
         return
     with ctx.tx() as s:
         policy = ctx.registry.active(s)
-        total, _bands = sums.get(policy.version, (None, None))
+        total = sums.get(policy.version)
         if total is None or decisions != s.execute(select(func.count()).select_from(Customer)).scalar_one():
             return
         figures.snapshot_of(s, policy, total, f"import {import_id}", as_of, 0, ctx.clock())
 
 
+def _evaluate_group(ctx, s, customers, as_of: dt.date, actor: str, import_id: str) -> tuple[list, list, list, dict]:
+    """(trail records without chain fields or time, (customer, decision data) pairs, failures,
+    {customer: (policy version, share of the book figures)}) of `customers` from the ledger as `s` sees it.
+    Writes nothing."""
+    policy = ctx.registry.active(s)
+    bands = Bands(policy)
+    cases = load_cases(s, customers, policy.exponent, as_of)
+    iso_day = as_of.isoformat()
+    records, last, failures, shares = [], [], [], {}
+    for c in customers:
+        try:
+            decision, facts = evaluate_loaded_with_facts(policy, cases[c.id].typed, as_of)
+        except (InputInvalid, EngineFailure) as exc:
+            failures.append(f"{c.id}: {exc}")
+            continue
+        records.append({"subject": c.id, "kind": KIND, "actor": actor, "request_id": import_id, "as_of": as_of,
+                        "facts": canonical_json({"case": cases[c.id].plain, "as_of": iso_day, "order": None}),
+                        "policy_version": policy.version, "result": decision.json, "outcome": decision.outcome})
+        # what remember_last_evaluations reads: all a worker process sends back of the decision's data
+        last.append((c.id, {"classification": {"aging_bucket": decision.data["classification"]["aging_bucket"]},
+                            "score": {"value": decision.data["score"]["value"]}}))
+        shares[c.id] = (policy.version, figures.customer_share(bands, facts))
+    return records, last, failures, shares
+
+
+def _store_group(ctx, s, records: list, last: list, heads: dict, as_of: dt.date) -> None:
+    now = ctx.clock()
+    trail.insert_chained(s, trail.chain([{**r, "created_at": now} for r in records], heads))
+    remember_last_evaluations(s, last, as_of)
+
+
+# ------------------------------------------------------------------ decisions in worker processes
+_worker_ctx = None
+
+
+def _worker_start(database_url: str) -> None:
+    """A decide worker: its own engine and policy registry (the active policy compiled once per process)."""
+    global _worker_ctx
+    from ...service.context import Context
+    from ...store.database import make_engine, make_sessionmaker
+    from ...store.policy_store import PolicyRegistry
+    _worker_ctx = Context(make_sessionmaker(make_engine(database_url)), PolicyRegistry())
+
+
+def _worker_group(job: tuple) -> tuple:
+    """Evaluate one group in a worker: (ids, chain heads seen before reading, records, last, failures, shares)."""
+    group, as_of, actor, import_id = job
+    with _worker_ctx.read_tx() as s:
+        seen = trail.read_heads(s, group)      # first: a decision written after this is caught by the parent
+        customers = s.execute(select(Customer).where(Customer.id.in_(group)).order_by(Customer.id)).scalars().all()
+        records, last, failures, shares = _evaluate_group(_worker_ctx, s, customers, as_of, actor, import_id)
+    return group, seen, records, last, failures, shares
+
+
+def _decide_parallel(ctx, customer_ids, as_of, actor, import_id, progress, workers: int,
+                     sums: dict | None) -> tuple[int, list]:
+    """The decide phase over processes: `workers` processes read and evaluate groups (the CPU-heavy part,
+    durable_rules), the parent writes each group's records as they come back, in one short transaction
+    per group, so SQLite's single writer is never contended. A customer whose chain grew between the
+    worker's read and the parent's write (an event meanwhile) is evaluated again by the parent, under lock."""
+    import multiprocessing
+    url = ctx.sessionmaker.kw["bind"].url.render_as_string(hide_password=False)
+    jobs = [(customer_ids[i:i + DECIDE_GROUP], as_of, actor, import_id)
+            for i in range(0, len(customer_ids), DECIDE_GROUP)]
+    decided, failures = 0, []
+    # spawn: a fresh interpreter, no inherited database connections or durable_rules state
+    with multiprocessing.get_context("spawn").Pool(workers, _worker_start, (url,)) as pool:
+        for group, seen, records, last, failed, shares in pool.imap(_worker_group, jobs):
+            with ctx.tx() as s:
+                locked = s.execute(select(Customer).where(Customer.id.in_(group)).order_by(Customer.id)
+                                   .with_for_update()).scalars().all()
+                heads = trail.lock_heads(s, [c.id for c in locked])
+                stale = {cid for cid, head in heads.items() if head != seen.get(cid)}
+                if stale:
+                    keep = [r for r in records if r["subject"] not in stale]
+                    again, again_last, again_failed, again_shares = _evaluate_group(
+                        ctx, s, [c for c in locked if c.id in stale], as_of, actor, import_id)
+                    records = sorted(keep + again, key=lambda r: r["subject"])
+                    last = [x for x in last if x[0] not in stale] + again_last
+                    failed = [f for f in failed if f.split(":", 1)[0] not in stale] + again_failed
+                    shares = {cid: v for cid, v in shares.items() if cid not in stale} | again_shares
+                _store_group(ctx, s, records, last, heads, as_of)
+                _add_shares(sums, shares)
+                decided += len(records)
+                failures += failed
+            if progress:
+                progress("decisions", len(group))
+    return decided, failures
+
+
 def run_import(ctx, sources: list[Source], *, actor: str, as_of: dt.date | None = None, dry_run: bool = False,
-               skip_invalid: bool = False, progress=None) -> dict:
+               skip_invalid: bool = False, progress=None, workers: int = 1) -> dict:
     """Validate, write and decide (see the module's doc). Returns the import record as a dict, with
     `rejected_csv` (the rejected rows and why) when rows were refused."""
     as_of = as_of or ctx.today()
@@ -609,7 +690,7 @@ def run_import(ctx, sources: list[Source], *, actor: str, as_of: dt.date | None 
         if status == "done":
             touched = _write(ctx, plan, v, spools, progress)
             sums: dict = {}
-            decisions, failures = _decide_all(ctx, sorted(touched), as_of, actor, import_id, progress, sums)
+            decisions, failures = _decide_all(ctx, sorted(touched), as_of, actor, import_id, progress, workers, sums)
             _snapshot_if_whole_book(ctx, sums, decisions, failures, as_of, import_id)
         elif status == "checked":
             _count_changes(ctx, plan, v, spools)
