@@ -178,7 +178,7 @@ def sign_in():
             key = (request.form.get("api_key") or "").strip()
             if key:
                 principal = auth.authenticate(current_app.extensions["creditctl.keys"], ctx().read_tx,
-                                              f"Bearer {key}")
+                                              f"Bearer {key}", ctx().clock())
                 kind, locale = "key", request.cookies.get("creditctl_lang") or users.DEFAULT_LOCALE
             else:
                 principal, locale = users.sign_in(ctx(), request.form.get("name", ""),

@@ -135,6 +135,14 @@ def _held_customer(api, w):
     return f"/v1/customers/{cid}/hold/lift", {"reason": "matrix"}
 
 
+def _spare_key(api, w):
+    from api.service.auth import create_key
+    name = uid("matrix-key")
+    with api.service.tx() as s:
+        create_key(s, name, "sales", api.service.clock())
+    return name
+
+
 ENDPOINTS = [
     Endpoint("PUT", "/v1/customers/{customer_id}", "customers:write", 201,
              lambda api, w: (f"/v1/customers/{uid('C')}", CUSTOMER_FILE)),
@@ -167,6 +175,11 @@ ENDPOINTS = [
     Endpoint("PUT", "/v1/customers/{customer_id}/hold", "holds:write", 200,
              lambda api, w: (f"/v1/customers/{api.customer()}/hold", {"reason": "matrix"})),
     Endpoint("POST", "/v1/customers/{customer_id}/hold/lift", "holds:write", 200, _held_customer),
+    Endpoint("GET", "/v1/keys", "keys:read", 200, lambda api, w: ("/v1/keys", None)),
+    Endpoint("POST", "/v1/keys/{name}/revoke", "keys:write", 200,
+             lambda api, w: (f"/v1/keys/{_spare_key(api, w)}/revoke", {"reason": "matrix"})),
+    Endpoint("POST", "/v1/keys/{name}/rotate", "keys:write", 200,
+             lambda api, w: (f"/v1/keys/{_spare_key(api, w)}/rotate", {"reason": "matrix"})),
     Endpoint("GET", "/v1/decisions", "decisions:read", 200, lambda api, w: ("/v1/decisions?limit=5", None)),
     Endpoint("GET", "/v1/decisions/{decision_id}", "decisions:read", 200,
              lambda api, w: (f"/v1/decisions/{w.sales_decision}", None)),

@@ -8,6 +8,7 @@ from . import (
     evaluate,
     events,
     imports,
+    keys,
     policies,
     referrals,
     reports,
@@ -17,7 +18,7 @@ from . import (
 )
 
 _V1 = (actions, credit_checks, credit_file, customers, decisions, evaluate, events, imports, policies, referrals, reports,
-       reviews, sweeps)
+       reviews, sweeps, keys)
 
 
 def register(app):
