@@ -405,7 +405,7 @@ def policy_publish():
     errors, _ = _check(text)
     if errors:
         return render_template("_policy_check.html", errors=errors, version=None)
-    result, changed = policies.publish(ctx(), text, _policy_source(), user.name)
+    result, changed = policies.publish(ctx(), text, _policy_source(), user.name, user)      # four-eyes applies
     return render_template("_policy_published.html", r=result, changed=changed)
 
 

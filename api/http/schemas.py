@@ -170,6 +170,8 @@ class LimitGrantRequest(_Strict):
     limit = AmountField(required=True, metadata={"description": "decimal string, e.g. \"800000.00\""})
     reason = fields.String(required=True, validate=[validate.Length(min=1, max=2000), _not_blank])
     until = fields.Date(load_default=None, validate=IN_RANGE, metadata={"description": "the grant's last day"})
+    refer = fields.Boolean(load_default=False, metadata={
+        "description": "above the key's authority: wait for a key at the level needed instead of refusing"})
 
 
 class ApprovalDecisionRequest(_Strict):

@@ -7,6 +7,7 @@ from . import (
     decisions,
     evaluate,
     events,
+    governance,
     imports,
     keys,
     policies,
@@ -18,7 +19,7 @@ from . import (
 )
 
 _V1 = (actions, credit_checks, credit_file, customers, decisions, evaluate, events, imports, policies, referrals, reports,
-       reviews, sweeps, keys)
+       reviews, sweeps, keys, governance)
 
 
 def register(app):
