@@ -181,3 +181,15 @@ class ApprovalDecisionRequest(_Strict):
 class ApprovalQuery(_Strict):
     status = fields.String(load_default="pending", validate=validate.OneOf(("pending", "approved", "rejected", "all")))
     kind = fields.String(validate=validate.OneOf(("limit_grant", "policy_publish")))
+
+
+class GroupRequest(_Strict):
+    name = fields.String(required=True, validate=[validate.Length(min=1, max=256), _not_blank])
+    limit = AmountField(required=True, metadata={"description": "the group limit, e.g. \"2000000.00\""})
+    reason = fields.String(required=True, validate=[validate.Length(min=1, max=2000), _not_blank])
+
+
+class GroupMemberRequest(_Strict):
+    group_id = fields.String(required=True, allow_none=True, validate=validate.Length(min=1, max=128),
+                             metadata={"description": "the group to join; null leaves the customer's group"})
+    reason = fields.String(required=True, validate=[validate.Length(min=1, max=2000), _not_blank])

@@ -58,6 +58,7 @@ PERMISSIONS = {
     "grants:write": {"controller", "admin"},
     "approvals:read": {"controller", "auditor", "admin"},
     "approvals:write": {"controller", "admin"},
+    "groups:write": {"controller", "admin"},          # customer groups and their limits (api/service/groups.py)
 }
 
 

@@ -468,3 +468,22 @@ class Approval(Base):
     decision_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     decision_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     __table_args__ = (Index("ix_approvals_status_requested", "status", "requested_at", "id"),)
+
+
+class CustomerGroup(Base):
+    """集团客户: a parent company's group of customers with a group limit; a credit check of a member tests the
+    customer's limit and the group's (api/service/groups.py)."""
+    __tablename__ = "customer_groups"
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    name: Mapped[str] = mapped_column(String(256))
+    limit_minor: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    updated_by: Mapped[str] = mapped_column(String(128))
+    decision_id: Mapped[str] = mapped_column(String(64))
+
+
+class GroupMember(Base):
+    """A customer's group (at most one)."""
+    __tablename__ = "group_members"
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), primary_key=True)
+    group_id: Mapped[str] = mapped_column(ForeignKey("customer_groups.id"), index=True)

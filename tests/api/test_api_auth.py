@@ -165,6 +165,13 @@ def _pending_grant(step):
     return prepare
 
 
+def _group(api) -> str:
+    gid = uid("G")
+    r = api.put(f"/v1/groups/{gid}", {"name": "matrix", "limit": "100.00", "reason": "matrix"}, role="controller")
+    assert r.status_code == 200, r.text
+    return gid
+
+
 ENDPOINTS = [
     Endpoint("PUT", "/v1/customers/{customer_id}", "customers:write", 201,
              lambda api, w: (f"/v1/customers/{uid('C')}", CUSTOMER_FILE)),
@@ -210,6 +217,11 @@ ENDPOINTS = [
     Endpoint("GET", "/v1/approvals", "approvals:read", 200, lambda api, w: ("/v1/approvals", None)),
     Endpoint("POST", "/v1/approvals/{approval_id}/approve", "approvals:write", 200, _pending_grant("approve")),
     Endpoint("POST", "/v1/approvals/{approval_id}/reject", "approvals:write", 200, _pending_grant("reject")),
+    Endpoint("GET", "/v1/groups/{group_id}", "customers:read", 200, lambda api, w: (f"/v1/groups/{_group(api)}", None)),
+    Endpoint("PUT", "/v1/groups/{group_id}", "groups:write", 200,
+             lambda api, w: (f"/v1/groups/{uid('G')}", {"name": "matrix", "limit": "100.00", "reason": "matrix"})),
+    Endpoint("PUT", "/v1/customers/{customer_id}/group", "groups:write", 200,
+             lambda api, w: (f"/v1/customers/{api.customer()}/group", {"group_id": _group(api), "reason": "m"})),
     Endpoint("GET", "/v1/decisions", "decisions:read", 200, lambda api, w: ("/v1/decisions?limit=5", None)),
     Endpoint("GET", "/v1/decisions/{decision_id}", "decisions:read", 200,
              lambda api, w: (f"/v1/decisions/{w.sales_decision}", None)),

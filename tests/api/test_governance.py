@@ -377,3 +377,71 @@ class TestFourEyes:
         bad = api.post("/v1/policies", {"text": "version: [", "source": "bad"}, role="controller")
         assert bad.status_code == 422 and api.counts() == before
         _verified(api)
+
+
+# ------------------------------------------------------------------------------------------ customer groups
+def _group(api, limit, members):
+    gid = uid("G")
+    r = api.put(f"/v1/groups/{gid}", {"name": "华东集团 East China Group", "limit": limit, "reason": "集团授信"},
+                role="controller")
+    assert r.status_code == 200, r.text
+    for cid in members:
+        r = api.put(f"/v1/customers/{cid}/group", {"group_id": gid, "reason": "subsidiary"}, role="controller")
+        assert r.status_code == 200, r.text
+    return gid
+
+
+class TestCustomerGroups:
+    def test_the_group_limit_binds_across_members_and_the_reasons_name_the_group(self, api):
+        a, b = api.customer(), api.customer()          # each: limit 500,000
+        gid = _group(api, "600000.00", [a, b])
+        first = api.credit_check(a, "400000.00", reserve=True)
+        assert first.json()["outcome"] == "approve" and first.json()["reserved"], first.text
+        assert first.json()["group"]["exposure_after_order"] == "400000.00"
+        assert any(r["rule"] == "credit.group" and gid in r["message"] for r in first.json()["reasons"])
+        second = api.credit_check(b, "300000.00", reserve=True)        # within b's own limit, not the group's
+        body = second.json()
+        assert second.status_code == 201 and body["outcome"] == "reject" and not body["reserved"], second.text
+        assert body["reasons"][0]["rule"] == "credit.group_limit" and gid in body["reasons"][0]["message"]
+        assert "700,000" in body["reasons"][0]["message"] or "700000" in body["reasons"][0]["message"]
+        assert body["limit"] == "500000.00" and body["group"]["limit"] == "600000.00"
+        assert api.credit_check(b, "200000.00").json()["outcome"] == "approve"
+        r = api.get(f"/v1/groups/{gid}", role="controller")
+        assert r.json()["exposure"] == "400000.00" and sorted(r.json()["members"]) == sorted([a, b])
+        # the record keeps the engine's decision (replayable) and the group's outcome
+        replay = api.post(f"/v1/decisions/{body['decision_id']}/replay", role="auditor")
+        assert replay.json()["identical"] is True
+        rec = api.get(f"/v1/decisions/{body['decision_id']}", role="auditor").json()
+        assert rec["outcome"] == "reject"
+        # leaving the group: its own limit only
+        assert api.put(f"/v1/customers/{b}/group", {"group_id": None, "reason": "sold"},
+                       role="controller").status_code == 200
+        assert api.credit_check(b, "300000.00").json()["outcome"] == "approve"
+        assert [r.kind for r in _records(api, f"group:{gid}")] == ["group_set"]
+        assert [r.kind for r in _records(api, b) if r.kind == "group_member"] == ["group_member"] * 2
+        _verified(api)
+
+    def test_parallel_reservations_across_members_never_exceed_the_group_limit(self, api):
+        import concurrent.futures
+        members = [api.customer() for _ in range(3)]
+        _group(api, "300000.00", members)                  # room for 15 orders of 20,000
+
+        def check(i):
+            return api.credit_check(members[i % 3], "20000.00", reserve=True).json()
+        with concurrent.futures.ThreadPoolExecutor(max_workers=10) as pool:
+            answers = list(pool.map(check, range(50)))
+        reserved = [a for a in answers if a.get("reserved")]
+        assert len(reserved) == 15, [a.get("outcome") or a for a in answers][:5]
+        assert all(a["outcome"] == "reject" and a["reasons"][0]["rule"] == "credit.group_limit"
+                   for a in answers if not a.get("reserved"))
+        _verified(api)
+
+    def test_groups_are_the_controllers(self, api):
+        cid = api.customer()
+        before = api.counts()
+        for role in ("backoffice", "sales", "auditor"):
+            r = api.put(f"/v1/groups/{uid('G')}", {"name": "x", "limit": "1", "reason": "x"}, role=role)
+            assert r.status_code == 403, r.text
+        assert api.put(f"/v1/customers/{cid}/group", {"group_id": "no-such-group", "reason": "x"},
+                       role="controller").status_code == 404
+        assert api.counts() == before

@@ -1,9 +1,17 @@
-"""Granted limits (api/service/grants.py) and four-eyes approvals (api/service/approvals.py, four_eyes.py)."""
+"""Granted limits (api/service/grants.py), four-eyes approvals (api/service/approvals.py, four_eyes.py) and
+customer groups (api/service/groups.py)."""
 from flask import Blueprint, request
 
-from ...service import approvals, four_eyes, grants
+from ...service import approvals, four_eyes, grants, groups
 from ..request import ctx, current_key, json_body, json_response, request_id
-from ..schemas import ApprovalDecisionRequest, ApprovalQuery, KeyRevokeRequest, LimitGrantRequest
+from ..schemas import (
+    ApprovalDecisionRequest,
+    ApprovalQuery,
+    GroupMemberRequest,
+    GroupRequest,
+    KeyRevokeRequest,
+    LimitGrantRequest,
+)
 
 bp = Blueprint("governance", __name__)
 _GRANT, _REVOKE, _DECIDE, _QUERY = LimitGrantRequest(), KeyRevokeRequest(), ApprovalDecisionRequest(), ApprovalQuery()
@@ -46,3 +54,22 @@ def approve(approval_id):
 def reject(approval_id):
     key = current_key("approvals:write")
     return json_response(four_eyes.decide(ctx(), approval_id, _DECIDE.load(json_body()), key, request_id(), False))
+
+
+@bp.get("/groups/<group_id>")
+def get_group(group_id):
+    current_key("customers:read")
+    return json_response(groups.get_group(ctx(), group_id))
+
+
+@bp.put("/groups/<group_id>")
+def put_group(group_id):
+    key = current_key("groups:write")
+    return json_response(groups.put_group(ctx(), group_id, GroupRequest().load(json_body()), key, request_id()))
+
+
+@bp.put("/customers/<customer_id>/group")
+def set_member(customer_id):
+    key = current_key("groups:write")
+    return json_response(groups.set_member(ctx(), customer_id, GroupMemberRequest().load(json_body()), key,
+                                           request_id()))

@@ -1,4 +1,4 @@
-"""governance: key revocation and rotation, granted limits, four-eyes approvals
+"""governance: key revocation and rotation, granted limits, four-eyes approvals, customer groups
 
 Revision ID: 0009
 Revises: 0006
@@ -56,9 +56,31 @@ def upgrade():
     )
     with op.batch_alter_table('approvals', schema=None) as batch_op:
         batch_op.create_index('ix_approvals_status_requested', ['status', 'requested_at', 'id'], unique=False)
+    op.create_table('customer_groups',
+    sa.Column('id', sa.String(length=128), nullable=False),
+    sa.Column('name', sa.String(length=256), nullable=False),
+    sa.Column('limit_minor', sa.BigInteger(), nullable=False),
+    sa.Column('updated_at', sa.DateTime(), nullable=False),
+    sa.Column('updated_by', sa.String(length=128), nullable=False),
+    sa.Column('decision_id', sa.String(length=64), nullable=False),
+    sa.PrimaryKeyConstraint('id')
+    )
+    op.create_table('group_members',
+    sa.Column('customer_id', sa.String(length=128), nullable=False),
+    sa.Column('group_id', sa.String(length=128), nullable=False),
+    sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], ),
+    sa.ForeignKeyConstraint(['group_id'], ['customer_groups.id'], ),
+    sa.PrimaryKeyConstraint('customer_id')
+    )
+    with op.batch_alter_table('group_members', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_group_members_group_id'), ['group_id'], unique=False)
 
 
 def downgrade():
+    with op.batch_alter_table('group_members', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_group_members_group_id'))
+    op.drop_table('group_members')
+    op.drop_table('customer_groups')
     with op.batch_alter_table('approvals', schema=None) as batch_op:
         batch_op.drop_index('ix_approvals_status_requested')
     op.drop_table('approvals')
