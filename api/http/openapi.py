@@ -11,6 +11,8 @@ from engine.facts import AmountField, CaseSchema, CustomerSchema
 from .schemas import (
     ActionCompleteRequest,
     ApprovalDecisionRequest,
+    GroupMemberRequest,
+    GroupRequest,
     KeyRevokeRequest,
     KeyRotateRequest,
     LimitGrantRequest,
@@ -205,6 +207,31 @@ GRANT_CHANGE = {"type": "object", "properties": {
     "before": GRANT, "policy_limit": _MONEY, "decision_id": _STR}}
 
 
+GROUP = {"type": "object", "nullable": True, "properties": {
+    "id": _STR, "name": _STR, "limit": _MONEY, "updated_by": _STR, "updated_at": _STR, "decision_id": _STR}}
+
+
+def _group_paths(s, ref) -> None:
+    """Customer groups (集团客户) with a group limit (api/service/groups.py)."""
+    for schema in (GroupRequest, GroupMemberRequest):
+        s.components.schema(schema.__name__, schema=schema)
+    gid, cid = _path("group_id"), _path("customer_id")
+    s.path("/v1/groups/{group_id}", operations={
+        "get": _answer(_op("A customer group: its limit, members and exposure today (the members' summed)",
+                           "customers:read", None, 200, [gid], "credit file", (401, 403, 404)), 200,
+                       {"allOf": [GROUP, {"type": "object", "properties": {
+                           "members": {"type": "array", "items": _STR}, "exposure": _MONEY, "available": _MONEY,
+                           "as_of": _DATE}}]}),
+        "put": _answer(_op("Create or change a customer group and its limit (mandatory reason)", "groups:write",
+                           ref("GroupRequest"), 200, [gid], "credit file", (400, 401, 403, 422)), 200,
+                       {"type": "object", "properties": {"group": GROUP, "before": GROUP, "decision_id": _STR}})})
+    s.path("/v1/customers/{customer_id}/group", operations={"put": _answer(_op(
+        "Put a customer in a group (or out of it: group_id null), with a reason", "groups:write",
+        ref("GroupMemberRequest"), 200, [cid], "credit file", (400, 401, 403, 404, 422)), 200,
+        {"type": "object", "properties": {"customer_id": _STR, "group_id": _TEXT_OR_NULL,
+                                          "before": _TEXT_OR_NULL, "decision_id": _STR}})})
+
+
 def _governance_paths(s, ref) -> None:
     """API keys, granted limits and four-eyes approvals (api/http/routes/keys.py, governance.py; docs/governance.md)."""
     for schema in (KeyRevokeRequest, KeyRotateRequest, LimitGrantRequest, ApprovalDecisionRequest):
@@ -245,6 +272,7 @@ def _governance_paths(s, ref) -> None:
                                       _query("kind", {"type": "string", "enum": ["limit_grant", "policy_publish"]})],
         "approvals", (401, 403, 422)), 200,
         {"type": "object", "properties": {"approvals": {"type": "array", "items": ref("Approval")}}})})
+    _group_paths(s, ref)
     decided = {"type": "object", "properties": {"approval": ref("Approval"), "decision_id": _STR}}
     for step, text in (("approve", "Approve a pending change (another person than the requester; a grant needs "
                                    "the level its amount needs): it is carried out"),
