@@ -133,6 +133,22 @@ def cmd_keys_create(args) -> int:
     return 0
 
 
+def cmd_keys_lifecycle(args) -> int:
+    """keys list | revoke NAME --reason R | rotate NAME --reason R [--grace-seconds N] (docs/governance.md)."""
+    from .service import keys
+    app, service = _service(_db_url(args), args.policy)
+    actor = f"cli:{os.environ.get('USER') or 'keys'}"
+    if args.keys_action == "list":
+        result = keys.list_keys(service, include_revoked=not args.active)
+    elif args.keys_action == "revoke":
+        result = keys.revoke(service, args.name, {"reason": args.reason}, actor, "cli")
+    else:
+        result = keys.rotate(service, args.name, {"reason": args.reason, "grace_seconds": args.grace_seconds},
+                             actor, "cli")
+    print(json.dumps(result, ensure_ascii=False, sort_keys=True))
+    return 0
+
+
 def cmd_users_create(args) -> int:
     """A console user; the password from --password-stdin (one line) or asked twice on the terminal."""
     import getpass
@@ -576,6 +592,19 @@ def build_parser():
     create.add_argument("--database-url", dest="database_url")
     create.add_argument("--policy", default=engine_cli.DEFAULT_POLICY)
     create.set_defaults(func=cmd_keys_create)
+    klist = keys.add_parser("list", help="the keys, with holder, role and authority (never a secret)")
+    klist.add_argument("--active", action="store_true", help="leave out revoked keys")
+    krevoke = keys.add_parser("revoke", help="revoke a key: refused from the next request on, in every worker")
+    krotate = keys.add_parser("rotate", help="a new secret for a key (printed once); the old one is revoked")
+    krotate.add_argument("--grace-seconds", dest="grace_seconds", type=int, default=0,
+                         help="how long the old secret keeps working (default 0: not at all)")
+    for p in (krevoke, krotate):
+        p.add_argument("name")
+        p.add_argument("--reason", required=True)
+    for p in (klist, krevoke, krotate):
+        p.add_argument("--database-url", dest="database_url")
+        p.add_argument("--policy", default=engine_cli.DEFAULT_POLICY)
+        p.set_defaults(func=cmd_keys_lifecycle)
     users_cmd = sub.add_parser("users", help="manage console users").add_subparsers(dest="users_action",
                                                                                    required=True)
     ucreate = users_cmd.add_parser("create", help="create a console user (password asked, or --password-stdin)")

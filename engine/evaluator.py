@@ -154,7 +154,15 @@ def evaluate_facts(policy, facts: Facts) -> Decision:
     approved_limit, approved_terms = facts.approved
     policy_terms_days = terms.terms_days
     limit = terms.limit if approved_limit is None else min(terms.limit, approved_limit)
-    if approved_limit is not None:
+    grant = facts.grant if facts.grant and (facts.grant[1] is None or facts.as_of <= facts.grant[1]) else None
+    if grant is not None:          # a controller's grant replaces the policy's limit (and the approved cap)
+        limit = grant[0]
+        until = f" until {grant[1].isoformat()}" if grant[1] else ""
+        by = f" by {grant[2]}" if grant[2] else ""
+        reasons.append(_reason("credit.granted_limit", "credit.limit",
+                               f"limit granted on the credit file{by}{until}: {minor_display(grant[0], exp)} in "
+                               f"place of the policy's {minor_display(terms.limit, exp)}"))
+    elif approved_limit is not None:
         reasons.append(_reason("credit.approved_limit", "credit.limit",
                                f"approved limit on the credit file {minor_display(approved_limit, exp)}; policy "
                                f"limit {minor_display(terms.limit, exp)}: the lower applies"))
@@ -190,6 +198,9 @@ def evaluate_facts(policy, facts: Facts) -> Decision:
         "available": minor_str(fact["available_credit"], exp), "utilisation_pct": _pct(fact["utilisation"]),
         "unapplied_cash": minor_str(facts.unapplied_minor, exp), "limit_rules": list(terms.limit_rules),
     }
+    if grant is not None:          # only with a grant in force: every other decision stays byte-identical
+        credit_out["granted"] = {"limit": minor_str(grant[0], exp), "until": grant[1].isoformat() if grant[1] else None,
+                                 "granted_by": grant[2]}
     if fact["has_order"]:
         outcome, conditions = credit.check_outcome(checks)
         credit_out["check"] = {

@@ -149,6 +149,13 @@ class DunningStateSchema(_Strict):
     entered_on = fields.Date(load_default=None, allow_none=True)
 
 
+class GrantSchema(_Strict):
+    """A limit a controller granted in place of the policy's (api/service/grants.py): it applies up to `until`."""
+    limit = AmountField(required=True)
+    until = fields.Date(load_default=None, allow_none=True)
+    granted_by = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=128))
+
+
 class CaseSchema(_Strict):
     customer = fields.Nested(CustomerSchema, required=True)
     invoices = fields.List(fields.Nested(InvoiceSchema), load_default=list)
@@ -161,6 +168,7 @@ class CaseSchema(_Strict):
     arrears_reason = fields.String(load_default=None, allow_none=True)
     previous = fields.Nested(PreviousSchema, load_default=None, allow_none=True)
     dunning = fields.Nested(DunningStateSchema, load_default=None, allow_none=True)
+    grant = fields.Nested(GrantSchema, load_default=None, allow_none=True)
 
 
 _CASE_SCHEMA = CaseSchema()      # reused: building a schema costs more than loading with it
@@ -232,6 +240,12 @@ def check_case(case: dict, policy) -> dict:
             customer["approved_limit_minor"] = to_minor(customer["approved_limit"], policy.exponent)
         except ValueError as exc:
             errors.append(InputError("customer.approved_limit", "E_AMOUNT", str(exc)))
+    grant = case.get("grant")
+    if grant is not None:
+        try:
+            grant["limit_minor"] = to_minor(grant["limit"], policy.exponent)
+        except ValueError as exc:
+            errors.append(InputError("grant.limit", "E_AMOUNT", str(exc)))
     invoice_ids = set()
     for i, inv in enumerate(case["invoices"]):
         if inv["id"] in invoice_ids:
@@ -306,6 +320,7 @@ class Facts:
     breaches: tuple = field(default=())      # (kind, id, breach date)
     dunning_state: tuple | None = None       # (stage, entered_on) kept by the ledger, or None (stateless)
     approved: tuple = (None, None)           # (limit minor units, terms days) approved on the credit file
+    grant: tuple | None = None               # (limit minor units, last day or None, granted by) in place of the policy's
 
 
 def _full_years(start: dt.date, end: dt.date) -> int:
@@ -471,4 +486,9 @@ def build_facts(case: dict, policy, as_of: dt.date, order_amount_minor: int | No
                  prev_as_of, previous["aging_bucket"] if previous else None,
                  previous["credit_score"] if previous else None, tuple(pauses), tuple(breaches),
                  (case["dunning"]["stage"], case["dunning"]["entered_on"]) if case.get("dunning") else None,
-                 (customer.get("approved_limit_minor"), customer.get("approved_terms_days")))
+                 (customer.get("approved_limit_minor"), customer.get("approved_terms_days")),
+                 _grant(case.get("grant")))
+
+
+def _grant(grant: dict | None) -> tuple | None:
+    return None if grant is None else (grant["limit_minor"], grant["until"], grant["granted_by"])

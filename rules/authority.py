@@ -11,6 +11,12 @@ leaves every decision of the policy byte-identical (only the version changes, as
         - {level: credit_manager, over_limit_up_to: "1000000"}
         - {level: cfo}                 # no amount: no bound (only the last level)
 
+      four_eyes_above: "200000"        # a limit granted more than this above the policy's needs a second person
+      four_eyes_publish: true          # a policy published through the API waits for a second controller
+
+The levels also bound a controller's granted limit (api/service/grants.py): a grant above the policy's limit
+needs the level whose `over_limit_up_to` covers the amount above it.
+
 Without the section a referral expires after DEFAULT_EXPIRY_DAYS, holds nothing, and any controller may
 release it. provisional_hold is off by default: with it, referred orders take credit that approved orders
 would otherwise get, which changes how a book fills up under load (a policy decides to opt in).
@@ -37,6 +43,8 @@ class AuthoritySchema(StrictSchema):
                                           validate=validate.Range(min=1, max=365))
     provisional_hold = fields.Boolean(load_default=False)
     levels = fields.List(fields.Nested(LevelSchema), load_default=list)
+    four_eyes_above = Money(load_default=None)
+    four_eyes_publish = fields.Boolean(load_default=False)
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,8 @@ class Authority:
     referral_expiry_days: int = DEFAULT_EXPIRY_DAYS
     provisional_hold: bool = False
     levels: tuple[Level, ...] = ()      # ascending; empty: no matrix
+    four_eyes_above: int | None = None  # minor units above the policy's limit; None: no second person for grants
+    four_eyes_publish: bool = False     # a publish through the API is a proposal a second controller approves
 
     def rank(self, name: str | None) -> int | None:
         for i, level in enumerate(self.levels):
@@ -86,4 +96,5 @@ def build(ctx, raw: dict | None, path) -> Authority:
     if levels and levels[-1].over_limit_up_to is not None:
         ctx.error("E_MISSING", "the last (highest) level must have no over_limit_up_to: someone may release any "
                   "amount", path + ("levels", len(levels) - 1))
-    return Authority(raw["referral_expiry_days"], raw["provisional_hold"], tuple(levels))
+    return Authority(raw["referral_expiry_days"], raw["provisional_hold"], tuple(levels), raw["four_eyes_above"],
+                     raw["four_eyes_publish"])

@@ -182,7 +182,7 @@ def sign_in():
             key = (request.form.get("api_key") or "").strip()
             if key:
                 principal = auth.authenticate(current_app.extensions["creditctl.keys"], ctx().read_tx,
-                                              f"Bearer {key}")
+                                              f"Bearer {key}", ctx().clock())
                 kind, locale = "key", request.cookies.get("creditctl_lang") or users.DEFAULT_LOCALE
             else:
                 principal, locale = users.sign_in(ctx(), request.form.get("name", ""),
@@ -490,7 +490,7 @@ def policy_publish():
     errors, _ = _check(text)
     if errors:
         return render_template("_policy_check.html", errors=errors, version=None)
-    result, changed = policies.publish(ctx(), text, _policy_source(), user.name)
+    result, changed = policies.publish(ctx(), text, _policy_source(), user.name, user)      # four-eyes applies
     return render_template("_policy_published.html", r=result, changed=changed)
 
 

@@ -10,6 +10,12 @@ from engine.facts import AmountField, CaseSchema, CustomerSchema
 
 from .schemas import (
     ActionCompleteRequest,
+    ApprovalDecisionRequest,
+    GroupMemberRequest,
+    GroupRequest,
+    KeyRevokeRequest,
+    KeyRotateRequest,
+    LimitGrantRequest,
     CreditCheckRequest,
     EvaluateRequest,
     EventRequest,
@@ -174,6 +180,106 @@ def _hold_paths(s, ref) -> None:
         "post": _answer(_op("Lift the customer's credit hold (mandatory reason)", "holds:write",
                             ref("ReferralRejectRequest"), 200, [cid], "credit file", (400, 401, 403, 404, 409, 422)),
                         200, HOLD_CHANGE)})
+
+
+_STR = {"type": "string"}
+API_KEY = {"type": "object", "properties": {
+    "name": _STR, "role": _STR, "person": _TEXT_OR_NULL, "authority": _TEXT_OR_NULL, "created_at": _STR,
+    "revoked": {"type": "boolean"}, "revoked_at": _TEXT_OR_NULL, "revoked_by": _TEXT_OR_NULL,
+    "revoke_reason": _TEXT_OR_NULL, "rotated_at": _TEXT_OR_NULL,
+    "previous_secret_until": {**_TEXT_OR_NULL, "description": "a rotated key's old secret works until then"}}}
+GRANT = {"type": "object", "nullable": True, "properties": {
+    "limit": _MONEY, "policy_limit_at_grant": _MONEY, "until": {**_DATE, "nullable": True}, "reason": _STR,
+    "granted_by": _STR, "person": _TEXT_OR_NULL, "authority": _TEXT_OR_NULL, "approved_by": _TEXT_OR_NULL,
+    "granted_at": _STR, "decision_id": _STR}}
+APPROVAL = {"type": "object", "properties": {
+    "id": _STR, "kind": {"type": "string", "enum": ["limit_grant", "policy_publish"]}, "subject": _STR,
+    "status": {"type": "string", "enum": ["pending", "approved", "rejected"]}, "requested_by": _STR,
+    "requested_person": _TEXT_OR_NULL, "reason": _STR, "requested_at": _STR, "request_decision_id": _STR,
+    "decided_by": _TEXT_OR_NULL, "decided_person": _TEXT_OR_NULL, "decided_at": _TEXT_OR_NULL,
+    "decision_reason": _TEXT_OR_NULL, "decision_id": _TEXT_OR_NULL,
+    "payload": {"type": "object", "description": "the change asked for (a policy's text is left out)"}}}
+PENDING = {"type": "object", "properties": {"status": {"type": "string", "enum": ["pending"]},
+                                            "why": {"type": "string", "enum": ["authority", "four_eyes"]},
+                                            "approval": {"$ref": "#/components/schemas/Approval"}}}
+GRANT_CHANGE = {"type": "object", "properties": {
+    "customer_id": _STR, "status": {"type": "string", "enum": ["granted", "revoked", "rejected"]}, "grant": GRANT,
+    "before": GRANT, "policy_limit": _MONEY, "decision_id": _STR}}
+
+
+GROUP = {"type": "object", "nullable": True, "properties": {
+    "id": _STR, "name": _STR, "limit": _MONEY, "updated_by": _STR, "updated_at": _STR, "decision_id": _STR}}
+
+
+def _group_paths(s, ref) -> None:
+    """Customer groups (集团客户) with a group limit (api/service/groups.py)."""
+    for schema in (GroupRequest, GroupMemberRequest):
+        s.components.schema(schema.__name__, schema=schema)
+    gid, cid = _path("group_id"), _path("customer_id")
+    s.path("/v1/groups/{group_id}", operations={
+        "get": _answer(_op("A customer group: its limit, members and exposure today (the members' summed)",
+                           "customers:read", None, 200, [gid], "credit file", (401, 403, 404)), 200,
+                       {"allOf": [GROUP, {"type": "object", "properties": {
+                           "members": {"type": "array", "items": _STR}, "exposure": _MONEY, "available": _MONEY,
+                           "as_of": _DATE}}]}),
+        "put": _answer(_op("Create or change a customer group and its limit (mandatory reason)", "groups:write",
+                           ref("GroupRequest"), 200, [gid], "credit file", (400, 401, 403, 422)), 200,
+                       {"type": "object", "properties": {"group": GROUP, "before": GROUP, "decision_id": _STR}})})
+    s.path("/v1/customers/{customer_id}/group", operations={"put": _answer(_op(
+        "Put a customer in a group (or out of it: group_id null), with a reason", "groups:write",
+        ref("GroupMemberRequest"), 200, [cid], "credit file", (400, 401, 403, 404, 422)), 200,
+        {"type": "object", "properties": {"customer_id": _STR, "group_id": _TEXT_OR_NULL,
+                                          "before": _TEXT_OR_NULL, "decision_id": _STR}})})
+
+
+def _governance_paths(s, ref) -> None:
+    """API keys, granted limits and four-eyes approvals (api/http/routes/keys.py, governance.py; docs/governance.md)."""
+    for schema in (KeyRevokeRequest, KeyRotateRequest, LimitGrantRequest, ApprovalDecisionRequest):
+        s.components.schema(schema.__name__, schema=schema)
+    s.components.schema("ApiKey", API_KEY)
+    s.components.schema("Approval", APPROVAL)
+    name, cid, aid = _path("name", "the key's name"), _path("customer_id"), _path("approval_id")
+    s.path("/v1/keys", operations={"get": _answer(_op(
+        "API keys with holder, role, authority level and state (never a secret or its hash)", "keys:read", None, 200,
+        [_query("include_revoked", {"type": "boolean"})], "keys", (401, 403, 422)), 200,
+        {"type": "object", "properties": {"keys": {"type": "array", "items": ref("ApiKey")}}})})
+    s.path("/v1/keys/{name}/revoke", operations={"post": _answer(_op(
+        "Revoke a key (mandatory reason): refused from the next request on, in every worker", "keys:write",
+        ref("KeyRevokeRequest"), 200, [name], "keys", (400, 401, 403, 404, 409, 422)), 200,
+        {"allOf": [ref("ApiKey"), {"type": "object", "properties": {"decision_id": _STR}}]})})
+    s.path("/v1/keys/{name}/rotate", operations={"post": _answer(_op(
+        "A new secret for a key (in `key`, shown once); the old one works `grace_seconds` more (default 0)",
+        "keys:write", ref("KeyRotateRequest"), 200, [name], "keys", (400, 401, 403, 404, 409, 422)), 200,
+        {"allOf": [ref("ApiKey"), {"type": "object", "properties": {"key": _STR, "decision_id": _STR}}]})})
+    put = _answer(_op("Grant a limit in place of the policy's (above it within the key's authority level; 202 when "
+                      "it waits for a higher level or a second person)", "grants:write", ref("LimitGrantRequest"),
+                      200, [cid], "credit file", (400, 401, 403, 404, 422, 503)), 200, GRANT_CHANGE)
+    put["responses"]["202"] = {"description": "waits for an approval",
+                               "content": {"application/json": {"schema": PENDING}}}
+    s.path("/v1/customers/{customer_id}/limit-grant", operations={
+        "get": _answer(_op("The limit granted in place of the policy's, if any, and whether it is in force today",
+                           "customers:read", None, 200, [cid], "credit file", (401, 403, 404)), 200,
+                       {"type": "object", "properties": {"customer_id": _STR, "grant": GRANT,
+                                                         "in_force": {"type": "boolean"}}}),
+        "put": put})
+    s.path("/v1/customers/{customer_id}/limit-grant/revoke", operations={"post": _answer(_op(
+        "Take a granted limit back (mandatory reason): the policy's limit applies again", "grants:write",
+        ref("KeyRevokeRequest"), 200, [cid], "credit file", (400, 401, 403, 404, 409, 422)), 200, GRANT_CHANGE)})
+    s.path("/v1/approvals", operations={"get": _answer(_op(
+        "Four-eyes approvals, oldest first (status: pending by default, approved, rejected, all; kind)",
+        "approvals:read", None, 200, [_query("status", {"type": "string",
+                                                        "enum": ["pending", "approved", "rejected", "all"]}),
+                                      _query("kind", {"type": "string", "enum": ["limit_grant", "policy_publish"]})],
+        "approvals", (401, 403, 422)), 200,
+        {"type": "object", "properties": {"approvals": {"type": "array", "items": ref("Approval")}}})})
+    _group_paths(s, ref)
+    decided = {"type": "object", "properties": {"approval": ref("Approval"), "decision_id": _STR}}
+    for step, text in (("approve", "Approve a pending change (another person than the requester; a grant needs "
+                                   "the level its amount needs): it is carried out"),
+                       ("reject", "Reject a pending change (another person than the requester); nothing changes")):
+        s.path(f"/v1/approvals/{{approval_id}}/{step}", operations={"post": _answer(_op(
+            text, "approvals:write", ref("ApprovalDecisionRequest"), 200, [aid], "approvals",
+            (400, 401, 403, 404, 409, 422)), 200, decided)})
 
 
 def _report_paths(s) -> None:
@@ -345,9 +451,12 @@ def spec() -> dict:
                     "as a `simulation` decision; nothing else is written)", "policies:write", ref("SimulateRequest"),
                     201, [_query("format", {"type": "string", "enum": ["json", "csv"]}),
                           _query("as_of", {"type": "string", "format": "date"})], "policies", (400, 401, 403, 422))})
-    s.path("/v1/policies", operations={
-        "post": _op("Validate, store and activate a policy", "policies:write", ref("PolicyTextRequest"), 201, (),
-                    "policies", (400, 401, 403, 422))})
+    publish = _op("Validate, store and activate a policy (202: a proposal, with the active policy's "
+                  "authority.four_eyes_publish, that another person approves: POST /v1/approvals/{id}/approve)",
+                  "policies:write", ref("PolicyTextRequest"), 201, (), "policies", (400, 401, 403, 422))
+    publish["responses"]["202"] = {"description": "proposed; waits for a second person",
+                                   "content": {"application/json": {"schema": OBJECT}}}
+    s.path("/v1/policies", operations={"post": publish})
     s.path("/v1/actions", operations={
         "get": _op("Collection actions", "actions:read", None, 200,
                    [_query("status", {"type": "string", "enum": ["open", "queued", "sent", "failed", "done", "closed", "cancelled"]}), _query("owner"),
@@ -389,6 +498,7 @@ def spec() -> dict:
     _report_paths(s)
     _referral_paths(s, ref)
     _hold_paths(s, ref)
+    _governance_paths(s, ref)
     s.path("/v1/reviews", operations={
         "get": _op("Review proposals waiting for a controller (limit or terms increases)", "reviews:read", None, 200,
                    (), "reviews", (401, 403)),

@@ -67,8 +67,9 @@ def _nul_fields(value, path: str = "") -> list[str]:
 
 def current_key(permission: str) -> auth.Principal:
     extensions = current_app.extensions
-    key = auth.authenticate(extensions["creditctl.keys"], extensions["creditctl"].read_tx,
-                            request.headers.get("Authorization"))
+    service = extensions["creditctl"]
+    key = auth.authenticate(extensions["creditctl.keys"], service.read_tx, request.headers.get("Authorization"),
+                            service.clock())
     auth.require(key, permission)
     g.actor = key.name
     g.role = key.role

@@ -159,3 +159,47 @@ class ReferralQuery(Schema):
 class HoldRequest(_Strict):
     reason = fields.String(required=True, validate=[validate.Length(min=1, max=2000), _not_blank])
     until = fields.Date(load_default=None, validate=IN_RANGE, metadata={"description": "the hold's last day"})
+
+
+# ---------------------------------------------------------------------------------------- governance (issue 12)
+class KeyRevokeRequest(_Strict):
+    reason = fields.String(required=True, validate=[validate.Length(min=1, max=2000), _not_blank])
+
+
+class KeyRotateRequest(_Strict):
+    reason = fields.String(required=True, validate=[validate.Length(min=1, max=2000), _not_blank])
+    grace_seconds = fields.Integer(strict=True, load_default=0, validate=validate.Range(min=0, max=7 * 24 * 3600),
+                                   metadata={"description": "how long the old secret keeps working (0: not at all)"})
+
+
+class KeyQuery(_Strict):
+    include_revoked = fields.Boolean(load_default=True)
+
+
+class LimitGrantRequest(_Strict):
+    limit = AmountField(required=True, metadata={"description": "decimal string, e.g. \"800000.00\""})
+    reason = fields.String(required=True, validate=[validate.Length(min=1, max=2000), _not_blank])
+    until = fields.Date(load_default=None, validate=IN_RANGE, metadata={"description": "the grant's last day"})
+    refer = fields.Boolean(load_default=False, metadata={
+        "description": "above the key's authority: wait for a key at the level needed instead of refusing"})
+
+
+class ApprovalDecisionRequest(_Strict):
+    reason = fields.String(required=True, validate=[validate.Length(min=1, max=2000), _not_blank])
+
+
+class ApprovalQuery(_Strict):
+    status = fields.String(load_default="pending", validate=validate.OneOf(("pending", "approved", "rejected", "all")))
+    kind = fields.String(validate=validate.OneOf(("limit_grant", "policy_publish")))
+
+
+class GroupRequest(_Strict):
+    name = fields.String(required=True, validate=[validate.Length(min=1, max=256), _not_blank])
+    limit = AmountField(required=True, metadata={"description": "the group limit, e.g. \"2000000.00\""})
+    reason = fields.String(required=True, validate=[validate.Length(min=1, max=2000), _not_blank])
+
+
+class GroupMemberRequest(_Strict):
+    group_id = fields.String(required=True, allow_none=True, validate=validate.Length(min=1, max=128),
+                             metadata={"description": "the group to join; null leaves the customer's group"})
+    reason = fields.String(required=True, validate=[validate.Length(min=1, max=2000), _not_blank])

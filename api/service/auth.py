@@ -1,9 +1,11 @@
 """API keys (stored as sha256, shown once) and what each role may do.
 
-Each worker process caches the keys it has verified (KeyCache): a request with a known key opens
-no database transaction. A key revoked in the database (api_keys.revoked) is therefore refused by
-every worker within KEY_CACHE_SECONDS of the revocation's commit; a worker that has not seen the
-key yet (or restarted) refuses it at once. Unknown and revoked keys are never cached.
+Every request looks its key up in the database (one indexed read), so a key revoked or rotated
+(api/service/keys.py) is refused by every worker from the very next request after the change commits.
+A process may opt into caching verified keys (KEY_CACHE_SECONDS > 0 in the app's configuration,
+KeyCache): a revoked key then keeps working in a worker that cached it for up to that many seconds.
+Unknown and revoked keys are never cached. A rotated key's old secret (previous_hash) keeps working
+until its grace ends (previous_until, on the service's clock).
 """
 from __future__ import annotations
 
@@ -49,6 +51,14 @@ PERMISSIONS = {
     "referrals:read": {"controller", "auditor", "admin"},
     "referrals:write": {"controller", "admin"},
     "holds:write": {"controller", "admin"},
+    # API keys (api/service/keys.py): auditors read the list (never a secret), only admins change keys
+    "keys:read": {"auditor", "admin"},
+    "keys:write": {"admin"},
+    # a limit granted in place of the policy's (api/service/grants.py); four-eyes approvals (approvals.py)
+    "grants:write": {"controller", "admin"},
+    "approvals:read": {"controller", "auditor", "admin"},
+    "approvals:write": {"controller", "admin"},
+    "groups:write": {"controller", "admin"},          # customer groups and their limits (api/service/groups.py)
 }
 
 
@@ -80,7 +90,7 @@ class Principal(NamedTuple):
     authority: str | None = None         # a level of the policy's authority matrix (rules/authority.py)
 
 
-KEY_CACHE_SECONDS = 5.0        # the longest a revoked key keeps working in a worker that cached it
+KEY_CACHE_SECONDS = 0.0        # opt-in: the longest a revoked key keeps working in a worker that cached it
 KEY_CACHE_MAX = 4096           # distinct keys per worker; beyond that the cache starts over
 
 
@@ -114,20 +124,30 @@ def bearer_hash(header: str | None) -> str:
     return hash_key(header[7:].strip())
 
 
-def authenticate(cache: KeyCache, read_tx, header: str | None) -> Principal:
-    """The key's principal, from the cache or (missing, expired) from the database via read_tx()."""
+_KEY_COLUMNS = (ApiKey.name, ApiKey.role, ApiKey.revoked, ApiKey.person, ApiKey.authority, ApiKey.key_hash,
+                ApiKey.previous_until)
+
+
+def authenticate(cache: KeyCache, read_tx, header: str | None, now: dt.datetime | None = None) -> Principal:
+    """The key's principal, from the cache or (missing, expired) from the database via read_tx().
+    now: the service's clock, for a rotated key's grace (default: UTC now)."""
     key_hash = bearer_hash(header)
     principal = cache.get(key_hash)
     if principal is not None:
         return principal
     started = cache.clock()
     with read_tx() as s:
-        row = s.execute(select(ApiKey.name, ApiKey.role, ApiKey.revoked, ApiKey.person, ApiKey.authority)
-                        .where(ApiKey.key_hash == key_hash)).one_or_none()
+        row = s.execute(select(*_KEY_COLUMNS).where(ApiKey.key_hash == key_hash)).one_or_none()
+        if row is None:         # the secret a rotation replaced, during its grace
+            row = s.execute(select(*_KEY_COLUMNS).where(ApiKey.previous_hash == key_hash)).one_or_none()
+            now = now or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+            if row is not None and (row.previous_until is None or row.previous_until <= now):
+                row = None
     if row is None or row.revoked:
         raise DomainError("E_UNAUTHENTICATED", "unknown or revoked API key")
     principal = Principal(row.name, row.role, row.person, row.authority)
-    cache.put(key_hash, principal, started)
+    if row.key_hash == key_hash:        # an old secret in its grace is never cached: its end is a clock time
+        cache.put(key_hash, principal, started)
     return principal
 
 

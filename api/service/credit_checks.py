@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..errors import DomainError, conflict, invalid, not_found
 from ..store.tables import DecisionRecord, Reservation
-from . import credit_file, referrals
+from . import credit_file, groups, referrals
 from .decide import decide, lock_customer
 from .validation import canonical, money_minor
 
@@ -87,6 +87,7 @@ def _credit_check(ctx, req: dict, actor, request_id, role=None) -> dict:
     as_of = req["as_of"] if what_if else today
     expires = req.get("expires_on")
     with ctx.tx() as s:
+        group = groups.lock_group_of(s, req["customer_id"])      # members of a group check one at a time
         c = lock_customer(s, req["customer_id"])
         policy = ctx.registry.active(s)
         days = reservation_days(policy)
@@ -119,12 +120,21 @@ def _credit_check(ctx, req: dict, actor, request_id, role=None) -> dict:
         referrals.open_order(s, req["order_id"])          # refused while the order's referral is open
         hold = credit_file.hold_in_force(s, c.id, as_of)      # 停止赊销: the check rejects with its reason
         order = {"amount": str(req["amount"]), "order_id": req["order_id"]}
+        group_test = groups.GroupTest(ctx, s, policy, group, c.id, as_of) if group is not None else None
+
+        def outcome_of(data):          # a hold, then the group's limit, over the policy's outcome
+            if hold or (group_test is not None and group_test.exceeded(data)):
+                return "reject"
+            return data["credit"]["check"]["outcome"]
         rec, decision = decide(ctx, s, c, as_of, kind="credit_check_what_if" if what_if else "credit_check",
                                actor=actor, request_id=request_id, order=order, persist_actions=False,
-                               outcome_of=(lambda data: "reject") if hold else None)
-        check, reasons = credit_file.held_check(decision.data["credit"]["check"],
-                                                [r for r in decision.data["reasons"] if r["family"] == "credit.check"],
-                                                hold)
+                               outcome_of=outcome_of if hold or group_test else None)
+        check, reasons = decision.data["credit"]["check"], [r for r in decision.data["reasons"]
+                                                             if r["family"] == "credit.check"]
+        group_view = None
+        if group_test is not None:
+            check, reasons, group_view = group_test.apply(decision.data, check, reasons)
+        check, reasons = credit_file.held_check(check, reasons, hold)
         reserved = False
         if req.get("reserve") and check["outcome"] in ("approve", "approve_with_conditions"):
             expires = expires or (today + dt.timedelta(days=days))
@@ -141,7 +151,7 @@ def _credit_check(ctx, req: dict, actor, request_id, role=None) -> dict:
             rec=rec, decision=decision, actor=actor, outcome=check["outcome"], request_id=request_id,
             existing_reservation=existing)
         view = _view(rec, c.id, req["order_id"], decision.data, reserved, as_of, check=check, reasons=reasons)
-        return {**view, **({"referral": referral} if referral else {})}
+        return {**view, **({"referral": referral} if referral else {}), **({"group": group_view} if group_view else {})}
 
 
 def release_reservation(ctx, order_id: str, actor=None, role=None) -> dict:

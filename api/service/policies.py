@@ -5,6 +5,7 @@ from engine.compiler import compile_policy
 
 from ..errors import not_found
 from ..store.tables import PolicyState, PolicyVersion
+from . import approvals
 
 
 def _view(row: PolicyVersion, state: PolicyState | None, with_text=True) -> dict:
@@ -39,10 +40,39 @@ def validate(text: str, source: str) -> dict:
     return {"valid": True, "version": policy.version, "rules": len(policy.rules)}
 
 
-def publish(ctx, text: str, source: str, actor: str) -> tuple[dict, bool]:
+def publish(ctx, text: str, source: str, actor: str, key=None, request_id: str = "-") -> tuple[dict, bool]:
+    """Store and activate; with the active policy's `authority.four_eyes_publish` (and a caller's key) a new
+    version is a proposal instead (answer `pending: true`) that another person approves (four_eyes.py)."""
     with ctx.tx() as s:
+        if key is not None and ctx.registry.active(s).authority.four_eyes_publish:
+            candidate = compile_policy(text, source)          # PolicyInvalid: refused before anything is stored
+            version, name = candidate.version, candidate.name
+            candidate.dispose()
+            if version != ctx.registry.active(s).version:
+                payload = {"text": text, "source": source, "version": version, "name": name,
+                           "reason": f"publish {source}"}
+                out = approvals.request(ctx, s, "policy_publish", f"policy:{version}", payload, key, request_id,
+                                        why="four_eyes", record_kind="policy_propose", policy_version=version)
+                return {"version": version, "name": name, "changed": False, "active": False, "pending": True,
+                        **out}, False
         policy, changed = ctx.registry.publish(s, text, source, actor, ctx.clock())
         return {"version": policy.version, "name": policy.name, "changed": changed, "active": True}, changed
+
+
+def decide_proposal(ctx, s, a, key, reason: str, request_id: str, approve: bool) -> dict:
+    """A second person approves (stores and activates) or rejects a proposed version; the caller locked `a`."""
+    p = a.payload
+    body = {"approval_id": a.id, "version": p["version"], "proposed_by": a.requested_by,
+            "proposed_person": a.requested_person, "person": approvals.person_of(key), "reason": reason}
+    if approve:
+        policy, changed = ctx.registry.publish(s, p["text"], p["source"], key.name, ctx.clock())
+        rec = approvals.append(ctx, s, a.subject, "policy_approve", "approved", key.name, request_id,
+                               policy.version, {**body, "changed": changed})
+        approvals.close(ctx, a, "approved", key, reason, rec.id)
+        return {"version": policy.version, "changed": changed, "active": True, "decision_id": rec.id}
+    rec = approvals.append(ctx, s, a.subject, "policy_reject", "rejected", key.name, request_id, p["version"], body)
+    approvals.close(ctx, a, "rejected", key, reason, rec.id)
+    return {"version": p["version"], "changed": False, "active": False, "decision_id": rec.id}
 
 
 def load_policy_file(ctx, path: str, log) -> tuple[str, bool]:

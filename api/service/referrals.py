@@ -6,7 +6,8 @@ while the referral is open: the order's
 reservation has status `provisional`, which counts in exposure like a `held` one
 (api/store/ledger.HOLDING), so other orders cannot take the credit a controller may still grant.
 
-A controller releases (optionally with conditions, e.g. a deposit) or rejects, each with a reason;
+A controller releases (optionally with conditions, e.g. a deposit) or rejects, each with a reason; the person
+who asked for the order (its key, or another key of the same person) can't release it (E_SAME_PERSON);
 the policy's authority matrix (rules/authority.py) says which level a release needs. `recheck`
 evaluates the order again under today's ledger. An open referral expires after the policy's
 `authority.referral_expiry_days`; expiry frees the provisional hold. Every step is a record in the
@@ -28,6 +29,7 @@ from ..errors import DomainError, conflict, invalid, not_found
 from ..store import trail
 from ..store.database import insert_ignoring_duplicates
 from ..store.tables import CreditOrder, Referral, Reservation
+from . import approvals
 from .decide import decide, lock_customer
 from .validation import canonical, money_minor
 
@@ -208,6 +210,8 @@ def release(ctx, referral_id: str, req: dict, key, request_id: str) -> dict:
                        "amount": None if cnd.get("amount") is None else minor_str(
                            money_minor(cnd["amount"], exp, f"conditions[{i}].amount"), exp)}
                       for i, cnd in enumerate(req.get("conditions") or [])]
+        # separation of duties: whoever asked for the order (by key, or another key of the same person) can't release it
+        approvals.refuse_same_person(s, key, ref.requested_by, None, f"order '{ref.order_id}'")
         authority = policy.authority
         needed = authority.needed(ref.over_limit_minor)
         if needed is not None:

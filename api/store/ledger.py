@@ -25,6 +25,7 @@ from .tables import (
     DunningState,
     InstalmentPlan,
     Invoice,
+    LimitGrant,
     Payment,
     Promise,
     Reservation,
@@ -92,6 +93,8 @@ _PLANS = _by_customer(InstalmentPlan, (InstalmentPlan.id, InstalmentPlan.invoice
                                        InstalmentPlan.instalments), (InstalmentPlan.agreed_on, InstalmentPlan.id))
 _RESERVATIONS = _by_customer(Reservation, (Reservation.order_id, Reservation.amount_minor, Reservation.status,
                                            Reservation.expires_on), (Reservation.order_id,))
+_GRANTS = _by_customer(LimitGrant, (LimitGrant.limit_minor, LimitGrant.until, LimitGrant.granted_by,
+                                     LimitGrant.person), ())
 _STATES = select(DunningState.__table__).where(DunningState.customer_id.in_(bindparam("ids", expanding=True)))
 
 
@@ -161,6 +164,11 @@ def load_cases(s, customers, exponent: int, as_of: dt.date, *, states: dict | No
         if status in HOLDING and expires >= as_of:
             text = money(minor)
             add(cid, "reservations", {"order_id": order_id, "amount": text}, {"order_id": order_id, **amount(text, minor)})
+
+    for cid, minor, until, granted_by, person in rows(_GRANTS):     # a controller's grant (api/service/grants.py)
+        text, by = money(minor), granted_by if not person or person == granted_by else f"{person} ({granted_by})"
+        plain[cid]["grant"] = {"limit": text, "until": until.isoformat() if until else None, "granted_by": by}
+        typed[cid]["grant"] = {"limit": Decimal(text), "limit_minor": minor, "until": until, "granted_by": by}
 
     if states is None:
         states = {st.customer_id: st for st in rows(_STATES)}

@@ -219,6 +219,14 @@ class ApiKey(Base):
     # who holds the key and the level of the policy's authority matrix it may release at (docs/governance.md)
     person: Mapped[str | None] = mapped_column(String(128), nullable=True)
     authority: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # revocation and rotation (api/service/keys.py): a rotated key's old hash works until previous_until
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    revoked_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    revoke_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    rotated_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    previous_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    previous_until: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    __table_args__ = (Index("ix_api_keys_previous_hash", "previous_hash", unique=True),)
 
 
 class DunningState(Base):
@@ -475,3 +483,62 @@ class Delivery(Base):
     sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     decision_id: Mapped[str | None] = mapped_column(String(64), nullable=True)       # its trail record
     __table_args__ = (Index("ix_deliveries_status_next", "status", "next_attempt_at"),)
+
+
+class LimitGrant(Base):
+    """A limit a controller granted in place of the policy's (above or below it), with a reason and optionally a
+    last day (`until`); past it the policy's limit applies again. One row per customer; revoking deletes it (its
+    history is in the trail). api/service/grants.py."""
+    __tablename__ = "limit_grants"
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), primary_key=True)
+    limit_minor: Mapped[int] = mapped_column(BigInteger)
+    policy_limit_minor: Mapped[int] = mapped_column(BigInteger)   # the policy's limit when granted
+    until: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    reason: Mapped[str] = mapped_column(Text)
+    granted_by: Mapped[str] = mapped_column(String(128))
+    person: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    authority: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    approved_by: Mapped[str | None] = mapped_column(String(128), nullable=True)   # the second pair of eyes
+    granted_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    decision_id: Mapped[str] = mapped_column(String(64))
+
+
+class Approval(Base):
+    """Four-eyes (api/service/approvals.py): a change one person requested that a different person approves or
+    rejects (pending → approved / rejected): a limit grant above the policy's threshold, a policy publish."""
+    __tablename__ = "approvals"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))                  # limit_grant, policy_publish
+    subject: Mapped[str] = mapped_column(String(160))              # the trail chain: a customer, policy:<version>
+    payload: Mapped[dict] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))                # pending, approved, rejected
+    requested_by: Mapped[str] = mapped_column(String(128))
+    requested_person: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    reason: Mapped[str] = mapped_column(Text)
+    requested_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    request_decision_id: Mapped[str] = mapped_column(String(64))
+    decided_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    decided_person: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    decided_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    decision_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    decision_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    __table_args__ = (Index("ix_approvals_status_requested", "status", "requested_at", "id"),)
+
+
+class CustomerGroup(Base):
+    """集团客户: a parent company's group of customers with a group limit; a credit check of a member tests the
+    customer's limit and the group's (api/service/groups.py)."""
+    __tablename__ = "customer_groups"
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    name: Mapped[str] = mapped_column(String(256))
+    limit_minor: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    updated_by: Mapped[str] = mapped_column(String(128))
+    decision_id: Mapped[str] = mapped_column(String(64))
+
+
+class GroupMember(Base):
+    """A customer's group (at most one)."""
+    __tablename__ = "group_members"
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), primary_key=True)
+    group_id: Mapped[str] = mapped_column(ForeignKey("customer_groups.id"), index=True)

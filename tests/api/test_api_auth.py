@@ -135,6 +135,43 @@ def _held_customer(api, w):
     return f"/v1/customers/{cid}/hold/lift", {"reason": "matrix"}
 
 
+def _spare_key(api, w):
+    from api.service.auth import create_key
+    name = uid("matrix-key")
+    with api.service.tx() as s:
+        create_key(s, name, "sales", api.service.clock())
+    return name
+
+
+def _granted_customer(api, w):
+    cid = api.customer()
+    r = api.put(f"/v1/customers/{cid}/limit-grant", {"limit": "100.00", "reason": "matrix"}, role="controller")
+    assert r.status_code == 200, r.text
+    return f"/v1/customers/{cid}/limit-grant/revoke", {"reason": "matrix"}
+
+
+def _pending_grant(step):
+    """A grant above a team lead's authority, referred: the cfo controller and admin keys decide it."""
+    def prepare(api, w):
+        from api.service.auth import create_key
+        name = uid("matrix-lead")
+        with api.service.tx() as s:
+            raw = create_key(s, name, "controller", api.service.clock(), authority="team_lead")
+        cid = api.customer()
+        r = api.put(f"/v1/customers/{cid}/limit-grant", {"limit": "900000.00", "reason": "matrix", "refer": True},
+                    role=None, headers={"Authorization": f"Bearer {raw}"})
+        assert r.status_code == 202, r.text
+        return f"/v1/approvals/{r.json()['approval']['id']}/{step}", {"reason": "matrix"}
+    return prepare
+
+
+def _group(api) -> str:
+    gid = uid("G")
+    r = api.put(f"/v1/groups/{gid}", {"name": "matrix", "limit": "100.00", "reason": "matrix"}, role="controller")
+    assert r.status_code == 200, r.text
+    return gid
+
+
 ENDPOINTS = [
     Endpoint("PUT", "/v1/customers/{customer_id}", "customers:write", 201,
              lambda api, w: (f"/v1/customers/{uid('C')}", CUSTOMER_FILE)),
@@ -167,6 +204,24 @@ ENDPOINTS = [
     Endpoint("PUT", "/v1/customers/{customer_id}/hold", "holds:write", 200,
              lambda api, w: (f"/v1/customers/{api.customer()}/hold", {"reason": "matrix"})),
     Endpoint("POST", "/v1/customers/{customer_id}/hold/lift", "holds:write", 200, _held_customer),
+    Endpoint("GET", "/v1/keys", "keys:read", 200, lambda api, w: ("/v1/keys", None)),
+    Endpoint("POST", "/v1/keys/{name}/revoke", "keys:write", 200,
+             lambda api, w: (f"/v1/keys/{_spare_key(api, w)}/revoke", {"reason": "matrix"})),
+    Endpoint("POST", "/v1/keys/{name}/rotate", "keys:write", 200,
+             lambda api, w: (f"/v1/keys/{_spare_key(api, w)}/rotate", {"reason": "matrix"})),
+    Endpoint("GET", "/v1/customers/{customer_id}/limit-grant", "customers:read", 200,
+             lambda api, w: (f"/v1/customers/{w.customer}/limit-grant", None)),
+    Endpoint("PUT", "/v1/customers/{customer_id}/limit-grant", "grants:write", 200,
+             lambda api, w: (f"/v1/customers/{api.customer()}/limit-grant", {"limit": "100.00", "reason": "matrix"})),
+    Endpoint("POST", "/v1/customers/{customer_id}/limit-grant/revoke", "grants:write", 200, _granted_customer),
+    Endpoint("GET", "/v1/approvals", "approvals:read", 200, lambda api, w: ("/v1/approvals", None)),
+    Endpoint("POST", "/v1/approvals/{approval_id}/approve", "approvals:write", 200, _pending_grant("approve")),
+    Endpoint("POST", "/v1/approvals/{approval_id}/reject", "approvals:write", 200, _pending_grant("reject")),
+    Endpoint("GET", "/v1/groups/{group_id}", "customers:read", 200, lambda api, w: (f"/v1/groups/{_group(api)}", None)),
+    Endpoint("PUT", "/v1/groups/{group_id}", "groups:write", 200,
+             lambda api, w: (f"/v1/groups/{uid('G')}", {"name": "matrix", "limit": "100.00", "reason": "matrix"})),
+    Endpoint("PUT", "/v1/customers/{customer_id}/group", "groups:write", 200,
+             lambda api, w: (f"/v1/customers/{api.customer()}/group", {"group_id": _group(api), "reason": "m"})),
     Endpoint("GET", "/v1/decisions", "decisions:read", 200, lambda api, w: ("/v1/decisions?limit=5", None)),
     Endpoint("GET", "/v1/decisions/{decision_id}", "decisions:read", 200,
              lambda api, w: (f"/v1/decisions/{w.sales_decision}", None)),

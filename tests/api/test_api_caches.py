@@ -1,5 +1,6 @@
 """What each worker process keeps between requests, and how soon a change elsewhere reaches it:
-verified API keys (api/service/auth.py KeyCache, at most KEY_CACHE_SECONDS) and the active policy (read once
+verified API keys (api/service/auth.py KeyCache: off by default, so a revocation is refused at once; opted into
+here with KEY_CACHE_SECONDS, a revoked key works at most that long) and the active policy (read once
 per transaction, so a publish is live in every worker for the next request). "Another worker" is a
 second app on the same database with its own HTTP server, as a gunicorn worker would be."""
 from __future__ import annotations
@@ -14,10 +15,13 @@ from werkzeug.serving import make_server
 
 from api.store import database as db
 from api.http.app import create_app
-from api.service.auth import KEY_CACHE_SECONDS, hash_key
+from api.service.auth import hash_key
 from api.store.tables import ApiKey
 from api_harness import POLICY_FILE, Api, fixed_clock
 from test_api_policies import with_high_limit
+
+
+KEY_CACHE_SECONDS = 5.0        # the cache a deployment may opt into (the default, 0, checks every request)
 
 
 class FakeMonotonic:
@@ -56,9 +60,10 @@ def another_worker(api: Api, **config):
 
 @pytest.fixture
 def clocked(backend):
-    """A fresh database and server whose key cache runs on a FakeMonotonic clock."""
+    """A fresh database and server with the opt-in key cache, on a FakeMonotonic clock."""
     clock = FakeMonotonic()
-    api = Api(backend.name, backend.new_url(), config={"KEY_CACHE_CLOCK": clock})
+    api = Api(backend.name, backend.new_url(),
+              config={"KEY_CACHE_CLOCK": clock, "KEY_CACHE_SECONDS": KEY_CACHE_SECONDS})
     api.key_clock = clock
     yield api
     api.close()

@@ -7,7 +7,9 @@ from . import (
     decisions,
     evaluate,
     events,
+    governance,
     imports,
+    keys,
     outbox,
     policies,
     referrals,
@@ -18,7 +20,7 @@ from . import (
 )
 
 _V1 = (actions, credit_checks, credit_file, customers, decisions, evaluate, events, imports, policies, referrals, reports,
-       reviews, sweeps, outbox)
+       reviews, sweeps, outbox, keys, governance)
 
 
 def register(app):

@@ -50,10 +50,10 @@ def validate():
 
 @bp.post("/policies")
 def publish():
-    current_key("policies:write")
+    key = current_key("policies:write")
     text, source = _policy_text()
-    body, changed = policies.publish(ctx(), text, source, actor())
-    return json_response(body, 201 if changed else 200)
+    body, changed = policies.publish(ctx(), text, source, actor(), key, request_id())
+    return json_response(body, 202 if body.get("pending") else 201 if changed else 200)
 
 
 @bp.post("/policies/simulate")
