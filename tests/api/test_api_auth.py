@@ -240,6 +240,7 @@ ENDPOINTS = [
     Endpoint("POST", "/v1/policies/simulate", "policies:write", 201,
              lambda api, w: ("/v1/policies/simulate", {"text": w.policy_text})),
     Endpoint("GET", "/v1/actions", "actions:read", 200, lambda api, w: ("/v1/actions?status=open", None)),
+    Endpoint("GET", "/v1/outbox", "actions:read", 200, lambda api, w: ("/v1/outbox?status=queued", None)),
     Endpoint("POST", "/v1/actions/{action_id}/complete", "actions:write", 200, _open_action),
     Endpoint("GET", "/v1/actions/{action_id}/document", "actions:read", 200, _reminder_document),
     Endpoint("POST", "/v1/sweeps", "sweeps:write", 201,
