@@ -166,3 +166,225 @@ def test_a_lone_surrogate_in_an_event_or_a_name_is_422_naming_the_field(api, cid
     r = send(api, "PUT", f"/v1/customers/{astral}", json.dumps({**customer, "name": "客户 😀"}).encode())
     assert r.status_code == 201, r.text
     assert api.get(f"/v1/customers/{astral}").json()["name"] == "客户 😀"
+
+
+# ---------------------------------------------------------------------------------------- 5. the money rule
+BAD_AMOUNTS = [("float", 1.5), ("float with zeros", 30000.50), ("float integral", 100.0), ("exponent number", 1e6),
+               ("exponent string", "1e6"), ("padded", " 100.00 "), ("full-width digits", "１００"),
+               ("underscore", "1_000"), ("plus sign", "+100"), ("leading point", ".5"), ("trailing point", "100."),
+               ("three decimals", "100.000"), ("comma", "1,000.00"), ("arabic-indic digits", "١٠٠"),
+               ("infinity", "Infinity"), ("NaN", "NaN"), ("bool", True), ("null", None), ("list", ["100"])]
+
+
+@pytest.mark.parametrize("name,value", BAD_AMOUNTS, ids=[n for n, _ in BAD_AMOUNTS])
+def test_amounts_are_decimal_strings_or_integers_on_credit_checks(api, cid, name, value):
+    before = api.counts()
+    literal = {"float with zeros": "30000.50", "exponent number": "1e6"}.get(name)
+    body = json.dumps(credit_check(cid, amount="__AMOUNT__" if literal else value))
+    if literal:
+        body = body.replace('"__AMOUNT__"', literal)
+    refused(send(api, "POST", "/v1/credit-checks", body.encode(), role="sales"), 422, "E_INPUT_INVALID", ("amount",))
+    assert api.counts() == before
+
+
+@pytest.mark.parametrize("name,value", [b for b in BAD_AMOUNTS if b[0] in ("float", "exponent string", "padded",
+                                                                           "full-width digits", "underscore",
+                                                                           "three decimals")])
+def test_amounts_follow_the_rule_on_invoices_payments_instalments_and_credit_files(api, cid, name, value):
+    before = api.counts()
+    inv = {"id": uid("INV"), "amount": value, "currency": "CNY", "issued_on": day(-1), "due_on": day(29)}
+    r = api.event(cid, "invoice_issued", inv, expect=None)
+    refused(r, 422, "E_INPUT_INVALID", ("data.amount",))
+    r = api.event(cid, "payment_received", {"amount": value, "paid_on": day(0)}, expect=None)
+    refused(r, 422, "E_INPUT_INVALID", ("data.amount",))
+    r = api.event(cid, "promise_to_pay", {"amount": value, "made_on": day(0), "promised_on": day(3)}, expect=None)
+    refused(r, 422, "E_INPUT_INVALID", ("data.amount",))
+    customer = {"type": "enterprise", "industry": "services", "region": "local", "size": "large",
+                "since": "2015-01-01", "approved_limit": value}
+    refused(api.put(f"/v1/customers/{uid('C')}", customer, role="backoffice"), 422, "E_INPUT_INVALID",
+            ("approved_limit",))
+    if isinstance(value, str):              # a query string is text: the string rule applies
+        refused(api.get("/v1/referrals", role="controller", params={"min_amount": value}), 422, "E_INPUT_INVALID",
+                ("min_amount",))
+    assert api.counts() == before
+
+
+def test_amount_strings_and_json_integers_are_accepted(api, cid):
+    other = api.customer()
+    for amount, shown in (("100", "100.00"), ("100.5", "100.50"), ("100.50", "100.50"), (100, "100.00")):
+        r = api.credit_check(other, amount)
+        assert r.status_code == 201, r.text
+        assert r.json()["exposure_after_order"] == shown
+    api.invoice(other, 1230, due=10)
+    api.event(other, "payment_received", {"amount": "12.30", "paid_on": day(0)})
+    assert api.get(f"/v1/customers/{other}").json()["credit"]["outstanding"] == "1217.70"
+
+
+def test_the_openapi_money_schema_is_the_rule(api):
+    spec = api.get("/openapi.json").json()
+    amount = spec["components"]["schemas"]["CreditCheckRequest"]["properties"]["amount"]
+    string, integer = amount["oneOf"]
+    assert string["type"] == "string" and integer == {"type": "integer", "minimum": 0}
+    import re
+    pattern = re.compile(string["pattern"])
+    assert pattern.search("30000.00") and pattern.search("7")
+    for bad in ("1e6", " 100", "１００", "1_000", "100.000", "-1", "1.", ".5"):
+        assert not pattern.search(bad), bad
+
+
+# ---------------------------------------------------------------------------------------- 6. strict booleans
+@pytest.mark.parametrize("value", ["yes", "true", "1", 1, 0, "false", None, []])
+def test_reserve_is_a_json_boolean_only(api, cid, value):
+    before = api.counts()
+    r = api.credit_check(cid, "100.00", reserve=value)
+    refused(r, 422, "E_INPUT_INVALID", ("reserve",))
+    assert api.counts() == before
+
+
+def test_a_contacts_primary_flag_is_a_json_boolean_only(api, cid):
+    r = api.put(f"/v1/customers/{cid}/contacts", {"contacts": [{"name": "王经理", "primary": "yes"}]})
+    refused(r, 422, "E_INPUT_INVALID")
+    assert "primary" in json.dumps(r.json()["errors"])
+
+
+# ---------------------------------------------------------------------------------------- 7. dates that can't be meant
+def test_a_reservation_expiring_before_today_is_refused(api, cid):
+    before = api.counts()
+    r = api.credit_check(cid, "100.00", reserve=True, expires_on=day(-1))
+    refused(r, 422, "E_INPUT_INVALID", ("expires_on",))
+    assert api.counts() == before
+    r = api.credit_check(cid, "100.00", reserve=True, expires_on=day(0))          # its last day is today
+    assert r.status_code == 201 and r.json()["reserved"] is True, r.text
+
+
+def test_a_payment_dated_after_the_events_day_is_refused(api, cid):
+    before = api.counts()
+    r = api.event(cid, "payment_received", {"amount": "1.00", "paid_on": day(1)}, expect=None)
+    refused(r, 422, "E_INPUT_INVALID", ("data.paid_on",))
+    r = api.event(cid, "payment_received", {"amount": "1.00", "paid_on": day(6)}, as_of=day(5), expect=None)
+    refused(r, 422, "E_INPUT_INVALID", ("data.paid_on",))
+    assert api.counts() == before
+    api.event(cid, "payment_received", {"amount": "1.00", "paid_on": day(0)})
+
+
+def test_a_customer_since_a_future_day_is_refused(api):
+    before = api.counts()
+    body = {"type": "enterprise", "industry": "services", "region": "local", "size": "large", "since": day(1)}
+    refused(api.put(f"/v1/customers/{uid('C')}", body, role="backoffice"), 422, "E_INPUT_INVALID", ("since",))
+    existing = api.customer()
+    before = api.counts()
+    r = api.event(existing, "customer_updated", {"since": day(30)}, expect=None)
+    refused(r, 422, "E_INPUT_INVALID", ("data.since",))
+    assert api.counts() == before
+    assert api.put(f"/v1/customers/{uid('C')}", {**body, "since": day(0)}, role="backoffice").status_code == 201
+
+
+# ---------------------------------------------------------------------------------------- 8. event data schemas
+def test_arrears_reason_and_dispute_resolved_refuse_unknown_fields(api):
+    cid = api.customer()
+    inv = api.invoice(cid, "100.00", due=-5)
+    dispute = uid("D")
+    api.event(cid, "dispute_opened", {"id": dispute, "invoice_id": inv, "opened_on": day(-1)})
+    before = api.counts()
+    r = api.event(cid, "arrears_reason_recorded", {"reason": "dispute", "note": "x"}, expect=None)
+    refused(r, 422, "E_INPUT_INVALID", ("data.note",))
+    r = api.event(cid, "dispute_resolved", {"dispute_id": dispute, "resolved_on": day(0), "winner": "us"},
+                  expect=None)
+    refused(r, 422, "E_INPUT_INVALID", ("data.winner",))
+    r = api.event(cid, "dispute_resolved", {"dispute_id": dispute}, expect=None)
+    refused(r, 422, "E_INPUT_INVALID", ("data.resolved_on",))
+    r = api.event(cid, "dispute_resolved", {"dispute_id": 7, "resolved_on": day(0)}, expect=None)
+    refused(r, 422, "E_INPUT_INVALID", ("data.dispute_id",))
+    assert api.counts() == before
+    api.event(cid, "dispute_resolved", {"dispute_id": dispute, "resolved_on": day(0)})
+
+
+def test_openapi_gives_every_event_type_its_data_schema(api):
+    spec = api.get("/openapi.json").json()
+    body = spec["paths"]["/v1/events"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    schemas = spec["components"]["schemas"]
+
+    def resolve(node):
+        return schemas[node["$ref"].rsplit("/", 1)[1]] if "$ref" in node else node
+    mapping = body["discriminator"]["mapping"]
+    from api.service.validation import EVENT_TYPES
+    assert body["discriminator"]["propertyName"] == "type" and set(mapping) == set(EVENT_TYPES)
+    assert sorted(o["$ref"] for o in body["oneOf"]) == sorted(mapping.values())
+    for type_, target in mapping.items():
+        event = resolve({"$ref": target})
+        assert event["properties"]["type"]["enum"] == [type_]
+        data = resolve(event["properties"]["data"])
+        assert data["additionalProperties"] is False and data["properties"], type_
+    assert set(resolve(resolve({"$ref": mapping["dispute_resolved"]})["properties"]["data"])["required"]) == {
+        "dispute_id", "resolved_on"}
+
+
+# ---------------------------------------------------------------------------------------- 9. filters that can't match
+@pytest.mark.parametrize("params,field", [({"outcome": "rejection"}, "outcome"), ({"outcome": "bogus"}, "outcome"),
+                                          ({"kind": "bogus"}, "kind"), ({"kind": "credit-check"}, "kind"),
+                                          ({"since": "2026-12-10", "until": "2026-12-01"}, "since"),
+                                          ({"since": "0001-01-01"}, "since")])
+def test_decision_filters_that_cannot_match_are_422(api, params, field):
+    refused(api.get("/v1/decisions", role="auditor", params=params), 422, "E_INPUT_INVALID", (field,))
+
+
+def test_known_filters_still_answer(api):
+    for params in ({"outcome": "reject"}, {"outcome": "rejected"}, {"kind": "trail_repair"},
+                   {"since": "2026-12-01", "until": "2026-12-01"}):
+        r = api.get("/v1/decisions", role="auditor", params=params)
+        assert r.status_code == 200 and isinstance(r.json()["decisions"], list), r.text
+
+
+@pytest.mark.parametrize("params,field", [({"min_amount": "10.00", "max_amount": "5.00"}, "min_amount"),
+                                          ({"min_age_days": "9", "max_age_days": "3"}, "min_age_days"),
+                                          ({"status": "closed"}, "status")])
+def test_referral_filters_that_cannot_match_are_422(api, params, field):
+    refused(api.get("/v1/referrals", role="controller", params=params), 422, "E_INPUT_INVALID", (field,))
+
+
+def test_report_and_action_ranges_that_cannot_match_are_422(api):
+    refused(api.get("/v1/reports/collections", role="auditor", params={"since": day(0), "until": day(-1)}), 422,
+            "E_INPUT_INVALID", ("since",))
+    refused(api.get("/v1/actions", params={"status": "bogus"}), 422, "E_INPUT_INVALID", ("status",))
+
+
+def test_every_record_kind_the_code_writes_is_a_known_kind():
+    """RECORD_KINDS lists every kind a trail record is written with: each `kind=` string of a call, each
+    *KIND constant, each `"kind":` of a record dict and each kind given to a module's `_record` helper."""
+    import ast
+    import pathlib
+
+    from api.store.trail import RECORD_KINDS
+    root = pathlib.Path(__file__).resolve().parents[2] / "api"
+    not_records = {"importer/columns.py", "documents", "console", "delivery", "codes.py"}    # other meanings
+    found: dict[str, str] = {}
+
+    def strings(node):
+        return [n.value for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+    for path in root.rglob("*.py"):
+        rel = path.relative_to(root).as_posix()
+        if any(rel.startswith(p) or f"/{p}" in rel for p in not_records):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        # a module's own record helper (`def _record(..., kind, ...)`): the argument in the `kind` position
+        helpers = {f.name: [a.arg for a in f.args.args].index("kind") for f in ast.walk(tree)
+                   if isinstance(f, ast.FunctionDef) and f.name == "_record" and "kind" in [a.arg for a in f.args.args]}
+        for node in ast.walk(tree):
+            hits = []
+            if isinstance(node, ast.Call):
+                name = getattr(node.func, "attr", getattr(node.func, "id", ""))
+                hits += [v for kw in node.keywords if kw.arg == "kind" for v in strings(kw.value)]
+                if name in helpers and len(node.args) > helpers[name]:
+                    hits += strings(node.args[helpers[name]])
+            elif isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id.endswith("KIND")
+                                                      for t in node.targets):
+                hits += strings(node.value)
+            elif isinstance(node, ast.Dict):          # a record built as a dict: it has a subject and a kind
+                keys = {k.value: v for k, v in zip(node.keys, node.values) if isinstance(k, ast.Constant)}
+                if {"subject", "kind", "actor"} <= set(keys):
+                    hits += strings(keys["kind"])
+            for h in hits:
+                found.setdefault(h, rel)
+    assert set(RECORD_KINDS) - set(found) == set(), "RECORD_KINDS lists a kind nothing writes (or the scan missed it)"
+    unknown = {k: where for k, where in found.items() if k not in RECORD_KINDS}
+    assert unknown == {}, f"kinds written but not in api/store/trail.py RECORD_KINDS: {unknown}"
