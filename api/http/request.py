@@ -39,7 +39,9 @@ def json_response(body, status=200) -> Response:
 # Bodies: JSON is UTF-8 (RFC 8259), one object, nested at most this deep (Python's parser recurses per level)
 MAX_JSON_DEPTH = 32
 MAX_BODY_BYTES = 1024 * 1024            # Flask MAX_CONTENT_LENGTH (api/http/app.py): larger is 413
-_STRINGS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+# a string, or an unterminated one to the end: every match succeeds where it starts (possessive, no
+# backtracking), so the scan is linear even for '"\\"\\"\\…'
+_STRINGS = re.compile(r'"(?:[^"\\]|\\[\s\S]?)*+(?:"|\Z)')
 _NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
 _LEAVES = re.compile(r"\[\]|\{\}")
 _BAD_TEXT = re.compile("[\x00\ud800-\udfff]")

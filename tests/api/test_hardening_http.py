@@ -59,6 +59,12 @@ def test_json_nested_deeper_than_32_is_400_on_every_json_endpoint(api, cid, meth
     assert api.counts() == before
 
 
+def test_the_depth_scan_is_linear_on_quotes_and_backslashes(api, cid):
+    # '"\\"\\…' never closes a string: a backtracking string pattern rescans the rest from every quote
+    for body in ('{"a": ' + '"\\' * 200000, '{"a": ' + '\\"' * 200000, '"' * 500000):
+        refused(send(api, "POST", "/v1/credit-checks", body.encode(), role="sales"), 400, "E_MALFORMED_JSON")
+
+
 def test_json_depth_is_counted_outside_strings_and_32_levels_pass_the_parser(api, cid):
     # brackets inside strings are text, not nesting: the request reaches the schema (which names the field)
     r = send(api, "POST", "/v1/credit-checks", json.dumps(credit_check(cid, order_id="[[[[" * 20 + '"\\"{{{{' * 20))
@@ -388,3 +394,18 @@ def test_every_record_kind_the_code_writes_is_a_known_kind():
     assert set(RECORD_KINDS) - set(found) == set(), "RECORD_KINDS lists a kind nothing writes (or the scan missed it)"
     unknown = {k: where for k, where in found.items() if k not in RECORD_KINDS}
     assert unknown == {}, f"kinds written but not in api/store/trail.py RECORD_KINDS: {unknown}"
+
+
+def test_imports_follow_the_money_rule_decimals_as_written(api):
+    import io
+    cust = uid("X")
+    customers = f"id,name,type,industry,region,size,since\n{cust},导入客户,enterprise,services,local,large,2020-01-01\n"
+    invoices = ("id,customer_id,amount,currency,issued_on,due_on\n"
+                f"{uid('I')},{cust},100.000,CNY,2026-10-01,2026-10-31\n"       # worth 100.00, but 3 decimals
+                f"{uid('I')},{cust},100.5,CNY,2026-10-01,2026-10-31\n")        # fine
+    files = [("files", (n, io.BytesIO(t.encode()))) for n, t in (("customers.csv", customers),
+                                                                ("invoices.csv", invoices))]
+    r = api.request("POST", "/v1/imports", "backoffice", files=files)
+    err = refused(r, 422, "E_IMPORT_INVALID", ("import",))
+    assert [line for line in err["errors"]["import"] if line.startswith("invoices.csv:")] == [
+        "invoices.csv:2:3: E_AMOUNT: amount: 100.000 has more than 2 decimal places"], err
