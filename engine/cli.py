@@ -11,7 +11,7 @@ import glob
 import json
 import os
 import sys
-from decimal import Decimal
+from rules.money import JsonFloat
 
 from .compiler import compile_policy
 from .errors import EngineFailure, InputInvalid, PolicyInvalid
@@ -116,7 +116,7 @@ def cmd_evaluate(args) -> int:
         e = errors[0]
         return _input_error("input", f"{e.file}:{e.line}:{e.column}: {e.message}", code=e.code)
     try:
-        data = json.loads(text, parse_float=Decimal)
+        data = json.loads(text, parse_float=JsonFloat)
     except json.JSONDecodeError as exc:
         return _input_error("input", f"{args.input}:{exc.lineno}:{exc.colno}: malformed JSON: {exc.msg}")
     except RecursionError:
@@ -157,7 +157,7 @@ def cmd_demo(args) -> int:
         return 1
     try:
         with open(args.portfolio, encoding="utf-8") as fh:
-            book = json.load(fh, parse_float=Decimal)
+            book = json.load(fh, parse_float=JsonFloat)
         as_of = dt.date.fromisoformat(args.as_of or book["as_of"])
         cases = list(book["customers"])
     except OSError as exc:

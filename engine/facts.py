@@ -20,7 +20,7 @@ from . import casefields as fields      # marshmallow's fields, with less overhe
 from rules.common import find_band
 
 from .errors import InputError, InputInvalid
-from rules.money import parse_decimal, to_minor
+from rules.money import parse_amount, to_minor
 
 ID = validate.Length(min=1, max=128)
 MAX_AMOUNT = Decimal(10) ** 15
@@ -28,11 +28,11 @@ NOT_AN_AMOUNT, NEGATIVE_AMOUNT = "not an amount: ", "must not be negative"
 
 
 class AmountField(fields.Field):
-    """Decimal string or integer (or an exact Decimal from a JSON parser); never a float."""
+    """Decimal string or integer (rules/money.py parse_amount); never a float or a JSON number with a fraction."""
 
     def _deserialize(self, value, attr, data, **kw):
         try:
-            amount = parse_decimal(value)
+            amount = parse_amount(value)
         except ValueError as exc:
             raise ValidationError(f"{NOT_AN_AMOUNT}{exc}") from None
         if amount < 0:

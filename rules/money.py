@@ -1,6 +1,7 @@
 """Money: Decimal at the edges, integer minor units (e.g. fen) inside the engine."""
 from __future__ import annotations
 
+import re
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from babel.numbers import get_currency_precision, list_currencies
@@ -34,6 +35,38 @@ def parse_decimal(value) -> Decimal:
     return d
 
 
+class JsonFloat(Decimal):
+    """A JSON number written with a fraction or an exponent (json.loads parse_float=JsonFloat): exact like
+    any Decimal, but marked, so an amount can refuse it (docs/money.md: amounts are strings or integers)."""
+
+
+# An amount as it enters the service (HTTP, CLI, imports): ASCII digits, an optional sign and point, nothing
+# else (no spaces, separators, exponents, full-width digits); the currency's exponent bounds the decimals.
+AMOUNT_PATTERN = r"-?[0-9]{1,30}(\.[0-9]{1,30})?"
+_AMOUNT = re.compile(AMOUNT_PATTERN)
+
+
+def parse_amount(value) -> Decimal:
+    """An amount: a decimal string such as "30000.00", or an integer; never a float (nor a JSON number
+    with a fraction or exponent), never a string with an exponent, spaces, separators or non-ASCII digits."""
+    if isinstance(value, (bool, float, JsonFloat)):
+        raise ValueError("must be a decimal string such as \"30000.00\" or an integer, not a float (a number "
+                         "with a fraction or exponent)")
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError(f"{value} is not a finite number")
+        return value
+    if isinstance(value, str):
+        if not _AMOUNT.fullmatch(value):
+            shown = value if len(value) <= 40 else value[:40] + "…"
+            raise ValueError(f"{shown!r} is not a decimal string: ASCII digits with an optional point, e.g. "
+                             "\"30000.00\" (no spaces, separators, exponents or signs other than -)")
+        return Decimal(value)
+    raise ValueError(f"must be a decimal string, not {type(value).__name__}")
+
+
 # A policy number becomes an engine integer (minor units, basis points): one of 10^400 or with a
 # million decimals would take that long to convert, and past int64 durable_rules saturates silently.
 POLICY_MAX_DIGITS = 15          # before the decimal point: below 10^16
@@ -55,8 +88,11 @@ _TO_MINOR_DIGITS = 30
 
 
 def to_minor(value, exponent: int = 2) -> int:
-    """Exact conversion; more decimals than the currency allows is an error, never rounded."""
-    d = parse_decimal(value)
+    """Exact conversion of an amount (parse_amount); more decimals than the currency allows is an error, never
+    rounded, and so is "100.000" for a 2-decimal currency: the decimals written count, not only their value."""
+    d = parse_amount(value)
+    if d.as_tuple().exponent < -exponent:
+        raise ValueError(f"{value} has more than {exponent} decimal places")
     if d.adjusted() > _TO_MINOR_DIGITS:
         # far above any amount the callers accept; int() of 1E+999990 alone would take minutes
         raise ValueError(f"{value} is out of range")

@@ -315,11 +315,17 @@ def test_cli_evaluate_compact_output_is_the_canonical_decision(cli, case_file, c
     assert out.rstrip("\n") == evaluate(policy, busy_case, AS_OF).json
 
 
-def test_cli_evaluate_reads_json_numbers_as_exact_decimals(cli, case_file, capsys):
-    text = json.dumps(make_case(invoices=[invoice("INV-1", "0", due=-10)])).replace('"amount": "0"', '"amount": 1234.5')
-    code, out, _ = cli(capsys, "--input", case_file(text), "--as-of", "2026-11-22")
+def test_cli_evaluate_reads_json_integers_as_amounts_and_refuses_json_floats(cli, case_file, capsys):
+    # the one money rule (docs/money.md): decimal strings or integers; a number with a fraction is a float
+    case = json.dumps(make_case(invoices=[invoice("INV-1", "0", due=-10)]))
+    code, out, _ = cli(capsys, "--input", case_file(case.replace('"amount": "0"', '"amount": 1234')),
+                       "--as-of", "2026-11-22")
     assert code == 0
-    assert json.loads(out)["credit"]["outstanding"] == "1234.50"
+    assert json.loads(out)["credit"]["outstanding"] == "1234.00"
+    code, out, err = cli(capsys, "--input", case_file(case.replace('"amount": "0"', '"amount": 1234.5')),
+                         "--as-of", "2026-11-22")
+    assert code == 2 and out == ""
+    assert "not a float" in json.loads(err)["errors"]["invoices[0].amount"][0]
 
 
 def assert_refused(result, field):

@@ -23,10 +23,11 @@ from ..store.database import make_engine, make_sessionmaker, migrate
 from ..store.policy_store import PolicyRegistry
 from . import dbretry, routes
 from .metrics import Metrics
-from .request import json_response
+from .request import MAX_BODY_BYTES, json_response
 
 log = logging.getLogger("creditctl")
 _REQUEST_ID = re.compile(r"[\x21-\x7e]{1,64}")
+MAX_IMPORT_BYTES = 64 * 1024 * 1024     # POST /v1/imports: spreadsheets are larger than any JSON body
 _WERKZEUG_CODES = {404: "E_NOT_FOUND", 405: "E_METHOD_NOT_ALLOWED", 400: "E_BAD_REQUEST",
                    415: "E_UNSUPPORTED_MEDIA_TYPE", 413: "E_TOO_LARGE"}
 
@@ -48,7 +49,8 @@ def _delivery_settings(config):
 def create_app(config: dict | None = None) -> Flask:
     app = Flask("creditctl")
     app.config.update({"DATABASE_URL": "sqlite:///var/creditctl.sqlite3", "POLICY_FILE": "policies.yaml",
-                       "MIGRATE": True, "LOAD_POLICY_FILE": True})
+                       "MIGRATE": True, "LOAD_POLICY_FILE": True, "MAX_CONTENT_LENGTH": MAX_BODY_BYTES,
+                       "MAX_IMPORT_LENGTH": MAX_IMPORT_BYTES})
     app.config.update(config or {})
     delivery = _delivery_settings(app.config)          # before the engine: a bad configuration opens nothing
     engine = make_engine(app.config["DATABASE_URL"])
@@ -75,6 +77,8 @@ def create_app(config: dict | None = None) -> Flask:
     @app.before_request
     def _start():
         g.started = time.perf_counter()
+        if request.endpoint == "imports.post_import":
+            request.max_content_length = app.config["MAX_IMPORT_LENGTH"]
         rid = request.headers.get("X-Request-Id", "")
         # recorded in the trail (64 characters): a longer or unprintable id is replaced, not an error
         g.request_id = rid if _REQUEST_ID.fullmatch(rid) else uuid.uuid4().hex

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import re
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from engine.facts import AmountField
 
-from ..service.validation import DATE_MAX, DATE_MIN, DATE_RANGE_MESSAGE, EVENT_TYPES
+from ..store.trail import RECORD_KINDS, RECORD_OUTCOMES
+from ..service.validation import DATE_MAX, DATE_MIN, DATE_RANGE_MESSAGE, EVENT_TYPES, StrictBoolean
 
 IN_RANGE = validate.Range(min=DATE_MIN, max=DATE_MAX, error=DATE_RANGE_MESSAGE)
 
@@ -22,7 +23,7 @@ class CreditCheckRequest(_Strict):
     order_id = fields.String(required=True, validate=validate.Length(min=1, max=128))
     amount = AmountField(required=True, metadata={"description": "decimal string, e.g. \"30000.00\""})
     currency = fields.String(required=True, validate=validate.Length(equal=3))
-    reserve = fields.Boolean(load_default=False)
+    reserve = StrictBoolean(load_default=False)
     as_of = fields.Date(load_default=None, validate=IN_RANGE)
     expires_on = fields.Date(load_default=None, validate=IN_RANGE)
 
@@ -50,14 +51,24 @@ class PolicyTextRequest(_Strict):
     source = fields.String(load_default="api", validate=validate.Length(min=1, max=512))
 
 
+def _ordered(low: str, high: str, relation: str = "after"):
+    """A range filter whose ends are crossed can't match: refused (422) rather than an empty list."""
+    @validates_schema
+    def check(self, data, **kw):
+        if data.get(low) is not None and data.get(high) is not None and data[low] > data[high]:
+            raise ValidationError(f"{low} is {relation} {high}: nothing can match", low)
+    return check
+
+
 class DecisionQuery(Schema):
     class Meta:
         unknown = RAISE
     customer = fields.String()
-    kind = fields.String()
-    outcome = fields.String()
-    since = fields.Date()
-    until = fields.Date()
+    kind = fields.String(validate=validate.OneOf(RECORD_KINDS))
+    outcome = fields.String(validate=validate.OneOf(RECORD_OUTCOMES))
+    since = fields.Date(validate=IN_RANGE)
+    until = fields.Date(validate=IN_RANGE)
+    _since_until = _ordered("since", "until")
     cursor = fields.String()
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
     format = fields.String(load_default="json", validate=validate.OneOf(["json", "jsonl", "csv"]))
@@ -154,6 +165,8 @@ class ReferralQuery(Schema):
     min_age_days = fields.Integer(validate=validate.Range(min=0, max=36500))
     max_age_days = fields.Integer(validate=validate.Range(min=0, max=36500))
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
+    _amounts = _ordered("min_amount", "max_amount", "above")
+    _ages = _ordered("min_age_days", "max_age_days", "above")
 
 
 class HoldRequest(_Strict):

@@ -12,6 +12,7 @@ from sqlalchemy import delete, select
 
 from ..errors import invalid, marshmallow_errors, not_found
 from ..store.tables import Contact, Customer
+from .validation import StrictBoolean
 
 CHANNELS = ("email", "sms", "phone", "visit", "letter")
 LANGUAGES = ("zh_CN", "en")
@@ -31,7 +32,7 @@ class ContactSchema(Schema):
     address = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=1000))
     preferred_channel = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(CHANNELS))
     language = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(LANGUAGES))
-    primary = fields.Boolean(load_default=False)
+    primary = StrictBoolean(load_default=False)
 
 
 class _ContactList(Schema):

@@ -19,13 +19,16 @@ _FILE_FIELDS = ("name", "type", "industry", "region", "size", "since", "credit_s
                 "collector", "last_reviewed_on", "arrears_reason", "deal_type", "tags", "approved_terms_days")
 
 
-def load_customer(payload: dict, prefix: str = "") -> dict:
+def load_customer(payload: dict, prefix: str = "", today: dt.date | None = None) -> dict:
+    """A credit file as written; with `today`, a customer `since` after it is refused (not yet a customer)."""
     try:
         loaded = CustomerSchema().load(payload)
     except ValidationError as exc:
         raise invalid(marshmallow_errors(exc.messages, prefix.rstrip("."))) from None
     check_lengths(loaded, prefix)
     check_dates(loaded, prefix.rstrip("."))
+    if today is not None and loaded["since"] > today:
+        raise invalid({f"{prefix}since": [f"must not be after today ({today.isoformat()})"]})
     return loaded
 
 
@@ -37,7 +40,7 @@ def set_fields(c: Customer, loaded: dict, policy, prefix: str = "") -> None:
 
 
 def put_customer(ctx, customer_id: str, data: dict) -> tuple[bool, dict]:
-    loaded = load_customer(dict(data, id=customer_id))
+    loaded = load_customer(dict(data, id=customer_id), today=ctx.today())
     with ctx.tx() as s:
         policy = ctx.registry.active(s)
         check_categories(policy, loaded, "")

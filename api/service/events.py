@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 
-from marshmallow import ValidationError
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
 from sqlalchemy.exc import IntegrityError
 
 from engine.facts import (
@@ -40,9 +40,34 @@ from .validation import (
     DATE_RANGE_MESSAGE,
     canonical,
     check_categories,
-    check_dates,
     dates_out_of_range,
 )
+
+
+class DisputeResolvedSchema(Schema):
+    class Meta:
+        unknown = RAISE
+    dispute_id = fields.String(required=True, validate=validate.Length(min=1, max=128))
+    resolved_on = fields.Date(required=True)
+
+
+class ArrearsReasonSchema(Schema):
+    class Meta:
+        unknown = RAISE
+    reason = fields.String(required=True, metadata={"description": "one of the policy's arrears_reason categories"})
+
+
+class InvoiceEventSchema(InvoiceSchema):
+    """invoice_issued's data: the invoice, and the order it invoices (its reservation is then consumed)."""
+    order_id = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=128))
+
+
+# every event type's `data` (OpenAPI declares each; unknown fields are refused in every one)
+EVENT_DATA_SCHEMAS = {"invoice_issued": InvoiceEventSchema, "payment_received": PaymentSchema,
+                      "credit_note": CreditNoteSchema, "promise_to_pay": PromiseSchema,
+                      "dispute_opened": DisputeSchema, "dispute_resolved": DisputeResolvedSchema,
+                      "instalment_plan_agreed": InstalmentPlanSchema,
+                      "arrears_reason_recorded": ArrearsReasonSchema, "customer_updated": None}   # a credit file
 
 
 def post_event(ctx, raw: dict, parsed: dict, actor, request_id) -> tuple[int, str]:
@@ -64,7 +89,7 @@ def post_event(ctx, raw: dict, parsed: dict, actor, request_id) -> tuple[int, st
                 return _replayed(seen, body_hash)
             policy = ctx.registry.active(s)
             as_of = body.get("as_of") or ctx.today()
-            _apply_event(ctx, s, c, policy, body)
+            _apply_event(ctx, s, c, policy, body, as_of)
             s.flush()
             rec, decision = decide(ctx, s, c, as_of, kind="event", actor=actor, request_id=request_id)
             response = canonical({"event_id": event_id, "type": body["type"], "customer_id": c.id,
@@ -115,7 +140,7 @@ def _own_invoice(s, c, invoice_id, field="data.invoice_id"):
         raise invalid({field: [f"no invoice '{invoice_id}' for customer '{c.id}'"]})
     return inv
 
-def _apply_event(ctx, s, c: Customer, policy, body: dict) -> None:
+def _apply_event(ctx, s, c: Customer, policy, body: dict, as_of: dt.date) -> None:
     kind, data, eid = body["type"], body.get("data") or {}, body["event_id"]
     if kind == "invoice_issued":
         order_id = data.pop("order_id", None)
@@ -136,6 +161,9 @@ def _apply_event(ctx, s, c: Customer, policy, body: dict) -> None:
         p = _load(PaymentSchema, data, policy)
         if p["amount_minor"] <= 0:
             raise invalid({"data.amount": ["a payment amount must be positive"]})
+        if p["paid_on"] > as_of:      # money not yet received is a promise; the decision would not count it
+            raise invalid({"data.paid_on": [f"a payment is dated at most the event's as_of ({as_of.isoformat()}; "
+                                            "today unless given)"]})
         if p["invoice_id"] is not None:
             _own_invoice(s, c, p["invoice_id"])
         pid = p["id"] or eid
@@ -165,16 +193,11 @@ def _apply_event(ctx, s, c: Customer, policy, body: dict) -> None:
         s.add(Dispute(id=d["id"] or eid, customer_id=c.id, invoice_id=d["invoice_id"], opened_on=d["opened_on"],
                       resolved_on=None, reason=d["reason"]))
     elif kind == "dispute_resolved":
-        dispute_id, resolved = data.get("dispute_id"), data.get("resolved_on")
-        d = s.get(Dispute, dispute_id) if isinstance(dispute_id, str) else None
+        r = _load(DisputeResolvedSchema, data, policy, ())
+        d = s.get(Dispute, r["dispute_id"])
         if d is None or d.customer_id != c.id:
-            raise invalid({"data.dispute_id": [f"no dispute '{dispute_id}' for customer '{c.id}'"]})
-        try:
-            resolved_on = dt.date.fromisoformat(resolved)
-        except (TypeError, ValueError):
-            raise invalid({"data.resolved_on": ["an ISO date (YYYY-MM-DD) is required"]}) from None
-        check_dates(resolved_on, "data.resolved_on")
-        d.resolved_on = resolved_on
+            raise invalid({"data.dispute_id": [f"no dispute '{r['dispute_id']}' for customer '{c.id}'"]})
+        d.resolved_on = r["resolved_on"]
     elif kind == "instalment_plan_agreed":
         p = _load(InstalmentPlanSchema, data, policy, ())
         for i, ref in enumerate(p["invoice_ids"]):
@@ -190,12 +213,13 @@ def _apply_event(ctx, s, c: Customer, policy, body: dict) -> None:
         s.add(InstalmentPlan(id=p["id"], customer_id=c.id, agreed_on=p["agreed_on"], invoice_ids=p["invoice_ids"],
                              instalments=instalments))
     elif kind == "arrears_reason_recorded":
-        reason = data.get("reason")
+        reason = _load(ArrearsReasonSchema, data, policy, ())["reason"]
         if reason not in policy.content["categories"]["arrears_reason"]:
             raise invalid({"data.reason": [f"one of {', '.join(policy.content['categories']['arrears_reason'])}"]})
         c.arrears_reason = reason
     elif kind == "customer_updated":
-        loaded = load_customer({**customer_dict(c), **data, "id": c.id}, "data.")
+        loaded = load_customer({**customer_dict(c), **data, "id": c.id}, "data.",
+                               ctx.today() if "since" in data else None)
         check_categories(policy, loaded, "data.")
         set_fields(c, loaded, policy, "data.")
         c.updated_at = ctx.clock()

@@ -6,6 +6,8 @@ import datetime as dt
 import json
 from decimal import Decimal
 
+from marshmallow import ValidationError, fields
+
 from engine.facts import CATEGORY_OF
 from rules.money import to_minor
 
@@ -18,6 +20,15 @@ DATE_RANGE_MESSAGE = f"must be between {DATE_MIN} and {DATE_MAX}"
 
 EVENT_TYPES = ("invoice_issued", "payment_received", "credit_note", "promise_to_pay", "dispute_opened",
                "dispute_resolved", "instalment_plan_agreed", "arrears_reason_recorded", "customer_updated")
+
+
+class StrictBoolean(fields.Boolean):
+    """A JSON body's boolean: true or false only; "yes", "true", 1 are a client's mistake, not a guess to make."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise ValidationError("must be a JSON boolean: true or false")
+        return value
 
 
 def dates_out_of_range(value, path: str = "") -> list[str]:

@@ -22,6 +22,7 @@ import uuid
 from sqlalchemy import bindparam, func, insert, select, update
 
 from engine.decision import canonical_json
+from rules.credit import OUTCOMES as CHECK_OUTCOMES
 
 from .database import insert_ignoring_duplicates
 from .tables import ChainHead, DecisionRecord
@@ -50,6 +51,13 @@ _LAST_RECORD = (select(DecisionRecord.seq, DecisionRecord.hash).where(DecisionRe
 _LAST_SEQS = (select(DecisionRecord.subject, func.max(DecisionRecord.seq))
               .where(DecisionRecord.subject.in_(bindparam("subjects", expanding=True))).group_by(DecisionRecord.subject))
 REPAIR_KIND = "trail_repair"
+# Every kind of record the code writes (chain() refuses another; tests/api/test_hardening_http.py finds each
+# kind written in the source here), and every outcome a record carries besides none: GET /v1/decisions
+# refuses a filter outside them (422), so a typo never reads as "no such records".
+RECORD_KINDS = ("event", "credit_check", "credit_check_what_if", "evaluate", "evaluate_stateless", "review",
+                "review_approval", "sweep", "import", "simulation", "interest_accrual", "referral_recheck",
+                "referral_release", "referral_reject", "referral_expire", "hold_set", "hold_lift", REPAIR_KIND)
+RECORD_OUTCOMES = (*CHECK_OUTCOMES, "released", "rejected", "expired", "on_hold", "lifted", "head_rebuilt")
 
 
 def repair_record(subject: str, head: tuple[int, str] | None, last: tuple[int, str], now: dt.datetime) -> dict:
@@ -139,6 +147,8 @@ def chain(records: list[dict], heads: dict) -> list[dict]:
     writer can prepare them before it locks the heads, and insert them if the heads have not moved."""
     rows = []
     for r in records:
+        if r["kind"] not in RECORD_KINDS:
+            raise ValueError(f"record kind {r['kind']!r} is not in trail.RECORD_KINDS")
         seq, prev_hash = heads[r["subject"]]
         row = {"id": uuid.uuid4().hex, **r, "seq": seq + 1, "prev_hash": prev_hash}
         row["hash"] = record_hash(prev_hash, {**row, "as_of": row["as_of"].isoformat(),

@@ -301,11 +301,11 @@ INDUSTRIES = ["manufacturing", "services", "engineering_project", "manufacturer"
 
 
 def _money(rng, low, high):
-    """A decimal string, now and then a JSON number (the API reads numbers as exact decimals)."""
+    """A decimal string, now and then a JSON integer (a JSON number with a fraction is a float: refused)."""
     cents = rng.randrange(low * 100, high * 100)
     text = f"{cents // 100}.{cents % 100:02d}"
     roll = rng.random()
-    return text if roll < 0.8 else (float(text) if roll < 0.9 else cents // 100)
+    return text if roll < 0.9 else cents // 100
 
 
 def random_case(rng: random.Random, n: int) -> dict:

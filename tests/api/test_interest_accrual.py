@@ -98,7 +98,8 @@ def test_a_partial_payment_lowers_the_next_accrual_and_does_not_reverse_the_past
     cid = fresh.customer()
     inv = fresh.invoice(cid, "100000.00", due=-15)
     _accrue(fresh, TODAY)
-    fresh.event(cid, "payment_received", {"id": "P1", "invoice_id": inv, "amount": "40000.00", "paid_on": day(1)})
+    fresh.event(cid, "payment_received", {"id": "P1", "invoice_id": inv, "amount": "40000.00", "paid_on": day(1)},
+                as_of=day(1))
     _accrue(fresh, TODAY + D)
     # 60,000.00 × 0.0005 × 1 = 30.00; the 500.00 accrued on 100,000.00 stays
     assert _rows(fresh)[-1][1:] == (TODAY + D, 1, 11, 60000_00, 0, 30_00, 530_00)
@@ -111,7 +112,8 @@ def test_a_paid_invoice_stops_accruing(fresh):
     inv = fresh.invoice(cid, "100000.00", due=-15)
     other = fresh.invoice(cid, "20000.00", due=-10)                       # 5 days: 50.00, then 10.00 a day
     _accrue(fresh, TODAY)
-    fresh.event(cid, "payment_received", {"id": "P1", "invoice_id": inv, "amount": "100000.00", "paid_on": day(1)})
+    fresh.event(cid, "payment_received", {"id": "P1", "invoice_id": inv, "amount": "100000.00", "paid_on": day(1)},
+                as_of=day(1))
     for n in (1, 2):
         out = _accrue(fresh, TODAY + n * D)
         assert (out["rows"], out["total"], out["invoices"]) == (1, "10.00", 1)
