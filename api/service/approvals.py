@@ -45,14 +45,14 @@ def append(ctx, s, subject, kind, outcome, actor, request_id, policy_version, bo
 
 
 def request(ctx, s, kind: str, subject: str, payload: dict, key, request_id: str, *, why: str,
-            record_kind: str | None = None, policy_version: str | None = None) -> dict:
-    """A pending approval of `payload` and its record (`<kind>_request` → pending) in the subject's chain."""
+            record_kind: str, policy_version: str | None = None) -> dict:
+    """A pending approval of `payload` and its record (`record_kind` → pending) in the subject's chain."""
     approval_id = uuid.uuid4().hex
     body = {"approval_id": approval_id, "kind": kind, "why": why, "person": person_of(key),
             "authority": key.authority, "reason": payload.get("reason"),
             "change": {k: v for k, v in payload.items() if k not in ("text", "limit_minor")}}
     version = policy_version or ctx.registry.active(s).version
-    rec = append(ctx, s, subject, record_kind or f"{kind}_request", "pending", key.name, request_id, version, body)
+    rec = append(ctx, s, subject, record_kind, "pending", key.name, request_id, version, body)
     a = Approval(id=approval_id, kind=kind, subject=subject, payload=payload, status="pending",
                  requested_by=key.name, requested_person=person_of(key), reason=payload.get("reason") or "",
                  requested_at=ctx.clock(), request_decision_id=rec.id)

@@ -137,10 +137,10 @@ def grant_limit(ctx, customer_id: str, req: dict, key, request_id: str) -> tuple
                     f"{repr(key.authority) if key.authority else 'no level'} (send refer: true to ask that level)",
                     {"limit": [f"needs '{level.name}'"]})
             return approvals.request(ctx, s, "limit_grant", customer_id, grant, key, request_id,
-                                     why="authority"), False
+                                     why="authority", record_kind="limit_grant_request"), False
         if grant["four_eyes"]:
             return approvals.request(ctx, s, "limit_grant", customer_id, grant, key, request_id,
-                                     why="four_eyes"), False
+                                     why="four_eyes", record_kind="limit_grant_request"), False
         return apply(ctx, s, customer_id, grant, actor=key.name, person=person_of(key), authority=key.authority,
                      request_id=request_id), True
 

@@ -56,8 +56,12 @@ REPAIR_KIND = "trail_repair"
 # refuses a filter outside them (422), so a typo never reads as "no such records".
 RECORD_KINDS = ("event", "credit_check", "credit_check_what_if", "evaluate", "evaluate_stateless", "review",
                 "review_approval", "sweep", "import", "simulation", "interest_accrual", "referral_recheck",
-                "referral_release", "referral_reject", "referral_expire", "hold_set", "hold_lift", REPAIR_KIND)
-RECORD_OUTCOMES = (*CHECK_OUTCOMES, "released", "rejected", "expired", "on_hold", "lifted", "head_rebuilt")
+                "referral_release", "referral_reject", "referral_expire", "hold_set", "hold_lift", REPAIR_KIND,
+                "delivery", "key_revoke", "key_rotate", "group_set", "group_member", "limit_grant",
+                "limit_grant_request", "limit_grant_revoke", "limit_grant_reject", "policy_propose", "policy_approve",
+                "policy_reject")
+RECORD_OUTCOMES = (*CHECK_OUTCOMES, "released", "rejected", "expired", "on_hold", "lifted", "head_rebuilt",
+                   "sent", "dead", "revoked", "rotated", "set", "joined", "left", "granted", "pending", "approved")
 
 
 def repair_record(subject: str, head: tuple[int, str] | None, last: tuple[int, str], now: dt.datetime) -> dict:

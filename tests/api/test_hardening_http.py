@@ -356,7 +356,8 @@ def test_report_and_action_ranges_that_cannot_match_are_422(api):
 
 def test_every_record_kind_the_code_writes_is_a_known_kind():
     """RECORD_KINDS lists every kind a trail record is written with: each `kind=` string of a call, each
-    *KIND constant, each `"kind":` of a record dict and each kind given to a module's `_record` helper."""
+    *KIND constant, each `"kind":` of a record dict, each `record_kind=` and each kind given to a record
+    helper (a function named _record, record or append with a `kind` parameter, called in its module or another)."""
     import ast
     import pathlib
 
@@ -367,19 +368,26 @@ def test_every_record_kind_the_code_writes_is_a_known_kind():
 
     def strings(node):
         return [n.value for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+    helper_names = ("_record", "record", "append")
+
+    def defined(tree) -> dict[str, int | None]:
+        """{name: position of its `kind` argument, or None} of the module's functions named like a record helper."""
+        return {f.name: [a.arg for a in f.args.args].index("kind") if "kind" in [a.arg for a in f.args.args] else None
+                for f in ast.walk(tree) if isinstance(f, ast.FunctionDef) and f.name in helper_names}
+    modules = []
     for path in root.rglob("*.py"):
         rel = path.relative_to(root).as_posix()
-        if any(rel.startswith(p) or f"/{p}" in rel for p in not_records):
-            continue
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        # a module's own record helper (`def _record(..., kind, ...)`): the argument in the `kind` position
-        helpers = {f.name: [a.arg for a in f.args.args].index("kind") for f in ast.walk(tree)
-                   if isinstance(f, ast.FunctionDef) and f.name == "_record" and "kind" in [a.arg for a in f.args.args]}
+        if not any(rel.startswith(p) or f"/{p}" in rel for p in not_records):
+            modules.append((rel, ast.parse(path.read_text(encoding="utf-8"))))
+    everywhere = {name: i for _, tree in modules for name, i in defined(tree).items() if i is not None}
+    for rel, tree in modules:
+        # a module's own function of that name first: one without a `kind` is no record helper
+        helpers = {name: i for name, i in {**everywhere, **defined(tree)}.items() if i is not None}
         for node in ast.walk(tree):
             hits = []
             if isinstance(node, ast.Call):
                 name = getattr(node.func, "attr", getattr(node.func, "id", ""))
-                hits += [v for kw in node.keywords if kw.arg == "kind" for v in strings(kw.value)]
+                hits += [v for kw in node.keywords if kw.arg in ("kind", "record_kind") for v in strings(kw.value)]
                 if name in helpers and len(node.args) > helpers[name]:
                     hits += strings(node.args[helpers[name]])
             elif isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id.endswith("KIND")
