@@ -111,6 +111,11 @@ def evaluate_facts(policy, facts: Facts) -> Decision:
                                   > rank(policy.band_classes, "aging_bucket", facts.previous_bucket))
     if facts.previous_score is not None:
         fact["score_drop"] = facts.previous_score - fact["credit_score"]
+    for (kind, ident, dated), invoice_id, amount, day in facts.applied_later:
+        reasons.append(_reason("credit.unapplied_cash", "credit.limit",
+                               f"unapplied {kind.replace('_', ' ')} {ident} of {dated.isoformat()}: "
+                               f"{minor_display(amount, exp)} applied to invoice {invoice_id} on its issue "
+                               f"{day.isoformat()} (oldest open invoice first)"))
     for invoice_id, why in facts.pauses:
         reasons.append(_reason("dunning.pause", "dunning", f"collection of invoice {invoice_id} paused: {why}"))
     for kind, ident, day in facts.breaches:
@@ -184,6 +189,11 @@ def evaluate_facts(policy, facts: Facts) -> Decision:
         "available": minor_str(fact["available_credit"], exp), "utilisation_pct": _pct(fact["utilisation"]),
         "unapplied_cash": minor_str(facts.unapplied_minor, exp), "limit_rules": list(terms.limit_rules),
     }
+    if facts.applied_later:         # where unapplied cash went (absent when none was applied later)
+        credit_out["cash_applied"] = [{"source": kind, "source_id": ident, "source_date": dated.isoformat(),
+                                       "invoice_id": invoice_id, "amount": minor_str(amount, exp),
+                                       "applied_on": day.isoformat()}
+                                      for (kind, ident, dated), invoice_id, amount, day in facts.applied_later]
     if fact["has_order"]:
         outcome, conditions = credit.check_outcome(checks)
         credit_out["check"] = {
