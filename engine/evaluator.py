@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from rules import credit, dunning, interest, repayment, review
+from rules import conditions, credit, dunning, interest, repayment, review
 from rules.classification import BAND_CLASSES, rank
 from rules.common import find_band
 from rules.scorecard import score as scorecard_score
@@ -17,7 +17,7 @@ from rules.scorecard import score as scorecard_score
 from .decision import Decision, canonical_json
 from .errors import InputError, InputInvalid
 from .facts import MAX_AMOUNT, Facts, build_facts, check_case, load_case
-from rules.fields import DECISION, FIELDS, PROFILE
+from rules.fields import DECISION, FIELDS, OVERDUE_FIELDS, PROFILE
 from rules.fields import show
 from rules.money import minor_display, minor_str, to_minor
 
@@ -127,6 +127,7 @@ def evaluate_facts(policy, facts: Facts) -> Decision:
     fired_profile = _match(policy, PROFILE, fact)
     terms = credit.resolve_terms([r for r in fired_profile if r.family == "credit.limit"])
     target, entry_day, entries = dunning.resolve_stage(fired_profile)
+    target, entry_day, entries = _tolerated_stage(policy, fired_profile, fact, (target, entry_day, entries), reasons)
     skip = any(r.get("skip") for r in entries)
     state = facts.dunning_state
     if state is None:
@@ -170,6 +171,7 @@ def evaluate_facts(policy, facts: Facts) -> Decision:
         "utilisation_after_order": _ratio_bp(fact["exposure"] + fact["order_amount"], limit),
     })
     fired_decision = _match(policy, DECISION, fact)
+    fired_decision = _tolerated_checks(policy, fired_decision, fact, reasons)
     checks = [r for r in fired_decision if r.family == "credit.check"]
     alerts = [r for r in fired_decision if r.family == "alerts"]
     decision_messages = {}        # the fact does not change after this: alerts reuse their message
@@ -277,6 +279,42 @@ def evaluate_facts(policy, facts: Facts) -> Decision:
         "reasons": reasons,
     }
     return Decision(canonical_json(body))
+
+
+def _tolerated_stage(policy, fired_profile, fact, resolved, reasons):
+    """The stage after the tolerance: a stage whose `min_balance` the collectable overdue amount does not
+    reach is not entered; the customer stays in the highest lower stage whose entry matched (or 0)."""
+    target, entry_day, entries = resolved
+    stages = policy.content["dunning"]["stages"]
+    amount, exp = fact["collectable_overdue_amount"], policy.exponent
+    skipped = []
+    while target and amount < stages[target - 1].get("min_balance", 0):
+        skipped.append((target, stages[target - 1]["min_balance"]))
+        lower = [r for r in fired_profile if r.family == "dunning.stage" and r.get("stage") < target]
+        target, entry_day, entries = dunning.resolve_stage(lower)
+    for stage, minimum in skipped:
+        reasons.append(_reason("dunning.tolerance", "dunning",
+                               f"collectable overdue {minor_display(amount, exp)} is below stage {stage}'s minimum "
+                               f"balance {minor_display(minimum, exp)} (tolerance): stage {stage} not entered"))
+    return target, entry_day, entries
+
+
+def _tolerated_checks(policy, fired_decision, fact, reasons):
+    """Set aside the credit check rules that read an overdue field while the overdue amount is above 0 and
+    below the policy's `credit.min_overdue_balance` (tolerance): such a balance blocks no order."""
+    minimum = policy.content["credit"].get("min_overdue_balance")
+    if minimum is None or not fact["has_order"] or not 0 < fact["overdue_amount"] < minimum:
+        return fired_decision
+    kept = []
+    for r in fired_decision:
+        if r.family == "credit.check" and conditions.fields_used(r.condition) & OVERDUE_FIELDS:
+            reasons.append(_reason("credit.tolerance", "credit.check",
+                                   f"{r.id} set aside: overdue {minor_display(fact['overdue_amount'], policy.exponent)}"
+                                   f" is below the credit check's tolerance "
+                                   f"{minor_display(minimum, policy.exponent)}"))
+            continue
+        kept.append(r)
+    return kept
 
 
 def _message(policy, rule, fact, extra) -> str:

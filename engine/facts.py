@@ -476,6 +476,7 @@ def build_facts(case: dict, policy, as_of: dt.date, order_amount_minor: int | No
         "open_invoice_count": len(open_states), "overdue_invoice_count": len(overdue),
         "max_days_overdue": max((s.days_overdue for s in overdue), default=0),
         "collectable_days_overdue": anchor.days_overdue if anchor else 0,
+        "collectable_overdue_amount": sum(s.open_minor for s in collectable),
         "disputed_invoice_count": sum(1 for s in open_states if s.disputed),
         "paused_invoice_count": len(pauses),
         "open_promise_count": len(promise_paused & {s.id for s in open_states}),

@@ -60,6 +60,7 @@ FIELDS: dict[str, FactField] = dict([
     _f("overdue_invoice_count", INT, "open invoices past due"),
     _f("max_days_overdue", INT, "days overdue of the most overdue open invoice (0 when none)"),
     _f("collectable_days_overdue", INT, "days overdue of the most overdue invoice not paused (dunning anchor)"),
+    _f("collectable_overdue_amount", MONEY, "sum of open balances past due whose collection is not paused"),
     _f("disputed_invoice_count", INT, "open invoices under an open dispute"),
     _f("paused_invoice_count", INT, "overdue invoices whose collection is paused"),
     _f("open_promise_count", INT, "promises to pay still open (date + tolerance not passed)"),
@@ -85,6 +86,11 @@ FIELDS: dict[str, FactField] = dict([
     _f("utilisation", PERCENT, "exposure / limit, rounded up to 0.01 %", stage=DECISION),
     _f("utilisation_after_order", PERCENT, "(exposure + order) / limit, rounded up to 0.01 %", stage=DECISION),
 ])
+
+# Fields that say something is overdue: a credit check rule reading one is set aside while the overdue
+# amount is below the policy's credit.min_overdue_balance (tolerance).
+OVERDUE_FIELDS = frozenset({"overdue_amount", "overdue_invoice_count", "max_days_overdue", "collectable_days_overdue",
+                            "collectable_overdue_amount", "aging_bucket", "dunning_stage"})
 
 # Score factors the scorecard may use (all profile INT/PERCENT fields computed from history).
 SCORE_FACTORS = ("on_time_ratio", "avg_days_late", "years_as_customer", "broken_promises", "external_rating")
