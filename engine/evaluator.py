@@ -170,6 +170,14 @@ def evaluate_facts(policy, facts: Facts) -> Decision:
         "utilisation": _ratio_bp(fact["exposure"], limit),
         "utilisation_after_order": _ratio_bp(fact["exposure"] + fact["order_amount"], limit),
     })
+    # terms enforcement: an open invoice due later after its issue than the customer's terms allow
+    beyond = [s for s in facts.invoices if s.open_minor > 0 and (s.due_on - s.issued_on).days > terms.terms_days]
+    fact["invoices_beyond_terms"], fact["invoice_terms_exceeded"] = len(beyond), bool(beyond)
+    for s in beyond:
+        reasons.append(_reason("credit.terms_exceeded", "credit.limit",
+                               f"invoice {s.id} is due {(s.due_on - s.issued_on).days} days after its issue "
+                               f"({s.issued_on.isoformat()} → {s.due_on.isoformat()}), beyond the customer's "
+                               f"terms of {terms.terms_days} days"))
     fired_decision = _match(policy, DECISION, fact)
     fired_decision = _tolerated_checks(policy, fired_decision, fact, reasons)
     checks = [r for r in fired_decision if r.family == "credit.check"]

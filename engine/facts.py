@@ -488,6 +488,7 @@ def build_facts(case: dict, policy, as_of: dt.date, order_amount_minor: int | No
         "avg_days_late": (sum(late_days) * 2 + len(late_days)) // (2 * len(late_days)) if late_days else 0,
         "invoices_entering_medium": entering["medium"], "invoices_entering_long": entering["long"],
         "aging_worsened": False, "score_drop": 0,
+        "max_invoice_terms_days": max(((s.due_on - s.issued_on).days for s in open_states), default=0),
         "has_order": order_amount_minor is not None, "order_amount": order_amount_minor or 0,
     }
     return Facts(MappingProxyType(fact), tuple(states), as_of, customer["id"], customer["collector"],

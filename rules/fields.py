@@ -74,6 +74,7 @@ FIELDS: dict[str, FactField] = dict([
     _f("invoices_entering_long", INT, "invoices that crossed into the long bucket since the previous evaluation"),
     _f("aging_worsened", BOOL, "aging bucket is worse than at the previous evaluation"),
     _f("score_drop", INT, "previous credit score − current (negative when it rose)", nonnegative=False),
+    _f("max_invoice_terms_days", INT, "longest terms (due_on − issued_on, days) of an open invoice (0 when none)"),
     _f("has_order", BOOL, "an order amount was given (credit check)"),
     _f("order_amount", MONEY, "amount of the order being checked (0 without an order)"),
     # decision stage: exist once limits and the dunning stage are resolved
@@ -85,6 +86,9 @@ FIELDS: dict[str, FactField] = dict([
     _f("available_credit", MONEY, "limit − exposure (never below 0)", stage=DECISION),
     _f("utilisation", PERCENT, "exposure / limit, rounded up to 0.01 %", stage=DECISION),
     _f("utilisation_after_order", PERCENT, "(exposure + order) / limit, rounded up to 0.01 %", stage=DECISION),
+    _f("invoices_beyond_terms", INT, "open invoices whose terms (due_on − issued_on) exceed terms_days",
+       stage=DECISION),
+    _f("invoice_terms_exceeded", BOOL, "an open invoice is due later than terms_days after its issue", stage=DECISION),
 ])
 
 # Fields that say something is overdue: a credit check rule reading one is set aside while the overdue
