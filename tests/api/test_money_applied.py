@@ -39,3 +39,26 @@ def test_a_reminder_asks_only_for_what_the_prepayment_left_open(api):
     assert api.get("/v1/actions", role="backoffice", params={"customer": full}).json()["actions"] == []
     action, = api.get("/v1/actions", role="backoffice", params={"customer": part}).json()["actions"]
     assert (action["type"], action["amount"]) == ("payment_reminder", "300.00")
+
+
+def test_0_01_left_open_at_31_days_is_tolerated_by_the_work_queue_and_the_credit_check(api):
+    cid = api.customer(size="small")
+    api.event(cid, "payment_received", {"id": "PAY-T", "amount": "29999.99", "paid_on": day(-70)})   # prepaid
+    api.invoice(cid, "30000.00", issued=-61, due=-31)                    # 0.01 left open, 31 days overdue
+    r = api.post(f"/v1/customers/{cid}/evaluate", {}, role="controller")
+    d = r.json()["decision"]
+    assert d["dunning"]["stage"] == 0 and d["credit"]["overdue"] == "0.01", r.text
+    assert any(x["rule"] == "dunning.tolerance" for x in d["reasons"])
+    assert api.get("/v1/actions", role="backoffice", params={"customer": cid}).json()["actions"] == []
+    check = api.credit_check(cid, "1000.00")
+    assert check.status_code == 201 and check.json()["outcome"] == "approve", check.text
+
+
+def test_an_invoice_beyond_a_new_customer_s_terms_raises_an_alert_and_refers_the_order(api):
+    cid = api.customer(since=day(-100))                                    # new: 15-day terms
+    api.invoice(cid, "20000.00", issued=-5, due=80)                       # due 85 days after issue
+    check = api.credit_check(cid, "1000.00")
+    body = check.json()
+    assert check.status_code == 201 and body["outcome"] == "refer", check.text
+    r = api.get(f"/v1/customers/{cid}", role="sales").json()
+    assert [a["id"] for a in r["alerts"]] == ["alert.terms_exceeded"] and r["credit"]["terms_days"] == 15
