@@ -22,6 +22,7 @@ from rules.fields import show
 from rules.money import minor_display, minor_str, to_minor
 
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
+TERMS_FIELDS = {"invoice_terms_exceeded", "invoices_beyond_terms"}
 
 
 def parse_order(order, policy) -> tuple[int | None, str | None]:
@@ -170,10 +171,11 @@ def evaluate_facts(policy, facts: Facts) -> Decision:
         "utilisation": _ratio_bp(fact["exposure"], limit),
         "utilisation_after_order": _ratio_bp(fact["exposure"] + fact["order_amount"], limit),
     })
-    # terms enforcement: an open invoice due later after its issue than the customer's terms allow
+    # terms enforcement: an open invoice due later after its issue than the customer's terms allow. Its reasons
+    # only where the policy reads the fields, so a stored version without them replays byte-identically.
     beyond = [s for s in facts.invoices if s.open_minor > 0 and (s.due_on - s.issued_on).days > terms.terms_days]
     fact["invoices_beyond_terms"], fact["invoice_terms_exceeded"] = len(beyond), bool(beyond)
-    for s in beyond:
+    for s in beyond if TERMS_FIELDS & set(policy.phase_fields.get(DECISION, ())) else ():
         reasons.append(_reason("credit.terms_exceeded", "credit.limit",
                                f"invoice {s.id} is due {(s.due_on - s.issued_on).days} days after its issue "
                                f"({s.issued_on.isoformat()} → {s.due_on.isoformat()}), beyond the customer's "

@@ -63,3 +63,14 @@ def test_the_count_of_invoices_beyond_terms_is_a_decision_field(policy_text):
         assert d["credit"]["check"]["outcome"] == "reject"
         one = make_case(NEW, invoices=[invoice("A", "1000.00", issued=-5, due=55)])
         assert evaluate(variant, one, AS_OF, order="100.00").data["credit"]["check"]["outcome"] == "approve"
+
+
+def test_a_policy_that_does_not_read_the_terms_fields_gets_no_terms_reason(policy_text):
+    # a stored policy version from before terms enforcement replays byte-identically
+    text = edit(policy_text, "      when: {field: invoice_terms_exceeded, eq: true}\n      outcome: refer",
+                "      when: {field: order_amount, gt: 100000000}\n      outcome: refer")
+    text = edit(text, "    when: {field: invoice_terms_exceeded, eq: true}\n    severity: warning",
+                "    when: {field: order_amount, gt: 100000000}\n    severity: warning")
+    with compiled(text) as old:
+        d = evaluate(old, _case(85), AS_OF, order="1000.00").data
+    assert not [r for r in d["reasons"] if "terms_exceeded" in r["rule"]] and d["alerts"] == []
