@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from rules import credit, dunning, interest, repayment, review
+from rules import conditions, credit, dunning, interest, repayment, review
 from rules.classification import BAND_CLASSES, rank
 from rules.common import find_band
 from rules.scorecard import score as scorecard_score
@@ -17,11 +17,12 @@ from rules.scorecard import score as scorecard_score
 from .decision import Decision, canonical_json
 from .errors import InputError, InputInvalid
 from .facts import MAX_AMOUNT, Facts, build_facts, check_case, load_case
-from rules.fields import DECISION, FIELDS, PROFILE
+from rules.fields import DECISION, FIELDS, OVERDUE_FIELDS, PROFILE
 from rules.fields import show
 from rules.money import minor_display, minor_str, to_minor
 
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
+TERMS_FIELDS = {"invoice_terms_exceeded", "invoices_beyond_terms"}
 
 
 def parse_order(order, policy) -> tuple[int | None, str | None]:
@@ -117,6 +118,11 @@ def evaluate_facts(policy, facts: Facts) -> Decision:
                                   > rank(policy.band_classes, "aging_bucket", facts.previous_bucket))
     if facts.previous_score is not None:
         fact["score_drop"] = facts.previous_score - fact["credit_score"]
+    for (kind, ident, dated), invoice_id, amount, day in facts.applied_later:
+        reasons.append(_reason("credit.unapplied_cash", "credit.limit",
+                               f"unapplied {kind.replace('_', ' ')} {ident} of {dated.isoformat()}: "
+                               f"{minor_display(amount, exp)} applied to invoice {invoice_id} on its issue "
+                               f"{day.isoformat()} (oldest open invoice first)"))
     for invoice_id, why in facts.pauses:
         reasons.append(_reason("dunning.pause", "dunning", f"collection of invoice {invoice_id} paused: {why}"))
     for kind, ident, day in facts.breaches:
@@ -128,6 +134,7 @@ def evaluate_facts(policy, facts: Facts) -> Decision:
     fired_profile = _match(policy, PROFILE, fact)
     terms = credit.resolve_terms([r for r in fired_profile if r.family == "credit.limit"])
     target, entry_day, entries = dunning.resolve_stage(fired_profile)
+    target, entry_day, entries = _tolerated_stage(policy, fired_profile, fact, (target, entry_day, entries), reasons)
     skip = any(r.get("skip") for r in entries)
     state = facts.dunning_state
     if state is None:
@@ -178,7 +185,17 @@ def evaluate_facts(policy, facts: Facts) -> Decision:
         "utilisation": _ratio_bp(fact["exposure"], limit),
         "utilisation_after_order": _ratio_bp(fact["exposure"] + fact["order_amount"], limit),
     })
+    # terms enforcement: an open invoice due later after its issue than the customer's terms allow. Its reasons
+    # only where the policy reads the fields, so a stored version without them replays byte-identically.
+    beyond = [s for s in facts.invoices if s.open_minor > 0 and (s.due_on - s.issued_on).days > terms.terms_days]
+    fact["invoices_beyond_terms"], fact["invoice_terms_exceeded"] = len(beyond), bool(beyond)
+    for s in beyond if TERMS_FIELDS & set(policy.phase_fields.get(DECISION, ())) else ():
+        reasons.append(_reason("credit.terms_exceeded", "credit.limit",
+                               f"invoice {s.id} is due {(s.due_on - s.issued_on).days} days after its issue "
+                               f"({s.issued_on.isoformat()} → {s.due_on.isoformat()}), beyond the customer's "
+                               f"terms of {terms.terms_days} days"))
     fired_decision = _match(policy, DECISION, fact)
+    fired_decision = _tolerated_checks(policy, fired_decision, fact, reasons)
     checks = [r for r in fired_decision if r.family == "credit.check"]
     alerts = [r for r in fired_decision if r.family == "alerts"]
     decision_messages = {}        # the fact does not change after this: alerts reuse their message
@@ -201,6 +218,11 @@ def evaluate_facts(policy, facts: Facts) -> Decision:
     if grant is not None:          # only with a grant in force: every other decision stays byte-identical
         credit_out["granted"] = {"limit": minor_str(grant[0], exp), "until": grant[1].isoformat() if grant[1] else None,
                                  "granted_by": grant[2]}
+    if facts.applied_later:         # where unapplied cash went (absent when none was applied later)
+        credit_out["cash_applied"] = [{"source": kind, "source_id": ident, "source_date": dated.isoformat(),
+                                       "invoice_id": invoice_id, "amount": minor_str(amount, exp),
+                                       "applied_on": day.isoformat()}
+                                      for (kind, ident, dated), invoice_id, amount, day in facts.applied_later]
     if fact["has_order"]:
         outcome, conditions = credit.check_outcome(checks)
         credit_out["check"] = {
@@ -284,6 +306,42 @@ def evaluate_facts(policy, facts: Facts) -> Decision:
         "reasons": reasons,
     }
     return Decision(canonical_json(body))
+
+
+def _tolerated_stage(policy, fired_profile, fact, resolved, reasons):
+    """The stage after the tolerance: a stage whose `min_balance` the collectable overdue amount does not
+    reach is not entered; the customer stays in the highest lower stage whose entry matched (or 0)."""
+    target, entry_day, entries = resolved
+    stages = policy.content["dunning"]["stages"]
+    amount, exp = fact["collectable_overdue_amount"], policy.exponent
+    skipped = []
+    while target and amount < stages[target - 1].get("min_balance", 0):
+        skipped.append((target, stages[target - 1]["min_balance"]))
+        lower = [r for r in fired_profile if r.family == "dunning.stage" and r.get("stage") < target]
+        target, entry_day, entries = dunning.resolve_stage(lower)
+    for stage, minimum in skipped:
+        reasons.append(_reason("dunning.tolerance", "dunning",
+                               f"collectable overdue {minor_display(amount, exp)} is below stage {stage}'s minimum "
+                               f"balance {minor_display(minimum, exp)} (tolerance): stage {stage} not entered"))
+    return target, entry_day, entries
+
+
+def _tolerated_checks(policy, fired_decision, fact, reasons):
+    """Set aside the credit check rules that read an overdue field while the overdue amount is above 0 and
+    below the policy's `credit.min_overdue_balance` (tolerance): such a balance blocks no order."""
+    minimum = policy.content["credit"].get("min_overdue_balance")
+    if minimum is None or not fact["has_order"] or not 0 < fact["overdue_amount"] < minimum:
+        return fired_decision
+    kept = []
+    for r in fired_decision:
+        if r.family == "credit.check" and conditions.fields_used(r.condition) & OVERDUE_FIELDS:
+            reasons.append(_reason("credit.tolerance", "credit.check",
+                                   f"{r.id} set aside: overdue {minor_display(fact['overdue_amount'], policy.exponent)}"
+                                   f" is below the credit check's tolerance "
+                                   f"{minor_display(minimum, policy.exponent)}"))
+            continue
+        kept.append(r)
+    return kept
 
 
 def _message(policy, rule, fact, extra) -> str:

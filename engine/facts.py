@@ -321,6 +321,7 @@ class Facts:
     dunning_state: tuple | None = None       # (stage, entered_on) kept by the ledger, or None (stateless)
     approved: tuple = (None, None)           # (limit minor units, terms days) approved on the credit file
     grant: tuple | None = None               # (limit minor units, last day or None, granted by) in place of the policy's
+    applied_later: tuple = ()       # ((kind, id, dated), invoice_id, minor, day): unapplied cash applied to a later invoice
 
 
 def _full_years(start: dt.date, end: dt.date) -> int:
@@ -348,10 +349,24 @@ def build_facts(case: dict, policy, as_of: dt.date, order_amount_minor: int | No
                 settled_on[invoice_id] = day
         return amount - take
 
-    items = [(c["issued_on"], 0, n, c, False) for n, c in enumerate(case["credit_notes"]) if c["issued_on"] <= as_of]
+    # in date order: an invoice's issue (first on its day), credit notes, payments
+    items = [(i["issued_on"], -1, n, i, None) for n, i in enumerate(invoices)]
+    items += [(c["issued_on"], 0, n, c, False) for n, c in enumerate(case["credit_notes"]) if c["issued_on"] <= as_of]
     items += [(p["paid_on"], 1, n, p, True) for n, p in enumerate(case["payments"]) if p["paid_on"] <= as_of]
-    unapplied = 0
-    for day, _, _, item, is_payment in sorted(items, key=lambda t: t[:3]):
+    pool: list[list] = []           # unapplied cash and credit, oldest first: [minor, is_payment, source]
+    applied_later: list[tuple] = []  # (source, invoice, minor, day): unapplied cash applied once its invoice existed
+    for day, order, n, item, is_payment in sorted(items, key=lambda t: t[:3]):
+        if order < 0:                               # a new invoice: unapplied cash pays the oldest open first
+            for entry in pool:
+                for inv in invoices:
+                    if entry[0] <= 0:
+                        break
+                    if inv["issued_on"] <= day and open_minor[inv["id"]] > 0:
+                        rest = reduce(inv["id"], entry[0], day, entry[1])
+                        applied_later.append((entry[2], inv["id"], entry[0] - rest, day))
+                        entry[0] = rest
+            pool = [entry for entry in pool if entry[0] > 0]
+            continue
         rest = item["amount_minor"]
         target = item.get("invoice_id")
         if target is not None and target in open_minor:
@@ -361,7 +376,10 @@ def build_facts(case: dict, policy, as_of: dt.date, order_amount_minor: int | No
                 break
             if inv["issued_on"] <= day:
                 rest = reduce(inv["id"], rest, day, is_payment)
-        unapplied += rest
+        if rest > 0:
+            source = item["id"] or (f"payment{n}" if is_payment else f"credit_note{n}")
+            pool.append([rest, is_payment, ("payment" if is_payment else "credit_note", source, day)])
+    unapplied = sum(entry[0] for entry in pool)
 
     disputed = {d["invoice_id"] for d in case["disputes"]
                 if d["opened_on"] <= as_of and (d["resolved_on"] is None or d["resolved_on"] > as_of)}
@@ -369,7 +387,12 @@ def build_facts(case: dict, policy, as_of: dt.date, order_amount_minor: int | No
     def paid_between(invoice_ids, start, end) -> int:
         return sum(a for inv, a, day in allocations if start <= day <= end and (invoice_ids is None or inv in invoice_ids))
 
-    # promises to pay: open (pauses), kept, or broken (resumes collection, counts against the score)
+    def received_between(start, end) -> int:
+        return sum(p["amount_minor"] for p in case["payments"] if start <= p["paid_on"] <= end)
+
+    # promises to pay: open (pauses), kept, or broken (resumes collection, counts against the score). A promise
+    # is kept by the cash received from the day it was made to its date + tolerance, whatever invoice that cash
+    # was allocated to (docs/dunning.md): a customer who paid what was promised kept the promise.
     grace = tolerance or 0
     promise_paused: set = set()
     broken_promises, breaches = 0, []
@@ -379,7 +402,7 @@ def build_facts(case: dict, policy, as_of: dt.date, order_amount_minor: int | No
             continue
         scope = {p["invoice_id"]} if p["invoice_id"] else None
         deadline = p["promised_on"] + dt.timedelta(days=grace)
-        kept = paid_between(scope, p["made_on"], min(deadline, as_of)) >= p["amount_minor"]
+        kept = received_between(p["made_on"], min(deadline, as_of)) >= p["amount_minor"]
         if kept:
             continue
         if as_of <= deadline:
@@ -468,6 +491,7 @@ def build_facts(case: dict, policy, as_of: dt.date, order_amount_minor: int | No
         "open_invoice_count": len(open_states), "overdue_invoice_count": len(overdue),
         "max_days_overdue": max((s.days_overdue for s in overdue), default=0),
         "collectable_days_overdue": anchor.days_overdue if anchor else 0,
+        "collectable_overdue_amount": sum(s.open_minor for s in collectable),
         "disputed_invoice_count": sum(1 for s in open_states if s.disputed),
         "paused_invoice_count": len(pauses),
         "open_promise_count": len(promise_paused & {s.id for s in open_states}),
@@ -479,6 +503,7 @@ def build_facts(case: dict, policy, as_of: dt.date, order_amount_minor: int | No
         "avg_days_late": (sum(late_days) * 2 + len(late_days)) // (2 * len(late_days)) if late_days else 0,
         "invoices_entering_medium": entering["medium"], "invoices_entering_long": entering["long"],
         "aging_worsened": False, "score_drop": 0,
+        "max_invoice_terms_days": max(((s.due_on - s.issued_on).days for s in open_states), default=0),
         "has_order": order_amount_minor is not None, "order_amount": order_amount_minor or 0,
     }
     return Facts(MappingProxyType(fact), tuple(states), as_of, customer["id"], customer["collector"],
@@ -487,7 +512,7 @@ def build_facts(case: dict, policy, as_of: dt.date, order_amount_minor: int | No
                  previous["credit_score"] if previous else None, tuple(pauses), tuple(breaches),
                  (case["dunning"]["stage"], case["dunning"]["entered_on"]) if case.get("dunning") else None,
                  (customer.get("approved_limit_minor"), customer.get("approved_terms_days")),
-                 _grant(case.get("grant")))
+                 _grant(case.get("grant")), tuple(applied_later))
 
 
 def _grant(grant: dict | None) -> tuple | None:

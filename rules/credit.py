@@ -40,6 +40,9 @@ class CreditSchema(StrictSchema):
     # the longest an approved order's amount is held against the limit (the service's default: 30 days);
     # no load_default, so a policy that does not say it keeps its version
     reservation_days = fields.Integer(strict=True, validate=validate.Range(min=1, max=365))
+    # tolerance: an overdue amount below this does not count against an order — the check rules that read
+    # an overdue field (OVERDUE_FIELDS) are set aside; no default, so a policy without it keeps its version
+    min_overdue_balance = Money()
 
 
 def build(ctx, raw: dict, path) -> list[Rule]:

@@ -17,7 +17,7 @@ from marshmallow import fields, validate
 from . import conditions
 from .fields import PROFILE
 
-from .common import RULE_ID, Rule, RuleSchema, StrictSchema, rule_condition
+from .common import RULE_ID, Money, Rule, RuleSchema, StrictSchema, rule_condition
 
 MANUAL_CHANNELS = ("phone", "visit", "letter", "lawyer", "legal", "internal")
 CHANNELS = ("email", "sms") + MANUAL_CHANNELS
@@ -68,6 +68,8 @@ class StageSchema(StrictSchema):
     cadence_days = fields.Integer(strict=True, required=True, validate=validate.Range(min=1, max=365))
     entry = fields.List(fields.Nested(EntrySchema), required=True, validate=validate.Length(min=1))
     actions = fields.List(fields.Nested(ActionSchema), required=True, validate=validate.Length(min=1))
+    # tolerance: the stage is entered only when the collectable overdue amount is at least this (no default)
+    min_balance = Money()
 
 
 class DunningSchema(StrictSchema):

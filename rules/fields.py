@@ -60,6 +60,7 @@ FIELDS: dict[str, FactField] = dict([
     _f("overdue_invoice_count", INT, "open invoices past due"),
     _f("max_days_overdue", INT, "days overdue of the most overdue open invoice (0 when none)"),
     _f("collectable_days_overdue", INT, "days overdue of the most overdue invoice not paused (dunning anchor)"),
+    _f("collectable_overdue_amount", MONEY, "sum of open balances past due whose collection is not paused"),
     _f("disputed_invoice_count", INT, "open invoices under an open dispute"),
     _f("paused_invoice_count", INT, "overdue invoices whose collection is paused"),
     _f("open_promise_count", INT, "promises to pay still open (date + tolerance not passed)"),
@@ -73,6 +74,7 @@ FIELDS: dict[str, FactField] = dict([
     _f("invoices_entering_long", INT, "invoices that crossed into the long bucket since the previous evaluation"),
     _f("aging_worsened", BOOL, "aging bucket is worse than at the previous evaluation"),
     _f("score_drop", INT, "previous credit score − current (negative when it rose)", nonnegative=False),
+    _f("max_invoice_terms_days", INT, "longest terms (due_on − issued_on, days) of an open invoice (0 when none)"),
     _f("has_order", BOOL, "an order amount was given (credit check)"),
     _f("order_amount", MONEY, "amount of the order being checked (0 without an order)"),
     # decision stage: exist once limits and the dunning stage are resolved
@@ -84,7 +86,15 @@ FIELDS: dict[str, FactField] = dict([
     _f("available_credit", MONEY, "limit − exposure (never below 0)", stage=DECISION),
     _f("utilisation", PERCENT, "exposure / limit, rounded up to 0.01 %", stage=DECISION),
     _f("utilisation_after_order", PERCENT, "(exposure + order) / limit, rounded up to 0.01 %", stage=DECISION),
+    _f("invoices_beyond_terms", INT, "open invoices whose terms (due_on − issued_on) exceed terms_days",
+       stage=DECISION),
+    _f("invoice_terms_exceeded", BOOL, "an open invoice is due later than terms_days after its issue", stage=DECISION),
 ])
+
+# Fields that say something is overdue: a credit check rule reading one is set aside while the overdue
+# amount is below the policy's credit.min_overdue_balance (tolerance).
+OVERDUE_FIELDS = frozenset({"overdue_amount", "overdue_invoice_count", "max_days_overdue", "collectable_days_overdue",
+                            "collectable_overdue_amount", "aging_bucket", "dunning_stage"})
 
 # Score factors the scorecard may use (all profile INT/PERCENT fields computed from history).
 SCORE_FACTORS = ("on_time_ratio", "avg_days_late", "years_as_customer", "broken_promises", "external_rating")

@@ -39,13 +39,16 @@ def test_a_payment_larger_than_its_invoice_spills_over_to_the_oldest_other_invoi
     assert open_balances(facts_for(policy, case)) == {"A": 50000, "B": 100000, "C": 0}
 
 
-def test_an_unallocated_payment_does_not_touch_invoices_issued_after_it(policy):
+def test_an_unallocated_payment_left_over_applies_to_an_invoice_issued_after_it(policy):
+    # issue 11: cash received before its invoice is applied once the invoice exists (it used to stay unapplied)
     case = make_case(invoices=[invoice("EARLY", "100.00", due=10, issued=-20),
                                invoice("LATE", "100.00", due=20, issued=-2)],
                      payments=[payment("150.00", on=-5)])
     facts = facts_for(policy, case)
-    assert open_balances(facts) == {"EARLY": 0, "LATE": 10000}
-    assert facts.unapplied_minor == 5000
+    assert open_balances(facts) == {"EARLY": 0, "LATE": 5000}
+    assert facts.unapplied_minor == 0
+    assert facts.applied_later == ((("payment", "payment0", dt.date(2026, 11, 17)), "LATE", 5000,
+                                    dt.date(2026, 11, 20)),)
 
 
 def test_an_overpayment_becomes_unapplied_cash(policy):

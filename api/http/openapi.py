@@ -24,6 +24,7 @@ from .schemas import (
     EventRequest,
     PolicyTextRequest,
     HoldRequest,
+    CollectionRecordRequest,
     ReferralExpireRequest,
     ReferralRejectRequest,
     ReferralReleaseRequest,
@@ -293,6 +294,23 @@ def _governance_paths(s, ref) -> None:
             (400, 401, 403, 404, 409, 422)), 200, decided)})
 
 
+COLLECTION_RECORD = {"type": "object", "properties": {
+    "customer_id": {"type": "string"}, "decision_id": {"type": "string"}, "seq": {"type": "integer"},
+    "action_id": {"type": "integer", "nullable": True}, "invoice_id": _TEXT_OR_NULL, "type": {"type": "string"},
+    "channel": {"type": "string"}, "outcome": {"type": "string"}, "note": _TEXT_OR_NULL,
+    "actor": {"type": "string"}, "at": {"type": "string", "format": "date-time"}}}
+
+
+def _collection_record_paths(s, ref) -> None:
+    """Collection records (催收记录) logged without a prior action (api/service/collection_records.py)."""
+    s.components.schema("CollectionRecordRequest", schema=CollectionRecordRequest)
+    s.path("/v1/customers/{customer_id}/collection-records", operations={
+        "post": _answer(_op("Log a contact made without a prior action (channel, outcome, note, time): a record in "
+                            "the customer's hash chain, verified by GET /v1/audit/verify", "actions:write",
+                            ref("CollectionRecordRequest"), 201, [_path("customer_id")], "actions",
+                            (400, 401, 403, 404, 422)), 201, COLLECTION_RECORD)})
+
+
 def _report_paths(s) -> None:
     """Portfolio reports and statements of account (api/routes/reports.py)."""
     date = {"type": "string", "format": "date"}
@@ -533,6 +551,7 @@ def spec() -> dict:
     _referral_paths(s, ref)
     _hold_paths(s, ref)
     _governance_paths(s, ref)
+    _collection_record_paths(s, ref)
     s.path("/v1/reviews", operations={
         "get": _op("Review proposals waiting for a controller (limit or terms increases)", "reviews:read", None, 200,
                    (), "reviews", (401, 403)),

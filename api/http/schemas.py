@@ -216,3 +216,19 @@ class GroupMemberRequest(_Strict):
     group_id = fields.String(required=True, allow_none=True, validate=validate.Length(min=1, max=128),
                              metadata={"description": "the group to join; null leaves the customer's group"})
     reason = fields.String(required=True, validate=[validate.Length(min=1, max=2000), _not_blank])
+
+
+def _in_date_range(value) -> None:
+    if not DATE_MIN <= value.date() <= DATE_MAX:
+        raise ValidationError(DATE_RANGE_MESSAGE)
+
+
+class CollectionRecordRequest(_Strict):
+    """A contact logged without a prior action (POST /v1/customers/{id}/collection-records)."""
+    channel = fields.String(required=True, validate=[validate.Length(min=1, max=32), _not_blank])
+    outcome = fields.String(required=True, validate=[validate.Length(min=1, max=64), _not_blank])
+    note = fields.String(load_default=None, validate=validate.Length(max=4000))
+    invoice_id = fields.String(load_default=None, validate=validate.Length(min=1, max=128))
+    at = fields.DateTime(load_default=None, validate=_in_date_range,
+                         metadata={"description": "when the contact happened (ISO date-time, UTC when no offset); "
+                                                  "now when omitted; never in the future"})

@@ -7,6 +7,7 @@ from rules.money import minor_str
 
 from ..errors import conflict, not_found
 from ..store.tables import Action, Delivery
+from .collection_records import append_record
 
 MAX_ACTION_ID = 2**31 - 1                                    # actions.id is a 32-bit integer
 
@@ -47,7 +48,8 @@ def action_view(a: Action) -> dict:
             "completed_by": a.completed_by, "decision_id": a.decision_id}
 
 
-def complete_action(ctx, action_id: int, body: dict, actor: str) -> dict:
+def complete_action(ctx, action_id: int, body: dict, actor: str, request_id: str | None = None) -> dict:
+    """Record an action's outcome; the collection record is chained in the customer's trail (evidence)."""
     if not 0 < action_id <= MAX_ACTION_ID:          # beyond the id column: cannot exist
         raise not_found("action", action_id)
     with ctx.tx() as s:
@@ -60,4 +62,10 @@ def complete_action(ctx, action_id: int, body: dict, actor: str) -> dict:
         if body.get("channel"):
             a.channel = body["channel"]
         a.completed_at, a.completed_by = ctx.clock(), actor
-        return action_view(a)
+        view = action_view(a)
+        evidence = {"action_id": a.id, "invoice_id": a.invoice_id, "type": a.type, "channel": a.channel,
+                    "outcome": a.outcome, "note": a.note, "at": a.completed_at, "stage": a.stage,
+                    "amount": view["amount"]}
+        view["record_id"] = append_record(ctx, s, a.customer_id, evidence, actor=actor,
+                                          request_id=request_id or f"action:{a.id}")["decision_id"]
+        return view

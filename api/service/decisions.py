@@ -25,6 +25,8 @@ _NOT_REPLAYABLE = {
        "facts and reason are the record" for step in ("release", "reject", "expire")},
     **{kind: "placing or lifting a credit hold is a controller's act, not an evaluation: the record holds it"
        for kind in ("hold_set", "hold_lift")},
+    "collection_record": "a collection record (催收记录) is evidence of a contact, not an evaluation: the record "
+                         "holds it",
 }
 
 

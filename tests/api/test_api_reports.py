@@ -10,7 +10,8 @@ current ≤ 0 < short ≤ 30 < medium ≤ 90 < long days overdue, tiers small < 
   R-B services/remote       B3  2,000 issued −90  due −30    settled by 2,000 unallocated cash on −20 (oldest due)
                             B1  5,000 issued −45  due −15    disputed since −10
                             B2  3,000 issued −35  due −5     credit note 1,000 on −3
-  R-C manufacturing/remote  300 paid on −30 before any invoice (unapplied); C1 120,000 issued −20 due +10
+  R-C manufacturing/remote  300 paid on −30 before any invoice (unapplied until C1 exists); C1 120,300 issued −20
+                            due +10, the 300 applied to it on its issue (120,000 open)
   R-D retail_mall/local     D1  1,000 issued −89  due −10    paid in full on −9
 """
 from __future__ import annotations
@@ -59,7 +60,7 @@ def book(backend):
         api.event(b, "credit_note", {"id": "CNB", "invoice_id": "B2", "amount": "1000.00", "issued_on": day(-3)})
         c = api.customer("R-C", name="Gamma Works", industry="manufacturing", region="remote")
         api.event(c, "payment_received", {"id": "PC", "amount": "300.00", "paid_on": day(-30)})
-        api.invoice(c, "120000.00", issued=-20, due=10, invoice_id="C1")
+        api.invoice(c, "120300.00", issued=-20, due=10, invoice_id="C1")
         d = api.customer("R-D", name="Delta Mall", industry="retail_mall", region="local")
         api.invoice(d, "1000.00", issued=-89, due=-10, invoice_id="D1")
         api.event(d, "payment_received", {"id": "PD", "invoice_id": "D1", "amount": "1000.00", "paid_on": day(-9)})
@@ -95,10 +96,10 @@ def test_aging_today_per_customer_segment_and_total(book):
         "7000.00", _buckets(short="7000.00"), "small", "short", 15, 2)
     assert (rows["R-C"]["outstanding"], rows["R-C"]["overdue"], rows["R-C"]["buckets"], rows["R-C"]["amount_tier"],
             rows["R-C"]["aging_bucket"], rows["R-C"]["unapplied"]) == (
-        "120000.00", "0.00", _buckets(current="120000.00"), "large", "current", "300.00")
+        "120000.00", "0.00", _buckets(current="120000.00"), "large", "current", "0.00")
 
     assert rep["total"] == {"customers": 3, "outstanding": "207000.00", "overdue": "77000.00", "open_invoices": 6,
-                            "unapplied": "300.00",
+                            "unapplied": "0.00",
                             "buckets": _buckets("130000.00", "7000.00", "20000.00", "50000.00")}
     seg = {dim: {s["key"]: s for s in rep["segments"][dim]} for dim in ("industry", "region", "amount_tier")}
     assert list(seg["amount_tier"]) == ["small", "medium", "large"]
@@ -153,7 +154,7 @@ def test_aging_csv(book):
         ["R-B", "Beta Services", "services", "remote", "small", "short", "15", "2", "7000.00", "7000.00",
          "0.00", "7000.00", "0.00", "0.00", "0.00"],
         ["R-C", "Gamma Works", "manufacturing", "remote", "large", "current", "0", "1", "120000.00", "0.00",
-         "120000.00", "0.00", "0.00", "0.00", "300.00"]]
+         "120000.00", "0.00", "0.00", "0.00", "0.00"]]
     # an empty book still names its columns
     empty = _ok(book.get("/v1/reports/aging", params={"as_of": "2000-01-01", "format": "csv"}), "text/csv")
     assert list(csv.reader(io.StringIO(empty))) == [rows[0]]
@@ -278,9 +279,9 @@ def test_overdue_limit_keeps_the_most_overdue_and_counts_all(book):
 
 # ------------------------------------------------------------------------------------------------ DSO
 @pytest.mark.parametrize("days, sales, invoices, dso", [
-    (90, "179000.00", 6, "104.08"),     # A2 A3 B1 B2 C1 and D1 (issued −89); not A1 (−130) nor B3 (−90)
-    (89, "178000.00", 5, "103.50"),     # D1 (−89) falls out: 207000 × 89 / 178000 = 103.5
-    (30, "130000.00", 2, "47.77"),      # A3 C1: 207000 × 30 / 130000 = 47.769…
+    (90, "179300.00", 6, "103.90"),     # A2 A3 B1 B2 C1 and D1 (issued −89); not A1 (−130) nor B3 (−90)
+    (89, "178300.00", 5, "103.33"),     # D1 (−89) falls out: 207000 × 89 / 178300 = 103.325…
+    (30, "130300.00", 2, "47.66"),      # A3 C1: 207000 × 30 / 130300 = 47.659…
 ])
 def test_dso(book, days, sales, invoices, dso):
     rep = _ok(book.get("/v1/reports/dso", params={"as_of": day(0), "days": days}, role="controller"))
@@ -288,12 +289,12 @@ def test_dso(book, days, sales, invoices, dso):
         "207000.00", sales, invoices, dso)
     assert rep["window"] == {"from": day(-(days - 1)), "to": day(0)}
     assert rep["formula"] == "DSO = receivables at as_of / credit sales in the last N days × N"
-    assert rep["unapplied"] == "300.00" and rep["days"] == days
+    assert rep["unapplied"] == "0.00" and rep["days"] == days
 
 
 def test_dso_defaults_and_no_sales(book):
     rep = _ok(book.get("/v1/reports/dso"))
-    assert (rep["as_of"], rep["days"], rep["dso_days"]) == ("2026-12-15", 90, "104.08")
+    assert (rep["as_of"], rep["days"], rep["dso_days"]) == ("2026-12-15", 90, "103.90")
     none = _ok(book.get("/v1/reports/dso", params={"as_of": day(-200)}))
     assert (none["receivables"], none["credit_sales"], none["dso_days"]) == ("0.00", "0.00", None)
 
@@ -383,14 +384,17 @@ def test_statement_period_includes_both_end_days(book):
         ("B1", "5000.00", -5), ("B2", "3000.00", -15)]               # B3 settled that day; nothing due yet
 
 
-def test_statement_with_unapplied_cash_reconciles(book):
+def test_statement_with_cash_paid_before_its_invoice_reconciles(book):
     st = _statement(book, "R-C", day(-30), day(0))
     assert st["opening_balance"] == "0.00"
     assert [(ln["type"], ln["reference"], ln["balance"]) for ln in st["lines"]] == [
-        ("payment", "PC", "-300.00"), ("invoice", "C1", "119700.00")]
-    assert st["closing_balance"] == "119700.00"
-    assert st["reconciliation"] == {"open_invoices_total": "120000.00", "unapplied": "300.00", "difference": "0.00",
+        ("payment", "PC", "-300.00"), ("invoice", "C1", "120000.00")]
+    assert st["closing_balance"] == "120000.00"
+    # the 300 paid before C1 was applied to it (issue 11): the open items and the transactions agree
+    assert st["reconciliation"] == {"open_invoices_total": "120000.00", "unapplied": "0.00", "difference": "0.00",
                                     "rule": "closing_balance = open invoices at `to` − unapplied payments and credits"}
+    before = _statement(book, "R-C", day(-30), day(-25))       # before C1 existed, the cash was unapplied
+    assert (before["closing_balance"], before["reconciliation"]["unapplied"]) == ("-300.00", "300.00")
 
 
 @pytest.mark.parametrize("as_of", [day(0), day(-30), day(-60)])

@@ -4,7 +4,7 @@ from flask import Blueprint, Response, current_app, request
 
 from ...documents.render import default_folder
 from ...service import actions, documents
-from ..request import actor, ctx, current_key, json_body, json_response
+from ..request import actor, ctx, current_key, json_body, json_response, request_id
 from ..schemas import ActionCompleteRequest, ActionQuery
 
 bp = Blueprint("actions", __name__)
@@ -22,7 +22,7 @@ def list_actions():
 def complete(action_id):
     current_key("actions:write")
     body = ActionCompleteRequest().load(json_body())
-    return json_response(actions.complete_action(ctx(), action_id, body, actor()))
+    return json_response(actions.complete_action(ctx(), action_id, body, actor(), request_id()))
 
 
 @bp.get("/actions/<int:action_id>/document")

@@ -1,9 +1,10 @@
 from flask import Blueprint, request
 
 from ...errors import invalid
-from ...service import contacts, customers
+from ...service import collection_records, contacts, customers
 from ...service.validation import check_dates
-from ..request import ctx, current_key, json_body, json_response
+from ..request import actor, ctx, current_key, json_body, json_response, request_id
+from ..schemas import CollectionRecordRequest
 
 bp = Blueprint("customers", __name__)
 
@@ -39,3 +40,11 @@ def get_contacts(customer_id):
 def put_contacts(customer_id):
     current_key("contacts:write")
     return json_response(contacts.replace_contacts(ctx(), customer_id, json_body()))
+
+
+@bp.post("/customers/<customer_id>/collection-records")
+def log_collection_record(customer_id):
+    """A contact made without a prior action (催收记录), chained in the customer's trail as evidence."""
+    current_key("actions:write")
+    req = CollectionRecordRequest().load(json_body())
+    return json_response(collection_records.log_contact(ctx(), customer_id, req, actor(), request_id()), 201)
