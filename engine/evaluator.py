@@ -197,6 +197,7 @@ def evaluate_facts(policy, facts: Facts) -> Decision:
     # 5. dunning actions due on as_of
     actions = _reminders(policy, facts, exp)
     stage_info = None
+    action_owners: list[dict] = []
     if stage and entered_on is None:
         stage_info = {"name": policy.dunning.stages[stage - 1].name, "target_stage": target, "skip": skip,
                       "paused": True, "entered_at_days_overdue": None, "entered_on": None, "days_in_stage": None,
@@ -208,15 +209,23 @@ def evaluate_facts(policy, facts: Facts) -> Decision:
         days_in_stage = (facts.as_of - entered_on).days
         wait = (-days_in_stage) % stage_def.cadence_days
         anchor = next(s for s in facts.invoices if s.id == facts.anchor_invoice)
-        if wait == 0:
-            for action in stage_def.actions:
-                if action.conditional and action.id not in fired_actions:
-                    continue
-                actions.append({
-                    "id": action.id, "type": action.type, "channel": action.channel, "stage": stage,
-                    "owner": dunning.resolve_owner(owner_rules, action.channel, action.owner, facts.collector),
-                    "invoice_id": anchor.id, "amount": minor_str(anchor.open_minor, exp),
-                    "due_on": facts.as_of.isoformat()})
+        taken = None if facts.actions_taken is None else tuple(
+            (kind, is_open) for kind, in_stage, due_on, is_open in facts.actions_taken
+            if in_stage == stage and entered_on <= due_on < facts.as_of)
+        action_owners = []
+        for action in stage_def.actions:
+            if action.conditional and action.id not in fired_actions:
+                continue
+            if not dunning.action_due(action, days_in_stage, stage_def.cadence_days,
+                                      fact["collectable_days_overdue"], taken):
+                continue
+            owner, owner_rule = dunning.owner_of(owner_rules, action.channel, action.owner, facts.collector, stage)
+            actions.append({
+                "id": action.id, "type": action.type, "channel": action.channel, "stage": stage,
+                "owner": owner, "invoice_id": anchor.id, "amount": minor_str(anchor.open_minor, exp),
+                "due_on": facts.as_of.isoformat()})
+            action_owners.append({"action": action.id, "owner": owner, "rule": owner_rule or action.id,
+                                  "automated": owner == "automated"})
         stage_info = {"name": stage_def.name, "target_stage": target, "skip": skip, "paused": False,
                       "entered_at_days_overdue": entry_day, "entered_on": entered_on.isoformat(),
                       "days_in_stage": days_in_stage, "cadence_days": stage_def.cadence_days,
@@ -231,6 +240,9 @@ def evaluate_facts(policy, facts: Facts) -> Decision:
                                       "paused": s.paused} for s in facts.invoices if s.open_minor > 0],
                    "paused": [{"invoice_id": i, "reason": why} for i, why in facts.pauses],
                    "actions": actions}
+    if action_owners:
+        # who works each stage action and which rule said so (an action naming its owner: the action)
+        dunning_out["action_owners"] = action_owners
 
     # 6. interest, repayment, review, segments, alerts
     open_invoices = [s for s in facts.invoices if s.open_minor > 0]

@@ -143,10 +143,20 @@ class PreviousSchema(_Strict):
                                   validate=validate.Range(min=0, max=100))
 
 
+class TakenActionSchema(_Strict):
+    """A stage action already created in the current stage episode (before as_of); `open` while not done."""
+    type = fields.String(required=True)
+    stage = fields.Integer(strict=True, required=True, validate=validate.Range(min=1, max=9))
+    due_on = fields.Date(required=True)
+    open = fields.Boolean(load_default=False)
+
+
 class DunningStateSchema(_Strict):
     """Where the collection workflow stands (kept by the ledger, see docs/dunning.md)."""
     stage = fields.Integer(strict=True, required=True, validate=validate.Range(min=0, max=9))
     entered_on = fields.Date(load_default=None, allow_none=True)
+    # absent: not known, so `once` actions fall due on their first day only (docs/dunning.md)
+    actions = fields.List(fields.Nested(TakenActionSchema), load_default=None, allow_none=True)
 
 
 class CaseSchema(_Strict):
@@ -306,6 +316,7 @@ class Facts:
     breaches: tuple = field(default=())      # (kind, id, breach date)
     dunning_state: tuple | None = None       # (stage, entered_on) kept by the ledger, or None (stateless)
     approved: tuple = (None, None)           # (limit minor units, terms days) approved on the credit file
+    actions_taken: tuple | None = None       # ((type, stage, due_on, open), ...) of the episode, or None (not known)
 
 
 def _full_years(start: dt.date, end: dt.date) -> int:
@@ -471,4 +482,11 @@ def build_facts(case: dict, policy, as_of: dt.date, order_amount_minor: int | No
                  prev_as_of, previous["aging_bucket"] if previous else None,
                  previous["credit_score"] if previous else None, tuple(pauses), tuple(breaches),
                  (case["dunning"]["stage"], case["dunning"]["entered_on"]) if case.get("dunning") else None,
-                 (customer.get("approved_limit_minor"), customer.get("approved_terms_days")))
+                 (customer.get("approved_limit_minor"), customer.get("approved_terms_days")),
+                 _actions_taken(case.get("dunning")))
+
+
+def _actions_taken(state: dict | None) -> tuple | None:
+    if not state or state.get("actions") is None:
+        return None
+    return tuple((a["type"], a["stage"], a["due_on"], a["open"]) for a in state["actions"])
