@@ -144,7 +144,7 @@ class PreviousSchema(_Strict):
 
 
 class TakenActionSchema(_Strict):
-    """A stage action already created in the current stage episode (before as_of); `open` while not done."""
+    """A stage action already created (due before as_of); `open` while not done."""
     type = fields.String(required=True)
     stage = fields.Integer(strict=True, required=True, validate=validate.Range(min=1, max=9))
     due_on = fields.Date(required=True)
@@ -155,8 +155,6 @@ class DunningStateSchema(_Strict):
     """Where the collection workflow stands (kept by the ledger, see docs/dunning.md)."""
     stage = fields.Integer(strict=True, required=True, validate=validate.Range(min=0, max=9))
     entered_on = fields.Date(load_default=None, allow_none=True)
-    # absent: not known, so `once` actions fall due on their first day only (docs/dunning.md)
-    actions = fields.List(fields.Nested(TakenActionSchema), load_default=None, allow_none=True)
 
 
 class CaseSchema(_Strict):
@@ -171,6 +169,9 @@ class CaseSchema(_Strict):
     arrears_reason = fields.String(load_default=None, allow_none=True)
     previous = fields.Nested(PreviousSchema, load_default=None, allow_none=True)
     dunning = fields.Nested(DunningStateSchema, load_default=None, allow_none=True)
+    # the stage actions already created (the ledger gives them); absent: not known, so a `once` action
+    # falls due on its first day only (docs/dunning.md)
+    actions_taken = fields.List(fields.Nested(TakenActionSchema), load_default=None, allow_none=True)
 
 
 _CASE_SCHEMA = CaseSchema()      # reused: building a schema costs more than loading with it
@@ -316,7 +317,7 @@ class Facts:
     breaches: tuple = field(default=())      # (kind, id, breach date)
     dunning_state: tuple | None = None       # (stage, entered_on) kept by the ledger, or None (stateless)
     approved: tuple = (None, None)           # (limit minor units, terms days) approved on the credit file
-    actions_taken: tuple | None = None       # ((type, stage, due_on, open), ...) of the episode, or None (not known)
+    actions_taken: tuple | None = None       # ((type, stage, due_on, open), ...) already created, or None
 
 
 def _full_years(start: dt.date, end: dt.date) -> int:
@@ -483,10 +484,10 @@ def build_facts(case: dict, policy, as_of: dt.date, order_amount_minor: int | No
                  previous["credit_score"] if previous else None, tuple(pauses), tuple(breaches),
                  (case["dunning"]["stage"], case["dunning"]["entered_on"]) if case.get("dunning") else None,
                  (customer.get("approved_limit_minor"), customer.get("approved_terms_days")),
-                 _actions_taken(case.get("dunning")))
+                 _actions_taken(case.get("actions_taken")))
 
 
-def _actions_taken(state: dict | None) -> tuple | None:
-    if not state or state.get("actions") is None:
+def _actions_taken(taken: list | None) -> tuple | None:
+    if taken is None:
         return None
-    return tuple((a["type"], a["stage"], a["due_on"], a["open"]) for a in state["actions"])
+    return tuple((a["type"], a["stage"], a["due_on"], a["open"]) for a in taken)

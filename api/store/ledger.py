@@ -94,14 +94,16 @@ _PLANS = _by_customer(InstalmentPlan, (InstalmentPlan.id, InstalmentPlan.invoice
 _RESERVATIONS = _by_customer(Reservation, (Reservation.order_id, Reservation.amount_minor, Reservation.status,
                                            Reservation.expires_on), (Reservation.order_id,))
 _STATES = select(DunningState.__table__).where(DunningState.customer_id.in_(bindparam("ids", expanding=True)))
-# the stage actions created in a customer's current stage episode (either of the states a day may step
-# from) before the evaluation day, so `once` and `until_done` actions are not created again
-_EPISODE_ACTIONS = (
+# the stage actions already created for a customer (not cancelled, due before the evaluation day), so `once`
+# and `until_done` actions are not created again: with a dunning state, those of its current stage episode
+# (either of the states a day may steps from); without one, the few that decisions before the first sweep made
+_TAKEN_ACTIONS = (
     select(Action.customer_id, Action.type, Action.stage, Action.due_on, Action.status)
-    .join(DunningState, DunningState.customer_id == Action.customer_id)
+    .outerjoin(DunningState, DunningState.customer_id == Action.customer_id)
     .where(Action.customer_id.in_(bindparam("ids", expanding=True)), Action.due_on < bindparam("as_of"),
            Action.stage > 0, Action.status != "cancelled",
-           or_(and_(Action.stage == DunningState.stage, Action.due_on >= DunningState.entered_on),
+           or_(DunningState.customer_id.is_(None),
+               and_(Action.stage == DunningState.stage, Action.due_on >= DunningState.entered_on),
                and_(Action.stage == DunningState.prev_stage, Action.due_on >= DunningState.prev_entered_on)))
     .order_by(Action.customer_id, Action.due_on, Action.id))
 
@@ -175,10 +177,10 @@ def load_cases(s, customers, exponent: int, as_of: dt.date, *, states: dict | No
 
     if states is None:
         states = {st.customer_id: st for st in rows(_STATES)}
-    taken: dict[str, list] = {}
-    if states and ids:
-        for cid, kind, stage, due, status in conn.execute(_EPISODE_ACTIONS, {"ids": ids, "as_of": as_of}).all():
-            taken.setdefault(cid, []).append((kind, stage, due, status == "open"))
+    taken: dict[str, list] = {cid: [] for cid in ids}
+    for cid, kind, stage, due, status in (conn.execute(_TAKEN_ACTIONS, {"ids": ids, "as_of": as_of}).all()
+                                          if ids else ()):
+        taken[cid].append((kind, stage, due, status == "open"))
     for c in customers:
         state = states.get(c.id)
         if state is not None:
@@ -186,14 +188,12 @@ def load_cases(s, customers, exponent: int, as_of: dt.date, *, states: dict | No
             # its own result, so it lands on the same stage (docs/dunning.md)
             stage, entered = (state.stage, state.entered_on) if state.as_of < as_of else (state.prev_stage,
                                                                                          state.prev_entered_on)
-            episode = [(kind, st, due, is_open) for kind, st, due, is_open in taken.get(c.id, ())
-                       if st == stage and entered is not None and due >= entered]
-            plain[c.id]["dunning"] = {"stage": stage, "entered_on": entered.isoformat() if entered else None,
-                                      "actions": [{"type": kind, "stage": st, "due_on": due.isoformat(),
-                                                   "open": is_open} for kind, st, due, is_open in episode]}
-            typed[c.id]["dunning"] = {"stage": stage, "entered_on": entered,
-                                      "actions": [{"type": kind, "stage": st, "due_on": due, "open": is_open}
-                                                  for kind, st, due, is_open in episode]}
+            plain[c.id]["dunning"] = {"stage": stage, "entered_on": entered.isoformat() if entered else None}
+            typed[c.id]["dunning"] = {"stage": stage, "entered_on": entered}
+        plain[c.id]["actions_taken"] = [{"type": kind, "stage": st, "due_on": due.isoformat(), "open": is_open}
+                                        for kind, st, due, is_open in taken[c.id]]
+        typed[c.id]["actions_taken"] = [{"type": kind, "stage": st, "due_on": due, "open": is_open}
+                                        for kind, st, due, is_open in taken[c.id]]
         if c.last_as_of is not None and c.last_as_of < as_of:
             plain[c.id]["previous"] = {"as_of": c.last_as_of.isoformat(), "aging_bucket": c.last_bucket,
                                        "credit_score": c.last_score}
