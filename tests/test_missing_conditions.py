@@ -37,7 +37,8 @@ DELETIONS = [
      "owner rule 'owner.dedicated' has no 'when'"),
     ("      when: always             # the catch-all: every action no rule above owns\n", "- id: owner.team",
      "dunning.owners[4]", "owner rule 'owner.team' has no 'when'"),
-    ("          when: {field: amount_tier, eq: large}\n          message: \"large account",
+    ("          when: {field: overdue_amount_tier, eq: large}    # the overdue amount, not the total outstanding\n"
+     "          message: \"large overdue amount",
      "- id: dunning.stage2.large", "dunning.stages[1].entry[1]",
      "entry rule 'dunning.stage2.large' has no 'when'; write its condition, or 'when: always' when "
      "min_days_overdue alone decides"),

@@ -175,8 +175,10 @@ def test_reference_evaluates_conditions_by_hand():
 
 def test_shipped_profile_rules_by_hand(shipped):
     fact = {"t": 1, "amount_tier": "large", "arrears_reason": "none", "collectable_days_overdue": 40,
-            "customer_age_days": 1000, "industry": "manufacturing", "region": "local", "reputation": "high"}
-    expected = ["credit.limit.high", "owner.dedicated", "owner.team", "dunning.stage1", "dunning.stage2",
+            "customer_age_days": 1000, "industry": "manufacturing", "region": "local", "reputation": "high",
+            "overdue_amount_tier": "large", "customer_type": "enterprise", "deal_type": "standard"}
+    expected = ["credit.limit.high", "owner.dedicated", "owner.messages", "owner.team", "dunning.stage1",
+                "dunning.stage2",
                 "dunning.stage2.large", "dunning.stage2.visit", "dunning.stage2.lawyer",
                 "repayment.instalments.manufacturing", "repayment.instalments.default", "repayment.deferral.high",
                 "review.high", "segment.manufacturing_large"]
