@@ -309,8 +309,9 @@ def _segment_terms(terms, fired_segments, reasons, exp):
     if floors:
         floor, by = max(floors, key=lambda f: f[0])
         if floor > deposit:
-            reasons.append(_reason(by, "segments", f"segment {by}: deposit {_pct(floor)}% on new orders "
-                                   f"(limit rules: {_pct(deposit)}%)"))
+            kind = FIELDS["deposit_pct"].kind
+            reasons.append(_reason(by, "segments", f"segment {by}: deposit {show(kind, floor, exp)} on new orders "
+                                   f"(limit rules: {show(kind, deposit, exp)})"))
             deposit, rules_used = floor, rules_used + [by]
     set_terms = [(r.param("terms_days"), r.id) for r in fired_segments if r.param("terms_days") is not None]
     if set_terms:
