@@ -93,7 +93,7 @@ class ActionSchema(StrictSchema):
     owner = fields.String(load_default=None, validate=OWNER)
     when = RuleSchema._declared_fields["when"]
     message = fields.String(load_default="")
-    repeat = Repeat(load_default=("every", None, False))
+    repeat = Repeat(load_default=None)           # absent: the stage's cadence
     # the action starts on the day the anchor invoice is this many days overdue (not before the stage)
     from_days_overdue = fields.Integer(strict=True, load_default=None, validate=validate.Range(min=1, max=36500))
 
@@ -202,7 +202,7 @@ def build(ctx, raw: dict, path) -> tuple[Dunning, list[Rule]]:
             if conditional:
                 rules.append(Rule(action_id, "dunning.action", PROFILE, cond, (), a["message"], ahere,
                                   (("stage", s["stage"]),)))
-            mode, every, until_done = a["repeat"]
+            mode, every, until_done = a["repeat"] or ("every", None, False)
             actions.append(Action(action_id, a["type"], a["channel"], a["owner"], conditional, mode, every,
                                   until_done, a["from_days_overdue"]))
         stages.append(Stage(s["stage"], s["name"], s["cadence_days"], tuple(actions)))
