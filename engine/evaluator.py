@@ -226,12 +226,15 @@ def evaluate_facts(policy, facts: Facts) -> Decision:
         for action in stage_def.actions:
             if action.conditional and action.id not in fired_actions:
                 continue
-            if not dunning.action_due(action, days_in_stage, cadence_days, fact["collectable_days_overdue"], taken):
-                continue
-            kind, channel = action.type, action.channel
+            kind, channel, replaced = action.type, action.channel, []
             for by, new in segment_rules.instead(fired_segments, channel):
-                reasons.append(_reason(by, "segments", f"segment {by}: {action.id} by {new} instead of {channel}"))
+                replaced.append(_reason(by, "segments", f"segment {by}: {action.id} by {new} instead of {channel}"))
                 kind, channel = segment_rules.CHANNEL_TYPE[new], new
+            # the actions already created are stored under the type they were created with
+            if not dunning.action_due(action, days_in_stage, cadence_days, fact["collectable_days_overdue"], taken,
+                                      kind):
+                continue
+            reasons.extend(replaced)
             owner, owner_rule = dunning.owner_of(action_owner_rules, channel, action.owner, facts.collector, stage)
             actions.append({
                 "id": action.id, "type": kind, "channel": channel, "stage": stage,

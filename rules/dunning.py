@@ -259,17 +259,19 @@ def owner_of(owner_rules: list[Rule], channel: str, explicit: str | None, collec
 
 
 def action_due(action: Action, days_in_stage: int, cadence_days: int, collectable_days_overdue: int,
-               taken: tuple | None) -> bool:
+               taken: tuple | None, kind: str | None = None) -> bool:
     """Whether a stage action falls due today. `taken`: the (type, open) of the actions already created in
-    this stage episode before today, or None when not known (a stateless evaluation): then a `once`
-    action is due on its first day only; with it, a `once` action not yet created is due (late, if a
-    day was missed), and an `until_done` one is not created again while its previous one is open."""
+    this stage episode before today, or None when not known (a stateless evaluation); `kind`: the type the
+    action is created with (another when a segment replaced its channel). Without `taken` a `once` action
+    is due on its first day only; with it, a `once` action not yet created is due (late, if a day was
+    missed), and an `until_done` one is not created again while its previous one is open."""
     day = days_in_stage
     if action.from_days_overdue is not None:
         day = min(day, collectable_days_overdue - action.from_days_overdue)
     if day < 0:
         return False
-    mine = None if taken is None else [is_open for kind, is_open in taken if kind == action.type]
+    kind = kind or action.type
+    mine = None if taken is None else [is_open for done_kind, is_open in taken if done_kind == kind]
     if action.repeat == "once":
         return day == 0 if mine is None else not mine
     if day % (action.every_days or cadence_days):
