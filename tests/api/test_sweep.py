@@ -141,7 +141,7 @@ def test_first_sweep_goes_straight_to_the_target_and_a_same_day_rerun_keeps_it(f
 
 def test_the_stage_moves_one_step_a_day_towards_a_target_that_jumps(fresh):
     api = fresh
-    # b: stage 1; its second invoice makes it a large account, target 2 (large: stage 2 from 15 days)
+    # b: stage 1; its second invoice makes its overdue amount large, target 2 (large: stage 2 from 15 days)
     b = api.customer("B-becomes-large", collector="李雷", **MEDIUM)
     b1 = invoice(api, b, "50000.00", due=-1)
     # c: stage 1 on its undisputed invoice; when the dispute of a 95-day-old invoice is resolved, target 3
@@ -170,7 +170,9 @@ def test_the_stage_moves_one_step_a_day_towards_a_target_that_jumps(fresh):
 
     run(api, 13)                       # b: 14 days overdue, medium: still stage 1
     assert state(api, b) == (1, d(0)) and decision(api, b)["dunning"]["stage_detail"]["target_stage"] == 1
-    invoice(api, b, "60000.00", due=44, issued=14)                        # outstanding 110,000: large
+    # posted late, on day 14: 1 day overdue, so 110,000 is overdue: the large tier by the overdue amount
+    event(api, b, "invoice_issued", {"id": uid("INV"), "amount": "60000.00", "currency": "CNY", "issued_on": iso(-17),
+                                     "due_on": iso(13)}, 14)
     run(api, 14)
     dec = decision(api, b)
     assert (dec["classification"]["amount_tier"], dec["dunning"]["stage"]) == ("large", 2)
