@@ -60,3 +60,7 @@ class List(_SkipEmptyValidation, fields.List):
 
 class Nested(_SkipEmptyValidation, fields.Nested):
     pass
+
+
+class Boolean(_SkipEmptyValidation, fields.Boolean):
+    pass

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from rules import conditions, credit, dunning, interest, repayment, review
-from rules.classification import BAND_CLASSES, rank
+from rules import conditions, credit, dunning, interest, repayment, review, segments as segment_rules
+from rules.classification import BAND_CLASSES, OVERDUE_TIER, rank
 from rules.common import find_band
 from rules.scorecard import score as scorecard_score
 
@@ -113,6 +113,8 @@ def evaluate_facts(policy, facts: Facts) -> Decision:
         reasons.append(_reason(f"classification.{name}", "classification",
                                f"{name} = {band.value}: {bc.field} {show(kind, fact[bc.field], exp)} "
                                f"({' and '.join(bounds)})"))
+    tier, bands_of, on = OVERDUE_TIER        # no reason of its own: a rule using it says so in its message
+    fact[tier] = find_band(policy.band_classes[bands_of].bands, fact[on]).value
     if facts.previous_bucket in policy.band_classes["aging_bucket"].labels:
         fact["aging_worsened"] = (rank(policy.band_classes, "aging_bucket", fact["aging_bucket"])
                                   > rank(policy.band_classes, "aging_bucket", facts.previous_bucket))
@@ -157,7 +159,10 @@ def evaluate_facts(policy, facts: Facts) -> Decision:
             continue   # an action condition matters only in its own stage
         reasons.append(_reason(r.id, r.family, _message(policy, r, fact, extra)))
 
-    # 4. decision-stage facts; an approved limit / terms on the credit file caps the policy's
+    # 4. decision-stage facts; a segment's figures, then an approved limit / terms on the credit file cap the policy's
+    fired_segments = [r for r in fired_profile if r.family == "segments"]
+    if any(r.params for r in fired_segments):
+        terms = _segment_terms(terms, fired_segments, reasons, exp)
     approved_limit, approved_terms = facts.approved
     policy_terms_days = terms.terms_days
     limit = terms.limit if approved_limit is None else min(terms.limit, approved_limit)
@@ -236,6 +241,7 @@ def evaluate_facts(policy, facts: Facts) -> Decision:
     # 5. dunning actions due on as_of
     actions = _reminders(policy, facts, exp)
     stage_info = None
+    action_owners: list[dict] = []
     if stage and entered_on is None:
         stage_info = {"name": policy.dunning.stages[stage - 1].name, "target_stage": target, "skip": skip,
                       "paused": True, "entered_at_days_overdue": None, "entered_on": None, "days_in_stage": None,
@@ -244,21 +250,40 @@ def evaluate_facts(policy, facts: Facts) -> Decision:
                                f"every overdue invoice is paused: stage {stage} is held until collection resumes"))
     elif stage:
         stage_def = policy.dunning.stages[stage - 1]
+        cadence_days, cadence_by = segment_rules.cadence(fired_segments, stage, stage_def.cadence_days)
+        if cadence_by is not None:
+            reasons.append(_reason(cadence_by, "segments", f"segment {cadence_by}: stage {stage} actions every "
+                                   f"{cadence_days} days (policy: {stage_def.cadence_days})"))
         days_in_stage = (facts.as_of - entered_on).days
-        wait = (-days_in_stage) % stage_def.cadence_days
+        wait = (-days_in_stage) % cadence_days
+        action_owner_rules = segment_rules.owner_rules(fired_segments) + owner_rules
         anchor = next(s for s in facts.invoices if s.id == facts.anchor_invoice)
-        if wait == 0:
-            for action in stage_def.actions:
-                if action.conditional and action.id not in fired_actions:
-                    continue
-                actions.append({
-                    "id": action.id, "type": action.type, "channel": action.channel, "stage": stage,
-                    "owner": dunning.resolve_owner(owner_rules, action.channel, action.owner, facts.collector),
-                    "invoice_id": anchor.id, "amount": minor_str(anchor.open_minor, exp),
-                    "due_on": facts.as_of.isoformat()})
+        taken = None if facts.actions_taken is None else tuple(
+            (kind, is_open) for kind, in_stage, due_on, is_open in facts.actions_taken
+            if in_stage == stage and entered_on <= due_on < facts.as_of)
+        action_owners = []
+        for action in stage_def.actions:
+            if action.conditional and action.id not in fired_actions:
+                continue
+            kind, channel, replaced = action.type, action.channel, []
+            for by, new in segment_rules.instead(fired_segments, channel):
+                replaced.append(_reason(by, "segments", f"segment {by}: {action.id} by {new} instead of {channel}"))
+                kind, channel = segment_rules.CHANNEL_TYPE[new], new
+            # the actions already created are stored under the type they were created with
+            if not dunning.action_due(action, days_in_stage, cadence_days, fact["collectable_days_overdue"], taken,
+                                      kind):
+                continue
+            reasons.extend(replaced)
+            owner, owner_rule = dunning.owner_of(action_owner_rules, channel, action.owner, facts.collector, stage)
+            actions.append({
+                "id": action.id, "type": kind, "channel": channel, "stage": stage,
+                "owner": owner, "invoice_id": anchor.id, "amount": minor_str(anchor.open_minor, exp),
+                "due_on": facts.as_of.isoformat()})
+            action_owners.append({"action": action.id, "owner": owner, "rule": owner_rule or action.id,
+                                  "automated": owner == "automated"})
         stage_info = {"name": stage_def.name, "target_stage": target, "skip": skip, "paused": False,
                       "entered_at_days_overdue": entry_day, "entered_on": entered_on.isoformat(),
-                      "days_in_stage": days_in_stage, "cadence_days": stage_def.cadence_days,
+                      "days_in_stage": days_in_stage, "cadence_days": cadence_days,
                       "next_action_on": (facts.as_of + dt.timedelta(days=wait)).isoformat()}
         if stage != target:
             reasons.append(_reason("dunning.step", "dunning",
@@ -270,6 +295,9 @@ def evaluate_facts(policy, facts: Facts) -> Decision:
                                       "paused": s.paused} for s in facts.invoices if s.open_minor > 0],
                    "paused": [{"invoice_id": i, "reason": why} for i, why in facts.pauses],
                    "actions": actions}
+    if action_owners:
+        # who works each stage action and which rule said so (an action naming its owner: the action)
+        dunning_out["action_owners"] = action_owners
 
     # 6. interest, repayment, review, segments, alerts
     open_invoices = [s for s in facts.invoices if s.open_minor > 0]
@@ -300,7 +328,8 @@ def evaluate_facts(policy, facts: Facts) -> Decision:
         "classification": classification,
         "score": {"value": fact["credit_score"], "source": score_source, "points": points},
         "credit": credit_out, "dunning": dunning_out, "interest": interest_out,
-        "repayment": repayment.options(fired_profile, policy.waiver_mode),
+        "repayment": _segment_repayment(repayment.options(fired_profile, policy.waiver_mode), fired_segments,
+                                        reasons),
         "alerts": alert_out,
         "review": review.schedule(fired_profile, facts.last_reviewed_on, facts.as_of),
         "reasons": reasons,
@@ -342,6 +371,46 @@ def _tolerated_checks(policy, fired_decision, fact, reasons):
             continue
         kept.append(r)
     return kept
+
+
+def _segment_terms(terms, fired_segments, reasons, exp):
+    """A matching segment's limit cap, deposit floor and terms, each change a reason naming the segment."""
+    limit, deposit, days, rules_used = terms.limit, terms.deposit_pct, terms.terms_days, list(terms.limit_rules)
+    caps = [(r.param("limit"), r.id) for r in fired_segments if r.param("limit") is not None]
+    if caps:
+        cap, by = min(caps)
+        if cap < limit:
+            reasons.append(_reason(by, "segments", f"segment {by}: limit capped at {minor_display(cap, exp)} "
+                                   f"(limit rules: {minor_display(limit, exp)})"))
+            limit, rules_used = cap, rules_used + [by]
+    floors = [(r.param("deposit_pct"), r.id) for r in fired_segments if r.param("deposit_pct") is not None]
+    if floors:
+        floor, by = max(floors, key=lambda f: f[0])
+        if floor > deposit:
+            kind = FIELDS["deposit_pct"].kind
+            reasons.append(_reason(by, "segments", f"segment {by}: deposit {show(kind, floor, exp)} on new orders "
+                                   f"(limit rules: {show(kind, deposit, exp)})"))
+            deposit, rules_used = floor, rules_used + [by]
+    set_terms = [(r.param("terms_days"), r.id) for r in fired_segments if r.param("terms_days") is not None]
+    if set_terms:
+        new, by = min(set_terms)
+        if new != days:
+            reasons.append(_reason(by, "segments", f"segment {by}: terms {new} days (limit rules: {days} days)"))
+            days, rules_used = new, rules_used + [by]
+    return credit.Terms(limit, days, deposit, tuple(rules_used))
+
+
+def _segment_repayment(options: dict, fired_segments, reasons) -> dict:
+    """The repayment options a matching segment offers on top of the repayment rules' (the most generous)."""
+    for option, key, param in (("instalments", "max_count", "instalments"), ("deferral", "max_days", "deferral_days")):
+        offers = [(r.param(param), r.id) for r in fired_segments if r.param(param) is not None]
+        if offers:
+            best, by = max(offers, key=lambda o: o[0])
+            if best > options[option][key]:
+                reasons.append(_reason(by, "segments", f"segment {by}: {option} up to {best} "
+                                       f"(repayment rules: {options[option][key]})"))
+                options[option] = {"allowed": True, key: best}
+    return options
 
 
 def _message(policy, rule, fact, extra) -> str:

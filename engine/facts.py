@@ -143,6 +143,14 @@ class PreviousSchema(_Strict):
                                   validate=validate.Range(min=0, max=100))
 
 
+class TakenActionSchema(_Strict):
+    """A stage action already created (due before as_of); `open` while not done."""
+    type = fields.String(required=True)
+    stage = fields.Integer(strict=True, required=True, validate=validate.Range(min=1, max=9))
+    due_on = fields.Date(required=True)
+    open = fields.Boolean(load_default=False)
+
+
 class DunningStateSchema(_Strict):
     """Where the collection workflow stands (kept by the ledger, see docs/dunning.md)."""
     stage = fields.Integer(strict=True, required=True, validate=validate.Range(min=0, max=9))
@@ -169,6 +177,9 @@ class CaseSchema(_Strict):
     previous = fields.Nested(PreviousSchema, load_default=None, allow_none=True)
     dunning = fields.Nested(DunningStateSchema, load_default=None, allow_none=True)
     grant = fields.Nested(GrantSchema, load_default=None, allow_none=True)
+    # the stage actions already created (the ledger gives them); absent: not known, so a `once` action
+    # falls due on its first day only (docs/dunning.md)
+    actions_taken = fields.List(fields.Nested(TakenActionSchema), load_default=None, allow_none=True)
 
 
 _CASE_SCHEMA = CaseSchema()      # reused: building a schema costs more than loading with it
@@ -322,6 +333,7 @@ class Facts:
     approved: tuple = (None, None)           # (limit minor units, terms days) approved on the credit file
     grant: tuple | None = None               # (limit minor units, last day or None, granted by) in place of the policy's
     applied_later: tuple = ()       # ((kind, id, dated), invoice_id, minor, day): unapplied cash applied to a later invoice
+    actions_taken: tuple | None = None       # ((type, stage, due_on, open), ...) already created, or None
 
 
 def _full_years(start: dt.date, end: dt.date) -> int:
@@ -512,8 +524,14 @@ def build_facts(case: dict, policy, as_of: dt.date, order_amount_minor: int | No
                  previous["credit_score"] if previous else None, tuple(pauses), tuple(breaches),
                  (case["dunning"]["stage"], case["dunning"]["entered_on"]) if case.get("dunning") else None,
                  (customer.get("approved_limit_minor"), customer.get("approved_terms_days")),
-                 _grant(case.get("grant")), tuple(applied_later))
+                 _grant(case.get("grant")), tuple(applied_later), _actions_taken(case.get("actions_taken")))
 
 
 def _grant(grant: dict | None) -> tuple | None:
     return None if grant is None else (grant["limit_minor"], grant["until"], grant["granted_by"])
+
+
+def _actions_taken(taken: list | None) -> tuple | None:
+    if taken is None:
+        return None
+    return tuple((a["type"], a["stage"], a["due_on"], a["open"]) for a in taken)

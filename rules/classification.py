@@ -60,6 +60,7 @@ def enums_of(categories: dict, classification: dict) -> dict[str, tuple]:
     enums = {name: tuple(values) for name, values in categories.items()}
     for name in BAND_CLASSES:
         enums[name] = tuple(b["label"] for b in classification[name]["bands"])
+    enums["overdue_amount_tier"] = enums["amount_tier"]      # the same labels, on the overdue amount
     return enums
 
 
@@ -104,4 +105,7 @@ def rank(band_classes: dict[str, BandClass], name: str, label: str) -> int:
     return band_classes[name].labels.index(label)
 
 
-assert set(CATEGORY_NAMES + BAND_CLASSES) <= set(FIELDS)
+# the escalation tier: amount_tier's bands read on overdue_amount (amount_tier stays by outstanding)
+OVERDUE_TIER = ("overdue_amount_tier", "amount_tier", "overdue_amount")
+
+assert set(CATEGORY_NAMES + BAND_CLASSES + OVERDUE_TIER) <= set(FIELDS)

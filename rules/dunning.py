@@ -3,7 +3,9 @@
 The customer's stage follows its dunning anchor: the most overdue open invoice whose
 collection is not paused (disputed, covered by an open promise to pay, or under a kept
 instalment plan). Stage = the highest stage whose entry rule matches; the stage's actions
-fall due on the day it is entered and every `cadence_days` after.
+fall due on the day it is entered and every `cadence_days` after, unless an action says how
+often it repeats (`repeat: once`, `repeat: {every_days: N}`, `repeat: until_done`) or from which
+day overdue it starts (`from_days_overdue`); see docs/policy-language.md.
 
 Owners, entries and actions each state their `when`; `when: always` is a catch-all owner, an
 entry decided by its `min_days_overdue` alone (a stage's floor), or an action the stage always takes.
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from marshmallow import fields, validate
+from marshmallow import ValidationError, fields, validate
 
 from . import conditions
 from .fields import PROFILE
@@ -45,6 +47,37 @@ class PauseSchema(StrictSchema):
 class OwnerRuleSchema(RuleSchema):
     owner = fields.String(required=True, validate=OWNER)
     channels = fields.List(fields.String(validate=validate.OneOf(CHANNELS)), load_default=None)
+    # the stages the rule owns actions in (all when absent): owners decide per action, not per customer
+    stages = fields.List(fields.Integer(strict=True, validate=validate.Range(min=1, max=9)), load_default=None)
+
+
+REPEAT_WORDS = ("cadence", "once", "until_done")
+
+
+class RepeatEverySchema(StrictSchema):
+    every_days = fields.Integer(strict=True, required=True, validate=validate.Range(min=1, max=365))
+    until_done = fields.Boolean(load_default=False)
+
+
+class Repeat(fields.Field):
+    """How often a stage action falls due in one stage episode: `cadence` (the stage's, the default),
+    `once`, `until_done` (on the cadence, but not while the previous one is still open), or
+    {every_days: N, until_done: bool}. Loaded as (mode, every_days or None, until_done)."""
+
+    def _deserialize(self, value, attr, data, **kw):
+        if value in REPEAT_WORDS:
+            return ("once" if value == "once" else "every", None, value == "until_done")
+        if isinstance(value, dict):
+            loaded = RepeatEverySchema().load(value)
+            return ("every", loaded["every_days"], loaded["until_done"])
+        raise ValidationError("repeat is once, cadence, until_done or {every_days: N, until_done: true|false}")
+
+    def _jsonschema_type_mapping(self):
+        return {"oneOf": [{"type": "string", "enum": list(REPEAT_WORDS)},
+                          {"type": "object", "properties": {"every_days": {"type": "integer", "minimum": 1,
+                                                                           "maximum": 365},
+                                                            "until_done": {"type": "boolean"}},
+                           "required": ["every_days"], "additionalProperties": False}]}
 
 
 class EntrySchema(RuleSchema):
@@ -60,6 +93,9 @@ class ActionSchema(StrictSchema):
     owner = fields.String(load_default=None, validate=OWNER)
     when = RuleSchema._declared_fields["when"]
     message = fields.String(load_default="")
+    repeat = Repeat(load_default=None)           # absent: the stage's cadence
+    # the action starts on the day the anchor invoice is this many days overdue (not before the stage)
+    from_days_overdue = fields.Integer(strict=True, load_default=None, validate=validate.Range(min=1, max=36500))
 
 
 class StageSchema(StrictSchema):
@@ -86,6 +122,10 @@ class Action:
     channel: str
     owner: str | None
     conditional: bool
+    repeat: str = "every"               # "every" (every_days, or the stage's cadence) or "once"
+    every_days: int | None = None       # None: the stage's cadence
+    until_done: bool = False            # not created again while the previous one is open
+    from_days_overdue: int | None = None
 
 
 @dataclass(frozen=True)
@@ -117,8 +157,12 @@ def build(ctx, raw: dict, path) -> tuple[Dunning, list[Rule]]:
         conds.append(cond)
         if cond is not None:
             rules.append(Rule(r["id"], "dunning.owner", PROFILE, cond, (), r["message"], here,
-                              (("owner", r["owner"]), ("channels", tuple(r["channels"] or ())))))
+                              (("owner", r["owner"]), ("channels", tuple(r["channels"] or ())),
+                               ("stages", tuple(r["stages"] or ())))))
     last = raw["owners"][-1]
+    if last["stages"]:
+        ctx.error("E_MISSING", "the last owner rule must have no 'stages', so every action has an owner",
+                  path + ("owners", len(raw["owners"]) - 1, "stages"))
     if (conds[-1] is not None and conds[-1] != conditions.ALWAYS) or last["channels"]:
         ctx.error("E_MISSING", "the last owner rule must be 'when: always' and have no 'channels', "
                   "so every action has an owner", path + ("owners", len(raw["owners"]) - 1))
@@ -160,7 +204,9 @@ def build(ctx, raw: dict, path) -> tuple[Dunning, list[Rule]]:
             if conditional:
                 rules.append(Rule(action_id, "dunning.action", PROFILE, cond, (), a["message"], ahere,
                                   (("stage", s["stage"]),)))
-            actions.append(Action(action_id, a["type"], a["channel"], a["owner"], conditional))
+            mode, every, until_done = a["repeat"] or ("every", None, False)
+            actions.append(Action(action_id, a["type"], a["channel"], a["owner"], conditional, mode, every,
+                                  until_done, a["from_days_overdue"]))
         stages.append(Stage(s["stage"], s["name"], s["cadence_days"], tuple(actions)))
 
     pause = raw["pause"]
@@ -193,14 +239,43 @@ def next_stage(target: int, skip: bool, previous: int | None) -> int:
     return previous + 1
 
 
-def resolve_owner(owner_rules: list[Rule], channel: str, explicit: str | None, collector: str | None) -> str:
-    owner = explicit
+def resolve_owner(owner_rules: list[Rule], channel: str, explicit: str | None, collector: str | None,
+                  stage: int | None = None) -> str:
+    return owner_of(owner_rules, channel, explicit, collector, stage)[0]
+
+
+def owner_of(owner_rules: list[Rule], channel: str, explicit: str | None, collector: str | None,
+             stage: int | None = None) -> tuple[str, str | None]:
+    """(owner, the id of the owner rule that decided it; None when the action names its owner):
+    the first rule whose channels (if any) include the action's and whose stages (if any) its stage."""
+    owner, rule_id = explicit, None
     if owner is None:
         for rule in owner_rules:
-            channels = rule.get("channels")
-            if not channels or channel in channels:
-                owner = rule.get("owner")
+            channels, stages = rule.get("channels"), rule.get("stages")
+            if (not channels or channel in channels) and (not stages or stage in stages):
+                owner, rule_id = rule.get("owner"), rule.id
                 break
     if owner == "dedicated_collector":
-        return f"collector:{collector}" if collector else "collector:unassigned"
-    return owner or "team:unassigned"
+        return (f"collector:{collector}" if collector else "collector:unassigned"), rule_id
+    return owner or "team:unassigned", rule_id
+
+
+def action_due(action: Action, days_in_stage: int, cadence_days: int, collectable_days_overdue: int,
+               taken: tuple | None, kind: str | None = None) -> bool:
+    """Whether a stage action falls due today. `taken`: the (type, open) of the actions already created in
+    this stage episode before today, or None when not known (a stateless evaluation); `kind`: the type the
+    action is created with (another when a segment replaced its channel). Without `taken` a `once` action
+    is due on its first day only; with it, a `once` action not yet created is due (late, if a day was
+    missed), and an `until_done` one is not created again while its previous one is open."""
+    day = days_in_stage
+    if action.from_days_overdue is not None:
+        day = min(day, collectable_days_overdue - action.from_days_overdue)
+    if day < 0:
+        return False
+    kind = kind or action.type
+    mine = None if taken is None else [is_open for done_kind, is_open in taken if done_kind == kind]
+    if action.repeat == "once":
+        return day == 0 if mine is None else not mine
+    if day % (action.every_days or cadence_days):
+        return False
+    return not (action.until_done and mine and any(mine))

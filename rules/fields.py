@@ -41,6 +41,8 @@ FIELDS: dict[str, FactField] = dict([
     _f("deal_type", ENUM, "type of business (e.g. engineering project)", enum_source="categories.deal_type"),
     # band classes (labels declared under `classification:`)
     _f("amount_tier", ENUM, "大额/中额/小额 by total outstanding", enum_source="classification.amount_tier"),
+    _f("overdue_amount_tier", ENUM, "the amount tier's bands applied to the overdue amount (escalation)",
+       enum_source="classification.amount_tier"),
     _f("aging_bucket", ENUM, "bucket of the most overdue open invoice", enum_source="classification.aging_bucket"),
     _f("reputation", ENUM, "信誉 by credit score", enum_source="classification.reputation"),
     # customer file

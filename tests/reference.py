@@ -95,6 +95,9 @@ def policy_enums(policy) -> dict[str, tuple]:
     enums = {name: tuple(values) for name, values in policy.content["categories"].items()}
     for name, band_class in policy.band_classes.items():
         enums[name] = band_class.labels
+    for name, spec in FIELDS.items():      # fields read with a band class's labels (overdue_amount_tier)
+        if spec.enum_source and spec.enum_source.startswith("classification.") and name not in enums:
+            enums[name] = policy.band_classes[spec.enum_source.split(".", 1)[1]].labels
     return enums
 
 

@@ -211,6 +211,7 @@ def test_chinese_labels_in_a_band_class_match_end_to_end(policy_text):
         text = text.replace(f"{{label: {en}, ", f"{{label: {zh}, ", 1)
     text = text.replace("{field: amount_tier, eq: large}", "{field: amount_tier, eq: 大额}")
     text = text.replace("{field: amount_tier, eq: small}", "{field: amount_tier, eq: 小额}")
+    text = text.replace("{field: overdue_amount_tier, eq: large}", "{field: overdue_amount_tier, eq: 大额}")
     text = text.replace("{field: amount_tier, in: [medium, large]}", "{field: amount_tier, in: [中额, 大额]}")
     with compiled(text) as variant:
         case = make_case(customer(collector="王芳"), invoices=[invoice("INV-1", "150000.00", due=-15)])

@@ -22,7 +22,7 @@ def legacy_text(policy_text: str) -> str:
     """The shipped policy as it was before `when` was required: no `when: always` anywhere."""
     text, n = re.subn(r"\n *when: always *(#.*)?(?=\n)", "", policy_text)
     text, m = re.subn(r", when: always\}", "}", text)
-    assert (n, m) == (3, 6), (n, m)
+    assert (n, m) == (4, 6), (n, m)
     return text
 
 
@@ -36,14 +36,15 @@ DELETIONS = [
     ("      when: {field: amount_tier, eq: large}\n      owner", "- id: owner.dedicated", "dunning.owners[0]",
      "owner rule 'owner.dedicated' has no 'when'"),
     ("      when: always             # the catch-all: every action no rule above owns\n", "- id: owner.team",
-     "dunning.owners[2]", "owner rule 'owner.team' has no 'when'"),
-    ("          when: {field: amount_tier, eq: large}\n          message: \"large account",
+     "dunning.owners[4]", "owner rule 'owner.team' has no 'when'"),
+    ("          when: {field: overdue_amount_tier, eq: large}    # the overdue amount, not the total outstanding\n"
+     "          message: \"large overdue amount",
      "- id: dunning.stage2.large", "dunning.stages[1].entry[1]",
      "entry rule 'dunning.stage2.large' has no 'when'; write its condition, or 'when: always' when "
      "min_days_overdue alone decides"),
     ("          when: always         # the stage's floor: min_days_overdue alone decides\n", "- id: dunning.stage1",
      "dunning.stages[0].entry[0]", "entry rule 'dunning.stage1' has no 'when'"),
-    ("          when: {all: [{field: amount_tier, eq: small}, {field: collectable_days_overdue, gte: 91}]}\n",
+    ("          when: {field: amount_tier, eq: small}\n",
      "- id: dunning.stage2.write_off", "dunning.stages[1].actions[4]",
      "action 'dunning.stage2.write_off' has no 'when'; write its condition, or 'when: always' for an action"),
     ("      when: {all: [{field: reputation, in: [high, medium]}, {field: industry, eq: manufacturing}]}\n",
@@ -70,8 +71,8 @@ def test_a_deleted_when_is_an_error_naming_the_rule_and_its_line(policy_text, wh
 
 
 def test_an_action_without_id_or_when_is_named_by_its_default_id(policy_text):
-    text = edit(policy_text, "{type: written_demand, channel: letter, when: always}",
-                "{type: written_demand, channel: letter}")
+    text = edit(policy_text, "{type: written_demand, channel: letter, repeat: once, when: always}",
+                "{type: written_demand, channel: letter, repeat: once}")
     error = only_error(text)
     assert (error.code, error.path) == ("E_MISSING_CONDITION", "dunning.stages[1].actions[2]")
     assert (error.line, error.column) == position(text, "{type: written_demand")
@@ -150,11 +151,11 @@ def test_the_last_owner_rule_must_be_always_without_channels(policy_text):
     text = edit(policy_text, "      when: always             # the catch-all: every action no rule above owns\n",
                 "      when: {field: region, eq: local}\n")
     error = only_error(text)
-    assert (error.code, error.path) == ("E_MISSING", "dunning.owners[2]")
+    assert (error.code, error.path) == ("E_MISSING", "dunning.owners[4]")
     assert error.message == ("the last owner rule must be 'when: always' and have no 'channels', so every action "
                              "has an owner")
     text = edit(policy_text, "      owner: team:collections\n", "      owner: team:collections\n      channels: [phone]\n")
-    assert (only_error(text).code, only_error(text).path) == ("E_MISSING", "dunning.owners[2]")
+    assert (only_error(text).code, only_error(text).path) == ("E_MISSING", "dunning.owners[4]")
 
 
 def test_an_entry_with_always_is_the_stages_floor(policy_text):
@@ -172,7 +173,7 @@ def test_several_missing_conditions_are_all_reported(policy_text):
     errors = policy_errors(legacy_text(policy_text))
     assert {e.code for e in errors} == {"E_MISSING_CONDITION"}
     assert [e.path for e in errors] == [
-        "dunning.owners[2]", "dunning.stages[0].entry[0]", "dunning.stages[0].actions[0]",
+        "dunning.owners[3]", "dunning.owners[4]", "dunning.stages[0].entry[0]", "dunning.stages[0].actions[0]",
         "dunning.stages[0].actions[1]", "dunning.stages[0].actions[2]", "dunning.stages[1].entry[0]",
         "dunning.stages[1].actions[2]", "dunning.stages[2].actions[0]", "dunning.stages[2].actions[1]"]
 

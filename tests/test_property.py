@@ -30,6 +30,7 @@ from rules.money import to_minor
 from rules import conditions, dunning, repayment
 from rules.alerts import SEVERITIES
 from rules.classification import BAND_CLASSES, rank
+from rules.common import find_band
 
 sys.path.insert(0, os.path.dirname(__file__))   # tests/ is not a package: make `reference` importable
 from reference import (BIG, field_domains, holds, holds_yaml, matching_rule_ids,  # noqa: E402
@@ -175,8 +176,10 @@ def test_reference_evaluates_conditions_by_hand():
 
 def test_shipped_profile_rules_by_hand(shipped):
     fact = {"t": 1, "amount_tier": "large", "arrears_reason": "none", "collectable_days_overdue": 40,
-            "customer_age_days": 1000, "industry": "manufacturing", "region": "local", "reputation": "high"}
-    expected = ["credit.limit.high", "owner.dedicated", "owner.team", "dunning.stage1", "dunning.stage2",
+            "customer_age_days": 1000, "industry": "manufacturing", "region": "local", "reputation": "high",
+            "overdue_amount_tier": "large", "customer_type": "enterprise", "deal_type": "standard"}
+    expected = ["credit.limit.high", "owner.dedicated", "owner.messages", "owner.team", "dunning.stage1",
+                "dunning.stage2",
                 "dunning.stage2.large", "dunning.stage2.visit", "dunning.stage2.lawyer",
                 "repayment.instalments.manufacturing", "repayment.instalments.default", "repayment.deferral.high",
                 "review.high", "segment.manufacturing_large"]
@@ -273,6 +276,8 @@ def _reference_facts(policy, case, as_of, order, decision):
     fact = dict(facts.fields)
     for name in BAND_CLASSES:
         fact[name] = decision["classification"][name]
+    # the escalation tier: the amount tier's bands on the overdue amount
+    fact["overdue_amount_tier"] = find_band(policy.band_classes["amount_tier"].bands, fact["overdue_amount"]).value
     fact["credit_score"] = decision["score"]["value"]
     labels = policy.band_classes["aging_bucket"].labels
     fact["aging_worsened"] = (facts.previous_bucket in labels and
@@ -332,11 +337,18 @@ def test_evaluation_is_deterministic_and_agrees_with_reference(shipped, twin, se
     decision = first.data
     profile, decision_fact, whole = _reference_facts(shipped, case, as_of, order, decision)
     fired = [shipped.rules_by_id[i] for i in matching_rule_ids(shipped, PROFILE, profile)]
-    assert decision["credit"]["limit_rules"] == [r.id for r in fired if r.family == "credit.limit"]
+    segments_fired = [r for r in fired if r.family == "segments"]
+    limit_rules = decision["credit"]["limit_rules"]          # the limit rules, then segments that changed a figure
+    base = [r.id for r in fired if r.family == "credit.limit"]
+    assert limit_rules[:len(base)] == base and set(limit_rules[len(base):]) <= {r.id for r in segments_fired}
     assert [s["id"] for s in decision["classification"]["segments"]] == [r.id for r in fired
                                                                          if r.family == "segments"]
     assert decision["dunning"]["stage"] == _tolerated_stage(shipped, fired, whole)
-    assert decision["repayment"] == repayment.options(fired, shipped.waiver_mode)
+    options = repayment.options(fired, shipped.waiver_mode)
+    for option, key, param in (("instalments", "max_count", "instalments"), ("deferral", "max_days", "deferral_days")):
+        best = max([options[option][key]] + [r.param(param) for r in segments_fired if r.param(param) is not None])
+        options[option] = {"allowed": best > 0, key: best}
+    assert decision["repayment"] == options
     later = [shipped.rules_by_id[i] for i in matching_rule_ids(shipped, DECISION, decision_fact)]
     alerts = sorted((r for r in later if r.family == "alerts"), key=lambda r: SEVERITY_ORDER[r.get("severity")])
     assert [a["id"] for a in decision["alerts"]] == [r.id for r in alerts]

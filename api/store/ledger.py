@@ -13,12 +13,13 @@ import datetime as dt
 from decimal import Decimal
 from typing import NamedTuple
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import and_, bindparam, or_, select
 
 from engine.facts import CaseSchema
 from rules.money import from_minor, minor_str
 
 from .tables import (
+    Action,
     CreditNote,
     Customer,
     Dispute,
@@ -96,6 +97,18 @@ _RESERVATIONS = _by_customer(Reservation, (Reservation.order_id, Reservation.amo
 _GRANTS = _by_customer(LimitGrant, (LimitGrant.limit_minor, LimitGrant.until, LimitGrant.granted_by,
                                      LimitGrant.person), ())
 _STATES = select(DunningState.__table__).where(DunningState.customer_id.in_(bindparam("ids", expanding=True)))
+# the stage actions already created for a customer (not cancelled, due before the evaluation day), so `once`
+# and `until_done` actions are not created again: with a dunning state, those of its current stage episode
+# (either of the states a day may steps from); without one, the few that decisions before the first sweep made
+_TAKEN_ACTIONS = (
+    select(Action.customer_id, Action.type, Action.stage, Action.due_on, Action.status)
+    .outerjoin(DunningState, DunningState.customer_id == Action.customer_id)
+    .where(Action.customer_id.in_(bindparam("ids", expanding=True)), Action.due_on < bindparam("as_of"),
+           Action.stage > 0, Action.status != "cancelled",
+           or_(DunningState.customer_id.is_(None),
+               and_(Action.stage == DunningState.stage, Action.due_on >= DunningState.entered_on),
+               and_(Action.stage == DunningState.prev_stage, Action.due_on >= DunningState.prev_entered_on)))
+    .order_by(Action.customer_id, Action.due_on, Action.id))
 
 
 def load_cases(s, customers, exponent: int, as_of: dt.date, *, states: dict | None = None) -> dict[str, LedgerCase]:
@@ -172,6 +185,10 @@ def load_cases(s, customers, exponent: int, as_of: dt.date, *, states: dict | No
 
     if states is None:
         states = {st.customer_id: st for st in rows(_STATES)}
+    taken: dict[str, list] = {cid: [] for cid in ids}
+    for cid, kind, stage, due, status in (conn.execute(_TAKEN_ACTIONS, {"ids": ids, "as_of": as_of}).all()
+                                          if ids else ()):
+        taken[cid].append((kind, stage, due, status == "open"))
     for c in customers:
         state = states.get(c.id)
         if state is not None:
@@ -181,6 +198,10 @@ def load_cases(s, customers, exponent: int, as_of: dt.date, *, states: dict | No
                                                                                          state.prev_entered_on)
             plain[c.id]["dunning"] = {"stage": stage, "entered_on": entered.isoformat() if entered else None}
             typed[c.id]["dunning"] = {"stage": stage, "entered_on": entered}
+        plain[c.id]["actions_taken"] = [{"type": kind, "stage": st, "due_on": due.isoformat(), "open": is_open}
+                                        for kind, st, due, is_open in taken[c.id]]
+        typed[c.id]["actions_taken"] = [{"type": kind, "stage": st, "due_on": due, "open": is_open}
+                                        for kind, st, due, is_open in taken[c.id]]
         if c.last_as_of is not None and c.last_as_of < as_of:
             plain[c.id]["previous"] = {"as_of": c.last_as_of.isoformat(), "aging_bucket": c.last_bucket,
                                        "credit_score": c.last_score}

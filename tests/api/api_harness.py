@@ -127,7 +127,7 @@ class Api:
     def customer(self, cid: str | None = None, **overrides) -> str:
         """An established, manually scored (85 → high reputation, limit 500000) customer."""
         cid = cid or uid("C")
-        body = {"name": "测试客户 test customer", "type": "enterprise", "industry": "services", "region": "local",
+        body = {"name": "测试客户 test customer", "type": "enterprise", "industry": "trading", "region": "local",
                 "size": "large", "since": "2015-01-01", "credit_score": 85}
         body.update(overrides)
         r = self.put(f"/v1/customers/{cid}", body, role="backoffice")

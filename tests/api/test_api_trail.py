@@ -56,7 +56,7 @@ def history(api):
         ids[label] = r.json()["decision_id"]
     r = api.post(f"/v1/customers/{cid}/evaluate", {"as_of": day(-3)}, role="backoffice")
     ids["evaluate@-3"] = r.json()["decision_id"]
-    r = api.post("/v1/evaluate", {"customer": {"id": cid, "type": "enterprise", "industry": "services",
+    r = api.post("/v1/evaluate", {"customer": {"id": cid, "type": "enterprise", "industry": "trading",
                                                "region": "local", "size": "large", "since": "2015-01-01"},
                                   "as_of": day(-1), "order_amount": "10.00"}, role="backoffice")
     ids["stateless@-1"] = r.json()["decision_id"]

@@ -52,7 +52,7 @@ def test_a_lower_policy_limit_applies_at_once_and_caps_credit(fresh):
     cid = fresh.customer()
     review.run_reviews(fresh.service, TODAY, "test")
     # the controller lowers the score: reputation medium → policy limit 200,000 (a decrease)
-    r = fresh.put(f"/v1/customers/{cid}", {"name": "x", "type": "enterprise", "industry": "services",
+    r = fresh.put(f"/v1/customers/{cid}", {"name": "x", "type": "enterprise", "industry": "trading",
                                            "region": "local", "size": "large", "since": "2015-01-01",
                                            "credit_score": 65, "approved_limit": "500000.00",
                                            "approved_terms_days": 30}, role="backoffice")

@@ -109,6 +109,12 @@ def stage_actions(invoice_id, types, stage, owner, status="open") -> set[tuple]:
     return {(invoice_id, t, stage, owner, status) for t in types}
 
 
+def stage1(invoice_id, caller=TEAM) -> set[tuple]:
+    """Stage 1's contacts of a medium or large account: the call is a person's task, e-mail and SMS are sent."""
+    return ({(invoice_id, "phone_call", 1, caller, "open")}
+            | stage_actions(invoice_id, ("email_reminder", "sms_reminder"), 1, "automated", "sent"))
+
+
 # ---------------------------------------------------------------------------------------- 1. workflow
 def test_first_sweep_goes_straight_to_the_target_and_a_same_day_rerun_keeps_it(fresh):
     api = fresh
@@ -125,15 +131,17 @@ def test_first_sweep_goes_straight_to_the_target_and_a_same_day_rerun_keeps_it(f
     detail = dec["dunning"]["stage_detail"]
     assert (detail["target_stage"], detail["entered_on"], detail["days_in_stage"]) == (3, iso(-4), 4)
     assert state(api, a) == (3, d(-4)) and state(api, current) == (0, None)
-    # the stage's actions fall due on its entry day and every 30 days after: none today, the next on day 26
-    assert detail["next_action_on"] == iso(26) and action_rows(api) == []
+    # litigation and asset preservation happen once per stage episode: a customer first seen 4 days into
+    # stage 3 gets them today (not on the next cadence day, day 26), and not again on day 26
+    assert detail["next_action_on"] == iso(26)
+    assert due_on_day(api, a, 0) == stage_actions(a_inv, ("litigation", "asset_preservation"), 3, TEAM)
     run(api, 26)
-    assert due_on_day(api, a, 26) == stage_actions(a_inv, ("litigation", "asset_preservation"), 3, TEAM)
+    assert due_on_day(api, a, 26) == set()
 
 
 def test_the_stage_moves_one_step_a_day_towards_a_target_that_jumps(fresh):
     api = fresh
-    # b: stage 1; its second invoice makes it a large account, target 2 (large: stage 2 from 15 days)
+    # b: stage 1; its second invoice makes its overdue amount large, target 2 (large: stage 2 from 15 days)
     b = api.customer("B-becomes-large", collector="李雷", **MEDIUM)
     b1 = invoice(api, b, "50000.00", due=-1)
     # c: stage 1 on its undisputed invoice; when the dispute of a 95-day-old invoice is resolved, target 3
@@ -146,8 +154,8 @@ def test_the_stage_moves_one_step_a_day_towards_a_target_that_jumps(fresh):
     run(api, 0)
     assert state(api, b) == (1, d(0)) and state(api, c) == (1, d(0))
     assert decision(api, c)["dunning"]["anchor_invoice_id"] == c2          # c1 is paused by its dispute
-    assert due_on_day(api, b, 0) == stage_actions(b1, STAGE1, 1, TEAM)
-    assert due_on_day(api, c, 0) == stage_actions(c2, STAGE1, 1, TEAM)
+    assert due_on_day(api, b, 0) == stage1(b1, TEAM)
+    assert due_on_day(api, c, 0) == stage1(c2, TEAM)
 
     event(api, c, "dispute_resolved", {"dispute_id": dispute, "resolved_on": iso(1)}, 1)
     run(api, 1)
@@ -162,7 +170,9 @@ def test_the_stage_moves_one_step_a_day_towards_a_target_that_jumps(fresh):
 
     run(api, 13)                       # b: 14 days overdue, medium: still stage 1
     assert state(api, b) == (1, d(0)) and decision(api, b)["dunning"]["stage_detail"]["target_stage"] == 1
-    invoice(api, b, "60000.00", due=44, issued=14)                        # outstanding 110,000: large
+    # posted late, on day 14: 1 day overdue, so 110,000 is overdue: the large tier by the overdue amount
+    event(api, b, "invoice_issued", {"id": uid("INV"), "amount": "60000.00", "currency": "CNY", "issued_on": iso(-17),
+                                     "due_on": iso(13)}, 14)
     run(api, 14)
     dec = decision(api, b)
     assert (dec["classification"]["amount_tier"], dec["dunning"]["stage"]) == ("large", 2)
@@ -219,11 +229,11 @@ def test_actions_fall_due_once_per_invoice_stage_and_cadence_date(fresh):
     for a in rows:
         by_day[a[4]].add((a[2], a[3]))
     remote2 = {("phone_call", 2), ("written_demand", 2), ("lawyer_letter", 2)}   # remote: a call, not a visit
+    messages = {("email_reminder", 1), ("sms_reminder", 1)}
     assert dict(by_day) == {
-        iso(0): {(t, 1) for t in STAGE1}, iso(7): {(t, 1) for t in STAGE1},    # stage 1 every 7 days
-        iso(14): {(t, 1) for t in STAGE1},
-        iso(30): remote2, iso(44): remote2,                                     # 31 days overdue: stage 2,
-    }                                                                           # every 14 days
+        iso(0): {(t, 1) for t in STAGE1}, iso(7): messages, iso(14): messages,   # e-mail and SMS every 7 days;
+        iso(30): remote2,            # the call task stays open until done (never re-created); 31 days overdue:
+    }                                # stage 2: call, one written demand, one lawyer's letter, none on day 44
     assert {a[1] for a in rows} == {inv} and state(api, cid) == (2, d(30))
     with api.service.tx() as s:                     # two runs a day, every customer once in each
         runs = s.execute(select(SweepRun).order_by(SweepRun.id)).scalars().all()
@@ -257,7 +267,7 @@ def test_payments_re_anchor_close_the_settled_invoices_actions_and_end_at_stage_
     dec = decision(api, cid)
     assert dec["dunning"]["anchor_invoice_id"] == f2 and state(api, cid) == (1, d(2))
     assert {i["invoice_id"]: i["open"] for i in dec["dunning"]["open_invoices"]} == {f2: "15000.00"}
-    assert due_on_day(api, cid, 2) == stage_actions(f2, STAGE1, 1, TEAM)
+    assert due_on_day(api, cid, 2) == stage1(f2, TEAM)
     closed = {(a[1], a[2], a[6], a[7]) for a in action_rows(api, cid) if a[1] == f1}
     assert closed == {(f1, t, "closed", "invoice_settled") for t in stage2}
     assert api.get("/v1/actions", role="backoffice", params={"customer": cid, "status": "closed"}
@@ -270,7 +280,8 @@ def test_payments_re_anchor_close_the_settled_invoices_actions_and_end_at_stage_
     assert (dec["dunning"]["stage"], dec["classification"]["aging_bucket"]) == (0, "current")
     assert state(api, cid) == (0, None)
     assert {(a[1], a[6], a[7]) for a in action_rows(api, cid)} == {(f1, "closed", "invoice_settled"),
-                                                                   (f2, "closed", "invoice_settled")}
+                                                                   (f2, "closed", "invoice_settled"),
+                                                                   (f2, "sent", None)}   # e-mail, SMS: sent
     assert api.get("/v1/actions", role="backoffice", params={"customer": cid}).json()["actions"] == []
 
 
@@ -285,7 +296,7 @@ def test_disputes_open_promises_and_kept_plans_pause_and_a_breach_resumes(fresh)
     h1 = invoice(api, plan, "30000.00", due=-1)
     run(api, 0)
     for cid, inv in ((promise, g1), (disputed, i1), (plan, h1)):
-        assert state(api, cid) == (1, d(0)) and due_on_day(api, cid, 0) == stage_actions(inv, STAGE1, 1, TEAM)
+        assert state(api, cid) == (1, d(0)) and due_on_day(api, cid, 0) == stage1(inv, TEAM)
 
     # day 1: a promise to pay the whole invoice on day 5 (pauses until day 5 + 3 days' tolerance), a dispute,
     # an instalment plan of three (days 5, 15, 25)
@@ -316,7 +327,7 @@ def test_disputes_open_promises_and_kept_plans_pause_and_a_breach_resumes(fresh)
     run(api, 9)
     dec = decision(api, promise)
     assert state(api, promise) == (1, d(9)) and dec["dunning"]["paused"] == []
-    assert due_on_day(api, promise, 9) == stage_actions(g1, STAGE1, 1, TEAM)
+    assert due_on_day(api, promise, 9) == stage1(g1, TEAM)
     assert "alert.broken_promise" in {a["id"] for a in dec["alerts"]}
     assert dec["score"]["value"] < score_before
     assert any(r["rule"] == "dunning.breach" for r in dec["reasons"])
@@ -326,7 +337,7 @@ def test_disputes_open_promises_and_kept_plans_pause_and_a_breach_resumes(fresh)
     run(api, 16)                        # instalment 2 (day 15) missed: the plan is broken, the dispute is over
     for cid, inv in ((disputed, i1), (plan, h1)):
         assert state(api, cid) == (1, d(16))
-        assert due_on_day(api, cid, 16) == stage_actions(inv, STAGE1, 1, TEAM)
+        assert due_on_day(api, cid, 16) == stage1(inv, TEAM)
     assert "alert.broken_promise" in {a["id"] for a in decision(api, plan)["alerts"]}
     run(api, 17)                        # the alert is for the day of the breach only
     assert "alert.broken_promise" not in {a["id"] for a in decision(api, plan)["alerts"]}
@@ -351,24 +362,23 @@ def test_automated_actions_are_sent_and_manual_ones_stay_open_with_the_policys_o
 
     summary = run(api, 0)
     assert summary["actions_created"] == 3 + 1 + 3 + 3 + 3
-    assert due_on_day(api, small, 0) == ({(s1, "phone_call", 1, TEAM, "open")}            # small: e-mail and
-                                          | {(s1, t, 1, "automated", "sent")                # SMS are automated
-                                             for t in ("email_reminder", "sms_reminder")}
-                                          | {(s2, "payment_reminder", 0, "automated", "sent")})
-    assert due_on_day(api, large, 0) == stage_actions(l1, STAGE1, 1, "collector:王芳")
-    assert due_on_day(api, unassigned, 0) == stage_actions(u1, STAGE1, 1, "collector:unassigned")
-    assert due_on_day(api, medium, 0) == stage_actions(m1, STAGE1, 1, TEAM)
+    assert due_on_day(api, small, 0) == ({(s1, t, 1, "automated", "sent") for t in STAGE1}  # small: every
+                                          | {(s2, "payment_reminder", 0, "automated", "sent")})  # contact automated
+    assert due_on_day(api, large, 0) == stage1(l1, "collector:王芳")
+    assert due_on_day(api, unassigned, 0) == stage1(u1, "collector:unassigned")
+    assert due_on_day(api, medium, 0) == stage1(m1, TEAM)
     assert due_on_day(api, late_poster, 0) == {(p1, "payment_reminder", 0, "automated", "sent")}
 
     def listed(**params):
         body = api.get("/v1/actions", role="backoffice", params={"limit": 1000, **params}).json()
         return {(a["customer_id"], a["type"], a["owner"], a["status"], a["due_on"]) for a in body["actions"]}
-    assert listed(owner="collector:王芳") == {(large, t, "collector:王芳", "open", iso(0)) for t in STAGE1}
+    assert listed(owner="collector:王芳") == {(large, "phone_call", "collector:王芳", "open", iso(0))}
     assert {(c, t) for c, t, *_ in listed(owner="automated", status="sent")} == {
-        (small, "email_reminder"), (small, "sms_reminder"), (small, "payment_reminder"),
-        (late_poster, "payment_reminder")}
+        (small, "phone_call"), (small, "email_reminder"), (small, "sms_reminder"), (small, "payment_reminder"),
+        (late_poster, "payment_reminder")} | {(c, t) for c in (large, unassigned, medium)
+                                              for t in ("email_reminder", "sms_reminder")}
     assert listed(owner="automated") == set()                              # nothing automated left open
-    assert listed(customer=small) == {(small, "phone_call", TEAM, "open", iso(0))}
+    assert listed(customer=small) == set()                                 # no manual task for a small account
     with api.service.tx() as s:         # the sweep's counts: what its decisions created
         items = {i.customer_id: (i.stage, i.actions) for i in s.execute(select(SweepItem).where(
             SweepItem.run_id == summary["id"])).scalars()}
@@ -434,7 +444,7 @@ def test_a_decision_made_while_the_group_was_evaluated_makes_it_evaluate_that_cu
     assert (summary["processed"], summary["errors"], summary["customers_by_stage"]) == (2, 0, {"0": 1, "1": 1})
     assert decision(api, payer)["dunning"]["stage"] == 0 and action_rows(api, payer) == []
     assert state(api, payer) == (0, None)
-    assert due_on_day(api, other, 0) == stage_actions(other_inv, STAGE1, 1, TEAM)
+    assert due_on_day(api, other, 0) == stage1(other_inv, TEAM)
     with api.service.tx() as s:
         kinds = [k for k, in s.execute(select(DecisionRecord.kind).where(DecisionRecord.subject == payer)
                                        .order_by(DecisionRecord.seq))]
@@ -669,7 +679,7 @@ def test_a_customer_the_policy_refuses_is_an_error_and_the_others_go_on(fresh):
     (err,) = summary["error_list"]
     assert err["customer_id"] == "E-stale" and err["error"].startswith("E_UNKNOWN_VALUE: customer.industry: "), err
     assert "'shipping'" in err["error"]
-    assert due_on_day(api, ok, 0) == stage_actions(ok_inv, STAGE1, 1, TEAM)
+    assert due_on_day(api, ok, 0) == stage1(ok_inv, TEAM)
     assert action_rows(api, "E-stale") == [] and "E-stale" not in states(api)
     with api.service.tx() as s:
         assert s.execute(select(func.count()).select_from(DecisionRecord)
