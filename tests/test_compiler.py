@@ -390,7 +390,7 @@ def test_more_than_256_distinct_tests_on_one_field_are_refused(policy_text):
 def test_more_than_256_rules_with_one_condition_are_refused_at_the_first_one_too_many(policy_text):
     segments = "".join(f"  - id: segment.s{i}\n    when: {{field: industry, eq: services}}\n    strategy: [x]\n"
                        for i in range(260))
-    text = edit(policy_text, "segments:                      # 分类策略 for combinations of classes\n",
+    text = edit(policy_text, "segments:                      # 分类策略 for combinations of classes; each figure a segment changes is a reason naming it\n",
                 "segments:\n" + segments)
     error = only_error(text)
     assert (error.code, error.path) == ("E_ENGINE_LIMIT", "segments[256].when")
@@ -403,7 +403,7 @@ def test_a_ruleset_durable_rules_refuses_is_a_policy_error_not_an_exception(poli
     # 250 rules sharing one branch of an `any`: past the checks above, durable_rules refuses (its error 107)
     segments = "".join(f"  - id: segment.s{i}\n    when: {{any: [{{field: industry, eq: services}}, "
                        f"{{field: customer_age_days, eq: {i}}}]}}\n    strategy: [x]\n" for i in range(250))
-    text = edit(policy_text, "segments:                      # 分类策略 for combinations of classes\n",
+    text = edit(policy_text, "segments:                      # 分类策略 for combinations of classes; each figure a segment changes is a reason naming it\n",
                 "segments:\n" + segments)
     error = only_error(text)
     assert error.code == "E_ENGINE_LIMIT"
