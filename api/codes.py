@@ -38,6 +38,7 @@ CODES: dict[str, Code] = {
     "E_INPUT_INVALID": Code(422, 1, "a field of the request is invalid"),
     "E_POLICY_INVALID": Code(422, 1, "the policy text has errors"),
     "E_IMPORT_INVALID": Code(422, 1, "an import file has bad rows; nothing was written"),
+    "E_POLICY_CURRENCY": Code(422, 1, "the policy's currency is not the ledger's (the stored book's) currency"),
     "E_DOCUMENT_KIND": Code(409, 4, "the action sends no document to the customer (a call, a visit, a review)"),
     "E_DOCUMENT_NOTHING_DUE": Code(409, 4, "no open invoice is left for the document to name"),
     "E_DOCUMENT_INPUT": Code(422, 1, "the document's input is invalid"),

@@ -69,7 +69,7 @@ def current_key(permission: str) -> auth.Principal:
     extensions = current_app.extensions
     key = auth.authenticate(extensions["creditctl.keys"], extensions["creditctl"].read_tx,
                             request.headers.get("Authorization"))
-    auth.require(key, permission)
-    g.actor = key.name
+    g.actor = key.name            # before the permission check: the access log names a refused key too
     g.role = key.role
+    auth.require(key, permission)
     return key

@@ -237,3 +237,46 @@ def test_simultaneous_publishes_of_the_same_text(fresh):
     assert len({body["version"] for _, body in results}) == 1
     assert _active(api) == results[0][1]["version"]
     assert api.counts()["policy_versions"] == 2
+
+
+def test_a_policy_in_another_currency_than_the_ledgers_is_refused(fresh, tmp_path, caplog):
+    """The book is kept in CNY: a USD policy would make every credit check (422) and report (409) fail,
+    so validate, publish and a start on that file refuse it with E_POLICY_CURRENCY."""
+    import logging
+
+    from api.http.app import create_app
+    api = fresh
+    usd = POLICY_TEXT.replace("currency: CNY", "currency: USD", 1)
+    empty = api.post("/v1/policies/validate", {"text": usd, "source": "usd.yaml"}, role="controller")
+    assert empty.status_code == 200, empty.text               # an empty book has no currency yet
+    cid = api.customer()
+    api.invoice(cid, "1000.00", due=10)
+    active, counts = _active(api), api.counts()
+    for path in ("/v1/policies/validate", "/v1/policies"):
+        r = api.post(path, {"text": usd, "source": "usd.yaml"}, role="controller")
+        assert r.status_code == 422, (path, r.text)
+        body = r.json()
+        assert body["code"] == "E_POLICY_CURRENCY" and "USD" in body["message"] and "CNY" in body["message"]
+        assert list(body["errors"]) == ["policy.currency"]
+    assert _active(api) == active and api.counts() == counts
+    assert api.credit_check(cid, "100.00").status_code == 201
+    # serve's start on that file: the stored version keeps serving, one clear line with the file and line
+    path = tmp_path / "usd.yaml"
+    path.write_text(usd, encoding="utf-8")
+    line = next(n for n, text in enumerate(usd.splitlines(), 1) if text.strip() == "currency: USD")
+    logger = logging.getLogger("creditctl")
+    watching, logger.handlers = logger.handlers, []        # these ERROR lines are expected: not a failure
+    try:
+        with caplog.at_level(logging.INFO, logger="creditctl"):
+            app = create_app({"DATABASE_URL": api.database_url, "POLICY_FILE": str(path), "MIGRATE": False,
+                              "POLICY_FILE_FALLBACK": True, "AUDIT_CHECKPOINTS": None})
+    finally:
+        logger.handlers = watching
+    try:
+        status = app.extensions["creditctl.policy_file"]
+        assert (status["valid"], status["code"], status["line"]) == (False, "E_POLICY_CURRENCY", line)
+        assert status["serving_version"] == active
+        errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+        assert errors[0].startswith(f"{path}:{line}:0: E_POLICY_CURRENCY: the policy's currency USD is not")
+    finally:
+        app.extensions["creditctl.engine"].dispose()
