@@ -240,6 +240,8 @@ def cmd_sweep(args) -> int:
     if args.partition_size is not None and args.partition_size < 1:
         print("--partition-size: at least 1", file=sys.stderr)
         return 2
+    from .http.server import configure_logging
+    configure_logging()                # the notifier's and the alerts' INFO lines, as under `serve`
     app, service = _service(_db_url(args), args.policy)
     run_id = sweep.start(service, as_of, f"cli:{os.environ.get('USER', 'sweep')}",
                          partition_size=args.partition_size or sweep.PARTITION_SIZE)

@@ -707,3 +707,14 @@ def test_three_processes_share_one_run(backend):
     assert {status for _, status, _ in got["partitions"]} == {"done"}
     assert len(workers) > 1, f"one worker did everything: {workers}"
     assert max(got["actions"].values()) == 1
+
+
+def test_the_cli_sweep_shows_the_notifiers_lines_at_the_default_level(crash_book, tmp_path):
+    folder, base, ref = crash_book
+    url = f"sqlite:///{copy_db(base, str(tmp_path / 'notify.sqlite3'))}"
+    done = subprocess.run([CREDITCTL, "sweep", "--as-of", iso(0), "--database-url", url, "--quiet"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    sent = sum(n for a, n in ref["actions"].items() if a[6] == "sent")
+    outbox = [line for line in done.stderr.splitlines() if "[INFO] creditctl.sweep: outbox: " in line]
+    assert sent and len(outbox) == sent, done.stderr[-3000:]
