@@ -121,7 +121,7 @@ def _credit_check(ctx, req: dict, actor, request_id, role=None) -> dict:
         order = {"amount": str(req["amount"]), "order_id": req["order_id"]}
         rec, decision = decide(ctx, s, c, as_of, kind="credit_check_what_if" if what_if else "credit_check",
                                actor=actor, request_id=request_id, order=order, persist_actions=False,
-                               outcome_of=(lambda data: "reject") if hold else None)
+                               outcome_of=(lambda data: "reject") if hold else None, remember=not what_if)
         check, reasons = credit_file.held_check(decision.data["credit"]["check"],
                                                 [r for r in decision.data["reasons"] if r["family"] == "credit.check"],
                                                 hold)
