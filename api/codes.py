@@ -27,6 +27,7 @@ CODES: dict[str, Code] = {
     "E_USER_EXISTS": Code(409, 4, "a console user of that name already exists"),
     "E_RESERVATION_CLOSED": Code(409, 4, "the order's reservation was invoiced, released or expired: never held again"),
     "E_NOT_REPLAYABLE": Code(409, 4, "the record is not a single decision that can be replayed"),
+    "E_VERSION_AMBIGUOUS": Code(409, 4, "more than one policy version starts with that prefix"),
     "E_LEDGER_POLICY_MISMATCH": Code(409, 4, "the ledger's currency is not the active policy's"),
     "E_CSRF": Code(400, 2, "a console form was posted without its valid CSRF token"),
     "E_REFERRAL_OPEN": Code(409, 4, "the order has an open referral: a controller releases, rejects or rechecks it"),

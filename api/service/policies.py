@@ -5,7 +5,7 @@ from engine.compiler import compile_policy
 from engine.errors import PolicyInvalid
 from engine.yamlsource import read_text_file
 
-from ..errors import DomainError, not_found
+from ..errors import DomainError, invalid, not_found
 from ..store.tables import PolicyState, PolicyVersion
 
 
@@ -27,10 +27,24 @@ def active(ctx) -> dict:
         return out
 
 
+VERSION_PREFIX_MIN = 8
+
+
 def get_version(ctx, version: str) -> dict:
+    """One version by its full hash or by a unique prefix of at least 8 characters (the tools print 12)."""
+    from sqlalchemy import select
     with ctx.read_tx() as s:
         row = s.get(PolicyVersion, version)
+        if row is None and VERSION_PREFIX_MIN <= len(version) < 64 and all(ch in "0123456789abcdef" for ch in version):
+            found = s.execute(select(PolicyVersion).where(PolicyVersion.version.like(version + "%"))
+                              .order_by(PolicyVersion.version).limit(2)).scalars().all()
+            if len(found) > 1:
+                raise DomainError("E_VERSION_AMBIGUOUS", f"more than one policy version starts with '{version}': "
+                                  "give more characters of it", {"version": ["ambiguous prefix"]})
+            row = found[0] if found else None
         if row is None:
+            if len(version) < VERSION_PREFIX_MIN:
+                raise invalid({"version": [f"a version or a prefix of at least {VERSION_PREFIX_MIN} characters"]})
             raise not_found("policy version", version)
         return _view(row, s.get(PolicyState, 1))
 

@@ -280,3 +280,28 @@ def test_a_policy_in_another_currency_than_the_ledgers_is_refused(fresh, tmp_pat
         assert errors[0].startswith(f"{path}:{line}:0: E_POLICY_CURRENCY: the policy's currency USD is not")
     finally:
         app.extensions["creditctl.engine"].dispose()
+
+
+def test_a_version_by_the_short_prefix_the_tools_print(fresh):
+    """`creditctl policy check` and the logs print 12 characters of a version: GET /v1/policies/{prefix}
+    finds it when the prefix (at least 8 characters) is unique; an ambiguous one is 409 naming the problem."""
+    import datetime as dt
+
+    from api.store.tables import PolicyVersion
+    api = fresh
+    full = _active(api)
+    whole = api.get(f"/v1/policies/{full}", role="controller").json()
+    for prefix in (full[:12], full[:8]):
+        r = api.get(f"/v1/policies/{prefix}", role="controller")
+        assert r.status_code == 200 and r.json() == whole, (prefix, r.text)
+    r = api.get(f"/v1/policies/{full[:7]}", role="controller")
+    assert r.status_code == 422 and list(r.json()["errors"]) == ["version"]
+    unknown = "f" * 12 if not full.startswith("f" * 12) else "0" * 12
+    assert api.get(f"/v1/policies/{unknown}", role="controller").status_code == 404
+    with api.service.tx() as s:                 # two versions that share 10 characters (no hash collision needed)
+        for tail in ("0", "1"):
+            s.add(PolicyVersion(version="abcdef0123" + tail * 54, name="x", text="x", source="test",
+                                created_at=dt.datetime(2026, 1, 1), created_by="test"))
+    r = api.get("/v1/policies/abcdef0123", role="controller")
+    assert r.status_code == 409 and r.json()["code"] == "E_VERSION_AMBIGUOUS", r.text
+    assert api.get("/v1/policies/abcdef01231", role="controller").json()["version"] == "abcdef0123" + "1" * 54
