@@ -21,16 +21,27 @@ LOG_DATEFMT = "%Y-%m-%d %H:%M:%S %z"
 _generation = 0           # reloads (SIGHUP) so far; read in the master, inherited by each forked worker
 
 
+class _Stderr(logging.StreamHandler):
+    """The process's stderr at the time of each line (it may be replaced after the handler is set up)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 def configure_logging() -> None:
-    """The `creditctl` loggers (access log, alerts, notifier, policy) at INFO on stderr, gunicorn's format."""
+    """The `creditctl` loggers (access log, alerts, notifier, policy) at INFO on stderr, gunicorn's format.
+    They still propagate: nothing else handles them under gunicorn, and a host's own handlers see them."""
     logger = logging.getLogger("creditctl")
-    if not any(getattr(h, "creditctl", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+    if not any(isinstance(h, _Stderr) for h in logger.handlers):
+        handler = _Stderr()
         handler.setFormatter(logging.Formatter(LOG_FORMAT, LOG_DATEFMT))
-        handler.creditctl = True
         logger.addHandler(handler)
     logger.setLevel(logging.INFO)
-    logger.propagate = False
 
 
 class _Gunicorn(BaseApplication):

@@ -137,7 +137,7 @@ def test_a_good_publish_swaps(fresh):
     assert api.get(f"/v1/customers/{cid}", role="sales").json()["credit"]["limit"] == "400000.00"
     # decisions keep the version they were made with, and replay with it
     assert api.post(f"/v1/decisions/{old['decision_id']}/replay", role="auditor").json() == {
-        "decision_id": old["decision_id"], "policy_version": v1, "identical": True}
+        "decision_id": old["decision_id"], "policy_version": v1, "identical": True, "tampered": False}
     # publishing the live text again changes nothing; the old text swaps back
     r = api.post("/v1/policies", {"text": with_high_limit(400000)}, role="admin")
     assert r.status_code == 200 and r.json()["changed"] is False
@@ -201,7 +201,7 @@ def test_hot_publish_under_load(fresh):
     sample = {body["policy_version"]: body["decision_id"] for _, body in results}
     for version, decision_id in sample.items():
         r = api.post(f"/v1/decisions/{decision_id}/replay", role="auditor").json()
-        assert r == {"decision_id": decision_id, "policy_version": version, "identical": True}
+        assert r == {"decision_id": decision_id, "policy_version": version, "identical": True, "tampered": False}
     assert api.get("/v1/audit/verify", role="auditor").json()["ok"] is True
 
 
