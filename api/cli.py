@@ -94,12 +94,25 @@ def cmd_serve(args) -> int:
     url = _db_url(args)
     if args.demo:
         _demo_audit_key()
-    app, service = _service(url, args.policy)
+    run_dir = None
+    if not args.dev:
+        from .http import server
+        server.configure_logging()
+        run_dir = server.make_run_dir()
+    try:
+        app, service = _serving_app(url, args.policy, run_dir)
+    except BaseException:
+        _remove_run_dir(run_dir)
+        raise
+    if app is None:
+        _remove_run_dir(run_dir)
+        return 2
     if args.demo:
         refusal = demo_refusal(service, args.force_demo)
         if refusal:
             print(refusal, file=sys.stderr)
             app.extensions["creditctl.engine"].dispose()
+            _remove_run_dir(run_dir)
             return 2
         n = seed_demo(service, args.book)
         print(f"demo book: {n} customers loaded" if n else "demo book already loaded")
@@ -113,8 +126,38 @@ def cmd_serve(args) -> int:
         app.run(args.host, args.port, threaded=True)
         return 0
     from .http.server import run_gunicorn
-    run_gunicorn(url, args.policy, args.host, args.port, args.workers)
+    run_gunicorn(url, args.policy, args.host, args.port, args.workers, run_dir)
     return 0
+
+
+def _serving_app(url: str, policy_file: str, run_dir: str | None):
+    """The app `serve` starts with: a policy file that is refused while a version is stored starts the service
+    on the stored active version (its errors logged at ERROR); with no stored version there is nothing to
+    serve: the errors on stderr and (None, None)."""
+    from engine.errors import PolicyInvalid
+
+    from .http.app import create_app
+    from .http.server import first_report
+    from .service.policies import file_errors
+    _prepare_sqlite_dir(url)
+    try:
+        app = create_app({"DATABASE_URL": url, "POLICY_FILE": policy_file, "POLICY_FILE_FALLBACK": True,
+                          "POLICY_FAILURE_FIRST": first_report(run_dir) if run_dir else None})
+    except (OSError, PolicyInvalid, DomainError) as exc:
+        if isinstance(exc, DomainError) and exc.code not in ("E_POLICY_CURRENCY", "E_INPUT_INVALID"):
+            raise
+        for e in file_errors(policy_file, exc):
+            print(f"{e['file']}:{e['line']}:{e['column']}: {e['code']}: {e['message']}", file=sys.stderr)
+        print(f"serve: the policy file {policy_file} was refused and no policy version is stored: nothing to serve",
+              file=sys.stderr)
+        return None, None
+    return app, app.extensions["creditctl"]
+
+
+def _remove_run_dir(run_dir: str | None) -> None:
+    if run_dir:
+        import shutil
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def cmd_keys_create(args) -> int:
@@ -213,6 +256,8 @@ def cmd_sweep(args) -> int:
     if args.partition_size is not None and args.partition_size < 1:
         print("--partition-size: at least 1", file=sys.stderr)
         return 2
+    from .http.server import configure_logging
+    configure_logging()                # the notifier's and the alerts' INFO lines, as under `serve`
     app, service = _service(_db_url(args), args.policy)
     run_id = sweep.start(service, as_of, f"cli:{os.environ.get('USER', 'sweep')}",
                          partition_size=args.partition_size or sweep.PARTITION_SIZE)

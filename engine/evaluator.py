@@ -230,6 +230,13 @@ def evaluate_facts(policy, facts: Facts) -> Decision:
                                       for (kind, ident, dated), invoice_id, amount, day in facts.applied_later]
     if fact["has_order"]:
         outcome, conditions = credit.check_outcome(checks)
+        if outcome == "reject":
+            # a condition (a deposit) is what an approval would ask for: a rejected order has none to meet
+            moot = {r.id for r in checks if r.get("condition") and r.get("outcome") != "reject"}
+            checks = [r for r in checks if r.id not in moot]
+            reasons = [x for x in reasons if x["rule"] not in moot]
+        elif outcome in ("approve", "approve_with_conditions"):
+            reasons.extend(_approval_reasons(fact, limit, exp))
         credit_out["check"] = {
             "order_amount": minor_str(fact["order_amount"], exp), "outcome": outcome,
             "exposure_after_order": minor_str(fact["exposure_after_order"], exp),
@@ -411,6 +418,28 @@ def _segment_repayment(options: dict, fired_segments, reasons) -> dict:
                                        f"(repayment rules: {options[option][key]})"))
                 options[option] = {"allowed": True, key: best}
     return options
+
+
+def _approval_reasons(fact, limit, exp) -> list[dict]:
+    """Why an order is approved: the limit holds it, the utilisation it leaves, nothing overdue that blocks."""
+    show = lambda minor: minor_display(minor, exp)          # noqa: E731
+    if fact["overdue_amount"] > 0:
+        overdue = (f"overdue {show(fact['overdue_amount'])}, the oldest {fact['max_days_overdue']} days "
+                   f"({fact['aging_bucket']} bucket), collection stage {fact['dunning_stage']}: no rule "
+                   "rejects or refers the order for it")
+    else:
+        overdue = "nothing overdue"
+    total = (f"exposure {show(fact['exposure'])} + order {show(fact['order_amount'])} = "
+             f"{show(fact['exposure_after_order'])}")
+    within = fact["exposure_after_order"] <= limit
+    return [
+        _reason("credit.check.within_limit", "credit.check",
+                f"within the limit: {total} ≤ limit {show(limit)}" if within else
+                f"{total} > limit {show(limit)}, and no rule of the policy rejects or refers that"),
+        _reason("credit.check.utilisation", "credit.check",
+                f"utilisation after the order {_pct(fact['utilisation_after_order'])}% of the limit"),
+        _reason("credit.check.overdue", "credit.check", overdue),
+    ]
 
 
 def _message(policy, rule, fact, extra) -> str:

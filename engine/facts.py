@@ -447,7 +447,9 @@ def build_facts(case: dict, policy, as_of: dt.date, order_amount_minor: int | No
 
     previous = case.get("previous")
     prev_as_of = previous["as_of"] if previous else None
-    prev_day = prev_as_of or (as_of - dt.timedelta(days=1))
+    # what happened "since the previous evaluation" by the day (breaches, invoices entering a bucket) counts
+    # from the day before when that evaluation was today's: a second decision of the day sees the same days
+    prev_day = prev_as_of if prev_as_of is not None and prev_as_of != as_of else as_of - dt.timedelta(days=1)
     buckets = policy.band_classes["aging_bucket"].bands
 
     def bucket_at(days):

@@ -19,6 +19,7 @@ from ..service import auth, deliveries
 from ..service.audit import AuditSettings
 from ..service.context import Context
 from ..service.policies import load_policy_file as _load_policy_file
+from ..service.policies import load_policy_file_or_keep
 from ..store.database import make_engine, make_sessionmaker, migrate
 from ..store.policy_store import PolicyRegistry
 from . import dbretry, routes
@@ -26,6 +27,7 @@ from .metrics import Metrics
 from .request import MAX_BODY_BYTES, json_response
 
 log = logging.getLogger("creditctl")
+access_log = logging.getLogger("creditctl.access")          # one INFO line per request
 _REQUEST_ID = re.compile(r"[\x21-\x7e]{1,64}")
 MAX_IMPORT_BYTES = 64 * 1024 * 1024     # POST /v1/imports: spreadsheets are larger than any JSON body
 _WERKZEUG_CODES = {404: "E_NOT_FOUND", 405: "E_METHOD_NOT_ALLOWED", 400: "E_BAD_REQUEST",
@@ -68,11 +70,20 @@ def create_app(config: dict | None = None) -> Flask:
     # verified API keys, per process: see api/service/auth.py for how soon a revocation takes effect
     app.extensions["creditctl.keys"] = auth.KeyCache(app.config.get("KEY_CACHE_SECONDS", auth.KEY_CACHE_SECONDS),
                                                      app.config.get("KEY_CACHE_CLOCK") or time.monotonic)
-    metrics = Metrics()
+    metrics = Metrics(app.config.get("METRICS_MULTIPROC_DIR"))
     app.extensions["creditctl.metrics"] = metrics
     metrics.watch_outbox(lambda: deliveries.counters(app.extensions["creditctl"]))
     if app.config["LOAD_POLICY_FILE"] and app.config.get("POLICY_FILE"):
-        load_policy_file(app)
+        if app.config.get("POLICY_FILE_FALLBACK"):
+            first = app.config.get("POLICY_FAILURE_FIRST") or (lambda what: True)
+            status = load_policy_file_or_keep(app.extensions["creditctl"], app.config["POLICY_FILE"], log,
+                                              lambda: first("log"))
+            app.extensions["creditctl.policy_file"] = status
+            # counted once per reload, by a worker (whose values /metrics sums), not by the master at start
+            counted = not status["valid"] and (first("count") if metrics.multiproc_dir else status["first_report"])
+            metrics.policy_file(status["valid"], counted)
+        else:
+            load_policy_file(app)
 
     @app.before_request
     def _start():
@@ -93,7 +104,11 @@ def create_app(config: dict | None = None) -> Flask:
     def _finish(response):
         response.headers["X-Request-Id"] = g.get("request_id", "")
         rule = request.url_rule.rule if request.url_rule else "unmatched"
-        metrics.observe(request.method, rule, response.status_code, time.perf_counter() - g.get("started", 0))
+        seconds = time.perf_counter() - g.get("started", time.perf_counter())
+        metrics.observe(request.method, rule, response.status_code, seconds)
+        access_log.info("%s %s %s %.1fms request_id=%s key=%s role=%s", request.method, request.path,
+                        response.status_code, seconds * 1000, g.get("request_id", "-"), g.get("actor") or "-",
+                        g.get("role") or "-")
         return response
 
     register_error_handlers(app)

@@ -1,13 +1,23 @@
-"""Prometheus metrics: requests, latency, decisions by outcome (per process)."""
+"""Prometheus metrics: requests, latency, decisions by outcome, the policy file's reloads.
+
+Under gunicorn (`multiproc_dir`, api/http/server.py) every worker writes its values to files in one
+folder and /metrics sums them (prometheus_client's multiprocess mode): a scrape sees the whole service,
+whichever worker answers it. Otherwise (tests, `serve --dev`) the values are this process's.
+"""
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 
 class Metrics:
-    def __init__(self):
+    def __init__(self, multiproc_dir: str | None = None):
+        self.multiproc_dir = multiproc_dir
+        if multiproc_dir:
+            # the master imported prometheus_client before the folder existed: values of this process go to files
+            values.ValueClass = values.MultiProcessValue()
         self.registry = CollectorRegistry()
+        self._database_collectors: list = []       # read the database at a scrape: the same in every worker
         self.requests = Counter("creditctl_http_requests_total", "HTTP requests", ["method", "route", "status"],
                                 registry=self.registry)
         self.latency = Histogram("creditctl_http_request_seconds", "HTTP request latency", ["route"],
@@ -15,6 +25,12 @@ class Metrics:
                                  registry=self.registry)
         self.decisions = Counter("creditctl_decisions_total", "decisions recorded", ["kind", "outcome"],
                                  registry=self.registry)
+        self.policy_reload_failures = Counter(
+            "creditctl_policy_reload_failures_total",
+            "policy file loads (start or SIGHUP) refused: the stored active version kept serving", registry=self.registry)
+        # 0 while any live worker runs without its policy file (it failed to compile); 1 when every one loaded it
+        self.policy_file_valid = Gauge("creditctl_policy_file_valid", "1 when the policy file loaded, 0 when it failed",
+                                       registry=self.registry, multiprocess_mode="livemin")
 
     def observe(self, method, route, status, seconds):
         self.requests.labels(method, route, str(status)).inc()
@@ -26,9 +42,23 @@ class Metrics:
     def watch_outbox(self, read) -> None:
         """Outbox counters read from the database at each scrape (`read()`: api.service.deliveries.counters),
         so they count what every worker process sent, not only this one."""
-        self.registry.register(_OutboxCollector(read))
+        collector = _OutboxCollector(read)
+        self._database_collectors.append(collector)
+        self.registry.register(collector)
+
+    def policy_file(self, valid: bool, first_failure: bool = False) -> None:
+        self.policy_file_valid.set(1 if valid else 0)
+        if not valid and first_failure:
+            self.policy_reload_failures.inc()
 
     def render(self) -> bytes:
+        if self.multiproc_dir:
+            from prometheus_client import multiprocess
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry, path=self.multiproc_dir)
+            for collector in self._database_collectors:      # counted once, not summed over the workers' files
+                registry.register(collector)
+            return generate_latest(registry)
         return generate_latest(self.registry)
 
 

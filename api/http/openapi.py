@@ -426,6 +426,12 @@ def spec() -> dict:
     s.components.schema("CustomerFile", schema=CustomerSchema(exclude=("id",)))
     ref = lambda n: {"$ref": f"#/components/schemas/{n}"}  # noqa: E731
     cid = _path("customer_id")
+    s.path("/v1/customers", operations={
+        "get": _op("Search and page through the credit files (by id, id prefix or part of the name; ordered by id)",
+                   "customers:read", None, 200,
+                   [_query("q", {"type": "string", "maxLength": 128}),
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 200}),
+                    _query("cursor", {"type": "string", "maxLength": 128})], "customers", (401, 403, 422))})
     s.path("/v1/customers/{customer_id}", operations={
         "put": _op("Create or replace a credit file", "customers:write", ref("CustomerFile"), 200, [cid], "customers",
                    (401, 403, 400, 422)),
@@ -493,8 +499,8 @@ def spec() -> dict:
     s.path("/v1/policies/active", operations={
         "get": _op("The live policy version and text", "policies:read", None, 200, (), "policies", (401, 403))})
     s.path("/v1/policies/{version}", operations={
-        "get": _op("A stored policy version", "policies:read", None, 200, [_path("version")], "policies",
-                   (401, 403, 404))})
+        "get": _op("A stored policy version, by its hash or a unique prefix of at least 8 characters",
+                   "policies:read", None, 200, [_path("version")], "policies", (401, 403, 404, 409, 422))})
     s.path("/v1/policies/validate", operations={
         "post": _op("Check a policy (same errors as `creditctl policy check`)", "policies:write",
                     ref("PolicyTextRequest"), 200, (), "policies", (400, 401, 403, 422))})

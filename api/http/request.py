@@ -137,7 +137,7 @@ def current_key(permission: str) -> auth.Principal:
     service = extensions["creditctl"]
     key = auth.authenticate(extensions["creditctl.keys"], service.read_tx, request.headers.get("Authorization"),
                             service.clock())
-    auth.require(key, permission)
-    g.actor = key.name
+    g.actor = key.name            # before the permission check: the access log names a refused key too
     g.role = key.role
+    auth.require(key, permission)
     return key

@@ -128,7 +128,7 @@ def _credit_check(ctx, req: dict, actor, request_id, role=None) -> dict:
             return data["credit"]["check"]["outcome"]
         rec, decision = decide(ctx, s, c, as_of, kind="credit_check_what_if" if what_if else "credit_check",
                                actor=actor, request_id=request_id, order=order, persist_actions=False,
-                               outcome_of=outcome_of if hold or group_test else None)
+                               outcome_of=outcome_of if hold or group_test else None, remember=not what_if)
         check, reasons = decision.data["credit"]["check"], [r for r in decision.data["reasons"]
                                                              if r["family"] == "credit.check"]
         group_view = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 
 from marshmallow import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
 from engine.evaluator import evaluate_loaded
 from engine.facts import CustomerSchema
@@ -74,3 +74,26 @@ def counts(ctx) -> dict:
     with ctx.read_tx() as s:
         return {"decisions": s.execute(select(func.count()).select_from(DecisionRecord)).scalar_one(),
                 "customers": s.execute(select(func.count()).select_from(Customer)).scalar_one()}
+
+
+LIST_LIMIT_MAX = 200
+
+
+def _like(text: str) -> str:
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def list_customers(ctx, *, q: str | None = None, limit: int = 50, cursor: str | None = None) -> dict:
+    """Credit files ordered by id (a stable order), `limit` at a time; `q` matches the id exactly or as a
+    prefix, or any part of the name (case-insensitive; Chinese as typed). `next_cursor` (the last id of
+    the page) continues the list, None on the last page."""
+    query = select(Customer).order_by(Customer.id).limit(limit + 1)
+    if q:
+        query = query.where(or_(Customer.id == q, Customer.id.like(_like(q)[1:], escape="\\"),
+                                Customer.name.ilike(_like(q), escape="\\")))
+    if cursor:
+        query = query.where(Customer.id > cursor)
+    with ctx.read_tx() as s:
+        rows = s.execute(query).scalars().all()
+        page = [customer_dict(c) for c in rows[:limit]]
+    return {"customers": page, "next_cursor": page[-1]["id"] if len(rows) > limit else None}

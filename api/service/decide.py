@@ -51,8 +51,9 @@ def action_rows(customer_id: str, data: dict, decision_id: str, exponent: int) -
 
 
 def decide(ctx, s, customer: Customer, as_of: dt.date, *, kind, actor, request_id, order=None,
-           persist_actions=True, outcome_of=None):
-    """Evaluate the customer from the ledger, record the decision, persist its actions."""
+           persist_actions=True, outcome_of=None, remember=True):
+    """Evaluate the customer from the ledger, record the decision, persist its actions. `remember`: the
+    decision becomes the customer's last evaluation (customers.last_*), which a what-if never does."""
     def run():
         policy = ctx.registry.active(s)
         # typed rows go straight to evaluate_loaded (they were validated when written); the plain
@@ -69,7 +70,7 @@ def decide(ctx, s, customer: Customer, as_of: dt.date, *, kind, actor, request_i
     rec = trail.append(s, subject=customer.id, kind=kind, actor=actor, request_id=request_id, as_of=as_of,
                        facts=facts, policy_version=policy.version, result=decision.json, outcome=outcome,
                        created_at=ctx.clock())
-    if customer.last_as_of is None or as_of >= customer.last_as_of:
+    if remember and (customer.last_as_of is None or as_of >= customer.last_as_of):
         customer.last_as_of = as_of
         customer.last_bucket = data["classification"]["aging_bucket"]
         customer.last_score = data["score"]["value"]

@@ -4,18 +4,22 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import logging
 import re
 from decimal import Decimal
 
 from sqlalchemy import select
 
+from engine.errors import InputInvalid
 from engine.evaluator import evaluate
 
-from ..errors import conflict, invalid, not_found
+from ..errors import DomainError, conflict, invalid, not_found
 from . import audit
+from ..store import trail
 from ..store.policy_store import with_retry
 from ..store.tables import DecisionRecord
 
+log = logging.getLogger("creditctl.trail")
 _DECISION_ID = re.compile(r"[0-9a-f]{1,64}")                 # trail.append: uuid4().hex
 # kinds that record a run over the book, not one case: nothing to re-evaluate
 _NOT_REPLAYABLE = {
@@ -76,23 +80,73 @@ def decision_view(rec: DecisionRecord, include_facts: bool = False) -> dict:
 
 
 def replay(ctx, decision_id: str) -> dict:
+    """Check the record's own integrity, then re-evaluate it from its stored facts and policy version.
+    identical: the record is intact and the replay is byte-identical. Otherwise `tampered` (with the
+    problem) and/or `diff`, each differing field of the result as {path, recorded, replayed}."""
     with ctx.read_tx() as s:
         rec = s.get(DecisionRecord, decision_id)
         if rec is None:
             raise not_found("decision", decision_id)
         if rec.kind in _NOT_REPLAYABLE:
             raise conflict(_NOT_REPLAYABLE[rec.kind], "E_NOT_REPLAYABLE")
-        facts = json.loads(rec.facts, parse_float=Decimal)
-        as_of = dt.date.fromisoformat(facts["as_of"])
-        decision = with_retry(lambda: evaluate(ctx.registry.get(s, rec.policy_version), facts["case"], as_of,
-                                               order=facts["order"]))
-        identical = decision.json == rec.result
-        out = {"decision_id": rec.id, "policy_version": rec.policy_version, "identical": identical}
-        if not identical:
-            old, new = json.loads(rec.result), decision.data
-            out["differences"] = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        problem = trail.record_integrity(s, rec)
+        out = {"decision_id": rec.id, "policy_version": rec.policy_version, "tampered": problem is not None}
+        if problem:
+            log.warning("ALERT decision %s (subject %s): %s", rec.id, rec.subject, problem)
+            out["problem"] = problem
+        try:
+            facts = json.loads(rec.facts, parse_float=Decimal)
+            as_of = dt.date.fromisoformat(facts["as_of"])
+            decision = with_retry(lambda: evaluate(ctx.registry.get(s, rec.policy_version), facts["case"], as_of,
+                                                   order=facts["order"]))
+        except (ValueError, KeyError, TypeError, InputInvalid, DomainError) as exc:
+            if not problem:
+                raise
+            out.update(identical=False, replay_error=f"the edited facts do not replay: {exc}")
+            return out
+        same = decision.json == rec.result
+        out["identical"] = same and not problem
+        if not same:
+            try:
+                old = json.loads(rec.result)
+            except ValueError:
+                old = None
+            new = decision.data
+            if isinstance(old, dict):
+                out["differences"] = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            out["diff"] = field_diff(old, new)
             out["replayed"] = new
         return out
+
+
+DIFF_MAX = 200
+
+
+def field_diff(recorded, replayed, path: str = "", out: list | None = None) -> list[dict]:
+    """Each leaf that differs between the recorded and the replayed result (at most DIFF_MAX), with its
+    path (`credit.check.outcome`, `reasons[2].message`); a side where the field is absent has no value."""
+    out = [] if out is None else out
+    if len(out) >= DIFF_MAX:
+        return out
+    if isinstance(recorded, dict) and isinstance(replayed, dict):
+        for k in sorted(set(recorded) | set(replayed)):
+            sub = f"{path}.{k}" if path else str(k)
+            if k not in recorded or k not in replayed:
+                out.append({"path": sub, **({"recorded": recorded[k]} if k in recorded else {}),
+                            **({"replayed": replayed[k]} if k in replayed else {})})
+            else:
+                field_diff(recorded[k], replayed[k], sub, out)
+    elif isinstance(recorded, list) and isinstance(replayed, list):
+        for i in range(max(len(recorded), len(replayed))):
+            sub = f"{path}[{i}]"
+            if i >= len(recorded) or i >= len(replayed):
+                out.append({"path": sub, **({"recorded": recorded[i]} if i < len(recorded) else {}),
+                            **({"replayed": replayed[i]} if i < len(replayed) else {})})
+            else:
+                field_diff(recorded[i], replayed[i], sub, out)
+    elif recorded != replayed or type(recorded) is not type(replayed):
+        out.append({"path": path or "$", "recorded": recorded, "replayed": replayed})
+    return out[:DIFF_MAX]
 
 
 def verify(ctx) -> dict:

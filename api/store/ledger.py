@@ -202,7 +202,10 @@ def load_cases(s, customers, exponent: int, as_of: dt.date, *, states: dict | No
                                         for kind, st, due, is_open in taken[c.id]]
         typed[c.id]["actions_taken"] = [{"type": kind, "stage": st, "due_on": due, "open": is_open}
                                         for kind, st, due, is_open in taken[c.id]]
-        if c.last_as_of is not None and c.last_as_of < as_of:
+        # the customer's last recorded decision, whatever made it (event, credit check, sweep, review), also
+        # one of the same day: a "since the last evaluation" alert then fires once, on the decision that saw
+        # the change, and never again on the next one (which compares with what that decision recorded)
+        if c.last_as_of is not None and c.last_as_of <= as_of:
             plain[c.id]["previous"] = {"as_of": c.last_as_of.isoformat(), "aging_bucket": c.last_bucket,
                                        "credit_score": c.last_score}
             typed[c.id]["previous"] = {"as_of": c.last_as_of, "aging_bucket": c.last_bucket,

@@ -19,7 +19,7 @@ from engine.errors import PolicyInvalid
 from engine.matcher import Disposed
 
 from ..errors import DomainError, invalid
-from .tables import PolicyState, PolicyVersion
+from .tables import Customer, Invoice, PolicyState, PolicyVersion
 
 log = logging.getLogger("creditctl.policy")
 KEEP_COMPILED = 8
@@ -28,6 +28,8 @@ NAME_MAX = 128
 # times; it reads the row once per transaction and every later ask in that transaction agrees with it.
 _ACTIVE = "creditctl.active_version"
 _ACTIVE_VERSION = select(PolicyState.active_version).where(PolicyState.id == 1)     # built once
+_ANY_INVOICE_CURRENCY = select(Invoice.currency).limit(1)
+_ANY_CUSTOMER = select(Customer.id).limit(1)
 
 
 class PolicyRegistry:
@@ -96,6 +98,11 @@ class PolicyRegistry:
         if len(policy.name) > NAME_MAX:            # policy_versions.name; PostgreSQL refuses longer text
             policy.dispose()
             raise invalid({"policy.name": [f"at most {NAME_MAX} characters to be stored"]})
+        try:
+            self.check_ledger_currency(session, policy)
+        except DomainError:
+            policy.dispose()
+            raise
         with self._lock:
             self._compiled.setdefault(policy.version, policy)
         # lock the live-version row first: concurrent publishes of one new text serialise here, and the
@@ -115,6 +122,30 @@ class PolicyRegistry:
             state.file_version = policy.version
         session.info[_ACTIVE] = (session.get_transaction(), policy.version)
         return policy, changed
+
+    def ledger_currency(self, session) -> str | None:
+        """The currency the stored book is kept in (its amounts are integer minor units of it): its invoices',
+        or, with none yet, the active policy's once customers exist (their approved limits are in its
+        units). None for an empty book: any currency may be the first."""
+        currency = session.execute(_ANY_INVOICE_CURRENCY).scalar()
+        if currency is not None:
+            return currency
+        version = session.execute(_ACTIVE_VERSION).scalar()
+        if version is None or session.execute(_ANY_CUSTOMER).scalar() is None:
+            return None
+        return self.get(session, version).currency
+
+    def check_ledger_currency(self, session, policy) -> None:
+        """A policy in another currency than the ledger's would make every credit check and report fail."""
+        ledger = self.ledger_currency(session)
+        if ledger is not None and policy.currency != ledger:
+            message = (f"the policy's currency {policy.currency} is not the ledger's currency {ledger}: the stored "
+                       f"invoices, limits and reservations are amounts in {ledger}; keep `currency: {ledger}`")
+            exc = DomainError("E_POLICY_CURRENCY", message, {"policy.currency": [message]})
+            exc.line = next((n for n, line in enumerate(policy.text.splitlines(), 1)
+                             if line.strip().startswith("currency:")), 0)
+            exc.column = 0
+            raise exc
 
     def file_version(self, session) -> str | None:
         state = session.get(PolicyState, 1)

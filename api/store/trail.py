@@ -45,6 +45,22 @@ def _values(rec: DecisionRecord) -> dict:
             "created_at": rec.created_at.isoformat()}
 
 
+def record_integrity(session, rec: DecisionRecord) -> str | None:
+    """None when the record is as it was written: its content hashes to its hash and it links to its
+    neighbours in the chain; otherwise what is wrong (an edited, rehashed or re-linked row)."""
+    if record_hash(rec.prev_hash, _values(rec)) != rec.hash:
+        return "content does not match its hash (the record was edited)"
+    before = session.execute(select(DecisionRecord.hash).where(DecisionRecord.subject == rec.subject,
+                                                               DecisionRecord.seq == rec.seq - 1)).scalar()
+    if rec.prev_hash != (GENESIS if rec.seq == 1 else before):
+        return "prev_hash does not match the previous record's hash"
+    after = session.execute(select(DecisionRecord.prev_hash).where(DecisionRecord.subject == rec.subject,
+                                                                   DecisionRecord.seq == rec.seq + 1)).scalar()
+    if after is not None and after != rec.hash:
+        return "the next record does not link to this record's hash (it was edited and rehashed)"
+    return None
+
+
 _LOCK_HEAD = select(ChainHead).where(ChainHead.subject == bindparam("subject")).with_for_update()   # built once
 _LAST_RECORD = (select(DecisionRecord.seq, DecisionRecord.hash).where(DecisionRecord.subject == bindparam("subject"))
                 .order_by(DecisionRecord.seq.desc()).limit(1))

@@ -177,6 +177,8 @@ ENDPOINTS = [
              lambda api, w: (f"/v1/customers/{uid('C')}", CUSTOMER_FILE)),
     Endpoint("GET", "/v1/customers/{customer_id}", "customers:read", 200,
              lambda api, w: (f"/v1/customers/{w.customer}", None)),
+    Endpoint("GET", "/v1/customers", "customers:read", 200,
+             lambda api, w: (f"/v1/customers?q={w.customer}&limit=5", None)),
     Endpoint("POST", "/v1/customers/{customer_id}/evaluate", "evaluate", 201,
              lambda api, w: (f"/v1/customers/{w.customer}/evaluate", {"as_of": day(0)})),
     Endpoint("POST", "/v1/evaluate", "evaluate", 201, _stateless_case),

@@ -174,3 +174,20 @@ def test_one_order_reserved_for_two_customers_at_once(api):
         with api.service.tx() as s:
             row = s.get(Reservation, order)
             assert (row.customer_id, row.status) == (winner, "held")
+
+
+def test_an_approval_carries_its_reasons_and_a_reject_no_moot_deposit(api):
+    """Every outcome says why: an approval is within the limit, leaves a utilisation, and nothing overdue
+    blocks it; a rejected order of a low-reputation customer lists no deposit it could meet."""
+    cid = api.customer(credit_score=85)                             # limit 500,000
+    body = api.credit_check(cid, "100000.00").json()
+    assert body["outcome"] == "approve"
+    assert [(r["rule"], r["message"]) for r in body["reasons"]] == [
+        ("credit.check.within_limit",
+         "within the limit: exposure 0.00 + order 100,000.00 = 100,000.00 ≤ limit 500,000.00"),
+        ("credit.check.utilisation", "utilisation after the order 20.00% of the limit"),
+        ("credit.check.overdue", "nothing overdue")]
+    low = api.customer(credit_score=59)                             # low reputation: limit 50,000, 30 % deposit
+    body = api.credit_check(low, "60000.00").json()
+    assert body["outcome"] == "reject" and body["conditions"] == []
+    assert [r["rule"] for r in body["reasons"]] == ["check.over_limit", "check.high_utilisation"]

@@ -137,7 +137,7 @@ def test_a_good_publish_swaps(fresh):
     assert api.get(f"/v1/customers/{cid}", role="sales").json()["credit"]["limit"] == "400000.00"
     # decisions keep the version they were made with, and replay with it
     assert api.post(f"/v1/decisions/{old['decision_id']}/replay", role="auditor").json() == {
-        "decision_id": old["decision_id"], "policy_version": v1, "identical": True}
+        "decision_id": old["decision_id"], "policy_version": v1, "identical": True, "tampered": False}
     # publishing the live text again changes nothing; the old text swaps back
     r = api.post("/v1/policies", {"text": with_high_limit(400000)}, role="admin")
     assert r.status_code == 200 and r.json()["changed"] is False
@@ -210,7 +210,7 @@ def test_hot_publish_under_load(fresh):
     sample = {body["policy_version"]: body["decision_id"] for _, body in results}
     for version, decision_id in sample.items():
         r = api.post(f"/v1/decisions/{decision_id}/replay", role="auditor").json()
-        assert r == {"decision_id": decision_id, "policy_version": version, "identical": True}
+        assert r == {"decision_id": decision_id, "policy_version": version, "identical": True, "tampered": False}
     assert api.get("/v1/audit/verify", role="auditor").json()["ok"] is True
 
 
@@ -246,3 +246,71 @@ def test_simultaneous_publishes_of_the_same_text(fresh):
     assert len({body["version"] for _, body in results}) == 1
     assert _active(api) == results[0][1]["version"]
     assert api.counts()["policy_versions"] == 2
+
+
+def test_a_policy_in_another_currency_than_the_ledgers_is_refused(fresh, tmp_path, caplog):
+    """The book is kept in CNY: a USD policy would make every credit check (422) and report (409) fail,
+    so validate, publish and a start on that file refuse it with E_POLICY_CURRENCY."""
+    import logging
+
+    from api.http.app import create_app
+    api = fresh
+    usd = POLICY_TEXT.replace("currency: CNY", "currency: USD", 1)
+    empty = api.post("/v1/policies/validate", {"text": usd, "source": "usd.yaml"}, role="controller")
+    assert empty.status_code == 200, empty.text               # an empty book has no currency yet
+    cid = api.customer()
+    api.invoice(cid, "1000.00", due=10)
+    active, counts = _active(api), api.counts()
+    for path in ("/v1/policies/validate", "/v1/policies"):
+        r = api.post(path, {"text": usd, "source": "usd.yaml"}, role="controller")
+        assert r.status_code == 422, (path, r.text)
+        body = r.json()
+        assert body["code"] == "E_POLICY_CURRENCY" and "USD" in body["message"] and "CNY" in body["message"]
+        assert list(body["errors"]) == ["policy.currency"]
+    assert _active(api) == active and api.counts() == counts
+    assert api.credit_check(cid, "100.00").status_code == 201
+    # serve's start on that file: the stored version keeps serving, one clear line with the file and line
+    path = tmp_path / "usd.yaml"
+    path.write_text(usd, encoding="utf-8")
+    line = next(n for n, text in enumerate(usd.splitlines(), 1) if text.strip() == "currency: USD")
+    logger = logging.getLogger("creditctl")
+    watching, logger.handlers = logger.handlers, []        # these ERROR lines are expected: not a failure
+    try:
+        with caplog.at_level(logging.INFO, logger="creditctl"):
+            app = create_app({"DATABASE_URL": api.database_url, "POLICY_FILE": str(path), "MIGRATE": False,
+                              "POLICY_FILE_FALLBACK": True, "AUDIT_CHECKPOINTS": None})
+    finally:
+        logger.handlers = watching
+    try:
+        status = app.extensions["creditctl.policy_file"]
+        assert (status["valid"], status["code"], status["line"]) == (False, "E_POLICY_CURRENCY", line)
+        assert status["serving_version"] == active
+        errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+        assert errors[0].startswith(f"{path}:{line}:0: E_POLICY_CURRENCY: the policy's currency USD is not")
+    finally:
+        app.extensions["creditctl.engine"].dispose()
+
+
+def test_a_version_by_the_short_prefix_the_tools_print(fresh):
+    """`creditctl policy check` and the logs print 12 characters of a version: GET /v1/policies/{prefix}
+    finds it when the prefix (at least 8 characters) is unique; an ambiguous one is 409 naming the problem."""
+    import datetime as dt
+
+    from api.store.tables import PolicyVersion
+    api = fresh
+    full = _active(api)
+    whole = api.get(f"/v1/policies/{full}", role="controller").json()
+    for prefix in (full[:12], full[:8]):
+        r = api.get(f"/v1/policies/{prefix}", role="controller")
+        assert r.status_code == 200 and r.json() == whole, (prefix, r.text)
+    r = api.get(f"/v1/policies/{full[:7]}", role="controller")
+    assert r.status_code == 422 and list(r.json()["errors"]) == ["version"]
+    unknown = "f" * 12 if not full.startswith("f" * 12) else "0" * 12
+    assert api.get(f"/v1/policies/{unknown}", role="controller").status_code == 404
+    with api.service.tx() as s:                 # two versions that share 10 characters (no hash collision needed)
+        for tail in ("0", "1"):
+            s.add(PolicyVersion(version="abcdef0123" + tail * 54, name="x", text="x", source="test",
+                                created_at=dt.datetime(2026, 1, 1), created_by="test"))
+    r = api.get("/v1/policies/abcdef0123", role="controller")
+    assert r.status_code == 409 and r.json()["code"] == "E_VERSION_AMBIGUOUS", r.text
+    assert api.get("/v1/policies/abcdef01231", role="controller").json()["version"] == "abcdef0123" + "1" * 54

@@ -146,3 +146,32 @@ phases.coverage.enabled = false
     assert "No issues found" in out, out[-6000:]
     tested = re.search(r"Tested:\s+(\d+)", out)
     assert tested and int(tested.group(1)) == len(_flask_routes(api.app)) + 2, out[-3000:]   # + /healthz, /metrics
+
+
+def test_customers_list_searches_by_id_or_name_and_pages_in_id_order(api):
+    from api_harness import uid
+    prefix = uid("L")
+    token = prefix[-6:]
+    ids = [f"{prefix}-{n}" for n in range(5)]
+    for n, cid in enumerate(ids):
+        api.customer(cid, name=f"华东贸易{token}有限公司 {n}" if n % 2 == 0 else f"Acme {token} Ltd {n}")
+    everything = api.get(f"/v1/customers?q={prefix}", role="sales").json()
+    assert [c["id"] for c in everything["customers"]] == ids and everything["next_cursor"] is None
+    assert everything["customers"][0]["name"] == f"华东贸易{token}有限公司 0"
+    pages, cursor = [], None
+    while True:
+        r = api.get(f"/v1/customers?q={prefix}&limit=2" + (f"&cursor={cursor}" if cursor else ""), role="backoffice")
+        assert r.status_code == 200, r.text
+        pages.append([c["id"] for c in r.json()["customers"]])
+        cursor = r.json()["next_cursor"]
+        if cursor is None:
+            break
+    assert pages == [ids[:2], ids[2:4], ids[4:]]
+    chinese = api.get(f"/v1/customers?q=贸易{token}", role="controller").json()["customers"]
+    assert [c["id"] for c in chinese] == ids[0::2]
+    assert [c["id"] for c in api.get(f"/v1/customers?q=acme {token.upper()}").json()["customers"]] == ids[1::2]
+    assert [c["id"] for c in api.get(f"/v1/customers?q={ids[3]}").json()["customers"]] == [ids[3]]
+    assert api.get("/v1/customers", role="auditor").status_code == 403
+    for bad in ("limit=0", "limit=201", "limit=x", "page=2"):
+        r = api.get(f"/v1/customers?{bad}")
+        assert r.status_code == 422 and r.json()["code"] == "E_INPUT_INVALID", bad

@@ -287,13 +287,38 @@ def test_replay_notices_an_edited_result(chains):
     a = sorted(recs)[0]
     rec = recs[a][1]
     assert api.post(f"/v1/decisions/{rec.id}/replay", role="auditor").json() == {
-        "decision_id": rec.id, "policy_version": rec.policy_version, "identical": True}
+        "decision_id": rec.id, "policy_version": rec.policy_version, "identical": True, "tampered": False}
     forged = json.loads(rec.result)
     forged["score"]["value"] = 7
     _set(api, rec.id, result=json.dumps(forged, sort_keys=True, separators=(",", ":")))
     r = api.post(f"/v1/decisions/{rec.id}/replay", role="auditor").json()
     assert r["identical"] is False and r["differences"] == ["score"]
     assert r["replayed"]["score"]["value"] == json.loads(rec.result)["score"]["value"]
+    assert r["tampered"] is True and r["problem"] == "content does not match its hash (the record was edited)"
+    assert r["diff"] == [{"path": "score.value", "recorded": 7, "replayed": json.loads(rec.result)["score"]["value"]}]
+
+
+def test_replay_of_an_edited_row_whose_result_still_replays_is_tampered_not_identical(chains):
+    """An edit that leaves the result as it was (the actor, the outcome column) replays byte-identically:
+    the record's own hash says it was edited, so the answer is `tampered`, never `identical`."""
+    api, recs = chains
+    rec = recs[sorted(recs)[1]][1]
+    _set(api, rec.id, actor="someone-else")
+    r = api.post(f"/v1/decisions/{rec.id}/replay", role="auditor").json()
+    assert r == {"decision_id": rec.id, "policy_version": rec.policy_version, "identical": False, "tampered": True,
+                 "problem": "content does not match its hash (the record was edited)"}
+
+
+def test_replay_of_a_rehashed_edit_is_tampered(chains):
+    api, recs = chains
+    rec = recs[sorted(recs)[0]][2]
+    with api.service.tx() as s:
+        row = s.get(DecisionRecord, rec.id)
+        row.actor = "someone-else"
+        row.hash = record_hash(row.prev_hash, _values(row))
+    r = api.post(f"/v1/decisions/{rec.id}/replay", role="auditor").json()
+    assert r["tampered"] is True and r["identical"] is False
+    assert r["problem"] == "the next record does not link to this record's hash (it was edited and rehashed)"
 
 
 # ------------------------------------------------------------------------------------------ replay

@@ -717,3 +717,43 @@ def test_three_processes_share_one_run(backend):
     assert {status for _, status, _ in got["partitions"]} == {"done"}
     assert len(workers) > 1, f"one worker did everything: {workers}"
     assert max(got["actions"].values()) == 1
+
+
+def test_the_cli_sweep_shows_the_notifiers_lines_at_the_default_level(crash_book, tmp_path):
+    folder, base, ref = crash_book
+    url = f"sqlite:///{copy_db(base, str(tmp_path / 'notify.sqlite3'))}"
+    done = subprocess.run([CREDITCTL, "sweep", "--as-of", iso(0), "--database-url", url, "--quiet"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    sent = sum(n for a, n in ref["actions"].items() if a[6] == "sent")
+    outbox = [line for line in done.stderr.splitlines() if "[INFO] creditctl.sweep: outbox: " in line]
+    assert sent and len(outbox) == sent, done.stderr[-3000:]
+
+
+def test_a_score_drop_after_the_days_sweep_alerts_once(fresh):
+    """Alerts "since the last evaluation" compare with the customer's last recorded decision, whatever made
+    it: a 10-point drop posted after the day's sweep alerts on that event, and the next sweeps (the same day
+    and the next) compare with what the event recorded, so they do not alert again."""
+    api = fresh
+    cid = api.customer(credit_score=85)
+    run(api, 0)
+    assert "alert.score_drop" not in {a["id"] for a in decision(api, cid)["alerts"]}
+    dropped = event(api, cid, "customer_updated", {"credit_score": 75}, 0)["decision"]
+    alerts = [a for a in dropped["alerts"] if a["id"] == "alert.score_drop"]
+    assert len(alerts) == 1 and "dropped 10 points to 75" in alerts[0]["message"], dropped["alerts"]
+    run(api, 0)
+    assert "alert.score_drop" not in {a["id"] for a in decision(api, cid)["alerts"]}
+
+    # a credit check is a recorded decision too: the first to see a drop alerts, the next one does not
+    def check_alerts():
+        decision_id = api.credit_check(cid, "10.00").json()["decision_id"]
+        result = api.get(f"/v1/decisions/{decision_id}", role="auditor").json()["decision"]
+        return [a["message"] for a in result["alerts"] if a["id"] == "alert.score_drop"]
+    r = api.put(f"/v1/customers/{cid}", {"name": "测试客户 test customer", "type": "enterprise", "industry": "services",
+                                         "region": "local", "size": "large", "since": "2015-01-01",
+                                         "credit_score": 60}, role="backoffice")
+    assert r.status_code == 200, r.text
+    assert check_alerts() == ["credit score dropped 15 points to 60"]
+    assert check_alerts() == []
+    run(api, 1)
+    assert "alert.score_drop" not in {a["id"] for a in decision(api, cid)["alerts"]}

@@ -45,7 +45,7 @@ def get_version(version):
 @bp.post("/policies/validate")
 def validate():
     current_key("policies:write")
-    return json_response(policies.validate(*_policy_text()))
+    return json_response(policies.validate(ctx(), *_policy_text()))
 
 
 @bp.post("/policies")

@@ -1,4 +1,4 @@
-from flask import Blueprint, Response, send_from_directory
+from flask import Blueprint, Response, current_app, send_from_directory
 from swagger_ui_bundle import swagger_ui_path
 
 from ...service import policies
@@ -10,7 +10,7 @@ bp = Blueprint("system", __name__)
 
 @bp.get("/healthz")
 def healthz():
-    return json_response(policies.health(ctx()))
+    return json_response(policies.health(ctx(), current_app.extensions.get("creditctl.policy_file")))
 
 
 @bp.get("/metrics")
