@@ -39,6 +39,7 @@ BAD_POLICIES = {
 def cli_results(tmp_path_factory):
     """`creditctl policy check --format json FILE` for every variant (the command line, run once)."""
     folder = tmp_path_factory.mktemp("policies")
+    (folder / "templates").symlink_to(ROOT / "templates")      # policy check also checks the templates beside it
     out = {}
     for name, text in {**BAD_POLICIES, "valid": POLICY_TEXT}.items():
         path = folder / (name.replace(" ", "_") + ".yaml")
@@ -75,6 +76,8 @@ def test_validate_accepts_what_policy_check_accepts(api, cli_results):
     path, rc, stdout, stderr = cli_results["valid"]
     assert rc == 0, stderr
     expected = json.loads(stdout)
+    templates = expected.pop("templates")          # the CLI also checks the document templates beside the file
+    assert templates["files"] > 0
     r = api.post("/v1/policies/validate", {"text": POLICY_TEXT, "source": path}, role="admin")
     assert r.status_code == 200 and r.json() == expected
     assert expected["version"] == api.get("/healthz", role=None).json()["policy_version"]

@@ -140,7 +140,7 @@ phases.coverage.enabled = false
 """, encoding="utf-8")
     p = subprocess.run([sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "run",
                         f"{api.base_url}/openapi.json", "--no-color"],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=480)   # a hang guard: 40-odd operations
+                       cwd=tmp_path, capture_output=True, text=True, timeout=900)   # a hang guard: 60-odd operations
     out = p.stdout + p.stderr
     assert p.returncode == 0, out[-6000:]
     assert "No issues found" in out, out[-6000:]

@@ -70,7 +70,7 @@ def test_a_contact_without_an_action_is_logged_as_evidence(api):
     assert r.status_code == 201 and r.json()["at"] == NOW.isoformat() + "Z", r.text
     recs = _records(api, cid)
     assert [(rec.id, rec.outcome, rec.actor) for rec in recs] == [
-        (out["decision_id"], "disputed", "test-backoffice"), (r.json()["decision_id"], "no_answer", "test-controller")]
+        (out["decision_id"], "recorded", "test-backoffice"), (r.json()["decision_id"], "recorded", "test-controller")]
     assert recs[0].as_of.isoformat() == day(-2)
     listed = api.get("/v1/decisions", role="auditor", params={"customer": cid, "kind": "collection_record"}).json()
     assert len(listed["decisions"]) == 2

@@ -22,7 +22,7 @@ def _signed_in(api, role):
 def test_a_collector_records_a_promise_and_a_dispute_from_the_worklist(console):
     api = console
     cid = api.customer(f"C-wl-{api.backend}", name="成都天府食品有限公司", size="medium", collector="li.collector")
-    inv = api.invoice(cid, "8000.00", due=-1, issued=-31)             # overdue since yesterday: an action today
+    inv = api.invoice(cid, "18000.00", due=-1, issued=-31)             # overdue since yesterday: an action today
     r = api.post("/v1/sweeps", {"as_of": api.service.today().isoformat()}, role="controller")
     assert r.status_code == 201, r.text
     client, token, page = _signed_in(api, "backoffice")
@@ -35,7 +35,7 @@ def test_a_collector_records_a_promise_and_a_dispute_from_the_worklist(console):
                                                                  "reason": " "}, headers={"HX-Request": "true"})
     assert r.status_code == 422 and "reason" in r.text and api.counts() == before
     r = client.post(f"/console/actions/{action_id}/record", data={"csrf_token": token, "record": "promise",
-                                                                 "amount": "8000.00", "promised_on": day(5)})
+                                                                 "amount": "18000.00", "promised_on": day(5)})
     assert r.status_code == 200 and 'data-kind="promise"' in r.text and "8,000.00" in r.text, r.text
     r = client.post(f"/console/actions/{action_id}/record", data={"csrf_token": token, "record": "dispute",
                                                                  "reason": "货物破损"})
@@ -48,5 +48,5 @@ def test_a_collector_records_a_promise_and_a_dispute_from_the_worklist(console):
         from api.store.tables import Dispute, Promise
         promise = s.query(Promise).filter_by(customer_id=cid).one()
         dispute = s.query(Dispute).filter_by(customer_id=cid).one()
-        assert (promise.invoice_id, promise.amount_minor, promise.promised_on.isoformat()) == (inv, 800000, day(5))
+        assert (promise.invoice_id, promise.amount_minor, promise.promised_on.isoformat()) == (inv, 1800000, day(5))
         assert (dispute.invoice_id, dispute.reason) == (inv, "货物破损")
