@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -125,6 +126,7 @@ class Served:
 def setup(tmp_path):
     policy = tmp_path / "policies.yaml"
     policy.write_text((ROOT / "policies.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    shutil.copytree(ROOT / "templates", tmp_path / "templates")      # the documents' templates sit beside the policy
     db_url = f"sqlite:///{tmp_path / 'creditctl.sqlite3'}"
     # the key's command migrates the database and publishes the file: a good version is stored from here on
     p = creditctl("keys", "create", "ops", "--role", "controller", "--database-url", db_url, "--policy", policy)

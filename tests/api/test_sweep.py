@@ -17,6 +17,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -505,11 +506,28 @@ def copy_db(src: str, dst: str) -> str:
 
 def creditctl_sweep(url: str, n: int, *flags: str, popen: bool = False):
     cmd = [CREDITCTL, "sweep", "--as-of", iso(n), "--database-url", url, "--quiet", *flags]
-    if popen:
-        return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if popen:       # output to files: a worker blocked on a full pipe nobody reads would hold its partition
+        out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=err, text=True)
+        proc.output_files = (out, err)
+        return proc
     done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout)
+
+
+def finished(proc: subprocess.Popen, timeout: float) -> tuple[str, str]:
+    """Wait for a process started by creditctl_sweep(popen=True); its stdout and stderr."""
+    proc.wait(timeout=timeout)
+    outs = []
+    for f in proc.output_files:
+        if f.closed:                # read already
+            outs.append("")
+            continue
+        f.seek(0)
+        outs.append(f.read())
+        f.close()
+    return outs[0], outs[1]
 
 
 def snapshot(url: str) -> dict:
@@ -610,12 +628,12 @@ def test_a_sweep_killed_with_sigkill_resumes_to_the_same_result(crash_book):
             if done >= 50:
                 break
             time.sleep(0.01)
-        assert proc.poll() is None, f"the sweep ended before it could be killed: {proc.communicate()}"
+        assert proc.poll() is None, f"the sweep ended before it could be killed: {finished(proc, 30)}"
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         if proc.poll() is None:
             proc.kill()
-        proc.communicate(timeout=30)
+        finished(proc, 30)
     assert proc.returncode == -signal.SIGKILL
     killed_at = items_done(path)
     assert 0 < killed_at < CRASH_BOOK, killed_at
@@ -700,7 +718,7 @@ def test_three_processes_share_one_run(backend):
     procs = [creditctl_sweep(url, 0, "--partition-size", "25", popen=True) for _ in range(3)]
     outs = []
     for proc in procs:
-        stdout, stderr = proc.communicate(timeout=180)
+        stdout, stderr = finished(proc, 180)
         assert proc.returncode == 0, stderr[-3000:]
         outs.append(json.loads(stdout))
     got = snapshot(url)

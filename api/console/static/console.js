@@ -31,6 +31,9 @@
     var first = document.querySelector("#policy-errors .goto[data-line]");   // show the first error's line
     if (first && first.dataset.line) gotoLine(parseInt(first.dataset.line, 10));
   });
+  if (window.htmx) {      // htmx binds the page's forms in its own load pass: enable them after it
+    htmx.onLoad(function () { var page = document.getElementById("page"); if (page) page.disabled = false; });
+  }
   document.addEventListener("click", function (e) {
     var a = e.target.closest && e.target.closest("a.goto");
     if (a && a.dataset.line) { e.preventDefault(); gotoLine(parseInt(a.dataset.line, 10)); }
