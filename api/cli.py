@@ -445,6 +445,12 @@ def cmd_deliver(args) -> int:
     if args.interval <= 0 or (args.limit is not None and args.limit < 1):
         print("deliver: --interval and --limit must be positive", file=sys.stderr)
         return 2
+    if args.requeue is not None and (args.requeue < 1 or not (args.reason or "").strip() or args.loop):
+        print("deliver: --requeue ID needs a positive ID and --reason TEXT (and no --loop)", file=sys.stderr)
+        return 2
+    if args.requeue is None and args.reason:
+        print("deliver: --reason goes with --requeue ID", file=sys.stderr)
+        return 2
     extra = {}
     if args.config:
         data = outbox.load_config_file(args.config)
@@ -452,6 +458,12 @@ def cmd_deliver(args) -> int:
     app, service = _service(_db_url(args), args.policy, extra)
     settings = service.delivery
     try:
+        if args.requeue is not None:         # a dead letter queued again; the next round (or this one) sends it
+            from .service import deliveries
+            actor = f"cli:{os.environ.get('USER') or 'deliver'}"
+            result = deliveries.requeue(service, args.requeue, {"reason": args.reason}, actor, "cli")
+            print(json.dumps(result, ensure_ascii=False, sort_keys=True))
+            return 0
         if args.loop:
             def report(counts):
                 if any(counts.values()):
@@ -461,6 +473,26 @@ def cmd_deliver(args) -> int:
             return 0
         counts = outbox.run_once(service, settings, limit=args.limit)
         print(json.dumps(counts, sort_keys=True))
+        return 0
+    finally:
+        app.extensions["creditctl.engine"].dispose()
+
+
+def cmd_statements(args) -> int:
+    """Queue the monthly statements of account in the outbox (api/jobs/statements.py, docs/delivery.md)."""
+    from .jobs import statements
+    as_of = _as_of(args.as_of) if args.as_of else None
+    if args.as_of and as_of is None:
+        return 2
+    reason = args.reason.strip() if args.reason else None
+    if args.reason is not None and not reason:
+        print("statements: --reason must not be blank", file=sys.stderr)
+        return 2
+    app, service = _service(_db_url(args), args.policy)
+    try:
+        result = statements.queue_statements(service, as_of or service.today(), f"cli:{os.environ.get('USER') or 'statements'}",
+                                             reason, period=args.period)
+        print(json.dumps(result, ensure_ascii=False, sort_keys=True))
         return 0
     finally:
         app.extensions["creditctl.engine"].dispose()
@@ -592,9 +624,18 @@ def build_parser():
     dl.add_argument("--interval", type=float, default=30.0, help="seconds between rounds with --loop (default 30)")
     dl.add_argument("--limit", type=int, default=None, help="send at most this many messages (once)")
     dl.add_argument("--config", help="delivery configuration file (default $CREDITCTL_DELIVERY_CONFIG)")
+    dl.add_argument("--requeue", type=int, metavar="ID", help="queue the dead letter ID again (with --reason) and exit")
+    dl.add_argument("--reason", help="why the dead letter is requeued (recorded in the customer's trail)")
     dl.add_argument("--database-url", dest="database_url")
     dl.add_argument("--policy", default=engine_cli.DEFAULT_POLICY)
     dl.set_defaults(func=cmd_deliver)
+    st = sub.add_parser("statements", help="queue the month's statements of account in the outbox (docs/delivery.md)")
+    st.add_argument("--as-of", dest="as_of", help="the run's date (default: today); states the month before it")
+    st.add_argument("--period", help="the month to state, YYYY-MM (default: the month before --as-of)")
+    st.add_argument("--reason", help="recorded in each customer's trail (default: monthly statement of account …)")
+    st.add_argument("--database-url", dest="database_url")
+    st.add_argument("--policy", default=engine_cli.DEFAULT_POLICY)
+    st.set_defaults(func=cmd_statements)
     imp = sub.add_parser("import", help="load a book from CSV / XLSX files (docs/import.md)")
     imp.add_argument("files", nargs="*", help="customers.csv, invoices.csv, … or one workbook with a sheet per kind")
     imp.add_argument("--dry-run", dest="dry_run", action="store_true", help="check and count; write nothing")

@@ -62,6 +62,8 @@ CODES: dict[str, Code] = {
     "E_DATABASE_UNAVAILABLE": Code(503, 5, "the database connection failed; retry (see Retry-After)"),
     "E_POLICY_TAMPERED": Code(503, 5, "a stored policy version's text does not hash to its version; refused"),
     "E_AUDIT_KEY": Code(503, 2, "the audit signing key or checkpoint log is missing or unreadable"),
+    "E_DELIVERY_NOT_DEAD": Code(409, 4, "only a dead letter is requeued; this delivery is queued, sending, failed or sent"),
+    "E_DELIVERY_OBSOLETE": Code(409, 4, "the delivery's action is no longer waiting for it (done, cancelled, sent)"),
     "E_DELIVERY_CONFIG": Code(503, 2, "the delivery configuration is incomplete or invalid (backend, secret, retry)"),
 }
 

@@ -14,7 +14,9 @@ class LogNotifier:
 
     def deliver(self, message: Message) -> DeliveryResult:
         a = message.action
-        what = f"action {a.id} {a.type} stage {a.stage} invoice {a.invoice_id}" if a else "no action"
+        doc = dict(message.document)
+        what = (f"action {a.id} {a.type} stage {a.stage} invoice {a.invoice_id}" if a else
+                f"{doc.get('kind', 'no action')} {doc.get('period', '')}".strip())
         attachments = "".join(f" +{x.filename}" for x in message.attachments)
         log.info("delivery (log backend, not sent): %s to %s for %s: %s%s [%s]", message.channel,
                  ", ".join(message.to) or "(no address)", what, message.subject, attachments, message.idempotency_key)

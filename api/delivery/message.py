@@ -44,6 +44,12 @@ def idempotency_key(action) -> str:
     return "cc-" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
 
 
+def statement_key(customer_id: str, period: str) -> str:
+    """Stable per customer and month ('YYYY-MM'): the statement's message on every attempt and requeue."""
+    key = "\x1f".join(["statement", customer_id, period])
+    return "cc-" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
+
+
 @dataclass(frozen=True)
 class Attachment:
     filename: str              # may be Chinese: encoded per RFC 2231 in mail, as is in JSON
@@ -84,6 +90,17 @@ class Message:
                    attachments=attachments, action=ActionRef.of(action, currency),
                    document=(("kind", document.kind), ("locale", document.locale),
                              ("reference", document.reference)))
+
+    @classmethod
+    def for_statement(cls, customer_id: str, period: str, document, *, to, channel: str = "email") -> Message:
+        """A monthly statement of account (no action): the document's text and HTML, its PDF attached."""
+        attachments = ()
+        if document.pdf is not None:
+            attachments = (Attachment(document.pdf_filename, "application/pdf", document.pdf),)
+        return cls(idempotency_key=statement_key(customer_id, period), channel=channel, to=tuple(to),
+                   subject=document.subject, text=document.text, html=document.html, attachments=attachments,
+                   document=(("kind", document.kind), ("locale", document.locale),
+                             ("reference", document.reference), ("customer_id", customer_id), ("period", period)))
 
     def to_json(self) -> dict:
         """The webhook body: the action and the whole document."""

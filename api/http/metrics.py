@@ -76,8 +76,14 @@ class _OutboxCollector:
         yield CounterMetricFamily("creditctl_outbox_sent", "messages sent", value=by_status.get("sent", 0))
         yield CounterMetricFamily("creditctl_outbox_failed", "delivery attempts that failed",
                                   value=counts["failed_attempts"])
-        yield CounterMetricFamily("creditctl_outbox_dead", "messages given up on (dead letters)",
-                                  value=by_status.get("dead", 0))
+        yield CounterMetricFamily("creditctl_outbox_dead", "messages given up on (dead letters, requeued or not)",
+                                  value=counts.get("dead_total", by_status.get("dead", 0)))
+        # a stuck outbox: the oldest message not yet sent (0: none waits), and the dead letters waiting for a person
+        yield GaugeMetricFamily("creditctl_outbox_oldest_queued_age_seconds",
+                                "age of the oldest message not sent yet (queued, sending, failed awaiting a retry)",
+                                value=counts.get("oldest_queued_age_seconds") or 0)
+        yield GaugeMetricFamily("creditctl_outbox_dead_letters", "dead letters now (requeued ones leave it)",
+                                value=counts.get("dead_letters", 0))
 
     def describe(self):
         return []          # no description at registration: collect() reads the database, only at a scrape

@@ -544,6 +544,13 @@ def spec() -> dict:
                     _query("cursor", {"type": "string", "pattern": r"^\d+$"}),
                     _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000})], "actions",
                    (401, 403, 422))})
+    s.path("/v1/outbox/{delivery_id}/requeue", operations={
+        "post": _op("Requeue a dead letter (mandatory reason): queued at once with the whole retry budget, its "
+                    "action queued again, recorded in the customer's trail (kind delivery, outcome requeued); "
+                    "409 E_DELIVERY_NOT_DEAD when the delivery is not dead, E_DELIVERY_OBSOLETE when its action "
+                    "was closed meanwhile (docs/delivery.md)", "outbox:write", ref("ReferralRejectRequest"), 200,
+                    [{"name": "delivery_id", "in": "path", "required": True,
+                      "schema": {"type": "integer", "minimum": 1}}], "actions", (400, 401, 403, 404, 409, 422))})
     s.path("/v1/sweeps", operations={
         "post": _op("Run or resume the collections sweep for a day (synchronous); returns the run summary",
                     "sweeps:write", {"type": "object", "additionalProperties": False,
@@ -568,7 +575,8 @@ def spec() -> dict:
     s.path("/v1/customers/{customer_id}/review/approve", operations={
         "post": _op("Approve a customer's pending review proposal", "reviews:write", None, 200, [cid], "reviews",
                     (401, 403, 404, 409))})
-    s.path("/healthz", operations={"get": _op("Liveness and the live policy version", None, errors=())})
+    s.path("/healthz", operations={"get": _op("Liveness, the live policy version and whether the outbox moves "
+                                              "(oldest waiting message's age, dead letters)", None, errors=())})
     s.path("/metrics", operations={"get": {"summary": "Prometheus metrics", "responses": {
         "200": {"description": "text format", "content": {"text/plain": {"schema": {"type": "string"}}}}}}})
     return s.to_dict()

@@ -32,6 +32,7 @@ from ..service.documents import render_action
 from ..store import trail
 from ..store.database import insert_ignoring_duplicates
 from ..store.tables import Action, Contact, Delivery
+from .statements import render_statement
 from .sweep import worker_id
 
 log = logging.getLogger("creditctl.outbox")
@@ -170,7 +171,7 @@ class _Undeliverable(Exception):
 def _prepare(service, settings: OutboxSettings, d: Delivery) -> tuple[Message, str, str]:
     """(message, masked recipient, document hash) for the delivery, or _Undeliverable."""
     with service.read_tx() as s:
-        action = s.get(Action, d.action_id)
+        action = s.get(Action, d.action_id) if d.action_id is not None else None
         contacts = s.execute(select(Contact).where(Contact.customer_id == d.customer_id)
                              .order_by(Contact.id)).scalars().all()
         currency = service.registry.active(s).currency
@@ -182,12 +183,16 @@ def _prepare(service, settings: OutboxSettings, d: Delivery) -> tuple[Message, s
                              f"{FIELD_NAMES[what]} for channel {d.channel} (add one: PUT /v1/customers/"
                              f"{d.customer_id}/contacts); retried until the limit", retryable=True)
     address = getattr(contact, what)
+    to = DocumentContact(person=contact.name, email=contact.email, phone=contact.mobile, address=contact.address)
     try:
-        doc = render_action(service, d.action_id, settings.documents, settings.templates, contact.language,
-                            pdf=d.channel != "sms",
-                            contact=DocumentContact(person=contact.name, email=contact.email, phone=contact.mobile,
-                                                    address=contact.address))
-        message = Message.for_action(action, doc, to=[address], currency=currency, channel=d.channel)
+        if action is None:          # a monthly statement: rendered from the ledger of its month
+            doc = render_statement(service, d.customer_id, d.statement_period, settings.documents,
+                                   settings.templates, contact.language, to, pdf=d.channel != "sms")
+            message = Message.for_statement(d.customer_id, d.statement_period, doc, to=[address], channel=d.channel)
+        else:
+            doc = render_action(service, d.action_id, settings.documents, settings.templates, contact.language,
+                                pdf=d.channel != "sms", contact=to)
+            message = Message.for_action(action, doc, to=[address], currency=currency, channel=d.channel)
     except DocumentError as exc:
         raise _Undeliverable(exc.code, exc.message, retryable=exc.code not in FINAL_DOCUMENT_CODES) from None
     except ValueError as exc:          # e.g. an sms channel for a document without sms text
@@ -202,8 +207,11 @@ def _prepare(service, settings: OutboxSettings, d: Delivery) -> tuple[Message, s
 def _trail(s, service, d: Delivery, outcome: str, body: dict, actor: str) -> str:
     policy = service.registry.active(s)
     now = service.clock()
+    facts = {"action_id": d.action_id, "channel": d.channel}
+    if d.statement_period:
+        facts["statement_period"] = d.statement_period
     rec = trail.append(s, subject=d.customer_id, kind=TRAIL_KIND, actor=actor, request_id=d.idempotency_key,
-                       as_of=now.date(), facts=canonical_json({"action_id": d.action_id, "channel": d.channel}),
+                       as_of=now.date(), facts=canonical_json(facts),
                        policy_version=policy.version, result=canonical_json(body), outcome=outcome, created_at=now)
     return rec.id
 
@@ -212,7 +220,8 @@ def deliver_one(service, settings: OutboxSettings, delivery_id: int, worker: str
     """Send one claimed message and record the outcome: sent, failed (retried later) or dead."""
     with service.read_tx() as s:
         d = s.get(Delivery, delivery_id)
-        action_status = s.execute(select(Action.status).where(Action.id == d.action_id)).scalar_one()
+        action_status = "queued" if d.action_id is None else \
+            s.execute(select(Action.status).where(Action.id == d.action_id)).scalar_one()
     if action_status != "queued":          # settled, cancelled or sent meanwhile: nothing to send any more
         return _finish(service, d, worker, "dead", error=("E_DELIVERY_OBSOLETE", f"the action is {action_status}"))
     recipient = digest = backend = None
@@ -229,7 +238,8 @@ def deliver_one(service, settings: OutboxSettings, delivery_id: int, worker: str
                        reference=result.reference)
     failure = DeliveryError(error[1], retryable=retryable, backend=backend or "-", code=error[0],
                             retry_after=retry_after)
-    decision = settings.retry.decide(d.attempts, failure, key=d.idempotency_key, now=service.clock())
+    # a requeued dead letter gets the whole retry budget again; `attempts` keeps counting every try
+    decision = settings.retry.decide(d.attempts - (d.attempt_base or 0), failure, key=d.idempotency_key, now=service.clock())
     if decision.retry:
         return _finish(service, d, worker, "failed", error=error, next_at=decision.next_attempt_at,
                        recipient=recipient, digest=digest, backend=backend)
@@ -262,15 +272,19 @@ def _finish(service, d: Delivery, worker: str, status: str, *, error=None, next_
                     "recipient": recipient or None, "document_sha256": digest, "backend": backend,
                     "provider_message_id": reference, "idempotency_key": d.idempotency_key,
                     "error": None if error is None else {"code": error[0], "message": values["last_error"]}}
+            if d.statement_period:
+                body["statement_period"] = d.statement_period
             decision_id = _trail(s, service, d, status, body, f"outbox:{worker.split(':')[0]}")
             s.execute(update(Delivery).where(Delivery.id == d.id).values(decision_id=decision_id)
                       .execution_options(synchronize_session=False))
             action = {"status": "sent", "delivered_at": now} if status == "sent" else \
                 {"status": "failed", "outcome": "dead_letter"}
-            s.execute(update(Action).where(Action.id == d.action_id, Action.status == "queued").values(**action)
-                      .execution_options(synchronize_session=False))
+            if d.action_id is not None:
+                s.execute(update(Action).where(Action.id == d.action_id, Action.status == "queued")
+                          .values(**action).execution_options(synchronize_session=False))
     level = logging.INFO if status == "sent" else logging.WARNING
-    log.log(level, "outbox: delivery %s (action %s, %s) %s after %d attempt(s)%s", d.id, d.action_id, d.channel,
+    log.log(level, "outbox: delivery %s (%s, %s) %s after %d attempt(s)%s", d.id,
+            f"action {d.action_id}" if d.action_id is not None else f"statement {d.statement_period}", d.channel,
             status, d.attempts, f": {error[0]}: {error[1]}" if error else "")
     return status
 

@@ -82,9 +82,18 @@ def interest_accrual(as_of: dt.date | None = None) -> dict:
 
 def monthly_statements(as_of: dt.date | None = None, folder: str | None = None) -> dict:
     """Monthly: a statement of account (对账单) for the previous calendar month for every customer,
-    written as CSV under var/statements/<YYYY-MM>/ for sending and reconciliation."""
+    written as CSV under var/statements/<YYYY-MM>/ for reconciliation; with delivery configured, also
+    queued in the outbox for every customer with an open balance (api/jobs/statements.py), once a month."""
     day = as_of or _service.today()
-    return record(_service, "monthly-statements", day, lambda: write_statements(_service, day, folder))
+
+    def run():
+        detail = write_statements(_service, day, folder)
+        settings = getattr(_service, "delivery", None)
+        if settings is not None and settings.leave_queued:
+            from .statements import queue_statements
+            detail["outbox"] = queue_statements(_service, day, "scheduler:monthly-statements")
+        return detail
+    return record(_service, "monthly-statements", day, run)
 
 
 def write_statements(service, day: dt.date, folder: str | None = None) -> dict:

@@ -37,6 +37,7 @@ PERMISSIONS = {
     "policies:write": {"controller", "admin"},
     "actions:read": {"backoffice", "controller", "admin"},
     "actions:write": {"backoffice", "controller", "admin"},
+    "outbox:write": {"backoffice", "controller", "admin"},        # requeue a dead letter
     "sweeps:write": {"controller", "admin"},
     "sweeps:read": {"controller", "backoffice", "admin"},
     "imports:write": {"backoffice", "controller", "admin"},

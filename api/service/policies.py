@@ -8,6 +8,7 @@ from engine.yamlsource import read_text_file
 from ..errors import DomainError, invalid, not_found
 from ..store.tables import PolicyState, PolicyVersion
 from . import approvals
+from .deliveries import stuck
 
 
 def _view(row: PolicyVersion, state: PolicyState | None, with_text=True) -> dict:
@@ -157,12 +158,14 @@ def load_policy_file_or_keep(ctx, path: str, log, first_report=lambda: True) -> 
 
 
 def health(ctx, policy_file: dict | None = None) -> dict:
-    """Liveness, the live version and, when the service loads a policy file, how its last load went."""
+    """Liveness, the live version, the outbox's oldest waiting message and dead letters and, when the service
+    loads a policy file, how its last load went."""
     from sqlalchemy import text
     with ctx.read_tx() as s:
         s.execute(text("SELECT 1"))
         policy = ctx.registry.active(s)
-    out = {"status": "ok", "policy_version": policy.version}
+    # the outbox's progress is reported, not judged: a stuck outbox is an alert, not a dead service
+    out = {"status": "ok", "policy_version": policy.version, "outbox": stuck(ctx)}
     if policy_file is not None:
         out["policy_file"] = {k: v for k, v in policy_file.items() if k not in ("first_report", "changed")}
     return out

@@ -456,15 +456,17 @@ class BookSnapshot(Base):
 
 
 class Delivery(Base):
-    """The outbox: one message per automated action (api/jobs/outbox.py). status queued → sending → sent, or
-    failed (retried at next_attempt_at) → … → dead (a person looks at it). A worker claims a row with a
+    """The outbox: one message per automated action, or per customer and month for a statement of account
+    (action_id None, statement_period 'YYYY-MM'; api/jobs/outbox.py). status queued → sending → sent, or
+    failed (retried at next_attempt_at) → … → dead (a person looks at it, and may requeue it). A worker claims a row with a
     conditional UPDATE (status and next attempt still as it read them), so two workers never send it twice;
     a `sending` row whose worker went silent past its lease is claimed again (same idempotency key)."""
     __tablename__ = "deliveries"
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True,
                                     autoincrement=True)
-    action_id: Mapped[int] = mapped_column(ForeignKey("actions.id"), unique=True)
+    action_id: Mapped[int | None] = mapped_column(ForeignKey("actions.id"), unique=True, nullable=True)
     customer_id: Mapped[str] = mapped_column(String(128), index=True)
+    statement_period: Mapped[str | None] = mapped_column(String(7), nullable=True)    # a statement's month
     channel: Mapped[str] = mapped_column(String(32))
     idempotency_key: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16))          # queued, sending, sent, failed, dead
@@ -482,7 +484,12 @@ class Delivery(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
     sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     decision_id: Mapped[str | None] = mapped_column(String(64), nullable=True)       # its trail record
-    __table_args__ = (Index("ix_deliveries_status_next", "status", "next_attempt_at"),)
+    # a requeued dead letter: the retry limit counts the attempts since (attempts itself never goes down)
+    attempt_base: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    requeued_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    requeues: Mapped[int] = mapped_column(Integer, default=0, server_default="0")   # times it was dead before
+    __table_args__ = (Index("ix_deliveries_status_next", "status", "next_attempt_at"),
+                      UniqueConstraint("customer_id", "statement_period", name="uq_deliveries_statement"))
 
 
 class LimitGrant(Base):

@@ -135,6 +135,19 @@ def _held_customer(api, w):
     return f"/v1/customers/{cid}/hold/lift", {"reason": "matrix"}
 
 
+def _dead_letter(api, w):
+    """A statement the outbox gave up on, for a customer of its own (setup: the worker's tests make real ones)."""
+    from api.store.tables import Delivery
+    cid, now = api.customer(), api.service.clock()
+    with api.service.tx() as s:
+        d = Delivery(action_id=None, customer_id=cid, statement_period="2026-11", channel="email",
+                     idempotency_key=uid("cc"), status="dead", attempts=3, last_error_code="E_DELIVERY_REFUSED",
+                     created_at=now, updated_at=now)
+        s.add(d)
+        s.flush()
+        return f"/v1/outbox/{d.id}/requeue", {"reason": "matrix"}
+
+
 def _spare_key(api, w):
     from api.service.auth import create_key
     name = uid("matrix-key")
@@ -243,6 +256,7 @@ ENDPOINTS = [
              lambda api, w: ("/v1/policies/simulate", {"text": w.policy_text})),
     Endpoint("GET", "/v1/actions", "actions:read", 200, lambda api, w: ("/v1/actions?status=open", None)),
     Endpoint("GET", "/v1/outbox", "actions:read", 200, lambda api, w: ("/v1/outbox?status=queued", None)),
+    Endpoint("POST", "/v1/outbox/{delivery_id}/requeue", "outbox:write", 200, _dead_letter),
     Endpoint("POST", "/v1/customers/{customer_id}/collection-records", "actions:write", 201,
              lambda api, w: (f"/v1/customers/{w.customer}/collection-records",
                              {"channel": "phone", "outcome": "no_answer"})),
@@ -279,7 +293,8 @@ def test_matrix_covers_every_v1_route_and_permission(shared):
     routes = {(m, r.rule) for r in shared.app.url_map.iter_rules() if r.rule.startswith("/v1/")
               for m in r.methods - {"HEAD", "OPTIONS"}}
     import re
-    covered = {(e.method, re.sub(r"\{(\w+)\}", r"<\1>", e.template).replace("<action_id>", "<int:action_id>"))
+    covered = {(e.method, re.sub(r"\{(\w+)\}", r"<\1>", e.template).replace("<action_id>", "<int:action_id>")
+                .replace("<delivery_id>", "<int:delivery_id>"))
                for e in ENDPOINTS}
     assert routes == covered
     assert {e.permission for e in ENDPOINTS} == set(PERMISSIONS)

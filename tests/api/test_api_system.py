@@ -14,7 +14,12 @@ def test_healthz(api):
     r = api.get("/healthz", role=None)
     assert r.status_code == 200
     active = api.get("/v1/policies/active", role="controller").json()["version"]
-    assert r.json() == {"status": "ok", "policy_version": active}
+    body = r.json()
+    assert {k: body[k] for k in ("status", "policy_version")} == {"status": "ok", "policy_version": active}
+    # the shared database's outbox holds what other tests left: its shape here, its values in test_outbox_statements
+    assert set(body) == {"status", "policy_version", "outbox"}
+    assert set(body["outbox"]) == {"oldest_queued_age_seconds", "dead_letters"}
+    assert type(body["outbox"]["dead_letters"]) is int
 
 
 def _samples(api) -> dict:
