@@ -6,7 +6,9 @@ next_attempt_at by the retry policy) → … → dead after the limit or at once
 succeed. Claiming is a conditional UPDATE (the row still claimable as read), so of two workers one gets each
 message; a worker killed mid-send leaves its row `sending` until the lease lapses, and the next worker sends
 it again with the same idempotency key (at least once, duplicates recognisable). Sent and dead messages are
-records in the customer's trail: channel, recipient masked, document hash. docs/delivery.md.
+records in the customer's trail: channel, recipient masked, document hash. A row without an action is a
+monthly statement (api/jobs/statements.py queued it), rendered here from its month's ledger. A dead letter
+requeued (api/service/deliveries.py) gets the whole retry budget again. docs/delivery.md.
 """
 from __future__ import annotations
 
