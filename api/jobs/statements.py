@@ -73,8 +73,7 @@ def queue_statements(service, as_of: dt.date, actor: str, reason: str | None = N
     reason = reason or f"monthly statement of account for {period}"
     with service.read_tx() as s:
         balances = open_balances(s, end)
-        known = set(s.execute(select(Customer.id).where(Customer.id.in_(list(balances)))).scalars()) \
-            if balances else set()
+        known = set(s.execute(select(Customer.id)).scalars()) & set(balances)     # no IN list of the whole book
         exponent = service.registry.active(s).exponent
     queued = already = 0
     for cid in sorted(known):

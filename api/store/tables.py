@@ -195,7 +195,9 @@ class Action(Base):
     decision_id: Mapped[str] = mapped_column(String(64))
     delivered_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)   # the notifier has it
     __table_args__ = (UniqueConstraint("customer_id", "invoice_id", "type", "stage", "due_on",
-                                       name="uq_actions_once"),)
+                                       name="uq_actions_once"),
+                      # the outbox's enqueue and /healthz's oldest waiting action read the queued ones by status
+                      Index("ix_actions_status_due", "status", "due_on"))
 
 
 class ProcessedEvent(Base):

@@ -1,4 +1,5 @@
-"""the outbox carries monthly statements (no action; one per customer per month) and requeued dead letters
+"""the outbox carries monthly statements (no action; one per customer per month) and requeued dead letters;
+actions indexed by status (the outbox's enqueue and /healthz read the queued ones)
 
 Revision ID: 0017
 Revises: 0009
@@ -20,9 +21,11 @@ def upgrade():
         batch.add_column(sa.Column('requeued_at', sa.DateTime(), nullable=True))
         batch.add_column(sa.Column('requeues', sa.Integer(), nullable=False, server_default='0'))
         batch.create_unique_constraint('uq_deliveries_statement', ['customer_id', 'statement_period'])
+    op.create_index('ix_actions_status_due', 'actions', ['status', 'due_on'], unique=False)
 
 
 def downgrade():
+    op.drop_index('ix_actions_status_due', table_name='actions')
     op.execute("DELETE FROM deliveries WHERE action_id IS NULL")
     with op.batch_alter_table('deliveries') as batch:
         batch.drop_constraint('uq_deliveries_statement', type_='unique')
