@@ -230,6 +230,10 @@ def test_scheduler_job_and_sweep_write_checkpoints(audited):
     cid = api.customer()
     api.invoice(cid, "100.00", due=-3)
     assert [j for j, _, _ in scheduler.JOBS].count("audit-checkpoint") == 1
+    trigger = {j: t for j, _, t in scheduler.JOBS}["audit-checkpoint"]
+    assert trigger.interval == dt.timedelta(minutes=scheduler.CHECKPOINT_MINUTES)
+    if "CREDITCTL_CHECKPOINT_MINUTES" not in os.environ:
+        assert scheduler.CHECKPOINT_MINUTES == 60                        # hourly unless the operator says
     scheduler._service = api.service
     result = scheduler.audit_checkpoint()
     assert result["outcome"] == "ok" and result["detail"]["records"] == 1, result   # the invoice's decision

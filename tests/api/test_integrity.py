@@ -2,9 +2,11 @@
 and retried requests. Real databases (SQLite and PostgreSQL), real HTTP server, real durable_rules."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -80,6 +82,47 @@ def test_an_invoiced_or_released_order_is_never_held_again(api):
     r = api.credit_check(cid, "500.00", order_id=other, reserve=True, expires_on=day(5))
     assert r.status_code == 409 and r.json()["code"] == "E_RESERVATION_CLOSED", r.text
     assert _reservation(api, other).status == "released"
+
+
+def test_an_expired_order_is_never_held_again(api):
+    """held → expired is one way too: once its expiry passed, a reserving re-check of the order is refused
+    (it used to be held again, from the day the check ran), and the lapsed hold counts nowhere."""
+    cid = api.customer()
+    order = uid("O")
+    first = api.credit_check(cid, "800.00", order_id=order, reserve=True, expires_on=day(1))
+    assert first.status_code == 201 and first.json()["reserved"] is True, first.text
+    clock = api.service.clock
+    api.service.clock = lambda: NOW + dt.timedelta(days=2)       # the hold lapsed yesterday
+    try:
+        counts = api.counts()
+        r = api.credit_check(cid, "900.00", order_id=order, reserve=True)
+        assert r.status_code == 409 and r.json()["code"] == "E_RESERVATION_CLOSED", r.text
+        assert "expired" in r.json()["message"]
+        assert api.counts() == counts
+        held = _reservation(api, order)
+        assert (held.amount_minor, held.expires_on.isoformat()) == (80000, day(1))
+        assert api.get(f"/v1/customers/{cid}", role="sales").json()["credit"]["reserved"] == "0.00"
+    finally:
+        api.service.clock = clock
+
+
+def test_a_reservations_life_is_bounded_by_the_policy(fresh):
+    """credit.reservation_days of the live policy, not a constant: a policy that holds orders 7 days
+    refuses an expiry 8 days ahead and holds an order without expires_on for 7 days."""
+    text = pathlib.Path(POLICY_FILE).read_text(encoding="utf-8")
+    assert "  reservation_days: 30 " in text
+    r = fresh.post("/v1/policies", {"text": text.replace("  reservation_days: 30 ", "  reservation_days: 7 ", 1),
+                                    "source": "reservation-days-test"}, role="admin")
+    assert r.status_code == 201, r.text
+    cid = fresh.customer()
+    counts = fresh.counts()
+    r = fresh.credit_check(cid, "100.00", reserve=True, expires_on=day(8))
+    assert r.status_code == 422 and list(r.json()["errors"]) == ["expires_on"], r.text
+    assert "7 days" in r.json()["errors"]["expires_on"][0] and fresh.counts() == counts
+    assert fresh.credit_check(cid, "100.00", reserve=True, expires_on=day(7)).status_code == 201
+    order = uid("O")
+    assert fresh.credit_check(cid, "100.00", order_id=order, reserve=True).json()["reserved"] is True
+    assert _reservation(fresh, order).expires_on.isoformat() == day(7)
 
 
 # ------------------------------------------------------------------------------------------ B: ownership
@@ -264,6 +307,35 @@ def test_partitions_of_live_workers_are_not_taken_and_the_rest_is_said(fresh):
     assert counts["done"] == 1                               # the dead worker's partition, at once
     left = sweep.left_over(fresh.service, run_id)
     assert [(p["partition"], p["worker"]) for p in left] == [(0, live)] and left[0]["lease_until"]
+
+
+@pytest.mark.stress
+def test_a_rerun_that_cannot_finish_exits_non_zero_saying_what_is_left_and_when(fresh, tmp_path):
+    """A partition a live worker holds is not taken (its lease has not lapsed); `--no-wait` says so and
+    exits 4 instead of 0 with the run still open. Once that worker is provably gone, a plain rerun
+    finishes the run."""
+    from api.store.tables import SweepPartition
+    _late_customers(fresh, 2)
+    run_id = sweep.start(fresh.service, TODAY, "test", partition_size=1)
+    live = f"{sweep.HOST}:{os.getpid()}:alive"              # this test process: alive, on this host
+    beat = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    with fresh.service.tx() as s:
+        s.execute(update(SweepPartition).where(SweepPartition.run_id == run_id, SweepPartition.number == 0)
+                  .values(status="claimed", worker=live, heartbeat=beat))
+    r = _sweep_cli(fresh, tmp_path, "--no-wait")
+    assert r.returncode == 4, r.stdout + r.stderr
+    lease = (beat + dt.timedelta(seconds=sweep.LEASE_SECONDS)).isoformat() + "Z"
+    assert f"sweep {run_id} not finished: partition 0 claimed by {live}, lease lapses at {lease}" in r.stderr
+    out = json.loads(r.stdout)
+    assert out["status"] == "running" and out["processed"] == 1, out          # the other partition is done
+    assert [(p["partition"], p["worker"], p["lease_until"]) for p in out["left_over"]] == [(0, live, lease)]
+    with fresh.service.tx() as s:                           # that worker dies (a pid that does not exist)
+        s.execute(update(SweepPartition).where(SweepPartition.run_id == run_id, SweepPartition.number == 0)
+                  .values(worker=f"{sweep.HOST}:999999999:dead"))
+    r = _sweep_cli(fresh, tmp_path, "--no-wait")
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = json.loads(r.stdout)
+    assert out["status"] == "done" and out["processed"] == 2 and out["this_worker"]["done"] == 1, out
 
 
 # ------------------------------------------------------------------------------------------ D: connections
