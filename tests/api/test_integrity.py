@@ -171,6 +171,8 @@ def test_a_retried_credit_check_gets_the_first_decision_back(api):
 # ------------------------------------------------------------------------------------------ B: policy text
 def test_a_policy_text_edited_in_the_database_is_refused(fresh, caplog):
     cid = fresh.customer()
+    shown = fresh.get("/v1/policies/active", role="controller")
+    assert shown.status_code == 200 and "500000" in shown.json()["text"], shown.text
     with fresh.service.tx() as s:
         row = s.execute(select(PolicyVersion)).scalars().one()
         version = row.version
@@ -192,6 +194,17 @@ def test_a_policy_text_edited_in_the_database_is_refused(fresh, caplog):
         assert fresh.counts() == counts
     finally:
         app.extensions["creditctl.engine"].dispose()
+    # the running server compiled the version from the file: it runs the published text, and never
+    # shows the edited one as that version either
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="creditctl.policy"):
+        for path in (f"/v1/policies/{version}", f"/v1/policies/{version[:12]}", "/v1/policies/active"):
+            r = fresh.get(path, role="controller")
+            assert r.status_code == 503 and r.json()["code"] == "E_POLICY_TAMPERED", r.text
+            assert "900000" not in r.text
+    assert any("ALERT" in m and version in m for m in caplog.messages)
+    assert len(SERVER_ERRORS) >= 3 and all("503" in e for e in SERVER_ERRORS[-3:]), SERVER_ERRORS
+    del SERVER_ERRORS[-3:]                 # the 5xx this test provokes (the autouse fixture fails on any)
 
 
 # ------------------------------------------------------------------------------------------ B: --demo
