@@ -168,6 +168,47 @@ def test_a_retried_credit_check_gets_the_first_decision_back(api):
     assert _reservation(api, order).amount_minor == 250000
 
 
+def test_a_retried_referred_check_gets_the_first_decision_back(api):
+    """A reserving check that came out `refer` opened a referral: its retry (the answer was lost) is the
+    first answer again, not 409 E_REFERRAL_OPEN, and opens nothing twice. Another key's same body is no
+    retry; once a controller acted on the referral the order's next check is decided again."""
+    cid = api.customer()                                   # limit 500,000: 460,000 is 92 % → refer
+    order = uid("O")
+    first = api.credit_check(cid, "460000.00", order_id=order, reserve=True)
+    assert first.status_code == 201 and first.json()["outcome"] == "refer", first.text
+    assert first.json()["referral"]["status"] == "open"
+    counts = api.counts()
+    again = api.credit_check(cid, "460000.00", order_id=order, reserve=True)
+    assert again.status_code == 201 and again.headers.get("Idempotent-Replayed") == "true", again.text
+    assert again.json() == first.json()
+    assert api.counts() == counts
+    other = api.credit_check(cid, "460000.00", order_id=order, reserve=True, role="sales2")
+    assert other.status_code == 409 and other.json()["code"] == "E_REFERRAL_OPEN", other.text
+    ref = first.json()["referral"]["id"]
+    r = api.post(f"/v1/referrals/{ref}/reject", {"reason": "not now"}, role="controller")
+    assert r.status_code == 200, r.text
+    after = api.credit_check(cid, "460000.00", order_id=order, reserve=True)
+    assert after.status_code == 201 and "Idempotent-Replayed" not in after.headers, after.text
+    assert after.json()["decision_id"] != first.json()["decision_id"]
+
+
+def test_a_retried_check_of_a_group_member_is_the_first_answer_to_the_byte(api):
+    """The first answer includes the group's test (its reason and figures), which the policy's stored
+    result does not: a retry returns the answer as it was given."""
+    a, b = api.customer(), api.customer()
+    gid = uid("G")
+    assert api.put(f"/v1/groups/{gid}", {"name": "华东集团", "limit": "600000.00", "reason": "集团授信"},
+                   role="controller").status_code == 200
+    for cid in (a, b):
+        assert api.put(f"/v1/customers/{cid}/group", {"group_id": gid, "reason": "subsidiary"},
+                       role="controller").status_code == 200
+    order = uid("O")
+    first = api.credit_check(a, "1000.00", order_id=order, reserve=True)
+    assert first.status_code == 201 and first.json()["reserved"] and first.json()["group"]["id"] == gid, first.text
+    again = api.credit_check(a, "1000.00", order_id=order, reserve=True)
+    assert again.headers.get("Idempotent-Replayed") == "true" and again.json() == first.json(), again.text
+
+
 # ------------------------------------------------------------------------------------------ B: policy text
 def test_a_policy_text_edited_in_the_database_is_refused(fresh, caplog):
     cid = fresh.customer()
