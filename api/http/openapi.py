@@ -468,8 +468,8 @@ def spec() -> dict:
     s.path("/v1/credit-checks", operations={
         "post": _op("May this order go on credit? Optionally reserve the amount. A reserving check is decided as "
                     "of today; `as_of` other than today is a what-if for controller/admin keys, never reserved. "
-                    "A retry with the same order id and body answers the first decision again (header "
-                    "Idempotent-Replayed: true); another sales key's held order is 403; an invoiced, released or "
+                    "A retry with the same order id and body (same key) of a check that held or referred the order "
+                    "answers the first decision again (header Idempotent-Replayed: true); another sales key's held order is 403; an invoiced, released or "
                     "expired order is 409 E_RESERVATION_CLOSED", "credit_checks:write",
                     ref("CreditCheckRequest"), 201, (), "credit checks", (400, 401, 403, 404, 409, 422, 503))})
     s.path("/v1/credit-checks/{order_id}", operations={

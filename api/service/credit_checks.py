@@ -5,11 +5,11 @@ import datetime as dt
 import hashlib
 import json
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import DomainError, conflict, invalid, not_found
-from ..store.tables import DecisionRecord, Reservation
+from ..store.tables import CreditOrder, Reservation
 from . import credit_file, groups, referrals
 from .decide import decide, lock_customer
 from .validation import canonical, money_minor
@@ -104,15 +104,12 @@ def _credit_check(ctx, req: dict, actor, request_id, role=None) -> dict:
         if existing is not None and existing.customer_id != c.id:
             raise conflict(f"order '{req['order_id']}' belongs to another customer")
         digest = request_hash(req)
+        if req.get("reserve") and existing is not None and not _may_write(existing, actor, role):
+            raise DomainError("E_FORBIDDEN", f"order '{req['order_id']}' is held by another sales key")
+        first = _first_answer(s, req["order_id"], digest, actor)
+        if first is not None:          # a retry of the request that held or referred it (its answer was lost)
+            return {**first, "_replayed": True}
         if req.get("reserve") and existing is not None:
-            if not _may_write(existing, actor, role):
-                raise DomainError("E_FORBIDDEN", f"order '{req['order_id']}' is held by another sales key")
-            if existing.request_hash == digest and existing.owner == actor:
-                # a retry of the request that holds it (its answer was lost): the first decision back
-                rec = s.get(DecisionRecord, existing.decision_id)
-                if rec is not None:
-                    return {**_view(rec, c.id, req["order_id"], json.loads(rec.result), True, rec.as_of),
-                            "_replayed": True}
             closed = _closed(existing, today)
             if closed:
                 raise conflict(f"order '{req['order_id']}' was {closed}: a reservation is never held again; "
@@ -151,7 +148,22 @@ def _credit_check(ctx, req: dict, actor, request_id, role=None) -> dict:
             rec=rec, decision=decision, actor=actor, outcome=check["outcome"], request_id=request_id,
             existing_reservation=existing)
         view = _view(rec, c.id, req["order_id"], decision.data, reserved, as_of, check=check, reasons=reasons)
-        return {**view, **({"referral": referral} if referral else {}), **({"group": group_view} if group_view else {})}
+        answer = {**view, **({"referral": referral} if referral else {}), **({"group": group_view} if group_view else {})}
+        if reserved or referral:       # it changed what the order holds: a retry gets this answer back
+            s.execute(update(CreditOrder).where(CreditOrder.order_id == req["order_id"])
+                      .values(request_hash=digest, answer=json.dumps(answer, ensure_ascii=False, sort_keys=True)))
+        return answer
+
+
+def _first_answer(s, order_id: str, digest: str, actor) -> dict | None:
+    """The answer this actor's request with this hash got when it held or referred the order, while the
+    order's last record is still that check's (a referral step or another check since: decided anew).
+    Stored whole: the group's test and the referral are in the answer, not in the policy's result."""
+    row = s.get(CreditOrder, order_id)
+    if row is None or row.answer is None or row.request_hash != digest or row.requested_by != actor:
+        return None
+    answer = json.loads(row.answer)
+    return answer if answer["decision_id"] == row.decision_id else None
 
 
 def release_reservation(ctx, order_id: str, actor=None, role=None) -> dict:

@@ -24,6 +24,7 @@ def active(ctx) -> dict:
     with ctx.read_tx() as s:
         state = s.get(PolicyState, 1)
         row = s.get(PolicyVersion, state.active_version)
+        ctx.registry.stored_text(row)             # E_POLICY_TAMPERED: an edited text is never shown as the version
         out = _view(row, state)
         out.update(activated_at=state.activated_at.isoformat() + "Z", activated_by=state.activated_by)
         return out
@@ -48,6 +49,7 @@ def get_version(ctx, version: str) -> dict:
             if len(version) < VERSION_PREFIX_MIN:
                 raise invalid({"version": [f"a version or a prefix of at least {VERSION_PREFIX_MIN} characters"]})
             raise not_found("policy version", version)
+        ctx.registry.stored_text(row)
         return _view(row, s.get(PolicyState, 1))
 
 

@@ -67,7 +67,8 @@ def after_check(ctx, s, c, *, order_id, amount_minor, as_of, reserve, rec, decis
 
 def _set_order(s, *, order_id, customer_id, status, amount_minor, requested_by, decision_id, referral_id, now):
     values = dict(customer_id=customer_id, status=status, amount_minor=amount_minor, requested_by=requested_by,
-                  decision_id=decision_id, referral_id=referral_id, updated_at=now)
+                  decision_id=decision_id, referral_id=referral_id, updated_at=now,
+                  request_hash=None, answer=None)         # a credit check that held or referred sets them after
     # insert-or-update without a read-then-insert race between two customers' checks of one new order id
     s.execute(insert_ignoring_duplicates(s, CreditOrder, {"order_id": order_id, **values}))
     s.execute(update(CreditOrder).where(CreditOrder.order_id == order_id).values(**values))

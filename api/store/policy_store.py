@@ -11,6 +11,7 @@ import datetime as dt
 import logging
 import threading
 from collections import OrderedDict
+from typing import NoReturn
 
 from sqlalchemy import select
 
@@ -32,9 +33,17 @@ _ANY_INVOICE_CURRENCY = select(Invoice.currency).limit(1)
 _ANY_CUSTOMER = select(Customer.id).limit(1)
 
 
+def _tampered(version: str, hashes_to: str | None) -> NoReturn:
+    log.warning("ALERT policy version %s: its stored text hashes to %s; refused", version,
+                hashes_to or "nothing (it does not compile)")
+    raise DomainError("E_POLICY_TAMPERED", f"the stored text of policy version '{version}' does not match "
+                                           "its version hash (it was edited in the database); not loaded")
+
+
 class PolicyRegistry:
     def __init__(self):
         self._compiled: OrderedDict = OrderedDict()
+        self._checked: dict[str, set[str]] = {}      # version → stored texts seen to hash to it (stored_text)
         self._lock = threading.Lock()
 
     def _compiled_for(self, version: str, text: str, source: str, from_database: bool = False):
@@ -56,10 +65,7 @@ class PolicyRegistry:
             # edited in the database, and is never run under a version that was not published
             if policy is not None:
                 policy.dispose()
-            log.warning("ALERT policy version %s: its stored text hashes to %s; refused", version,
-                        policy.version if policy else "nothing (it does not compile)")
-            raise DomainError("E_POLICY_TAMPERED", f"the stored text of policy version '{version}' does not match "
-                                                   "its version hash (it was edited in the database); not loaded")
+            _tampered(version, policy.version if policy else None)
         with self._lock:
             self._compiled[version] = policy
             while len(self._compiled) > KEEP_COMPILED:
@@ -69,6 +75,27 @@ class PolicyRegistry:
 
     def active(self, session):
         return self.get(session, self.active_version(session))
+
+    def stored_text(self, row: PolicyVersion) -> str:
+        """The stored text of a version as the API shows it, checked like a version loaded to run: text
+        that does not hash to its version is refused (E_POLICY_TAMPERED, an ALERT), never shown as that
+        version. The version compiled in this process may come from the file, so its text is no proof."""
+        with self._lock:
+            policy = self._compiled.get(row.version)
+            if (policy is not None and policy.text == row.text) or row.text in self._checked.get(row.version, ()):
+                return row.text
+        try:
+            compiled = compile_policy(row.text, row.source, legacy_when=True)
+        except PolicyInvalid:
+            _tampered(row.version, None)
+        try:
+            if compiled.version != row.version:
+                _tampered(row.version, compiled.version)
+        finally:
+            compiled.dispose()
+        with self._lock:
+            self._checked.setdefault(row.version, set()).add(row.text)
+        return row.text
 
     @staticmethod
     def active_version(session) -> str:

@@ -391,6 +391,10 @@ class CreditOrder(Base):
     decision_id: Mapped[str] = mapped_column(String(64))          # the last trail record about the order
     referral_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    # the answer of the credit check that held or referred the order, and that request's hash: its retry
+    # gets the answer back while decision_id is still that check's (api/service/credit_checks.py)
+    request_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    answer: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class Referral(Base):

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from api_harness import POLICY_FILE, ROOT, uid
+from api_harness import POLICY_FILE, ROOT, SERVER_ERRORS, uid
 
 with open(POLICY_FILE, encoding="utf-8") as _fh:
     POLICY_TEXT = _fh.read()
@@ -316,4 +316,10 @@ def test_a_version_by_the_short_prefix_the_tools_print(fresh):
                                 created_at=dt.datetime(2026, 1, 1), created_by="test"))
     r = api.get("/v1/policies/abcdef0123", role="controller")
     assert r.status_code == 409 and r.json()["code"] == "E_VERSION_AMBIGUOUS", r.text
-    assert api.get("/v1/policies/abcdef01231", role="controller").json()["version"] == "abcdef0123" + "1" * 54
+    # the longer prefix finds the one version; its made-up text does not hash to it, so it is refused
+    # by its full version (api/store/policy_store.py stored_text), never shown as that version
+    r = api.get("/v1/policies/abcdef01231", role="controller")
+    assert r.status_code == 503 and r.json()["code"] == "E_POLICY_TAMPERED", r.text
+    assert f"'abcdef0123{'1' * 54}'" in r.json()["message"]
+    assert "503" in SERVER_ERRORS[-1]
+    del SERVER_ERRORS[-1]                  # the one 5xx this test provokes (the autouse fixture fails on any)

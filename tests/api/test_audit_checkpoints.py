@@ -230,6 +230,10 @@ def test_scheduler_job_and_sweep_write_checkpoints(audited):
     cid = api.customer()
     api.invoice(cid, "100.00", due=-3)
     assert [j for j, _, _ in scheduler.JOBS].count("audit-checkpoint") == 1
+    trigger = {j: t for j, _, t in scheduler.JOBS}["audit-checkpoint"]
+    assert trigger.interval == dt.timedelta(minutes=scheduler.CHECKPOINT_MINUTES)
+    if "CREDITCTL_CHECKPOINT_MINUTES" not in os.environ:
+        assert scheduler.CHECKPOINT_MINUTES == 60                        # hourly unless the operator says
     scheduler._service = api.service
     result = scheduler.audit_checkpoint()
     assert result["outcome"] == "ok" and result["detail"]["records"] == 1, result   # the invoice's decision
@@ -276,3 +280,25 @@ def test_cli_keygen_checkpoint_verify(audited, tmp_path):
         delete_tail(conn, cids[0])
     r = _cli("audit", "verify", *db, "--checkpoints", log_file, "--public-key", pub, cwd=tmp_path)
     assert r.returncode == 1 and f"records_deleted: {cids[0]}:" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("inconsistent", ["hash_edited", "ahead"])
+def test_an_inconsistent_chain_head_is_a_finding_and_the_next_decision_goes_through(audited, inconsistent):
+    """A head row that disagrees with its chain (its hash edited; ahead of the last record, as when the
+    tail was deleted) is named by verify, and the customer's next decisions are answered, never a 500."""
+    api = audited
+    victim = _book(api, n=2)[0]
+    with api.engine.begin() as conn:
+        if inconsistent == "hash_edited":
+            conn.execute(text("UPDATE chain_heads SET hash = :h WHERE subject = :s"), {"h": "f" * 64, "s": victim})
+        else:
+            conn.execute(text("UPDATE chain_heads SET seq = seq + 1 WHERE subject = :s"), {"s": victim})
+    kinds = {f["kind"] for f in _verify(api)["findings"] if f["subject"] == victim}
+    assert kinds & {"head_mismatch", "records_deleted"}, kinds
+    r = api.credit_check(victim, "20.00", reserve=True)
+    assert r.status_code == 201 and r.json()["reserved"] is True, r.text
+    api.invoice(victim, "30.00", due=20)
+    v = _verify(api)
+    # the next record links to the head as it was found: the break stays named where it is
+    want = {"hash_edited": ("prev_hash_mismatch", 4), "ahead": ("seq_gap", 5)}[inconsistent]
+    assert [(f["subject"], f["kind"], f["seq"]) for f in v["findings"]] == [(victim, *want)], v["findings"]

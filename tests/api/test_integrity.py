@@ -2,9 +2,11 @@
 and retried requests. Real databases (SQLite and PostgreSQL), real HTTP server, real durable_rules."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -82,6 +84,47 @@ def test_an_invoiced_or_released_order_is_never_held_again(api):
     assert _reservation(api, other).status == "released"
 
 
+def test_an_expired_order_is_never_held_again(api):
+    """held → expired is one way too: once its expiry passed, a reserving re-check of the order is refused
+    (it used to be held again, from the day the check ran), and the lapsed hold counts nowhere."""
+    cid = api.customer()
+    order = uid("O")
+    first = api.credit_check(cid, "800.00", order_id=order, reserve=True, expires_on=day(1))
+    assert first.status_code == 201 and first.json()["reserved"] is True, first.text
+    clock = api.service.clock
+    api.service.clock = lambda: NOW + dt.timedelta(days=2)       # the hold lapsed yesterday
+    try:
+        counts = api.counts()
+        r = api.credit_check(cid, "900.00", order_id=order, reserve=True)
+        assert r.status_code == 409 and r.json()["code"] == "E_RESERVATION_CLOSED", r.text
+        assert "expired" in r.json()["message"]
+        assert api.counts() == counts
+        held = _reservation(api, order)
+        assert (held.amount_minor, held.expires_on.isoformat()) == (80000, day(1))
+        assert api.get(f"/v1/customers/{cid}", role="sales").json()["credit"]["reserved"] == "0.00"
+    finally:
+        api.service.clock = clock
+
+
+def test_a_reservations_life_is_bounded_by_the_policy(fresh):
+    """credit.reservation_days of the live policy, not a constant: a policy that holds orders 7 days
+    refuses an expiry 8 days ahead and holds an order without expires_on for 7 days."""
+    text = pathlib.Path(POLICY_FILE).read_text(encoding="utf-8")
+    assert "  reservation_days: 30 " in text
+    r = fresh.post("/v1/policies", {"text": text.replace("  reservation_days: 30 ", "  reservation_days: 7 ", 1),
+                                    "source": "reservation-days-test"}, role="admin")
+    assert r.status_code == 201, r.text
+    cid = fresh.customer()
+    counts = fresh.counts()
+    r = fresh.credit_check(cid, "100.00", reserve=True, expires_on=day(8))
+    assert r.status_code == 422 and list(r.json()["errors"]) == ["expires_on"], r.text
+    assert "7 days" in r.json()["errors"]["expires_on"][0] and fresh.counts() == counts
+    assert fresh.credit_check(cid, "100.00", reserve=True, expires_on=day(7)).status_code == 201
+    order = uid("O")
+    assert fresh.credit_check(cid, "100.00", order_id=order, reserve=True).json()["reserved"] is True
+    assert _reservation(fresh, order).expires_on.isoformat() == day(7)
+
+
 # ------------------------------------------------------------------------------------------ B: ownership
 def test_only_the_owner_or_a_controller_writes_a_held_reservation(api):
     cid = api.customer()
@@ -125,9 +168,52 @@ def test_a_retried_credit_check_gets_the_first_decision_back(api):
     assert _reservation(api, order).amount_minor == 250000
 
 
+def test_a_retried_referred_check_gets_the_first_decision_back(api):
+    """A reserving check that came out `refer` opened a referral: its retry (the answer was lost) is the
+    first answer again, not 409 E_REFERRAL_OPEN, and opens nothing twice. Another key's same body is no
+    retry; once a controller acted on the referral the order's next check is decided again."""
+    cid = api.customer()                                   # limit 500,000: 460,000 is 92 % → refer
+    order = uid("O")
+    first = api.credit_check(cid, "460000.00", order_id=order, reserve=True)
+    assert first.status_code == 201 and first.json()["outcome"] == "refer", first.text
+    assert first.json()["referral"]["status"] == "open"
+    counts = api.counts()
+    again = api.credit_check(cid, "460000.00", order_id=order, reserve=True)
+    assert again.status_code == 201 and again.headers.get("Idempotent-Replayed") == "true", again.text
+    assert again.json() == first.json()
+    assert api.counts() == counts
+    other = api.credit_check(cid, "460000.00", order_id=order, reserve=True, role="sales2")
+    assert other.status_code == 409 and other.json()["code"] == "E_REFERRAL_OPEN", other.text
+    ref = first.json()["referral"]["id"]
+    r = api.post(f"/v1/referrals/{ref}/reject", {"reason": "not now"}, role="controller")
+    assert r.status_code == 200, r.text
+    after = api.credit_check(cid, "460000.00", order_id=order, reserve=True)
+    assert after.status_code == 201 and "Idempotent-Replayed" not in after.headers, after.text
+    assert after.json()["decision_id"] != first.json()["decision_id"]
+
+
+def test_a_retried_check_of_a_group_member_is_the_first_answer_to_the_byte(api):
+    """The first answer includes the group's test (its reason and figures), which the policy's stored
+    result does not: a retry returns the answer as it was given."""
+    a, b = api.customer(), api.customer()
+    gid = uid("G")
+    assert api.put(f"/v1/groups/{gid}", {"name": "华东集团", "limit": "600000.00", "reason": "集团授信"},
+                   role="controller").status_code == 200
+    for cid in (a, b):
+        assert api.put(f"/v1/customers/{cid}/group", {"group_id": gid, "reason": "subsidiary"},
+                       role="controller").status_code == 200
+    order = uid("O")
+    first = api.credit_check(a, "1000.00", order_id=order, reserve=True)
+    assert first.status_code == 201 and first.json()["reserved"] and first.json()["group"]["id"] == gid, first.text
+    again = api.credit_check(a, "1000.00", order_id=order, reserve=True)
+    assert again.headers.get("Idempotent-Replayed") == "true" and again.json() == first.json(), again.text
+
+
 # ------------------------------------------------------------------------------------------ B: policy text
 def test_a_policy_text_edited_in_the_database_is_refused(fresh, caplog):
     cid = fresh.customer()
+    shown = fresh.get("/v1/policies/active", role="controller")
+    assert shown.status_code == 200 and "500000" in shown.json()["text"], shown.text
     with fresh.service.tx() as s:
         row = s.execute(select(PolicyVersion)).scalars().one()
         version = row.version
@@ -149,6 +235,17 @@ def test_a_policy_text_edited_in_the_database_is_refused(fresh, caplog):
         assert fresh.counts() == counts
     finally:
         app.extensions["creditctl.engine"].dispose()
+    # the running server compiled the version from the file: it runs the published text, and never
+    # shows the edited one as that version either
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="creditctl.policy"):
+        for path in (f"/v1/policies/{version}", f"/v1/policies/{version[:12]}", "/v1/policies/active"):
+            r = fresh.get(path, role="controller")
+            assert r.status_code == 503 and r.json()["code"] == "E_POLICY_TAMPERED", r.text
+            assert "900000" not in r.text
+    assert any("ALERT" in m and version in m for m in caplog.messages)
+    assert len(SERVER_ERRORS) >= 3 and all("503" in e for e in SERVER_ERRORS[-3:]), SERVER_ERRORS
+    del SERVER_ERRORS[-3:]                 # the 5xx this test provokes (the autouse fixture fails on any)
 
 
 # ------------------------------------------------------------------------------------------ B: --demo
@@ -264,6 +361,35 @@ def test_partitions_of_live_workers_are_not_taken_and_the_rest_is_said(fresh):
     assert counts["done"] == 1                               # the dead worker's partition, at once
     left = sweep.left_over(fresh.service, run_id)
     assert [(p["partition"], p["worker"]) for p in left] == [(0, live)] and left[0]["lease_until"]
+
+
+@pytest.mark.stress
+def test_a_rerun_that_cannot_finish_exits_non_zero_saying_what_is_left_and_when(fresh, tmp_path):
+    """A partition a live worker holds is not taken (its lease has not lapsed); `--no-wait` says so and
+    exits 4 instead of 0 with the run still open. Once that worker is provably gone, a plain rerun
+    finishes the run."""
+    from api.store.tables import SweepPartition
+    _late_customers(fresh, 2)
+    run_id = sweep.start(fresh.service, TODAY, "test", partition_size=1)
+    live = f"{sweep.HOST}:{os.getpid()}:alive"              # this test process: alive, on this host
+    beat = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    with fresh.service.tx() as s:
+        s.execute(update(SweepPartition).where(SweepPartition.run_id == run_id, SweepPartition.number == 0)
+                  .values(status="claimed", worker=live, heartbeat=beat))
+    r = _sweep_cli(fresh, tmp_path, "--no-wait")
+    assert r.returncode == 4, r.stdout + r.stderr
+    lease = (beat + dt.timedelta(seconds=sweep.LEASE_SECONDS)).isoformat() + "Z"
+    assert f"sweep {run_id} not finished: partition 0 claimed by {live}, lease lapses at {lease}" in r.stderr
+    out = json.loads(r.stdout)
+    assert out["status"] == "running" and out["processed"] == 1, out          # the other partition is done
+    assert [(p["partition"], p["worker"], p["lease_until"]) for p in out["left_over"]] == [(0, live, lease)]
+    with fresh.service.tx() as s:                           # that worker dies (a pid that does not exist)
+        s.execute(update(SweepPartition).where(SweepPartition.run_id == run_id, SweepPartition.number == 0)
+                  .values(worker=f"{sweep.HOST}:999999999:dead"))
+    r = _sweep_cli(fresh, tmp_path, "--no-wait")
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = json.loads(r.stdout)
+    assert out["status"] == "done" and out["processed"] == 2 and out["this_worker"]["done"] == 1, out
 
 
 # ------------------------------------------------------------------------------------------ D: connections
