@@ -16,6 +16,8 @@ from api.http.app import create_app
 from api.service.auth import ROLES, create_key
 from api.store.tables import Base
 
+import response_check
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 POLICY_FILE = str(ROOT / "policies.yaml")
 
@@ -62,6 +64,8 @@ class Api:
             if response.status_code >= 500:
                 SERVER_ERRORS.append(f"{request.method} {request.full_path} → {response.status_code}: "
                                           f"{response.get_data(as_text=True)[:500]}")
+            if not response.is_streamed:
+                response_check.check(request, response)
             return response
 
         self.keys: dict[str, str] = {}

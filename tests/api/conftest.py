@@ -17,6 +17,7 @@ import secrets
 
 import pytest
 
+import response_check
 from api_harness import SERVER_ERRORS, Api
 
 PG_ADMIN_URL = os.environ.get("CREDITCTL_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -129,9 +130,12 @@ def _no_server_errors():
     handler = _Collect()
     logger = logging.getLogger("creditctl")
     logger.addHandler(handler)
-    before = len(SERVER_ERRORS)
+    before, declared = len(SERVER_ERRORS), len(response_check.VIOLATIONS)
     yield
     logger.removeHandler(handler)
     new = SERVER_ERRORS[before:]
     if new or handler.messages:
         pytest.fail("the service failed:\n" + "\n".join(new + handler.messages), pytrace=False)
+    undeclared = response_check.VIOLATIONS[declared:]
+    if undeclared:
+        pytest.fail("answers the OpenAPI spec does not declare:\n" + "\n".join(undeclared[:20]), pytrace=False)
