@@ -11,6 +11,7 @@ from engine.facts import AmountField, CaseSchema, CustomerSchema
 from ..service.events import EVENT_DATA_SCHEMAS
 from ..store.trail import RECORD_KINDS, RECORD_OUTCOMES
 
+from . import responses
 from .schemas import (
     ActionCompleteRequest,
     ApprovalDecisionRequest,
@@ -441,11 +442,13 @@ def spec() -> dict:
         "name": {"type": "string", "maxLength": 128}, "role": {"type": "string", "nullable": True},
         "email": {"type": "string", "format": "email", "nullable": True},
         "mobile": {"type": "string", "nullable": True}, "address": {"type": "string", "nullable": True},
-        "preferred_channel": {"type": "string", "enum": ["email", "sms", "phone", "visit", "letter"], "nullable": True},
-        "language": {"type": "string", "enum": ["zh_CN", "en"], "nullable": True}, "primary": {"type": "boolean"}}}
+        "preferred_channel": {"type": "string", "enum": ["email", "sms", "phone", "visit", "letter", None], "nullable": True},
+        "language": {"type": "string", "enum": ["zh_CN", "en", None], "nullable": True}, "primary": {"type": "boolean"}}}
     contacts_out = {"type": "object", "required": ["customer_id", "masked", "contacts"], "properties": {
         "customer_id": {"type": "string"}, "masked": {"type": "boolean"},
-        "contacts": {"type": "array", "items": {**contact, "additionalProperties": True}}}}
+        "contacts": {"type": "array", "items": {**contact, "additionalProperties": True, "properties": {
+            **contact["properties"], "email": {"type": "string", "nullable": True,
+                                               "description": "an address, or sha256:… for auditors"}}}}}}
     get_contacts = _op("The customer's contacts (auditors read a sha256 of each personal field)", "contacts:read",
                        None, 200, [cid], "customers", (401, 403, 404))
     put_contacts = _op("Replace the customer's contacts (one primary per channel)", "contacts:write",
@@ -579,7 +582,82 @@ def spec() -> dict:
                                               "(oldest waiting message's age, dead letters)", None, errors=())})
     s.path("/metrics", operations={"get": {"summary": "Prometheus metrics", "responses": {
         "200": {"description": "text format", "content": {"text/plain": {"schema": {"type": "string"}}}}}}})
-    return s.to_dict()
+    for name, schema in responses.COMPONENTS.items():
+        s.components.schema(name, schema)
+    out = s.to_dict()
+    _declare_answers(out)
+    return out
+
+
+# The success answers of the operations whose answer shape is declared here rather than next to the
+# operation: (method, path) → {status: schema or {media type: schema}}.
+_R = responses
+_ANSWERS = {
+    ("get", "/v1/customers"): {200: _R.CUSTOMER_LIST},
+    ("put", "/v1/customers/{customer_id}"): {201: _R.ref("CreditFile"), 200: _R.ref("CreditFile")},
+    ("get", "/v1/customers/{customer_id}"): {200: _R.CUSTOMER_VIEW},
+    ("post", "/v1/customers/{customer_id}/evaluate"): {201: _R.EVALUATION},
+    ("post", "/v1/evaluate"): {201: _R.EVALUATION},
+    ("post", "/v1/events"): {201: _R.EVENT_RESULT, 200: _R.EVENT_RESULT},
+    ("post", "/v1/credit-checks"): {201: _R.CREDIT_CHECK},
+    ("delete", "/v1/credit-checks/{order_id}"): {200: _R.RELEASED},
+    ("get", "/v1/decisions"): {200: {"application/json": _R.TRAIL_PAGE, "application/x-ndjson": {"type": "string"},
+                                     "text/csv": {"type": "string"}}},
+    ("get", "/v1/decisions/{decision_id}"): {200: _R.ref("TrailRecord")},
+    ("post", "/v1/decisions/{decision_id}/replay"): {200: _R.REPLAY},
+    ("get", "/v1/policies/active"): {200: _R.POLICY_VERSION},
+    ("get", "/v1/policies/{version}"): {200: _R.POLICY_VERSION},
+    ("post", "/v1/policies/validate"): {200: _R.VALIDATION},
+    ("post", "/v1/policies/simulate"): {201: {"application/json": _R.SIMULATION, "text/csv": {"type": "string"}}},
+    ("post", "/v1/policies"): {201: _R.PUBLISHED, 200: _R.PUBLISHED, 202: _R.PUBLISHED},
+    ("get", "/v1/actions"): {200: _R.ACTIONS_PAGE},
+    ("post", "/v1/actions/{action_id}/complete"): {200: _R.ref("Action")},
+    ("get", "/v1/outbox"): {200: _R.OUTBOX_PAGE},
+    ("post", "/v1/outbox/{delivery_id}/requeue"): {200: _R.ref("Delivery")},
+    ("post", "/v1/sweeps"): {201: _R.SWEEP},
+    ("get", "/v1/sweeps/{run_id}"): {200: _R.SWEEP},
+    ("get", "/v1/reports/aging"): {200: {"application/json": _R.AGING, "text/csv": {"type": "string"}}},
+    ("get", "/v1/reports/overdue"): {200: _R.OVERDUE},
+    ("get", "/v1/reports/dso"): {200: _R.DSO},
+    ("get", "/v1/reports/collections"): {200: _R.COLLECTIONS},
+    ("get", "/v1/reports/interest-accruals"): {200: {"application/json": _R.ACCRUALS, "text/csv": {"type": "string"}}},
+    ("get", "/v1/customers/{customer_id}/statement"): {200: {"application/json": _R.STATEMENT,
+                                                             "text/csv": {"type": "string"}}},
+    ("get", "/v1/reviews"): {200: _R.REVIEWS},
+    ("post", "/v1/reviews"): {201: _R.REVIEW_RUN},
+    ("post", "/v1/customers/{customer_id}/review/approve"): {200: _R.REVIEW_APPROVED},
+    ("get", "/healthz"): {200: _R.HEALTH},
+}
+_ERROR_ANSWER = {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+_ERROR_MEANING = {400: "the body is not JSON, or not an object", 401: "no key, or an unknown or revoked one",
+                  403: "the key's role may not do this", 404: "not found", 409: "conflicts with the current state",
+                  413: "the body is too large", 415: "the body is not application/json",
+                  422: "a field is invalid (named in `errors`)",
+                  503: "the database is unreachable or busy: retry after the Retry-After header's seconds"}
+
+
+def _declare_answers(out: dict) -> None:
+    """Fill in the success answers of _ANSWERS, and the errors every operation can answer: any keyed
+    operation 401, 403 and 503 (the database gone: answered with Retry-After); any with a JSON body
+    also 400, 413, 415 and 422."""
+    for (method, path), answers in _ANSWERS.items():
+        responses_ = out["paths"][path][method]["responses"]
+        for status, schema in answers.items():
+            content = schema if all("/" in k for k in schema) else {"application/json": schema}
+            described = responses_.get(str(status), {}).get("description", "success")
+            responses_[str(status)] = {"description": described,
+                                       "content": {m: {"schema": sch} for m, sch in content.items()}}
+    for path, ops in out["paths"].items():
+        for op in ops.values():
+            codes = {401, 403, 503} if op.get("security") else set()
+            body = op.get("requestBody", {}).get("content", {})
+            if "application/json" in body:
+                codes |= {400, 413, 415, 422}
+            for code in sorted(codes):
+                op["responses"].setdefault(str(code), dict(_ERROR_ANSWER))
+            for code, answer in op["responses"].items():
+                if answer.get("description") == "error" and int(code) in _ERROR_MEANING:
+                    answer["description"] = _ERROR_MEANING[int(code)]
 
 
 def docs_page() -> str:

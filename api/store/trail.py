@@ -78,7 +78,7 @@ RECORD_KINDS = ("event", "credit_check", "credit_check_what_if", "evaluate", "ev
                 "policy_reject", "collection_record", "statement")
 RECORD_OUTCOMES = (*CHECK_OUTCOMES, "released", "rejected", "expired", "on_hold", "lifted", "head_rebuilt",
                    "sent", "dead", "revoked", "rotated", "set", "joined", "left", "granted", "pending", "approved", "recorded",
-                   "queued", "requeued")
+                   "queued", "requeued", "applied")
 
 
 def repair_record(subject: str, head: tuple[int, str] | None, last: tuple[int, str], now: dt.datetime) -> dict:

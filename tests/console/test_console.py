@@ -104,8 +104,9 @@ def test_controller_fixes_a_policy_error_at_its_line_publishes_and_sweeps(consol
     shot(page, api.backend, "policy-error")
     # publishing the broken draft is refused and changes nothing
     page.on("dialog", lambda d: d.accept())
+    page.eval_on_selector("#policy-errors", "e => e.dataset.stale = '1'")     # the check's list, not the answer
     page.click("#publish")
-    page.wait_for_selector("#policy-errors")
+    page.wait_for_selector("#policy-errors:not([data-stale])")              # the publish's answer swapped in
     assert api.get("/v1/policies/active", role="controller").json()["version"] == before["version"]
     fixed = lines.copy()
     name_line = next(i for i, ln in enumerate(lines) if ln.startswith("  description:"))
