@@ -77,7 +77,7 @@ def aging(service, as_of: dt.date, on_customer=None) -> dict:
     order, and returns the header, the segments and the book total. An invoice's open balance goes
     to the bucket of its own days overdue; the customer's bucket is the policy's (most overdue)."""
     with snapshot(service) as s:
-        policy = service.registry.active(s)
+        policy = service.registry.active(s, as_of)
         exp, bands = policy.exponent, Bands(policy)
         cats = policy.content["categories"]
         segments = {"industry": {k: _Sum(bands.labels) for k in cats["industry"]},
@@ -155,7 +155,7 @@ def overdue(service, as_of: dt.date, limit: int) -> dict:
     """Overdue open invoices, most overdue first (then customer, invoice). Keeps at most `limit` rows
     in memory (a bounded heap); the totals count every overdue invoice."""
     with snapshot(service) as s:
-        policy = service.registry.active(s)
+        policy = service.registry.active(s, as_of)
         exp, bands = policy.exponent, Bands(policy)
         heap: list[_Worst] = []
         count = amount = paused = 0
@@ -258,7 +258,7 @@ def statement(service, customer_id: str, start: dt.date, end: dt.date) -> dict:
         c = s.get(Customer, customer_id)
         if c is None:
             raise not_found("customer", customer_id)
-        policy = service.registry.active(s)
+        policy = service.registry.active(s, end)
         exp, bands = policy.exponent, Bands(policy)
 
         def before(model, column):

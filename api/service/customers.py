@@ -60,9 +60,9 @@ def get_customer(ctx, customer_id: str, as_of: dt.date | None = None) -> dict:
         c = s.get(Customer, customer_id)
         if c is None:
             raise not_found("customer", customer_id)
-        policy = ctx.registry.active(s)
+        policy = ctx.registry.active(s, as_of)
         case = load_cases(s, [c], policy.exponent, as_of)[c.id].typed
-        d = with_retry(lambda: evaluate_loaded(ctx.registry.active(s), case, as_of)).data
+        d = with_retry(lambda: evaluate_loaded(ctx.registry.active(s, as_of), case, as_of)).data
         return {**customer_dict(c), "as_of": as_of.isoformat(), "policy_version": d["policy_version"],
                 "classification": d["classification"], "score": d["score"]["value"],
                 "credit": {k: d["credit"][k] for k in ("limit", "terms_days", "exposure", "available",

@@ -113,7 +113,7 @@ def test_jobs_have_explicit_ids_a_database_store_and_misfire_handling(fresh):
     sched = scheduler.build(fresh.service, fresh.engine)
     jobs = {j.id: j for j in sched.get_jobs()}
     assert set(jobs) == {"collections-sweep", "interest-accrual", "credit-review", "monthly-statements",
-                         "audit-checkpoint", "outbox-delivery"}
+                         "audit-checkpoint", "outbox-delivery", "policy-activation"}
     assert sched._job_defaults["coalesce"] is True
     assert sched._job_defaults["misfire_grace_time"] == scheduler.MISFIRE_GRACE_SECONDS
     from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
