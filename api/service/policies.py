@@ -108,7 +108,8 @@ def _publish_dated(ctx, s, text, source, actor, request_id, effective_from=None,
                    extra: dict | None = None):
     policy, a = ctx.registry.publish_dated(s, text, source, actor, ctx.clock(), effective_from=effective_from,
                                            reason=reason, from_file=from_file)
-    if a is not None:
+    # a policy file's load is on the activation row (actor `file:<path>`); the trail records what people do
+    if a is not None and not from_file:
         scheduled = a.activated_at is None
         _record(ctx, s, "policy_schedule" if scheduled else "policy_activate", "scheduled" if scheduled
                 else "in_force", actor, request_id, a, {"reason": a.reason, "source": source, **(extra or {})})
