@@ -185,7 +185,10 @@ def _group(api) -> str:
 
 ENDPOINTS = [
     Endpoint("PUT", "/v1/customers/{customer_id}", "customers:write", 201,
-             lambda api, w: (f"/v1/customers/{uid('C')}", CUSTOMER_FILE)),
+             # a file opened without a manual score: any role that writes customers opens it (the score is a
+             # controller's: tests/api/test_decision_fields.py)
+             lambda api, w: (f"/v1/customers/{uid('C')}", {k: v for k, v in CUSTOMER_FILE.items()
+                                                           if k != "credit_score"})),
     Endpoint("GET", "/v1/customers/{customer_id}", "customers:read", 200,
              lambda api, w: (f"/v1/customers/{w.customer}", None)),
     Endpoint("GET", "/v1/customers", "customers:read", 200,

@@ -55,7 +55,8 @@ def test_a_lower_policy_limit_applies_at_once_and_caps_credit(fresh):
     r = fresh.put(f"/v1/customers/{cid}", {"name": "x", "type": "enterprise", "industry": "trading",
                                            "region": "local", "size": "large", "since": "2015-01-01",
                                            "credit_score": 65, "approved_limit": "500000.00",
-                                           "approved_terms_days": 30}, role="backoffice")
+                                           "approved_terms_days": 30}, role="controller",
+                  params={"reason": "score lowered"})
     assert r.status_code == 200, r.text
     _set(fresh, cid, last_reviewed_on=None)
     counts = review.run_reviews(fresh.service, TODAY, "test")
