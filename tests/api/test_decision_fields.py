@@ -86,3 +86,32 @@ def test_a_controllers_change_needs_a_reason_and_is_a_record_with_before_and_aft
     # the change decides: reputation medium (70) → the medium limit
     assert api.get(f"/v1/customers/{cid}", role="controller").json()["credit"]["limit"] == "200000.00"
     assert api.get("/v1/audit/verify", role="auditor").json()["ok"] is True
+
+
+# ------------------------------------------------------------------------------ aging by customer group
+def test_aging_sums_each_groups_members_and_names_its_limit(fresh):
+    api = fresh
+    gid = uid("G")
+    r = api.put(f"/v1/groups/{gid}", {"name": "鞍钢集团 Ansteel group", "limit": "300000.00", "reason": "parent"},
+                role="controller")
+    assert r.status_code == 200, r.text
+    a, b, alone = api.customer(), api.customer(), api.customer()
+    for cid in (a, b):
+        r = api.put(f"/v1/customers/{cid}/group", {"group_id": gid, "reason": "subsidiary"}, role="controller")
+        assert r.status_code == 200, r.text
+    api.invoice(a, "10000.00", due=-40)                    # medium bucket
+    api.invoice(b, "2500.50", due=5)                       # current
+    api.invoice(alone, "700.00", due=-3)                   # short, in no group
+    rep = api.get("/v1/reports/aging", params={"as_of": "2026-12-15"}, role="auditor")
+    assert rep.status_code == 200, rep.text
+    groups = {g["key"]: g for g in rep.json()["groups"]}
+    assert set(groups) == {gid, None}
+    g = groups[gid]
+    assert (g["name"], g["limit"], g["customers"], g["outstanding"], g["overdue"], g["open_invoices"]) == (
+        "鞍钢集团 Ansteel group", "300000.00", 2, "12500.50", "10000.00", 2)
+    assert (g["buckets"]["medium"], g["buckets"]["current"]) == ("10000.00", "2500.50")
+    none = groups[None]
+    assert (none["name"], none["limit"], none["customers"], none["outstanding"]) == (None, None, 1, "700.00")
+    # the groups partition the book
+    total = rep.json()["total"]
+    assert sum(x["customers"] for x in groups.values()) == total["customers"] == 3
