@@ -190,3 +190,25 @@ def test_the_scheduler_job_records_the_day_once(moving):
     assert first["outcome"] == "ok" and len(first["detail"]["activated"]) == 1
     assert second["detail"]["activated"] == []
     assert [r["policy_version"] for r in _kinds(api, "policy_in_force")] == [v2]
+
+
+def test_the_cli_schedules_lists_and_cancels(fresh, tmp_path, capsys):
+    import json
+
+    from api import cli
+    candidate = tmp_path / "limits.yaml"
+    candidate.write_text(with_high_limit(250000), encoding="utf-8")
+    common = ["--database-url", fresh.database_url, "--policy", POLICY_FILE]
+    assert cli.main(["policy", "publish", str(candidate), "--effective-from", "2030-01-01", "--reason", "计划 plan",
+                     *common]) == 0
+    published = json.loads(capsys.readouterr().out)
+    assert (published["scheduled"], published["effective_from"]) == (True, "2030-01-01")
+    assert cli.main(["policy", "versions", *common]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(a["id"], a["reason"]) for a in listed["scheduled"]] == [(published["activation_id"], "计划 plan")]
+    assert cli.main(["policy", "publish", str(candidate), "--effective-from", "2001-01-01", *common]) == 1
+    assert "effective_from" in capsys.readouterr().err
+    assert cli.main(["policy", "cancel", str(published["activation_id"]), "--reason", "no", *common]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "cancelled"
+    assert cli.main(["policy", "cancel", str(published["activation_id"]), "--reason", "no", *common]) == 4
+    assert "E_ACTIVATION_CLOSED" in capsys.readouterr().err
