@@ -212,3 +212,21 @@ def test_the_cli_schedules_lists_and_cancels(fresh, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["status"] == "cancelled"
     assert cli.main(["policy", "cancel", str(published["activation_id"]), "--reason", "no", *common]) == 4
     assert "E_ACTIVATION_CLOSED" in capsys.readouterr().err
+
+
+def test_a_four_eyes_proposal_carries_its_effective_date_to_the_approval(fresh):
+    api = fresh
+    head, rest = POLICY_TEXT.split("\nauthority:", 1)
+    line, rest = rest.split("\n", 1)
+    four_eyes = f"{head}\nauthority:{line}\n  four_eyes_publish: true\n{rest}"
+    assert api.post("/v1/policies", {"text": four_eyes, "source": "four-eyes"}, role="admin").status_code == 201
+    candidate = four_eyes.replace(HIGH_LIMIT, 'limit: "450000"')
+    r = api.post("/v1/policies", {"text": candidate, "effective_from": day(7), "reason": "Q1"}, role="controller")
+    assert r.status_code == 202 and r.json()["effective_from"] == day(7), r.text
+    assert api.get("/v1/policies", role="controller").json()["scheduled"] == []        # nothing until approved
+    approved = api.post(f"/v1/approvals/{r.json()['approval']['id']}/approve", {"reason": "ok"}, role="admin")
+    assert approved.status_code == 200, approved.text
+    assert (approved.json()["effective_from"], approved.json()["active"]) == (day(7), False)
+    scheduled, = api.get("/v1/policies", role="auditor").json()["scheduled"]
+    assert (scheduled["version"], scheduled["effective_from"], scheduled["created_by"], scheduled["reason"]) == (
+        r.json()["version"], day(7), "test-admin", "Q1")
