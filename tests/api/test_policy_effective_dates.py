@@ -230,3 +230,33 @@ def test_a_four_eyes_proposal_carries_its_effective_date_to_the_approval(fresh):
     scheduled, = api.get("/v1/policies", role="auditor").json()["scheduled"]
     assert (scheduled["version"], scheduled["effective_from"], scheduled["created_by"], scheduled["reason"]) == (
         r.json()["version"], day(7), "test-admin", "Q1")
+
+
+def test_migration_0018_puts_the_live_version_on_the_timeline_from_its_activation_day(backend):
+    """A database from before effective dating: its live version is in force from the day it was activated."""
+    import os
+
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import text
+
+    import api.store.database as database
+    engine = database.make_engine(backend.new_url())
+    cfg = Config()
+    cfg.set_main_option("script_location", os.path.join(os.path.dirname(database.__file__), "migrations"))
+    try:
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0009")
+            conn.execute(text("INSERT INTO policy_versions (version, name, text, source, created_at, created_by) "
+                              "VALUES ('v-old', 'default', 'x', 'file', '2026-03-04 05:06:07', 'file:p')"))
+            conn.execute(text("INSERT INTO policy_state (id, active_version, activated_at, activated_by) "
+                              "VALUES (1, 'v-old', '2026-03-04 05:06:07', 'file:p')"))
+            command.upgrade(cfg, "head")
+            rows = conn.execute(text("SELECT version, effective_from, created_by, activated_at, cancelled_at "
+                                     "FROM policy_activations")).all()
+            seq = conn.execute(text("SELECT timeline_seq FROM policy_state")).scalar_one()
+        assert [(r[0], str(r[1]), r[2], r[4]) for r in rows] == [("v-old", "2026-03-04", "file:p", None)]
+        assert rows[0][3] is not None and seq == 0
+    finally:
+        engine.dispose()
