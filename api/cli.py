@@ -440,6 +440,8 @@ def cmd_policy_versions(args) -> int:
         for field, messages in (getattr(exc, "errors", None) or {}).items():
             print(f"  {field}: {'; '.join(messages)}", file=sys.stderr)
         return exit_code(exc.code)
+    finally:
+        app.extensions["creditctl.engine"].dispose()      # its connections closed, not left to the collector
     print(json.dumps(result, ensure_ascii=False, sort_keys=True, default=str))
     return 0
 
