@@ -416,16 +416,28 @@ def cmd_policy_versions(args) -> int:
 
     from .errors import DomainError
     from .service import policies
-    effective_from = None
-    if getattr(args, "effective_from", None):
-        effective_from = _as_of(args.effective_from)
-        if effective_from is None:
+    effective_from, text = None, None
+    if getattr(args, "effective_from", None):           # refused before anything is opened or migrated
+        try:
+            effective_from = dt.date.fromisoformat(args.effective_from)
+        except ValueError:
+            print(f"--effective-from: '{args.effective_from}' is not an ISO date", file=sys.stderr)
             return 2
+    if args.action == "publish":
+        try:
+            text = read_text_file(args.file)
+        except OSError as exc:
+            print(f"{args.file}: E_FILE: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+        except PolicyInvalid as exc:
+            for e in exc.errors:
+                print(f"{e.file}:{e.line}:{e.column}: {e.code}: {e.message}", file=sys.stderr)
+            return 1
     app, service = _service(_db_url(args), args.policy)
     actor = f"cli:{os.environ.get('USER', 'operator')}"
     try:
         if args.action == "publish":
-            result, _ = policies.publish(service, read_text_file(args.file), args.file, actor, None, "cli",
+            result, _ = policies.publish(service, text, args.file, actor, None, "cli",
                                          effective_from=effective_from, reason=args.reason)
         elif args.action == "cancel":
             result = policies.cancel_scheduled(service, args.activation_id, args.reason, actor, "cli")
