@@ -24,6 +24,8 @@ from .schemas import (
     EvaluateRequest,
     EventRequest,
     PolicyTextRequest,
+    PublishRequest,
+    CancelActivationRequest,
     HoldRequest,
     CollectionRecordRequest,
     ReferralExpireRequest,
@@ -126,6 +128,29 @@ CREDIT_ORDER = {"type": "object", "properties": {
         "status": {"type": "string", "enum": ["held", "provisional", "released", "invoiced"]}, "amount": _MONEY,
         "expires_on": _DATE}},
     "referral": {"allOf": [{"$ref": "#/components/schemas/Referral"}], "nullable": True}}}
+
+
+ACTIVATION = {"type": "object", "properties": {
+    "id": {"type": "integer"}, "version": {"type": "string"}, "effective_from": _DATE,
+    "status": {"type": "string", "enum": ["scheduled", "in_force", "superseded", "cancelled"]},
+    "created_at": {"type": "string"}, "created_by": {"type": "string"}, "reason": {"type": "string"},
+    "activated_at": {**_TEXT_OR_NULL, "description": "when it came into force (recorded once)"},
+    "decision_id": {**_TEXT_OR_NULL, "description": "the trail record of its activation or scheduling"},
+    "cancelled_at": _TEXT_OR_NULL, "cancelled_by": _TEXT_OR_NULL, "cancel_reason": _TEXT_OR_NULL,
+    "cancel_decision_id": {"type": "string", "description": "in the answer of a cancel only"}}}
+POLICY_LIST = {"type": "object", "properties": {
+    "today": _DATE, "in_force": {"type": "string", "description": "the version in force today"},
+    "versions": {"type": "array", "items": {"type": "object", "properties": {
+        "version": {"type": "string"}, "name": {"type": "string"}, "source": {"type": "string"},
+        "created_at": {"type": "string"}, "created_by": {"type": "string"}, "active": {"type": "boolean"},
+        "activations": {"type": "array", "items": {"type": "integer"}}}}},
+    "activations": {"type": "array", "items": {"$ref": "#/components/schemas/PolicyActivation"}},
+    "scheduled": {"type": "array", "items": {"$ref": "#/components/schemas/PolicyActivation"}}}}
+PUBLISHED = {"type": "object", "properties": {
+    "version": {"type": "string"}, "name": {"type": "string"}, "changed": {"type": "boolean"},
+    "active": {"type": "boolean", "description": "in force today"}, "scheduled": {"type": "boolean"},
+    "effective_from": _DATE, "activation_id": {"type": "integer", "nullable": True},
+    "pending": {"type": "boolean", "description": "202: a four-eyes proposal"}}}
 
 
 def _answer(op: dict, status: int, schema: dict) -> dict:
@@ -323,7 +348,8 @@ def _report_paths(s) -> None:
                                             for m in media}
         return o
     s.path("/v1/reports/aging", operations={"get": op(
-        "Aging analysis: per customer, per segment (industry, region, amount tier) and book total; open balance "
+        "Aging analysis: per customer, per segment (industry, region, amount tier), per customer group (`groups`: "
+        "the members' sums and the group's limit; key null: in no group) and book total; open balance "
         "of each open invoice in the bucket of its own days overdue (the active policy's bands)",
         [_query("as_of", date), fmt], media=("application/json", "text/csv"))})
     s.path("/v1/reports/aging.svg", operations={"get": op(
@@ -421,6 +447,8 @@ def spec() -> dict:
     s.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
     s.components.schema("Error", ERROR)
     s.components.schema("AuditVerifyResponse", AUDIT_VERIFY)
+    for schema in (PublishRequest, CancelActivationRequest):
+        s.components.schema(schema.__name__, schema=schema)
     for schema in (CreditCheckRequest, EventRequest, EvaluateRequest, ActionCompleteRequest, PolicyTextRequest,
                    SimulateRequest, CaseSchema):
         s.components.schema(schema.__name__, schema=schema)
@@ -434,7 +462,12 @@ def spec() -> dict:
                     _query("limit", {"type": "integer", "minimum": 1, "maximum": 200}),
                     _query("cursor", {"type": "string", "maxLength": 128})], "customers", (401, 403, 422))})
     s.path("/v1/customers/{customer_id}", operations={
-        "put": _op("Create or replace a credit file", "customers:write", ref("CustomerFile"), 200, [cid], "customers",
+        "put": _op("Create or replace a credit file. Decision fields (credit_score, approved_limit, "
+                   "approved_terms_days, arrears_reason and, on an existing file, type, industry, region, size, "
+                   "deal_type, since) are a controller's: another role sends them unchanged or gets 403 "
+                   "E_DECISION_FIELD naming each field; a controller's change needs `reason` and answers the "
+                   "`credit_file_change` record's `decision_id`", "customers:write", ref("CustomerFile"), 200,
+                   [cid, _query("reason", {"type": "string", "maxLength": 1000})], "customers",
                    (401, 403, 400, 422)),
         "get": _op("Credit file with current classification, limit, exposure and stage", "customers:read", None,
                    200, [cid, _query("as_of", {"type": "string", "format": "date"})], "customers", (401, 403, 404, 422))})
@@ -512,12 +545,31 @@ def spec() -> dict:
                     "as a `simulation` decision; nothing else is written)", "policies:write", ref("SimulateRequest"),
                     201, [_query("format", {"type": "string", "enum": ["json", "csv"]}),
                           _query("as_of", {"type": "string", "format": "date"})], "policies", (400, 401, 403, 422))})
-    publish = _op("Validate, store and activate a policy (202: a proposal, with the active policy's "
-                  "authority.four_eyes_publish, that another person approves: POST /v1/approvals/{id}/approve)",
-                  "policies:write", ref("PolicyTextRequest"), 201, (), "policies", (400, 401, 403, 422))
+    publish = _op("Validate, store and put a policy in force from `effective_from` (default today; a later day "
+                  "schedules it, cancellable until then). 202: a proposal, with the active policy's "
+                  "authority.four_eyes_publish, that another person approves: POST /v1/approvals/{id}/approve. "
+                  "A YAML body takes source, effective_from and reason in the query string",
+                  "policies:write", ref("PublishRequest"), 201,
+                  [_query("effective_from", _DATE), _query("reason", {"type": "string", "maxLength": 1000}),
+                   _query("source", {"type": "string", "maxLength": 512})], "policies", (400, 401, 403, 422))
+    _answer(publish, 201, PUBLISHED)
+    publish["responses"]["200"] = {"description": "unchanged: in force today, or already scheduled for that day",
+                                   "content": {"application/json": {"schema": PUBLISHED}}}
     publish["responses"]["202"] = {"description": "proposed; waits for a second person",
                                    "content": {"application/json": {"schema": OBJECT}}}
-    s.path("/v1/policies", operations={"post": publish})
+    listing = _op("Every stored version (without text) and the activation timeline: which version is in force "
+                  "on which day, the scheduled ones, who activated, scheduled or cancelled each and why",
+                  "policies:read", None, 200, (), "policies", (401, 403))
+    _answer(listing, 200, POLICY_LIST)
+    s.path("/v1/policies", operations={"post": publish, "get": listing})
+    s.components.schema("PolicyActivation", ACTIVATION)
+    cancel = _op("Cancel a scheduled version before its effective date (a trail record with actor and reason); "
+                 "one in force or cancelled is 409 E_ACTIVATION_CLOSED", "policies:write",
+                 ref("CancelActivationRequest"), 200,
+                 [{"name": "activation_id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+                 "policies", (400, 401, 403, 404, 409, 422))
+    _answer(cancel, 200, ref("PolicyActivation"))
+    s.path("/v1/policies/activations/{activation_id}/cancel", operations={"post": cancel})
     s.path("/v1/actions", operations={
         "get": _op("Collection actions", "actions:read", None, 200,
                    [_query("status", {"type": "string", "enum": ["open", "queued", "sent", "failed", "done", "closed", "cancelled"]}), _query("owner"),

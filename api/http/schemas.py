@@ -51,6 +51,23 @@ class PolicyTextRequest(_Strict):
     source = fields.String(load_default="api", validate=validate.Length(min=1, max=512))
 
 
+class PublishRequest(PolicyTextRequest):
+    # the day the version is in force from (default today; a later day schedules it)
+    effective_from = fields.Date(load_default=None, allow_none=True, validate=IN_RANGE)
+    reason = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=1000))
+
+
+class PublishQuery(_Strict):
+    """A YAML body's publish options, in the query string."""
+    source = fields.String(load_default="api", validate=validate.Length(min=1, max=512))
+    effective_from = fields.Date(load_default=None, validate=IN_RANGE)
+    reason = fields.String(load_default=None, validate=validate.Length(max=1000))
+
+
+class CancelActivationRequest(_Strict):
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=1000))
+
+
 def _ordered(low: str, high: str, relation: str = "after"):
     """A range filter whose ends are crossed can't match: refused (422) rather than an empty list."""
     @validates_schema

@@ -92,7 +92,7 @@ def accrue(service, as_of: dt.date, actor: str, *, batch: int | None = None) -> 
     """Accrue every customer's late interest for as_of; record the run in the trail. Returns its summary."""
     run_id = uuid.uuid4().hex
     with service.read_tx() as s:
-        version = service.registry.active_version(s)
+        version = service.registry.version_on(s, as_of)     # the version in force on the run's day
     customers = invoices = rows_written = total = 0
     after = None
     while True:

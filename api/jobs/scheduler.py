@@ -141,7 +141,17 @@ def heartbeat(holder: str) -> None:
         _scheduler.shutdown(wait=False)
 
 
+def policy_activation(as_of: dt.date | None = None) -> dict:
+    """Just after midnight (UTC): scheduled policy versions whose effective date has come are recorded in
+    force, once (api/service/policies.py; evaluations already pick them by their as_of)."""
+    from ..service import policies
+    day = as_of or _service.today()
+    return record(_service, "policy-activation", day,
+                  lambda: {"activated": [a["id"] for a in policies.bring_in_force(_service)]})
+
+
 JOBS = (
+    ("policy-activation", policy_activation, CronTrigger(hour=0, minute=1)),
     ("collections-sweep", collections_sweep, CronTrigger(hour=2, minute=0)),
     ("interest-accrual", interest_accrual, CronTrigger(hour=2, minute=30)),
     ("credit-review", credit_review, CronTrigger(hour=3, minute=0)),

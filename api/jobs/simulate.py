@@ -230,7 +230,7 @@ def simulate(service, text: str, source: str, as_of: dt.date | None, *, actor: s
     candidate = compile_policy(text, source)
     try:
         with service.tx() as s:
-            active_policy = service.registry.active(s)
+            active_policy = service.registry.active(s, as_of)      # the version in force on as_of
         active = _Active(service, active_policy.version, active_policy)
         if candidate.currency != active_policy.currency:
             raise invalid({"text": [f"the candidate's currency {candidate.currency} is not the active policy's "

@@ -246,7 +246,7 @@ def _evaluate(service, s, run: SweepRun, customers: list[Customer], heads: dict)
     as_of = run.as_of
     states = {st.customer_id: st for st in s.execute(
         select(DunningState).where(DunningState.customer_id.in_([c.id for c in customers]))).scalars()}
-    policy = service.registry.active(s)
+    policy = service.registry.active(s, as_of)          # the version in force on the run's day
     cases = load_cases(s, customers, policy.exponent, as_of, states=states)
     now = service.clock()
     # the facts snapshot: the bytes service.decide's canonical() writes, the plain case holding
@@ -268,7 +268,7 @@ def _evaluate(service, s, run: SweepRun, customers: list[Customer], heads: dict)
             except Disposed:       # the version was retired meanwhile (a reload): compiled again
                 if attempt == 2:
                     raise
-                policy = service.registry.active(s)
+                policy = service.registry.active(s, as_of)
     for c in customers:
         try:
             decision, facts = decide(cases[c.id].typed)

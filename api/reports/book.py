@@ -20,7 +20,7 @@ from rules.common import find_band
 
 from ..errors import not_found
 from ..store.book import iter_facts, snapshot, typed_cases
-from ..store.tables import Action, CreditNote, Customer, Invoice, Payment
+from ..store.tables import Action, CreditNote, Customer, CustomerGroup, GroupMember, Invoice, Payment
 from .aging_chart import render_aging_svg
 
 SEGMENT_DIMENSIONS = ("industry", "region", "amount_tier")
@@ -77,13 +77,18 @@ def aging(service, as_of: dt.date, on_customer=None) -> dict:
     order, and returns the header, the segments and the book total. An invoice's open balance goes
     to the bucket of its own days overdue; the customer's bucket is the policy's (most overdue)."""
     with snapshot(service) as s:
-        policy = service.registry.active(s)
+        policy = service.registry.active(s, as_of)
         exp, bands = policy.exponent, Bands(policy)
         cats = policy.content["categories"]
         segments = {"industry": {k: _Sum(bands.labels) for k in cats["industry"]},
                     "region": {k: _Sum(bands.labels) for k in cats["region"]},
                     "amount_tier": {k: _Sum(bands.labels) for k in bands.tiers.labels}}
         total, unapplied = _Sum(bands.labels), 0
+        # 集团客户: members' balances summed per group (one read of the memberships, not one per customer);
+        # customers outside any group are the segment with key null
+        member_of = dict(s.execute(select(GroupMember.customer_id, GroupMember.group_id)).all())
+        groups = {g.id: g for g in s.execute(select(CustomerGroup).order_by(CustomerGroup.id)).scalars()}
+        by_group = {gid: _Sum(bands.labels) for gid in groups}
         for c, facts in iter_facts(s, policy, as_of):
             unapplied += facts.unapplied_minor
             open_ = [st for st in facts.invoices if st.open_minor > 0]
@@ -97,6 +102,7 @@ def aging(service, as_of: dt.date, on_customer=None) -> dict:
             tier = bands.tier(facts)
             for dim, key in (("industry", c.industry), ("region", c.region), ("amount_tier", tier)):
                 segments[dim].setdefault(key, _Sum(bands.labels)).add(row)
+            by_group.setdefault(member_of.get(c.id), _Sum(bands.labels)).add(row)
             total.add(row)
             if on_customer is not None:
                 on_customer({
@@ -113,11 +119,15 @@ def aging(service, as_of: dt.date, on_customer=None) -> dict:
             "buckets": bands.describe(),
             "segments": {dim: [{"key": k, **v.view(exp)} for k, v in segments[dim].items()]
                          for dim in SEGMENT_DIMENSIONS},
+            "groups": [{"key": gid, "name": groups[gid].name if gid in groups else None,
+                        "limit": minor_str(groups[gid].limit_minor, exp) if gid in groups else None, **v.view(exp)}
+                       for gid, v in by_group.items()],
             "total": total_view,
             "notes": "Each open invoice's balance is in the bucket of its own days overdue (as_of − due date; "
                      "not yet due = current); a customer's aging_bucket is the policy's classification (its "
                      "most overdue open invoice). Customers are listed when they have open invoices; "
-                     "unapplied is cash and credit not allocated to any invoice (total: the whole book).",
+                     "unapplied is cash and credit not allocated to any invoice (total: the whole book). groups: "
+                     "the members' balances per customer group (key null: customers in no group).",
         }
 
 
@@ -155,7 +165,7 @@ def overdue(service, as_of: dt.date, limit: int) -> dict:
     """Overdue open invoices, most overdue first (then customer, invoice). Keeps at most `limit` rows
     in memory (a bounded heap); the totals count every overdue invoice."""
     with snapshot(service) as s:
-        policy = service.registry.active(s)
+        policy = service.registry.active(s, as_of)
         exp, bands = policy.exponent, Bands(policy)
         heap: list[_Worst] = []
         count = amount = paused = 0
@@ -258,7 +268,7 @@ def statement(service, customer_id: str, start: dt.date, end: dt.date) -> dict:
         c = s.get(Customer, customer_id)
         if c is None:
             raise not_found("customer", customer_id)
-        policy = service.registry.active(s)
+        policy = service.registry.active(s, end)
         exp, bands = policy.exponent, Bands(policy)
 
         def before(model, column):

@@ -33,7 +33,7 @@ PERMISSIONS = {
     "decisions:read": {"sales", "auditor", "controller", "admin"},      # sales: own credit checks only
     "decisions:replay": {"auditor", "controller", "admin"},
     "audit:verify": {"auditor", "controller", "admin"},
-    "policies:read": {"controller", "admin"},
+    "policies:read": {"controller", "auditor", "admin"},      # auditors read every version and its timeline
     "policies:write": {"controller", "admin"},
     "actions:read": {"backoffice", "controller", "admin"},
     "actions:write": {"backoffice", "controller", "admin"},

@@ -19,6 +19,7 @@ class Context:
         self.audit = audit            # api.service.audit.AuditSettings: the checkpoint key and log
         self.registry = registry
         self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
+        registry.clock = self.clock          # "today" for the version in force (effective dates)
 
     def today(self) -> dt.date:
         return self.clock().date()

@@ -55,7 +55,7 @@ def decide(ctx, s, customer: Customer, as_of: dt.date, *, kind, actor, request_i
     """Evaluate the customer from the ledger, record the decision, persist its actions. `remember`: the
     decision becomes the customer's last evaluation (customers.last_*), which a what-if never does."""
     def run():
-        policy = ctx.registry.active(s)
+        policy = ctx.registry.active(s, as_of)        # the version in force on as_of (effective dates)
         # typed rows go straight to evaluate_loaded (they were validated when written); the plain
         # form is the snapshot the trail keeps, which a replay validates and evaluates in full
         case = load_cases(s, [customer], policy.exponent, as_of)[customer.id]

@@ -39,7 +39,7 @@ def evaluate_stateless(ctx, body: dict, actor, request_id) -> dict:
         pass                                 # evaluate() reports every problem of the case
     with ctx.tx() as s:
         def run():
-            policy = ctx.registry.active(s)
+            policy = ctx.registry.active(s, as_of)
             return policy, evaluate(policy, body, as_of, order=order)
         try:
             policy, decision = with_retry(run)

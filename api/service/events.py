@@ -34,7 +34,13 @@ from ..store.tables import (
     Promise,
     Reservation,
 )
-from .customers import load_customer, set_fields
+from .customers import (
+    decision_changes,
+    guard_decision_fields,
+    load_customer,
+    record_decision_changes,
+    set_fields,
+)
 from .decide import decide, lock_customer
 from .validation import (
     DATE_RANGE_MESSAGE,
@@ -70,7 +76,7 @@ EVENT_DATA_SCHEMAS = {"invoice_issued": InvoiceEventSchema, "payment_received": 
                       "arrears_reason_recorded": ArrearsReasonSchema, "customer_updated": None}   # a credit file
 
 
-def post_event(ctx, raw: dict, parsed: dict, actor, request_id) -> tuple[int, str]:
+def post_event(ctx, raw: dict, parsed: dict, actor, request_id, role: str | None = None) -> tuple[int, str]:
     """Returns (status, response JSON). Same event_id + same body → the first response."""
     body_hash = hashlib.sha256(canonical(raw).encode()).hexdigest()
     body = dict(parsed, data=dict(raw.get("data") or {}))
@@ -89,7 +95,7 @@ def post_event(ctx, raw: dict, parsed: dict, actor, request_id) -> tuple[int, st
                 return _replayed(seen, body_hash)
             policy = ctx.registry.active(s)
             as_of = body.get("as_of") or ctx.today()
-            _apply_event(ctx, s, c, policy, body, as_of)
+            _apply_event(ctx, s, c, policy, body, as_of, role=role, actor=actor, request_id=request_id)
             s.flush()
             rec, decision = decide(ctx, s, c, as_of, kind="event", actor=actor, request_id=request_id)
             response = canonical({"event_id": event_id, "type": body["type"], "customer_id": c.id,
@@ -140,7 +146,8 @@ def _own_invoice(s, c, invoice_id, field="data.invoice_id"):
         raise invalid({field: [f"no invoice '{invoice_id}' for customer '{c.id}'"]})
     return inv
 
-def _apply_event(ctx, s, c: Customer, policy, body: dict, as_of: dt.date) -> None:
+def _apply_event(ctx, s, c: Customer, policy, body: dict, as_of: dt.date, *, role: str | None = None,
+                 actor: str = "-", request_id: str = "-") -> None:
     kind, data, eid = body["type"], body.get("data") or {}, body["event_id"]
     if kind == "invoice_issued":
         order_id = data.pop("order_id", None)
@@ -221,5 +228,9 @@ def _apply_event(ctx, s, c: Customer, policy, body: dict, as_of: dt.date) -> Non
         loaded = load_customer({**customer_dict(c), **data, "id": c.id}, "data.",
                                ctx.today() if "since" in data else None)
         check_categories(policy, loaded, "data.")
+        changes = decision_changes(c, loaded, policy, "data.")
+        guard_decision_fields(role, False, changes, "data.")      # separation of duties, as PUT /customers
         set_fields(c, loaded, policy, "data.")
         c.updated_at = ctx.clock()
+        record_decision_changes(ctx, s, c, changes, False, policy, actor=actor, request_id=request_id,
+                                reason=f"customer_updated event {body['event_id']}")

@@ -1,14 +1,21 @@
-"""Policy versions as the API shows them: the active one, one by version, validate, publish."""
+"""Policy versions as the API shows them: the active one, one by version, the list with the activation
+timeline (effective dates), validate, publish (now or from a later day), cancel a scheduled version."""
 from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select
 
 from engine.compiler import compile_policy
 from engine.errors import PolicyInvalid
 from engine.yamlsource import read_text_file
 
 from ..errors import DomainError, invalid, not_found
-from ..store.tables import PolicyState, PolicyVersion
+from ..store.tables import PolicyActivation, PolicyState, PolicyVersion
 from . import approvals
 from .deliveries import stuck
+
+TIMELINE = "policy:timeline"          # the trail chain of every activation, scheduling and cancellation
 
 
 def _view(row: PolicyVersion, state: PolicyState | None, with_text=True) -> dict:
@@ -21,6 +28,7 @@ def _view(row: PolicyVersion, state: PolicyState | None, with_text=True) -> dict
 
 
 def active(ctx) -> dict:
+    bring_in_force(ctx)
     with ctx.read_tx() as s:
         state = s.get(PolicyState, 1)
         row = s.get(PolicyVersion, state.active_version)
@@ -35,7 +43,6 @@ VERSION_PREFIX_MIN = 8
 
 def get_version(ctx, version: str) -> dict:
     """One version by its full hash or by a unique prefix of at least 8 characters (the tools print 12)."""
-    from sqlalchemy import select
     with ctx.read_tx() as s:
         row = s.get(PolicyVersion, version)
         if row is None and VERSION_PREFIX_MIN <= len(version) < 64 and all(ch in "0123456789abcdef" for ch in version):
@@ -50,7 +57,13 @@ def get_version(ctx, version: str) -> dict:
                 raise invalid({"version": [f"a version or a prefix of at least {VERSION_PREFIX_MIN} characters"]})
             raise not_found("policy version", version)
         ctx.registry.stored_text(row)
-        return _view(row, s.get(PolicyState, 1))
+        out = _view(row, s.get(PolicyState, 1))
+        today = ctx.today()
+        in_force = _in_force_id(ctx, s, today)
+        out["activations"] = [_activation_view(a, in_force, today) for a in s.execute(
+            select(PolicyActivation).where(PolicyActivation.version == row.version)
+            .order_by(PolicyActivation.effective_from, PolicyActivation.id)).scalars()]
+        return out
 
 
 def validate(ctx, text: str, source: str) -> dict:
@@ -63,39 +76,170 @@ def validate(ctx, text: str, source: str) -> dict:
     return {"valid": True, "version": policy.version, "rules": len(policy.rules)}
 
 
-def publish(ctx, text: str, source: str, actor: str, key=None, request_id: str = "-") -> tuple[dict, bool]:
-    """Store and activate; with the active policy's `authority.four_eyes_publish` (and a caller's key) a new
-    version is a proposal instead (answer `pending: true`) that another person approves (four_eyes.py)."""
+def _iso(t: dt.datetime | None) -> str | None:
+    return t.isoformat() + "Z" if t else None
+
+
+def _activation_view(a: PolicyActivation, in_force_id: int | None, today: dt.date) -> dict:
+    status = ("cancelled" if a.cancelled_at else "in_force" if a.id == in_force_id
+              else "scheduled" if a.effective_from > today else "superseded")
+    return {"id": a.id, "version": a.version, "effective_from": a.effective_from.isoformat(), "status": status,
+            "created_at": _iso(a.created_at), "created_by": a.created_by, "reason": a.reason,
+            "activated_at": _iso(a.activated_at), "decision_id": a.decision_id, "cancelled_at": _iso(a.cancelled_at),
+            "cancelled_by": a.cancelled_by, "cancel_reason": a.cancel_reason}
+
+
+def _in_force_id(ctx, s, day: dt.date) -> int | None:
+    keys, _ = ctx.registry.timeline(s)
+    if not keys:
+        return None
+    import bisect
+    return keys[bisect.bisect_right(keys, (max(day, keys[0][0]), float("inf"))) - 1][1]
+
+
+def _record(ctx, s, kind: str, outcome: str, actor: str, request_id: str, a: PolicyActivation, body: dict):
+    """An activation, a scheduling or a cancellation: a record in the timeline's chain; its id on the row."""
+    rec = approvals.append(ctx, s, TIMELINE, kind, outcome, actor, request_id, a.version,
+                           {"activation_id": a.id, "version": a.version,
+                            "effective_from": a.effective_from.isoformat(), **body})
+    if a.decision_id is None:
+        a.decision_id = rec.id
+    return rec
+
+
+def _publish_dated(ctx, s, text, source, actor, request_id, effective_from=None, reason="", from_file=False,
+                   extra: dict | None = None):
+    policy, a = ctx.registry.publish_dated(s, text, source, actor, ctx.clock(), effective_from=effective_from,
+                                           reason=reason, from_file=from_file)
+    # a policy file's load is on the activation row (actor `file:<path>`); the trail records what people do
+    if a is not None and not from_file:
+        scheduled = a.activated_at is None
+        _record(ctx, s, "policy_schedule" if scheduled else "policy_activate", "scheduled" if scheduled
+                else "in_force", actor, request_id, a, {"reason": a.reason, "source": source, **(extra or {})})
+    return policy, a
+
+
+def publish(ctx, text: str, source: str, actor: str, key=None, request_id: str = "-",
+            effective_from: dt.date | None = None, reason: str | None = None) -> tuple[dict, bool]:
+    """Store and put in force from `effective_from` (default today; a later day schedules it); with the active
+    policy's `authority.four_eyes_publish` (and a caller's key) a new version is a proposal instead (answer
+    `pending: true`) that another person approves (four_eyes.py)."""
+    bring_in_force(ctx)
+    today = ctx.today()
+    if effective_from is not None and effective_from < today:
+        raise invalid({"effective_from": [f"must not be before today ({today.isoformat()}): decisions already "
+                                          "made under the version then in force stay as made"]})
+    reason = (reason or "").strip() or f"publish {source}"
     with ctx.tx() as s:
         if key is not None and ctx.registry.active(s).authority.four_eyes_publish:
             candidate = compile_policy(text, source)          # PolicyInvalid: refused before anything is stored
             version, name = candidate.version, candidate.name
             candidate.dispose()
-            if version != ctx.registry.active(s).version:
-                payload = {"text": text, "source": source, "version": version, "name": name,
-                           "reason": f"publish {source}"}
+            if version != ctx.registry.active(s).version or (effective_from or today) != today:
+                payload = {"text": text, "source": source, "version": version, "name": name, "reason": reason,
+                           "effective_from": (effective_from or today).isoformat()}
                 out = approvals.request(ctx, s, "policy_publish", f"policy:{version}", payload, key, request_id,
                                         why="four_eyes", record_kind="policy_propose", policy_version=version)
                 return {"version": version, "name": name, "changed": False, "active": False, "pending": True,
-                        **out}, False
-        policy, changed = ctx.registry.publish(s, text, source, actor, ctx.clock())
-        return {"version": policy.version, "name": policy.name, "changed": changed, "active": True}, changed
+                        "effective_from": payload["effective_from"], **out}, False
+        policy, a = _publish_dated(ctx, s, text, source, actor, request_id, effective_from, reason)
+        eff = a.effective_from if a is not None else (effective_from or today)
+        return {"version": policy.version, "name": policy.name, "changed": a is not None,
+                "active": eff <= today, "effective_from": eff.isoformat(),
+                "scheduled": eff > today, "activation_id": a.id if a is not None else None}, a is not None
 
 
 def decide_proposal(ctx, s, a, key, reason: str, request_id: str, approve: bool) -> dict:
-    """A second person approves (stores and activates) or rejects a proposed version; the caller locked `a`."""
+    """A second person approves (stores and puts in force from the proposed day, or today when that day has
+    passed meanwhile) or rejects a proposed version; the caller locked `a`."""
     p = a.payload
     body = {"approval_id": a.id, "version": p["version"], "proposed_by": a.requested_by,
             "proposed_person": a.requested_person, "person": approvals.person_of(key), "reason": reason}
     if approve:
-        policy, changed = ctx.registry.publish(s, p["text"], p["source"], key.name, ctx.clock())
+        eff = max(dt.date.fromisoformat(p.get("effective_from") or ctx.today().isoformat()), ctx.today())
+        policy, act = _publish_dated(ctx, s, p["text"], p["source"], key.name, request_id, eff,
+                                     p.get("reason") or "", extra={"approval_id": a.id,
+                                                                   "proposed_by": a.requested_by})
+        changed = act is not None
         rec = approvals.append(ctx, s, a.subject, "policy_approve", "approved", key.name, request_id,
-                               policy.version, {**body, "changed": changed})
+                               policy.version, {**body, "changed": changed, "effective_from": eff.isoformat()})
         approvals.close(ctx, a, "approved", key, reason, rec.id)
-        return {"version": policy.version, "changed": changed, "active": True, "decision_id": rec.id}
+        return {"version": policy.version, "changed": changed, "active": eff <= ctx.today(),
+                "effective_from": eff.isoformat(), "decision_id": rec.id}
     rec = approvals.append(ctx, s, a.subject, "policy_reject", "rejected", key.name, request_id, p["version"], body)
     approvals.close(ctx, a, "rejected", key, reason, rec.id)
     return {"version": p["version"], "changed": False, "active": False, "decision_id": rec.id}
+
+
+def bring_in_force(ctx, actor: str = "scheduler:policy-activation", request_id: str = "-") -> list[dict]:
+    """Scheduled versions whose day has come: each is recorded in force once (the scheduler's daily job, or
+    lazily by the first read or publish of policies after that day). Evaluations do not wait for it: they pick
+    the version in force on their as_of from the timeline itself."""
+    today = ctx.today()
+    with ctx.read_tx() as s:
+        due = s.execute(select(PolicyActivation.id).where(
+            PolicyActivation.activated_at.is_(None), PolicyActivation.cancelled_at.is_(None),
+            PolicyActivation.effective_from <= today).limit(1)).first()
+    if due is None:
+        return []
+    with ctx.tx() as s:
+        done = ctx.registry.bring_in_force(s, ctx.clock(), actor)
+        in_force = _in_force_id(ctx, s, today)
+        for a in done:
+            _record(ctx, s, "policy_in_force", "in_force" if a.id == in_force else "superseded", actor,
+                    request_id, a, {"reason": a.reason, "scheduled_by": a.created_by,
+                                    "scheduled_at": a.created_at.isoformat() + "Z"})
+        return [_activation_view(a, in_force, today) for a in done]
+
+
+def list_policies(ctx) -> dict:
+    """Every stored version (without its text), the activation timeline (oldest first) with each entry's
+    status, the version in force today and the scheduled ones."""
+    bring_in_force(ctx)
+    today = ctx.today()
+    with ctx.read_tx() as s:
+        state = s.get(PolicyState, 1)
+        in_force = _in_force_id(ctx, s, today)
+        acts = s.execute(select(PolicyActivation).order_by(PolicyActivation.effective_from,
+                                                           PolicyActivation.id)).scalars().all()
+        timeline = [_activation_view(a, in_force, today) for a in acts]
+        versions = [_view(row, state, with_text=False) for row in s.execute(
+            select(PolicyVersion).order_by(PolicyVersion.created_at, PolicyVersion.version)).scalars()]
+        for v in versions:
+            v["activations"] = [t["id"] for t in timeline if t["version"] == v["version"]]
+        return {"today": today.isoformat(), "in_force": ctx.registry.version_on(s, today) if state else None,
+                "versions": versions, "activations": timeline,
+                "scheduled": [t for t in timeline if t["status"] == "scheduled"]}
+
+
+def cancel_scheduled(ctx, activation_id: int, reason: str, actor: str, request_id: str = "-") -> dict:
+    """Cancel a scheduled version before its day; one in force (or past) is history and stays."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise invalid({"reason": ["a reason is required"]})
+    today = ctx.today()
+    with ctx.tx() as s:
+        s.execute(select(PolicyState).where(PolicyState.id == 1).with_for_update()).scalar_one_or_none()
+        a = s.get(PolicyActivation, activation_id)
+        if a is None:
+            raise not_found("policy activation", str(activation_id))
+        if a.cancelled_at is not None:
+            raise DomainError("E_ACTIVATION_CLOSED", f"activation {a.id} was already cancelled "
+                              f"({a.cancelled_at.isoformat()}Z by {a.cancelled_by})")
+        if a.effective_from <= today or a.activated_at is not None:
+            raise DomainError("E_ACTIVATION_CLOSED", f"activation {a.id} took effect on "
+                              f"{a.effective_from.isoformat()}: only a scheduled version is cancelled; publish "
+                              "another version to replace it")
+        a.cancelled_at, a.cancelled_by, a.cancel_reason = ctx.clock(), actor, reason
+        state = s.get(PolicyState, 1)
+        state.timeline_seq = (state.timeline_seq or 0) + 1
+        s.flush()
+        ctx.registry.timeline_changed(s)
+        rec = _record(ctx, s, "policy_cancel", "cancelled", actor, request_id, a, {"reason": reason,
+                                                                                     "scheduled_by": a.created_by})
+        out = _activation_view(a, _in_force_id(ctx, s, today), today)
+        out["cancel_decision_id"] = rec.id
+        return out
 
 
 def load_policy_file(ctx, path: str, log) -> tuple[str, bool]:
@@ -110,7 +254,9 @@ def load_policy_file(ctx, path: str, log) -> tuple[str, bool]:
             text = version.text
         finally:
             version.dispose()
-        policy, changed = ctx.registry.publish(s, text, path, f"file:{path}", ctx.clock(), from_file=True)
+        policy, a = _publish_dated(ctx, s, text, path, f"file:{path}", "-", reason=f"policy file {path}",
+                                   from_file=True)
+        changed = a is not None
         log.info("policy %s from %s is active", policy.version[:12], path)
         return policy.version, changed
 

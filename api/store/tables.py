@@ -142,6 +142,26 @@ class PolicyState(Base):
     activated_at: Mapped[dt.datetime] = mapped_column(DateTime)
     activated_by: Mapped[str] = mapped_column(String(128))
     file_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # bumped by every change of policy_activations: a worker reloads its copy of the timeline only then
+    timeline_seq: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class PolicyActivation(Base):
+    """The timeline of effective dates: version V is in force from `effective_from` (a date) until the next
+    activation's. A future `effective_from` is scheduled (cancellable until that day); the state row follows
+    the version in force today (`activated_at`: when it came into force, once)."""
+    __tablename__ = "policy_activations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    version: Mapped[str] = mapped_column(ForeignKey("policy_versions.version"))
+    effective_from: Mapped[dt.date] = mapped_column(Date)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    created_by: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(String(1000), default="")
+    decision_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    activated_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    cancelled_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    cancelled_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    cancel_reason: Mapped[str | None] = mapped_column(String(1000), nullable=True)
 
 
 class DecisionRecord(Base):

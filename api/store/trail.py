@@ -75,10 +75,11 @@ RECORD_KINDS = ("event", "credit_check", "credit_check_what_if", "evaluate", "ev
                 "referral_release", "referral_reject", "referral_expire", "hold_set", "hold_lift", REPAIR_KIND,
                 "delivery", "key_revoke", "key_rotate", "group_set", "group_member", "limit_grant",
                 "limit_grant_request", "limit_grant_revoke", "limit_grant_reject", "policy_propose", "policy_approve",
-                "policy_reject", "collection_record", "statement")
+                "policy_reject", "collection_record", "statement", "policy_activate", "policy_schedule",
+                "policy_in_force", "policy_cancel", "credit_file_change")
 RECORD_OUTCOMES = (*CHECK_OUTCOMES, "released", "rejected", "expired", "on_hold", "lifted", "head_rebuilt",
                    "sent", "dead", "revoked", "rotated", "set", "joined", "left", "granted", "pending", "approved", "recorded",
-                   "queued", "requeued", "applied")
+                   "queued", "requeued", "applied", "in_force", "scheduled", "superseded", "cancelled", "changed")
 
 
 def repair_record(subject: str, head: tuple[int, str] | None, last: tuple[int, str], now: dt.datetime) -> dict:

@@ -134,7 +134,8 @@ class Api:
         body = {"name": "测试客户 test customer", "type": "enterprise", "industry": "trading", "region": "local",
                 "size": "large", "since": "2015-01-01", "credit_score": 85}
         body.update(overrides)
-        r = self.put(f"/v1/customers/{cid}", body, role="backoffice")
+        # a manual score is a decision field: a controller's (back office opens files without one)
+        r = self.put(f"/v1/customers/{cid}", body, role="controller", params={"reason": "test file"})
         assert r.status_code == 201, r.text
         return cid
 

@@ -178,6 +178,17 @@ def _pending_grant(step):
     return prepare
 
 
+_SCHEDULE_DAYS = iter(range(400, 100000))
+
+
+def _scheduled_activation(api, w):
+    """The live text scheduled again on a far day of its own (it decides nothing differently): cancellable."""
+    r = api.post("/v1/policies", {"text": w.policy_text, "source": POLICY_FILE, "effective_from": day(next(_SCHEDULE_DAYS)),
+                                  "reason": "matrix"}, role="admin")
+    assert r.status_code == 201 and r.json()["scheduled"], r.text
+    return f"/v1/policies/activations/{r.json()['activation_id']}/cancel", {"reason": "matrix"}
+
+
 def _group(api) -> str:
     gid = uid("G")
     r = api.put(f"/v1/groups/{gid}", {"name": "matrix", "limit": "100.00", "reason": "matrix"}, role="controller")
@@ -187,7 +198,10 @@ def _group(api) -> str:
 
 ENDPOINTS = [
     Endpoint("PUT", "/v1/customers/{customer_id}", "customers:write", 201,
-             lambda api, w: (f"/v1/customers/{uid('C')}", CUSTOMER_FILE)),
+             # a file opened without a manual score: any role that writes customers opens it (the score is a
+             # controller's: tests/api/test_decision_fields.py)
+             lambda api, w: (f"/v1/customers/{uid('C')}", {k: v for k, v in CUSTOMER_FILE.items()
+                                                           if k != "credit_score"})),
     Endpoint("GET", "/v1/customers/{customer_id}", "customers:read", 200,
              lambda api, w: (f"/v1/customers/{w.customer}", None)),
     Endpoint("GET", "/v1/customers", "customers:read", 200,
@@ -244,6 +258,8 @@ ENDPOINTS = [
              lambda api, w: (f"/v1/decisions/{w.event_decision}/replay", None)),
     Endpoint("GET", "/v1/audit/verify", "audit:verify", 200, lambda api, w: ("/v1/audit/verify", None)),
     Endpoint("GET", "/v1/policies/active", "policies:read", 200, lambda api, w: ("/v1/policies/active", None)),
+    Endpoint("GET", "/v1/policies", "policies:read", 200, lambda api, w: ("/v1/policies", None)),
+    Endpoint("POST", "/v1/policies/activations/{activation_id}/cancel", "policies:write", 200, _scheduled_activation),
     Endpoint("GET", "/v1/policies/{version}", "policies:read", 200,
              lambda api, w: (f"/v1/policies/{w.policy_version}", None)),
     Endpoint("POST", "/v1/policies/validate", "policies:write", 200,
@@ -294,7 +310,8 @@ def test_matrix_covers_every_v1_route_and_permission(shared):
               for m in r.methods - {"HEAD", "OPTIONS"}}
     import re
     covered = {(e.method, re.sub(r"\{(\w+)\}", r"<\1>", e.template).replace("<action_id>", "<int:action_id>")
-                .replace("<delivery_id>", "<int:delivery_id>"))
+                .replace("<delivery_id>", "<int:delivery_id>")
+                .replace("<activation_id>", "<int:activation_id>"))
                for e in ENDPOINTS}
     assert routes == covered
     assert {e.permission for e in ENDPOINTS} == set(PERMISSIONS)

@@ -127,7 +127,8 @@ def test_a_good_publish_swaps(fresh):
     r = api.post("/v1/policies", {"text": with_high_limit(400000), "source": "limits-2027"}, role="controller")
     assert r.status_code == 201, r.text
     v2 = r.json()["version"]
-    assert r.json() == {"version": v2, "name": "default", "changed": True, "active": True} and v2 != v1
+    assert r.json() == {"version": v2, "name": "default", "changed": True, "active": True, "scheduled": False,
+                        "effective_from": "2026-12-15", "activation_id": r.json()["activation_id"]} and v2 != v1
     active = api.get("/v1/policies/active", role="controller").json()
     assert (active["version"], active["activated_by"], active["source"], active["active"]) == (
         v2, "test-controller", "limits-2027", True)

@@ -55,7 +55,8 @@ def test_a_lower_policy_limit_applies_at_once_and_caps_credit(fresh):
     r = fresh.put(f"/v1/customers/{cid}", {"name": "x", "type": "enterprise", "industry": "trading",
                                            "region": "local", "size": "large", "since": "2015-01-01",
                                            "credit_score": 65, "approved_limit": "500000.00",
-                                           "approved_terms_days": 30}, role="backoffice")
+                                           "approved_terms_days": 30}, role="controller",
+                  params={"reason": "score lowered"})
     assert r.status_code == 200, r.text
     _set(fresh, cid, last_reviewed_on=None)
     counts = review.run_reviews(fresh.service, TODAY, "test")
@@ -113,7 +114,7 @@ def test_jobs_have_explicit_ids_a_database_store_and_misfire_handling(fresh):
     sched = scheduler.build(fresh.service, fresh.engine)
     jobs = {j.id: j for j in sched.get_jobs()}
     assert set(jobs) == {"collections-sweep", "interest-accrual", "credit-review", "monthly-statements",
-                         "audit-checkpoint", "outbox-delivery"}
+                         "audit-checkpoint", "outbox-delivery", "policy-activation"}
     assert sched._job_defaults["coalesce"] is True
     assert sched._job_defaults["misfire_grace_time"] == scheduler.MISFIRE_GRACE_SECONDS
     from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore

@@ -756,7 +756,8 @@ def test_a_score_drop_after_the_days_sweep_alerts_once(fresh):
     cid = api.customer(credit_score=85)
     run(api, 0)
     assert "alert.score_drop" not in {a["id"] for a in decision(api, cid)["alerts"]}
-    dropped = event(api, cid, "customer_updated", {"credit_score": 75}, 0)["decision"]
+    # a manual score is a controller's (a decision field)
+    dropped = api.event(cid, "customer_updated", {"credit_score": 75}, as_of=iso(0), role="controller").json()["decision"]
     alerts = [a for a in dropped["alerts"] if a["id"] == "alert.score_drop"]
     assert len(alerts) == 1 and "dropped 10 points to 75" in alerts[0]["message"], dropped["alerts"]
     run(api, 0)
@@ -769,7 +770,7 @@ def test_a_score_drop_after_the_days_sweep_alerts_once(fresh):
         return [a["message"] for a in result["alerts"] if a["id"] == "alert.score_drop"]
     r = api.put(f"/v1/customers/{cid}", {"name": "测试客户 test customer", "type": "enterprise", "industry": "services",
                                          "region": "local", "size": "large", "since": "2015-01-01",
-                                         "credit_score": 60}, role="backoffice")
+                                         "credit_score": 60}, role="controller", params={"reason": "reassessed"})
     assert r.status_code == 200, r.text
     assert check_alerts() == ["credit score dropped 15 points to 60"]
     assert check_alerts() == []

@@ -142,7 +142,8 @@ def test_auditor_replays_and_verifies_and_may_not_change_anything(console, page)
     api = console
     ids = _book(api)
     sign_in(page, api, "auditor")
-    assert nav_labels(page) == _expected_nav("auditor") == ["概览", "审批", "决策记录"]
+    # auditors read the policy versions (read-only: no publish form)
+    assert nav_labels(page) == _expected_nav("auditor") == ["概览", "审批", "策略", "决策记录"]
     page.click("header nav >> text=决策记录")
     page.wait_for_selector("#decisions")
     page.fill("input[name=customer]", ids["big"])
@@ -287,7 +288,7 @@ def test_sign_in_with_an_api_key_and_revocation_ends_the_session(console, page):
     page.fill("input[name=api_key]", api.keys["auditor"])
     page.click("#sign-in")
     page.wait_for_selector("span.who")
-    assert page.inner_text("span.who").startswith("test-auditor") and nav_labels(page) == ["概览", "审批", "决策记录"]
+    assert page.inner_text("span.who").startswith("test-auditor") and nav_labels(page) == ["概览", "审批", "策略", "决策记录"]
     from sqlalchemy import update
 
     from api.store.tables import ApiKey
@@ -341,3 +342,12 @@ def test_users_are_created_once_with_checked_fields(console):
         assert exc.code == "E_INPUT_INVALID" and set(exc.errors) == {"name", "role", "password", "authority"}
     else:
         raise AssertionError("invalid fields were accepted")
+
+
+def test_an_auditor_reads_the_policy_page_without_a_publish_form(console, page):
+    sign_in(page, console, "auditor")
+    page.click("header nav >> text=策略")
+    page.wait_for_load_state()
+    assert console.get("/v1/policies/active", role="auditor").json()["version"][:12] in page.content()
+    assert page.locator("#policy-text").input_value() == console.get("/v1/policies/active", role="auditor").json()["text"]
+    assert page.locator("#publish").count() == 0 and page.locator("#simulate").count() == 0

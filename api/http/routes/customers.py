@@ -29,8 +29,12 @@ def list_customers():
 
 @bp.put("/customers/<customer_id>")
 def put_customer(customer_id):
-    current_key("customers:write")
-    created, body = customers.put_customer(ctx(), customer_id, json_body())
+    key = current_key("customers:write")
+    reason = request.args.get("reason")
+    if reason is not None and len(reason) > 1000:
+        raise invalid({"reason": ["at most 1000 characters"]})
+    created, body = customers.put_customer(ctx(), customer_id, json_body(), role=key.role, actor=actor(),
+                                           request_id=request_id(), reason=reason)
     return json_response(body, 201 if created else 200)
 
 

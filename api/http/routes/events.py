@@ -9,10 +9,10 @@ bp = Blueprint("events", __name__)
 
 @bp.post("/events")
 def post_event():
-    current_key("events:write")
+    key = current_key("events:write")
     raw = json_body()
     parsed = EventRequest().load(raw)
-    status, response = events.post_event(ctx(), raw, parsed, actor(), request_id())
+    status, response = events.post_event(ctx(), raw, parsed, actor(), request_id(), role=key.role)
     if status == 201:
         metrics().decision("event", None)
     return Response(response, status, mimetype="application/json")

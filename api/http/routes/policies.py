@@ -12,7 +12,14 @@ from ..request import (
     metrics,
     request_id,
 )
-from ..schemas import PolicyTextRequest, SimulateQuery, SimulateRequest
+from ..schemas import (
+    CancelActivationRequest,
+    PolicyTextRequest,
+    PublishQuery,
+    PublishRequest,
+    SimulateQuery,
+    SimulateRequest,
+)
 
 bp = Blueprint("policies", __name__)
 
@@ -28,6 +35,20 @@ def _policy_text() -> tuple[str, str]:
         return request.get_data(as_text=True), source
     req = PolicyTextRequest().load(json_body())
     return req["text"], req["source"]
+
+
+@bp.get("/policies")
+def list_policies():
+    """Every version, the activation timeline (in force, scheduled, superseded, cancelled): docs/governance.md."""
+    current_key("policies:read")
+    return json_response(policies.list_policies(ctx()))
+
+
+@bp.post("/policies/activations/<int:activation_id>/cancel")
+def cancel_activation(activation_id):
+    current_key("policies:write")
+    req = CancelActivationRequest().load(json_body())
+    return json_response(policies.cancel_scheduled(ctx(), activation_id, req["reason"], actor(), request_id()))
 
 
 @bp.get("/policies/active")
@@ -51,8 +72,14 @@ def validate():
 @bp.post("/policies")
 def publish():
     key = current_key("policies:write")
-    text, source = _policy_text()
-    body, changed = policies.publish(ctx(), text, source, actor(), key, request_id())
+    if request.mimetype in YAML_TYPES:
+        opts = PublishQuery().load(request.args.to_dict())
+        text, source = request.get_data(as_text=True), opts["source"]
+    else:
+        opts = PublishRequest().load(json_body())
+        text, source = opts["text"], opts["source"]
+    body, changed = policies.publish(ctx(), text, source, actor(), key, request_id(),
+                                     effective_from=opts["effective_from"], reason=opts["reason"])
     return json_response(body, 202 if body.get("pending") else 201 if changed else 200)
 
 
