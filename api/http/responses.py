@@ -158,7 +158,8 @@ POLICY_VERSION = obj(["version", "name", "text", "active", "created_at", "create
                      created_by=TEXT, activated_at=null(TIME), activated_by=null(TEXT))
 VALIDATION = all_of(valid={"type": "boolean", "enum": [True]}, version=HASH, rules=INT)
 PUBLISHED = obj(["version", "name", "changed", "active"], version=HASH, name=TEXT, changed=BOOL, active=BOOL,
-                optional={"pending": BOOL, "status": TEXT, "why": TEXT, "approval": ref("Approval")})
+                optional={"pending": BOOL, "status": TEXT, "why": TEXT, "approval": ref("Approval"),
+                          "scheduled": BOOL, "effective_from": DATE, "activation_id": null(INT)})
 PUBLISHED["description"] = "201: stored and activated; 200: the same text as the active version; 202: a proposal"
 BEFORE_AFTER = all_of(before=MONEY, after=MONEY)
 SIMULATION = obj(

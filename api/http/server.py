@@ -15,6 +15,9 @@ import sys
 import tempfile
 
 from gunicorn.app.base import BaseApplication
+# imported here, not in the SIGCHLD hook: a second child's signal arriving during that first import
+# re-entered it half-initialised (AttributeError at shutdown)
+from prometheus_client import multiprocess
 
 LOG_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
 LOG_DATEFMT = "%Y-%m-%d %H:%M:%S %z"
@@ -63,7 +66,6 @@ def _on_reload(arbiter) -> None:
 
 
 def _child_exit(arbiter, worker) -> None:
-    from prometheus_client import multiprocess
     multiprocess.mark_process_dead(worker.pid)        # its live gauges leave the sums; its counters stay
 
 
