@@ -106,7 +106,7 @@ def _credit_check(ctx, req: dict, actor, request_id, role=None) -> dict:
         digest = request_hash(req)
         if req.get("reserve") and existing is not None and not _may_write(existing, actor, role):
             raise DomainError("E_FORBIDDEN", f"order '{req['order_id']}' is held by another sales key")
-        first = _first_answer(s, req["order_id"], digest, actor)
+        first = None if what_if else _first_answer(s, req["order_id"], digest, actor, today)
         if first is not None:          # a retry of the request that held or referred it (its answer was lost)
             return {**first, "_replayed": True}
         if req.get("reserve") and existing is not None:
@@ -149,21 +149,22 @@ def _credit_check(ctx, req: dict, actor, request_id, role=None) -> dict:
             existing_reservation=existing)
         view = _view(rec, c.id, req["order_id"], decision.data, reserved, as_of, check=check, reasons=reasons)
         answer = {**view, **({"referral": referral} if referral else {}), **({"group": group_view} if group_view else {})}
-        if reserved or referral:       # it changed what the order holds: a retry gets this answer back
+        if not what_if:                # a retry today (same key, order id and body) gets this answer back
             s.execute(update(CreditOrder).where(CreditOrder.order_id == req["order_id"])
                       .values(request_hash=digest, answer=json.dumps(answer, ensure_ascii=False, sort_keys=True)))
         return answer
 
 
-def _first_answer(s, order_id: str, digest: str, actor) -> dict | None:
-    """The answer this actor's request with this hash got when it held or referred the order, while the
-    order's last record is still that check's (a referral step or another check since: decided anew).
-    Stored whole: the group's test and the referral are in the answer, not in the policy's result."""
+def _first_answer(s, order_id: str, digest: str, actor, today: dt.date) -> dict | None:
+    """The answer this actor's request with this hash got today, while the order's last record is still
+    that check's (a referral step or another check since, or another day: decided anew). So a client whose
+    answer was lost (a worker killed mid-request) retries safely, like an event's event_id. Stored whole:
+    the group's test and the referral are in the answer, not in the policy's result."""
     row = s.get(CreditOrder, order_id)
     if row is None or row.answer is None or row.request_hash != digest or row.requested_by != actor:
         return None
     answer = json.loads(row.answer)
-    return answer if answer["decision_id"] == row.decision_id else None
+    return answer if answer["decision_id"] == row.decision_id and answer["as_of"] == today.isoformat() else None
 
 
 def release_reservation(ctx, order_id: str, actor=None, role=None) -> dict:

@@ -192,6 +192,34 @@ def test_a_retried_referred_check_gets_the_first_decision_back(api):
     assert after.json()["decision_id"] != first.json()["decision_id"]
 
 
+def test_a_retried_check_that_held_nothing_is_the_first_answer_today_and_decided_anew_tomorrow(fresh):
+    """A worker killed mid-request loses the answer of any check, reserving or not: the client's retry with
+    the same key, order id and body is the first answer (header Idempotent-Replayed, nothing written), for
+    an approval and a rejection alike. Another body, or the same body on another day, is a new check."""
+    api = fresh
+    cid = api.customer()
+    for amount, outcome in (("1000.00", "approve"), ("900000.00", "reject")):
+        order = uid("O")
+        first = api.credit_check(cid, amount, order_id=order)
+        assert first.status_code == 201 and first.json()["outcome"] == outcome, first.text
+        counts = api.counts()
+        again = api.credit_check(cid, amount, order_id=order)
+        assert again.status_code == 201 and again.headers.get("Idempotent-Replayed") == "true", again.text
+        assert again.json() == first.json() and api.counts() == counts
+        other = api.credit_check(cid, "2000.00", order_id=order)
+        assert "Idempotent-Replayed" not in other.headers and other.json()["decision_id"] != first.json()["decision_id"]
+    order = uid("O")
+    first = api.credit_check(cid, "1000.00", order_id=order).json()
+    clock = api.service.clock
+    api.service.clock = lambda: clock() + dt.timedelta(days=1)
+    try:
+        tomorrow = api.credit_check(cid, "1000.00", order_id=order)
+    finally:
+        api.service.clock = clock
+    assert "Idempotent-Replayed" not in tomorrow.headers, tomorrow.text
+    assert tomorrow.json()["decision_id"] != first["decision_id"] and tomorrow.json()["as_of"] != first["as_of"]
+
+
 def test_a_retried_check_of_a_group_member_is_the_first_answer_to_the_byte(api):
     """The first answer includes the group's test (its reason and figures), which the policy's stored
     result does not: a retry returns the answer as it was given."""
