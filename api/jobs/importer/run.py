@@ -3,11 +3,14 @@
 1. Validate: every row of every table (kinds in WRITE_ORDER, so references resolve to rows before
    them) is read, converted and checked with the same schemas and policy checks as the events
    (engine/facts.py, the active policy's categories and currency); every bad cell becomes
-   `FILE:ROW:COLUMN: CODE: message`. Nothing is written when any row is bad, unless skip_invalid,
-   which writes the good rows and hands back the rejected ones (as CSV).
+   `FILE:ROW:COLUMN: CODE: message`. No date of what has happened may be after the import's as_of, and a
+   customers row is compared with its stored file: a decision field is back office's to set only as the HTTP
+   allows (E_DECISION_FIELD), a controller's change of one needs the import's reason. Nothing is written when
+   any row is bad, unless skip_invalid, which writes the good rows and hands back the rejected ones (as CSV).
 2. Write: the files are read again (memory holds ids, not rows) and written in batches by natural
    key: a new row is inserted, a changed one updated (and counted as such), an equal one left alone,
    so importing the same files twice changes nothing.
+   A controller's change of an existing file's decision fields is a credit_file_change record.
 3. Decide: every customer with a new or changed row gets one decision (`kind: import`, request id
    the import id) in its hash chain; customers.last_* follow, as after any decision.
 The import run itself (files and their sha256, counts, errors, actor) is a row of `imports`.
@@ -441,11 +444,11 @@ def validate_files(ctx, sources: list[Source], policy, rules: Rules | None = Non
                 if kind.name == "customers":
                     files_to_compare.append((number, columns, row))
                     if len(files_to_compare) >= CHECK_GROUP:
-                        _guard_customers(ctx, table, kind, files_to_compare, v, stats, spool, policy, rules)
+                        _guard_customers(ctx, table, kind, files_to_compare, v, stats, spool, rules)
                     continue
                 _accept(v, kind, row, number, spool)
             if files_to_compare:
-                _guard_customers(ctx, table, kind, files_to_compare, v, stats, spool, policy, rules)
+                _guard_customers(ctx, table, kind, files_to_compare, v, stats, spool, rules)
             if pending:
                 known_customers, known_invoices = _lookup(
                     ctx, {r.get("customer_id") for _, _, r in pending} - v.customers,
@@ -505,7 +508,7 @@ def _decision_changes(stored, row: dict) -> dict:
     return out
 
 
-def _guard_customers(ctx, table: Table, kind: Kind, group: list, v: _Validation, stats: Counts, spool, policy,
+def _guard_customers(ctx, table: Table, kind: Kind, group: list, v: _Validation, stats: Counts, spool,
                      rules: Rules) -> None:
     """Separation of duties, as PUT /v1/customers (api/service/customers.py): a role outside DECIDING_ROLES may
     not set or change a decision field (E_DECISION_FIELD at its column; a new file's segment attributes are its
