@@ -334,7 +334,7 @@ def cmd_import(args) -> int:
     sources = [Source(f, (lambda f=f: open(f, "rb")), args.encoding) for f in args.files]
     result = run_import(service, sources, actor=f"cli:{os.environ.get('USER', 'import')}", as_of=as_of,
                         dry_run=args.dry_run, skip_invalid=args.skip_invalid, progress=progress,
-                        workers=args.workers)
+                        workers=args.workers, reason=args.reason)
     if not args.quiet and done:
         print(file=sys.stderr)
     for line in result["errors"]:
@@ -707,6 +707,8 @@ def build_parser():
     imp.add_argument("--encoding", choices=["utf-8", "gb18030"], help="CSV encoding (default: detected)")
     imp.add_argument("--as-of", dest="as_of", help="the date of the decisions after the import (default: today)")
     imp.add_argument("--template", metavar="OUT.xlsx", help="write the import template and exit")
+    imp.add_argument("--reason", help="why existing credit files' decision fields change (a trail record's reason; "
+                                      "required when they do)")
     imp.add_argument("--workers", type=int, default=1,
                      help="processes that evaluate the decisions after the import (default 1; the parent writes)")
     imp.add_argument("--database-url", dest="database_url")

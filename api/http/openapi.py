@@ -401,7 +401,8 @@ def _import_paths(s) -> None:
     post = _op("Import a book: CSV (UTF-8 or GB18030) or XLSX files, validated completely before anything is "
                "written (docs/import.md)", "imports:write", None, 201,
                [_query("dry_run", flag), _query("skip_invalid", flag), _query("as_of", {"type": "string", "format": "date"}),
-                _query("encoding", {"type": "string", "enum": ["utf-8", "gb18030"]})], "imports", (400, 401, 403, 422))
+                _query("encoding", {"type": "string", "enum": ["utf-8", "gb18030"]}),
+                _query("reason", {"type": "string", "minLength": 1, "maxLength": 500})], "imports", (400, 401, 403, 422))
     post["requestBody"] = upload
     post["responses"]["201"]["content"]["application/json"]["schema"] = IMPORT_RESULT
     s.path("/v1/imports", operations={"post": post})

@@ -126,6 +126,8 @@ class ImportQuery(_Strict):
     skip_invalid = fields.Boolean(load_default=False)
     as_of = fields.Date(load_default=None, validate=IN_RANGE)
     encoding = fields.String(load_default=None, validate=validate.OneOf(("utf-8", "gb18030")))
+    # what a controller's change of existing credit files' decision fields is recorded with
+    reason = fields.String(load_default=None, validate=validate.Length(min=1, max=500))
 
 
 class SimulateRequest(_Strict):

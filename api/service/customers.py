@@ -101,17 +101,17 @@ def _jsonable(field: str, value, policy):
 
 
 def record_decision_changes(ctx, s, c: Customer, changes: dict, created: bool, policy, *, actor: str,
-                            request_id: str, reason: str) -> DecisionRecord | None:
+                            request_id: str, reason: str, as_of: dt.date | None = None) -> DecisionRecord | None:
     """A controller's change of an existing file's decision fields: a record in the customer's chain with
-    before/after, actor and reason. Opening a file is no change: nothing was decided on it before, and its
-    first decision's facts carry every field it was opened with."""
+    before/after, actor and reason (as_of: today, or an import's). Opening a file is no change: nothing was
+    decided on it before, and its first decision's facts carry every field it was opened with."""
     if created or not changes:
         return None
     body = {"reason": reason, "created": created,
             "changes": {f: {"before": _jsonable(f, b, policy), "after": _jsonable(f, a, policy)}
                         for f, (b, a) in sorted(changes.items())}}
     return trail.append(s, subject=c.id, kind="credit_file_change", actor=actor, request_id=request_id,
-                        as_of=ctx.today(), facts=canonical(body), policy_version=policy.version,
+                        as_of=as_of or ctx.today(), facts=canonical(body), policy_version=policy.version,
                         result=canonical(body), outcome="changed", created_at=ctx.clock())
 
 

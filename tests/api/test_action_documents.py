@@ -6,7 +6,7 @@ import io
 
 import pypdf
 
-from test_imports import _book, _import
+from test_imports import _load_book
 
 
 def _actions(api, **params):
@@ -17,7 +17,7 @@ def _actions(api, **params):
 
 
 def test_an_actions_document_renders_in_chinese_and_english_as_html_text_and_pdf(fresh):
-    assert _import(fresh, _book(), as_of="2026-11-22").status_code == 201
+    assert _load_book(fresh, as_of="2026-11-22").status_code == 201
     assert fresh.post("/v1/sweeps", {"as_of": "2026-11-22"}, role="controller").status_code == 201
     actions = _actions(fresh)
     letter = next(a for a in actions if a["type"] in ("written_demand", "email_reminder"))
@@ -37,7 +37,7 @@ def test_an_actions_document_renders_in_chinese_and_english_as_html_text_and_pdf
 
 
 def test_actions_that_send_nothing_and_bad_formats_are_refused(fresh):
-    assert _import(fresh, _book(), as_of="2026-11-22").status_code == 201
+    assert _load_book(fresh, as_of="2026-11-22").status_code == 201
     assert fresh.post("/v1/sweeps", {"as_of": "2026-11-22"}, role="controller").status_code == 201
     call = next(a for a in _actions(fresh) if a["type"] in ("phone_call", "visit"))
     r = fresh.get(f"/v1/actions/{call['id']}/document", role="backoffice")

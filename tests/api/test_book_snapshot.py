@@ -83,7 +83,7 @@ def test_an_import_of_the_whole_book_leaves_its_snapshot_a_partial_one_does_not(
     book = {p.name: p.read_bytes() for p in sorted((pathlib.Path(ROOT) / "examples" / "book").glob("*.csv"))}
 
     def _import(files):
-        r = fresh.request("POST", "/v1/imports", "backoffice", params={"as_of": "2026-11-22"},
+        r = fresh.request("POST", "/v1/imports", "controller", params={"as_of": "2026-11-22"},
                           files=[("files", (name, io.BytesIO(data))) for name, data in files.items()])
         assert r.status_code == 201, r.text
         return r.json()

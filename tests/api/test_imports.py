@@ -32,6 +32,11 @@ def _import(api, files: dict[str, bytes], role="backoffice", **params):
     return api.request("POST", "/v1/imports", role, files=_files(files), params=params)
 
 
+def _load_book(api, **params):
+    """The demo book holds manual scores and arrears reasons: the credit department (a controller) loads it."""
+    return _import(api, _book(), role="controller", **params)
+
+
 def _decisions(api, kind="import") -> int:
     from sqlalchemy import func, select
 
@@ -45,7 +50,7 @@ def _without_imports(counts: dict) -> dict:
 
 
 def test_the_demo_book_imports_once_and_a_second_import_changes_nothing(fresh):
-    r = _import(fresh, _book(), as_of="2026-11-22")
+    r = _load_book(fresh, as_of="2026-11-22")
     assert r.status_code == 201, r.text
     body = r.json()
     assert body["status"] == "done" and body["error_count"] == 0
@@ -58,17 +63,17 @@ def test_the_demo_book_imports_once_and_a_second_import_changes_nothing(fresh):
     assert c["name"] == "华东精密制造有限公司" and c["credit"]["outstanding"] == "180000.00"
     assert fresh.get("/v1/audit/verify", role="auditor").json()["ok"] is True
     before = _without_imports(fresh.counts())
-    again = _import(fresh, _book(), as_of="2026-11-22").json()
+    again = _import(fresh, _book(), as_of="2026-11-22").json()         # back office resends it unchanged
     assert again["decisions"] == 0
     assert {k: v["unchanged"] for k, v in again["counts"].items()} == {k: v["rows"] for k, v in again["counts"].items()}
     assert _without_imports(fresh.counts()) == before
     # the import run is on record
     rec = fresh.get(f"/v1/imports/{body['id']}", role="auditor").json()
-    assert rec["status"] == "done" and rec["actor"] == "test-backoffice" and rec["decisions"] == 12
+    assert rec["status"] == "done" and rec["actor"] == "test-controller" and rec["decisions"] == 12
 
 
 def test_a_changed_row_is_an_update_and_only_its_customer_is_decided_again(fresh):
-    assert _import(fresh, _book(), as_of="2026-11-22").status_code == 201
+    assert _load_book(fresh, as_of="2026-11-22").status_code == 201
     book = _book()
     text = book["invoices.csv"].decode()
     assert "HD-2609,C-2001,120000.00" in text
@@ -195,7 +200,7 @@ def test_the_cli_checks_imports_and_answers_with_lines_and_exit_codes(tmp_path):
 
 
 def test_contacts_come_with_the_import_and_auditors_read_them_masked(fresh):
-    assert _import(fresh, _book(), as_of="2026-11-22").status_code == 201
+    assert _load_book(fresh, as_of="2026-11-22").status_code == 201
     text = ("客户编号,联系人,职务,邮箱,手机,地址,首选渠道,语言,主联系人\n"
             "C-2001,张伟,财务经理,zhang.wei@example.cn,13800138000,上海市浦东新区世纪大道100号,email,zh_CN,是\n"
             "C-2001,Li Na,采购,li.na@example.cn,,,phone,en,否\n")
@@ -217,7 +222,7 @@ def test_contacts_come_with_the_import_and_auditors_read_them_masked(fresh):
 
 
 def test_contacts_are_maintained_by_back_office_with_one_primary_per_channel(fresh):
-    assert _import(fresh, _book(), as_of="2026-11-22").status_code == 201
+    assert _load_book(fresh, as_of="2026-11-22").status_code == 201
     body = {"contacts": [{"name": "王芳", "email": "wf@example.cn", "preferred_channel": "email", "primary": True},
                          {"name": "赵强", "mobile": "+86 139 0000 0000", "preferred_channel": "sms"}]}
     r = fresh.put("/v1/customers/C-2002/contacts", body, role="backoffice")

@@ -16,7 +16,7 @@ XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 @bp.post("/imports")
 def post_import():
-    current_key("imports:write")
+    key = current_key("imports:write")
     q = ImportQuery().load(request.args.to_dict())
     uploads = request.files.getlist("files")
     if request.mimetype != "multipart/form-data" or not uploads:
@@ -28,7 +28,7 @@ def post_import():
         data = f.read()
         sources.append(Source(f.filename, (lambda data=data: io.BytesIO(data)), q["encoding"]))
     result = run_import(ctx(), sources, actor=actor(), as_of=q["as_of"], dry_run=q["dry_run"],
-                        skip_invalid=q["skip_invalid"])
+                        skip_invalid=q["skip_invalid"], role=key.role, reason=q["reason"])
     if result["status"] == "rejected":
         raise DomainError("E_IMPORT_INVALID", f"{result['error_count']} error(s); nothing was written "
                           f"(import {result['id']})", {"import": result["errors"]})

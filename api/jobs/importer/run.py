@@ -3,11 +3,14 @@
 1. Validate: every row of every table (kinds in WRITE_ORDER, so references resolve to rows before
    them) is read, converted and checked with the same schemas and policy checks as the events
    (engine/facts.py, the active policy's categories and currency); every bad cell becomes
-   `FILE:ROW:COLUMN: CODE: message`. Nothing is written when any row is bad, unless skip_invalid,
-   which writes the good rows and hands back the rejected ones (as CSV).
+   `FILE:ROW:COLUMN: CODE: message`. No date of what has happened may be after the import's as_of, and a
+   customers row is compared with its stored file: a decision field is back office's to set only as the HTTP
+   allows (E_DECISION_FIELD), a controller's change of one needs the import's reason. Nothing is written when
+   any row is bad, unless skip_invalid, which writes the good rows and hands back the rejected ones (as CSV).
 2. Write: the files are read again (memory holds ids, not rows) and written in batches by natural
    key: a new row is inserted, a changed one updated (and counted as such), an equal one left alone,
    so importing the same files twice changes nothing.
+   A controller's change of an existing file's decision fields is a credit_file_change record.
 3. Decide: every customer with a new or changed row gets one decision (`kind: import`, request id
    the import id) in its hash chain; customers.last_* follow, as after any decision.
 The import run itself (files and their sha256, counts, errors, actor) is a row of `imports`.
@@ -40,12 +43,13 @@ from engine.facts import (
     PromiseSchema,
     flatten_messages,
 )
-from rules.money import to_minor
+from rules.money import parse_amount, to_minor
 
 from ...errors import DomainError
 from ...reports import figures
 from ...reports.book import Bands
 from ...service.contacts import ContactSchema
+from ...service.customers import DECIDING_ROLES, DECISION_FIELDS, SEGMENT_FIELDS, record_decision_changes
 from ...service.decide import remember_last_evaluations
 from ...service.validation import DATE_MAX, DATE_MIN
 from ...store import trail
@@ -68,7 +72,6 @@ MAX_ERRORS = 200          # reported; counting goes on
 BATCH = 2000              # rows per write transaction
 DECIDE_GROUP = 250        # customers per decision transaction
 KIND = "import"
-_AMOUNT = re.compile(r"[0-9]{1,16}(\.[0-9]{1,6})?")
 _INT = re.compile(r"-?[0-9]{1,9}")
 _DATE = re.compile(r"([0-9]{4})[-/.]([0-9]{1,2})[-/.]([0-9]{1,2})")
 _TRUE, _FALSE = {"true", "1", "yes", "y", "是", "x"}, {"false", "0", "no", "n", "否", ""}
@@ -80,6 +83,31 @@ _SCHEMAS = {"customers": CustomerSchema(), "contacts": ContactSchema(), "invoice
 # fields a row carries besides what the engine's schema validates
 _OUTSIDE_SCHEMA = {"invoices": ("customer_id", "order_id"), "payments": ("customer_id",), "credit_notes": ("customer_id",),
                    "promises": ("customer_id",), "disputes": ("customer_id",), "instalment_plans": ("customer_id",)}
+# dates of what has already happened: none may be after the import's as_of (a payment not yet received is a
+# promise, a customer not yet a customer; the HTTP refuses paid_on and since alike, E_INPUT_INVALID).
+# Due dates, promised_on and instalment dates look ahead and may.
+NOT_AFTER_AS_OF = {"customers": ("since", "last_reviewed_on"), "invoices": ("issued_on",), "payments": ("paid_on",),
+                   "credit_notes": ("issued_on",), "promises": ("made_on",), "disputes": ("opened_on", "resolved_on"),
+                   "instalment_plans": ("agreed_on",)}
+INPUT_CODE = "E_INPUT_INVALID"           # the HTTP's code for the same refusals (a future date, no reason)
+# a customers row's decision field as stored: approved_limit is kept in minor units
+_STORED_AS = {"approved_limit": "approved_limit_minor"}
+_DECISION_COLUMNS = (Customer.id, *(getattr(Customer, _STORED_AS.get(f, f)) for f in DECISION_FIELDS))
+CHECK_GROUP = 1000                       # customers rows compared with their stored files at a time
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What an import is checked against besides its cells: its as_of (no past event after it), the
+    importer's role (None: the operator's CLI, which may do what a controller does) and the reason
+    a change of an existing credit file's decision fields is recorded with."""
+    as_of: dt.date
+    role: str | None = None
+    reason: str | None = None
+
+    @property
+    def decides(self) -> bool:
+        return self.role is None or self.role in DECIDING_ROLES
 
 
 @dataclass
@@ -171,7 +199,8 @@ def _cells(table: Table, kind: Kind, keys: list, number: int, cells: list) -> tu
             values[key] = None
             continue
         try:
-            values[key] = _typed(spec.kind, text)
+            # an amount is read as written (the one money rule: no padding either), the rest stripped
+            values[key] = _typed(spec.kind, raw if spec.kind == "amount" else text)
         except ValueError as exc:
             errors.append(ImportFileError(table.file, number, col, _code_of(spec.kind), f"{spec.key} ({spec.zh}): {exc}"))
     if len(cells) > len(keys) and any((c or "").strip() for c in cells[len(keys):]):
@@ -188,9 +217,7 @@ def _typed(kind: str, text: str):
     if kind == "text":
         return text
     if kind == "amount":
-        if not _AMOUNT.fullmatch(text):
-            raise ValueError(f"'{text}' is not an amount: plain digits with a decimal point (e.g. 30000.00); "
-                             "no separators, signs, exponents or currency symbols")
+        parse_amount(text)                  # rules/money.py: the HTTP's rule; the schema refuses negatives
         return text
     if kind == "int":
         if not _INT.fullmatch(text):
@@ -211,8 +238,12 @@ def _typed(kind: str, text: str):
         out = []
         for part in (p.strip() for p in re.split(r"[;；]", text) if p.strip()):
             day, sep, amount = part.partition("=") if "=" in part else part.rpartition(":")
-            if not sep or not _AMOUNT.fullmatch(amount.strip()):
+            if not sep:
                 raise ValueError(f"'{part}' is not DATE=AMOUNT (e.g. 2026-12-31=5000.00)")
+            try:
+                parse_amount(amount.strip())
+            except ValueError as exc:
+                raise ValueError(f"'{part}': {exc}") from None
             out.append({"due_on": _date(day.strip()).isoformat(), "amount": amount.strip()})
         return out
     raise AssertionError(kind)
@@ -231,7 +262,8 @@ def _date(text: str) -> dt.date:
     return day
 
 
-def _check_row(table: Table, kind: Kind, number: int, values: dict, columns: dict, policy) -> tuple[dict, list]:
+def _check_row(table: Table, kind: Kind, number: int, values: dict, columns: dict, policy,
+               rules: Rules) -> tuple[dict, list]:
     """Schema and policy checks of one converted row → (loaded row, errors)."""
     def err(key, code, message):
         col = columns.get(key.split(".")[0].split("[")[0], 1)
@@ -265,6 +297,10 @@ def _check_row(table: Table, kind: Kind, number: int, values: dict, columns: dic
                 errors.append(err(key, "E_AMOUNT", f"{key}: {exc}"))
     if kind.name in ("invoices", "payments") and loaded.get("amount_minor") == 0:
         errors.append(err("amount", "E_AMOUNT", "amount: must be positive"))
+    for key in NOT_AFTER_AS_OF.get(kind.name, ()):
+        if loaded.get(key) is not None and loaded[key] > rules.as_of:
+            errors.append(err(key, INPUT_CODE, f"{key}: {loaded[key].isoformat()} is after the import's as_of "
+                                                f"({rules.as_of.isoformat()}): it has not happened yet"))
     if kind.name == "promises" and loaded["promised_on"] < loaded["made_on"]:
         errors.append(err("promised_on", "E_INVALID", "promised_on: before made_on"))
     if kind.name == "instalment_plans":
@@ -306,7 +342,7 @@ def _ordered(all_tables: list[Table]) -> list[tuple[Table, Kind]]:
     return sorted(((t, KINDS[t.kind]) for t in all_tables), key=lambda tk: WRITE_ORDER.index(tk[1].name))
 
 
-def _iter_rows(table: Table, kind: Kind, policy):
+def _iter_rows(table: Table, kind: Kind, policy, rules: Rules):
     """(number, loaded row, columns, errors) for every data row; header problems raise _HeaderErrors."""
     keys, rows = _convert(table, kind)
     for number, cells in rows:
@@ -315,7 +351,7 @@ def _iter_rows(table: Table, kind: Kind, policy):
         values, columns, errors = _cells(table, kind, keys, number, cells)
         loaded = {}
         if not errors:
-            loaded, errors = _check_row(table, kind, number, values, columns, policy)
+            loaded, errors = _check_row(table, kind, number, values, columns, policy, rules)
         yield number, loaded, columns, errors
 
 
@@ -339,11 +375,14 @@ def _lookup(ctx, customer_ids: set, invoice_ids: set) -> tuple[set, dict]:
     return known_customers, known_invoices
 
 
-def validate_files(ctx, sources: list[Source], policy) -> tuple[list, _Validation, list[dict], dict]:
+def validate_files(ctx, sources: list[Source], policy, rules: Rules | None = None
+                   ) -> tuple[list, _Validation, list[dict], dict]:
     """Check every table; nothing is written. Tables are read in WRITE_ORDER, so a reference to a
     customer or invoice of the import is known when the referring row is read; references to neither
-    are looked up in the database after each table. Each good row, converted to its table's columns,
+    are looked up in the database after each table. Customers rows are compared with their stored files
+    (the decision-field guard, _guard_customers). Each good row, converted to its table's columns,
     is spooled to a temporary file for the write pass: the files are parsed once."""
+    rules = rules or Rules(ctx.today())
     v = _Validation()
     files, all_tables = [], []
     for source in sources:
@@ -371,8 +410,9 @@ def validate_files(ctx, sources: list[Source], policy) -> tuple[list, _Validatio
         keys_seen = seen.setdefault(kind.name, {})
         spool = spools[table.file] = tempfile.TemporaryFile()
         pending: list = []                             # (number, columns, row) whose references the import lacks
+        files_to_compare: list = []                    # customers rows waiting for their stored files
         try:
-            for number, row, columns, errors in _iter_rows(table, kind, policy):
+            for number, row, columns, errors in _iter_rows(table, kind, policy, rules):
                 stats.rows += 1
                 if not errors:
                     key = _natural_key(kind, row)
@@ -401,7 +441,14 @@ def validate_files(ctx, sources: list[Source], policy) -> tuple[list, _Validatio
                     for e in errors:
                         v.add(e)
                     continue
+                if kind.name == "customers":
+                    files_to_compare.append((number, columns, row))
+                    if len(files_to_compare) >= CHECK_GROUP:
+                        _guard_customers(ctx, table, kind, files_to_compare, v, stats, spool, rules)
+                    continue
                 _accept(v, kind, row, number, spool)
+            if files_to_compare:
+                _guard_customers(ctx, table, kind, files_to_compare, v, stats, spool, rules)
             if pending:
                 known_customers, known_invoices = _lookup(
                     ctx, {r.get("customer_id") for _, _, r in pending} - v.customers,
@@ -422,12 +469,77 @@ def validate_files(ctx, sources: list[Source], policy) -> tuple[list, _Validatio
     return plan, v, files, spools
 
 
-def _accept(v: _Validation, kind: Kind, row: dict, number: int, spool) -> None:
+def _customer_row(row: dict, columns: dict) -> dict:
+    """A customers row's table columns, without the decision fields the file has no column for."""
+    out = _rows_for_table("customers", row)
+    for key in _absent_decision_fields(columns):
+        del out[_STORED_AS.get(key, key)]              # a column the file lacks leaves the stored value
+    return out
+
+
+def _accept(v: _Validation, kind: Kind, row: dict, number: int, spool, columns: dict | None = None) -> None:
     if kind.name == "customers":
+        out = _customer_row(row, columns or {})
         v.customers.add(row["id"])
-    elif kind.name == "invoices":
+    else:
+        out = _rows_for_table(kind.name, row)
+    if kind.name == "invoices":
         v.invoices[row["id"]] = row["customer_id"]
-    pickle.dump(_rows_for_table(kind.name, row), spool, protocol=pickle.HIGHEST_PROTOCOL)
+    pickle.dump(out, spool, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _absent_decision_fields(columns: dict) -> list[str]:
+    """The decision fields a customers file has no column for: kept as stored on an existing file (so a back
+    office's ERP export, which holds no credit score, neither clears nor changes the credit department's)."""
+    return [f for f in DECISION_FIELDS if f not in columns]
+
+
+def _decision_changes(stored, row: dict) -> dict:
+    """{field: (before, after)} of the decision fields the spooled customers `row` changes on `stored`
+    (None: a new file). Fields the row lacks (no column) are no change."""
+    out = {}
+    for name in DECISION_FIELDS:
+        col = _STORED_AS.get(name, name)
+        if col not in row:
+            continue
+        before = None if stored is None else getattr(stored, col)
+        if before != row[col]:
+            out[name] = (before, row[col])
+    return out
+
+
+def _guard_customers(ctx, table: Table, kind: Kind, group: list, v: _Validation, stats: Counts, spool,
+                     rules: Rules) -> None:
+    """Separation of duties, as PUT /v1/customers (api/service/customers.py): a role outside DECIDING_ROLES may
+    not set or change a decision field (E_DECISION_FIELD at its column; a new file's segment attributes are its
+    identity), and a change of an existing file's decision fields needs the import's reason. Empties `group`."""
+    ids = [row["id"] for _, _, row in group]
+    with ctx.read_tx() as s:
+        stored = {r.id: r for r in s.execute(select(*_DECISION_COLUMNS).where(Customer.id.in_(ids)))}
+    for number, columns, row in group:
+        old = stored.get(row["id"])
+        changes = _decision_changes(old, _customer_row(row, columns))
+        errors = []
+        if not rules.decides:
+            for f in changes:
+                if not (old is None and f in SEGMENT_FIELDS):
+                    errors.append(ImportFileError(
+                        table.file, number, columns.get(f, 1), "E_DECISION_FIELD",
+                        f"{f}: a decision field: changed by {DECISION_FIELDS[f]}, not by role '{rules.role}' "
+                        "(back office imports identity, contacts and the ledger)"))
+        elif old is not None and changes and not rules.reason:
+            first = min(changes, key=lambda f: columns.get(f, 1))
+            errors.append(ImportFileError(
+                table.file, number, columns.get(first, 1), INPUT_CODE,
+                f"{', '.join(changes)}: a reason is required to change decision fields of an existing credit file "
+                "(?reason=… / --reason)"))
+        if errors:
+            stats.rejected += 1
+            for e in errors:
+                v.add(e)
+        else:
+            _accept(v, kind, row, number, spool, columns)
+    group.clear()
 
 
 def _spooled(spool):
@@ -483,7 +595,37 @@ _MODELS = {"customers": Customer, "contacts": Contact, "invoices": Invoice, "pay
            "promises": Promise, "disputes": Dispute, "instalment_plans": InstalmentPlan}
 
 
-def _write_batch(s, kind_name: str, batch: list[dict], stats: Counts, touched: set, now) -> None:
+@dataclass(frozen=True)
+class _Writer:
+    """Who writes (for the credit-file changes' trail records); None in a dry run's count."""
+    ctx: object
+    policy: object
+    rules: Rules
+    actor: str
+    import_id: str
+
+
+def _file_changes(s, writer: _Writer | None, old, row: dict) -> None:
+    """An existing credit file's decision fields as the import leaves them: a deciding role's change is a
+    credit_file_change record (before/after, actor, reason) in the customer's chain, as over HTTP; a
+    non-deciding role's row was refused at validation when it changed one, and should the stored file
+    have moved since (a controller meanwhile), its decision fields are kept, never overwritten."""
+    changes = _decision_changes(old, row)
+    if not changes or writer is None:
+        return
+    if not writer.rules.decides:
+        for name in changes:
+            col = _STORED_AS.get(name, name)
+            row[col] = getattr(old, col)
+        return
+    # (approved_limit is compared in minor units; the record shows it as a decimal string)
+    record_decision_changes(writer.ctx, s, old, changes, False, writer.policy, actor=writer.actor,
+                            request_id=writer.import_id, as_of=writer.rules.as_of,
+                            reason=writer.rules.reason or f"import {writer.import_id}")
+
+
+def _write_batch(s, kind_name: str, batch: list[dict], stats: Counts, touched: set, now,
+                 writer: _Writer | None = None) -> None:
     model = _MODELS[kind_name]
     table = model.__table__
     cols = [c for c in batch[0] if c not in ("id",)]
@@ -498,6 +640,8 @@ def _write_batch(s, kind_name: str, batch: list[dict], stats: Counts, touched: s
     for row in batch:
         key = (row["customer_id"], row["name"]) if kind_name == "contacts" else row["id"]
         old = existing.get(key)
+        if old is not None and kind_name == "customers":
+            _file_changes(s, writer, old, row)
         if old is None:
             inserts.append({**row, "updated_at": now} if kind_name == "customers" else row)
         elif any(getattr(old, c) != row[c] for c in cols):
@@ -519,7 +663,7 @@ def _write_batch(s, kind_name: str, batch: list[dict], stats: Counts, touched: s
         stats.changed += len(updates)
 
 
-def _write(ctx, plan, v: _Validation, spools: dict, progress) -> set:
+def _write(ctx, plan, v: _Validation, spools: dict, progress, writer: _Writer) -> set:
     touched: set = set()
     now = ctx.clock()
     for table, kind in plan:
@@ -529,7 +673,7 @@ def _write(ctx, plan, v: _Validation, spools: dict, progress) -> set:
         def flush():
             if batch:
                 with ctx.tx() as s:
-                    _write_batch(s, kind.name, batch, stats, touched, now)
+                    _write_batch(s, kind.name, batch, stats, touched, now, writer)
                 if progress:
                     progress(kind.name, len(batch))
                 batch.clear()
@@ -676,19 +820,22 @@ def _decide_parallel(ctx, customer_ids, as_of, actor, import_id, progress, worke
 
 
 def run_import(ctx, sources: list[Source], *, actor: str, as_of: dt.date | None = None, dry_run: bool = False,
-               skip_invalid: bool = False, progress=None, workers: int = 1) -> dict:
-    """Validate, write and decide (see the module's doc). Returns the import record as a dict, with
-    `rejected_csv` (the rejected rows and why) when rows were refused."""
+               skip_invalid: bool = False, progress=None, workers: int = 1, role: str | None = None,
+               reason: str | None = None) -> dict:
+    """Validate, write and decide (see the module's doc). `role` is the importing key's (None: the operator,
+    CLI), `reason` what a change of existing credit files' decision fields is recorded with. Returns the
+    import record as a dict, with `rejected_csv` (the rejected rows and why) when rows were refused."""
     as_of = as_of or ctx.today()
     import_id = uuid.uuid4().hex
+    rules = Rules(as_of, role, (reason or "").strip() or None)
     with ctx.read_tx() as s:
         policy = ctx.registry.active(s)
-    plan, v, files, spools = validate_files(ctx, sources, policy)
+    plan, v, files, spools = validate_files(ctx, sources, policy, rules)
     status = "rejected" if v.error_count and not skip_invalid else ("checked" if dry_run else "done")
     decisions, failures = 0, []
     try:
         if status == "done":
-            touched = _write(ctx, plan, v, spools, progress)
+            touched = _write(ctx, plan, v, spools, progress, _Writer(ctx, policy, rules, actor, import_id))
             sums: dict = {}
             decisions, failures = _decide_all(ctx, sorted(touched), as_of, actor, import_id, progress, workers, sums)
             _snapshot_if_whole_book(ctx, sums, decisions, failures, as_of, import_id)
