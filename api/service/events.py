@@ -136,6 +136,15 @@ def _load(schema, data, policy, money_keys=("amount",)):
         raise invalid(errors)
     return item
 
+def _happened(item: dict, keys: tuple[str, ...], as_of: dt.date) -> None:
+    """Dates of things that have happened (issued, made, opened, agreed) are at most the event's as_of, as
+    a payment's is: a ledger dated in the future is a typo the decision would silently ignore until then."""
+    errors = {f"data.{k}": [f"{k} is at most the event's as_of ({as_of.isoformat()}; today unless given)"]
+              for k in keys if item.get(k) is not None and item[k] > as_of}
+    if errors:
+        raise invalid(errors)
+
+
 def _new_id(s, model, ident, what):
     if s.get(model, ident) is not None:
         raise conflict(f"{what} '{ident}' already exists")
@@ -154,6 +163,7 @@ def _apply_event(ctx, s, c: Customer, policy, body: dict, as_of: dt.date, *, rol
         if order_id is not None and not (isinstance(order_id, str) and 1 <= len(order_id) <= 128):
             raise invalid({"data.order_id": ["an order id is a string of 1 to 128 characters"]})
         inv = _load(InvoiceSchema, data, policy)
+        _happened(inv, ("issued_on",), as_of)
         if inv["amount_minor"] <= 0:
             raise invalid({"data.amount": ["an invoice amount must be positive"]})
         if s.get(Invoice, inv["id"]) is not None:
@@ -180,12 +190,14 @@ def _apply_event(ctx, s, c: Customer, policy, body: dict, as_of: dt.date, *, rol
                       paid_on=p["paid_on"]))
     elif kind == "credit_note":
         n = _load(CreditNoteSchema, data, policy)
+        _happened(n, ("issued_on",), as_of)
         _own_invoice(s, c, n["invoice_id"])
         _new_id(s, CreditNote, n["id"] or eid, "credit note")
         s.add(CreditNote(id=n["id"] or eid, customer_id=c.id, invoice_id=n["invoice_id"],
                          amount_minor=n["amount_minor"], issued_on=n["issued_on"]))
     elif kind == "promise_to_pay":
         p = _load(PromiseSchema, data, policy)
+        _happened(p, ("made_on",), as_of)
         if p["invoice_id"] is not None:
             _own_invoice(s, c, p["invoice_id"])
         if p["promised_on"] < p["made_on"]:
@@ -195,18 +207,21 @@ def _apply_event(ctx, s, c: Customer, policy, body: dict, as_of: dt.date, *, rol
                       amount_minor=p["amount_minor"], made_on=p["made_on"], promised_on=p["promised_on"]))
     elif kind == "dispute_opened":
         d = _load(DisputeSchema, data, policy, ())
+        _happened(d, ("opened_on",), as_of)
         _own_invoice(s, c, d["invoice_id"])
         _new_id(s, Dispute, d["id"] or eid, "dispute")
         s.add(Dispute(id=d["id"] or eid, customer_id=c.id, invoice_id=d["invoice_id"], opened_on=d["opened_on"],
                       resolved_on=None, reason=d["reason"]))
     elif kind == "dispute_resolved":
         r = _load(DisputeResolvedSchema, data, policy, ())
+        _happened(r, ("resolved_on",), as_of)
         d = s.get(Dispute, r["dispute_id"])
         if d is None or d.customer_id != c.id:
             raise invalid({"data.dispute_id": [f"no dispute '{r['dispute_id']}' for customer '{c.id}'"]})
         d.resolved_on = r["resolved_on"]
     elif kind == "instalment_plan_agreed":
         p = _load(InstalmentPlanSchema, data, policy, ())
+        _happened(p, ("agreed_on",), as_of)
         for i, ref in enumerate(p["invoice_ids"]):
             _own_invoice(s, c, ref, f"data.invoice_ids[{i}]")
         instalments = []

@@ -273,6 +273,35 @@ def test_a_payment_dated_after_the_events_day_is_refused(api, cid):
     api.event(cid, "payment_received", {"amount": "1.00", "paid_on": day(0)})
 
 
+def test_every_date_of_something_that_happened_is_at_most_the_events_day(api, cid):
+    """As a payment's: an invoice issued, a credit note, a promise made, a dispute opened or resolved, an
+    instalment plan agreed after the event's as_of is refused (422 naming the field); due and promised
+    days may lie ahead. The import refuses the same (tests/api/test_import_rules.py)."""
+    inv = api.invoice(cid, "500.00", due=20, issued=-10)
+    api.event(cid, "dispute_opened", {"id": uid("D"), "invoice_id": inv, "opened_on": day(0), "reason": "质量"})
+    dispute = uid("D")
+    api.event(cid, "dispute_opened", {"id": dispute, "invoice_id": inv, "opened_on": day(-1), "reason": "x"})
+    before = api.counts()
+    cases = [
+        ("invoice_issued", {"id": uid("INV"), "amount": "10.00", "currency": "CNY", "issued_on": day(1),
+                            "due_on": day(31)}, "data.issued_on"),
+        ("credit_note", {"id": uid("CN"), "invoice_id": inv, "amount": "1.00", "issued_on": day(2)}, "data.issued_on"),
+        ("promise_to_pay", {"id": uid("PR"), "amount": "10.00", "made_on": day(1), "promised_on": day(9)},
+         "data.made_on"),
+        ("dispute_opened", {"id": uid("D"), "invoice_id": inv, "opened_on": day(3), "reason": "x"}, "data.opened_on"),
+        ("dispute_resolved", {"dispute_id": dispute, "resolved_on": day(1)}, "data.resolved_on"),
+        ("instalment_plan_agreed", {"id": uid("IP"), "invoice_ids": [inv], "agreed_on": day(1),
+                                    "instalments": [{"due_on": day(30), "amount": "500.00"}]}, "data.agreed_on"),
+    ]
+    for type_, data, field in cases:
+        refused(api.event(cid, type_, data, expect=None), 422, "E_INPUT_INVALID", (field,))
+    assert api.counts() == before
+    # the same days are accepted with an event as_of at or after them, and due / promised days ahead are fine
+    api.event(cid, "promise_to_pay", {"id": uid("PR"), "amount": "10.00", "made_on": day(0), "promised_on": day(9)})
+    api.event(cid, "invoice_issued", {"id": uid("INV"), "amount": "10.00", "currency": "CNY", "issued_on": day(0),
+                                      "due_on": day(31)})
+
+
 def test_a_customer_since_a_future_day_is_refused(api):
     before = api.counts()
     body = {"type": "enterprise", "industry": "services", "region": "local", "size": "large", "since": day(1)}
