@@ -43,6 +43,8 @@ CODES: dict[str, Code] = {
     "E_NO_GRANT": Code(409, 4, "the customer has no granted limit"),
     "E_ACTIVATION_CLOSED": Code(409, 4, "the policy activation took effect or was cancelled: only a scheduled one is cancelled"),
     "E_DECISION_FIELD": Code(403, 2, "the field decides credit: only its governed operation or a controller changes it"),
+    "E_LEGAL_TRANSITION": Code(409, 4, "a legal case moves one way (referred → filed → judgment → enforcement → closed): "
+                                       "not to that status from its own"),
     "E_TOO_LARGE": Code(413, 2, "the request body is too large"),
     "E_UNSUPPORTED_MEDIA_TYPE": Code(415, 2, "the body's media type is not accepted"),
     "E_INPUT_INVALID": Code(422, 1, "a field of the request is invalid"),

@@ -126,6 +126,9 @@ def evaluate_facts(policy, facts: Facts) -> Decision:
                                f"{minor_display(amount, exp)} applied to invoice {invoice_id} on its issue "
                                f"{day.isoformat()} (oldest open invoice first)"))
     for invoice_id, why in facts.pauses:
+        if why == "legal_case":       # with the legal team: no stage action while its case is open
+            case_id, status = facts.legal[invoice_id]
+            why = f"legal case {case_id} ({status}) holds it: collection is with the legal team (法务)"
         reasons.append(_reason("dunning.pause", "dunning", f"collection of invoice {invoice_id} paused: {why}"))
     for kind, ident, day in facts.breaches:
         reasons.append(_reason("dunning.breach", "dunning",

@@ -164,6 +164,16 @@ class GrantSchema(_Strict):
     granted_by = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=128))
 
 
+class CaseLegalSchema(_Strict):
+    """A legal case the ledger opened on a litigation referral (api/service/legal_cases.py): its invoices are
+    with the legal team from the day after opened_on until it closes (a write-off keeps them there)."""
+    id = fields.Integer(strict=True, required=True)
+    invoice_ids = fields.List(fields.String(), required=True, validate=validate.Length(min=1))
+    opened_on = fields.Date(required=True)
+    status = fields.String(required=True, validate=validate.Length(min=1, max=16))
+    closed_on = fields.Date(load_default=None, allow_none=True)
+
+
 class CaseSchema(_Strict):
     customer = fields.Nested(CustomerSchema, required=True)
     invoices = fields.List(fields.Nested(InvoiceSchema), load_default=list)
@@ -180,6 +190,8 @@ class CaseSchema(_Strict):
     # the stage actions already created (the ledger gives them); absent: not known, so a `once` action
     # falls due on its first day only (docs/dunning.md)
     actions_taken = fields.List(fields.Nested(TakenActionSchema), load_default=None, allow_none=True)
+    # legal cases (absent: none): their invoices' collection is with the legal team (docs/dunning.md)
+    legal_cases = fields.List(fields.Nested(CaseLegalSchema), load_default=list)
 
 
 _CASE_SCHEMA = CaseSchema()      # reused: building a schema costs more than loading with it
@@ -292,6 +304,11 @@ def check_case(case: dict, policy) -> dict:
                 inst["amount_minor"] = to_minor(inst["amount"], policy.exponent)
             except ValueError as exc:
                 errors.append(InputError(f"instalment_plans[{i}].instalments[{j}].amount", "E_AMOUNT", str(exc)))
+    for i, lc in enumerate(case.get("legal_cases") or ()):
+        for j, ref in enumerate(lc["invoice_ids"]):
+            if ref not in invoice_ids:
+                errors.append(InputError(f"legal_cases[{i}].invoice_ids[{j}]", "E_UNKNOWN_INVOICE",
+                                         f"no invoice '{ref}'"))
     for i, p in enumerate(case["promises"]):
         if p["promised_on"] < p["made_on"]:
             errors.append(InputError(f"promises[{i}].promised_on", "E_INVALID", "promised_on is before made_on"))
@@ -310,7 +327,7 @@ class InvoiceState(NamedTuple):
     due_on: dt.date
     days_overdue: int          # as_of − due_on, negative before the due date
     disputed: bool
-    paused: str | None         # why collection is paused: dispute, promise, instalment_plan
+    paused: str | None         # why collection is paused: legal_case, dispute, promise, instalment_plan
     settled_on: dt.date | None
 
 
@@ -334,6 +351,7 @@ class Facts:
     grant: tuple | None = None               # (limit minor units, last day or None, granted by) in place of the policy's
     applied_later: tuple = ()       # ((kind, id, dated), invoice_id, minor, day): unapplied cash applied to a later invoice
     actions_taken: tuple | None = None       # ((type, stage, due_on, open), ...) already created, or None
+    legal: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))   # invoice → (case id, status)
 
 
 def _full_years(start: dt.date, end: dt.date) -> int:
@@ -393,6 +411,7 @@ def build_facts(case: dict, policy, as_of: dt.date, order_amount_minor: int | No
             pool.append([rest, is_payment, ("payment" if is_payment else "credit_note", source, day)])
     unapplied = sum(entry[0] for entry in pool)
 
+    legal = _legal_invoices(case.get("legal_cases") or (), as_of)
     disputed = {d["invoice_id"] for d in case["disputes"]
                 if d["opened_on"] <= as_of and (d["resolved_on"] is None or d["resolved_on"] > as_of)}
 
@@ -462,7 +481,9 @@ def build_facts(case: dict, policy, as_of: dt.date, order_amount_minor: int | No
         is_open = open_minor[inv["id"]] > 0
         reason = None
         if is_open and days > 0:
-            if inv["id"] in disputed and policy.dunning.pause_disputed:
+            if inv["id"] in legal:
+                reason = "legal_case"
+            elif inv["id"] in disputed and policy.dunning.pause_disputed:
                 reason = "dispute"
             elif inv["id"] in promise_paused:
                 reason = "promise"
@@ -526,7 +547,25 @@ def build_facts(case: dict, policy, as_of: dt.date, order_amount_minor: int | No
                  previous["credit_score"] if previous else None, tuple(pauses), tuple(breaches),
                  (case["dunning"]["stage"], case["dunning"]["entered_on"]) if case.get("dunning") else None,
                  (customer.get("approved_limit_minor"), customer.get("approved_terms_days")),
-                 _grant(case.get("grant")), tuple(applied_later), _actions_taken(case.get("actions_taken")))
+                 _grant(case.get("grant")), tuple(applied_later), _actions_taken(case.get("actions_taken")),
+                 MappingProxyType(legal))
+
+
+# a legal case's closing statuses; a written-off one keeps its invoices with the legal team (账销案存)
+LEGAL_CLOSED = ("recovered", "settled", "withdrawn", "written_off")
+
+
+def _legal_invoices(cases, as_of: dt.date) -> dict:
+    """invoice id → (case id, status) of the legal cases holding it on as_of: from the day after the case
+    opened (the referral's own day decides as before it, so a same-day rerun sees what the first run saw)
+    until the day it closed, for ever when written off."""
+    out: dict = {}
+    for c in cases:
+        if c["opened_on"] < as_of and (c["closed_on"] is None or c["closed_on"] > as_of
+                                       or c["status"] == "written_off"):
+            for invoice_id in c["invoice_ids"]:
+                out.setdefault(invoice_id, (c["id"], c["status"]))
+    return out
 
 
 def _grant(grant: dict | None) -> tuple | None:

@@ -9,6 +9,7 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from engine.facts import AmountField, CaseSchema, CustomerSchema
 
 from ..service.events import EVENT_DATA_SCHEMAS
+from ..service.legal_cases import STATUSES as LEGAL_STATUSES
 from ..store.trail import RECORD_KINDS, RECORD_OUTCOMES
 
 from . import responses
@@ -19,6 +20,7 @@ from .schemas import (
     GroupRequest,
     KeyRevokeRequest,
     KeyRotateRequest,
+    LegalStatusRequest,
     LimitGrantRequest,
     CreditCheckRequest,
     EvaluateRequest,
@@ -337,6 +339,26 @@ def _collection_record_paths(s, ref) -> None:
                             (400, 401, 403, 404, 422)), 201, COLLECTION_RECORD)})
 
 
+def _legal_case_paths(s, ref) -> None:
+    """Legal cases a litigation referral opened, and their one-way status (api/service/legal_cases.py)."""
+    s.components.schema("LegalStatusRequest", schema=LegalStatusRequest)
+    status = _query("status", {"type": "string", "enum": ["open", "closed", *LEGAL_STATUSES]})
+    page = [status, _query("cursor", {"type": "string", "pattern": r"^\d+$"}),
+            _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000})]
+    s.path("/v1/legal-cases", operations={"get": _answer(_op(
+        "Legal cases (法律诉讼案件), oldest first (status: open, closed or one status)", "legal:read", None, 200,
+        page, "legal", (401, 403, 422)), 200, responses.LEGAL_CASES_PAGE)})
+    s.path("/v1/customers/{customer_id}/legal-cases", operations={"get": _answer(_op(
+        "One customer's legal cases", "legal:read", None, 200, [_path("customer_id"), *page], "legal",
+        (401, 403, 404, 422)), 200, responses.LEGAL_CASES_PAGE)})
+    s.path("/v1/legal-cases/{case_id}/status", operations={"post": _answer(_op(
+        "Move a legal case one way along referred → filed → judgment → enforcement → closed (recovered, settled, "
+        "withdrawn, written_off), with the reason: a record in the customer's hash chain (kind legal_case); "
+        "any other step is refused with 409 E_LEGAL_TRANSITION", "legal:write", ref("LegalStatusRequest"), 200,
+        [{"name": "case_id", "in": "path", "required": True, "schema": {"type": "integer"}}], "legal",
+        (400, 401, 403, 404, 409, 422)), 200, ref("LegalCase"))})
+
+
 def _report_paths(s) -> None:
     """Portfolio reports and statements of account (api/routes/reports.py)."""
     date = {"type": "string", "format": "date"}
@@ -621,6 +643,7 @@ def spec() -> dict:
     _hold_paths(s, ref)
     _governance_paths(s, ref)
     _collection_record_paths(s, ref)
+    _legal_case_paths(s, ref)
     s.path("/v1/reviews", operations={
         "get": _op("Review proposals waiting for a controller (limit or terms increases)", "reviews:read", None, 200,
                    (), "reviews", (401, 403)),

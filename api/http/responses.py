@@ -5,6 +5,7 @@ exact, amounts are decimal strings, dates ISO. The suite checks every answer its
 these (tests/api/response_check.py), and the fuzzing run checks its answers too (response_schema_conformance)."""
 from __future__ import annotations
 
+from ..service.legal_cases import STATUSES as LEGAL_STATUSES
 from ..store.trail import RECORD_KINDS, RECORD_OUTCOMES
 
 MONEY = {"type": "string", "pattern": r"^-?[0-9]+\.[0-9]+$", "example": "30000.00",
@@ -73,7 +74,7 @@ CREDIT = obj(
     cash_applied=array(obj(source=TEXT, source_id=TEXT, source_date=DATE, invoice_id=TEXT, amount=MONEY,
                            applied_on=DATE)),
     check=CHECK)
-PAUSE = {"type": "string", "enum": ["dispute", "promise", "instalment_plan"]}
+PAUSE = {"type": "string", "enum": ["legal_case", "dispute", "promise", "instalment_plan"]}
 DUNNING_ACTION = obj(["id", "type", "channel", "stage", "owner", "due_on"],
                      id=TEXT, type=TEXT, channel=TEXT, stage=INT, owner=TEXT, invoice_id=null(TEXT),
                      amount=null(MONEY), due_on=DATE, days_before_due=INT)
@@ -255,10 +256,21 @@ STATEMENT = obj(
     totals=all_of(invoices=MONEY, credit_notes=MONEY, payments=MONEY),
     reconciliation=obj(difference=MONEY, open_invoices_total=MONEY, rule=TEXT, unapplied=MONEY))
 
+LEGAL_STATUS = {"type": "string", "enum": list(LEGAL_STATUSES)}
+LEGAL_CASE = obj(
+    ["id", "customer_id", "invoice_ids", "amount", "opened_on", "status", "status_label", "status_on", "closed_on",
+     "open", "action_id", "decision_id", "history"],
+    id=INT, customer_id=TEXT, invoice_ids=array(TEXT), amount=MONEY, opened_on=DATE, status=LEGAL_STATUS,
+    status_label={"type": "string", "enum": list(LEGAL_STATUSES.values())}, status_on=DATE, closed_on=null(DATE),
+    open=BOOL, action_id=null(INT), decision_id=TEXT,
+    history=array(all_of(status=LEGAL_STATUS, at=TIME, actor=TEXT, reason=TEXT, note=null(TEXT), record_id=ID)),
+    record_id=ID)
+LEGAL_CASES_PAGE = all_of(legal_cases=array(ref("LegalCase")), next_cursor=null(TEXT))
+
 HEALTH = obj(["status", "policy_version"], status={"type": "string", "enum": ["ok"]}, policy_version=HASH,
              outbox=all_of(oldest_queued_age_seconds=null({"type": "number"}), dead_letters=INT),
              policy_file={"type": "object", "description": "only when the service loads a policy file: how the "
                                                              "last load went (valid, version, code, errors, file)"})
 
 COMPONENTS = {"Decision": DECISION, "CreditFile": CREDIT_FILE, "TrailRecord": TRAIL_RECORD, "Action": ACTION,
-              "Delivery": DELIVERY}
+              "Delivery": DELIVERY, "LegalCase": LEGAL_CASE}

@@ -8,6 +8,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 from engine.facts import AmountField
 
 from ..store.trail import RECORD_KINDS, RECORD_OUTCOMES
+from ..service.legal_cases import STATUSES as LEGAL_STATUSES
 from ..service.validation import DATE_MAX, DATE_MIN, DATE_RANGE_MESSAGE, EVENT_TYPES, StrictBoolean
 
 IN_RANGE = validate.Range(min=DATE_MIN, max=DATE_MAX, error=DATE_RANGE_MESSAGE)
@@ -251,3 +252,18 @@ class CollectionRecordRequest(_Strict):
     at = fields.DateTime(load_default=None, validate=_in_date_range,
                          metadata={"description": "when the contact happened (ISO date-time, UTC when no offset); "
                                                   "now when omitted; never in the future"})
+
+
+class LegalStatusRequest(_Strict):
+    """A legal case's next status (POST /v1/legal-cases/{id}/status): one way, with the reason."""
+    status = fields.String(required=True, validate=validate.OneOf(list(LEGAL_STATUSES)))
+    reason = fields.String(required=True, validate=[validate.Length(min=1, max=2000), _not_blank])
+    note = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=4000))
+
+
+class LegalCaseQuery(Schema):
+    class Meta:
+        unknown = RAISE
+    status = fields.String(validate=validate.OneOf(["open", "closed", *LEGAL_STATUSES]))
+    cursor = fields.String(validate=_action_cursor)
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))

@@ -35,6 +35,7 @@ from rules.money import from_minor
 from ..errors import DomainError, conflict, not_found
 from ..reports import figures
 from ..reports.book import Bands
+from ..service import legal_cases
 from ..service.audit import checkpoint_if_configured
 from ..service.decide import action_rows, remember_last_evaluations
 from ..store import trail
@@ -332,6 +333,10 @@ def process_group(service, run: SweepRun, customer_ids: list[str], notifier) -> 
         new_actions = [row for e in keep for row in action_rows(e.customer_id, e.data, e.row["id"], e.exponent)]
         if new_actions:        # Core executemany: one compiled statement (the ORM's bulk path costs more)
             s.connection().execute(insert_ignoring_duplicates(s, Action.__table__), new_actions)
+            for e in keep:          # a litigation referral opens the customer's legal case (once while open)
+                legal_cases.open_on_referral(s, e.customer_id, e.data, e.row["id"], e.exponent, actor=run.actor,
+                                             request_id=run.id, policy_version=e.policy_version,
+                                             now=service.clock())
         open_actions: dict[str, list[Action]] = {}
         for a in s.execute(select(Action).where(Action.customer_id.in_([e.customer_id for e in keep]),
                                                 Action.status == "open", Action.due_on <= as_of)
@@ -340,7 +345,7 @@ def process_group(service, run: SweepRun, customer_ids: list[str], notifier) -> 
         items = list(errors)
         for e in keep:
             created = _settle_day(open_actions.get(e.customer_id, ()), e.data["dunning"], e.row["id"], as_of,
-                                  automated)
+                                  automated, e.data["reasons"])
             items.append({"run_id": run.id, "customer_id": e.customer_id, "outcome": "done",
                           "stage": e.data["dunning"]["stage"], "actions": created, "error": None})
             counts["actions"] += created
@@ -402,20 +407,33 @@ def _step_state(state: tuple | None, data: dict, as_of: dt.date) -> tuple | None
     return stage, entered, prev_stage, prev_entered
 
 
-def _settle_day(open_actions, dunning: dict, decision_id: str, as_of: dt.date, automated: list) -> int:
+def _settle_day(open_actions, dunning: dict, decision_id: str, as_of: dt.date, automated: list,
+                reasons: list = ()) -> int:
     """The sweep's decision is the day's word on the customer's open actions (due on or before as_of):
     - payment in full (or a credit note) closes the actions of an invoice no longer open;
     - an action due today that an earlier decision of the day (an event, an evaluation) created and this
       one does not ask for (a stage the customer did not stay in, an invoice since disputed) is cancelled;
     - every automated action still due today, this decision's or an earlier one's, is sent (nothing else
       ever sends them), after the commit.
+    - a customer out of collection (stage 0: what is left is below the tolerance, or no longer collectable)
+      while its invoice is still open has its open stage tasks (an `until_done` visit or call) cancelled as
+      `superseded`, the reason in the note: never left open for ever, and created afresh if collection
+      starts again. A paused invoice's tasks are left alone (a legal case, a dispute hold the stage).
     Returns how many of today's actions this decision created."""
     still_open = {i["invoice_id"] for i in dunning["open_invoices"]}
     wanted = {(a["invoice_id"], a["type"], a["stage"]) for a in dunning["actions"]}
+    paused = {p["invoice_id"] for p in dunning["paused"]}
+    out_of_collection = None
+    if dunning["stage"] == 0:
+        why = [r["message"] for r in reasons if r["rule"] == "dunning.tolerance"]
+        out_of_collection = (f"out of collection on {as_of.isoformat()}: "
+                             + ("; ".join(why) if why else "no collectable overdue balance"))
     created = 0
     for a in open_actions:
         if a.invoice_id not in still_open:
             a.status, a.outcome = "closed", "invoice_settled"
+        elif out_of_collection and a.stage > 0 and a.invoice_id not in paused and a.due_on < as_of:
+            a.status, a.outcome, a.note = "cancelled", "superseded", out_of_collection[:4000]
         elif a.due_on == as_of:
             if (a.invoice_id, a.type, a.stage) not in wanted:
                 a.status, a.outcome = "cancelled", "superseded"

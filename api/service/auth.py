@@ -59,7 +59,10 @@ PERMISSIONS = {
     "grants:write": {"controller", "admin"},
     "approvals:read": {"controller", "auditor", "admin"},
     "approvals:write": {"controller", "admin"},
-    "groups:write": {"controller", "admin"},          # customer groups and their limits (api/service/groups.py)
+    "groups:write": {"controller", "admin"},
+    # legal cases (api/service/legal_cases.py): controllers move them, auditors read them (诉讼 evidence)
+    "legal:read": {"controller", "auditor", "admin"},
+    "legal:write": {"controller", "admin"},          # customer groups and their limits (api/service/groups.py)
 }
 
 

@@ -19,6 +19,7 @@ from ..store.database import insert_ignoring_duplicates
 from ..store.ledger import load_cases
 from ..store.policy_store import with_retry
 from ..store.tables import Action, Customer
+from . import legal_cases
 from .validation import canonical
 
 # built once: building a statement costs more than running it for one customer
@@ -79,6 +80,8 @@ def decide(ctx, s, customer: Customer, as_of: dt.date, *, kind, actor, request_i
         if rows:
             s.execute(insert_ignoring_duplicates(s, Action, rows))
         close_settled_actions(s, customer.id, data, as_of)
+        legal_cases.open_on_referral(s, customer.id, data, rec.id, policy.exponent, actor=actor,
+                                     request_id=request_id, policy_version=policy.version, now=ctx.clock())
     return rec, decision
 
 

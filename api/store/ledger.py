@@ -26,6 +26,7 @@ from .tables import (
     DunningState,
     InstalmentPlan,
     Invoice,
+    LegalCase,
     LimitGrant,
     Payment,
     Promise,
@@ -96,6 +97,8 @@ _RESERVATIONS = _by_customer(Reservation, (Reservation.order_id, Reservation.amo
                                            Reservation.expires_on), (Reservation.order_id,))
 _GRANTS = _by_customer(LimitGrant, (LimitGrant.limit_minor, LimitGrant.until, LimitGrant.granted_by,
                                      LimitGrant.person), ())
+_LEGAL = _by_customer(LegalCase, (LegalCase.id, LegalCase.invoice_ids, LegalCase.opened_on, LegalCase.status,
+                                   LegalCase.closed_on), (LegalCase.id,))
 _STATES = select(DunningState.__table__).where(DunningState.customer_id.in_(bindparam("ids", expanding=True)))
 # the stage actions already created for a customer (not cancelled, due before the evaluation day), so `once`
 # and `until_done` actions are not created again: with a dunning state, those of its current stage episode
@@ -182,6 +185,14 @@ def load_cases(s, customers, exponent: int, as_of: dt.date, *, states: dict | No
         text, by = money(minor), granted_by if not person or person == granted_by else f"{person} ({granted_by})"
         plain[cid]["grant"] = {"limit": text, "until": until.isoformat() if until else None, "granted_by": by}
         typed[cid]["grant"] = {"limit": Decimal(text), "limit_minor": minor, "until": until, "granted_by": by}
+
+    for cid, case_id, invoice_ids, opened, status, closed in rows(_LEGAL):
+        if opened <= as_of:         # the key only when there is one: every other case's facts stay byte-identical
+            plain[cid].setdefault("legal_cases", []).append(
+                {"id": case_id, "invoice_ids": list(invoice_ids), "opened_on": opened.isoformat(), "status": status,
+                 "closed_on": closed.isoformat() if closed else None})
+            typed[cid]["legal_cases"].append({"id": case_id, "invoice_ids": list(invoice_ids), "opened_on": opened,
+                                              "status": status, "closed_on": closed})
 
     if states is None:
         states = {st.customer_id: st for st in rows(_STATES)}

@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -218,6 +219,27 @@ class Action(Base):
                                        name="uq_actions_once"),
                       # the outbox's enqueue and /healthz's oldest waiting action read the queued ones by status
                       Index("ix_actions_status_due", "status", "due_on"))
+
+
+class LegalCase(Base):
+    """A legal case (法律诉讼案件) a litigation referral opened: the overdue invoices it claims, the amount at
+    opening, and its one-way status (api/service/legal_cases.py). At most one open per customer."""
+    __tablename__ = "legal_cases"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    invoice_ids: Mapped[list] = mapped_column(JSON)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)              # the claim at opening (诉讼标的)
+    opened_on: Mapped[dt.date] = mapped_column(Date)
+    action_id: Mapped[int | None] = mapped_column(Integer, nullable=True)   # the litigation referral
+    decision_id: Mapped[str] = mapped_column(String(64))               # the decision that created the referral
+    status: Mapped[str] = mapped_column(String(16))
+    status_on: Mapped[dt.date] = mapped_column(Date)
+    closed_on: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    history: Mapped[list] = mapped_column(JSON)                        # [{status, at, actor, reason, note, record_id}]
+    # one open case per customer (closed_on NULL): a second referral while one is open opens nothing
+    __table_args__ = (Index("uq_legal_cases_open", "customer_id", unique=True,
+                            sqlite_where=text("closed_on IS NULL"),
+                            postgresql_where=text("closed_on IS NULL")),)
 
 
 class ProcessedEvent(Base):

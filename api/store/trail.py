@@ -76,10 +76,12 @@ RECORD_KINDS = ("event", "credit_check", "credit_check_what_if", "evaluate", "ev
                 "delivery", "key_revoke", "key_rotate", "group_set", "group_member", "limit_grant",
                 "limit_grant_request", "limit_grant_revoke", "limit_grant_reject", "policy_propose", "policy_approve",
                 "policy_reject", "collection_record", "statement", "policy_activate", "policy_schedule",
-                "policy_in_force", "policy_cancel", "credit_file_change")
+                "policy_in_force", "policy_cancel", "credit_file_change", "legal_case")
 RECORD_OUTCOMES = (*CHECK_OUTCOMES, "released", "rejected", "expired", "on_hold", "lifted", "head_rebuilt",
                    "sent", "dead", "revoked", "rotated", "set", "joined", "left", "granted", "pending", "approved", "recorded",
-                   "queued", "requeued", "applied", "in_force", "scheduled", "superseded", "cancelled", "changed")
+                   "queued", "requeued", "applied", "in_force", "scheduled", "superseded", "cancelled", "changed",
+                   # a legal case's statuses (api/service/legal_cases.py)
+                   "referred", "filed", "judgment", "enforcement", "recovered", "settled", "withdrawn", "written_off")
 
 
 def repair_record(subject: str, head: tuple[int, str] | None, last: tuple[int, str], now: dt.datetime) -> dict:

@@ -62,6 +62,14 @@ def _open_action(api, w):
         return f"/v1/actions/{action.id}/complete", {"outcome": "sent", "note": "matrix"}
 
 
+def _legal_case(api, w):
+    """A medium account 100 days overdue: the event's decision refers it to litigation, which opens a case."""
+    cid = api.customer()
+    api.invoice(cid, "20000.00", due=-100)
+    case, = api.get(f"/v1/customers/{cid}/legal-cases", role="controller").json()["legal_cases"]
+    return f"/v1/legal-cases/{case['id']}/status", {"status": "filed", "reason": "matrix"}
+
+
 def _reminder_document(api, w):
     path, _ = _open_action(api, w)                   # a payment reminder: it sends a document
     return path.replace("/complete", "/document"), None
@@ -277,6 +285,10 @@ ENDPOINTS = [
              lambda api, w: (f"/v1/customers/{w.customer}/collection-records",
                              {"channel": "phone", "outcome": "no_answer"})),
     Endpoint("POST", "/v1/actions/{action_id}/complete", "actions:write", 200, _open_action),
+    Endpoint("GET", "/v1/legal-cases", "legal:read", 200, lambda api, w: ("/v1/legal-cases?status=open", None)),
+    Endpoint("GET", "/v1/customers/{customer_id}/legal-cases", "legal:read", 200,
+             lambda api, w: (f"/v1/customers/{w.customer}/legal-cases", None)),
+    Endpoint("POST", "/v1/legal-cases/{case_id}/status", "legal:write", 200, _legal_case),
     Endpoint("GET", "/v1/actions/{action_id}/document", "actions:read", 200, _reminder_document),
     Endpoint("POST", "/v1/sweeps", "sweeps:write", 201,
              lambda api, w: ("/v1/sweeps", {"as_of": "2026-11-22"})),
@@ -311,7 +323,7 @@ def test_matrix_covers_every_v1_route_and_permission(shared):
     import re
     covered = {(e.method, re.sub(r"\{(\w+)\}", r"<\1>", e.template).replace("<action_id>", "<int:action_id>")
                 .replace("<delivery_id>", "<int:delivery_id>")
-                .replace("<activation_id>", "<int:activation_id>"))
+                .replace("<activation_id>", "<int:activation_id>").replace("<case_id>", "<int:case_id>"))
                for e in ENDPOINTS}
     assert routes == covered
     assert {e.permission for e in ENDPOINTS} == set(PERMISSIONS)

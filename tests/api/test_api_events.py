@@ -116,7 +116,12 @@ def test_event_updates_the_ledger_and_returns_a_decision(api, ledger, event_type
     after = api.counts()
     assert after["events"] == counts["events"] + 1
     # a controller's change of decision fields is a record of its own (before/after), then the event's decision
-    assert after["decisions"] == counts["decisions"] + (2 if event_type == "customer_updated" else 1)
+    # a controller's change of decision fields is a record of its own; so is the legal case that malicious
+    # delay's stage-3 litigation referral opens (docs/dunning.md "Legal cases")
+    opened = event_type == "arrears_reason_recorded"
+    assert after["decisions"] == counts["decisions"] + (2 if event_type in ("customer_updated",
+                                                                            "arrears_reason_recorded") else 1)
+    assert after["legal_cases"] == counts["legal_cases"] + opened
     if table:
         assert after[table] == counts[table] + 1
     # the event's decision is in the trail, as the customer's latest

@@ -55,7 +55,9 @@ def test_once_and_until_done_over_a_multi_day_sweep(fresh):
         assert got["write_off_review"] == [iso(60)], got      # day 91, once
         assert "litigation" not in got and "lawyer_letter" not in got
     medium_now = by_type(api, medium)                         # the medium account: stage 3 at 91, litigation once
-    assert state(api, medium) == (3, d(60))
+    # stage 3 from day 60; its litigation referral opened a legal case, which holds the invoice from day 61
+    # (the stage is held, docs/dunning.md "Legal cases")
+    assert state(api, medium) == (3, None)
     assert (medium_now["litigation"], medium_now["asset_preservation"]) == ([iso(60)], [iso(60)])
     assert m1 in {a[1] for a in action_rows(api, medium)}
 

@@ -10,6 +10,7 @@ from . import (
     governance,
     imports,
     keys,
+    legal_cases,
     outbox,
     policies,
     referrals,
@@ -20,7 +21,7 @@ from . import (
 )
 
 _V1 = (actions, credit_checks, credit_file, customers, decisions, evaluate, events, imports, policies, referrals, reports,
-       reviews, sweeps, outbox, keys, governance)
+       reviews, sweeps, outbox, keys, governance, legal_cases)
 
 
 def register(app):
