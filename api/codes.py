@@ -18,6 +18,8 @@ class Code(NamedTuple):
 CODES: dict[str, Code] = {
     "E_BAD_REQUEST": Code(400, 2, "the request is not a JSON object, or has no body"),
     "E_MALFORMED_JSON": Code(400, 2, "the body is not valid JSON"),
+    "E_BAD_HTTP": Code(400, 2, "the request line or a header is not valid HTTP, or the request line is too long"),
+    "E_HEADERS_TOO_LARGE": Code(431, 2, "a request header, or the headers together, are too large"),
     "E_JSON_DEPTH": Code(400, 2, "the JSON body nests arrays and objects deeper than 32 levels"),
     "E_JSON_DUPLICATE_KEY": Code(400, 2, "a JSON object in the body has the same key twice"),
     "E_UNAUTHENTICATED": Code(401, 2, "no API key, or an unknown or revoked one"),

@@ -8,13 +8,16 @@ policy file failed, so the errors are logged at ERROR once per reload rather tha
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
 import sys
 import tempfile
 
+from gunicorn import util as gunicorn_util
 from gunicorn.app.base import BaseApplication
+from gunicorn.workers.sync import SyncWorker
 # imported here, not in the SIGCHLD hook: a second child's signal arriving during that first import
 # re-entered it half-initialised (AttributeError at shutdown)
 from prometheus_client import multiprocess
@@ -63,6 +66,32 @@ class _Gunicorn(BaseApplication):
 def _on_reload(arbiter) -> None:
     global _generation
     _generation += 1
+
+
+# what gunicorn itself refuses before the app sees the request (a request line or header too long or not
+# HTTP) answers the API's one JSON error shape too, not gunicorn's HTML page
+_GUNICORN_CODES = {400: "E_BAD_HTTP", 431: "E_HEADERS_TOO_LARGE", 403: "E_FORBIDDEN", 500: "E_INTERNAL"}
+
+
+def _write_json_error(sock, status_int, reason, mesg) -> None:
+    body = json.dumps({"code": _GUNICORN_CODES.get(status_int, f"E_HTTP_{status_int}"),
+                       "message": mesg or reason, "errors": {}}, ensure_ascii=False).encode("utf-8")
+    head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode("latin-1")
+    gunicorn_util.write_nonblock(sock, head + body)
+
+
+class JsonErrorWorker(SyncWorker):
+    """gunicorn's sync worker answering its own refusals as JSON. handle_error writes through
+    gunicorn.util.write_error: swapped for the call (a sync worker serves one request at a time)."""
+
+    def handle_error(self, req, client, addr, exc):
+        html = gunicorn_util.write_error
+        gunicorn_util.write_error = _write_json_error
+        try:
+            super().handle_error(req, client, addr, exc)
+        finally:
+            gunicorn_util.write_error = html
 
 
 def _child_exit(arbiter, worker) -> None:
@@ -115,7 +144,8 @@ def run_gunicorn(database_url: str, policy_file: str, host: str, port: int, work
                            "POLICY_FAILURE_FIRST": first_report(run_dir)})
 
     # sync workers: a credit check is CPU-bound Python, so one process per core (threads would share a GIL)
-    options = {"bind": f"{host}:{port}", "workers": workers, "worker_class": "sync", "timeout": 60,
+    options = {"bind": f"{host}:{port}", "workers": workers, "worker_class": f"{__name__}.JsonErrorWorker",
+               "timeout": 60,
                "accesslog": None, "errorlog": "-", "loglevel": "warning", "preload_app": False,
                "on_reload": _on_reload, "child_exit": _child_exit, "worker_exit": _worker_exit}
     if os.path.isdir("/dev/shm"):

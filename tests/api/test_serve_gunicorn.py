@@ -258,3 +258,38 @@ def test_metrics_sum_every_worker_and_each_request_is_logged(setup):
                                      for g in ours)
     assert len({g[4] for g in ours}) == sent                               # a request id each
     assert any(g[1:4] == ("GET", "/v1/audit/verify", "401") and g[5:] == ("-", "-") for g in lines)
+
+
+def _raw(port: int, request: bytes) -> tuple[int, dict, bytes]:
+    """Send bytes as they are (no HTTP client would send these) and read the answer to its end."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), headers, body
+
+
+def test_what_gunicorn_refuses_answers_the_json_error_shape(setup):
+    """A request line or header too long, or a line that isn't HTTP, is refused by gunicorn before the app
+    sees it: the answer is the API's JSON error shape with a stable code, not gunicorn's HTML page."""
+    tmp, db_url, policy, key = setup
+    served = Served(tmp, db_url, policy, workers=1)
+    try:
+        cases = [(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 20000 + b"\r\n\r\n", 431,
+                  "E_HEADERS_TOO_LARGE"),
+                 (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 400, "E_BAD_HTTP"),
+                 (b"GARBAGE\r\n\r\n", 400, "E_BAD_HTTP")]
+        for request, status, code in cases:
+            got, headers, body = _raw(served.port, request)
+            assert got == status and headers["Content-Type"] == "application/json", (got, headers, body[:200])
+            answer = json.loads(body)
+            assert answer["code"] == code and answer["message"] and answer["errors"] == {}, answer
+        status, _ = served.request("GET", "/healthz")          # the worker serves on
+        assert status == 200
+    finally:
+        log = served.stop()
+    assert "Traceback" not in log, log
