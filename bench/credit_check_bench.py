@@ -129,6 +129,8 @@ def worker(args) -> int:
             if digest:
                 answer = r.get_json()
                 answer.pop("decision_id")
+                for k in ("id", "decision_id"):        # a referral's: random ids, the rest is the decision's
+                    answer.get("referral", {}).pop(k, None)
                 answers.update(json.dumps(answer, sort_keys=True, ensure_ascii=False).encode())
 
     run(_requests(args.customers, args.warmup - 1, 0))
