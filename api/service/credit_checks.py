@@ -106,7 +106,8 @@ def _credit_check(ctx, req: dict, actor, request_id, role=None) -> dict:
         digest = request_hash(req)
         if req.get("reserve") and existing is not None and not _may_write(existing, actor, role):
             raise DomainError("E_FORBIDDEN", f"order '{req['order_id']}' is held by another sales key")
-        first = _first_answer(s, req["order_id"], digest, actor)
+        order_row = s.get(CreditOrder, req["order_id"])        # read once: the retry's answer, then the referral
+        first = _first_answer(order_row, digest, actor)
         if first is not None:          # a retry of the request that held or referred it (its answer was lost)
             return {**first, "_replayed": True}
         if req.get("reserve") and existing is not None:
@@ -114,7 +115,7 @@ def _credit_check(ctx, req: dict, actor, request_id, role=None) -> dict:
             if closed:
                 raise conflict(f"order '{req['order_id']}' was {closed}: a reservation is never held again; "
                                "check a new order id", "E_RESERVATION_CLOSED")
-        referrals.open_order(s, req["order_id"])          # refused while the order's referral is open
+        referrals.refuse_open(req["order_id"], order_row)          # refused while the order's referral is open
         hold = credit_file.hold_in_force(s, c.id, as_of)      # 停止赊销: the check rejects with its reason
         order = {"amount": str(req["amount"]), "order_id": req["order_id"]}
         group_test = groups.GroupTest(ctx, s, policy, group, c.id, as_of) if group is not None else None
@@ -155,11 +156,10 @@ def _credit_check(ctx, req: dict, actor, request_id, role=None) -> dict:
         return answer
 
 
-def _first_answer(s, order_id: str, digest: str, actor) -> dict | None:
+def _first_answer(row: CreditOrder | None, digest: str, actor) -> dict | None:
     """The answer this actor's request with this hash got when it held or referred the order, while the
     order's last record is still that check's (a referral step or another check since: decided anew).
     Stored whole: the group's test and the referral are in the answer, not in the policy's result."""
-    row = s.get(CreditOrder, order_id)
     if row is None or row.answer is None or row.request_hash != digest or row.requested_by != actor:
         return None
     answer = json.loads(row.answer)

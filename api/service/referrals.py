@@ -40,9 +40,8 @@ _ORDER_STATUS = {"approve": "approved", "approve_with_conditions": "approved", "
 
 
 # ------------------------------------------------------------------------------ the credit check's part
-def open_order(s, order_id: str) -> CreditOrder | None:
-    """Before a credit check: the order's row; refused while a referral of it is open."""
-    row = s.get(CreditOrder, order_id)
+def refuse_open(order_id: str, row: CreditOrder | None) -> CreditOrder | None:
+    """Before a credit check: the order's row (the caller read it) unless a referral of it is open."""
     if row is not None and row.status == "referred":
         raise DomainError("E_REFERRAL_OPEN", f"order '{order_id}' has an open referral '{row.referral_id}': a "
                           "controller releases, rejects or rechecks it (GET /v1/credit-checks/{order_id})")
