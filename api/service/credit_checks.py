@@ -5,7 +5,7 @@ import datetime as dt
 import hashlib
 import json
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import DomainError, conflict, invalid, not_found
@@ -21,6 +21,7 @@ def reservation_days(policy) -> int:
     return policy.content["credit"].get("reservation_days", RESERVATION_DAYS)
 # built once: a statement built per call costs more CPU than SQLite takes to run it
 _RESERVATION = select(Reservation).where(Reservation.order_id == bindparam("order_id"))
+_NEW_RESERVATION = insert(Reservation.__table__)        # Core: the new row is written at once, no ORM flush
 
 
 def credit_check(ctx, req: dict, actor, request_id, role=None) -> dict:
@@ -137,22 +138,30 @@ def _credit_check(ctx, req: dict, actor, request_id, role=None) -> dict:
         if req.get("reserve") and check["outcome"] in ("approve", "approve_with_conditions"):
             expires = expires or (today + dt.timedelta(days=days))
             if existing is None:
-                s.add(Reservation(order_id=req["order_id"], customer_id=c.id, amount_minor=amount_minor,
-                                  status="held", expires_on=expires, decision_id=rec.id, created_at=ctx.clock(),
-                                  owner=actor, request_hash=digest))
+                s.connection().execute(_NEW_RESERVATION, dict(
+                    order_id=req["order_id"], customer_id=c.id, amount_minor=amount_minor, status="held",
+                    expires_on=expires, decision_id=rec.id, created_at=ctx.clock(), owner=actor, request_hash=digest))
             else:
                 existing.amount_minor, existing.status, existing.expires_on = amount_minor, "held", expires
                 existing.decision_id, existing.request_hash = rec.id, digest
             reserved = True
-        referral = None if what_if else referrals.after_check(
-            ctx, s, c, order_id=req["order_id"], amount_minor=amount_minor, as_of=as_of, reserve=req.get("reserve"),
-            rec=rec, decision=decision, actor=actor, outcome=check["outcome"], request_id=request_id,
-            existing_reservation=existing)
         view = _view(rec, c.id, req["order_id"], decision.data, reserved, as_of, check=check, reasons=reasons)
-        answer = {**view, **({"referral": referral} if referral else {}), **({"group": group_view} if group_view else {})}
-        if reserved or referral:       # it changed what the order holds: a retry gets this answer back
-            s.execute(update(CreditOrder).where(CreditOrder.order_id == req["order_id"])
-                      .values(request_hash=digest, answer=json.dumps(answer, ensure_ascii=False, sort_keys=True)))
+        answer = None
+
+        def answer_of(referral):
+            nonlocal answer
+            answer = {**view, **({"referral": referral} if referral else {}),
+                      **({"group": group_view} if group_view else {})}
+            if reserved or referral:       # it changed what the order holds: a retry gets this answer back
+                return digest, json.dumps(answer, ensure_ascii=False, sort_keys=True)
+            return None
+        if what_if:
+            answer_of(None)
+        else:
+            referrals.after_check(
+                ctx, s, c, order_id=req["order_id"], amount_minor=amount_minor, as_of=as_of,
+                reserve=req.get("reserve"), rec=rec, decision=decision, actor=actor, outcome=check["outcome"],
+                request_id=request_id, existing_reservation=existing, answer_of=answer_of)
         return answer
 
 
