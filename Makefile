@@ -16,7 +16,7 @@ export GLIBC_TUNABLES ?= glibc.malloc.trim_threshold=268435456:glibc.malloc.mmap
 SYSTEM_PACKAGES := chromium libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fontconfig fonts-noto-cjk poppler-utils openssl
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system-packages browser run lint test soak bench bench-http bench-sweep bench-import bench-console clean
+.PHONY: setup system-packages browser run lint test soak bench bench-http bench-sweep bench-import bench-console bench-credit-check clean
 
 $(STAMP): pyproject.toml
 	$(MAKE) --no-print-directory system-packages
@@ -72,6 +72,10 @@ bench-sweep: $(STAMP)
 # 100,000 customers / 1M invoices by default; e.g. make bench-import IMPORT_ARGS='--customers 10000'
 bench-import: $(STAMP)
 	$(BIN)/python bench/import_bench.py $(IMPORT_ARGS)
+
+# credit checks in-process: SQL statements, CPU per check, cProfile; CC_ARGS='--repo /tmp/base' for a side-by-side run
+bench-credit-check: $(STAMP)
+	$(BIN)/python bench/credit_check_bench.py --profile $(CC_ARGS)
 
 # console page render p95 on a generated book (bench/console_bench.py; CONSOLE_ARGS='--customers 100000')
 bench-console: $(STAMP)

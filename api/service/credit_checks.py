@@ -5,7 +5,7 @@ import datetime as dt
 import hashlib
 import json
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import DomainError, conflict, invalid, not_found
@@ -21,6 +21,7 @@ def reservation_days(policy) -> int:
     return policy.content["credit"].get("reservation_days", RESERVATION_DAYS)
 # built once: a statement built per call costs more CPU than SQLite takes to run it
 _RESERVATION = select(Reservation).where(Reservation.order_id == bindparam("order_id"))
+_NEW_RESERVATION = insert(Reservation.__table__)        # Core: the new row is written at once, no ORM flush
 
 
 def credit_check(ctx, req: dict, actor, request_id, role=None) -> dict:
@@ -106,7 +107,8 @@ def _credit_check(ctx, req: dict, actor, request_id, role=None) -> dict:
         digest = request_hash(req)
         if req.get("reserve") and existing is not None and not _may_write(existing, actor, role):
             raise DomainError("E_FORBIDDEN", f"order '{req['order_id']}' is held by another sales key")
-        first = None if what_if else _first_answer(s, req["order_id"], digest, actor, today)
+        order_row = s.get(CreditOrder, req["order_id"])        # read once: the retry's answer, then the referral
+        first = None if what_if else _first_answer(order_row, digest, actor, today)
         if first is not None:          # a retry of the request that held or referred it (its answer was lost)
             return {**first, "_replayed": True}
         if req.get("reserve") and existing is not None:
@@ -114,7 +116,7 @@ def _credit_check(ctx, req: dict, actor, request_id, role=None) -> dict:
             if closed:
                 raise conflict(f"order '{req['order_id']}' was {closed}: a reservation is never held again; "
                                "check a new order id", "E_RESERVATION_CLOSED")
-        referrals.open_order(s, req["order_id"])          # refused while the order's referral is open
+        referrals.refuse_open(req["order_id"], order_row)          # refused while the order's referral is open
         hold = credit_file.hold_in_force(s, c.id, as_of)      # 停止赊销: the check rejects with its reason
         order = {"amount": str(req["amount"]), "order_id": req["order_id"]}
         group_test = groups.GroupTest(ctx, s, policy, group, c.id, as_of) if group is not None else None
@@ -136,31 +138,37 @@ def _credit_check(ctx, req: dict, actor, request_id, role=None) -> dict:
         if req.get("reserve") and check["outcome"] in ("approve", "approve_with_conditions"):
             expires = expires or (today + dt.timedelta(days=days))
             if existing is None:
-                s.add(Reservation(order_id=req["order_id"], customer_id=c.id, amount_minor=amount_minor,
-                                  status="held", expires_on=expires, decision_id=rec.id, created_at=ctx.clock(),
-                                  owner=actor, request_hash=digest))
+                s.connection().execute(_NEW_RESERVATION, dict(
+                    order_id=req["order_id"], customer_id=c.id, amount_minor=amount_minor, status="held",
+                    expires_on=expires, decision_id=rec.id, created_at=ctx.clock(), owner=actor, request_hash=digest))
             else:
                 existing.amount_minor, existing.status, existing.expires_on = amount_minor, "held", expires
                 existing.decision_id, existing.request_hash = rec.id, digest
             reserved = True
-        referral = None if what_if else referrals.after_check(
-            ctx, s, c, order_id=req["order_id"], amount_minor=amount_minor, as_of=as_of, reserve=req.get("reserve"),
-            rec=rec, decision=decision, actor=actor, outcome=check["outcome"], request_id=request_id,
-            existing_reservation=existing)
         view = _view(rec, c.id, req["order_id"], decision.data, reserved, as_of, check=check, reasons=reasons)
-        answer = {**view, **({"referral": referral} if referral else {}), **({"group": group_view} if group_view else {})}
-        if not what_if:                # a retry today (same key, order id and body) gets this answer back
-            s.execute(update(CreditOrder).where(CreditOrder.order_id == req["order_id"])
-                      .values(request_hash=digest, answer=json.dumps(answer, ensure_ascii=False, sort_keys=True)))
+        answer = None
+
+        def answer_of(referral):
+            nonlocal answer
+            answer = {**view, **({"referral": referral} if referral else {}),
+                      **({"group": group_view} if group_view else {})}
+            # a retry today (same key, order id and body) gets this answer back, whatever it decided
+            return digest, json.dumps(answer, ensure_ascii=False, sort_keys=True)
+        if what_if:
+            answer_of(None)
+        else:
+            referrals.after_check(
+                ctx, s, c, order_id=req["order_id"], amount_minor=amount_minor, as_of=as_of,
+                reserve=req.get("reserve"), rec=rec, decision=decision, actor=actor, outcome=check["outcome"],
+                request_id=request_id, existing_reservation=existing, answer_of=answer_of)
         return answer
 
 
-def _first_answer(s, order_id: str, digest: str, actor, today: dt.date) -> dict | None:
+def _first_answer(row: CreditOrder | None, digest: str, actor, today: dt.date) -> dict | None:
     """The answer this actor's request with this hash got today, while the order's last record is still
     that check's (a referral step or another check since, or another day: decided anew). So a client whose
     answer was lost (a worker killed mid-request) retries safely, like an event's event_id. Stored whole:
     the group's test and the referral are in the answer, not in the policy's result."""
-    row = s.get(CreditOrder, order_id)
     if row is None or row.answer is None or row.request_hash != digest or row.requested_by != actor:
         return None
     answer = json.loads(row.answer)

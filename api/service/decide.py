@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import bindparam, inspect, or_, select, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from engine.errors import EngineFailure
 from engine.evaluator import evaluate_loaded
@@ -33,6 +34,7 @@ _C = Customer.__table__.c
 _LAST = (update(Customer.__table__)
          .where(_C.id == bindparam("b_id"), or_(_C.last_as_of.is_(None), _C.last_as_of <= bindparam("b_as_of")))
          .values(last_as_of=bindparam("b_as_of"), last_bucket=bindparam("b_bucket"), last_score=bindparam("b_score")))
+_REMEMBER = update(Customer.__table__).where(_C.id == bindparam("b_id"))    # last_* given at execution
 _LOCK_CUSTOMER = select(Customer).where(Customer.id == bindparam("customer_id")).with_for_update()
 
 
@@ -72,9 +74,15 @@ def decide(ctx, s, customer: Customer, as_of: dt.date, *, kind, actor, request_i
                        facts=facts, policy_version=policy.version, result=decision.json, outcome=outcome,
                        created_at=ctx.clock())
     if remember and (customer.last_as_of is None or as_of >= customer.last_as_of):
-        customer.last_as_of = as_of
-        customer.last_bucket = data["classification"]["aging_bucket"]
-        customer.last_score = data["score"]["value"]
+        last = {"last_as_of": as_of, "last_bucket": data["classification"]["aging_bucket"],
+                "last_score": data["score"]["value"]}
+        if inspect(customer).persistent:       # its row is written: Core, the object told the values are stored
+            s.connection().execute(_REMEMBER, {"b_id": customer.id, **last})
+            for name, value in last.items():
+                set_committed_value(customer, name, value)
+        else:
+            for name, value in last.items():
+                setattr(customer, name, value)
     if persist_actions:
         rows = action_rows(customer.id, data, rec.id, policy.exponent)
         if rows:

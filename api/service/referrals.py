@@ -21,13 +21,13 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from rules.money import minor_display, minor_str, to_minor
 
 from ..errors import DomainError, conflict, invalid, not_found
 from ..store import trail
-from ..store.database import insert_ignoring_duplicates
+from ..store.database import upsert_statement
 from ..store.tables import CreditOrder, Referral, Reservation
 from . import approvals
 from .decide import decide, lock_customer
@@ -40,9 +40,8 @@ _ORDER_STATUS = {"approve": "approved", "approve_with_conditions": "approved", "
 
 
 # ------------------------------------------------------------------------------ the credit check's part
-def open_order(s, order_id: str) -> CreditOrder | None:
-    """Before a credit check: the order's row; refused while a referral of it is open."""
-    row = s.get(CreditOrder, order_id)
+def refuse_open(order_id: str, row: CreditOrder | None) -> CreditOrder | None:
+    """Before a credit check: the order's row (the caller read it) unless a referral of it is open."""
     if row is not None and row.status == "referred":
         raise DomainError("E_REFERRAL_OPEN", f"order '{order_id}' has an open referral '{row.referral_id}': a "
                           "controller releases, rejects or rechecks it (GET /v1/credit-checks/{order_id})")
@@ -50,28 +49,42 @@ def open_order(s, order_id: str) -> CreditOrder | None:
 
 
 def after_check(ctx, s, c, *, order_id, amount_minor, as_of, reserve, rec, decision, actor, request_id,
-                existing_reservation, outcome) -> dict | None:
+                existing_reservation, outcome, answer_of=None) -> dict | None:
     """After a credit check's decision: the order's status; with outcome `refer`, the referral (and the
-    provisional hold when `reserve`). Returns the referral (as the API shows it) or None."""
+    provisional hold when `reserve`). Returns the referral (as the API shows it) or None. `answer_of`
+    (referral shown or None → (request hash, answer JSON) a retry gets back, or None) lets the order's row
+    be written once, with the answer."""
     policy = ctx.registry.active(s)
     referral = None
     if outcome == "refer":
         referral = _open(ctx, s, c, policy, order_id=order_id, amount_minor=amount_minor, as_of=as_of,
                          reserve=reserve, rec=rec, decision=decision, actor=actor, request_id=request_id,
                          existing=existing_reservation)
+    shown = None
+    if referral is not None:
+        s.flush()            # the referral's column defaults, as the answer shows them
+        shown = referral_dict(referral, policy.exponent)
+    request_hash, answer = (answer_of(shown) if answer_of else None) or (None, None)
     _set_order(s, order_id=order_id, customer_id=c.id, status=_ORDER_STATUS[outcome], amount_minor=amount_minor,
                requested_by=actor, decision_id=rec.id,
-               referral_id=referral.id if referral else None, now=ctx.clock())
-    return None if referral is None else referral_dict(referral, policy.exponent)
+               referral_id=referral.id if referral else None, now=ctx.clock(), request_hash=request_hash,
+               answer=answer)
+    return shown
 
 
-def _set_order(s, *, order_id, customer_id, status, amount_minor, requested_by, decision_id, referral_id, now):
+_ORDER_COLUMNS = ("customer_id", "status", "amount_minor", "requested_by", "decision_id", "referral_id", "updated_at",
+                  "request_hash", "answer")
+
+
+def _set_order(s, *, order_id, customer_id, status, amount_minor, requested_by, decision_id, referral_id, now,
+               request_hash=None, answer=None):
+    """The order's row, inserted or updated in one statement (no read-then-insert race between two
+    customers' checks of one new order id)."""
     values = dict(customer_id=customer_id, status=status, amount_minor=amount_minor, requested_by=requested_by,
                   decision_id=decision_id, referral_id=referral_id, updated_at=now,
-                  request_hash=None, answer=None)         # a credit check that held or referred sets them after
-    # insert-or-update without a read-then-insert race between two customers' checks of one new order id
-    s.execute(insert_ignoring_duplicates(s, CreditOrder, {"order_id": order_id, **values}))
-    s.execute(update(CreditOrder).where(CreditOrder.order_id == order_id).values(**values))
+                  request_hash=request_hash, answer=answer)
+    s.connection().execute(upsert_statement(s, CreditOrder.__table__, ("order_id",), _ORDER_COLUMNS),
+                           {"order_id": order_id, **values})
 
 
 def _open(ctx, s, c, policy, *, order_id, amount_minor, as_of, reserve, rec, decision, actor, request_id,

@@ -118,6 +118,25 @@ def insert_ignoring_duplicates(session, model, values=None):
     return stmt if values is None else stmt.values(values)
 
 
+_UPSERTS: dict = {}
+
+
+def upsert_statement(session, table, keys: tuple[str, ...], columns: tuple[str, ...]):
+    """INSERT … ON CONFLICT (keys) DO UPDATE SET columns = the new row's, in the session's dialect, built
+    once per (dialect, table, keys, columns): execute with one row's values (keys and columns)."""
+    name = session.get_bind().dialect.name
+    stmt = _UPSERTS.get((name, table.name, keys, columns))
+    if stmt is None:
+        if name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        base = insert(table)
+        stmt = base.on_conflict_do_update(index_elements=list(keys), set_={c: base.excluded[c] for c in columns})
+        _UPSERTS[(name, table.name, keys, columns)] = stmt
+    return stmt
+
+
 def make_sessionmaker(engine):
     return sessionmaker(engine, expire_on_commit=False)
 

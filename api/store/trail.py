@@ -61,7 +61,11 @@ def record_integrity(session, rec: DecisionRecord) -> str | None:
     return None
 
 
-_LOCK_HEAD = select(ChainHead).where(ChainHead.subject == bindparam("subject")).with_for_update()   # built once
+# built once: the head, locked, and its chain's last seq (unique index (subject, seq): one index probe)
+_LOCK_HEAD = (select(ChainHead.seq, ChainHead.hash,
+                     select(func.max(DecisionRecord.seq)).where(DecisionRecord.subject == ChainHead.subject)
+                     .scalar_subquery())
+              .where(ChainHead.subject == bindparam("subject")).with_for_update(of=ChainHead))
 _LAST_RECORD = (select(DecisionRecord.seq, DecisionRecord.hash).where(DecisionRecord.subject == bindparam("subject"))
                 .order_by(DecisionRecord.seq.desc()).limit(1))
 _LAST_SEQS = (select(DecisionRecord.subject, func.max(DecisionRecord.seq))
@@ -93,33 +97,39 @@ def repair_record(subject: str, head: tuple[int, str] | None, last: tuple[int, s
                 created_at=now)
 
 
-def _lock_head(session, subject: str, now: dt.datetime) -> ChainHead:
-    head = session.execute(_LOCK_HEAD, {"subject": subject}).scalar_one_or_none()
-    found = None if head is None else (head.seq, head.hash)
-    if head is None:
-        session.execute(insert_ignoring_duplicates(session, ChainHead, {"subject": subject, "seq": 0,
-                                                                        "hash": GENESIS}))
-        head = session.execute(_LOCK_HEAD, {"subject": subject}).scalar_one()
-    last = session.execute(_LAST_RECORD, {"subject": subject}).one_or_none()
-    if last is not None and last.seq > head.seq:        # chaining from this head would collide on (subject, seq)
+def _lock_head(session, subject: str, now: dt.datetime) -> tuple[int, str]:
+    """Lock (creating if missing) the subject's chain head: (seq, hash) to chain from. One statement reads
+    the head and its chain's last seq; a head behind it is rebuilt first (see the module's docstring)."""
+    conn = session.connection()
+    found = conn.execute(_LOCK_HEAD, {"subject": subject}).one_or_none()
+    head = None if found is None else (found[0], found[1])
+    if found is None:
+        conn.execute(insert_ignoring_duplicates(session, ChainHead.__table__),
+                     [{"subject": subject, "seq": 0, "hash": GENESIS}])
+        found = conn.execute(_LOCK_HEAD, {"subject": subject}).one()
+    seq, hash_, last_seq = found
+    if last_seq is not None and last_seq > seq:         # chaining from this head would collide on (subject, seq)
+        last = tuple(conn.execute(_LAST_RECORD, {"subject": subject}).one())
         log.warning("trail: chain head of %s %s; rebuilt from record %d", subject,
-                  "missing" if found is None else f"at {found[0]}", last.seq)
-        row, = chain([repair_record(subject, found, (last.seq, last.hash), now)], {subject: (last.seq, last.hash)})
-        session.add(DecisionRecord(**row))
-        head.seq, head.hash = row["seq"], row["hash"]
-    return head
+                    "missing" if head is None else f"at {head[0]}", last[0])
+        row, = chain([repair_record(subject, head, last, now)], {subject: last})
+        conn.execute(_INSERT_RECORDS, row)
+        seq, hash_ = row["seq"], row["hash"]
+    return seq, hash_
 
 
 def append(session, *, subject, kind, actor, request_id, as_of: dt.date, facts: str, policy_version: str,
            result: str, outcome, created_at: dt.datetime) -> DecisionRecord:
+    """Chain one record to the subject's head and store it (Core: the record is written now, not at the
+    session's flush). Returns the record as an object outside the session, to read."""
     head = _lock_head(session, subject, created_at)
     row, = chain([dict(subject=subject, kind=kind, actor=actor, request_id=request_id, as_of=as_of, facts=facts,
                        policy_version=policy_version, result=result, outcome=outcome, created_at=created_at)],
-                 {subject: (head.seq, head.hash)})
-    rec = DecisionRecord(**row)
-    session.add(rec)
-    head.seq, head.hash = rec.seq, rec.hash
-    return rec
+                 {subject: head})
+    conn = session.connection()
+    conn.execute(_INSERT_RECORDS, row)
+    conn.execute(_UPDATE_HEAD, {"b_subject": subject, "b_seq": row["seq"], "b_hash": row["hash"]})
+    return DecisionRecord(**row)
 
 
 def read_heads(session, subjects) -> dict[str, tuple[int, str]]:
