@@ -3,8 +3,9 @@ by GET /v1/customers and the console (api/reports/console.customers).
 
 - search `q`: the id itself, an id starting with q (a range of the primary key), or a name containing q. On
   SQLite a term of 3 or more characters is looked up in the FTS5 trigram table `customer_search` (migration
-  0020) and the candidates re-checked with LIKE; on PostgreSQL ILIKE, served by the pg_trgm GIN index. A 1–2
-  character term (no trigram) is a LIKE scan. The re-check makes the indexed answer the scan's, exactly:
+  0020) and the candidates re-checked with the scan's predicate; a common term (more than RARE hits) is the
+  scan, which fills a page after a few rows; on PostgreSQL ILIKE, served by the pg_trgm GIN index. A 1–2
+  character term (no trigram) is the scan. The re-check makes the indexed answer the scan's, exactly:
   name matching is case-insensitive for ASCII letters on SQLite (LIKE), for every cased letter on PostgreSQL.
 - filters: bucket, tier, reputation, stage (the last recorded decision's: customers.last_*), segment
   (customer_segments), collector, hold (a credit hold in force today): each an index range ordered by id.
@@ -103,25 +104,39 @@ def _like(text_: str) -> str:
     return "%" + text_.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-def name_matches(q: str, dialect: str, indexed: bool = True):
-    """A name containing q. `indexed=False`: the plain scan, what the index must answer identically."""
+RARE = 2_000                  # SQLite: a term with at most this many trigram hits is looked up; more, scanned
+
+
+def _scan(q: str, dialect: str):
     if dialect == "postgresql":
         return Customer.name.ilike(_like(q), escape="\\")     # pg_trgm's GIN index serves it (3+ characters)
-    scan = Customer.name.like(_like(q), escape="\\")
-    if not indexed or len(q) < TRIGRAM:
+    if not any(ch.isascii() and ch.isalpha() for ch in q):
+        # no letter LIKE would fold: instr() is the same match, a plain substring search several times cheaper
+        return func.instr(Customer.name, q) > 0
+    return Customer.name.like(_like(q), escape="\\")
+
+
+def name_matches(s, q: str, dialect: str, indexed: bool = True):
+    """A name containing q. `indexed=False`: the plain scan, which the indexed answer must equal."""
+    scan = _scan(q, dialect)
+    if dialect != "sqlite" or not indexed or len(q) < TRIGRAM:
         return scan
+    # the trigram table's hits in rowid order, stopped after RARE: a rare term's few candidates (re-checked by
+    # the scan's predicate) are looked up by rowid; a common one is a scan that fills a page after a few rows
     phrase = '"' + q.replace('"', '""') + '"'          # one FTS5 string: the substring, no query syntax
-    hits = select(literal_column("rowid")).select_from(text("customer_search")).where(
-        text("customer_search MATCH :phrase").bindparams(phrase=phrase))
+    hits = s.execute(text("SELECT rowid FROM customer_search WHERE customer_search MATCH :p LIMIT :n"),
+                     {"p": phrase, "n": RARE + 1}).scalars().all()
+    if len(hits) > RARE:
+        return scan
     return and_(literal_column("customers.rowid").in_(hits), scan)
 
 
-def matches(q: str, dialect: str, indexed: bool = True):
+def matches(s, q: str, dialect: str, indexed: bool = True):
     return or_(Customer.id == q, and_(Customer.id >= q, Customer.id < q + _MAX_CHAR),
-               name_matches(q, dialect, indexed))
+               name_matches(s, q, dialect, indexed))
 
 
-def _filtered(f: dict, dialect: str, today: dt.date, indexed: bool):
+def _filtered(s, f: dict, dialect: str, today: dt.date, indexed: bool):
     conds = []
     for key, col in (("bucket", Customer.last_bucket), ("tier", Customer.last_tier),
                      ("reputation", Customer.last_reputation), ("stage", Customer.last_stage),
@@ -136,7 +151,7 @@ def _filtered(f: dict, dialect: str, today: dt.date, indexed: bool):
                                                     or_(CreditHold.until.is_(None), CreditHold.until >= today))
         conds.append(Customer.id.in_(held) if f["hold"] == "yes" else not_(Customer.id.in_(held)))
     if f.get("q"):
-        conds.append(matches(f["q"], dialect, indexed))
+        conds.append(matches(s, f["q"], dialect, indexed))
     return conds
 
 
@@ -148,7 +163,7 @@ def search(ctx, f: dict, *, limit: int = 50, count: bool = False, indexed: bool 
     today = ctx.today()
     with ctx.read_tx() as s:
         dialect = s.get_bind().dialect.name
-        conds = _filtered(f, dialect, today, indexed)
+        conds = _filtered(s, f, dialect, today, indexed)
         after = f.get("after")
         if after is not None:
             value, last_id = after
@@ -173,7 +188,7 @@ def search(ctx, f: dict, *, limit: int = 50, count: bool = False, indexed: bool 
             if after is None and not more:
                 total = len(page)                   # the first page is the last: it saw every match
             else:
-                matching = _filtered(f, dialect, today, indexed)
+                matching = _filtered(s, f, dialect, today, indexed)
                 capped = select(Customer.id).where(*matching).limit(COUNT_CAP + 1).subquery()
                 total = s.execute(select(func.count()).select_from(capped)).scalar_one()
             out["total"], out["total_capped"] = min(total, COUNT_CAP), total > COUNT_CAP
