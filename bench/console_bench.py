@@ -32,7 +32,8 @@ import tempfile
 import time
 
 HERE = pathlib.Path(__file__).resolve().parent
-ROOT = HERE.parent
+# --tree PATH: the code of another checkout (e.g. `git worktree add /tmp/before <commit>`) with this bench
+ROOT = pathlib.Path(sys.argv[sys.argv.index("--tree") + 1]).resolve() if "--tree" in sys.argv else HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
 
@@ -64,15 +65,37 @@ def chinese_names(url: str) -> None:
     engine.dispose()
 
 
-def pages(n: int) -> dict[str, str]:
+def keyset() -> bool:
+    """The tree's list pages by cursor (issue 14's customer_list) rather than by page number."""
+    return (ROOT / "api" / "service" / "customer_list.py").exists()
+
+
+def pages(n: int, url: str) -> dict[str, str]:
     deep = max(1, n // 50 // 2)
+    if keyset():       # the same rows as ?page=deep: continue after the last id of the page before it
+        from sqlalchemy import create_engine, select
+
+        from api.store.tables import Customer
+        engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+        with engine.connect() as conn:
+            last = conn.execute(select(Customer.id).order_by(Customer.id).offset((deep - 1) * 50 - 1).limit(1)).scalar()
+        engine.dispose()
+        deep_path = f"/console/customers?cursor={last}"
+        more = {"customers filter tier": "/console/customers?tier=large",
+                "customers filter reputation": "/console/customers?reputation=low",
+                "customers filter hold": "/console/customers?hold=yes",
+                "customers sort outstanding desc": "/console/customers?sort=outstanding&dir=desc",
+                "customers 中文 + tier": "/console/customers?q=有限公司&tier=medium"}
+    else:
+        deep_path, more = f"/console/customers?page={deep}", {}
     return {"customers p1": "/console/customers",
-            f"customers p{deep}": f"/console/customers?page={deep}",
+            f"customers p{deep}": deep_path,
             "customers search id": "/console/customers?q=C00012",
             "customers search 中文": "/console/customers?q=有限公司",
             "customers search 中文 rare": "/console/customers?q=宏达机械",
             "customers sort name desc": "/console/customers?sort=name&dir=desc",
             "customers filter stage": "/console/customers?stage=2",
+            **more,
             "customer page": "/console/customers/C0000042?as_of=" + AS_OF.isoformat(),
             "worklist": "/console/worklist",
             "trail": "/console/trail",
@@ -100,7 +123,7 @@ def measure_times(times: list[float]) -> dict:
             "max": round(times[-1], 1), "n": repeats}
 
 
-def run_backend(name: str, url: str, n: int, repeats: int, overview_repeats: int) -> dict:
+def run_backend(name: str, url: str, n: int, repeats: int, overview_repeats: int, only: str | None = None) -> dict:
     from api.http.app import create_app
     from api.service import users
     t0 = time.perf_counter()
@@ -115,9 +138,19 @@ def run_backend(name: str, url: str, n: int, repeats: int, overview_repeats: int
     r = client.post("/console/sign-in", data={"csrf_token": token, "name": "bench", "password": "bench-password"})
     assert r.status_code == 302, r.status_code
     out = {}
-    for label, path in pages(n).items():
+    if only == "customers":         # the list's summary comes from decisions: the sweep decides the book first
+        from api.jobs import sweep
+        t0 = time.perf_counter()
+        sweep.run_sweep(app.extensions["creditctl"], AS_OF, "bench")
+        print(f"[{name}] sweep: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    for label, path in pages(n, url).items():
+        if only and not label.startswith(only):
+            continue
         out[label] = measure(client, path, repeats)
         print(f"[{name}] {label:<28} p50 {out[label]['p50']:>8} ms  p95 {out[label]['p95']:>8} ms", file=sys.stderr)
+    if only:
+        app.extensions["creditctl.engine"].dispose()
+        return out
     out["overview"] = measure(client, "/console/overview", repeats)
     app.config.update(CONSOLE_FIGURES_SECONDS=0, CONSOLE_LIVE_FIGURES_MAX=10**9)
     out["overview figures (live: whole book)"] = measure(client, "/console/overview/figures", overview_repeats)
@@ -150,12 +183,14 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--overview-repeats", type=int, default=3)
     ap.add_argument("--backends", default="sqlite,postgresql")
+    ap.add_argument("--tree", help="import the code of this checkout instead of this one's")
+    ap.add_argument("--only", choices=["customers"], help="only the customer list and page (after a sweep)")
     args = ap.parse_args(argv)
-    results = {"customers": args.customers, "backends": {}}
+    results = {"customers": args.customers, "tree": str(ROOT), "backends": {}}
     with tempfile.TemporaryDirectory() as tmp:
         if "sqlite" in args.backends:
             results["backends"]["sqlite"] = run_backend("sqlite", f"sqlite:///{tmp}/console.sqlite3", args.customers,
-                                                        args.repeats, args.overview_repeats)
+                                                        args.repeats, args.overview_repeats, args.only)
         if "postgresql" in args.backends and pg_reachable(PG_ADMIN) is None:
             import psycopg
             db = f"creditctl_console_bench_{os.getpid()}"
@@ -164,7 +199,7 @@ def main(argv=None) -> int:
             try:
                 results["backends"]["postgresql"] = run_backend(
                     "postgresql", f"{PG_ADMIN.rsplit('/', 1)[0]}/{db}", args.customers, args.repeats,
-                    args.overview_repeats)
+                    args.overview_repeats, args.only)
             finally:
                 with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
                     conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')

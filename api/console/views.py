@@ -274,23 +274,25 @@ def _int_arg(name: str, default=None, low=0, high=10**6):
     return int(raw)
 
 
+LIST_ARGS = ("q", "bucket", "tier", "reputation", "stage", "segment", "collector", "hold", "sort", "dir")
+
+
 @bp.get("/customers")
 def customers():
     need("customers:read")
-    args = {k: request.args.get(k, "").strip() for k in ("q", "bucket", "collector", "sort", "dir")}
-    stage = _int_arg("stage", None, 0, 99)
-    page = _int_arg("page", 1, 1)
-    data = views_data.customers(ctx(), q=args["q"] or None, bucket=args["bucket"] or None, stage=stage,
-                                collector=args["collector"] or None, sort=args["sort"] or "id",
-                                desc=args["dir"] == "desc", page=page)
-    query = {k: v for k, v in {**args, "stage": "" if stage is None else stage}.items() if v != ""}
+    args = {k: request.args.get(k, "").strip() for k in LIST_ARGS}
+    data = views_data.customers(ctx(), {**args, "cursor": request.args.get("cursor", "")})
+    query = {k: v for k, v in args.items() if v != ""}
 
-    def page_url(n):
-        return url_for("console.customers") + "?" + urlencode({**query, "page": n})
+    def list_url(cursor=None):
+        return url_for("console.customers") + "?" + urlencode({**query, **({"cursor": cursor} if cursor else {})})
     with ctx().read_tx() as s:
-        buckets = list(ctx().registry.active(s).band_classes["aging_bucket"].labels)
+        classes = ctx().registry.active(s).band_classes
+        labels = {k: list(classes[c].labels) for k, c in (("bucket", "aging_bucket"), ("tier", "amount_tier"),
+                                                          ("reputation", "reputation"))}
     template = "_customer_rows.html" if is_htmx() else "customers.html"
-    return render_template(template, data=data, args=args, stage=stage, page_url=page_url, buckets=buckets,
+    return render_template(template, data=data, args=args, list_url=list_url, labels=labels,
+                           first_page=bool(request.args.get("cursor")), segments=views_data.segments(ctx()),
                            collectors=views_data.collectors(ctx()), stages=range(0, 4))
 
 

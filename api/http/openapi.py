@@ -479,11 +479,23 @@ def spec() -> dict:
     ref = lambda n: {"$ref": f"#/components/schemas/{n}"}  # noqa: E731
     cid = _path("customer_id")
     s.path("/v1/customers", operations={
-        "get": _op("Search and page through the credit files (by id, id prefix or part of the name; ordered by id)",
+        "get": _op("Search, filter, sort and page through the credit files: `q` matches the id, an id prefix or "
+                   "part of the name (Chinese included); bucket, tier, reputation, stage and segment are the last "
+                   "recorded decision's classification (`last_decision`), hold a credit hold in force today; "
+                   "`next_cursor` continues the same query (keyset: stable at any depth)",
                    "customers:read", None, 200,
                    [_query("q", {"type": "string", "maxLength": 128}),
                     _query("limit", {"type": "integer", "minimum": 1, "maximum": 200}),
-                    _query("cursor", {"type": "string", "maxLength": 128})], "customers", (401, 403, 422))})
+                    _query("cursor", {"type": "string", "maxLength": 512}),
+                    _query("sort", {"type": "string", "enum": ["id", "name", "outstanding", "stage"]}),
+                    _query("dir", {"type": "string", "enum": ["asc", "desc"]}),
+                    _query("bucket", {"type": "string", "description": "an aging_bucket label of the policy"}),
+                    _query("tier", {"type": "string", "description": "an amount_tier label of the policy"}),
+                    _query("reputation", {"type": "string", "description": "a reputation label of the policy"}),
+                    _query("stage", {"type": "integer", "minimum": 0, "maximum": 99}),
+                    _query("segment", {"type": "string", "maxLength": 128}),
+                    _query("collector", {"type": "string", "maxLength": 128}),
+                    _query("hold", {"type": "string", "enum": ["yes", "no"]})], "customers", (401, 403, 422))})
     s.path("/v1/customers/{customer_id}", operations={
         "put": _op("Create or replace a credit file. Decision fields (credit_score, approved_limit, "
                    "approved_terms_days, arrears_reason and, on an existing file, type, industry, region, size, "

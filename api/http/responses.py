@@ -129,7 +129,13 @@ CREDIT_FILE = obj(
     id=TEXT, name=TEXT, type=TEXT, industry=TEXT, region=TEXT, size=TEXT, since=DATE, tags=array(TEXT),
     credit_score=null(INT), external_rating=null(INT), collector=null(TEXT), arrears_reason=null(TEXT),
     deal_type=null(TEXT), approved_limit=null(MONEY), approved_terms_days=null(INT), last_reviewed_on=null(DATE))
-CUSTOMER_LIST = all_of(customers=array(ref("CreditFile")), next_cursor=null(TEXT))
+LAST_DECISION = null(all_of(
+    as_of=DATE, aging_bucket=TEXT, amount_tier=null(TEXT), reputation=null(TEXT), stage=INT, segments=array(TEXT),
+    outstanding=MONEY, credit_score=null(INT)))
+CUSTOMER_LIST = all_of(customers=array({"allOf": [ref("CreditFile"), all_of(
+    on_hold=BOOL, last_decision={**LAST_DECISION, "description": "the last recorded decision's classification "
+                                                                  "(null before the first)"})]}),
+    next_cursor=null(TEXT))
 CUSTOMER_VIEW = {"allOf": [ref("CreditFile"), obj(
     ["as_of", "policy_version", "classification", "credit", "dunning_stage", "alerts"],
     as_of=DATE, policy_version=HASH, classification=CLASSIFICATION, score=null(INT), dunning_stage=INT,

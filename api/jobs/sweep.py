@@ -37,7 +37,7 @@ from ..reports import figures
 from ..reports.book import Bands
 from ..service import legal_cases
 from ..service.audit import checkpoint_if_configured
-from ..service.decide import action_rows, remember_last_evaluations
+from ..service.decide import action_rows, remember_last_evaluations, summary_of
 from ..store import trail
 from ..store.database import insert_ignoring_duplicates
 from ..store.ledger import load_cases
@@ -370,7 +370,7 @@ _STATE = (update(DunningState.__table__).where(DunningState.__table__.c.customer
 def _write_states(s, evaluated: list[_Evaluated], as_of: dt.date) -> None:
     """Each customer's latest evaluation (customers.last_*) and dunning state, in batched statements."""
     conn = s.connection()
-    remember_last_evaluations(s, [(e.customer_id, e.data) for e in evaluated], as_of)
+    remember_last_evaluations(s, [(e.customer_id, summary_of(e.data, e.exponent)) for e in evaluated], as_of)
     inserts, updates = [], []
     for e in evaluated:
         stepped = _step_state(e.state, e.data, as_of)

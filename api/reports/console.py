@@ -1,28 +1,28 @@
 """Read-only views the console (api/console/) shows: the customer list, a customer's timeline and
 current decision, the worklist, the overview's counters, the sweep and job runs.
 
-The customer list filters and sorts on stored, indexed columns only (migration 0008): id / name,
-customers.last_bucket (the bucket of the customer's last evaluation), customers.collector and
-dunning_states.stage, so a page costs one indexed query and one count at any size of book.
+The customer list is api/service/customer_list.py's (the same as GET /v1/customers): stored, indexed
+columns only (migrations 0008, 0020), a keyset page and a capped count at any size of book.
 """
 from __future__ import annotations
 
 import datetime as dt
 import json
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 
 from engine.evaluator import evaluate_loaded
 from rules.money import minor_str, to_minor
 
-from ..errors import invalid, not_found
-from ..service import referrals
+from ..errors import not_found
+from ..service import customer_list, referrals
 from ..store.ledger import load_cases
 from ..store.policy_store import with_retry
 from . import book, figures
 from ..store.tables import (
     Action,
     Customer,
+    CustomerSegment,
     DecisionRecord,
     Dispute,
     DunningState,
@@ -36,61 +36,30 @@ from ..store.tables import (
 )
 
 PAGE_SIZE = 50
-SORTS = {"id": (Customer.id,), "name": (Customer.name, Customer.id), "bucket": (Customer.last_bucket, Customer.id),
-         "score": (Customer.last_score, Customer.id), "collector": (Customer.collector, Customer.id)}
 
 
-def _like(text: str) -> str:
-    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-
-
-def _matches(q: str, dialect: str):
-    """The search: the id itself or an id starting with q, or a name containing q. Names in Chinese (no
-    letter case) are matched with instr() on SQLite, a plain substring search several times cheaper than
-    LIKE's character-by-character pattern walk; Latin text keeps LIKE (case-insensitive on SQLite)."""
-    if not q.isascii() and dialect == "sqlite":
-        name = func.instr(Customer.name, q) > 0
-    else:
-        name = Customer.name.like(_like(q), escape="\\")
-    return or_(Customer.id == q, Customer.id.like(q.replace("%", "") + "%"), name)
-
-
-def customers(service, *, q=None, bucket=None, stage=None, collector=None, sort="id", desc=False,
-              page=1, per_page=PAGE_SIZE) -> dict:
-    """One page of the customer list and the number of customers that match."""
-    if sort not in SORTS:
-        raise invalid({"sort": [f"one of {', '.join(SORTS)}"]})
-    if page < 1 or page > 1_000_000:
-        raise invalid({"page": ["between 1 and 1000000"]})
-    stage_col = func.coalesce(DunningState.stage, 0)
-    base = select(Customer.id)
-    if stage is not None:            # joined only for this filter: a count need not look up every customer's state
-        base = base.outerjoin(DunningState, DunningState.customer_id == Customer.id).where(stage_col == stage)
-    if bucket:
-        base = base.where(Customer.last_bucket == bucket)
-    if collector:
-        base = base.where(Customer.collector == collector)
-    cols = [c.desc() if desc else c for c in SORTS[sort]]
-    offset = (page - 1) * per_page
+def customers(service, args: dict, per_page: int = PAGE_SIZE) -> dict:
+    """One page of the customer list (api/service/customer_list.py: search, filters, sort, keyset cursor)
+    and how many customers match (counted up to customer_list.COUNT_CAP)."""
     with service.read_tx() as s:
-        if q:
-            base = base.where(_matches(q, s.get_bind().dialect.name))
-        page_ids = s.execute(base.order_by(*cols).limit(per_page).offset(offset)).scalars().all()
-        if 0 < len(page_ids) < per_page or (page == 1 and not page_ids):
-            total = offset + len(page_ids)      # the last page: reading it saw every match (a rare term: one pass)
-        else:
-            total = s.execute(select(func.count()).select_from(base.subquery())).scalar_one()
-        query = (select(Customer.id, Customer.name, Customer.collector, Customer.last_bucket, Customer.last_score,
-                        Customer.approved_limit_minor, stage_col.label("stage"))
-                 .outerjoin(DunningState, DunningState.customer_id == Customer.id)
-                 .where(Customer.id.in_(page_ids)).order_by(*cols))
-        rows = [dict(r._mapping) for r in s.execute(query)] if page_ids else []
-        exp = service.registry.active(s).exponent
-    for r in rows:
-        minor = r.pop("approved_limit_minor")
-        r["approved_limit"] = None if minor is None else minor_str(minor, exp)
-    return {"rows": rows, "total": total, "page": page, "pages": max(1, -(-total // per_page)),
-            "per_page": per_page}
+        f = customer_list.validate(service.registry.active(s), args)
+    got = customer_list.search(service, f, limit=per_page, count=True)
+    exp = got["exponent"]
+    rows = [{"id": c.id, "name": c.name, "collector": c.collector, "last_bucket": c.last_bucket,
+             "last_score": c.last_score, "tier": c.last_tier, "reputation": c.last_reputation,
+             "stage": c.last_stage, "segments": list(c.last_segments or []), "on_hold": held,
+             "outstanding": None if c.last_as_of is None else minor_str(c.last_outstanding_minor or 0, exp),
+             "approved_limit": None if c.approved_limit_minor is None else minor_str(c.approved_limit_minor, exp)}
+            for c, held in got["rows"]]
+    return {"rows": rows, "total": got["total"], "total_capped": got["total_capped"],
+            "next_cursor": got["next_cursor"], "filters": f, "per_page": per_page}
+
+
+def segments(service) -> list[str]:
+    """The segments customers' last decisions put them in (the list's segment filter)."""
+    with service.read_tx() as s:
+        return list(s.execute(select(CustomerSegment.segment).distinct().order_by(CustomerSegment.segment)
+                              .limit(200)).scalars())
 
 
 def collectors(service) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 
 from marshmallow import ValidationError
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 
 from engine.evaluator import evaluate_loaded
 from engine.facts import CustomerSchema
@@ -14,6 +14,7 @@ from ..store import trail
 from ..store.ledger import customer_dict, load_cases
 from ..store.policy_store import with_retry
 from ..store.tables import Customer, DecisionRecord
+from . import customer_list
 from .validation import canonical, check_categories, check_dates, check_lengths, money_minor
 
 _FILE_FIELDS = ("name", "type", "industry", "region", "size", "since", "credit_score", "external_rating",
@@ -168,23 +169,14 @@ def counts(ctx) -> dict:
 
 
 LIST_LIMIT_MAX = 200
+LIST_PARAMS = ("q", "limit", "cursor", "sort", "dir", *customer_list.FILTERS)
 
 
-def _like(text: str) -> str:
-    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-
-
-def list_customers(ctx, *, q: str | None = None, limit: int = 50, cursor: str | None = None) -> dict:
-    """Credit files ordered by id (a stable order), `limit` at a time; `q` matches the id exactly or as a
-    prefix, or any part of the name (case-insensitive; Chinese as typed). `next_cursor` (the last id of
-    the page) continues the list, None on the last page."""
-    query = select(Customer).order_by(Customer.id).limit(limit + 1)
-    if q:
-        query = query.where(or_(Customer.id == q, Customer.id.like(_like(q)[1:], escape="\\"),
-                                Customer.name.ilike(_like(q), escape="\\")))
-    if cursor:
-        query = query.where(Customer.id > cursor)
+def list_customers(ctx, args: dict, limit: int = 50) -> dict:
+    """Credit files matching search and filters (api/service/customer_list.py), `limit` at a time, each with
+    the last recorded decision's classification; `next_cursor` continues the list, None on the last page."""
     with ctx.read_tx() as s:
-        rows = s.execute(query).scalars().all()
-        page = [customer_dict(c) for c in rows[:limit]]
-    return {"customers": page, "next_cursor": page[-1]["id"] if len(rows) > limit else None}
+        f = customer_list.validate(ctx.registry.active(s), args)
+    got = customer_list.search(ctx, f, limit=limit)
+    return {"customers": [{**customer_dict(c), **customer_list.summary_dict(c, held, got["exponent"])}
+                          for c, held in got["rows"]], "next_cursor": got["next_cursor"]}

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import bindparam, inspect, or_, select, update
+from sqlalchemy import bindparam, delete, exists, insert, or_, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
 from engine.errors import EngineFailure
@@ -19,7 +19,7 @@ from ..store import trail
 from ..store.database import insert_ignoring_duplicates
 from ..store.ledger import load_cases
 from ..store.policy_store import with_retry
-from ..store.tables import Action, Customer
+from ..store.tables import Action, Customer, CustomerSegment
 from . import legal_cases
 from .validation import canonical
 
@@ -33,8 +33,19 @@ _CLOSE_SETTLED = (update(Action.__table__)
 _C = Customer.__table__.c
 _LAST = (update(Customer.__table__)
          .where(_C.id == bindparam("b_id"), or_(_C.last_as_of.is_(None), _C.last_as_of <= bindparam("b_as_of")))
-         .values(last_as_of=bindparam("b_as_of"), last_bucket=bindparam("b_bucket"), last_score=bindparam("b_score")))
-_REMEMBER = update(Customer.__table__).where(_C.id == bindparam("b_id"))    # last_* given at execution
+         .values(last_as_of=bindparam("b_as_of"), last_bucket=bindparam("b_bucket"), last_score=bindparam("b_score"),
+                 last_tier=bindparam("b_tier"), last_reputation=bindparam("b_reputation"),
+                 last_stage=bindparam("b_stage"), last_outstanding_minor=bindparam("b_outstanding"),
+                 last_segments=bindparam("b_segments", type_=Customer.__table__.c.last_segments.type)))
+# the segment rows follow the update above: rewritten only where it applied (the customer's last_as_of is now
+# this day's), so a batch needs no read of which customers a later day's decision had already taken
+_SG = CustomerSegment.__table__.c
+_APPLIED = exists().where(_C.id == bindparam("b_id"), _C.last_as_of == bindparam("b_as_of"))
+_CLEAR_SEGMENTS = delete(CustomerSegment.__table__).where(_SG.customer_id == bindparam("b_id"), _APPLIED)
+_ADD_SEGMENT = insert(CustomerSegment.__table__).from_select(
+    ["segment", "customer_id"],
+    select(bindparam("b_segment", type_=_SG.segment.type), bindparam("b_cid", type_=_SG.customer_id.type))
+    .where(exists().where(_C.id == bindparam("b_cid"), _C.last_as_of == bindparam("b_day"))))
 _LOCK_CUSTOMER = select(Customer).where(Customer.id == bindparam("customer_id")).with_for_update()
 
 
@@ -73,16 +84,16 @@ def decide(ctx, s, customer: Customer, as_of: dt.date, *, kind, actor, request_i
     rec = trail.append(s, subject=customer.id, kind=kind, actor=actor, request_id=request_id, as_of=as_of,
                        facts=facts, policy_version=policy.version, result=decision.json, outcome=outcome,
                        created_at=ctx.clock())
-    if remember and (customer.last_as_of is None or as_of >= customer.last_as_of):
-        last = {"last_as_of": as_of, "last_bucket": data["classification"]["aging_bucket"],
-                "last_score": data["score"]["value"]}
-        if inspect(customer).persistent:       # its row is written: Core, the object told the values are stored
-            s.connection().execute(_REMEMBER, {"b_id": customer.id, **last})
-            for name, value in last.items():
-                set_committed_value(customer, name, value)
-        else:
-            for name, value in last.items():
-                setattr(customer, name, value)
+    if remember:
+        summary = summary_of(data, policy.exponent)
+        remember_last_evaluations(s, [(customer.id, summary)], as_of)
+        if customer.last_as_of is None or as_of >= customer.last_as_of:     # the session's copy: as written
+            for field, value in (("last_as_of", as_of), ("last_bucket", summary["bucket"]),
+                                 ("last_score", summary["score"]), ("last_tier", summary["tier"]),
+                                 ("last_reputation", summary["reputation"]), ("last_stage", summary["stage"]),
+                                 ("last_outstanding_minor", summary["outstanding"]),
+                                 ("last_segments", summary["segments"])):
+                set_committed_value(customer, field, value)
     if persist_actions:
         rows = action_rows(customer.id, data, rec.id, policy.exponent)
         if rows:
@@ -99,10 +110,30 @@ def close_settled_actions(s, customer_id, data, as_of):
     s.execute(_CLOSE_SETTLED, {"b_customer_id": customer_id, "b_as_of": as_of, "b_still_open": still_open})
 
 
+def summary_of(data: dict, exponent: int) -> dict:
+    """What a decision leaves on the customer (customers.last_*): small, so an importer's worker process
+    sends it back instead of the decision."""
+    c = data["classification"]
+    return {"bucket": c["aging_bucket"], "score": data["score"]["value"], "tier": c["amount_tier"],
+            "reputation": c["reputation"], "stage": data["dunning"]["stage"],
+            "outstanding": to_minor(data["credit"]["outstanding"], exponent),
+            "segments": [seg["id"] for seg in c["segments"]]}
+
+
 def remember_last_evaluations(s, decided: list[tuple[str, dict]], as_of: dt.date) -> None:
-    """customers.last_* from each (customer id, decision data) of a batch, unless a later day's is there:
-    what the next evaluation's "since the last evaluation" alerts compare with."""
-    rows = [{"b_id": cid, "b_as_of": as_of, "b_bucket": data["classification"]["aging_bucket"],
-             "b_score": data["score"]["value"]} for cid, data in decided]
-    if rows:
-        s.connection().execute(_LAST, rows)
+    """customers.last_* and customer_segments from each (customer id, summary_of(decision)) of a batch, unless
+    a later day's is there: what the next evaluation's "since the last evaluation" alerts compare with, and
+    what the customer list filters on. The one writer of them: the request path's decide, the sweep and the
+    importer all come here, in the transaction that records the decision."""
+    rows = [{"b_id": cid, "b_as_of": as_of, "b_bucket": m["bucket"], "b_score": m["score"], "b_tier": m["tier"],
+             "b_reputation": m["reputation"], "b_stage": m["stage"], "b_outstanding": m["outstanding"],
+             "b_segments": m["segments"]} for cid, m in decided]
+    if not rows:
+        return
+    s.flush()                   # an ORM change of the same customer first: the statements below see it
+    conn = s.connection()
+    conn.execute(_LAST, rows)
+    conn.execute(_CLEAR_SEGMENTS, [{"b_id": r["b_id"], "b_as_of": as_of} for r in rows])
+    adds = [{"b_segment": seg, "b_cid": cid, "b_day": as_of} for cid, m in decided for seg in dict.fromkeys(m["segments"])]
+    if adds:
+        conn.execute(_ADD_SEGMENT, adds)

@@ -50,7 +50,28 @@ class Customer(Base):
     last_as_of: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
     last_bucket: Mapped[str | None] = mapped_column(String(64), nullable=True)
     last_score: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # the rest of the last decision's classification (migration 0020): what the customer list filters and
+    # sorts on; written with last_* by every decision writer (api/service/decide.py)
+    last_tier: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    last_reputation: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    last_stage: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_outstanding_minor: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    last_segments: Mapped[list | None] = mapped_column(JSON, nullable=True)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    __table_args__ = (Index("ix_customers_name", "name", "id"), Index("ix_customers_last_bucket", "last_bucket", "id"),
+                      Index("ix_customers_collector", "collector", "id"),
+                      Index("ix_customers_last_tier", "last_tier", "id"),
+                      Index("ix_customers_last_reputation", "last_reputation", "id"),
+                      Index("ix_customers_last_stage", "last_stage", "id"),
+                      Index("ix_customers_last_outstanding", "last_outstanding_minor", "id"))
+
+
+class CustomerSegment(Base):
+    """The segments of a customer's last decision, one row each: the list's segment filter is an index range."""
+    __tablename__ = "customer_segments"
+    segment: Mapped[str] = mapped_column(String(128), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), primary_key=True)
+    __table_args__ = (Index("ix_customer_segments_customer", "customer_id"),)
 
 
 class Invoice(Base):

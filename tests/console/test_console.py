@@ -209,13 +209,49 @@ def test_customer_list_filters_sorts_and_pages(console, page):
     names = page.locator("#customer-rows tbody td:nth-child(2)").all_inner_texts()
     assert names[0] == "客户055" and names == sorted(names, reverse=True)
     page.goto(api.base_url + "/console/customers")
-    assert "第 1 / 2 页" in page.inner_text("#customer-count")
+    assert page.inner_text("#customer-count").startswith("共 57 个客户")
+    assert page.locator("#customer-rows tbody tr").count() == 50 and page.locator("#first-page").count() == 0
     page.click("#next-page")
-    page.wait_for_function("document.querySelector('#customer-count').innerText.includes('第 2 / 2 页')")
-    assert page.locator("#customer-rows tbody tr").count() == 7
-    assert "page=2" in page.url                                      # hx-push-url: the page can be linked
-    r = page.goto(api.base_url + "/console/customers?page=0")
-    assert r.status == 422 and "page" in page.content()
+    page.wait_for_selector("#first-page")
+    assert page.locator("#customer-rows tbody tr").count() == 7 and page.locator("#next-page").count() == 0
+    assert "cursor=" in page.url                                     # hx-push-url: the page can be linked
+    r = page.goto(api.base_url + "/console/customers?tier=huge")
+    assert r.status == 422 and "tier" in page.content()
+
+
+def test_customer_list_filters_by_the_last_decisions_classification_and_hold(console, page):
+    api = console
+    ids = _book(api)                      # decided by their events and the sweep: large / medium / small tier
+    plant = api.customer(f"C-plant-{api.backend}", name="苏州精工机械厂", industry="manufacturing")
+    api.invoice(plant, "180000.00", due=-10, issued=-40)              # manufacturing + large: a segment
+    r = api.put(f"/v1/customers/{ids['small']}/hold", {"reason": "对账争议"}, role="controller")
+    assert r.status_code in (200, 201), r.text
+    sign_in(page, api, "controller")
+    page.goto(api.base_url + "/console/customers")
+    page.wait_for_selector("#customer-rows tbody a")
+
+    def listed():
+        return page.locator("#customer-rows tbody td:first-child a").all_inner_texts()
+    with page.expect_response(lambda r: "tier=large" in r.url):
+        page.select_option("select[name=tier]", "large")
+    page.wait_for_function("document.querySelectorAll('#customer-rows tbody a').length === 2")
+    assert listed() == sorted([ids["big"], plant]) and "tier=large" in page.url
+    assert page.locator("#customer-rows tbody td:nth-child(4)").all_inner_texts() == ["large", "large"]
+    page.select_option("select[name=tier]", "")
+    with page.expect_response(lambda r: "hold=yes" in r.url):
+        page.select_option("select[name=hold]", "yes")
+    page.wait_for_function("document.querySelectorAll('#customer-rows tbody a').length === 1")
+    assert listed() == [ids["small"]] and "停止赊销中" in page.inner_text("#customer-rows tbody")
+    page.select_option("select[name=hold]", "no")
+    page.wait_for_function("document.querySelectorAll('#customer-rows tbody a').length === 3")
+    assert listed() == sorted([ids["big"], ids["mid"], plant])
+    page.select_option("select[name=hold]", "")
+    page.wait_for_function("document.querySelectorAll('#customer-rows tbody a').length >= 4")
+    with page.expect_response(lambda r: "segment=segment.manufacturing_large" in r.url):
+        page.select_option("select[name=segment]", "segment.manufacturing_large")
+    page.wait_for_function("document.querySelectorAll('#customer-rows tbody a').length === 1")
+    assert listed() == [plant]
+    shot(page, api.backend, "customers-filtered")
 
 
 # ---------------------------------------------------------------------------------------- security

@@ -11,20 +11,17 @@ bp = Blueprint("customers", __name__)
 
 @bp.get("/customers")
 def list_customers():
-    """Search (id or name) and page through the credit files: ?q=&limit=&cursor= (next_cursor)."""
+    """Search, filter, sort and page through the credit files (api/service/customer_list.py)."""
     current_key("customers:read")
     args = request.args
-    unknown = sorted(set(args) - {"q", "limit", "cursor"})
+    unknown = sorted(set(args) - set(customers.LIST_PARAMS))
     if unknown:
-        raise invalid({k: ["unknown parameter; one of q, limit, cursor"] for k in unknown})
+        raise invalid({k: [f"unknown parameter; one of {', '.join(customers.LIST_PARAMS)}"] for k in unknown})
     raw = args.get("limit", "50")
     if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= customers.LIST_LIMIT_MAX:
         raise invalid({"limit": [f"an integer from 1 to {customers.LIST_LIMIT_MAX}"]})
-    q, cursor = args.get("q") or None, args.get("cursor") or None
-    for name, value in (("q", q), ("cursor", cursor)):
-        if value is not None and len(value) > 128:
-            raise invalid({name: ["at most 128 characters"]})
-    return json_response(customers.list_customers(ctx(), q=q, limit=int(raw), cursor=cursor))
+    return json_response(customers.list_customers(ctx(), {k: args.get(k) for k in customers.LIST_PARAMS},
+                                                  limit=int(raw)))
 
 
 @bp.put("/customers/<customer_id>")

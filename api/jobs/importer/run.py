@@ -50,7 +50,7 @@ from ...reports import figures
 from ...reports.book import Bands
 from ...service.contacts import ContactSchema
 from ...service.customers import DECIDING_ROLES, DECISION_FIELDS, SEGMENT_FIELDS, record_decision_changes
-from ...service.decide import remember_last_evaluations
+from ...service.decide import remember_last_evaluations, summary_of
 from ...service.validation import DATE_MAX, DATE_MIN
 from ...store import trail
 from ...store.ledger import load_cases
@@ -748,8 +748,7 @@ def _evaluate_group(ctx, s, customers, as_of: dt.date, actor: str, import_id: st
                         "facts": canonical_json({"case": cases[c.id].plain, "as_of": iso_day, "order": None}),
                         "policy_version": policy.version, "result": decision.json, "outcome": decision.outcome})
         # what remember_last_evaluations reads: all a worker process sends back of the decision's data
-        last.append((c.id, {"classification": {"aging_bucket": decision.data["classification"]["aging_bucket"]},
-                            "score": {"value": decision.data["score"]["value"]}}))
+        last.append((c.id, summary_of(decision.data, policy.exponent)))
         shares[c.id] = (policy.version, figures.customer_share(bands, facts))
     return records, last, failures, shares
 

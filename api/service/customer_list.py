@@ -1,0 +1,209 @@
+"""The customer list: search, filters, sort and keyset pagination over stored, indexed columns only, shared
+by GET /v1/customers and the console (api/reports/console.customers).
+
+- search `q`: the id itself, an id starting with q (a range of the primary key), or a name containing q. On
+  SQLite a term of 3 or more characters is looked up in the FTS5 trigram table `customer_search` (migration
+  0020) and the candidates re-checked with the scan's predicate; a common term (more than RARE hits) is the
+  scan, which fills a page after a few rows; on PostgreSQL ILIKE, served by the pg_trgm GIN index. A 1–2
+  character term (no trigram) is the scan. The re-check makes the indexed answer the scan's, exactly:
+  name matching is case-insensitive for ASCII letters on SQLite (LIKE), for every cased letter on PostgreSQL.
+- filters: bucket, tier, reputation, stage (the last recorded decision's: customers.last_*), segment
+  (customer_segments), collector, hold (a credit hold in force today): each an index range ordered by id.
+- sort: id, name, outstanding, stage, ascending or descending, ties broken by id; `cursor` continues after
+  the last row of a page (a keyset: the same cost at any depth, stable under filters). For sort=id the cursor
+  is the last id (as before); otherwise an opaque token of (sort, value, id).
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+
+from sqlalchemy import and_, func, literal_column, not_, or_, select, text, tuple_
+
+from rules.money import minor_str
+
+from ..errors import invalid
+from ..store.tables import CreditHold, Customer, CustomerSegment
+
+SORTS = {"id": Customer.id, "name": Customer.name, "outstanding": Customer.last_outstanding_minor,
+         "stage": Customer.last_stage}
+FILTERS = ("bucket", "tier", "reputation", "stage", "segment", "collector", "hold")
+LIMIT_MAX = 200
+COUNT_CAP = 10_000            # a count stops here: a page never reads the whole book to say how many match
+TRIGRAM = 3
+_MAX_CHAR = "\U0010ffff"
+_CLASSES = {"bucket": "aging_bucket", "tier": "amount_tier", "reputation": "reputation"}
+
+
+def validate(policy, raw: dict) -> dict:
+    """The list's arguments as given (strings; absent or "" = not set) → typed, or 422 naming each bad one:
+    bucket / tier / reputation one of the active policy's labels, stage 0–99, hold yes/no, sort, dir."""
+    errors, out = {}, {}
+    for key in ("q", "segment", "collector", "cursor"):
+        value = (raw.get(key) or "").strip() or None
+        if value is not None and len(value) > (512 if key == "cursor" else 128):
+            errors[key] = [f"at most {512 if key == 'cursor' else 128} characters"]
+        out[key] = value
+    for key, cls in _CLASSES.items():
+        value = (raw.get(key) or "").strip() or None
+        labels = list(policy.band_classes[cls].labels)
+        if value is not None and value not in labels:
+            errors[key] = [f"one of {', '.join(labels)}"]
+        out[key] = value
+    stage = (raw.get("stage") or "").strip()
+    out["stage"] = None
+    if stage:
+        if not (stage.isascii() and stage.isdigit() and int(stage) <= 99):
+            errors["stage"] = ["a whole number from 0 to 99"]
+        else:
+            out["stage"] = int(stage)
+    hold = (raw.get("hold") or "").strip() or None
+    if hold not in (None, "yes", "no"):
+        errors["hold"] = ["yes or no"]
+    out["hold"] = hold
+    out["sort"] = (raw.get("sort") or "").strip() or "id"
+    if out["sort"] not in SORTS:
+        errors["sort"] = [f"one of {', '.join(SORTS)}"]
+    direction = (raw.get("dir") or "").strip() or "asc"
+    if direction not in ("asc", "desc"):
+        errors["dir"] = ["asc or desc"]
+    out["desc"] = direction == "desc"
+    if out["cursor"] and "sort" not in errors and "cursor" not in errors:
+        try:
+            out["after"] = decode_cursor(out["sort"], out["cursor"])
+        except ValueError:
+            errors["cursor"] = ["not a cursor of this list (sort changed?): start again without it"]
+    if errors:
+        raise invalid(errors)
+    return out
+
+
+def encode_cursor(sort: str, value, customer_id: str) -> str:
+    if sort == "id":
+        return customer_id
+    raw = json.dumps([sort, value, customer_id], ensure_ascii=False, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(sort: str, cursor: str) -> tuple:
+    if sort == "id":
+        return (None, cursor)
+    try:
+        got = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise ValueError(cursor) from None
+    if not (isinstance(got, list) and len(got) == 3 and got[0] == sort and isinstance(got[2], str)
+            and isinstance(got[1], str if sort == "name" else int) and not isinstance(got[1], bool)):
+        raise ValueError(cursor)
+    return got[1], got[2]
+
+
+def _like(text_: str) -> str:
+    return "%" + text_.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+RARE = 2_000                  # SQLite: a term with at most this many trigram hits is looked up; more, scanned
+
+
+def _scan(q: str, dialect: str):
+    if dialect == "postgresql":
+        return Customer.name.ilike(_like(q), escape="\\")     # pg_trgm's GIN index serves it (3+ characters)
+    if not any(ch.isascii() and ch.isalpha() for ch in q):
+        # no letter LIKE would fold: instr() is the same match, a plain substring search several times cheaper
+        return func.instr(Customer.name, q) > 0
+    return Customer.name.like(_like(q), escape="\\")
+
+
+def name_matches(s, q: str, dialect: str, indexed: bool = True):
+    """A name containing q. `indexed=False`: the plain scan, which the indexed answer must equal."""
+    scan = _scan(q, dialect)
+    if dialect != "sqlite" or not indexed or len(q) < TRIGRAM:
+        return scan
+    # the trigram table's hits in rowid order, stopped after RARE: a rare term's few candidates (re-checked by
+    # the scan's predicate) are looked up by rowid; a common one is a scan that fills a page after a few rows
+    phrase = '"' + q.replace('"', '""') + '"'          # one FTS5 string: the substring, no query syntax
+    hits = s.execute(text("SELECT rowid FROM customer_search WHERE customer_search MATCH :p LIMIT :n"),
+                     {"p": phrase, "n": RARE + 1}).scalars().all()
+    if len(hits) > RARE:
+        return scan
+    return and_(literal_column("customers.rowid").in_(hits), scan)
+
+
+def matches(s, q: str, dialect: str, indexed: bool = True):
+    return or_(Customer.id == q, and_(Customer.id >= q, Customer.id < q + _MAX_CHAR),
+               name_matches(s, q, dialect, indexed))
+
+
+def _filtered(s, f: dict, dialect: str, today: dt.date, indexed: bool):
+    conds = []
+    for key, col in (("bucket", Customer.last_bucket), ("tier", Customer.last_tier),
+                     ("reputation", Customer.last_reputation), ("stage", Customer.last_stage),
+                     ("collector", Customer.collector)):
+        if f.get(key) is not None:
+            conds.append(col == f[key])
+    if f.get("segment"):
+        conds.append(Customer.id.in_(select(CustomerSegment.customer_id)
+                                     .where(CustomerSegment.segment == f["segment"])))
+    if f.get("hold"):
+        held = select(CreditHold.customer_id).where(CreditHold.placed_on <= today,
+                                                    or_(CreditHold.until.is_(None), CreditHold.until >= today))
+        conds.append(Customer.id.in_(held) if f["hold"] == "yes" else not_(Customer.id.in_(held)))
+    if f.get("q"):
+        conds.append(matches(s, f["q"], dialect, indexed))
+    return conds
+
+
+def search(ctx, f: dict, *, limit: int = 50, count: bool = False, indexed: bool = True) -> dict:
+    """One page of customers matching the validated filters `f` (validate()): {rows, next_cursor[, total,
+    total_capped]}. Each row: the Customer and whether a hold is in force."""
+    sort, desc = f.get("sort", "id"), f.get("desc", False)
+    col = SORTS[sort]
+    today = ctx.today()
+    with ctx.read_tx() as s:
+        dialect = s.get_bind().dialect.name
+        conds = _filtered(s, f, dialect, today, indexed)
+        after = f.get("after")
+        if after is not None:
+            value, last_id = after
+            if sort == "id":
+                conds.append(Customer.id < last_id if desc else Customer.id > last_id)
+            else:
+                key, bound = tuple_(col, Customer.id), tuple_(value, last_id)
+                conds.append(key < bound if desc else key > bound)
+        order = [col.desc(), Customer.id.desc()] if desc else [col, Customer.id]
+        if sort == "id":
+            order = order[1:]
+        rows = s.execute(select(Customer).where(*conds).order_by(*order).limit(limit + 1)).scalars().all()
+        page, more = rows[:limit], len(rows) > limit
+        held = set(s.execute(select(CreditHold.customer_id).where(
+            CreditHold.customer_id.in_([c.id for c in page]), CreditHold.placed_on <= today,
+            or_(CreditHold.until.is_(None), CreditHold.until >= today))).scalars()) if page else set()
+        out = {"rows": [(c, c.id in held) for c in page], "next_cursor": None}
+        if more:
+            last = page[-1]
+            out["next_cursor"] = encode_cursor(sort, getattr(last, col.key), last.id)
+        if count:
+            if after is None and not more:
+                total = len(page)                   # the first page is the last: it saw every match
+            else:
+                matching = _filtered(s, f, dialect, today, indexed)
+                capped = select(Customer.id).where(*matching).limit(COUNT_CAP + 1).subquery()
+                total = s.execute(select(func.count()).select_from(capped)).scalar_one()
+            out["total"], out["total_capped"] = min(total, COUNT_CAP), total > COUNT_CAP
+        exponent = ctx.registry.active(s).exponent
+        for c, _ in out["rows"]:
+            s.expunge(c)
+    out["exponent"] = exponent
+    return out
+
+
+def summary_dict(c: Customer, held: bool, exponent: int) -> dict:
+    """The last recorded decision's classification as the list shows it (None before the first decision)."""
+    if c.last_as_of is None:
+        return {"last_decision": None, "on_hold": held}
+    return {"on_hold": held, "last_decision": {
+        "as_of": c.last_as_of.isoformat(), "aging_bucket": c.last_bucket, "amount_tier": c.last_tier,
+        "reputation": c.last_reputation, "stage": c.last_stage, "segments": list(c.last_segments or []),
+        "outstanding": minor_str(c.last_outstanding_minor or 0, exponent), "credit_score": c.last_score}}
