@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import pathlib
 import sys
 import time
 
@@ -92,6 +93,9 @@ def _demo_audit_key() -> None:
 
 def cmd_serve(args) -> int:
     url = _db_url(args)
+    if args.demo and not os.path.isdir(args.book):          # before anything is created or migrated
+        print(f"--book: no folder '{args.book}' (the demo book's import files)", file=sys.stderr)
+        return 2
     if args.demo:
         _demo_audit_key()
     run_dir = None
@@ -632,7 +636,9 @@ def build_parser():
     serve.add_argument("--policy", default=engine_cli.DEFAULT_POLICY)
     serve.add_argument("--workers", type=int, default=2)
     serve.add_argument("--demo", action="store_true", help="load the demo book and demo keys")
-    serve.add_argument("--book", default=os.path.join("examples", "book"), help="the demo book's import files")
+    # the project's own demo book, wherever the command is run from
+    serve.add_argument("--book", default=str(pathlib.Path(__file__).resolve().parents[1] / "examples" / "book"),
+                       help="the demo book's import files")
     serve.add_argument("--force-demo", dest="force_demo", action="store_true",
                        help="install the public demo keys even into a database the demo did not create")
     serve.add_argument("--dev", action="store_true", help="Flask's development server instead of gunicorn")

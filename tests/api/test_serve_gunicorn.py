@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import re
 import shutil
 import signal
@@ -293,3 +294,20 @@ def test_what_gunicorn_refuses_answers_the_json_error_shape(setup):
     finally:
         log = served.stop()
     assert "Traceback" not in log, log
+
+
+def test_the_demo_finds_its_book_from_any_folder_and_a_missing_book_is_one_line(tmp_path, monkeypatch):
+    """`serve --demo` run outside the project folder loads the project's demo book (it crashed with a
+    traceback on the relative examples/book); a --book that is no folder exits 2 with one line, before
+    any database or key is made."""
+    from api import cli
+    monkeypatch.chdir(tmp_path)
+    book = pathlib.Path(cli.build_parser().parse_args(["serve", "--demo"]).book)
+    assert book.is_dir() and any(book.glob("*.csv")), book
+    db = tmp_path / "x.sqlite3"
+    p = subprocess.run([sys.executable, "-m", "api.cli", "serve", "--demo", "--book", "nope", "--port", str(_free_port()),
+                        "--database-url", f"sqlite:///{db}", "--policy", str(ROOT / "policies.yaml")],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert p.returncode == 2 and "--book: no folder 'nope'" in p.stderr and "Traceback" not in p.stderr, p.stderr
+    assert not db.exists() and not (tmp_path / "var").exists()
