@@ -329,14 +329,17 @@ def process_group(service, run: SweepRun, customer_ids: list[str], notifier) -> 
             keep, errors = sorted(keep + fresh), errors + fresh_errors
         counts["skipped"] = len(customer_ids) - len(keep) - len(errors)
         trail.insert_chained(s, [e.row for e in keep])
-        _write_states(s, keep, as_of)
+        # the customers as read (or read again, when stale): their chain has not moved since, so neither have
+        # the rows' last evaluation and segments
+        as_read = {c.id: (c.last_as_of, c.last_segments) for c in [*customers, *(again if stale else ())]}
+        _write_states(s, keep, as_of, as_read)
         new_actions = [row for e in keep for row in action_rows(e.customer_id, e.data, e.row["id"], e.exponent)]
         if new_actions:        # Core executemany: one compiled statement (the ORM's bulk path costs more)
             s.connection().execute(insert_ignoring_duplicates(s, Action.__table__), new_actions)
-            for e in keep:          # a litigation referral opens the customer's legal case (once while open)
-                legal_cases.open_on_referral(s, e.customer_id, e.data, e.row["id"], e.exponent, actor=run.actor,
-                                             request_id=run.id, policy_version=e.policy_version,
-                                             now=service.clock())
+            # a litigation referral opens the customer's legal case (once while open)
+            legal_cases.open_on_referrals(
+                s, [legal_cases.Referred(e.customer_id, e.data, e.row["id"], e.exponent, e.policy_version) for e in keep],
+                actor=run.actor, request_id=run.id, now=service.clock())
         open_actions: dict[str, list[Action]] = {}
         for a in s.execute(select(Action).where(Action.customer_id.in_([e.customer_id for e in keep]),
                                                 Action.status == "open", Action.due_on <= as_of)
@@ -367,10 +370,11 @@ _STATE = (update(DunningState.__table__).where(DunningState.__table__.c.customer
                   prev_stage=bindparam("b_prev_stage"), prev_entered_on=bindparam("b_prev_entered")))
 
 
-def _write_states(s, evaluated: list[_Evaluated], as_of: dt.date) -> None:
+def _write_states(s, evaluated: list[_Evaluated], as_of: dt.date, as_read: dict) -> None:
     """Each customer's latest evaluation (customers.last_*) and dunning state, in batched statements."""
     conn = s.connection()
-    remember_last_evaluations(s, [(e.customer_id, summary_of(e.data, e.exponent)) for e in evaluated], as_of)
+    remember_last_evaluations(s, [(e.customer_id, summary_of(e.data, e.exponent)) for e in evaluated], as_of,
+                              as_read)
     inserts, updates = [], []
     for e in evaluated:
         stepped = _step_state(e.state, e.data, as_of)

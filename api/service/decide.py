@@ -46,6 +46,9 @@ _ADD_SEGMENT = insert(CustomerSegment.__table__).from_select(
     ["segment", "customer_id"],
     select(bindparam("b_segment", type_=_SG.segment.type), bindparam("b_cid", type_=_SG.customer_id.type))
     .where(exists().where(_C.id == bindparam("b_cid"), _C.last_as_of == bindparam("b_day"))))
+# where the caller knows the customer's rows (remember_last_evaluations' `previous`): no EXISTS per row
+_DELETE_SEGMENTS = delete(CustomerSegment.__table__).where(_SG.customer_id == bindparam("b_id"))
+_INSERT_SEGMENTS = insert(CustomerSegment.__table__)
 _LOCK_CUSTOMER = select(Customer).where(Customer.id == bindparam("customer_id")).with_for_update()
 
 
@@ -120,11 +123,15 @@ def summary_of(data: dict, exponent: int) -> dict:
             "segments": [seg["id"] for seg in c["segments"]]}
 
 
-def remember_last_evaluations(s, decided: list[tuple[str, dict]], as_of: dt.date) -> None:
+def remember_last_evaluations(s, decided: list[tuple[str, dict]], as_of: dt.date,
+                              previous: dict | None = None) -> None:
     """customers.last_* and customer_segments from each (customer id, summary_of(decision)) of a batch, unless
     a later day's is there: what the next evaluation's "since the last evaluation" alerts compare with, and
     what the customer list filters on. The one writer of them: the request path's decide, the sweep and the
-    importer all come here, in the transaction that records the decision."""
+    importer all come here, in the transaction that records the decision. `previous` ({customer id: (last_as_of,
+    last_segments)} as the rows stand in this transaction, e.g. the sweep's customers whose chain has not moved
+    since it read them) spares the segment rows' rewrite where the segments stay the same, and the per-row
+    EXISTS checks where they change."""
     rows = [{"b_id": cid, "b_as_of": as_of, "b_bucket": m["bucket"], "b_score": m["score"], "b_tier": m["tier"],
              "b_reputation": m["reputation"], "b_stage": m["stage"], "b_outstanding": m["outstanding"],
              "b_segments": m["segments"]} for cid, m in decided]
@@ -133,7 +140,28 @@ def remember_last_evaluations(s, decided: list[tuple[str, dict]], as_of: dt.date
     s.flush()                   # an ORM change of the same customer first: the statements below see it
     conn = s.connection()
     conn.execute(_LAST, rows)
-    conn.execute(_CLEAR_SEGMENTS, [{"b_id": r["b_id"], "b_as_of": as_of} for r in rows])
-    adds = [{"b_segment": seg, "b_cid": cid, "b_day": as_of} for cid, m in decided for seg in dict.fromkeys(m["segments"])]
+    previous = previous or {}
+    unknown, rewrite, fresh = [], [], []        # by what this transaction knows of the customer's rows
+    for cid, m in decided:
+        before = previous.get(cid)
+        if before is None:
+            unknown.append((cid, m))
+            continue
+        last_as_of, last_segments = before
+        if last_as_of is not None and last_as_of > as_of:
+            continue                        # a later day's evaluation stays
+        if list(last_segments or ()) == list(m["segments"]):
+            continue                        # the rows are these already
+        (rewrite if last_segments else fresh).append((cid, m))
+    if unknown:
+        conn.execute(_CLEAR_SEGMENTS, [{"b_id": cid, "b_as_of": as_of} for cid, _ in unknown])
+        adds = [{"b_segment": seg, "b_cid": cid, "b_day": as_of}
+                for cid, m in unknown for seg in dict.fromkeys(m["segments"])]
+        if adds:
+            conn.execute(_ADD_SEGMENT, adds)
+    if rewrite:
+        conn.execute(_DELETE_SEGMENTS, [{"b_id": cid} for cid, _ in rewrite])
+    adds = [{"segment": seg, "customer_id": cid} for cid, m in rewrite + fresh for seg in dict.fromkeys(m["segments"])]
     if adds:
-        conn.execute(_ADD_SEGMENT, adds)
+        conn.execute(_INSERT_SEGMENTS, adds)
+

@@ -10,6 +10,7 @@ checks that the two forms agree.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from decimal import Decimal
 from typing import NamedTuple
 
@@ -27,6 +28,7 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    type_coerce,
     union_all,
 )
 
@@ -152,9 +154,22 @@ _TAKEN_PART = _part(
     t1=Action.type, t2=Action.status, n2=Action.stage, d1=Action.due_on, sd=Action.due_on, si=Action.id)
 
 
+_SORT_ONLY = ("sd", "st", "si")
+_RAW_JSON = ("j1", "j2")
+
+
 def _ledger(*parts):
+    # the sort keys order the rows but are not returned: each returned column costs a result processor per row
+    # and the JSON columns come back undecoded (SQLite: text), decoded by _json for the few rows that have them
     u = union_all(*parts).subquery("ledger")
-    return select(u).order_by(u.c.tag, u.c.customer_id, u.c.sd, u.c.st, u.c.si)
+    return (select(*(type_coerce(c, Text).label(c.name) if c.name in _RAW_JSON else c
+                     for c in u.c if c.name not in _SORT_ONLY))
+            .order_by(u.c.tag, u.c.customer_id, u.c.sd, u.c.st, u.c.si))
+
+
+def _json(value):
+    """A JSON column's value as _ledger returns it: text (SQLite) or already decoded (psycopg)."""
+    return json.loads(value) if isinstance(value, str) else value
 
 
 _LEDGER = _ledger(*_PARTS, _STATE_PART, _TAKEN_PART)
@@ -186,7 +201,7 @@ def load_cases(s, customers, exponent: int, as_of: dt.date, *, states: dict | No
     states = {} if read_states else states
     rows = (s.connection().execute(_LEDGER if read_states else _LEDGER_NO_STATES, {"ids": ids, "as_of": as_of}).all()
             if ids else ())       # Core: plain column rows need none of the ORM's per-statement work; one fetchall
-    for tag, cid, t1, t2, t3, n1, n2, d1, d2, d3, j1, j2, *_ in rows:
+    for tag, cid, t1, t2, t3, n1, n2, d1, d2, d3, j1, j2 in rows:
         p, t = plain[cid], typed[cid]
         if tag == T_INVOICE:
             text = money(n1)
@@ -212,6 +227,7 @@ def load_cases(s, customers, exponent: int, as_of: dt.date, *, states: dict | No
                                   "resolved_on": d2.isoformat() if d2 else None, "reason": t3})
             t["disputes"].append({"id": t1, "invoice_id": t2, "opened_on": d1, "resolved_on": d2, "reason": t3})
         elif tag == T_PLAN:
+            j1, j2 = _json(j1), _json(j2)
             p["instalment_plans"].append(
                 {"id": t1, "invoice_ids": list(j1), "agreed_on": d1.isoformat(),
                  "instalments": [{"due_on": i["due_on"], "amount": money(i["amount_minor"])} for i in j2]})
@@ -232,6 +248,7 @@ def load_cases(s, customers, exponent: int, as_of: dt.date, *, states: dict | No
             states[cid] = _State(n1, d1, d2, n2, d3)
         elif tag == T_LEGAL:            # a legal case (api/service/legal_cases.py): the key only when there is
             if d1 <= as_of:             # one, so every other case's facts stay byte-identical
+                j1 = _json(j1)
                 p.setdefault("legal_cases", []).append(
                     {"id": n2, "invoice_ids": list(j1), "opened_on": d1.isoformat(), "status": t1,
                      "closed_on": d2.isoformat() if d2 else None})
