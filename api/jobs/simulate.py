@@ -266,9 +266,9 @@ def _partitions(service, workers: int) -> list[tuple[str | None, str | None]]:
     with service.read_tx() as s:
         total = s.scalar(select(func.count()).select_from(Customer))
         cuts = []
-        for k in range(1, workers):
-            cid = s.scalar(select(Customer.id).order_by(Customer.id).offset(total * k // workers).limit(1))
-            if cid is not None and (not cuts or cid > cuts[-1]):
+        for offset in sorted({total * k // workers for k in range(1, workers)} - {0}):
+            cid = s.scalar(select(Customer.id).order_by(Customer.id).offset(offset).limit(1))
+            if cid is not None:
                 cuts.append(cid)
     bounds = [None, *cuts, None]
     return list(zip(bounds[:-1], bounds[1:]))
