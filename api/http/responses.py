@@ -118,7 +118,12 @@ CREDIT_CHECK = obj(
     limit=MONEY, exposure=MONEY, exposure_after_order=MONEY, available=MONEY, conditions=array(CONDITION),
     reasons=array(REASON), reserved=BOOL,
     optional={"referral": ref("Referral"), "what_if": BOOL, "expires_on": null(DATE), "hold": {"type": "object"},
-              "limit_source": TEXT})
+              "limit_source": TEXT,
+              # a member of a customer group (api/service/groups.py): the group's test, and its hold in force
+              "group": obj(["id", "name", "limit", "exposure", "exposure_after_order", "available"], id=TEXT,
+                           name=TEXT, limit=MONEY, exposure=MONEY, exposure_after_order=MONEY, available=MONEY,
+                           hold=obj(["reason", "placed_on", "until", "placed_by", "decision_id"], reason=TEXT,
+                                    placed_on=DATE, until=null(DATE), placed_by=TEXT, decision_id=ID))})
 RELEASED = all_of(order_id=TEXT, status={"type": "string", "enum": ["released", "held", "provisional", "invoiced", "expired"],
                                          "description": "what the reservation is now: released, or the state a "
                                                         "reservation no longer held was already in"})
