@@ -412,28 +412,37 @@ def _report_paths(s) -> None:
         o["responses"]["200"]["content"] = {m: {"schema": OBJECT if m == "application/json" else {"type": "string"}}
                                             for m in media}
         return o
+    by = {**_query("by", {"type": "string", "enum": ["customer", "group"], "default": "customer"}),
+          "description": "group: the figures summed per customer group (集团客户) as well — JSON `groups`, one row "
+                         "per group by id, then key null for the customers in no group; CSV: one row per group"}
     s.path("/v1/reports/aging", operations={"get": op(
         "Aging analysis: per customer, per segment (industry, region, amount tier), per customer group (`groups`: "
         "the members' sums and the group's limit; key null: in no group) and book total; open balance "
-        "of each open invoice in the bucket of its own days overdue (the active policy's bands)",
-        [_query("as_of", date), fmt], media=("application/json", "text/csv"))})
+        "of each open invoice in the bucket of its own days overdue (the active policy's bands). by=group with "
+        "format=csv: one CSV row per group",
+        [_query("as_of", date), fmt, by], media=("application/json", "text/csv"))})
     s.path("/v1/reports/aging.svg", operations={"get": op(
-        "Aging chart (SVG): the book and each segment as bars stacked by aging bucket, totals labelled",
-        [_query("as_of", date), _query("by", {"type": "string", "enum": ["industry", "region", "amount_tier"]})],
+        "Aging chart (SVG): the book and each segment (or customer group) as bars stacked by aging bucket, totals "
+        "labelled",
+        [_query("as_of", date),
+         _query("by", {"type": "string", "enum": ["industry", "region", "amount_tier", "group"]})],
         media=("image/svg+xml",))})
     s.path("/v1/reports/overdue", operations={"get": op(
-        "Overdue open invoices, most overdue first, with customer, days, open balance and paused reason",
-        [_query("as_of", date), _query("limit", {"type": "integer", "minimum": 1, "maximum": 10000})])})
+        "Overdue open invoices, most overdue first, with customer, days, open balance and paused reason; by=group: "
+        "every overdue invoice's figures per customer group too (`groups`)",
+        [_query("as_of", date), _query("limit", {"type": "integer", "minimum": 1, "maximum": 10000}), by])})
     s.path("/v1/reports/dso", operations={"get": op(
-        "Days sales outstanding: receivables at as_of / credit sales in the last N days × N",
-        [_query("as_of", date), _query("days", {"type": "integer", "minimum": 1, "maximum": 3650})])})
+        "Days sales outstanding: receivables at as_of / credit sales in the last N days × N; by=group: each "
+        "customer group's DSO from its members' figures too (`groups`)",
+        [_query("as_of", date), _query("days", {"type": "integer", "minimum": 1, "maximum": 3650}), by])})
     s.path("/v1/reports/collections", operations={"get": op(
-        "Collection actions due in a period by type, channel and outcome",
-        [_query("since", date), _query("until", date)])})
+        "Collection actions due in a period by type, channel and outcome; by=group: per customer group too "
+        "(`groups`)", [_query("since", date), _query("until", date), by])})
     s.path("/v1/reports/interest-accruals", operations={"get": op(
         "Late-interest ledger: the rows the interest-accrual job wrote between from and to (default this month "
-        "to today), optionally one customer's, with totals per customer", [_query("from", date), _query("to", date),
-                                                                           _query("customer"), fmt],
+        "to today), optionally one customer's, with totals per customer; by=group: totals per customer group too "
+        "(`groups`; with format=csv one row per group)", [_query("from", date), _query("to", date),
+                                                          _query("customer"), fmt, by],
         (401, 403, 404, 422), ("application/json", "text/csv"))})
     s.path("/v1/customers/{customer_id}/statement", operations={"get": op(
         "Statement of account: opening balance, invoices, credit notes and payments with a running balance, "
