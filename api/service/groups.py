@@ -258,25 +258,29 @@ def _hold_change(ctx, s, g: CustomerGroup, kind: str, outcome: str, actor: str, 
     """The group's record, then one in each member's chain (ids in order: the heads' one lock order)."""
     ids = members(s, g.id)
     verb = "lifted" if after is None else "placed"
-    alert = {"severity": "critical", "group_id": g.id, "customer_ids": ids,
-             "message": f"credit hold of 集团 group {g.id} ({g.name}) {verb}: {reason}"}
+    message = f"credit hold of 集团 group {g.id} ({g.name}) {verb}: {reason}"
+    alert = {"severity": "critical", "group_id": g.id, "customer_ids": ids, "message": message}
+
+    def alert_of(cid):
+        return {"severity": "critical", "customer_id": cid, "group_id": g.id, "message": message}
+
     policy = ctx.registry.active(s)
     today, now = ctx.today(), ctx.clock()
     body = {"group_id": g.id, "before": before, "after": after, "reason": reason, "members": ids, "alerts": [alert]}
     rec = trail.append(s, subject=f"group:{g.id}", kind=kind, actor=actor, request_id=request_id, as_of=today,
                        facts=canonical({"before": before, "reason": reason, "members": ids}),
                        policy_version=policy.version, result=canonical(body), outcome=outcome, created_at=now)
-    member_records = {}
-    for cid in ids:
-        mine = {"severity": "critical", "customer_id": cid, "group_id": g.id,
-                "message": f"credit hold of 集团 group {g.id} ({g.name}) {verb}: {reason}"}
-        r = trail.append(s, subject=cid, kind=kind, actor=actor, request_id=request_id, as_of=today,
-                         facts=canonical({"group_id": g.id, "before": before, "reason": reason}),
-                         policy_version=policy.version,
-                         result=canonical({"customer_id": cid, "group_id": g.id, "before": before, "after": after,
-                                           "reason": reason, "group_decision_id": rec.id, "alerts": [mine]}),
-                         outcome=outcome, created_at=now)
-        member_records[cid] = r.id
+    # the members' records in one batch: their heads locked in id order (as the sweep locks them)
+    heads = trail.lock_heads(s, ids, now)
+    rows = trail.chain([dict(subject=cid, kind=kind, actor=actor, request_id=request_id, as_of=today,
+                             facts=canonical({"group_id": g.id, "before": before, "reason": reason}),
+                             policy_version=policy.version, outcome=outcome, created_at=now,
+                             result=canonical({"customer_id": cid, "group_id": g.id, "before": before, "after": after,
+                                               "reason": reason, "group_decision_id": rec.id,
+                                               "alerts": [alert_of(cid)]}))
+                        for cid in ids], heads)
+    trail.insert_chained(s, rows)
+    member_records = {row["subject"]: row["id"] for row in rows}
     log.warning("group %s (%d members): %s (by %s)", g.id, len(ids), alert["message"], actor)
     return rec, member_records, alert
 
