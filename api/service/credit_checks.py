@@ -118,21 +118,26 @@ def _credit_check(ctx, req: dict, actor, request_id, role=None) -> dict:
                                "check a new order id", "E_RESERVATION_CLOSED")
         referrals.refuse_open(req["order_id"], order_row)          # refused while the order's referral is open
         hold = credit_file.hold_in_force(s, c.id, as_of)      # 停止赊销: the check rejects with its reason
+        group_hold = groups.hold_in_force(s, group.id, as_of) if group is not None else None      # inherited
         order = {"amount": str(req["amount"]), "order_id": req["order_id"]}
         group_test = groups.GroupTest(ctx, s, policy, group, c.id, as_of) if group is not None else None
 
         def outcome_of(data):          # a hold, then the group's limit, over the policy's outcome
-            if hold or (group_test is not None and group_test.exceeded(data)):
+            if hold or group_hold or (group_test is not None and group_test.exceeded(data)):
                 return "reject"
             return data["credit"]["check"]["outcome"]
         rec, decision = decide(ctx, s, c, as_of, kind="credit_check_what_if" if what_if else "credit_check",
                                actor=actor, request_id=request_id, order=order, persist_actions=False,
-                               outcome_of=outcome_of if hold or group_test else None, remember=not what_if)
+                               outcome_of=outcome_of if hold or group_test else None, remember=not what_if,
+                               context=groups.hold_context(group, group_hold))
         check, reasons = decision.data["credit"]["check"], [r for r in decision.data["reasons"]
                                                              if r["family"] == "credit.check"]
         group_view = None
         if group_test is not None:
             check, reasons, group_view = group_test.apply(decision.data, check, reasons)
+            if group_hold is not None:
+                group_view["hold"] = groups.hold_dict(group_hold)
+        check, reasons = groups.held_check(check, reasons, group, group_hold)
         check, reasons = credit_file.held_check(check, reasons, hold)
         reserved = False
         if req.get("reserve") and check["outcome"] in ("approve", "approve_with_conditions"):

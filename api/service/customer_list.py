@@ -8,7 +8,8 @@ by GET /v1/customers and the console (api/reports/console.customers).
   character term (no trigram) is the scan. The re-check makes the indexed answer the scan's, exactly:
   name matching is case-insensitive for ASCII letters on SQLite (LIKE), for every cased letter on PostgreSQL.
 - filters: bucket, tier, reputation, stage (the last recorded decision's: customers.last_*), segment
-  (customer_segments), collector, hold (a credit hold in force today): each an index range ordered by id.
+  (customer_segments), collector, hold (a credit hold in force today, the customer's own or its group's):
+  each an index range ordered by id.
 - sort: id, name, outstanding, stage, ascending or descending, ties broken by id; `cursor` continues after
   the last row of a page (a keyset: the same cost at any depth, stable under filters). For sort=id the cursor
   is the last id (as before); otherwise an opaque token of (sort, value, id).
@@ -25,7 +26,7 @@ from sqlalchemy import and_, func, literal_column, not_, or_, select, text, tupl
 from rules.money import minor_str
 
 from ..errors import invalid
-from ..store.tables import CreditHold, Customer, CustomerSegment
+from ..store.tables import CreditHold, Customer, CustomerSegment, GroupHold, GroupMember
 
 SORTS = {"id": Customer.id, "name": Customer.name, "outstanding": Customer.last_outstanding_minor,
          "stage": Customer.last_stage}
@@ -147,12 +148,21 @@ def _filtered(s, f: dict, dialect: str, today: dt.date, indexed: bool):
         conds.append(Customer.id.in_(select(CustomerSegment.customer_id)
                                      .where(CustomerSegment.segment == f["segment"])))
     if f.get("hold"):
-        held = select(CreditHold.customer_id).where(CreditHold.placed_on <= today,
-                                                    or_(CreditHold.until.is_(None), CreditHold.until >= today))
-        conds.append(Customer.id.in_(held) if f["hold"] == "yes" else not_(Customer.id.in_(held)))
+        held, group_held = _held(today)
+        on = or_(Customer.id.in_(held), Customer.id.in_(group_held))
+        conds.append(on if f["hold"] == "yes" else not_(on))
     if f.get("q"):
         conds.append(matches(s, f["q"], dialect, indexed))
     return conds
+
+
+def _held(today: dt.date):
+    """(customers on a credit hold in force today, members of a group whose hold is in force today): selects."""
+    own = select(CreditHold.customer_id).where(CreditHold.placed_on <= today,
+                                               or_(CreditHold.until.is_(None), CreditHold.until >= today))
+    group = (select(GroupMember.customer_id).join(GroupHold, GroupHold.group_id == GroupMember.group_id)
+             .where(GroupHold.placed_on <= today, or_(GroupHold.until.is_(None), GroupHold.until >= today)))
+    return own, group
 
 
 def search(ctx, f: dict, *, limit: int = 50, count: bool = False, indexed: bool = True) -> dict:
@@ -177,9 +187,12 @@ def search(ctx, f: dict, *, limit: int = 50, count: bool = False, indexed: bool 
             order = order[1:]
         rows = s.execute(select(Customer).where(*conds).order_by(*order).limit(limit + 1)).scalars().all()
         page, more = rows[:limit], len(rows) > limit
-        held = set(s.execute(select(CreditHold.customer_id).where(
-            CreditHold.customer_id.in_([c.id for c in page]), CreditHold.placed_on <= today,
-            or_(CreditHold.until.is_(None), CreditHold.until >= today))).scalars()) if page else set()
+        held = set()
+        if page:
+            ids = [c.id for c in page]
+            own, group_held = _held(today)
+            held = set(s.execute(own.where(CreditHold.customer_id.in_(ids))).scalars())
+            held |= set(s.execute(group_held.where(GroupMember.customer_id.in_(ids))).scalars())
         out = {"rows": [(c, c.id in held) for c in page], "next_cursor": None}
         if more:
             last = page[-1]

@@ -68,9 +68,11 @@ def action_rows(customer_id: str, data: dict, decision_id: str, exponent: int) -
 
 
 def decide(ctx, s, customer: Customer, as_of: dt.date, *, kind, actor, request_id, order=None,
-           persist_actions=True, outcome_of=None, remember=True):
+           persist_actions=True, outcome_of=None, remember=True, context=None):
     """Evaluate the customer from the ledger, record the decision, persist its actions. `remember`: the
-    decision becomes the customer's last evaluation (customers.last_*), which a what-if never does."""
+    decision becomes the customer's last evaluation (customers.last_*), which a what-if never does.
+    `context`: more of what the service decided on, kept (and hashed) in the record's facts beside the case
+    (a group's hold: groups.hold_context); a replay evaluates the case alone, so the result is unchanged."""
     def run():
         policy = ctx.registry.active(s, as_of)        # the version in force on as_of (effective dates)
         # typed rows go straight to evaluate_loaded (they were validated when written); the plain
@@ -83,7 +85,7 @@ def decide(ctx, s, customer: Customer, as_of: dt.date, *, kind, actor, request_i
         raise engine_failed(exc) from None
     data = decision.data
     outcome = outcome_of(data) if outcome_of else decision.outcome    # hashed into the trail: decide it first
-    facts = canonical({"case": case, "as_of": as_of, "order": order})
+    facts = canonical({"case": case, "as_of": as_of, "order": order, **(context or {})})
     rec = trail.append(s, subject=customer.id, kind=kind, actor=actor, request_id=request_id, as_of=as_of,
                        facts=facts, policy_version=policy.version, result=decision.json, outcome=outcome,
                        created_at=ctx.clock())

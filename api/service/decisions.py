@@ -28,7 +28,7 @@ _NOT_REPLAYABLE = {
     **{f"referral_{step}": "a step on a referral is a person's (or the expiry's) act, not an evaluation: its "
        "facts and reason are the record" for step in ("release", "reject", "expire")},
     **{kind: "placing or lifting a credit hold is a controller's act, not an evaluation: the record holds it"
-       for kind in ("hold_set", "hold_lift")},
+       for kind in ("hold_set", "hold_lift", "group_hold_set", "group_hold_lift")},
     "collection_record": "a collection record (催收记录) is evidence of a contact, not an evaluation: the record "
                          "holds it",
 }

@@ -77,7 +77,8 @@ REPAIR_KIND = "trail_repair"
 RECORD_KINDS = ("event", "credit_check", "credit_check_what_if", "evaluate", "evaluate_stateless", "review",
                 "review_approval", "sweep", "import", "simulation", "interest_accrual", "referral_recheck",
                 "referral_release", "referral_reject", "referral_expire", "hold_set", "hold_lift", REPAIR_KIND,
-                "delivery", "key_revoke", "key_rotate", "group_set", "group_member", "limit_grant",
+                "delivery", "key_revoke", "key_rotate", "group_set", "group_member", "group_hold_set",
+                "group_hold_lift", "limit_grant",
                 "limit_grant_request", "limit_grant_revoke", "limit_grant_reject", "policy_propose", "policy_approve",
                 "policy_reject", "collection_record", "statement", "policy_activate", "policy_schedule",
                 "policy_in_force", "policy_cancel", "credit_file_change", "legal_case")
