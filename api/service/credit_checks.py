@@ -4,16 +4,19 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 
 from sqlalchemy import bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import DomainError, conflict, invalid, not_found
-from ..store.tables import CreditOrder, Reservation
+from ..store.ledger import cases_from_rows, read_check
+from ..store.tables import CreditOrder, Customer, Reservation
 from . import credit_file, groups, referrals
-from .decide import decide, lock_customer
+from .decide import evaluate, lock_customer, record
 from .validation import canonical, money_minor
 
+log = logging.getLogger("creditctl.credit_checks")
 RESERVATION_DAYS = 30          # a reservation's longest life when the policy's credit.reservation_days is not set
 
 
@@ -86,87 +89,184 @@ def _credit_check(ctx, req: dict, actor, request_id, role=None) -> dict:
         raise invalid({"as_of": [f"a reserving check is decided as of today ({today.isoformat()}); "
                                  "a what-if as_of is never reserved"]})
     as_of = req["as_of"] if what_if else today
-    expires = req.get("expires_on")
+    args = (ctx, req, actor, role, today, what_if, as_of)
+    if not optimistic(ctx):
+        # PostgreSQL: the group's and the customer's row locks serialise this customer's (and group's) checks
+        # only, so the read and the evaluation happen under them, in one transaction
+        with ctx.tx() as s:
+            read = _read(s, *args)
+            return read if isinstance(read, dict) else _write(ctx, s, read, request_id)
+    # SQLite: one writer at a time for the whole file. Read and evaluate in a read transaction (WAL: beside
+    # the writer), then, under the write lock, read the same inputs again (one statement) and write the
+    # decision only if they are what was evaluated; otherwise decide again under the lock, from scratch
+    with ctx.read_tx() as s:
+        read = _read(s, *args)
+    if isinstance(read, dict):
+        return read
+    for hook in AFTER_READ:
+        hook(req)
     with ctx.tx() as s:
-        group = groups.lock_group_of(s, req["customer_id"])      # members of a group check one at a time
         c = lock_customer(s, req["customer_id"])
-        policy = ctx.registry.active(s)
-        days = reservation_days(policy)
-        if req.get("reserve") and expires is not None and not today <= expires <= today + dt.timedelta(days=days):
-            raise invalid({"expires_on": [f"must be between today ({today.isoformat()}) and "
-                                          f"{(today + dt.timedelta(days=days)).isoformat()} "
-                                          f"(at most {days} days: the policy's credit.reservation_days)"]})
-        if req["currency"] != policy.currency:
-            raise invalid({"currency": [f"'{req['currency']}' is not the policy's currency {policy.currency}"]})
-        amount_minor = money_minor(req["amount"], policy.exponent, "amount")
-        if amount_minor <= 0:
-            raise invalid({"amount": ["must be positive"]})
-        existing = s.execute(_RESERVATION, {"order_id": req["order_id"]}).scalar_one_or_none()
-        if existing is not None and existing.customer_id != c.id:
-            raise conflict(f"order '{req['order_id']}' belongs to another customer")
-        digest = request_hash(req)
-        if req.get("reserve") and existing is not None and not _may_write(existing, actor, role):
-            raise DomainError("E_FORBIDDEN", f"order '{req['order_id']}' is held by another sales key")
-        order_row = s.get(CreditOrder, req["order_id"])        # read once: the retry's answer, then the referral
-        first = None if what_if else _first_answer(order_row, digest, actor, today)
-        if first is not None:          # a retry of the request that held or referred it (its answer was lost)
-            return {**first, "_replayed": True}
-        if req.get("reserve") and existing is not None:
-            closed = _closed(existing, today)
-            if closed:
-                raise conflict(f"order '{req['order_id']}' was {closed}: a reservation is never held again; "
-                               "check a new order id", "E_RESERVATION_CLOSED")
-        referrals.refuse_open(req["order_id"], order_row)          # refused while the order's referral is open
-        hold = credit_file.hold_in_force(s, c.id, as_of)      # 停止赊销: the check rejects with its reason
-        group_hold = groups.hold_in_force(s, group.id, as_of) if group is not None else None      # inherited
-        order = {"amount": str(req["amount"]), "order_id": req["order_id"]}
-        group_test = groups.GroupTest(ctx, s, policy, group, c.id, as_of) if group is not None else None
-
-        def outcome_of(data):          # a hold, then the group's limit, over the policy's outcome
-            if hold or group_hold or (group_test is not None and group_test.exceeded(data)):
-                return "reject"
-            return data["credit"]["check"]["outcome"]
-        rec, decision = decide(ctx, s, c, as_of, kind="credit_check_what_if" if what_if else "credit_check",
-                               actor=actor, request_id=request_id, order=order, persist_actions=False,
-                               outcome_of=outcome_of if hold or group_test else None, remember=not what_if,
-                               context=groups.hold_context(group, group_hold))
-        check, reasons = decision.data["credit"]["check"], [r for r in decision.data["reasons"]
-                                                             if r["family"] == "credit.check"]
-        group_view = None
-        if group_test is not None:
-            check, reasons, group_view = group_test.apply(decision.data, check, reasons)
-            if group_hold is not None:
-                group_view["hold"] = groups.hold_dict(group_hold)
-        check, reasons = groups.held_check(check, reasons, group, group_hold)
-        check, reasons = credit_file.held_check(check, reasons, hold)
-        reserved = False
-        if req.get("reserve") and check["outcome"] in ("approve", "approve_with_conditions"):
-            expires = expires or (today + dt.timedelta(days=days))
-            if existing is None:
-                s.connection().execute(_NEW_RESERVATION, dict(
-                    order_id=req["order_id"], customer_id=c.id, amount_minor=amount_minor, status="held",
-                    expires_on=expires, decision_id=rec.id, created_at=ctx.clock(), owner=actor, request_hash=digest))
-            else:
-                existing.amount_minor, existing.status, existing.expires_on = amount_minor, "held", expires
-                existing.decision_id, existing.request_hash = rec.id, digest
-            reserved = True
-        view = _view(rec, c.id, req["order_id"], decision.data, reserved, as_of, check=check, reasons=reasons)
-        answer = None
-
-        def answer_of(referral):
-            nonlocal answer
-            answer = {**view, **({"referral": referral} if referral else {}),
-                      **({"group": group_view} if group_view else {})}
-            # a retry today (same key, order id and body) gets this answer back, whatever it decided
-            return digest, json.dumps(answer, ensure_ascii=False, sort_keys=True)
-        if what_if:
-            answer_of(None)
+        if _inputs(s, read, c) != read.inputs:
+            log.debug("credit check of %s (order %s): its inputs changed since the read; decided under the lock",
+                      c.id, req["order_id"])
+            read = _read(s, *args)
+            if isinstance(read, dict):
+                return read
         else:
-            referrals.after_check(
-                ctx, s, c, order_id=req["order_id"], amount_minor=amount_minor, as_of=as_of,
-                reserve=req.get("reserve"), rec=rec, decision=decision, actor=actor, outcome=check["outcome"],
-                request_id=request_id, existing_reservation=existing, answer_of=answer_of)
-        return answer
+            read.c = c
+            if read.existing is not None:         # the row as read (and found unchanged), in this session
+                read.existing = s.merge(read.existing, load=False)
+        return _write(ctx, s, read, request_id)
+
+
+AFTER_READ: list = []      # callables(req) run between a SQLite check's read and its write (tests interleave there)
+
+
+def optimistic(ctx) -> bool:
+    """Whether credit checks evaluate before taking the write lock (SQLite) or under row locks (PostgreSQL)."""
+    return ctx.sessionmaker.kw["bind"].dialect.name == "sqlite"
+
+
+_CUSTOMER_COLUMNS = tuple(Customer.__table__.columns.keys())
+
+
+def _columns(c) -> tuple:
+    return tuple(getattr(c, k) for k in _CUSTOMER_COLUMNS)
+
+
+def _inputs(s, read: _Read, c: Customer) -> tuple:
+    """Everything the check's decision was made from, as read now: the ledgers and other rows of
+    ledger.read_check, the customer's row, the other group members' rows and the group's hold in force."""
+    rows = read_check(s, [c.id, *read.others], c.id, read.req["order_id"], read.as_of)
+    others = (tuple(tuple(r) for r in s.execute(_CUSTOMER_ROWS, {"ids": list(read.others)}))
+              if read.others else ())
+    group_hold = groups.hold_in_force(s, read.group.id, read.as_of) if read.group is not None else None
+    return rows, _columns(c), others, groups.hold_dict(group_hold)
+
+
+_CUSTOMER_ROWS = (select(Customer.__table__).where(Customer.__table__.c.id.in_(bindparam("ids", expanding=True)))
+                  .order_by(Customer.__table__.c.id))
+
+
+class _Read:
+    """A credit check read and evaluated: what its write needs, and `inputs` (see _inputs) to compare."""
+    __slots__ = ("req", "actor", "as_of", "what_if", "today", "c", "policy", "days", "amount_minor", "existing",
+                 "digest", "hold", "group", "group_hold", "group_test", "order", "others", "eval_policy", "case",
+                 "decision", "inputs")
+
+    def __init__(self, **values):
+        for k, v in values.items():
+            setattr(self, k, v)
+
+
+def _read(s, ctx, req, actor, role, today, what_if, as_of):
+    """The check's reads, validations and evaluation; writes nothing. A dict: the first answer again."""
+    expires = req.get("expires_on")
+    group = groups.lock_group_of(s, req["customer_id"])      # members of a group check one at a time
+    c = lock_customer(s, req["customer_id"])
+    policy = ctx.registry.active(s)
+    days = reservation_days(policy)
+    if req.get("reserve") and expires is not None and not today <= expires <= today + dt.timedelta(days=days):
+        raise invalid({"expires_on": [f"must be between today ({today.isoformat()}) and "
+                                      f"{(today + dt.timedelta(days=days)).isoformat()} "
+                                      f"(at most {days} days: the policy's credit.reservation_days)"]})
+    if req["currency"] != policy.currency:
+        raise invalid({"currency": [f"'{req['currency']}' is not the policy's currency {policy.currency}"]})
+    amount_minor = money_minor(req["amount"], policy.exponent, "amount")
+    if amount_minor <= 0:
+        raise invalid({"amount": ["must be positive"]})
+    existing = s.execute(_RESERVATION, {"order_id": req["order_id"]}).scalar_one_or_none()
+    if existing is not None and existing.customer_id != c.id:
+        raise conflict(f"order '{req['order_id']}' belongs to another customer")
+    digest = request_hash(req)
+    if req.get("reserve") and existing is not None and not _may_write(existing, actor, role):
+        raise DomainError("E_FORBIDDEN", f"order '{req['order_id']}' is held by another sales key")
+    order_row = s.get(CreditOrder, req["order_id"])        # read once: the retry's answer, then the referral
+    first = None if what_if else _first_answer(order_row, digest, actor, today)
+    if first is not None:          # a retry of the request that held or referred it (its answer was lost)
+        return {**first, "_replayed": True}
+    if req.get("reserve") and existing is not None:
+        closed = _closed(existing, today)
+        if closed:
+            raise conflict(f"order '{req['order_id']}' was {closed}: a reservation is never held again; "
+                           "check a new order id", "E_RESERVATION_CLOSED")
+    referrals.refuse_open(req["order_id"], order_row)          # refused while the order's referral is open
+    hold = credit_file.hold_in_force(s, c.id, as_of)      # 停止赊销: the check rejects with its reason
+    group_hold = groups.hold_in_force(s, group.id, as_of) if group is not None else None      # inherited
+    order = {"amount": str(req["amount"]), "order_id": req["order_id"]}
+    others, members = (), []
+    if group is not None:
+        others = tuple(m for m in groups.members(s, group.id) if m != c.id)
+        members = s.execute(select(Customer).where(Customer.id.in_(others)).order_by(Customer.id)).scalars().all()
+    # the customer's ledger and the check's other inputs in one statement (the group's members' ledgers too)
+    rows = read_check(s, [c.id, *others], c.id, req["order_id"], as_of)
+    eval_policy = ctx.registry.active(s, as_of)
+    case = cases_from_rows([c], rows, eval_policy.exponent, as_of)[c.id]
+    group_test = None
+    if group is not None:
+        mine = cases_from_rows(members, rows, policy.exponent, as_of).values()
+        group_test = groups.GroupTest(ctx, s, policy, group, c.id, as_of,
+                                      others=groups.exposure_of(policy, mine, as_of))
+    eval_policy, plain, decision = evaluate(ctx, s, c, as_of, order=order, case=case)
+    return _Read(req=req, actor=actor, as_of=as_of, what_if=what_if, today=today, c=c, policy=policy, days=days,
+                 amount_minor=amount_minor, existing=existing, digest=digest, hold=hold, group=group,
+                 group_hold=group_hold, group_test=group_test, order=order, others=others, eval_policy=eval_policy,
+                 case=plain, decision=decision,
+                 inputs=(rows, _columns(c), tuple(_columns(m) for m in members), groups.hold_dict(group_hold)))
+
+
+def _write(ctx, s, r: _Read, request_id) -> dict:
+    """The check's decision in the trail, its reservation and the order's row; the answer."""
+    req, c, today, hold, group_test, group_hold = r.req, r.c, r.today, r.hold, r.group_test, r.group_hold
+
+    def outcome_of(data):          # a hold, then the group's limit, over the policy's outcome
+        if hold or group_hold or (group_test is not None and group_test.exceeded(data)):
+            return "reject"
+        return data["credit"]["check"]["outcome"]
+    rec, decision = record(ctx, s, c, r.as_of, r.eval_policy, r.case, r.decision,
+                 kind="credit_check_what_if" if r.what_if else "credit_check", actor=r.actor, request_id=request_id,
+                 order=r.order, persist_actions=False, outcome_of=outcome_of if hold or group_test else None,
+                 remember=not r.what_if, context=groups.hold_context(r.group, group_hold))
+    check, reasons = decision.data["credit"]["check"], [x for x in decision.data["reasons"]
+                                                        if x["family"] == "credit.check"]
+    group_view = None
+    if group_test is not None:
+        check, reasons, group_view = group_test.apply(decision.data, check, reasons)
+        if group_hold is not None:
+            group_view["hold"] = groups.hold_dict(group_hold)
+    check, reasons = groups.held_check(check, reasons, r.group, group_hold)
+    check, reasons = credit_file.held_check(check, reasons, hold)
+    reserved = False
+    existing = r.existing
+    if req.get("reserve") and check["outcome"] in ("approve", "approve_with_conditions"):
+        expires = req.get("expires_on") or (today + dt.timedelta(days=r.days))
+        if existing is None:
+            s.connection().execute(_NEW_RESERVATION, dict(
+                order_id=req["order_id"], customer_id=c.id, amount_minor=r.amount_minor, status="held",
+                expires_on=expires, decision_id=rec.id, created_at=ctx.clock(), owner=r.actor,
+                request_hash=r.digest))
+        else:
+            existing.amount_minor, existing.status, existing.expires_on = r.amount_minor, "held", expires
+            existing.decision_id, existing.request_hash = rec.id, r.digest
+        reserved = True
+    view = _view(rec, c.id, req["order_id"], decision.data, reserved, r.as_of, check=check, reasons=reasons)
+    answer = None
+
+    def answer_of(referral):
+        nonlocal answer
+        answer = {**view, **({"referral": referral} if referral else {}),
+                  **({"group": group_view} if group_view else {})}
+        # a retry today (same key, order id and body) gets this answer back, whatever it decided
+        return r.digest, json.dumps(answer, ensure_ascii=False, sort_keys=True)
+    if r.what_if:
+        answer_of(None)
+    else:
+        referrals.after_check(
+            ctx, s, c, order_id=req["order_id"], amount_minor=r.amount_minor, as_of=r.as_of,
+            reserve=req.get("reserve"), rec=rec, decision=decision, actor=r.actor, outcome=check["outcome"],
+            request_id=request_id, existing_reservation=existing, answer_of=answer_of, policy=r.policy)
+    return answer
 
 
 def _first_answer(row: CreditOrder | None, digest: str, actor, today: dt.date) -> dict | None:

@@ -73,16 +73,31 @@ def decide(ctx, s, customer: Customer, as_of: dt.date, *, kind, actor, request_i
     decision becomes the customer's last evaluation (customers.last_*), which a what-if never does.
     `context`: more of what the service decided on, kept (and hashed) in the record's facts beside the case
     (a group's hold: groups.hold_context); a replay evaluates the case alone, so the result is unchanged."""
+    policy, case, decision = evaluate(ctx, s, customer, as_of, order=order)
+    return record(ctx, s, customer, as_of, policy, case, decision, kind=kind, actor=actor, request_id=request_id,
+                  order=order, persist_actions=persist_actions, outcome_of=outcome_of, remember=remember,
+                  context=context)
+
+
+def evaluate(ctx, s, customer: Customer, as_of: dt.date, *, order=None, case=None):
+    """(policy in force on as_of, the plain case, decision) of the customer from the ledger; `case` (a
+    ledger.LedgerCase) when the caller has read it. Writes nothing: a credit check on SQLite runs it
+    before it takes the write lock (api/service/credit_checks.py)."""
     def run():
         policy = ctx.registry.active(s, as_of)        # the version in force on as_of (effective dates)
         # typed rows go straight to evaluate_loaded (they were validated when written); the plain
         # form is the snapshot the trail keeps, which a replay validates and evaluates in full
-        case = load_cases(s, [customer], policy.exponent, as_of)[customer.id]
-        return policy, case.plain, evaluate_loaded(policy, case.typed, as_of, order=order)
+        loaded = case or load_cases(s, [customer], policy.exponent, as_of)[customer.id]
+        return policy, loaded.plain, evaluate_loaded(policy, loaded.typed, as_of, order=order)
     try:
-        policy, case, decision = with_retry(run)
+        return with_retry(run)
     except EngineFailure as exc:
         raise engine_failed(exc) from None
+
+
+def record(ctx, s, customer: Customer, as_of: dt.date, policy, case: dict, decision, *, kind, actor, request_id,
+           order=None, persist_actions=True, outcome_of=None, remember=True, context=None):
+    """decide's writes: the decision (from evaluate) in the customer's chain, last_*, its actions."""
     data = decision.data
     outcome = outcome_of(data) if outcome_of else decision.outcome    # hashed into the trail: decide it first
     facts = canonical({"case": case, "as_of": as_of, "order": order, **(context or {})})

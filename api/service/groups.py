@@ -81,8 +81,13 @@ def exposure(ctx, s, policy, group_id: str, as_of: dt.date, exclude: str | None 
     if not ids:
         return 0
     customers = s.execute(select(Customer).where(Customer.id.in_(ids))).scalars().all()
+    return exposure_of(policy, load_cases(s, customers, policy.exponent, as_of).values(), as_of)
+
+
+def exposure_of(policy, cases, as_of: dt.date) -> int:
+    """The exposures of these members' cases (ledger.LedgerCase) summed, in minor units."""
     total = 0
-    for case in load_cases(s, customers, policy.exponent, as_of).values():
+    for case in cases:
         try:
             total += to_minor(evaluate_loaded(policy, case.typed, as_of).data["credit"]["exposure"], policy.exponent)
         except EngineFailure as exc:
@@ -93,9 +98,10 @@ def exposure(ctx, s, policy, group_id: str, as_of: dt.date, exclude: str | None 
 class GroupTest:
     """A member's credit check against its group's limit: the others' exposure is read before the decision."""
 
-    def __init__(self, ctx, s, policy, group: CustomerGroup, customer_id: str, as_of: dt.date):
+    def __init__(self, ctx, s, policy, group: CustomerGroup, customer_id: str, as_of: dt.date, others=None):
+        """`others`: the other members' exposure when the caller has summed it (exposure_of)."""
         self.group, self.exp = group, policy.exponent
-        self.others = exposure(ctx, s, policy, group.id, as_of, exclude=customer_id)
+        self.others = exposure(ctx, s, policy, group.id, as_of, exclude=customer_id) if others is None else others
 
     def after(self, data: dict) -> int:
         return self.others + to_minor(data["credit"]["check"]["exposure_after_order"], self.exp)

@@ -49,12 +49,12 @@ def refuse_open(order_id: str, row: CreditOrder | None) -> CreditOrder | None:
 
 
 def after_check(ctx, s, c, *, order_id, amount_minor, as_of, reserve, rec, decision, actor, request_id,
-                existing_reservation, outcome, answer_of=None) -> dict | None:
+                existing_reservation, outcome, answer_of=None, policy=None) -> dict | None:
     """After a credit check's decision: the order's status; with outcome `refer`, the referral (and the
     provisional hold when `reserve`). Returns the referral (as the API shows it) or None. `answer_of`
     (referral shown or None → (request hash, answer JSON) a retry gets back, or None) lets the order's row
-    be written once, with the answer."""
-    policy = ctx.registry.active(s)
+    be written once, with the answer. `policy`: the active one, when the caller has it."""
+    policy = policy or ctx.registry.active(s)
     referral = None
     if outcome == "refer":
         referral = _open(ctx, s, c, policy, order_id=order_id, amount_minor=amount_minor, as_of=as_of,

@@ -37,15 +37,21 @@ from rules.money import from_minor, minor_str
 
 from .tables import (
     Action,
+    ChainHead,
+    CreditHold,
     CreditNote,
+    CreditOrder,
     Customer,
+    CustomerGroup,
     Dispute,
     DunningState,
+    GroupMember,
     InstalmentPlan,
     Invoice,
     LegalCase,
     LimitGrant,
     Payment,
+    PolicyState,
     Promise,
     Reservation,
 )
@@ -175,10 +181,61 @@ def _json(value):
 _LEDGER = _ledger(*_PARTS, _STATE_PART, _TAKEN_PART)
 _LEDGER_NO_STATES = _ledger(*_PARTS, _TAKEN_PART)         # the caller has read the dunning states
 
+# A credit check's inputs besides the ledger, in the same statement (tags after T_LEGAL; load_cases' parser
+# never sees them): the customer's hold, chain head, the order's row and its reservation (whoever's), the
+# customer's group with its members, and the policy state. Compared, not parsed: a check evaluated without
+# the write lock re-reads all of it under the lock and writes its decision only if every row is the same
+# (api/service/credit_checks.py), so these carry what changes whenever the row does.
+(T_HOLD, T_HEAD, T_ORDER, T_ORDER_RESERVATION, T_MEMBER, T_GROUP, T_POLICY) = range(11, 18)
+_GROUP_OF = select(GroupMember.group_id).where(GroupMember.customer_id == bindparam("customer_id"))
+
+
+def _row(tag: int, key, where, **columns):
+    cols = [literal(tag, Integer).label("tag"), (cast(null(), String) if key is None else key).label("customer_id")]
+    cols += [(columns[name] if name in columns else cast(null(), type_)).label(name) for name, type_ in _SHAPE]
+    return select(*cols).where(where)
+
+
+_CHECK_PARTS = [
+    _row(T_HOLD, CreditHold.customer_id, CreditHold.customer_id == bindparam("customer_id"),
+         t1=CreditHold.decision_id, t2=CreditHold.placed_by, t3=CreditHold.reason, d1=CreditHold.placed_on,
+         d2=CreditHold.until),
+    _row(T_HEAD, ChainHead.subject, ChainHead.subject == bindparam("customer_id"), t1=ChainHead.hash,
+         n1=ChainHead.seq),
+    _row(T_ORDER, CreditOrder.customer_id, CreditOrder.order_id == bindparam("order_id"),
+         t1=CreditOrder.decision_id, t2=CreditOrder.status, t3=CreditOrder.request_hash,
+         n1=CreditOrder.amount_minor),
+    _row(T_ORDER_RESERVATION, Reservation.customer_id, Reservation.order_id == bindparam("order_id"),
+         t1=Reservation.decision_id, t2=Reservation.status, t3=Reservation.owner, n1=Reservation.amount_minor,
+         d1=Reservation.expires_on),
+    _row(T_MEMBER, GroupMember.customer_id, GroupMember.group_id.in_(_GROUP_OF), t1=GroupMember.group_id,
+         st=GroupMember.customer_id),
+    _row(T_GROUP, None, CustomerGroup.id.in_(_GROUP_OF), t1=CustomerGroup.id, t2=CustomerGroup.decision_id,
+         t3=CustomerGroup.name, n1=CustomerGroup.limit_minor),
+    _row(T_POLICY, None, PolicyState.id == 1, t1=PolicyState.active_version, n1=PolicyState.timeline_seq),
+]
+_CHECK = _ledger(*_PARTS, _STATE_PART, _TAKEN_PART, *_CHECK_PARTS)
+
+
+def read_check(s, ids: list[str], customer_id: str, order_id: str, as_of: dt.date) -> list:
+    """One statement: the ledgers of `ids` (the checked customer and, in a group, the other members) and
+    the check's other inputs (T_HOLD … T_POLICY), as rows to compare; `cases_from_rows` builds the cases."""
+    return s.connection().execute(_CHECK, {"ids": ids, "as_of": as_of, "customer_id": customer_id,
+                                           "order_id": order_id}).all()
+
 
 def load_cases(s, customers, exponent: int, as_of: dt.date, *, states: dict | None = None) -> dict[str, LedgerCase]:
     """Each customer's case as of `as_of`, by id. `states` (customer id → DunningState) spares the
     query when the caller has already read them."""
+    ids = [c.id for c in customers]
+    rows = (s.connection().execute(_LEDGER if states is None else _LEDGER_NO_STATES, {"ids": ids, "as_of": as_of}).all()
+            if ids else ())       # Core: plain column rows need none of the ORM's per-statement work; one fetchall
+    return cases_from_rows(customers, rows, exponent, as_of, states=states)
+
+
+def cases_from_rows(customers, rows, exponent: int, as_of: dt.date, *, states: dict | None = None
+                    ) -> dict[str, LedgerCase]:
+    """load_cases' cases from the ledger's rows (rows tagged after T_LEGAL are skipped)."""
     ids = [c.id for c in customers]
     defaults = _case_defaults()
     plain: dict[str, dict] = {}
@@ -197,12 +254,14 @@ def load_cases(s, customers, exponent: int, as_of: dt.date, *, states: dict | No
         return {"amount": Decimal(text), "amount_minor": minor}
 
     taken: dict[str, list] = {cid: [] for cid in ids}
-    read_states = states is None
-    states = {} if read_states else states
-    rows = (s.connection().execute(_LEDGER if read_states else _LEDGER_NO_STATES, {"ids": ids, "as_of": as_of}).all()
-            if ids else ())       # Core: plain column rows need none of the ORM's per-statement work; one fetchall
+    states = {} if states is None else states
     for tag, cid, t1, t2, t3, n1, n2, d1, d2, d3, j1, j2 in rows:
-        p, t = plain[cid], typed[cid]
+        if tag > T_LEGAL:
+            break                     # a credit check's other inputs (read_check), sorted after the ledger
+        p = plain.get(cid)
+        if p is None:
+            continue                  # a customer the caller builds apart (read_check: a group's members)
+        t = typed[cid]
         if tag == T_INVOICE:
             text = money(n1)
             p["invoices"].append({"id": t1, "amount": text, "currency": t2, "issued_on": d1.isoformat(),
