@@ -185,3 +185,37 @@ def test_an_empty_group_can_be_held_and_a_member_joining_later_inherits_it(api):
     assert body["outcome"] == "reject" and "pending KYC" in body["reasons"][0]["message"]
     assert api.post(f"/v1/decisions/{body['decision_id']}/replay", role="auditor").json()["identical"] is True
     _verified(api)
+
+
+def test_a_group_hold_placed_between_a_checks_read_and_its_write_rejects_the_check(api):
+    """SQLite evaluates a check before it takes the write lock (api/service/credit_checks.py): a group hold
+    placed in between moves the member's chain (its record) and is itself one of the inputs read again under
+    the lock, so the check rejects, reserves nothing and keeps the hold in its facts. (PostgreSQL decides under
+    the group's row lock: no such window.)"""
+    from api.service import credit_checks
+    a, b = api.customer(), api.customer()
+    gid = _group(api, [a, b])
+    order = uid("O")
+    placed = []
+
+    def hold_now(req):
+        if req["order_id"] == order and not placed:
+            r = api.put(f"/v1/groups/{gid}/hold", {"reason": "担保人失联 guarantor unreachable"}, role="controller")
+            assert r.status_code == 200, r.text
+            placed.append(r.json())
+    credit_checks.AFTER_READ.append(hold_now)
+    try:
+        r = api.credit_check(a, "1000.00", order_id=order, reserve=True)
+    finally:
+        credit_checks.AFTER_READ.remove(hold_now)
+    assert placed or api.backend != "sqlite", "the check never ran between a read and a write"
+    if api.backend != "sqlite":       # the hook never runs there: place the hold the ordinary way and check again
+        assert api.put(f"/v1/groups/{gid}/hold", {"reason": "担保人失联 guarantor unreachable"},
+                       role="controller").status_code == 200
+        r = api.credit_check(a, "1000.00", order_id=uid("O"), reserve=True)
+    body = r.json()
+    assert r.status_code == 201 and body["outcome"] == "reject" and body["reserved"] is False, r.text
+    assert body["reasons"][0]["rule"] == "credit.group_hold" and "guarantor unreachable" in body["reasons"][0]["message"]
+    rec = api.get(f"/v1/decisions/{body['decision_id']}", role="auditor").json()
+    assert rec["facts"]["group_hold"]["reason"] == "担保人失联 guarantor unreachable"
+    _verified(api)
