@@ -160,3 +160,98 @@ def test_bad_filters_are_refused_naming_the_field(api, param, value):
 def test_a_garbled_cursor_is_refused(api):
     r = api.get("/v1/customers", params={"sort": "name", "cursor": "not-a-cursor!"})
     assert r.status_code == 422 and "cursor" in r.json()["errors"], r.text
+
+
+# ------------------------------------------------------------------ the window plan (PostgreSQL's "auto")
+CITIES, MARKS, TRADES = ("上海", "北京", "深圳", "杭州"), ("宏达", "永兴", "华信"), ("机械", "贸易", "电子")
+
+
+def _window_book(api):
+    """42 customers of one collector, named as the bench's book (城市 + 字号 + 行业 + 有限公司, 1 in 7 a 商行),
+    a few Latin names in mixed case, some with an overdue invoice (outstanding and stage differ)."""
+    team = uid("win")
+    ids = []
+    for n in range(42):
+        name = CITIES[n % 4] + MARKS[(n // 4) % 3] + TRADES[(n // 12) % 3] + ("商行" if n % 7 == 3 else "有限公司")
+        if n % 10 == 9:
+            name = ("ÄRZTE Trading LTD " if n % 20 == 9 else "ärzte trading Ltd ") + name
+        ids.append(api.customer(f"{team}-{(n * 17) % 42:02d}", name=name, collector=team))
+    for n, cid in enumerate(ids[::6]):
+        api.invoice(cid, f"{(n % 3 + 1) * 1500}.00", due=-(n % 3) * 20, issued=-60)
+    return team
+
+
+WINDOW_TERMS = ["有限公司", "商行", "上海", "宏达机械", "深圳华信电子", "宏", "ltd", "ärzte", "不存在的名字"]
+
+
+def _pages(svc, f: dict, limit: int, **how) -> list:
+    """Every page of the list (cursor after cursor): [(ids, next_cursor, total, capped), …]."""
+    pages, after = [], None
+    while True:
+        got = customer_list.search(svc, {**f, "after": after}, limit=limit, count=True, **how)
+        pages.append(([c.id for c, _ in got["rows"]], got["next_cursor"], got["total"], got["total_capped"]))
+        if got["next_cursor"] is None:
+            return pages
+        after = customer_list.decode_cursor(f["sort"], got["next_cursor"])
+        assert len(pages) < 100
+
+
+def test_the_window_plan_answers_exactly_as_the_one_query(api):
+    """Search terms common, rare, Chinese, of 1 character, cased, none and an id prefix; sorts both ways; 5
+    rows a page to the end: the same rows, order, cursors and count whichever plan (the window first, with
+    windows that end the list, that hold a page or do not; the one query; the plain scan), SQLite and
+    PostgreSQL."""
+    team = _window_book(api)
+    svc = api.service
+    window = customer_list.WINDOW
+    pages = {}
+    try:
+        for term in WINDOW_TERMS + [team[:7]]:
+            for sort, desc in (("id", False), ("id", True), ("name", True), ("outstanding", True)):
+                f = {"q": term, "collector": team, "sort": sort, "desc": desc}
+                scan = pages[term, sort, desc] = _pages(svc, f, 5, indexed=False, plan="direct")
+                assert _pages(svc, f, 5, plan="direct") == scan, (term, sort, desc)
+                for customer_list.WINDOW in (window, 7, 1):
+                    for plan in ("auto", "window"):
+                        assert _pages(svc, f, 5, plan=plan) == scan, (term, sort, desc, plan, customer_list.WINDOW)
+                customer_list.WINDOW = window
+    finally:
+        customer_list.WINDOW = window
+    assert len(pages["有限公司", "name", True]) == 8 and pages["有限公司", "id", False][0][2] == 36   # 36 matches
+    assert len(pages[team[:7], "id", True]) == 9 and pages["不存在的名字", "id", True] == [([], None, 0, False)]
+    # the answers themselves (the scan above is not trusted blindly)
+    f = {"collector": team, "sort": "id", "desc": False}
+    every = [c for c, _ in customer_list.search(svc, f, limit=200)["rows"]]
+    assert len(every) == 42
+    for term, expected in (("有限公司", [c.id for c in every if "有限公司" in c.name]),
+                           ("深圳华信电子", [c.id for c in every if "深圳华信电子" in c.name]),
+                           ("ärzte", [c.id for c in every if "rzte" in c.name.lower()])):
+        got = [c.id for c, _ in customer_list.search(svc, {**f, "q": term}, limit=200)["rows"]]
+        if term == "ärzte" and api.backend == "sqlite":
+            expected = [c.id for c in every if "ärzte" in c.name]     # SQLite's LIKE folds ASCII letters only
+        assert got == expected and got, term
+    assert len([c for c in every if "深圳华信电子" in c.name]) == 1
+
+
+def test_the_window_holds_a_common_terms_page_and_passes_a_rare_one_on(api):
+    """The window is what answers a common term (no trigram index collecting every match), and a window
+    holding too few matches before the list ends gives way to the one query: pinned on the function itself."""
+    team = _window_book(api)
+    svc = api.service
+    with svc.read_tx() as s:
+        dialect = s.get_bind().dialect.name
+        base = [customer_list.Customer.collector == team]
+        window = customer_list.WINDOW
+        try:
+            customer_list.WINDOW = 10
+            common = customer_list._window_page(s, "有限公司", dialect, True, base, "id", False, 5)
+            assert common is not None and len(common) == 5 and all("有限公司" in c.name for c in common)
+            assert customer_list._window_page(s, "深圳华信电子", dialect, True, base, "id", False, 5) is None
+            customer_list.WINDOW = 100                  # the window is the whole list: its answer is complete
+            rare = customer_list._window_page(s, "深圳华信电子", dialect, True, base, "id", False, 5)
+            assert rare is not None and len(rare) == 1 and "深圳华信电子" in rare[0].name
+        finally:
+            customer_list.WINDOW = window
+    # PostgreSQL's search is LIKE (no lower() of each name) exactly when no character of the term has a case
+    assert [customer_list._uncased(t) for t in ("有限公司", "宏达 机械（上海）", "100%_-", "ｱｲｳ", "ltd", "Ä", "ß", "ⓐ",
+                                                 "ǅ", "上海Ltd")] == [True] * 4 + [False] * 6
