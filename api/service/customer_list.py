@@ -198,17 +198,30 @@ def _window_page(s, q: str, dialect: str, indexed: bool, base: list, sort: str, 
     of the list. Those n are then the list's first n: a window is a prefix of the list's order, and the
     search only drops rows from it. A common term (a page within a few hundred rows) costs one short walk of
     the sort's index (or the filter's), where the trigram index would collect every match before the sort;
-    a rare term falls through to the trigram index after one bounded walk."""
-    inner = select(Customer).where(*base).order_by(*_order(Customer, sort, desc)).limit(WINDOW).subquery()
+    a rare term falls through to the trigram index after one bounded walk. The window's last row is read
+    too, match or not (its number is WINDOW): without it the window ended the list."""
+    rn = func.row_number().over(order_by=_order(Customer, sort, desc)).label("rn")
+    inner = select(Customer, rn).where(*base).order_by(*_order(Customer, sort, desc)).limit(WINDOW).subquery()
     w = aliased(Customer, inner)
-    rows = s.execute(select(w).where(matches(s, q, dialect, indexed, w))
-                     .order_by(*_order(w, sort, desc)).limit(n)).scalars().all()
-    if len(rows) >= n:
-        return rows
-    seen = s.execute(select(func.count()).select_from(
-        select(Customer.id).where(*base).order_by(*_order(Customer, sort, desc)).limit(WINDOW).subquery())
-    ).scalar_one()
-    return rows if seen < WINDOW else None
+    hit = matches(s, q, dialect, indexed, w)
+    got = s.execute(select(w, inner.c.rn, hit.label("hit")).where(or_(hit, inner.c.rn == WINDOW))
+                    .order_by(*_order(w, sort, desc)).limit(n + 1)).all()
+    rows = [c for c, _, matched in got if matched][:n]
+    if len(rows) < n and any(number == WINDOW for _, number, _ in got):
+        return None
+    return rows
+
+
+def _count_walk(s, f: dict, dialect: str, today: dt.date, indexed: bool) -> int:
+    """The capped count of a term whose page a window held (a common term, at least one row in WINDOW / page
+    size): the rows that pass the other filters read in any order, the search tested on each (in the select
+    list of a subquery with OFFSET: the planner can neither push it down to the trigram index nor reorder),
+    stopped at the cap. At most the filters' rows; a 95 % term stops after ~COUNT_CAP / 0.95 of them, where
+    the trigram index's bitmap would hold every match before the first is counted."""
+    hit = matches(s, f["q"], dialect, indexed).label("hit")
+    tested = select(hit).where(*_filters(f, today)).offset(0).subquery()
+    capped = select(tested.c.hit).where(tested.c.hit).limit(COUNT_CAP + 1).subquery()
+    return s.execute(select(func.count()).select_from(capped)).scalar_one()
 
 
 def search(ctx, f: dict, *, limit: int = 50, count: bool = False, indexed: bool = True,
@@ -229,6 +242,7 @@ def search(ctx, f: dict, *, limit: int = 50, count: bool = False, indexed: bool 
         if f.get("q") and (plan == "window" or plan == "auto" and dialect == "postgresql"):
             base = _filters(f, today) + _after(sort, desc, after)
             rows = _window_page(s, f["q"], dialect, indexed, base, sort, desc, limit + 1)
+        dense = rows is not None and len(rows) > limit         # a window held the page: a common term
         if rows is None:
             conds = _filtered(s, f, dialect, today, indexed) + _after(sort, desc, after)
             rows = s.execute(select(Customer).where(*conds).order_by(*_order(Customer, sort, desc))
@@ -244,6 +258,8 @@ def search(ctx, f: dict, *, limit: int = 50, count: bool = False, indexed: bool 
         if count:
             if after is None and not more:
                 total = len(page)                   # the first page is the last: it saw every match
+            elif dense:
+                total = _count_walk(s, f, dialect, today, indexed)
             else:
                 matching = _filtered(s, f, dialect, today, indexed)
                 capped = select(Customer.id).where(*matching).limit(COUNT_CAP + 1).subquery()
