@@ -108,6 +108,7 @@ def _like(text_: str) -> str:
 
 RARE = 2_000                  # SQLite: a term with at most this many trigram hits is looked up; more, scanned
 WINDOW = 2_000                # PostgreSQL: a search first reads this many rows in the list's order (below)
+COUNT_WALK = 3 * COUNT_CAP    # …and a term that filled its page from them is counted from this many rows
 PLANS = ("auto", "window", "direct")
 
 
@@ -212,16 +213,18 @@ def _window_page(s, q: str, dialect: str, indexed: bool, base: list, sort: str, 
     return rows
 
 
-def _count_walk(s, f: dict, dialect: str, today: dt.date, indexed: bool) -> int:
-    """The capped count of a term whose page a window held (a common term, at least one row in WINDOW / page
-    size): the rows that pass the other filters read in any order, the search tested on each (in the select
-    list of a subquery with OFFSET: the planner can neither push it down to the trigram index nor reorder),
-    stopped at the cap. At most the filters' rows; a 95 % term stops after ~COUNT_CAP / 0.95 of them, where
-    the trigram index's bitmap would hold every match before the first is counted."""
+def _count_walk(s, f: dict, dialect: str, today: dt.date, indexed: bool) -> int | None:
+    """The capped count of a term whose page a window held, read off the first COUNT_WALK rows that pass the
+    other filters (in any order: a sequential read), or None when that is not the answer (fewer than the cap
+    among them and more rows after). The search is tested in the select list under a LIMIT, where the
+    planner cannot take it to the trigram index: a 95 % term is counted from ~COUNT_WALK rows where the
+    index's bitmap holds every match before the first is counted. A window can be dense where the book is
+    not (an id prefix, a name prefix under sort=name): then the walk was one bounded read, and the count is
+    the index's."""
     hit = matches(s, f["q"], dialect, indexed).label("hit")
-    tested = select(hit).where(*_filters(f, today)).offset(0).subquery()
-    capped = select(tested.c.hit).where(tested.c.hit).limit(COUNT_CAP + 1).subquery()
-    return s.execute(select(func.count()).select_from(capped)).scalar_one()
+    walked = select(hit).where(*_filters(f, today)).limit(COUNT_WALK).subquery()
+    hits, seen = s.execute(select(func.count().filter(walked.c.hit), func.count()).select_from(walked)).one()
+    return hits if hits > COUNT_CAP or seen < COUNT_WALK else None
 
 
 def search(ctx, f: dict, *, limit: int = 50, count: bool = False, indexed: bool = True,
@@ -258,8 +261,8 @@ def search(ctx, f: dict, *, limit: int = 50, count: bool = False, indexed: bool 
         if count:
             if after is None and not more:
                 total = len(page)                   # the first page is the last: it saw every match
-            elif dense:
-                total = _count_walk(s, f, dialect, today, indexed)
+            elif dense and (walked := _count_walk(s, f, dialect, today, indexed)) is not None:
+                total = walked
             else:
                 matching = _filtered(s, f, dialect, today, indexed)
                 capped = select(Customer.id).where(*matching).limit(COUNT_CAP + 1).subquery()

@@ -206,7 +206,7 @@ def test_the_window_plan_answers_exactly_as_the_one_query(api):
     scan), SQLite and PostgreSQL."""
     team = _window_book(api)
     svc = api.service
-    window, cap = customer_list.WINDOW, customer_list.COUNT_CAP
+    window, cap, walk = customer_list.WINDOW, customer_list.COUNT_CAP, customer_list.COUNT_WALK
     # "auto" is the window on PostgreSQL (and the one query on SQLite, as "direct")
     plans = ("auto", "window") if api.backend == "postgresql" else ("window",)
     pages = {}
@@ -218,12 +218,13 @@ def test_the_window_plan_answers_exactly_as_the_one_query(api):
                 scan = pages[term, sort, desc] = _pages(svc, f, 5, indexed=False, plan="direct")
                 assert _pages(svc, f, 5, plan="direct") == scan, (term, sort, desc)
                 assert _pages(svc, f, 5) == scan, (term, sort, desc)
-                for customer_list.WINDOW in (window, 7, 1):
+                # windows (and count walks) that end the list, that hold a page (the cap) or do not
+                for customer_list.WINDOW, customer_list.COUNT_WALK in ((window, walk), (7, 25), (1, 1)):
                     for plan in plans:
                         assert _pages(svc, f, 5, plan=plan) == scan, (term, sort, desc, plan, customer_list.WINDOW)
-                customer_list.WINDOW = window
+                customer_list.WINDOW, customer_list.COUNT_WALK = window, walk
     finally:
-        customer_list.WINDOW, customer_list.COUNT_CAP = window, cap
+        customer_list.WINDOW, customer_list.COUNT_CAP, customer_list.COUNT_WALK = window, cap, walk
     assert len(pages["有限公司", "name", True]) == 8 and pages["有限公司", "id", False][0][2:] == (20, True)  # 36
     assert pages["宏达机械", "outstanding", True][0][2:] == (8, False) and len(pages["宏达机械", "id", True]) == 2
     assert len(pages[team[:7], "id", True]) == 9 and pages["不存在的名字", "id", True] == [([], None, 0, False)]
