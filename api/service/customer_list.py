@@ -200,17 +200,18 @@ def _window_page(s, q: str, dialect: str, indexed: bool, base: list, sort: str, 
     search only drops rows from it. A common term (a page within a few hundred rows) costs one short walk of
     the sort's index (or the filter's), where the trigram index would collect every match before the sort;
     a rare term falls through to the trigram index after one bounded walk. The window's last row is read
-    too, match or not (its number is WINDOW): without it the window ended the list."""
+    too, match or not (its number is WINDOW): without it the window ended the list. Returns (rows or None,
+    how many of the rows the name matched: an id prefix is dense in id order only, not in the book)."""
     rn = func.row_number().over(order_by=_order(Customer, sort, desc)).label("rn")
     inner = select(Customer, rn).where(*base).order_by(*_order(Customer, sort, desc)).limit(WINDOW).subquery()
     w = aliased(Customer, inner)
     hit = matches(s, q, dialect, indexed, w)
-    got = s.execute(select(w, inner.c.rn, hit.label("hit")).where(or_(hit, inner.c.rn == WINDOW))
-                    .order_by(*_order(w, sort, desc)).limit(n + 1)).all()
-    rows = [c for c, _, matched in got if matched][:n]
-    if len(rows) < n and any(number == WINDOW for _, number, _ in got):
-        return None
-    return rows
+    got = s.execute(select(w, inner.c.rn, hit.label("hit"), name_matches(s, q, dialect, indexed, w).label("named"))
+                    .where(or_(hit, inner.c.rn == WINDOW)).order_by(*_order(w, sort, desc)).limit(n + 1)).all()
+    hits = [row for row in got if row.hit][:n]
+    if len(hits) < n and any(row.rn == WINDOW for row in got):
+        return None, 0
+    return [row[0] for row in hits], sum(1 for row in hits if row.named)
 
 
 def _count_walk(s, f: dict, dialect: str, today: dt.date, indexed: bool) -> int | None:
@@ -241,11 +242,12 @@ def search(ctx, f: dict, *, limit: int = 50, count: bool = False, indexed: bool 
     with ctx.read_tx() as s:
         dialect = s.get_bind().dialect.name
         after = f.get("after")
-        rows = None
+        rows, dense = None, False
         if f.get("q") and (plan == "window" or plan == "auto" and dialect == "postgresql"):
             base = _filters(f, today) + _after(sort, desc, after)
-            rows = _window_page(s, f["q"], dialect, indexed, base, sort, desc, limit + 1)
-        dense = rows is not None and len(rows) > limit         # a window held the page: a common term
+            rows, named = _window_page(s, f["q"], dialect, indexed, base, sort, desc, limit + 1)
+            # a window held the page, most of it by name: a common term, whose count may be a short walk
+            dense = rows is not None and len(rows) > limit and 2 * named > len(rows)
         if rows is None:
             conds = _filtered(s, f, dialect, today, indexed) + _after(sort, desc, after)
             rows = s.execute(select(Customer).where(*conds).order_by(*_order(Customer, sort, desc))

@@ -253,12 +253,14 @@ def test_the_window_holds_a_common_terms_page_and_passes_a_rare_one_on(api):
         window = customer_list.WINDOW
         try:
             customer_list.WINDOW = 10
-            common = customer_list._window_page(s, "有限公司", dialect, True, base, "id", False, 5)
-            assert common is not None and len(common) == 5 and all("有限公司" in c.name for c in common)
-            assert customer_list._window_page(s, "深圳华信电子", dialect, True, base, "id", False, 5) is None
+            common, named = customer_list._window_page(s, "有限公司", dialect, True, base, "id", False, 5)
+            assert len(common) == 5 and all("有限公司" in c.name for c in common) and named == 5
+            assert customer_list._window_page(s, "深圳华信电子", dialect, True, base, "id", False, 5) == (None, 0)
+            ids, named = customer_list._window_page(s, team[:7], dialect, True, base, "id", False, 5)
+            assert len(ids) == 5 and named == 0          # dense by id prefix, not by name: no count walk
             customer_list.WINDOW = 100                  # the window is the whole list: its answer is complete
-            rare = customer_list._window_page(s, "深圳华信电子", dialect, True, base, "id", False, 5)
-            assert rare is not None and len(rare) == 1 and "深圳华信电子" in rare[0].name
+            rare, named = customer_list._window_page(s, "深圳华信电子", dialect, True, base, "id", False, 5)
+            assert len(rare) == 1 and "深圳华信电子" in rare[0].name and named == 1
         finally:
             customer_list.WINDOW = window
     # PostgreSQL's search is LIKE (no lower() of each name) exactly when no character of the term has a case
