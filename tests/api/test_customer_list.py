@@ -266,3 +266,24 @@ def test_the_window_holds_a_common_terms_page_and_passes_a_rare_one_on(api):
     # PostgreSQL's search is LIKE (no lower() of each name) exactly when no character of the term has a case
     assert [customer_list._uncased(t) for t in ("有限公司", "宏达 机械（上海）", "100%_-", "ｱｲｳ", "ltd", "Ä", "ß", "ⓐ",
                                                  "ǅ", "上海Ltd")] == [True] * 4 + [False] * 6
+
+
+def test_the_filters_choices_walk_the_index_and_answer_as_distinct(api):
+    """The console's collector and segment choices (api/reports/console.distinct_values: one index probe a
+    value) are SELECT DISTINCT's: sorted, NULL left out, Chinese too, cut at the limit."""
+    from sqlalchemy import select
+
+    from api.reports import console
+    from api.store.tables import Customer, CustomerSegment
+    team = uid("dv")
+    for n, collector in enumerate([f"{team}-张三", f"{team}-a", f"{team}-a", None, f"{team}-B", f"{team}-李四"]):
+        api.customer(f"{team}-{n}", **({"collector": collector} if collector else {}))
+    for n, industry in ((6, "manufacturing"), (7, "services")):      # decided: segments
+        api.invoice(api.customer(f"{team}-{n}", industry=industry), "150000.00", due=-40, issued=-70)
+    with api.service.read_tx() as s:
+        for col in (Customer.collector, CustomerSegment.segment):
+            every = list(s.execute(select(col).where(col.is_not(None)).distinct().order_by(col)).scalars())
+            assert console.distinct_values(s, col, 10_000) == every and len(every) >= 2
+            assert console.distinct_values(s, col, 2) == every[:2]
+        mine = [c for c in console.distinct_values(s, Customer.collector, 10_000) if c.startswith(team)]
+        assert sorted(mine) == mine and len(mine) == 4 and f"{team}-张三" in mine
