@@ -45,7 +45,7 @@ def before(service, q):
     """The query as it was (api/reports/console.customers at 3594a01), page 1."""
     from sqlalchemy import func, or_, select
 
-    from api.reports.console import _like
+    from api.service.customer_list import _like      # (api/reports/console.py's before issue 14)
     from api.store.tables import Customer, DunningState
     stage_col = func.coalesce(DunningState.stage, 0)
     base = select(Customer.id).outerjoin(DunningState, DunningState.customer_id == Customer.id)
@@ -157,7 +157,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--backends", default="sqlite,postgresql")
     ap.add_argument("--plans", action="store_true", help="the list's search before / after the window plan")
-    ap.add_argument("--url", help="--plans on this existing generated book (swept) instead of a new one")
+    ap.add_argument("--url", help="--plans (implied) on this existing generated, swept book instead of a new one")
     args = ap.parse_args(argv)
     results = {"customers": args.customers, "backends": {}}
     if args.url:
