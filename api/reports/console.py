@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from engine.evaluator import evaluate_loaded
 from rules.money import minor_str, to_minor
@@ -55,17 +55,29 @@ def customers(service, args: dict, per_page: int = PAGE_SIZE) -> dict:
             "next_cursor": got["next_cursor"], "filters": f, "per_page": per_page}
 
 
+def distinct_values(s, col, limit: int = 200) -> list:
+    """SELECT DISTINCT col … ORDER BY col LIMIT limit (NULL left out) as a walk of col's index, one probe per
+    value (a recursive CTE: the next value after the last). DISTINCT reads every row — 100,000 customers'
+    collectors or segments on every list page (PostgreSQL has no skip scan before 18); a handful of
+    collectors and segments are a handful of index probes. col: a column with an index that leads with it."""
+    table, name = col.table.name, col.name
+    return list(s.execute(text(
+        f"WITH RECURSIVE vals(v, n) AS ("
+        f"SELECT (SELECT {name} FROM {table} WHERE {name} IS NOT NULL ORDER BY {name} LIMIT 1), 1 "
+        f"UNION ALL SELECT (SELECT {name} FROM {table} WHERE {name} > vals.v ORDER BY {name} LIMIT 1), n + 1 "
+        f"FROM vals WHERE vals.v IS NOT NULL AND n < :limit) "
+        f"SELECT v FROM vals WHERE v IS NOT NULL"), {"limit": limit}).scalars())
+
+
 def segments(service) -> list[str]:
     """The segments customers' last decisions put them in (the list's segment filter)."""
     with service.read_tx() as s:
-        return list(s.execute(select(CustomerSegment.segment).distinct().order_by(CustomerSegment.segment)
-                              .limit(200)).scalars())
+        return distinct_values(s, CustomerSegment.segment)       # the primary key (segment, customer_id)
 
 
 def collectors(service) -> list[str]:
     with service.read_tx() as s:
-        return [c for (c,) in s.execute(select(Customer.collector).where(Customer.collector.is_not(None))
-                                        .distinct().order_by(Customer.collector).limit(200))]
+        return distinct_values(s, Customer.collector)            # ix_customers_collector (collector, id)
 
 
 def current_decision(service, customer_id: str, as_of: dt.date) -> dict:
