@@ -28,8 +28,8 @@ from rules.money import minor_display, minor_str, to_minor
 from ..errors import DomainError, conflict, invalid, not_found
 from ..store import trail
 from ..store.database import upsert_statement
-from ..store.tables import CreditOrder, Referral, Reservation
-from . import approvals
+from ..store.tables import CreditOrder, CustomerGroup, GroupMember, Referral, Reservation
+from . import approvals, credit_file, groups
 from .decide import decide, lock_customer
 from .validation import canonical, money_minor
 
@@ -226,6 +226,7 @@ def release(ctx, referral_id: str, req: dict, key, request_id: str) -> dict:
                       for i, cnd in enumerate(req.get("conditions") or [])]
         # separation of duties: whoever asked for the order (by key, or another key of the same person) can't release it
         approvals.refuse_same_person(s, key, ref.requested_by, None, f"order '{ref.order_id}'")
+        _refuse_on_hold(s, ref, ctx.today())
         authority = policy.authority
         needed = authority.needed(ref.over_limit_minor)
         if needed is not None:
@@ -244,6 +245,28 @@ def release(ctx, referral_id: str, req: dict, key, request_id: str) -> dict:
         return referral_dict(ref, exp)
 
 
+def _holds(s, customer_id: str, as_of: dt.date):
+    """(the customer's credit hold in force, its group, the group's hold in force) on as_of."""
+    group_id = s.execute(select(GroupMember.group_id).where(GroupMember.customer_id == customer_id)).scalar()
+    group = s.get(CustomerGroup, group_id) if group_id is not None else None
+    return (credit_file.hold_in_force(s, customer_id, as_of), group,
+            groups.hold_in_force(s, group_id, as_of) if group_id is not None else None)
+
+
+def _refuse_on_hold(s, ref: Referral, as_of: dt.date) -> None:
+    """停止赊销 wins over a release: an order referred before the customer (or its group) was put on hold is
+    not released while the hold is in force; the hold is lifted first, or the referral rejected."""
+    hold, group, group_hold = _holds(s, ref.customer_id, as_of)
+    if hold is not None:
+        raise DomainError("E_ON_HOLD", f"customer '{ref.customer_id}' is on credit hold since "
+                                       f"{hold.placed_on.isoformat()} ({hold.reason}): lift the hold before releasing "
+                                       f"order '{ref.order_id}', or reject it")
+    if group_hold is not None:
+        raise DomainError("E_ON_HOLD", f"customer '{ref.customer_id}' inherits the credit hold of group '{group.id}' "
+                                       f"since {group_hold.placed_on.isoformat()} ({group_hold.reason}): lift the "
+                                       f"group's hold before releasing order '{ref.order_id}', or reject it")
+
+
 def reject(ctx, referral_id: str, req: dict, key, request_id: str) -> dict:
     reason = _reason(req)
     with ctx.tx() as s:
@@ -257,18 +280,24 @@ def reject(ctx, referral_id: str, req: dict, key, request_id: str) -> dict:
 
 def recheck(ctx, referral_id: str, key, request_id: str) -> dict:
     """Evaluate the referred order again under today's ledger: approved → released, rejected → rejected
-    (the recheck's decision is the record and the reason), still `refer` → open with today's figures."""
+    (the recheck's decision is the record and the reason), still `refer` → open with today's figures. A
+    credit hold of the customer or its group in force rejects, as it rejects a credit check."""
     with ctx.tx() as s:
         ref = _locked_open(ctx, s, referral_id)
         c = lock_customer(s, ref.customer_id)
         policy = ctx.registry.active(s)
         exp = policy.exponent
         order = {"amount": minor_str(ref.amount_minor, exp), "order_id": ref.order_id}
+        hold, group, group_hold = _holds(s, c.id, ctx.today())
         rec, decision = decide(ctx, s, c, ctx.today(), kind="referral_recheck", actor=key.name,
-                               request_id=request_id, order=order, persist_actions=False)
+                               request_id=request_id, order=order, persist_actions=False,
+                               outcome_of=(lambda data: "reject") if hold or group_hold else None,
+                               context=groups.hold_context(group, group_hold))
         credit = decision.data["credit"]
-        outcome = credit["check"]["outcome"]
         reasons = [r for r in decision.data["reasons"] if r["family"] == "credit.check"]
+        check, reasons = groups.held_check(credit["check"], reasons, group, group_hold)
+        check, reasons = credit_file.held_check(check, reasons, hold)
+        outcome = check["outcome"]
         if outcome == "refer":
             limit, after = to_minor(credit["limit"], exp), to_minor(credit["check"]["exposure_after_order"], exp)
             ref.limit_minor, ref.exposure_minor = limit, to_minor(credit["exposure"], exp)
@@ -279,6 +308,8 @@ def recheck(ctx, referral_id: str, key, request_id: str) -> dict:
         else:
             status = "released" if outcome in ("approve", "approve_with_conditions") else "rejected"
             why = f"recheck under the ledger of {ctx.today().isoformat()}: {outcome}"
+            if hold or group_hold:
+                why += f" ({reasons[0]['message']})"
             _close(ctx, s, ref, status, key.name, why, rec,
                    credit["check"]["conditions"] if status == "released" else None)
         return {"referral": referral_dict(ref, exp), "outcome": outcome, "decision_id": rec.id, "reasons": reasons}
