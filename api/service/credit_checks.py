@@ -24,11 +24,11 @@ _RESERVATION = select(Reservation).where(Reservation.order_id == bindparam("orde
 _NEW_RESERVATION = insert(Reservation.__table__)        # Core: the new row is written at once, no ORM flush
 
 
-def credit_check(ctx, req: dict, actor, request_id, role=None) -> dict:
+def credit_check(ctx, req: dict, actor, request_id, role=None, locale="en") -> dict:
     """`role` None: a trusted caller (no ownership or what-if checks). A result with "_replayed" is the
     first answer to the same request again (the adapter pops it)."""
     try:
-        return _credit_check(ctx, req, actor, request_id, role)
+        return _credit_check(ctx, req, actor, request_id, role, locale)
     except IntegrityError:
         # a new order reserved for two customers at once (PostgreSQL: their locks differ); the loser sees
         # the winner's reservation only now
@@ -76,7 +76,7 @@ def _view(rec, c_id: str, order_id: str, data: dict, reserved: bool, as_of: dt.d
             "as_of": as_of.isoformat()}
 
 
-def _credit_check(ctx, req: dict, actor, request_id, role=None) -> dict:
+def _credit_check(ctx, req: dict, actor, request_id, role=None, locale="en") -> dict:
     today = ctx.today()
     what_if = req.get("as_of") is not None and req["as_of"] != today
     if what_if and role is not None and role not in SIMULATING_ROLES:
@@ -128,11 +128,11 @@ def _credit_check(ctx, req: dict, actor, request_id, role=None) -> dict:
         rec, decision = decide(ctx, s, c, as_of, kind="credit_check_what_if" if what_if else "credit_check",
                                actor=actor, request_id=request_id, order=order, persist_actions=False,
                                outcome_of=outcome_of if hold or group_test else None, remember=not what_if)
-        check, reasons = decision.data["credit"]["check"], [r for r in decision.data["reasons"]
-                                                             if r["family"] == "credit.check"]
+        # only the credit check's reasons are rendered (in the caller's locale); the rest is figures
+        check, reasons = decision.body["credit"]["check"], decision.reasons(locale, family="credit.check")
         group_view = None
         if group_test is not None:
-            check, reasons, group_view = group_test.apply(decision.data, check, reasons)
+            check, reasons, group_view = group_test.apply(decision.body, check, reasons)
         check, reasons = credit_file.held_check(check, reasons, hold)
         reserved = False
         if req.get("reserve") and check["outcome"] in ("approve", "approve_with_conditions"):
@@ -145,7 +145,7 @@ def _credit_check(ctx, req: dict, actor, request_id, role=None) -> dict:
                 existing.amount_minor, existing.status, existing.expires_on = amount_minor, "held", expires
                 existing.decision_id, existing.request_hash = rec.id, digest
             reserved = True
-        view = _view(rec, c.id, req["order_id"], decision.data, reserved, as_of, check=check, reasons=reasons)
+        view = _view(rec, c.id, req["order_id"], decision.body, reserved, as_of, check=check, reasons=reasons)
         answer = None
 
         def answer_of(referral):

@@ -78,11 +78,11 @@ def decide(ctx, s, customer: Customer, as_of: dt.date, *, kind, actor, request_i
         policy, case, decision = with_retry(run)
     except EngineFailure as exc:
         raise engine_failed(exc) from None
-    data = decision.data
+    data = decision.body         # what follows reads figures, not reasons: nothing to render
     outcome = outcome_of(data) if outcome_of else decision.outcome    # hashed into the trail: decide it first
     facts = canonical({"case": case, "as_of": as_of, "order": order})
     rec = trail.append(s, subject=customer.id, kind=kind, actor=actor, request_id=request_id, as_of=as_of,
-                       facts=facts, policy_version=policy.version, result=decision.json, outcome=outcome,
+                       facts=facts, policy_version=policy.version, result=decision.stored, outcome=outcome,
                        created_at=ctx.clock())
     if remember:
         summary = summary_of(data, policy.exponent)
