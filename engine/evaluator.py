@@ -17,9 +17,8 @@ from rules.scorecard import score as scorecard_score
 from .decision import Decision
 from .errors import InputError, InputInvalid
 from .facts import MAX_AMOUNT, Facts, build_facts, check_case, load_case
-from rules.fields import DECISION, FIELDS, OVERDUE_FIELDS, PROFILE
-from rules.fields import show
-from rules.money import minor_display, minor_str, to_minor
+from rules.fields import DECISION, OVERDUE_FIELDS, PROFILE
+from rules.money import minor_str, to_minor
 
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 TERMS_FIELDS = {"invoice_terms_exceeded", "invoices_beyond_terms"}
@@ -171,7 +170,7 @@ def evaluate_facts(policy, facts: Facts) -> Decision:
     # 4. decision-stage facts; a segment's figures, then an approved limit / terms on the credit file cap the policy's
     fired_segments = [r for r in fired_profile if r.family == "segments"]
     if any(r.params for r in fired_segments):
-        terms = _segment_terms(terms, fired_segments, reasons, exp)
+        terms = _segment_terms(terms, fired_segments, reasons)
     approved_limit, approved_terms = facts.approved
     policy_terms_days = terms.terms_days
     limit = terms.limit if approved_limit is None else min(terms.limit, approved_limit)
@@ -351,7 +350,7 @@ def _tolerated_stage(policy, fired_profile, fact, resolved, reasons):
     reach is not entered; the customer stays in the highest lower stage whose entry matched (or 0)."""
     target, entry_day, entries = resolved
     stages = policy.content["dunning"]["stages"]
-    amount, exp = fact["collectable_overdue_amount"], policy.exponent
+    amount = fact["collectable_overdue_amount"]
     skipped = []
     while target and amount < stages[target - 1].get("min_balance", 0):
         skipped.append((target, stages[target - 1]["min_balance"]))
@@ -379,7 +378,7 @@ def _tolerated_checks(policy, fired_decision, fact, reasons):
     return kept
 
 
-def _segment_terms(terms, fired_segments, reasons, exp):
+def _segment_terms(terms, fired_segments, reasons):
     """A matching segment's limit cap, deposit floor and terms, each change a reason naming the segment."""
     limit, deposit, days, rules_used = terms.limit, terms.deposit_pct, terms.terms_days, list(terms.limit_rules)
     caps = [(r.param("limit"), r.id) for r in fired_segments if r.param("limit") is not None]

@@ -186,3 +186,19 @@ def test_message_zh_is_checked_at_compile_time_with_its_position(policy_text):
     with pytest.raises(PolicyInvalid) as exc:
         compile_policy(text.replace("message_zh:", "message_cn:"), "zh.yaml")
     assert exc.value.errors[0].code == "E_UNKNOWN_KEY"
+
+
+def test_the_cli_prints_the_reasons_in_the_locale_asked(policy, tmp_path, capsys, make_case):
+    from engine.cli import main
+    from helpers import AS_OF, customer, invoice
+    case = make_case(customer(), invoices=[invoice("INV-1", "5000.00", due=-40)])
+    path = tmp_path / "case.json"
+    path.write_text(json.dumps(case, ensure_ascii=False), encoding="utf-8")
+    args = ["evaluate", "--policy", policy.source, "--input", str(path), "--as-of", AS_OF.isoformat(), "--compact"]
+    assert main(args) == 0
+    en = capsys.readouterr().out.strip()
+    assert main([*args, "--locale", "zh"]) == 0
+    zh = json.loads(capsys.readouterr().out)
+    assert en == evaluate(policy, case, AS_OF).json
+    assert zh == evaluate(policy, case, AS_OF).render("zh")
+    assert zh["reasons"] != json.loads(en)["reasons"] and all(_CJK.search(r["message"]) for r in zh["reasons"])
