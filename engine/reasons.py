@@ -12,6 +12,8 @@ checks this on every evaluation the tests make), "zh" the Chinese one.
 """
 from __future__ import annotations
 
+import string
+
 from rules.fields import FIELDS, PERCENT, show
 from rules.money import minor_display, minor_str
 
@@ -22,16 +24,10 @@ DEFAULT_LOCALE = "en"
 M, P, BP = "money", "percent", "bp"      # minor units → '1,234.56'; basis points → '30%'; basis points → '90.05'
 
 
-def _show(kind, value, exp):
-    if value is None:
-        return ""
-    if kind == M:
-        return minor_display(value, exp)
-    if kind == P:
-        return show(PERCENT, value, exp)
-    if kind == BP:
-        return minor_str(value, 2)
-    return str(value)
+# the expression that shows a value of each kind in a compiled template (Entry.compile)
+_SHOWN = {M: '_md(v["{name}"], exp)', P: '_show(_PCT, v["{name}"], exp)', BP: '_ms(v["{name}"], 2)',
+          None: 'v["{name}"]'}
+_GLOBALS = {"_md": minor_display, "_ms": minor_str, "_show": show, "_PCT": PERCENT}
 
 
 def _field_value(values, exp):
@@ -41,25 +37,44 @@ def _field_value(values, exp):
 
 
 class Entry:
-    """One message of the catalogue: a template per locale over the shown values, `kinds` saying how
-    each value is shown, and `prepare` (optional) adding derived parts: prepare(values, exp, locale) → dict."""
+    """One message of the catalogue: a template per locale over the values, `kinds` saying how a value is
+    shown (money, percent, basis points; others as str()), `{rule}` the reason's rule id, and `prepare`
+    (optional) giving the derived parts named in `derived`: prepare(values, exp, locale) → dict.
 
-    __slots__ = ("templates", "kinds", "prepare")
+    Each template is compiled once, at import, into one function with one f-string (rendering is on the
+    read path of every decision): render_fn[locale](rule, values, exp) → text."""
 
-    def __init__(self, en: str, zh: str, kinds: dict | None = None, prepare=None):
+    __slots__ = ("templates", "kinds", "prepare", "derived", "render_fn")
+
+    def __init__(self, en: str, zh: str, kinds: dict | None = None, prepare=None, derived: tuple = ()):
         self.templates = {"en": en, "zh": zh}
-        self.kinds = tuple((kinds or {}).items())
-        self.prepare = prepare
+        self.kinds = dict(kinds or {})
+        self.prepare, self.derived = prepare, frozenset(derived)
+        self.render_fn = {locale: self.compile(locale) for locale in LOCALES}
+
+    def compile(self, locale: str):
+        parts = []
+        for literal, name, spec, conversion in string.Formatter().parse(self.templates[locale]):
+            parts.append(literal.replace("\\", "\\\\").replace("{", "{{").replace("}", "}}").replace("'", "\\'")
+                         .replace("\n", "\\n"))
+            if name is None:
+                continue
+            if spec or conversion or not name.isidentifier():
+                raise ValueError(f"catalogue template {self.templates[locale]!r}: plain {{name}} placeholders only")
+            if name == "rule":
+                parts.append("{rule}")
+            elif name in self.derived:
+                parts.append('{p["%s"]}' % name)
+            else:
+                parts.append("{" + _SHOWN[self.kinds.get(name)].format(name=name) + "}")
+        prepare = f"    p = _prepare(v, exp, {locale!r})\n" if self.prepare is not None else ""
+        code = f"def render(rule, v, exp):\n{prepare}    return f'{''.join(parts)}'\n"
+        scope = dict(_GLOBALS, _prepare=self.prepare)
+        exec(compile(code, f"<reason message {locale}>", "exec"), scope)          # noqa: S102 — our own templates
+        return scope["render"]
 
     def render(self, rule: str, values: dict, exp: int, locale: str) -> str:
-        shown = {k: (v if type(v) is str else str(v)) for k, v in values.items()}
-        for name, kind in self.kinds:
-            if name in values:
-                shown[name] = _show(kind, values[name], exp)
-        shown["rule"] = rule
-        if self.prepare is not None:
-            shown.update(self.prepare(values, exp, locale))
-        return self.templates[locale].format_map(shown)
+        return self.render_fn[locale](rule, values, exp)
 
 
 # the names a Chinese reader reads for the classes and fields the engine's reasons name
@@ -74,9 +89,9 @@ def _name_zh(name):
 
 
 def _factor(values, exp, locale):
-    out = {"value": _field_value(values, exp)} if "value" in values else {}
-    if locale == "zh":
-        out["factor"] = _name_zh(values["factor"])
+    out = {"factor": values["factor"] if locale == "en" else _name_zh(values["factor"])}
+    if "value" in values:
+        out["value"] = _field_value(values, exp)
     return out
 
 
@@ -88,7 +103,8 @@ def _bounds(values, exp, locale):
     if values["high"] is not None:
         parts.append(f"≤ {show(kind, values['high'], exp)}")
     if locale == "en":
-        return {"value": _field_value(values, exp), "bounds": " and ".join(parts)}
+        return {"value": _field_value(values, exp), "bounds": " and ".join(parts), "class": values["class"],
+                "field": values["field"]}
     return {"value": _field_value(values, exp), "bounds": " 且 ".join(parts), "class": _name_zh(values["class"]),
             "field": _name_zh(values["field"])}
 
@@ -121,30 +137,33 @@ CATALOGUE: dict[str, Entry] = {
         "credit score {score} set on the credit file (manual assessment)",
         "信用评分 {score}，由信用档案设定（人工评估）"),
     "score.factor": Entry(
-        "{factor} {value}: {points} points", "{factor} {value}：{points} 分", prepare=_factor),
-    "score.factor_missing": Entry("no data: {points} points", "{factor} 无数据：{points} 分", prepare=_factor),
+        "{factor} {value}: {points} points", "{factor} {value}：{points} 分", prepare=_factor,
+        derived=("factor", "value")),
+    "score.factor_missing": Entry("no data: {points} points", "{factor} 无数据：{points} 分", prepare=_factor,
+                                  derived=("factor",)),
     "score.total": Entry(
         "scorecard total {total} (clamped to {low}–{high})", "评分卡合计 {total}（限定在 {low}–{high} 之间）"),
     "classification.band": Entry(
         "{class} = {band}: {field} {value} ({bounds})", "{class} = {band}：{field} {value}（{bounds}）",
-        prepare=_bounds),
+        prepare=_bounds, derived=("class", "field", "value", "bounds")),
     "credit.unapplied_cash": Entry(
         "unapplied {source} {source_id} of {source_date}: {amount} applied to invoice {invoice_id} on its issue "
         "{applied_on} (oldest open invoice first)",
         "未核销的{source} {source_id}（{source_date}）：{amount} 在发票 {invoice_id} 开具当日 {applied_on} 冲抵该发票"
         "（先冲最早的未结发票）",
-        {"amount": M}, _words("source", _SOURCES_ZH)),
+        {"amount": M}, _words("source", _SOURCES_ZH), ("source",)),
     "dunning.pause": Entry(
         "collection of invoice {invoice_id} paused: {pause}", "发票 {invoice_id} 的催收已暂停：{pause}",
-        prepare=lambda values, exp, locale: (
-            {} if locale == "en" else {"pause": _PAUSES_ZH.get(values["pause"], values["pause"])})),
+        prepare=lambda values, exp, locale: {
+            "pause": values["pause"] if locale == "en" else _PAUSES_ZH.get(values["pause"], values["pause"])},
+        derived=("pause",)),
     "dunning.pause_legal": Entry(
         "collection of invoice {invoice_id} paused: legal case {case_id} ({status}) holds it: collection is with "
         "the legal team (法务)",
         "发票 {invoice_id} 的催收已暂停：法律案件 {case_id}（{status}）处理中，催收由法务负责"),
     "dunning.breach": Entry(
         "{kind} {id} broken on {on}: collection resumes", "{kind} {id} 于 {on} 违约：恢复催收",
-        prepare=_words("kind", _BREACHES_ZH)),
+        prepare=_words("kind", _BREACHES_ZH), derived=("kind",)),
     "segments.limit": Entry(
         "segment {rule}: limit capped at {limit} (limit rules: {was})", "客户分群 {rule}：额度上限 {limit}（额度规则：{was}）",
         {"limit": M, "was": M}),
@@ -163,12 +182,13 @@ CATALOGUE: dict[str, Entry] = {
     "segments.repayment": Entry(
         "segment {rule}: {option} up to {up_to} (repayment rules: {was})",
         "客户分群 {rule}：{option}最多 {up_to}（还款规则：{was}）",
-        prepare=lambda values, exp, locale: (
-            {} if locale == "en" else {"option": _OPTIONS_ZH.get(values["option"], values["option"])})),
+        prepare=lambda values, exp, locale: {
+            "option": values["option"] if locale == "en" else _OPTIONS_ZH.get(values["option"], values["option"])},
+        derived=("option",)),
     "credit.granted_limit": Entry(
         "limit granted on the credit file{by}{until}: {limit} in place of the policy's {policy_limit}",
         "信用档案上授予的额度{by}{until}：{limit}，取代策略额度 {policy_limit}",
-        {"limit": M, "policy_limit": M}, _granted),
+        {"limit": M, "policy_limit": M}, _granted, ("by", "until")),
     "credit.approved_limit": Entry(
         "approved limit on the credit file {approved_limit}; policy limit {policy_limit}: the lower applies",
         "信用档案上的核定额度 {approved_limit}；策略额度 {policy_limit}：取较低者",
@@ -230,21 +250,31 @@ def normal_locale(value) -> str:
     return DEFAULT_LOCALE
 
 
+_COMPILED = {locale: {key: entry.render_fn[locale] for key, entry in CATALOGUE.items()} for locale in LOCALES}
+
+
 def message(reason: dict, policy, locale: str = DEFAULT_LOCALE) -> str:
     """The text of one structured reason in `locale`, from the catalogue or the policy's rule templates."""
-    values = reason["values"]
-    key = reason.get("key")
-    if key is not None:
-        return CATALOGUE[key].render(reason["rule"], values, policy.exponent, locale)
-    templates = policy.messages_zh if locale == "zh" else policy.messages
-    extra = {"anchor_invoice": values["anchor_invoice"]} if "anchor_invoice" in values else None
-    return templates[reason["rule"]].render(values, extra)
+    return render_reasons([reason], policy, locale)[0]["message"]
 
 
 def render_reasons(reasons, policy, locale: str = DEFAULT_LOCALE, family: str | None = None) -> list[dict]:
     """Structured reasons as readers see them: [{"rule", "family", "message"}] (of one family if given)."""
-    return [{"rule": r["rule"], "family": r["family"], "message": message(r, policy, locale)}
-            for r in reasons if family is None or r["family"] == family]
+    exp = policy.exponent
+    catalogue = _COMPILED[locale]
+    templates = policy.messages_zh if locale == "zh" else policy.messages
+    out = []
+    for r in reasons:
+        if family is not None and r["family"] != family:
+            continue
+        values, key = r["values"], r.get("key")
+        if key is not None:
+            text = catalogue[key](r["rule"], values, exp)
+        else:          # a policy rule's template (the anchor invoice is the template's `extra`, as when evaluated)
+            text = templates[r["rule"]].render(
+                values, {"anchor_invoice": values["anchor_invoice"]} if "anchor_invoice" in values else None)
+        out.append({"rule": r["rule"], "family": r["family"], "message": text})
+    return out
 
 
 def render(body: dict, policy, locale: str = DEFAULT_LOCALE) -> dict:

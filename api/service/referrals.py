@@ -91,13 +91,13 @@ def _open(ctx, s, c, policy, *, order_id, amount_minor, as_of, reserve, rec, dec
           existing) -> Referral:
     """The credit check's own record (outcome refer, its actor and facts) is the referral's opening in the trail."""
     exp = policy.exponent
-    credit = decision.data["credit"]
+    credit = decision.body["credit"]
     limit = to_minor(credit["limit"], exp)
     after = to_minor(credit["check"]["exposure_after_order"], exp)
     ref = Referral(id=uuid.uuid4().hex, order_id=order_id, customer_id=c.id, status="open",
                    amount_minor=amount_minor, limit_minor=limit, exposure_minor=to_minor(credit["exposure"], exp),
                    over_limit_minor=max(0, after - limit),
-                   reasons=[r for r in decision.data["reasons"] if r["family"] == "credit.check"],
+                   reasons=decision.reasons(family="credit.check"),      # kept in English, as stored before
                    reserve=bool(reserve and policy.authority.provisional_hold), requested_by=actor, opened_on=as_of,
                    expires_on=as_of + dt.timedelta(days=policy.authority.referral_expiry_days),
                    decision_id=rec.id, created_at=ctx.clock())
@@ -266,9 +266,9 @@ def recheck(ctx, referral_id: str, key, request_id: str) -> dict:
         order = {"amount": minor_str(ref.amount_minor, exp), "order_id": ref.order_id}
         rec, decision = decide(ctx, s, c, ctx.today(), kind="referral_recheck", actor=key.name,
                                request_id=request_id, order=order, persist_actions=False)
-        credit = decision.data["credit"]
+        credit = decision.body["credit"]
         outcome = credit["check"]["outcome"]
-        reasons = [r for r in decision.data["reasons"] if r["family"] == "credit.check"]
+        reasons = decision.reasons(family="credit.check")
         if outcome == "refer":
             limit, after = to_minor(credit["limit"], exp), to_minor(credit["check"]["exposure_after_order"], exp)
             ref.limit_minor, ref.exposure_minor = limit, to_minor(credit["exposure"], exp)
