@@ -106,6 +106,12 @@ def _query(name, schema=None):
     return {"name": name, "in": "query", "required": False, "schema": schema or {"type": "string"}}
 
 
+# the language of a decision's reasons (api/http/request.reader_locale): wins over Accept-Language (zh…: zh)
+_LOCALE = {**_query("locale", {"type": "string", "enum": ["en", "zh"]}),
+           "description": "the language of the reasons: en (default) or zh; without it, the first of en / zh "
+                          "in Accept-Language (docs/decisions.md#reasons)"}
+
+
 _MONEY = {"type": "string", "pattern": r"^-?\d+(\.\d+)?$", "example": "30000.00"}
 _DATE = {"type": "string", "format": "date"}
 _TEXT_OR_NULL = {"type": "string", "nullable": True}
@@ -580,10 +586,10 @@ def spec() -> dict:
     s.path("/v1/customers/{customer_id}/contacts", operations={"get": get_contacts, "put": put_contacts})
     s.path("/v1/customers/{customer_id}/evaluate", operations={
         "post": _op("Evaluate a customer from the ledger and record the decision", "evaluate", ref("EvaluateRequest"),
-                    201, [cid], "evaluate", (400, 401, 403, 404, 422))})
+                    201, [cid, _LOCALE], "evaluate", (400, 401, 403, 404, 422))})
     s.path("/v1/evaluate", operations={
         "post": _op("Evaluate a case sent in the body (ledger untouched; the decision is recorded)", "evaluate",
-                    ref("CaseSchema"), 201, (), "evaluate", (400, 401, 403, 422))})
+                    ref("CaseSchema"), 201, [_LOCALE], "evaluate", (400, 401, 403, 422))})
     s.path("/v1/events", operations={
         "post": _op("Post a ledger event (idempotent by event_id); each type's `data` has its own schema and "
                     "refuses unknown fields", "events:write", _event_schemas(s, plugin), 201, (),
@@ -594,7 +600,7 @@ def spec() -> dict:
                     "A retry with the same order id and body (same key) of a check that held or referred the order "
                     "answers the first decision again (header Idempotent-Replayed: true); another sales key's held order is 403; an invoiced, released or "
                     "expired order is 409 E_RESERVATION_CLOSED", "credit_checks:write",
-                    ref("CreditCheckRequest"), 201, (), "credit checks", (400, 401, 403, 404, 409, 422, 503))})
+                    ref("CreditCheckRequest"), 201, [_LOCALE], "credit checks", (400, 401, 403, 404, 409, 422, 503))})
     s.path("/v1/credit-checks/{order_id}", operations={
         "get": _answer(_op("Where a checked order stands (approved, referred, released, rejected, expired) and its "
                            "reservation; a salesperson reads the orders it checked", "credit_checks:read", None, 200,
@@ -608,10 +614,11 @@ def spec() -> dict:
                     _query("since", {"type": "string", "format": "date"}),
                     _query("until", {"type": "string", "format": "date"}), _query("cursor"),
                     _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
-                    _query("format", {"type": "string", "enum": ["json", "jsonl", "csv"]})], "trail", (401, 403, 422))})
+                    _query("format", {"type": "string", "enum": ["json", "jsonl", "csv"]}), _LOCALE], "trail",
+                   (401, 403, 422))})
     s.path("/v1/decisions/{decision_id}", operations={
-        "get": _op("One decision with its facts", "decisions:read", None, 200, [_path("decision_id")], "trail",
-                   (401, 403, 404))})
+        "get": _op("One decision with its facts (its reasons in the reader's locale)", "decisions:read", None, 200,
+                   [_path("decision_id"), _LOCALE], "trail", (401, 403, 404, 422))})
     s.path("/v1/decisions/{decision_id}/replay", operations={
         "post": _op("Re-evaluate from the stored facts and policy version", "decisions:replay", None, 200,
                     [_path("decision_id")], "trail", (401, 403, 404, 409))})

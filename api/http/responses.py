@@ -156,7 +156,9 @@ TRAIL_RECORD = obj(
     id=ID, kind={"type": "string", "enum": list(RECORD_KINDS)}, subject=TEXT, seq=INT, actor=TEXT,
     request_id=null(TEXT), as_of=DATE, policy_version=null(TEXT),
     outcome=null({"type": "string", "enum": list(RECORD_OUTCOMES)}), created_at=TIME, hash=HASH,
-    prev_hash=null(TEXT), decision={"type": "object", "description": "the record's result, as stored"},
+    prev_hash=null(TEXT), decision={"type": "object", "description": "the record's result: a decision stored with "
+                                    "its reasons as data (format 2) rendered in the reader's locale, as format 1 "
+                                    "read; any other result as stored (docs/decisions.md#reasons)"},
     facts={"type": "object", "description": "GET /v1/decisions/{id} only: what was evaluated"})
 TRAIL_PAGE = all_of(decisions=array(ref("TrailRecord")), next_cursor=null(TEXT))
 DIFF = all_of(path=TEXT, recorded={}, replayed={})

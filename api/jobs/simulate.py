@@ -114,7 +114,7 @@ def outcomes(policy, case: dict, as_of: dt.date) -> dict:
         checks = {}
         for r in case["reservations"]:
             order = {"amount": r["amount"], "order_id": r["order_id"]}
-            checks[r["order_id"]] = evaluate_loaded(policy, case, as_of, order=order).data["credit"]["check"]["outcome"]
+            checks[r["order_id"]] = evaluate_loaded(policy, case, as_of, order=order).body["credit"]["check"]["outcome"]
     except InputInvalid as exc:
         return {"error": _error_text(exc)}
     c = d["classification"]
@@ -140,7 +140,7 @@ def _side(policy, case: dict, as_of: dt.date, shared=None) -> tuple[dict, tuple 
                       tuple((order_id, build_facts(case, policy, as_of, minor, order_id)) for order_id, minor in orders))
         facts, orders = shared
         out = base_outcomes(policy, facts)
-        out["checks"] = {order_id: evaluate_facts(policy, f).data["credit"]["check"]["outcome"] for order_id, f in orders}
+        out["checks"] = {order_id: evaluate_facts(policy, f).body["credit"]["check"]["outcome"] for order_id, f in orders}
     except InputInvalid as exc:
         return {"error": _error_text(exc)}, None
     return out, shared

@@ -234,11 +234,12 @@ def _claim(service, run_id: str, worker: str, reclaim: bool) -> SweepPartition |
 class _Evaluated(NamedTuple):
     customer_id: str
     row: dict                 # its trail record, chained to the head it was evaluated after (trail.chain)
-    data: dict                # the decision
+    data: dict                # the decision's body (reasons as data: engine/reasons.py)
     state: tuple | None       # the dunning state it stepped from: (stage, entered_on, as_of, prev_stage, prev_entered_on)
     exponent: int             # the policy currency's minor-unit exponent
     share: tuple              # its part of the book figures (reports/figures.customer_share)
     policy_version: str
+    decision: object = None   # the Decision, to render the reasons a note quotes
 
 
 def _evaluate(service, s, run: SweepRun, customers: list[Customer], heads: dict) -> tuple[list[_Evaluated], list[dict]]:
@@ -283,12 +284,12 @@ def _evaluate(service, s, run: SweepRun, customers: list[Customer], heads: dict)
         st = states.get(c.id)
         record = {"subject": c.id, "kind": "sweep", "actor": run.actor, "request_id": run.id, "as_of": as_of,
                   "facts": canonical_json({"case": cases[c.id].plain, "as_of": iso_day, "order": None}),
-                  "policy_version": decision.data["policy_version"], "result": decision.json,
+                  "policy_version": decision.policy_version, "result": decision.stored,
                   "outcome": decision.outcome, "created_at": now}
         evaluated.append(_Evaluated(
-            c.id, trail.chain([record], {c.id: heads[c.id]})[0], decision.data,
+            c.id, trail.chain([record], {c.id: heads[c.id]})[0], decision.body,
             None if st is None else (st.stage, st.entered_on, st.as_of, st.prev_stage, st.prev_entered_on),
-            policy.exponent, figures.customer_share(bands(), facts), policy.version))
+            policy.exponent, figures.customer_share(bands(), facts), policy.version, decision))
     return evaluated, errors
 
 
@@ -348,7 +349,8 @@ def process_group(service, run: SweepRun, customer_ids: list[str], notifier) -> 
         items = list(errors)
         for e in keep:
             created = _settle_day(open_actions.get(e.customer_id, ()), e.data["dunning"], e.row["id"], as_of,
-                                  automated, e.data["reasons"])
+                                  automated, e.decision.reasons(family="dunning") if e.data["dunning"]["stage"] == 0
+                                  else ())
             items.append({"run_id": run.id, "customer_id": e.customer_id, "outcome": "done",
                           "stage": e.data["dunning"]["stage"], "actions": created, "error": None})
             counts["actions"] += created

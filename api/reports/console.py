@@ -11,10 +11,12 @@ import json
 
 from sqlalchemy import func, select, text
 
+from engine.decision import FORMAT, stored_format
 from engine.evaluator import evaluate_loaded
+from engine.reasons import render
 from rules.money import minor_str, to_minor
 
-from ..errors import not_found
+from ..errors import DomainError, not_found
 from ..service import customer_list, referrals
 from ..store.ledger import load_cases
 from ..store.policy_store import with_retry
@@ -80,15 +82,16 @@ def collectors(service) -> list[str]:
         return distinct_values(s, Customer.collector)            # ix_customers_collector (collector, id)
 
 
-def current_decision(service, customer_id: str, as_of: dt.date) -> dict:
-    """The decision the active policy makes about the customer at as_of (nothing recorded)."""
+def current_decision(service, customer_id: str, as_of: dt.date, locale: str = "en") -> dict:
+    """The decision the active policy makes about the customer at as_of (nothing recorded), its reasons in
+    `locale`."""
     with service.read_tx() as s:
         c = s.get(Customer, customer_id)
         if c is None:
             raise not_found("customer", customer_id)
         policy = service.registry.active(s)
         case = load_cases(s, [c], policy.exponent, as_of)[c.id].typed
-        return with_retry(lambda: evaluate_loaded(service.registry.active(s), case, as_of)).data
+        return with_retry(lambda: evaluate_loaded(service.registry.active(s), case, as_of)).render(locale)
 
 
 def timeline(service, customer_id: str, limit: int = 300) -> list[dict]:
@@ -162,16 +165,24 @@ def stages(service) -> dict[int, int]:
     return dict(sorted(by.items()))
 
 
-def alerts_of_day(service, day: dt.date, limit: int = 50) -> list[dict]:
-    """Alerts in the decisions recorded on `day` (newest first, at most `limit`)."""
+def alerts_of_day(service, day: dt.date, limit: int = 50, locale: str = "en") -> list[dict]:
+    """Alerts in the decisions recorded on `day` (newest first, at most `limit`); a decision stored with its
+    reasons as data (format 2) has its alerts' messages rendered in `locale`."""
     start = dt.datetime.combine(day, dt.time())
     out = []
     with service.read_tx() as s:
-        for rec in s.execute(select(DecisionRecord.id, DecisionRecord.subject, DecisionRecord.result)
+        for rec in s.execute(select(DecisionRecord.id, DecisionRecord.subject, DecisionRecord.result,
+                                    DecisionRecord.policy_version)
                              .where(DecisionRecord.created_at >= start,
                                     DecisionRecord.created_at < start + dt.timedelta(days=1))
                              .order_by(DecisionRecord.created_at.desc()).limit(2000)):
-            for alert in json.loads(rec.result).get("alerts") or []:
+            result = json.loads(rec.result)
+            if result.get("alerts") and stored_format(result) == FORMAT:
+                try:
+                    result = render(result, with_retry(lambda: service.registry.get(s, rec.policy_version)), locale)
+                except DomainError:           # a tampered version: the alerts without their message
+                    pass
+            for alert in result.get("alerts") or []:
                 out.append({"customer_id": rec.subject, "decision_id": rec.id, **alert})
                 if len(out) >= limit:
                     return out

@@ -27,11 +27,11 @@ _RESERVATION = select(Reservation).where(Reservation.order_id == bindparam("orde
 _NEW_RESERVATION = insert(Reservation.__table__)        # Core: the new row is written at once, no ORM flush
 
 
-def credit_check(ctx, req: dict, actor, request_id, role=None) -> dict:
+def credit_check(ctx, req: dict, actor, request_id, role=None, locale="en") -> dict:
     """`role` None: a trusted caller (no ownership or what-if checks). A result with "_replayed" is the
     first answer to the same request again (the adapter pops it)."""
     try:
-        return _credit_check(ctx, req, actor, request_id, role)
+        return _credit_check(ctx, req, actor, request_id, role, locale)
     except IntegrityError:
         # a new order reserved for two customers at once (PostgreSQL: their locks differ); the loser sees
         # the winner's reservation only now
@@ -79,7 +79,7 @@ def _view(rec, c_id: str, order_id: str, data: dict, reserved: bool, as_of: dt.d
             "as_of": as_of.isoformat()}
 
 
-def _credit_check(ctx, req: dict, actor, request_id, role=None) -> dict:
+def _credit_check(ctx, req: dict, actor, request_id, role=None, locale="en") -> dict:
     today = ctx.today()
     what_if = req.get("as_of") is not None and req["as_of"] != today
     if what_if and role is not None and role not in SIMULATING_ROLES:
@@ -95,7 +95,7 @@ def _credit_check(ctx, req: dict, actor, request_id, role=None) -> dict:
         # only, so the read and the evaluation happen under them, in one transaction
         with ctx.tx() as s:
             read = _read(s, *args)
-            return read if isinstance(read, dict) else _write(ctx, s, read, request_id)
+            return read if isinstance(read, dict) else _write(ctx, s, read, request_id, locale)
     # SQLite: one writer at a time for the whole file. Read and evaluate in a read transaction (WAL: beside
     # the writer), then, under the write lock, read the same inputs again (one statement) and write the
     # decision only if they are what was evaluated; otherwise decide again under the lock, from scratch
@@ -117,7 +117,7 @@ def _credit_check(ctx, req: dict, actor, request_id, role=None) -> dict:
             read.c = c
             if read.existing is not None:         # the row as read (and found unchanged), in this session
                 read.existing = s.merge(read.existing, load=False)
-        return _write(ctx, s, read, request_id)
+        return _write(ctx, s, read, request_id, locale)
 
 
 AFTER_READ: list = []      # callables(req) run between a SQLite check's read and its write (tests interleave there)
@@ -216,7 +216,7 @@ def _read(s, ctx, req, actor, role, today, what_if, as_of):
                  inputs=(rows, _columns(c), tuple(_columns(m) for m in members), groups.hold_dict(group_hold)))
 
 
-def _write(ctx, s, r: _Read, request_id) -> dict:
+def _write(ctx, s, r: _Read, request_id, locale: str) -> dict:
     """The check's decision in the trail, its reservation and the order's row; the answer."""
     req, c, today, hold, group_test, group_hold = r.req, r.c, r.today, r.hold, r.group_test, r.group_hold
 
@@ -228,11 +228,11 @@ def _write(ctx, s, r: _Read, request_id) -> dict:
                  kind="credit_check_what_if" if r.what_if else "credit_check", actor=r.actor, request_id=request_id,
                  order=r.order, persist_actions=False, outcome_of=outcome_of if hold or group_test else None,
                  remember=not r.what_if, context=groups.hold_context(r.group, group_hold))
-    check, reasons = decision.data["credit"]["check"], [x for x in decision.data["reasons"]
-                                                        if x["family"] == "credit.check"]
+    # only the credit check's reasons are rendered (in the caller's locale); the rest is figures
+    check, reasons = decision.body["credit"]["check"], decision.reasons(locale, family="credit.check")
     group_view = None
     if group_test is not None:
-        check, reasons, group_view = group_test.apply(decision.data, check, reasons)
+        check, reasons, group_view = group_test.apply(decision.body, check, reasons)
         if group_hold is not None:
             group_view["hold"] = groups.hold_dict(group_hold)
     check, reasons = groups.held_check(check, reasons, r.group, group_hold)
@@ -250,7 +250,7 @@ def _write(ctx, s, r: _Read, request_id) -> dict:
             existing.amount_minor, existing.status, existing.expires_on = r.amount_minor, "held", expires
             existing.decision_id, existing.request_hash = rec.id, r.digest
         reserved = True
-    view = _view(rec, c.id, req["order_id"], decision.data, reserved, r.as_of, check=check, reasons=reasons)
+    view = _view(rec, c.id, req["order_id"], decision.body, reserved, r.as_of, check=check, reasons=reasons)
     answer = None
 
     def answer_of(referral):

@@ -98,11 +98,11 @@ def evaluate(ctx, s, customer: Customer, as_of: dt.date, *, order=None, case=Non
 def record(ctx, s, customer: Customer, as_of: dt.date, policy, case: dict, decision, *, kind, actor, request_id,
            order=None, persist_actions=True, outcome_of=None, remember=True, context=None):
     """decide's writes: the decision (from evaluate) in the customer's chain, last_*, its actions."""
-    data = decision.data
+    data = decision.body         # what follows reads figures, not reasons: nothing to render
     outcome = outcome_of(data) if outcome_of else decision.outcome    # hashed into the trail: decide it first
     facts = canonical({"case": case, "as_of": as_of, "order": order, **(context or {})})
     rec = trail.append(s, subject=customer.id, kind=kind, actor=actor, request_id=request_id, as_of=as_of,
-                       facts=facts, policy_version=policy.version, result=decision.json, outcome=outcome,
+                       facts=facts, policy_version=policy.version, result=decision.stored, outcome=outcome,
                        created_at=ctx.clock())
     if remember:
         summary = summary_of(data, policy.exponent)

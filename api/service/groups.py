@@ -89,7 +89,7 @@ def exposure_of(policy, cases, as_of: dt.date) -> int:
     total = 0
     for case in cases:
         try:
-            total += to_minor(evaluate_loaded(policy, case.typed, as_of).data["credit"]["exposure"], policy.exponent)
+            total += to_minor(evaluate_loaded(policy, case.typed, as_of).body["credit"]["exposure"], policy.exponent)
         except EngineFailure as exc:
             raise engine_failed(exc) from None
     return total

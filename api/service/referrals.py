@@ -91,13 +91,13 @@ def _open(ctx, s, c, policy, *, order_id, amount_minor, as_of, reserve, rec, dec
           existing) -> Referral:
     """The credit check's own record (outcome refer, its actor and facts) is the referral's opening in the trail."""
     exp = policy.exponent
-    credit = decision.data["credit"]
+    credit = decision.body["credit"]
     limit = to_minor(credit["limit"], exp)
     after = to_minor(credit["check"]["exposure_after_order"], exp)
     ref = Referral(id=uuid.uuid4().hex, order_id=order_id, customer_id=c.id, status="open",
                    amount_minor=amount_minor, limit_minor=limit, exposure_minor=to_minor(credit["exposure"], exp),
                    over_limit_minor=max(0, after - limit),
-                   reasons=[r for r in decision.data["reasons"] if r["family"] == "credit.check"],
+                   reasons=decision.reasons(family="credit.check"),      # kept in English, as stored before
                    reserve=bool(reserve and policy.authority.provisional_hold), requested_by=actor, opened_on=as_of,
                    expires_on=as_of + dt.timedelta(days=policy.authority.referral_expiry_days),
                    decision_id=rec.id, created_at=ctx.clock())
@@ -293,8 +293,8 @@ def recheck(ctx, referral_id: str, key, request_id: str) -> dict:
                                request_id=request_id, order=order, persist_actions=False,
                                outcome_of=(lambda data: "reject") if hold or group_hold else None,
                                context=groups.hold_context(group, group_hold))
-        credit = decision.data["credit"]
-        reasons = [r for r in decision.data["reasons"] if r["family"] == "credit.check"]
+        credit = decision.body["credit"]
+        reasons = decision.reasons(family="credit.check")
         check, reasons = groups.held_check(credit["check"], reasons, group, group_hold)
         check, reasons = credit_file.held_check(check, reasons, hold)
         outcome = check["outcome"]
