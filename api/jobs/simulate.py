@@ -250,7 +250,7 @@ def _batches(service, exponent: int, as_of: dt.date, size: int, low: str | None 
             if high is not None:
                 q = q.where(Customer.id < high)
             customers = s.execute(q).scalars().all()
-            cases = load_cases(s, customers, exponent, as_of)
+            cases = load_cases(s, customers, exponent, as_of, plain=False)     # no facts recorded per customer
             batch = [(c.id, cases[c.id].typed) for c in customers]
         if not batch:
             return

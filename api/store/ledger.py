@@ -32,7 +32,7 @@ from sqlalchemy import (
     union_all,
 )
 
-from engine.facts import CaseSchema
+from engine.facts import CaseSchema, MinorCase
 from rules.money import from_minor, minor_str
 
 from .tables import (
@@ -63,7 +63,7 @@ HOLDING = ("held", "provisional")
 
 
 class LedgerCase(NamedTuple):
-    plain: dict
+    plain: dict | None            # None when load_cases was asked for the typed case only (plain=False)
     typed: dict
 
 
@@ -224,28 +224,34 @@ def read_check(s, ids: list[str], customer_id: str, order_id: str, as_of: dt.dat
                                            "order_id": order_id}).all()
 
 
-def load_cases(s, customers, exponent: int, as_of: dt.date, *, states: dict | None = None) -> dict[str, LedgerCase]:
+def load_cases(s, customers, exponent: int, as_of: dt.date, *, states: dict | None = None,
+               plain: bool = True) -> dict[str, LedgerCase]:
     """Each customer's case as of `as_of`, by id. `states` (customer id → DunningState) spares the
-    query when the caller has already read them."""
+    query when the caller has already read them; `plain=False` builds the typed case only (the
+    simulation: it records no facts)."""
     ids = [c.id for c in customers]
     rows = (s.connection().execute(_LEDGER if states is None else _LEDGER_NO_STATES, {"ids": ids, "as_of": as_of}).all()
             if ids else ())       # Core: plain column rows need none of the ORM's per-statement work; one fetchall
-    return cases_from_rows(customers, rows, exponent, as_of, states=states)
+    return cases_from_rows(customers, rows, exponent, as_of, states=states, plain=plain)
 
 
-def cases_from_rows(customers, rows, exponent: int, as_of: dt.date, *, states: dict | None = None
-                    ) -> dict[str, LedgerCase]:
-    """load_cases' cases from the ledger's rows (rows tagged after T_LEGAL are skipped)."""
+def cases_from_rows(customers, rows, exponent: int, as_of: dt.date, *, states: dict | None = None,
+                    plain: bool = True) -> dict[str, LedgerCase]:
+    """load_cases' cases from the ledger's rows (rows tagged after T_LEGAL are skipped). The typed case is
+    an engine.facts.MinorCase in `exponent`: each amount's minor units come from its row, so the policy's
+    check keeps them (engine/facts.py check_case). `plain=False`: the typed case only (LedgerCase.plain None)."""
     ids = [c.id for c in customers]
     defaults = _case_defaults()
+    want_plain = plain
     plain: dict[str, dict] = {}
     typed: dict[str, dict] = {}
     for c in customers:
         customer = customer_dict(c)
-        plain[c.id] = {"customer": customer, "invoices": [], "payments": [], "credit_notes": [],
-                       "promises": [], "disputes": [], "instalment_plans": [], "reservations": []}
-        typed[c.id] = {**{k: (list(v) if isinstance(v, list) else v) for k, v in defaults.items()},
-                       "customer": _typed_customer(c, customer)}
+        plain[c.id] = ({"customer": customer, "invoices": [], "payments": [], "credit_notes": [],
+                        "promises": [], "disputes": [], "instalment_plans": [], "reservations": []}
+                       if want_plain else None)
+        typed[c.id] = MinorCase({**{k: (list(v) if isinstance(v, list) else v) for k, v in defaults.items()},
+                                 "customer": _typed_customer(c, customer)}, exponent)
 
     def money(minor):
         return minor_str(minor, exponent)
@@ -258,38 +264,44 @@ def cases_from_rows(customers, rows, exponent: int, as_of: dt.date, *, states: d
     for tag, cid, t1, t2, t3, n1, n2, d1, d2, d3, j1, j2 in rows:
         if tag > T_LEGAL:
             break                     # a credit check's other inputs (read_check), sorted after the ledger
-        p = plain.get(cid)
-        if p is None:
+        t = typed.get(cid)
+        if t is None:
             continue                  # a customer the caller builds apart (read_check: a group's members)
-        t = typed[cid]
+        p = plain[cid]                # None: the typed case only
         if tag == T_INVOICE:
             text = money(n1)
-            p["invoices"].append({"id": t1, "amount": text, "currency": t2, "issued_on": d1.isoformat(),
-                                  "due_on": d2.isoformat()})
+            if p is not None:
+                p["invoices"].append({"id": t1, "amount": text, "currency": t2, "issued_on": d1.isoformat(),
+                                      "due_on": d2.isoformat()})
             t["invoices"].append({"id": t1, **amount(text, n1), "currency": t2, "issued_on": d1, "due_on": d2})
         elif tag == T_PAYMENT:
             text = money(n1)
-            p["payments"].append({"id": t1, "invoice_id": t2, "amount": text, "paid_on": d1.isoformat()})
+            if p is not None:
+                p["payments"].append({"id": t1, "invoice_id": t2, "amount": text, "paid_on": d1.isoformat()})
             t["payments"].append({"id": t1, "invoice_id": t2, **amount(text, n1), "currency": None, "paid_on": d1})
         elif tag == T_CREDIT_NOTE:
             text = money(n1)
-            p["credit_notes"].append({"id": t1, "invoice_id": t2, "amount": text, "issued_on": d1.isoformat()})
+            if p is not None:
+                p["credit_notes"].append({"id": t1, "invoice_id": t2, "amount": text, "issued_on": d1.isoformat()})
             t["credit_notes"].append({"id": t1, "invoice_id": t2, **amount(text, n1), "currency": None,
                                       "issued_on": d1})
         elif tag == T_PROMISE:
             text = money(n1)
-            p["promises"].append({"id": t1, "invoice_id": t2, "amount": text, "made_on": d1.isoformat(),
-                                  "promised_on": d2.isoformat()})
+            if p is not None:
+                p["promises"].append({"id": t1, "invoice_id": t2, "amount": text, "made_on": d1.isoformat(),
+                                      "promised_on": d2.isoformat()})
             t["promises"].append({"id": t1, "invoice_id": t2, **amount(text, n1), "made_on": d1, "promised_on": d2})
         elif tag == T_DISPUTE:
-            p["disputes"].append({"id": t1, "invoice_id": t2, "opened_on": d1.isoformat(),
-                                  "resolved_on": d2.isoformat() if d2 else None, "reason": t3})
+            if p is not None:
+                p["disputes"].append({"id": t1, "invoice_id": t2, "opened_on": d1.isoformat(),
+                                      "resolved_on": d2.isoformat() if d2 else None, "reason": t3})
             t["disputes"].append({"id": t1, "invoice_id": t2, "opened_on": d1, "resolved_on": d2, "reason": t3})
         elif tag == T_PLAN:
             j1, j2 = _json(j1), _json(j2)
-            p["instalment_plans"].append(
-                {"id": t1, "invoice_ids": list(j1), "agreed_on": d1.isoformat(),
-                 "instalments": [{"due_on": i["due_on"], "amount": money(i["amount_minor"])} for i in j2]})
+            if p is not None:
+                p["instalment_plans"].append(
+                    {"id": t1, "invoice_ids": list(j1), "agreed_on": d1.isoformat(),
+                     "instalments": [{"due_on": i["due_on"], "amount": money(i["amount_minor"])} for i in j2]})
             t["instalment_plans"].append(
                 {"id": t1, "invoice_ids": list(j1), "agreed_on": d1,
                  "instalments": [{"due_on": dt.date.fromisoformat(i["due_on"]),
@@ -297,20 +309,23 @@ def cases_from_rows(customers, rows, exponent: int, as_of: dt.date, *, states: d
         elif tag == T_RESERVATION:
             if t2 in HOLDING and d1 >= as_of:
                 text = money(n1)
-                p["reservations"].append({"order_id": t1, "amount": text})
+                if p is not None:
+                    p["reservations"].append({"order_id": t1, "amount": text})
                 t["reservations"].append({"order_id": t1, **amount(text, n1)})
         elif tag == T_GRANT:            # a controller's grant (api/service/grants.py)
             text, by = money(n1), t1 if not t2 or t2 == t1 else f"{t2} ({t1})"
-            p["grant"] = {"limit": text, "until": d1.isoformat() if d1 else None, "granted_by": by}
+            if p is not None:
+                p["grant"] = {"limit": text, "until": d1.isoformat() if d1 else None, "granted_by": by}
             t["grant"] = {"limit": Decimal(text), "limit_minor": n1, "until": d1, "granted_by": by}
         elif tag == T_STATE:
             states[cid] = _State(n1, d1, d2, n2, d3)
         elif tag == T_LEGAL:            # a legal case (api/service/legal_cases.py): the key only when there is
             if d1 <= as_of:             # one, so every other case's facts stay byte-identical
                 j1 = _json(j1)
-                p.setdefault("legal_cases", []).append(
-                    {"id": n2, "invoice_ids": list(j1), "opened_on": d1.isoformat(), "status": t1,
-                     "closed_on": d2.isoformat() if d2 else None})
+                if p is not None:
+                    p.setdefault("legal_cases", []).append(
+                        {"id": n2, "invoice_ids": list(j1), "opened_on": d1.isoformat(), "status": t1,
+                         "closed_on": d2.isoformat() if d2 else None})
                 t["legal_cases"].append({"id": n2, "invoice_ids": list(j1), "opened_on": d1, "status": t1,
                                          "closed_on": d2})
         else:                            # T_TAKEN
@@ -322,21 +337,24 @@ def cases_from_rows(customers, rows, exponent: int, as_of: dt.date, *, states: d
             # its own result, so it lands on the same stage (docs/dunning.md)
             stage, entered = (state.stage, state.entered_on) if state.as_of < as_of else (state.prev_stage,
                                                                                          state.prev_entered_on)
-            plain[c.id]["dunning"] = {"stage": stage, "entered_on": entered.isoformat() if entered else None}
+            if want_plain:
+                plain[c.id]["dunning"] = {"stage": stage, "entered_on": entered.isoformat() if entered else None}
             typed[c.id]["dunning"] = {"stage": stage, "entered_on": entered}
-        plain[c.id]["actions_taken"] = [{"type": kind, "stage": st, "due_on": due.isoformat(), "open": is_open}
-                                        for kind, st, due, is_open in taken[c.id]]
+        if want_plain:
+            plain[c.id]["actions_taken"] = [{"type": kind, "stage": st, "due_on": due.isoformat(), "open": is_open}
+                                            for kind, st, due, is_open in taken[c.id]]
         typed[c.id]["actions_taken"] = [{"type": kind, "stage": st, "due_on": due, "open": is_open}
                                         for kind, st, due, is_open in taken[c.id]]
         # the customer's last recorded decision, whatever made it (event, credit check, sweep, review), also
         # one of the same day: a "since the last evaluation" alert then fires once, on the decision that saw
         # the change, and never again on the next one (which compares with what that decision recorded)
         if c.last_as_of is not None and c.last_as_of <= as_of:
-            plain[c.id]["previous"] = {"as_of": c.last_as_of.isoformat(), "aging_bucket": c.last_bucket,
-                                       "credit_score": c.last_score}
+            if want_plain:
+                plain[c.id]["previous"] = {"as_of": c.last_as_of.isoformat(), "aging_bucket": c.last_bucket,
+                                           "credit_score": c.last_score}
             typed[c.id]["previous"] = {"as_of": c.last_as_of, "aging_bucket": c.last_bucket,
                                        "credit_score": c.last_score}
-    return {cid: LedgerCase(plain[cid], typed[cid]) for cid in ids}
+    return {cid: LedgerCase(plain[cid] if want_plain else None, typed[cid]) for cid in ids}
 
 
 def load_case(session, customer: Customer, exponent: int, as_of: dt.date) -> dict:
