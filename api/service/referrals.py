@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select, update
 
 from rules.money import minor_display, minor_str, to_minor
 
@@ -60,10 +60,7 @@ def after_check(ctx, s, c, *, order_id, amount_minor, as_of, reserve, rec, decis
         referral = _open(ctx, s, c, policy, order_id=order_id, amount_minor=amount_minor, as_of=as_of,
                          reserve=reserve, rec=rec, decision=decision, actor=actor, request_id=request_id,
                          existing=existing_reservation)
-    shown = None
-    if referral is not None:
-        s.flush()            # the referral's column defaults, as the answer shows them
-        shown = referral_dict(referral, policy.exponent)
+    shown = None if referral is None else referral_dict(referral, policy.exponent)
     request_hash, answer = (answer_of(shown) if answer_of else None) or (None, None)
     _set_order(s, order_id=order_id, customer_id=c.id, status=_ORDER_STATUS[outcome], amount_minor=amount_minor,
                requested_by=actor, decision_id=rec.id,
@@ -101,15 +98,26 @@ def _open(ctx, s, c, policy, *, order_id, amount_minor, as_of, reserve, rec, dec
                    reserve=bool(reserve and policy.authority.provisional_hold), requested_by=actor, opened_on=as_of,
                    expires_on=as_of + dt.timedelta(days=policy.authority.referral_expiry_days),
                    decision_id=rec.id, created_at=ctx.clock())
+    conn = s.connection()          # Core: written at once, nothing for the session to flush
     if ref.reserve:
         if existing is None:
-            s.add(Reservation(order_id=order_id, customer_id=c.id, amount_minor=amount_minor, status="provisional",
-                              expires_on=ref.expires_on, decision_id=rec.id, created_at=ctx.clock(), owner=actor))
+            conn.execute(_NEW_RESERVATION, dict(
+                order_id=order_id, customer_id=c.id, amount_minor=amount_minor, status="provisional",
+                expires_on=ref.expires_on, decision_id=rec.id, created_at=ctx.clock(), owner=actor,
+                request_hash=None))
         else:        # the order's earlier hold becomes this referral's provisional one, at the new amount
-            existing.amount_minor, existing.status = amount_minor, "provisional"
-            existing.expires_on, existing.decision_id = ref.expires_on, rec.id
-    s.add(ref)
+            conn.execute(_PROVISIONAL_AGAIN, dict(b_order_id=order_id, b_amount_minor=amount_minor,
+                                                  b_expires_on=ref.expires_on, b_decision_id=rec.id))
+    conn.execute(_NEW_REFERRAL, {k: getattr(ref, k) for k in _REFERRAL_COLUMNS})
     return ref
+
+
+_NEW_RESERVATION = insert(Reservation.__table__)
+_PROVISIONAL_AGAIN = (update(Reservation.__table__).where(Reservation.__table__.c.order_id == bindparam("b_order_id"))
+                      .values(amount_minor=bindparam("b_amount_minor"), status="provisional",
+                              expires_on=bindparam("b_expires_on"), decision_id=bindparam("b_decision_id")))
+_NEW_REFERRAL = insert(Referral.__table__)
+_REFERRAL_COLUMNS = tuple(Referral.__table__.columns.keys())
 
 
 # ------------------------------------------------------------------------------ reading
