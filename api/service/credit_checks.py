@@ -6,11 +6,12 @@ import hashlib
 import json
 import logging
 
-from sqlalchemy import bindparam, insert, or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
 from ..errors import DomainError, conflict, invalid, not_found
+from ..store.database import collect_writes, insert_row, send_writes, write
 from ..store.ledger import OrderReservation, OrderRow, cases_from_rows, check_inputs, read_check
 from ..store.tables import Customer, GroupMember, Reservation
 from . import credit_file, groups, referrals
@@ -23,7 +24,7 @@ RESERVATION_DAYS = 30          # a reservation's longest life when the policy's 
 
 def reservation_days(policy) -> int:
     return policy.content["credit"].get("reservation_days", RESERVATION_DAYS)
-_NEW_RESERVATION = insert(Reservation.__table__)        # Core: the new row is written at once, no ORM flush
+_NEW_RESERVATION = insert_row(Reservation.__table__)        # Core: no ORM flush
 
 
 def credit_check(ctx, req: dict, actor, request_id, role=None) -> dict:
@@ -241,6 +242,7 @@ def _write(ctx, s, r: _Read, request_id) -> dict:
     """The check's decision in the trail, its reservation and the order's row; the answer. Core statements
     only: nothing for the session to flush."""
     req, c, today, hold, group_test, group_hold = r.req, r.c, r.today, r.hold, r.group_test, r.group_hold
+    collect_writes(s)       # PostgreSQL: last_*, the reservation, the referral and the order's row in one statement
 
     def outcome_of(data):          # a hold, then the group's limit, over the policy's outcome
         if hold or group_hold or (group_test is not None and group_test.exceeded(data)):
@@ -264,12 +266,12 @@ def _write(ctx, s, r: _Read, request_id) -> dict:
     if req.get("reserve") and check["outcome"] in ("approve", "approve_with_conditions"):
         expires = req.get("expires_on") or (today + dt.timedelta(days=r.days))
         if existing is None:
-            s.connection().execute(_NEW_RESERVATION, dict(
+            write(s, _NEW_RESERVATION, dict(
                 order_id=req["order_id"], customer_id=c.id, amount_minor=r.amount_minor, status="held",
                 expires_on=expires, decision_id=rec.id, created_at=ctx.clock(), owner=r.actor,
                 request_hash=r.digest))
         else:
-            s.connection().execute(_HOLD_AGAIN, dict(
+            write(s, _HOLD_AGAIN, dict(
                 b_order_id=req["order_id"], b_amount_minor=r.amount_minor, b_expires_on=expires,
                 b_decision_id=rec.id, b_request_hash=r.digest))
         reserved = True
@@ -289,6 +291,7 @@ def _write(ctx, s, r: _Read, request_id) -> dict:
             ctx, s, c, order_id=req["order_id"], amount_minor=r.amount_minor, as_of=r.as_of,
             reserve=req.get("reserve"), rec=rec, decision=decision, actor=r.actor, outcome=check["outcome"],
             request_id=request_id, existing_reservation=existing, answer_of=answer_of, policy=r.policy)
+    send_writes(s)
     return answer
 
 

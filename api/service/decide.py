@@ -16,7 +16,7 @@ from rules.money import to_minor
 
 from ..errors import engine_failed, not_found
 from ..store import trail
-from ..store.database import insert_ignoring_duplicates
+from ..store.database import insert_ignoring_duplicates, write
 from ..store.ledger import load_cases
 from ..store.policy_store import with_retry
 from ..store.tables import Action, Customer, CustomerSegment
@@ -163,8 +163,11 @@ def remember_last_evaluations(s, decided: list[tuple[str, dict]], as_of: dt.date
         return
     s.flush()                   # an ORM change of the same customer first: the statements below see it
     conn = s.connection()
-    conn.execute(_LAST, rows)
     previous = previous or {}
+    if len(rows) == 1 and decided[0][0] in previous:
+        write(s, _LAST, rows[0])        # may go with the transaction's other writes (database.collect_writes)
+    else:                               # the segment rows' EXISTS below reads what this wrote
+        conn.execute(_LAST, rows)
     unknown, rewrite, fresh = [], [], []        # by what this transaction knows of the customer's rows
     for cid, m in decided:
         before = previous.get(cid)

@@ -21,13 +21,13 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, select, update
 
 from rules.money import minor_display, minor_str, to_minor
 
 from ..errors import DomainError, conflict, invalid, not_found
 from ..store import trail
-from ..store.database import upsert_statement
+from ..store.database import insert_row, upsert_statement, write
 from ..store.tables import CreditOrder, CustomerGroup, GroupMember, Referral, Reservation
 from . import approvals, credit_file, groups
 from .decide import decide, lock_customer
@@ -80,8 +80,7 @@ def _set_order(s, *, order_id, customer_id, status, amount_minor, requested_by, 
     values = dict(customer_id=customer_id, status=status, amount_minor=amount_minor, requested_by=requested_by,
                   decision_id=decision_id, referral_id=referral_id, updated_at=now,
                   request_hash=request_hash, answer=answer)
-    s.connection().execute(upsert_statement(s, CreditOrder.__table__, ("order_id",), _ORDER_COLUMNS),
-                           {"order_id": order_id, **values})
+    write(s, upsert_statement(s, CreditOrder.__table__, ("order_id",), _ORDER_COLUMNS), {"order_id": order_id, **values})
 
 
 def _open(ctx, s, c, policy, *, order_id, amount_minor, as_of, reserve, rec, decision, actor, request_id,
@@ -98,25 +97,24 @@ def _open(ctx, s, c, policy, *, order_id, amount_minor, as_of, reserve, rec, dec
                    reserve=bool(reserve and policy.authority.provisional_hold), requested_by=actor, opened_on=as_of,
                    expires_on=as_of + dt.timedelta(days=policy.authority.referral_expiry_days),
                    decision_id=rec.id, created_at=ctx.clock())
-    conn = s.connection()          # Core: written at once, nothing for the session to flush
-    if ref.reserve:
+    if ref.reserve:                # Core (database.write): nothing for the session to flush
         if existing is None:
-            conn.execute(_NEW_RESERVATION, dict(
+            write(s, _NEW_RESERVATION, dict(
                 order_id=order_id, customer_id=c.id, amount_minor=amount_minor, status="provisional",
                 expires_on=ref.expires_on, decision_id=rec.id, created_at=ctx.clock(), owner=actor,
                 request_hash=None))
         else:        # the order's earlier hold becomes this referral's provisional one, at the new amount
-            conn.execute(_PROVISIONAL_AGAIN, dict(b_order_id=order_id, b_amount_minor=amount_minor,
+            write(s, _PROVISIONAL_AGAIN, dict(b_order_id=order_id, b_amount_minor=amount_minor,
                                                   b_expires_on=ref.expires_on, b_decision_id=rec.id))
-    conn.execute(_NEW_REFERRAL, {k: getattr(ref, k) for k in _REFERRAL_COLUMNS})
+    write(s, _NEW_REFERRAL, {k: getattr(ref, k) for k in _REFERRAL_COLUMNS})
     return ref
 
 
-_NEW_RESERVATION = insert(Reservation.__table__)
+_NEW_RESERVATION = insert_row(Reservation.__table__)
 _PROVISIONAL_AGAIN = (update(Reservation.__table__).where(Reservation.__table__.c.order_id == bindparam("b_order_id"))
                       .values(amount_minor=bindparam("b_amount_minor"), status="provisional",
                               expires_on=bindparam("b_expires_on"), decision_id=bindparam("b_decision_id")))
-_NEW_REFERRAL = insert(Referral.__table__)
+_NEW_REFERRAL = insert_row(Referral.__table__)
 _REFERRAL_COLUMNS = tuple(Referral.__table__.columns.keys())
 
 
