@@ -91,7 +91,7 @@ def base_outcomes(policy, facts: Facts) -> dict:
     # 4. segment terms, then the credit file's approved limit / terms and a grant in force
     fired_segments = [r for r in fired_profile if r.family == "segments"]
     if any(r.params for r in fired_segments):
-        terms = _segment_terms(terms, fired_segments, dropped, exp)
+        terms = _segment_terms(terms, fired_segments, dropped)
     approved_limit, approved_terms = facts.approved
     limit = terms.limit if approved_limit is None else min(terms.limit, approved_limit)
     grant = facts.grant if facts.grant and (facts.grant[1] is None or facts.as_of <= facts.grant[1]) else None

@@ -16,7 +16,7 @@ from rules.money import to_minor
 
 from ..errors import engine_failed, not_found
 from ..store import trail
-from ..store.database import insert_ignoring_duplicates
+from ..store.database import insert_ignoring_duplicates, write
 from ..store.ledger import load_cases
 from ..store.policy_store import with_retry
 from ..store.tables import Action, Customer, CustomerSegment
@@ -95,18 +95,25 @@ def evaluate(ctx, s, customer: Customer, as_of: dt.date, *, order=None, case=Non
         raise engine_failed(exc) from None
 
 
+UNREAD = object()       # record's `head` when the caller has not read the chain head
+
+
 def record(ctx, s, customer: Customer, as_of: dt.date, policy, case: dict, decision, *, kind, actor, request_id,
-           order=None, persist_actions=True, outcome_of=None, remember=True, context=None):
-    """decide's writes: the decision (from evaluate) in the customer's chain, last_*, its actions."""
+           order=None, persist_actions=True, outcome_of=None, remember=True, context=None, head=UNREAD):
+    """decide's writes: the decision (from evaluate) in the customer's chain, last_*, its actions. `head`: the
+    customer's chain head as this transaction read it (trail.append_at), which spares the head's lock
+    statement; `customer`'s row is then taken as it stands in this transaction (no segment rows rewritten
+    where its segments stay the same)."""
     data = decision.body         # what follows reads figures, not reasons: nothing to render
     outcome = outcome_of(data) if outcome_of else decision.outcome    # hashed into the trail: decide it first
     facts = canonical({"case": case, "as_of": as_of, "order": order, **(context or {})})
-    rec = trail.append(s, subject=customer.id, kind=kind, actor=actor, request_id=request_id, as_of=as_of,
-                       facts=facts, policy_version=policy.version, result=decision.stored, outcome=outcome,
-                       created_at=ctx.clock())
+    values = dict(subject=customer.id, kind=kind, actor=actor, request_id=request_id, as_of=as_of, facts=facts,
+                  policy_version=policy.version, result=decision.stored, outcome=outcome, created_at=ctx.clock())
+    rec = trail.append(s, **values) if head is UNREAD else trail.append_at(s, head, **values)
     if remember:
         summary = summary_of(data, policy.exponent)
-        remember_last_evaluations(s, [(customer.id, summary)], as_of)
+        remember_last_evaluations(s, [(customer.id, summary)], as_of,
+                                  None if head is UNREAD else {customer.id: (customer.last_as_of, customer.last_segments)})
         if customer.last_as_of is None or as_of >= customer.last_as_of:     # the session's copy: as written
             for field, value in (("last_as_of", as_of), ("last_bucket", summary["bucket"]),
                                  ("last_score", summary["score"]), ("last_tier", summary["tier"]),
@@ -156,8 +163,11 @@ def remember_last_evaluations(s, decided: list[tuple[str, dict]], as_of: dt.date
         return
     s.flush()                   # an ORM change of the same customer first: the statements below see it
     conn = s.connection()
-    conn.execute(_LAST, rows)
     previous = previous or {}
+    if len(rows) == 1 and decided[0][0] in previous:
+        write(s, _LAST, rows[0])        # may go with the transaction's other writes (database.collect_writes)
+    else:                               # the segment rows' EXISTS below reads what this wrote
+        conn.execute(_LAST, rows)
     unknown, rewrite, fresh = [], [], []        # by what this transaction knows of the customer's rows
     for cid, m in decided:
         before = previous.get(cid)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from engine.errors import EngineFailure
 from engine.evaluator import evaluate_loaded
@@ -68,6 +68,17 @@ def lock_group_of(s, customer_id: str) -> CustomerGroup | None:
     if group_id is None:
         return None
     return s.execute(select(CustomerGroup).where(CustomerGroup.id == group_id).with_for_update()).scalar_one()
+
+
+_LOCK_GROUP_ID_OF = (select(CustomerGroup.id)
+                     .where(CustomerGroup.id.in_(select(GroupMember.group_id)
+                                                 .where(GroupMember.customer_id == bindparam("customer_id"))))
+                     .with_for_update())        # built once; FOR UPDATE locks customer_groups' row only
+
+
+def lock_group_id_of(s, customer_id: str) -> str | None:
+    """lock_group_of in one statement, the group's id only (its row the caller reads with the rest)."""
+    return s.execute(_LOCK_GROUP_ID_OF, {"customer_id": customer_id}).scalar()
 
 
 def members(s, group_id: str) -> list[str]:
@@ -231,8 +242,12 @@ def hold_dict(h: GroupHold | None) -> dict | None:
             "until": h.until.isoformat() if h.until else None, "placed_by": h.placed_by, "decision_id": h.decision_id}
 
 
-def _in_force(h: GroupHold, as_of: dt.date) -> bool:
+def in_force(h, as_of: dt.date) -> bool:
+    """Whether a hold (a group's or a customer's: placed_on, until) is in force on as_of."""
     return h.placed_on <= as_of and (h.until is None or as_of <= h.until)
+
+
+_in_force = in_force
 
 
 def hold_in_force(s, group_id: str, as_of: dt.date) -> GroupHold | None:

@@ -21,13 +21,13 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, update
 
 from rules.money import minor_display, minor_str, to_minor
 
 from ..errors import DomainError, conflict, invalid, not_found
 from ..store import trail
-from ..store.database import upsert_statement
+from ..store.database import insert_row, upsert_statement, write
 from ..store.tables import CreditOrder, CustomerGroup, GroupMember, Referral, Reservation
 from . import approvals, credit_file, groups
 from .decide import decide, lock_customer
@@ -60,10 +60,7 @@ def after_check(ctx, s, c, *, order_id, amount_minor, as_of, reserve, rec, decis
         referral = _open(ctx, s, c, policy, order_id=order_id, amount_minor=amount_minor, as_of=as_of,
                          reserve=reserve, rec=rec, decision=decision, actor=actor, request_id=request_id,
                          existing=existing_reservation)
-    shown = None
-    if referral is not None:
-        s.flush()            # the referral's column defaults, as the answer shows them
-        shown = referral_dict(referral, policy.exponent)
+    shown = None if referral is None else referral_dict(referral, policy.exponent)
     request_hash, answer = (answer_of(shown) if answer_of else None) or (None, None)
     _set_order(s, order_id=order_id, customer_id=c.id, status=_ORDER_STATUS[outcome], amount_minor=amount_minor,
                requested_by=actor, decision_id=rec.id,
@@ -83,8 +80,7 @@ def _set_order(s, *, order_id, customer_id, status, amount_minor, requested_by, 
     values = dict(customer_id=customer_id, status=status, amount_minor=amount_minor, requested_by=requested_by,
                   decision_id=decision_id, referral_id=referral_id, updated_at=now,
                   request_hash=request_hash, answer=answer)
-    s.connection().execute(upsert_statement(s, CreditOrder.__table__, ("order_id",), _ORDER_COLUMNS),
-                           {"order_id": order_id, **values})
+    write(s, upsert_statement(s, CreditOrder.__table__, ("order_id",), _ORDER_COLUMNS), {"order_id": order_id, **values})
 
 
 def _open(ctx, s, c, policy, *, order_id, amount_minor, as_of, reserve, rec, decision, actor, request_id,
@@ -101,15 +97,25 @@ def _open(ctx, s, c, policy, *, order_id, amount_minor, as_of, reserve, rec, dec
                    reserve=bool(reserve and policy.authority.provisional_hold), requested_by=actor, opened_on=as_of,
                    expires_on=as_of + dt.timedelta(days=policy.authority.referral_expiry_days),
                    decision_id=rec.id, created_at=ctx.clock())
-    if ref.reserve:
+    if ref.reserve:                # Core (database.write): nothing for the session to flush
         if existing is None:
-            s.add(Reservation(order_id=order_id, customer_id=c.id, amount_minor=amount_minor, status="provisional",
-                              expires_on=ref.expires_on, decision_id=rec.id, created_at=ctx.clock(), owner=actor))
+            write(s, _NEW_RESERVATION, dict(
+                order_id=order_id, customer_id=c.id, amount_minor=amount_minor, status="provisional",
+                expires_on=ref.expires_on, decision_id=rec.id, created_at=ctx.clock(), owner=actor,
+                request_hash=None))
         else:        # the order's earlier hold becomes this referral's provisional one, at the new amount
-            existing.amount_minor, existing.status = amount_minor, "provisional"
-            existing.expires_on, existing.decision_id = ref.expires_on, rec.id
-    s.add(ref)
+            write(s, _PROVISIONAL_AGAIN, dict(b_order_id=order_id, b_amount_minor=amount_minor,
+                                                  b_expires_on=ref.expires_on, b_decision_id=rec.id))
+    write(s, _NEW_REFERRAL, {k: getattr(ref, k) for k in _REFERRAL_COLUMNS})
     return ref
+
+
+_NEW_RESERVATION = insert_row(Reservation.__table__)
+_PROVISIONAL_AGAIN = (update(Reservation.__table__).where(Reservation.__table__.c.order_id == bindparam("b_order_id"))
+                      .values(amount_minor=bindparam("b_amount_minor"), status="provisional",
+                              expires_on=bindparam("b_expires_on"), decision_id=bindparam("b_decision_id")))
+_NEW_REFERRAL = insert_row(Referral.__table__)
+_REFERRAL_COLUMNS = tuple(Referral.__table__.columns.keys())
 
 
 # ------------------------------------------------------------------------------ reading

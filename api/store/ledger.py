@@ -24,6 +24,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     cast,
+    func,
     literal,
     null,
     or_,
@@ -31,6 +32,9 @@ from sqlalchemy import (
     type_coerce,
     union_all,
 )
+
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
 from engine.facts import CaseSchema, MinorCase
 from rules.money import from_minor, minor_str
@@ -43,8 +47,10 @@ from .tables import (
     CreditOrder,
     Customer,
     CustomerGroup,
+    DecisionRecord,
     Dispute,
     DunningState,
+    GroupHold,
     GroupMember,
     InstalmentPlan,
     Invoice,
@@ -183,11 +189,30 @@ _LEDGER_NO_STATES = _ledger(*_PARTS, _TAKEN_PART)         # the caller has read 
 
 # A credit check's inputs besides the ledger, in the same statement (tags after T_LEGAL; load_cases' parser
 # never sees them): the customer's hold, chain head, the order's row and its reservation (whoever's), the
-# customer's group with its members, and the policy state. Compared, not parsed: a check evaluated without
-# the write lock re-reads all of it under the lock and writes its decision only if every row is the same
-# (api/service/credit_checks.py), so these carry what changes whenever the row does.
-(T_HOLD, T_HEAD, T_ORDER, T_ORDER_RESERVATION, T_MEMBER, T_GROUP, T_POLICY) = range(11, 18)
+# customer's group with its members and its hold, the policy state, and each customer's row as one text. A
+# check evaluated without the write lock re-reads all of it under the lock and writes its decision only if
+# every row is the same (api/service/credit_checks.py), so these carry what changes whenever the row does;
+# `check_inputs` gives the check what it needs of them, so it reads none of these tables apart.
+(T_HOLD, T_HEAD, T_ORDER, T_ORDER_RESERVATION, T_MEMBER, T_GROUP, T_POLICY, T_ORDER_MORE, T_GROUP_HOLD,
+ T_CUSTOMER) = range(11, 21)
 _GROUP_OF = select(GroupMember.group_id).where(GroupMember.customer_id == bindparam("customer_id"))
+
+
+class _row_text(FunctionElement):
+    """A row's columns as one JSON array text (exact: JSON's encoding is one-to-one), to compare, not parse."""
+    type = Text()
+    name = "row_text"
+    inherit_cache = True
+
+
+@compiles(_row_text)
+def _row_text_sqlite(element, compiler, **kw):
+    return f"json_array({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(_row_text, "postgresql")
+def _row_text_postgresql(element, compiler, **kw):
+    return f"CAST(json_build_array({compiler.process(element.clauses, **kw)}) AS TEXT)"
 
 
 def _row(tag: int, key, where, **columns):
@@ -196,15 +221,19 @@ def _row(tag: int, key, where, **columns):
     return select(*cols).where(where)
 
 
+_LAST_SEQ = select(func.max(DecisionRecord.seq)).where(DecisionRecord.subject == ChainHead.subject).scalar_subquery()
 _CHECK_PARTS = [
     _row(T_HOLD, CreditHold.customer_id, CreditHold.customer_id == bindparam("customer_id"),
          t1=CreditHold.decision_id, t2=CreditHold.placed_by, t3=CreditHold.reason, d1=CreditHold.placed_on,
          d2=CreditHold.until),
+    # n2: the chain's last seq, so a head behind its chain is seen here (api/store/trail.append_at)
     _row(T_HEAD, ChainHead.subject, ChainHead.subject == bindparam("customer_id"), t1=ChainHead.hash,
-         n1=ChainHead.seq),
+         n1=ChainHead.seq, n2=_LAST_SEQ),
     _row(T_ORDER, CreditOrder.customer_id, CreditOrder.order_id == bindparam("order_id"),
          t1=CreditOrder.decision_id, t2=CreditOrder.status, t3=CreditOrder.request_hash,
          n1=CreditOrder.amount_minor),
+    _row(T_ORDER_MORE, CreditOrder.customer_id, CreditOrder.order_id == bindparam("order_id"),
+         t1=CreditOrder.requested_by, t2=CreditOrder.referral_id, t3=CreditOrder.answer),
     _row(T_ORDER_RESERVATION, Reservation.customer_id, Reservation.order_id == bindparam("order_id"),
          t1=Reservation.decision_id, t2=Reservation.status, t3=Reservation.owner, n1=Reservation.amount_minor,
          d1=Reservation.expires_on),
@@ -212,16 +241,97 @@ _CHECK_PARTS = [
          st=GroupMember.customer_id),
     _row(T_GROUP, None, CustomerGroup.id.in_(_GROUP_OF), t1=CustomerGroup.id, t2=CustomerGroup.decision_id,
          t3=CustomerGroup.name, n1=CustomerGroup.limit_minor),
+    _row(T_GROUP_HOLD, GroupHold.group_id, GroupHold.group_id.in_(_GROUP_OF), t1=GroupHold.decision_id,
+         t2=GroupHold.placed_by, t3=GroupHold.reason, d1=GroupHold.placed_on, d2=GroupHold.until),
     _row(T_POLICY, None, PolicyState.id == 1, t1=PolicyState.active_version, n1=PolicyState.timeline_seq),
+    _row(T_CUSTOMER, Customer.id, Customer.id.in_(bindparam("ids", expanding=True)),
+         t3=_row_text(*Customer.__table__.columns), st=Customer.id),
 ]
 _CHECK = _ledger(*_PARTS, _STATE_PART, _TAKEN_PART, *_CHECK_PARTS)
 
 
 def read_check(s, ids: list[str], customer_id: str, order_id: str, as_of: dt.date) -> list:
     """One statement: the ledgers of `ids` (the checked customer and, in a group, the other members) and
-    the check's other inputs (T_HOLD … T_POLICY), as rows to compare; `cases_from_rows` builds the cases."""
+    the check's other inputs (T_HOLD … T_CUSTOMER), as rows to compare; `cases_from_rows` builds the cases
+    and `check_inputs` the rest."""
     return s.connection().execute(_CHECK, {"ids": ids, "as_of": as_of, "customer_id": customer_id,
                                            "order_id": order_id}).all()
+
+
+class Hold(NamedTuple):            # a credit hold's or a group hold's row, as the check reads it
+    reason: str
+    placed_on: dt.date
+    until: dt.date | None
+    placed_by: str
+    decision_id: str
+
+
+class OrderRow(NamedTuple):        # the order's credit_orders row
+    customer_id: str
+    status: str
+    amount_minor: int
+    decision_id: str
+    request_hash: str | None
+    requested_by: str
+    referral_id: str | None
+    answer: str | None
+
+
+class OrderReservation(NamedTuple):    # the order's reservation, whoever's
+    customer_id: str
+    status: str
+    owner: str | None
+    amount_minor: int
+    expires_on: dt.date
+    decision_id: str
+
+
+class Group(NamedTuple):
+    id: str
+    name: str
+    limit_minor: int
+    decision_id: str | None
+
+
+class CheckInputs(NamedTuple):
+    hold: Hold | None
+    head: tuple[int, str, int | None] | None          # (seq, hash, the chain's last seq); None: no head row
+    order: OrderRow | None
+    reservation: OrderReservation | None
+    group: Group | None
+    members: tuple[str, ...]                          # the group's members (the checked customer too), by id
+    group_hold: Hold | None
+    policy: tuple[str, int] | None                    # (active_version, timeline_seq)
+
+
+def check_inputs(rows) -> CheckInputs:
+    """What read_check's rows after the ledger say (holds whether in force or not: the caller decides)."""
+    hold = head = order = more = reservation = group = group_hold = policy = None
+    members = []
+    for tag, cid, t1, t2, t3, n1, n2, d1, d2, _d3, _j1, _j2 in reversed(rows):
+        if tag <= T_LEGAL:
+            break
+        if tag == T_HOLD:
+            hold = Hold(t3, d1, d2, t2, t1)
+        elif tag == T_HEAD:
+            head = (n1, t1, n2)
+        elif tag == T_ORDER:
+            order = (cid, t2, n1, t1, t3)
+        elif tag == T_ORDER_MORE:
+            more = (t1, t2, t3)
+        elif tag == T_ORDER_RESERVATION:
+            reservation = OrderReservation(cid, t2, t3, n1, d1, t1)
+        elif tag == T_MEMBER:
+            members.append(cid)
+        elif tag == T_GROUP:
+            group = Group(t1, t3, n1, t2)
+        elif tag == T_GROUP_HOLD:
+            group_hold = Hold(t3, d1, d2, t2, t1)
+        elif tag == T_POLICY:
+            policy = (t1, n1)
+    if order is not None:
+        order = OrderRow(*order, *more)
+    return CheckInputs(hold, head, order, reservation, group, tuple(reversed(members)), group_hold, policy)
 
 
 def load_cases(s, customers, exponent: int, as_of: dt.date, *, states: dict | None = None,
