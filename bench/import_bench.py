@@ -6,7 +6,8 @@ payments) written as CSV, then `creditctl import`'s run_import on SQLite and Pos
         [--workers 1,2]      # the decide phase in 1 and in 2 processes, side by side on fresh databases
         [--repo /tmp/base]   # import another checkout's importer (the same generated book), e.g. before/after
 
-Peak RSS is the importing process's (ru_maxrss); with --workers > 1 the largest decide worker's is printed too.
+Peak RSS is the importing process's (ru_maxrss). Not the decide workers': Linux counts a spawned child's RSS
+from the fork before its exec (the parent's size then), so RUSAGE_CHILDREN says nothing of the workers' own.
 """
 from __future__ import annotations
 
@@ -104,8 +105,7 @@ def run(backend: str, url: str, book: dict, workers: int = 1) -> dict:
     return {"backend": backend, "workers": workers, "wall": wall, "cpu": cpu_total, "phases": phases,
             "decide_cpu": cpu.get("_decide_all", (0.0, 0.0)), "status": result["status"],
             "decisions": result["decisions"], "errors": result["error_count"],
-            "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "worker_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+            "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def main() -> int:
@@ -148,9 +148,7 @@ def main() -> int:
                 ph = ", ".join(f"{k.strip('_')} {v:.1f} s" for k, v in r["phases"].items())
                 print(f"{backend} workers {workers}: {r['status']}, {r['decisions']:,} decisions, {r['errors']} errors; "
                       f"wall {r['wall']:.1f} s (target < 300 s), CPU {r['cpu']:.1f} s (parent); {ph}; "
-                      f"peak RSS {r['rss_mb']:.0f} MB"
-                      + (f" (largest worker {r['worker_rss_mb']:.0f} MB)" if r["workers"] > 1 else "")
-                      + f"; decide CPU: parent {r['decide_cpu'][0]:.1f} s, "
+                      f"peak RSS {r['rss_mb']:.0f} MB; decide CPU: parent {r['decide_cpu'][0]:.1f} s, "
                       f"workers {r['decide_cpu'][1]:.1f} s; load average {os.getloadavg()[0]:.1f}", flush=True)
                 if backend != "sqlite":
                     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:

@@ -12,7 +12,8 @@ from typing import Iterator, NamedTuple
 
 from .columns import kind_of_name
 
-SNIFF_BYTES = 1 << 20
+SNIFF_BYTES = 1 << 20                # read to tell UTF-8 from GB18030
+HASH_BLOCK = 1 << 20                 # read at a time for the file's sha256
 ENCODINGS = ("utf-8", "gb18030")
 
 
@@ -39,7 +40,7 @@ class Source(NamedTuple):
 def file_sha256(source: Source) -> str:
     h = hashlib.sha256()
     with source.open() as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
+        for block in iter(lambda: fh.read(HASH_BLOCK), b""):
             h.update(block)
     return h.hexdigest()
 

@@ -97,6 +97,9 @@ INPUT_CODE = "E_INPUT_INVALID"           # the HTTP's code for the same refusals
 # a customers row's decision field as stored: approved_limit is kept in minor units
 _STORED_AS = {"approved_limit": "approved_limit_minor"}
 _DECISION_COLUMNS = (Customer.id, *(getattr(Customer, _STORED_AS.get(f, f)) for f in DECISION_FIELDS))
+# the ids of an IN (...) passed at execution, not built into the statement: a statement's literal IN list is
+# held by a reference cycle (its BindParameter) until a full garbage collection, thousands of ids per batch
+_IDS = bindparam("ids", expanding=True)
 CHUNK = 1000                             # rows checked together (duplicates, references, stored files)
 
 
@@ -375,11 +378,12 @@ def _lookup(ctx, customer_ids: set, invoice_ids: set) -> tuple[set, dict]:
     with ctx.read_tx() as s:
         ids = sorted(c for c in customer_ids if c)
         for i in range(0, len(ids), 1000):
-            known_customers |= set(s.execute(select(Customer.id).where(Customer.id.in_(ids[i:i + 1000]))).scalars())
+            known_customers |= set(s.execute(select(Customer.id).where(Customer.id.in_(_IDS)),
+                                             {"ids": ids[i:i + 1000]}).scalars())
         refs = sorted(invoice_ids)
         for i in range(0, len(refs), 1000):
             known_invoices.update(s.execute(select(Invoice.id, Invoice.customer_id)
-                                            .where(Invoice.id.in_(refs[i:i + 1000]))).all())
+                                            .where(Invoice.id.in_(_IDS)), {"ids": refs[i:i + 1000]}).all())
     return known_customers, known_invoices
 
 
@@ -543,7 +547,7 @@ def _guard_errors(ctx, table: Table, group: list, rules: Rules) -> list[list]:
         return []
     ids = [row["id"] for _, row, _, _ in group]
     with ctx.read_tx() as s:
-        stored = {r.id: r for r in s.execute(select(*_DECISION_COLUMNS).where(Customer.id.in_(ids)))}
+        stored = {r.id: r for r in s.execute(select(*_DECISION_COLUMNS).where(Customer.id.in_(_IDS)), {"ids": ids})}
     out = []
     for number, row, columns, _ in group:
         old = stored.get(row["id"])
@@ -656,10 +660,11 @@ def _write_batch(s, kind_name: str, batch: list[dict], stats: Counts, now, write
     if kind_name == "contacts":
         keys = {(r["customer_id"], r["name"]) for r in batch}
         existing = {(r.customer_id, r.name): r for r in s.execute(
-            select(table).where(table.c.customer_id.in_({k[0] for k in keys}))).all()
+            select(table).where(table.c.customer_id.in_(_IDS)), {"ids": list({k[0] for k in keys})}).all()
             if (r.customer_id, r.name) in keys}
     else:
-        existing = {r.id: r for r in s.execute(select(table).where(table.c.id.in_([r["id"] for r in batch]))).all()}
+        existing = {r.id: r for r in s.execute(select(table).where(table.c.id.in_(_IDS)),
+                                               {"ids": [r["id"] for r in batch]}).all()}
     inserts, updates, touched = [], [], []
     for row in batch:
         key = (row["customer_id"], row["name"]) if kind_name == "contacts" else row["id"]
@@ -736,8 +741,8 @@ def _decide_all(ctx, customer_ids: Iterable[str], as_of: dt.date, actor: str, im
     decided, failures = 0, []
     for group in _groups(customer_ids):
         with ctx.tx() as s:
-            customers = s.execute(select(Customer).where(Customer.id.in_(group)).order_by(Customer.id)
-                                  .with_for_update()).scalars().all()
+            customers = s.execute(select(Customer).where(Customer.id.in_(_IDS)).order_by(Customer.id)
+                                  .with_for_update(), {"ids": group}).scalars().all()
             heads = trail.lock_heads(s, [c.id for c in customers])
             records, last, failed, shares = _evaluate_group(ctx, s, customers, as_of, actor, import_id)
             _store_group(ctx, s, records, last, heads, as_of)
@@ -817,7 +822,8 @@ def _worker_group(job: tuple) -> tuple:
     group, as_of, actor, import_id = job
     with _worker_ctx.read_tx() as s:
         seen = trail.read_heads(s, group)      # first: a decision written after this is caught by the parent
-        customers = s.execute(select(Customer).where(Customer.id.in_(group)).order_by(Customer.id)).scalars().all()
+        customers = s.execute(select(Customer).where(Customer.id.in_(_IDS)).order_by(Customer.id),
+                              {"ids": group}).scalars().all()
         records, last, failures, shares = _evaluate_group(_worker_ctx, s, customers, as_of, actor, import_id)
     return group, seen, records, last, failures, shares
 
@@ -836,8 +842,8 @@ def _decide_parallel(ctx, customer_ids, as_of, actor, import_id, progress, worke
     with multiprocessing.get_context("spawn").Pool(workers, _worker_start, (url,)) as pool:
         for group, seen, records, last, failed, shares in _bounded_imap(pool, _worker_group, jobs, 2 * workers):
             with ctx.tx() as s:
-                locked = s.execute(select(Customer).where(Customer.id.in_(group)).order_by(Customer.id)
-                                   .with_for_update()).scalars().all()
+                locked = s.execute(select(Customer).where(Customer.id.in_(_IDS)).order_by(Customer.id)
+                                   .with_for_update(), {"ids": group}).scalars().all()
                 heads = trail.lock_heads(s, [c.id for c in locked])
                 stale = {cid for cid, head in heads.items() if head != seen.get(cid)}
                 if stale:
