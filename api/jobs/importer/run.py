@@ -7,12 +7,16 @@
    customers row is compared with its stored file: a decision field is back office's to set only as the HTTP
    allows (E_DECISION_FIELD), a controller's change of one needs the import's reason. Nothing is written when
    any row is bad, unless skip_invalid, which writes the good rows and hands back the rejected ones (as CSV).
-2. Write: the files are read again (memory holds ids, not rows) and written in batches by natural
+   Rows are checked in chunks (CHUNK): what must be remembered across rows — natural keys seen, the
+   customers and invoices the import holds, primary contacts, rejected rows — is in a temporary SQLite
+   spool (spool.py), so the memory does not grow with the book.
+2. Write: the good rows, spooled (pickled) during validation, are read back and written in batches by natural
    key: a new row is inserted, a changed one updated (and counted as such), an equal one left alone,
-   so importing the same files twice changes nothing.
+   so importing the same files twice changes nothing. The customers touched go to the spool.
    A controller's change of an existing file's decision fields is a credit_file_change record.
 3. Decide: every customer with a new or changed row gets one decision (`kind: import`, request id
-   the import id) in its hash chain; customers.last_* follow, as after any decision.
+   the import id) in its hash chain, in groups streamed from the spool in id order; customers.last_*
+   follow, as after any decision.
 The import run itself (files and their sha256, counts, errors, actor) is a row of `imports`.
 """
 from __future__ import annotations

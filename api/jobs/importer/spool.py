@@ -38,6 +38,9 @@ class Spool:
             self.db.execute(f"PRAGMA {pragma}")
         for ddl in _SCHEMA:
             self.db.execute(ddl)
+        # one transaction for the spool's life: autocommit would make every row of an executemany its own
+        # commit (a write of its pages to the file each); nothing here needs to survive the import
+        self.db.execute("BEGIN")
         self._files: dict[str, int] = {}                # file (or file[sheet]) name → number (a few)
         self._names: list[str] = []
         self.rejected_rows = 0
