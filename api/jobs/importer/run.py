@@ -708,7 +708,7 @@ def _write(ctx, plan, v: _Validation, spools: dict, progress, writer: _Writer) -
             if batch:
                 with ctx.tx() as s:
                     touched = _write_batch(s, kind.name, batch, stats, now, writer)
-                v.spool.touch(touched)
+                v.spool.touch(set(touched))
                 if progress:
                     progress(kind.name, len(batch))
                 batch.clear()
