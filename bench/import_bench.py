@@ -4,6 +4,10 @@ payments) written as CSV, then `creditctl import`'s run_import on SQLite and Pos
 
     .venv/bin/python bench/import_bench.py [--customers 100000] [--invoices-per-customer 10] [--backends sqlite,postgres]
         [--workers 1,2]      # the decide phase in 1 and in 2 processes, side by side on fresh databases
+        [--repo /tmp/base]   # import another checkout's importer (the same generated book), e.g. before/after
+
+Peak RSS is the importing process's (ru_maxrss). Not the decide workers': Linux counts a spawned child's RSS
+from the fork before its exec (the parent's size then), so RUSAGE_CHILDREN says nothing of the workers' own.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
 AS_OF = dt.date(2026, 11, 30)
+REPO = ROOT
 PG_ADMIN = os.environ.get("CREDITCTL_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
@@ -49,7 +54,9 @@ def write_book(folder: str, customers: int, per_customer: int, seed: int) -> dic
                             issued + dt.timedelta(days=30)])
                 n_inv += 1
                 if j < 2:
-                    p.writerow([f"P{inv}", cid, inv, f"{max(1, amount // 200)}.00", issued + dt.timedelta(days=20)])
+                    # a payment received is dated no later than the as_of (a later one is refused, issue 12)
+                    p.writerow([f"P{inv}", cid, inv, f"{max(1, amount // 200)}.00",
+                                min(issued + dt.timedelta(days=20), AS_OF)])
                     n_pay += 1
     return {"paths": list(paths.values()), "invoices": n_inv, "payments": n_pay}
 
@@ -65,7 +72,7 @@ def run(backend: str, url: str, book: dict, workers: int = 1) -> dict:
     engine = make_engine(url)
     migrate(engine)
     ctx = Context(make_sessionmaker(engine), PolicyRegistry())
-    load_policy_file(ctx, os.path.join(ROOT, "policies.yaml"), logging.getLogger("bench"))
+    load_policy_file(ctx, os.path.join(REPO, "policies.yaml"), logging.getLogger("bench"))
     phases: dict[str, float] = {}
     original = {name: getattr(importer, name) for name in ("validate_files", "_write", "_decide_all")}
 
@@ -109,7 +116,13 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=20261202)
     ap.add_argument("--workers", default="1",
                     help="decide-phase processes, a list to compare side by side on fresh databases, e.g. 1,2")
+    ap.add_argument("--repo", default=ROOT, help="the checkout whose importer runs (default: this one)")
     args = ap.parse_args()
+    global REPO
+    REPO = os.path.abspath(args.repo)
+    sys.path.insert(0, REPO)              # before any api import: that tree's importer, this tree's book
+    import api.jobs.importer.run as importer
+    print(f"importer: {os.path.dirname(importer.__file__)}")
     with tempfile.TemporaryDirectory(prefix="creditctl-import-") as folder:
         book = write_book(folder, args.customers, args.invoices_per_customer, args.seed)
         print(f"book: {args.customers:,} customers, {book['invoices']:,} invoices, {book['payments']:,} payments")

@@ -1,5 +1,6 @@
 """Bulk import over HTTP: POST /v1/imports (multipart: one or more `files`), the template, one run."""
-import io
+import os
+import tempfile
 
 from flask import Blueprint, Response, request
 
@@ -21,14 +22,18 @@ def post_import():
     uploads = request.files.getlist("files")
     if request.mimetype != "multipart/form-data" or not uploads:
         raise DomainError("E_BAD_REQUEST", "send the files as multipart/form-data, field 'files' (one or more)")
-    sources = []
     for i, f in enumerate(uploads):
         if not f.filename:
             raise invalid({f"files[{i}]": ["a file name is required: it says what the file holds"]})
-        data = f.read()
-        sources.append(Source(f.filename, (lambda data=data: io.BytesIO(data)), q["encoding"]))
-    result = run_import(ctx(), sources, actor=actor(), as_of=q["as_of"], dry_run=q["dry_run"],
-                        skip_invalid=q["skip_invalid"], role=key.role, reason=q["reason"])
+    with tempfile.TemporaryDirectory(prefix="creditctl-upload-") as folder:
+        sources = []
+        for i, f in enumerate(uploads):
+            # each upload on disk (werkzeug spools large ones already): the import streams it, never holds it
+            path = os.path.join(folder, str(i))
+            f.save(path)
+            sources.append(Source(f.filename, (lambda path=path: open(path, "rb")), q["encoding"]))
+        result = run_import(ctx(), sources, actor=actor(), as_of=q["as_of"], dry_run=q["dry_run"],
+                            skip_invalid=q["skip_invalid"], role=key.role, reason=q["reason"])
     if result["status"] == "rejected":
         raise DomainError("E_IMPORT_INVALID", f"{result['error_count']} error(s); nothing was written "
                           f"(import {result['id']})", {"import": result["errors"]})

@@ -7,11 +7,13 @@ import csv
 import datetime as dt
 import hashlib
 import io
+import zipfile
 from typing import Iterator, NamedTuple
 
 from .columns import kind_of_name
 
-SNIFF_BYTES = 1 << 20
+SNIFF_BYTES = 1 << 20                # read to tell UTF-8 from GB18030
+HASH_BLOCK = 1 << 20                 # read at a time for the file's sha256
 ENCODINGS = ("utf-8", "gb18030")
 
 
@@ -38,7 +40,7 @@ class Source(NamedTuple):
 def file_sha256(source: Source) -> str:
     h = hashlib.sha256()
     with source.open() as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
+        for block in iter(lambda: fh.read(HASH_BLOCK), b""):
             h.update(block)
     return h.hexdigest()
 
@@ -83,24 +85,39 @@ def _csv_rows(source: Source, encoding: str) -> Iterator[tuple[int, list]]:
             raise ImportFileError(source.name, reader.line_num, 1, "E_CSV", str(exc)) from None
 
 
-def _workbook_tables(source: Source) -> list[Table]:
+def _open_workbook(source: Source, fh):
     import openpyxl
     from openpyxl.utils.exceptions import InvalidFileException
     try:
-        with source.open() as fh:
-            data = fh.read()
-        book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except (InvalidFileException, OSError, KeyError, ValueError) as exc:
+        # read_only: rows are parsed from the zip as iterated; the file object is read, not copied into memory
+        return openpyxl.load_workbook(fh, read_only=True, data_only=True)
+    except (InvalidFileException, OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
         raise ImportFileError(source.name, 1, 1, "E_XLSX", f"not a readable XLSX workbook: {exc}") from None
+
+
+def _workbook_tables(source: Source) -> list[Table]:
+    with source.open() as fh:
+        book = _open_workbook(source, fh)
+        titles = [sheet.title for sheet in book.worksheets]
+        book.close()
     out = []
-    for sheet in book.worksheets:
-        kind = kind_of_name(sheet.title)
-        if kind is None and len(book.worksheets) > 1:
+    for title in titles:
+        kind = kind_of_name(title)
+        if kind is None and len(titles) > 1:
             continue                     # a notes or instructions sheet
-        out.append(Table(f"{source.name}[{sheet.title}]", kind or source.kind,
-                         lambda sheet=sheet: ((n, [_cell(v) for v in row])
-                                              for n, row in enumerate(sheet.iter_rows(values_only=True), 1))))
+        out.append(Table(f"{source.name}[{title}]", kind or source.kind, lambda title=title: _sheet_rows(source, title)))
     return out
+
+
+def _sheet_rows(source: Source, title: str) -> Iterator[tuple[int, list]]:
+    """One sheet's rows, the workbook opened for them and closed after (nothing of it held between tables)."""
+    with source.open() as fh:
+        book = _open_workbook(source, fh)
+        try:
+            for n, row in enumerate(book[title].iter_rows(values_only=True), 1):
+                yield n, [_cell(v) for v in row]
+        finally:
+            book.close()
 
 
 def _cell(value):

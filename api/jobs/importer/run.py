@@ -7,24 +7,31 @@
    customers row is compared with its stored file: a decision field is back office's to set only as the HTTP
    allows (E_DECISION_FIELD), a controller's change of one needs the import's reason. Nothing is written when
    any row is bad, unless skip_invalid, which writes the good rows and hands back the rejected ones (as CSV).
-2. Write: the files are read again (memory holds ids, not rows) and written in batches by natural
+   Rows are checked in chunks (CHUNK): what must be remembered across rows — natural keys seen, the
+   customers and invoices the import holds, primary contacts, rejected rows — is in a temporary SQLite
+   spool (spool.py), so the memory does not grow with the book.
+2. Write: the good rows, spooled (pickled) during validation, are read back and written in batches by natural
    key: a new row is inserted, a changed one updated (and counted as such), an equal one left alone,
-   so importing the same files twice changes nothing.
+   so importing the same files twice changes nothing. The customers touched go to the spool.
    A controller's change of an existing file's decision fields is a credit_file_change record.
 3. Decide: every customer with a new or changed row gets one decision (`kind: import`, request id
-   the import id) in its hash chain; customers.last_* follow, as after any decision.
+   the import id) in its hash chain, in groups streamed from the spool in id order; customers.last_*
+   follow, as after any decision.
 The import run itself (files and their sha256, counts, errors, actor) is a row of `imports`.
 """
 from __future__ import annotations
 
+import collections
 import csv
 import datetime as dt
 import io
+import itertools
 import pickle
 import re
 import tempfile
 import uuid
 from dataclasses import dataclass, field
+from typing import Iterable, Iterator
 
 from marshmallow import ValidationError
 from sqlalchemy import bindparam, func, insert, select, update
@@ -67,6 +74,7 @@ from ...store.tables import (
 )
 from .columns import KINDS, WRITE_ORDER, Kind, header_index
 from .reader import ImportFileError, Source, Table, file_sha256, tables
+from .spool import Spool, key_text
 
 MAX_ERRORS = 200          # reported; counting goes on
 BATCH = 2000              # rows per write transaction
@@ -93,7 +101,10 @@ INPUT_CODE = "E_INPUT_INVALID"           # the HTTP's code for the same refusals
 # a customers row's decision field as stored: approved_limit is kept in minor units
 _STORED_AS = {"approved_limit": "approved_limit_minor"}
 _DECISION_COLUMNS = (Customer.id, *(getattr(Customer, _STORED_AS.get(f, f)) for f in DECISION_FIELDS))
-CHECK_GROUP = 1000                       # customers rows compared with their stored files at a time
+# the ids of an IN (...) passed at execution, not built into the statement: a statement's literal IN list is
+# held by a reference cycle (its BindParameter) until a full garbage collection, thousands of ids per batch
+_IDS = bindparam("ids", expanding=True)
+CHUNK = 1000                             # rows checked together (duplicates, references, stored files)
 
 
 @dataclass(frozen=True)
@@ -124,18 +135,18 @@ class Counts:
 
 @dataclass
 class _Validation:
-    errors: list = field(default_factory=list)
+    errors: list = field(default_factory=list)            # the first MAX_ERRORS
     error_count: int = 0
-    rejected: dict = field(default_factory=dict)          # file → {row number: first error}
-    customers: set = field(default_factory=set)           # ids the import holds (valid rows)
-    invoices: dict = field(default_factory=dict)          # invoice id → customer id (valid rows)
     counts: dict = field(default_factory=dict)            # kind → Counts
+    # every per-row fact (keys seen, the customers and invoices held, rejected rows, customers written) is
+    # on disk, so the import's memory does not grow with the book
+    spool: Spool = field(default_factory=Spool)
 
     def add(self, e: ImportFileError) -> None:
         self.error_count += 1
         if len(self.errors) < MAX_ERRORS:
             self.errors.append(str(e))
-        self.rejected.setdefault(e.file, {}).setdefault(e.row, str(e))
+        self.spool.reject(e.file, e.row, str(e))
 
 
 class _Row:
@@ -312,19 +323,21 @@ def _check_row(table: Table, kind: Kind, number: int, values: dict, columns: dic
     return loaded, errors
 
 
-def _references(table, kind, number, row, columns, v: _Validation, known_customers, known_invoices) -> list:
+def _references(table, kind, number, row, columns, customers: set, invoices: dict) -> list:
+    """A row's references against the customers (ids) and invoices (id → customer id) known, the import's
+    and the database's."""
     errors = []
     cid = row.get("customer_id") if kind.name != "customers" else row["id"]
 
     def err(key, code, message):
         return ImportFileError(table.file, number, columns.get(key, 1), code, message)
-    if kind.name != "customers" and cid not in v.customers and cid not in known_customers:
+    if kind.name != "customers" and cid not in customers:
         errors.append(err("customer_id", "E_UNKNOWN_CUSTOMER", f"customer_id: no customer '{cid}' in the import "
                                                               "or the database"))
     refs = row.get("invoice_ids") if kind.name == "instalment_plans" else (
         [row["invoice_id"]] if row.get("invoice_id") else [])
     for ref in refs or ():
-        owner = v.invoices.get(ref) or known_invoices.get(ref)
+        owner = invoices.get(ref)
         if owner is None:
             errors.append(err("invoice_ids" if kind.name == "instalment_plans" else "invoice_id", "E_UNKNOWN_INVOICE",
                               f"no invoice '{ref}' in the import or the database"))
@@ -364,14 +377,17 @@ def _referenced(kind: Kind, row: dict) -> tuple[str | None, list]:
 def _lookup(ctx, customer_ids: set, invoice_ids: set) -> tuple[set, dict]:
     """Of the ids the import refers to but does not hold, those already in the database."""
     known_customers, known_invoices = set(), {}
+    if not customer_ids and not invoice_ids:
+        return known_customers, known_invoices
     with ctx.read_tx() as s:
         ids = sorted(c for c in customer_ids if c)
         for i in range(0, len(ids), 1000):
-            known_customers |= set(s.execute(select(Customer.id).where(Customer.id.in_(ids[i:i + 1000]))).scalars())
+            known_customers |= set(s.execute(select(Customer.id).where(Customer.id.in_(_IDS)),
+                                             {"ids": ids[i:i + 1000]}).scalars())
         refs = sorted(invoice_ids)
         for i in range(0, len(refs), 1000):
             known_invoices.update(s.execute(select(Invoice.id, Invoice.customer_id)
-                                            .where(Invoice.id.in_(refs[i:i + 1000]))).all())
+                                            .where(Invoice.id.in_(_IDS)), {"ids": refs[i:i + 1000]}).all())
     return known_customers, known_invoices
 
 
@@ -402,71 +418,95 @@ def validate_files(ctx, sources: list[Source], policy, rules: Rules | None = Non
         files.append({"name": source.name, "sha256": file_sha256(source),
                       "kinds": sorted({t.kind for t in found if t.kind})})
     plan = _ordered(all_tables)
-    seen: dict = {}                                    # kind → natural key → (file, row)
-    primaries: dict = {}                               # (customer, channel) → (file, row) of its primary contact
     spools: dict = {}
-    for table, kind in plan:
-        stats = v.counts.setdefault(kind.name, Counts())
-        keys_seen = seen.setdefault(kind.name, {})
-        spool = spools[table.file] = tempfile.TemporaryFile()
-        pending: list = []                             # (number, columns, row) whose references the import lacks
-        files_to_compare: list = []                    # customers rows waiting for their stored files
-        try:
-            for number, row, columns, errors in _iter_rows(table, kind, policy, rules):
-                stats.rows += 1
-                if not errors:
-                    key = _natural_key(kind, row)
-                    if key in keys_seen:
-                        where = keys_seen[key]
-                        errors = [ImportFileError(table.file, number, columns.get(kind.key.split("+")[0], 1),
-                                                  "E_DUPLICATE_ROW",
-                                                  f"{kind.key} {key!r} is also on {where[0]} row {where[1]}")]
-                    else:
-                        keys_seen[key] = (table.file, number)
-                if not errors and kind.name == "contacts" and row["primary"]:
-                    channel = (row["customer_id"], row["preferred_channel"] or "any")
-                    first = primaries.setdefault(channel, (table.file, number))
-                    if first != (table.file, number):
-                        errors = [ImportFileError(table.file, number, columns.get("primary", 1), "E_INVALID",
-                                                  f"primary: {first[0]} row {first[1]} is already the primary "
-                                                  f"contact for {channel[1]}")]
-                if not errors and kind.name != "customers":
-                    cid, refs = _referenced(kind, row)
-                    if cid not in v.customers or any(ref not in v.invoices for ref in refs):
-                        pending.append((number, columns, row))
-                        continue
-                    errors = _references(table, kind, number, row, columns, v, set(), {})
-                if errors:
-                    stats.rejected += 1
-                    for e in errors:
-                        v.add(e)
-                    continue
-                if kind.name == "customers":
-                    files_to_compare.append((number, columns, row))
-                    if len(files_to_compare) >= CHECK_GROUP:
-                        _guard_customers(ctx, table, kind, files_to_compare, v, stats, spool, rules)
-                    continue
-                _accept(v, kind, row, number, spool)
-            if files_to_compare:
-                _guard_customers(ctx, table, kind, files_to_compare, v, stats, spool, rules)
-            if pending:
-                known_customers, known_invoices = _lookup(
-                    ctx, {r.get("customer_id") for _, _, r in pending} - v.customers,
-                    {ref for _, _, r in pending for ref in _referenced(kind, r)[1]} - set(v.invoices))
-                for number, columns, row in pending:
-                    errors = _references(table, kind, number, row, columns, v, known_customers, known_invoices)
-                    if errors:
-                        stats.rejected += 1
-                        for e in errors:
-                            v.add(e)
-                    else:
-                        _accept(v, kind, row, number, spool)
-        except _HeaderErrors as exc:
-            for e in exc.errors:
+    try:
+        for table, kind in plan:
+            stats = v.counts.setdefault(kind.name, Counts())
+            spool = spools[table.file] = tempfile.TemporaryFile()
+            chunk: list = []                           # (number, row, columns, errors) in file order
+            try:
+                for item in _iter_rows(table, kind, policy, rules):
+                    stats.rows += 1
+                    chunk.append(item)
+                    if len(chunk) >= CHUNK:
+                        _check_chunk(ctx, table, kind, chunk, v, stats, spool, rules)
+                _check_chunk(ctx, table, kind, chunk, v, stats, spool, rules)
+            except _HeaderErrors as exc:
+                for e in exc.errors:
+                    v.add(e)
+            except ImportFileError as e:
+                _check_chunk(ctx, table, kind, chunk, v, stats, spool, rules)    # the rows before it
                 v.add(e)
-        except ImportFileError as e:
-            v.add(e)
+    except BaseException:
+        for spool in spools.values():
+            spool.close()
+        v.spool.close()
+        raise
     return plan, v, files, spools
+
+
+def _check_chunk(ctx, table: Table, kind: Kind, chunk: list, v: _Validation, stats: Counts, spool,
+                 rules: Rules) -> None:
+    """The checks across rows of a chunk of converted rows, then each row accepted (spooled) or rejected, in file
+    order: a natural key seen before (this file or an earlier one of the kind), a second primary contact per
+    channel, references to customers and invoices (the import's — earlier kinds, complete by now — else the
+    database's), a customers row against its stored file (_guard_errors). Empties `chunk`."""
+    if not chunk:
+        return
+    file_no = v.spool.file_number(table.file)
+    problems = [errors for _, _, _, errors in chunk]
+
+    def good() -> list[int]:
+        return [i for i, p in enumerate(problems) if not p]
+    idx = good()
+    keys = [_natural_key(kind, chunk[i][1]) for i in idx]
+    firsts = v.spool.first_seen("seen", kind.name, [(key_text(k), file_no, chunk[i][0]) for k, i in zip(keys, idx)])
+    for i, key, where in zip(idx, keys, firsts):
+        if where is not None:
+            number, _, columns, _ = chunk[i]
+            problems[i] = [ImportFileError(table.file, number, columns.get(kind.key.split("+")[0], 1),
+                                           "E_DUPLICATE_ROW", f"{kind.key} {key!r} is also on {where[0]} row {where[1]}")]
+    if kind.name == "contacts":
+        idx = [i for i in good() if chunk[i][1]["primary"]]
+        channels = [(chunk[i][1]["customer_id"], chunk[i][1]["preferred_channel"] or "any") for i in idx]
+        firsts = v.spool.first_seen("primaries", None,
+                                    [(key_text(c), file_no, chunk[i][0]) for c, i in zip(channels, idx)])
+        for i, channel, where in zip(idx, channels, firsts):
+            if where is not None:
+                number, _, columns, _ = chunk[i]
+                problems[i] = [ImportFileError(table.file, number, columns.get("primary", 1), "E_INVALID",
+                                               f"primary: {where[0]} row {where[1]} is already the primary "
+                                               f"contact for {channel[1]}")]
+    if kind.name == "customers":
+        idx = good()
+        for i, errors in zip(idx, _guard_errors(ctx, table, [chunk[i] for i in idx], rules)):
+            problems[i] = errors
+    else:
+        idx = good()
+        cids = {chunk[i][1]["customer_id"] for i in idx}
+        refs = {ref for i in idx for ref in _referenced(kind, chunk[i][1])[1]}
+        customers = v.spool.held_customers(cids)
+        invoices = v.spool.held_invoices(refs)
+        known_customers, known_invoices = _lookup(ctx, cids - customers, refs - invoices.keys())
+        customers |= known_customers
+        invoices = {**known_invoices, **invoices}       # the import's row is what the invoice will be
+        for i in idx:
+            number, row, columns, _ = chunk[i]
+            problems[i] = _references(table, kind, number, row, columns, customers, invoices)
+    held_customers, held_invoices = [], []
+    for (number, row, columns, _), errors in zip(chunk, problems):
+        if errors:
+            stats.rejected += 1
+            for e in errors:
+                v.add(e)
+            continue
+        _accept(kind, row, spool, columns)
+        if kind.name == "customers":
+            held_customers.append(row["id"])
+        elif kind.name == "invoices":
+            held_invoices.append((row["id"], row["customer_id"]))
+    v.spool.hold(held_customers, held_invoices)
+    chunk.clear()
 
 
 def _customer_row(row: dict, columns: dict) -> dict:
@@ -477,14 +517,8 @@ def _customer_row(row: dict, columns: dict) -> dict:
     return out
 
 
-def _accept(v: _Validation, kind: Kind, row: dict, number: int, spool, columns: dict | None = None) -> None:
-    if kind.name == "customers":
-        out = _customer_row(row, columns or {})
-        v.customers.add(row["id"])
-    else:
-        out = _rows_for_table(kind.name, row)
-    if kind.name == "invoices":
-        v.invoices[row["id"]] = row["customer_id"]
+def _accept(kind: Kind, row: dict, spool, columns: dict) -> None:
+    out = _customer_row(row, columns) if kind.name == "customers" else _rows_for_table(kind.name, row)
     pickle.dump(out, spool, protocol=pickle.HIGHEST_PROTOCOL)
 
 
@@ -508,15 +542,18 @@ def _decision_changes(stored, row: dict) -> dict:
     return out
 
 
-def _guard_customers(ctx, table: Table, kind: Kind, group: list, v: _Validation, stats: Counts, spool,
-                     rules: Rules) -> None:
+def _guard_errors(ctx, table: Table, group: list, rules: Rules) -> list[list]:
     """Separation of duties, as PUT /v1/customers (api/service/customers.py): a role outside DECIDING_ROLES may
     not set or change a decision field (E_DECISION_FIELD at its column; a new file's segment attributes are its
-    identity), and a change of an existing file's decision fields needs the import's reason. Empties `group`."""
-    ids = [row["id"] for _, _, row in group]
+    identity), and a change of an existing file's decision fields needs the import's reason. `group`:
+    (number, row, columns, _) customers rows → their errors, in order."""
+    if not group:
+        return []
+    ids = [row["id"] for _, row, _, _ in group]
     with ctx.read_tx() as s:
-        stored = {r.id: r for r in s.execute(select(*_DECISION_COLUMNS).where(Customer.id.in_(ids)))}
-    for number, columns, row in group:
+        stored = {r.id: r for r in s.execute(select(*_DECISION_COLUMNS).where(Customer.id.in_(_IDS)), {"ids": ids})}
+    out = []
+    for number, row, columns, _ in group:
         old = stored.get(row["id"])
         changes = _decision_changes(old, _customer_row(row, columns))
         errors = []
@@ -533,13 +570,8 @@ def _guard_customers(ctx, table: Table, kind: Kind, group: list, v: _Validation,
                 table.file, number, columns.get(first, 1), INPUT_CODE,
                 f"{', '.join(changes)}: a reason is required to change decision fields of an existing credit file "
                 "(?reason=… / --reason)"))
-        if errors:
-            stats.rejected += 1
-            for e in errors:
-                v.add(e)
-        else:
-            _accept(v, kind, row, number, spool, columns)
-    group.clear()
+        out.append(errors)
+    return out
 
 
 def _spooled(spool):
@@ -624,19 +656,20 @@ def _file_changes(s, writer: _Writer | None, old, row: dict) -> None:
                             reason=writer.rules.reason or f"import {writer.import_id}")
 
 
-def _write_batch(s, kind_name: str, batch: list[dict], stats: Counts, touched: set, now,
-                 writer: _Writer | None = None) -> None:
+def _write_batch(s, kind_name: str, batch: list[dict], stats: Counts, now, writer: _Writer | None = None) -> list:
+    """Write one batch by natural key; → the customers whose rows it inserted or changed."""
     model = _MODELS[kind_name]
     table = model.__table__
     cols = [c for c in batch[0] if c not in ("id",)]
     if kind_name == "contacts":
         keys = {(r["customer_id"], r["name"]) for r in batch}
         existing = {(r.customer_id, r.name): r for r in s.execute(
-            select(table).where(table.c.customer_id.in_({k[0] for k in keys}))).all()
+            select(table).where(table.c.customer_id.in_(_IDS)), {"ids": list({k[0] for k in keys})}).all()
             if (r.customer_id, r.name) in keys}
     else:
-        existing = {r.id: r for r in s.execute(select(table).where(table.c.id.in_([r["id"] for r in batch]))).all()}
-    inserts, updates = [], []
+        existing = {r.id: r for r in s.execute(select(table).where(table.c.id.in_(_IDS)),
+                                               {"ids": [r["id"] for r in batch]}).all()}
+    inserts, updates, touched = [], [], []
     for row in batch:
         key = (row["customer_id"], row["name"]) if kind_name == "contacts" else row["id"]
         old = existing.get(key)
@@ -651,7 +684,7 @@ def _write_batch(s, kind_name: str, batch: list[dict], stats: Counts, touched: s
             stats.unchanged += 1
             continue
         if kind_name != "contacts":               # a contact moves no decision
-            touched.add(row["id"] if kind_name == "customers" else row["customer_id"])
+            touched.append(row["id"] if kind_name == "customers" else row["customer_id"])
     conn = s.connection()
     if inserts:
         conn.execute(insert(table), inserts)
@@ -661,10 +694,11 @@ def _write_batch(s, kind_name: str, batch: list[dict], stats: Counts, touched: s
         stmt = update(table).where(table.c.id == bindparam("b_key")).values({c: bindparam(f"b_{c}") for c in set_cols})
         conn.execute(stmt, updates)
         stats.changed += len(updates)
+    return touched
 
 
-def _write(ctx, plan, v: _Validation, spools: dict, progress, writer: _Writer) -> set:
-    touched: set = set()
+def _write(ctx, plan, v: _Validation, spools: dict, progress, writer: _Writer) -> int:
+    """Write the spooled rows in batches; the customers touched go to the validation's spool. → how many."""
     now = ctx.clock()
     for table, kind in plan:
         stats = v.counts[kind.name]
@@ -673,7 +707,8 @@ def _write(ctx, plan, v: _Validation, spools: dict, progress, writer: _Writer) -
         def flush():
             if batch:
                 with ctx.tx() as s:
-                    _write_batch(s, kind.name, batch, stats, touched, now, writer)
+                    touched = _write_batch(s, kind.name, batch, stats, now, writer)
+                v.spool.touch(set(touched))
                 if progress:
                     progress(kind.name, len(batch))
                 batch.clear()
@@ -682,28 +717,42 @@ def _write(ctx, plan, v: _Validation, spools: dict, progress, writer: _Writer) -
             if len(batch) >= BATCH:
                 flush()
         flush()
-    return touched
+    return v.spool.touched_count()
 
 
-def _decide_all(ctx, customer_ids: list[str], as_of: dt.date, actor: str, import_id: str, progress,
-                workers: int = 1, sums: dict | None = None) -> tuple[int, list]:
+def _groups(ids: Iterable[str]) -> Iterator[list[str]]:
+    it = iter(ids)
+    while group := list(itertools.islice(it, DECIDE_GROUP)):
+        yield group
+
+
+def _keep(failures: list, more: list) -> None:
+    """Decision failures, the first MAX_ERRORS (a policy failing every customer must not fill the memory)."""
+    failures.extend(more[:max(0, MAX_ERRORS - len(failures))])
+
+
+def _decide_all(ctx, customer_ids: Iterable[str], as_of: dt.date, actor: str, import_id: str, progress,
+                workers: int = 1, sums: dict | None = None, count: int | None = None) -> tuple[int, list]:
     """One decision per customer, in groups: evaluated and chained inside one write transaction each; with
-    `workers` > 1 evaluated in that many processes (see _decide_parallel). `sums` ({policy version:
-    figures.Sums}) gathers the customers' shares of the book figures."""
-    if workers > 1 and len(customer_ids) > DECIDE_GROUP:
+    `workers` > 1 evaluated in that many processes (see _decide_parallel). `customer_ids` may be a stream
+    (the spool's, in id order; `count` says how many). `sums` ({policy version: figures.Sums}) gathers the
+    customers' shares of the book figures."""
+    if count is None:
+        customer_ids = list(customer_ids)
+        count = len(customer_ids)
+    if workers > 1 and count > DECIDE_GROUP:
         return _decide_parallel(ctx, customer_ids, as_of, actor, import_id, progress, workers, sums)
     decided, failures = 0, []
-    for i in range(0, len(customer_ids), DECIDE_GROUP):
-        group = customer_ids[i:i + DECIDE_GROUP]
+    for group in _groups(customer_ids):
         with ctx.tx() as s:
-            customers = s.execute(select(Customer).where(Customer.id.in_(group)).order_by(Customer.id)
-                                  .with_for_update()).scalars().all()
+            customers = s.execute(select(Customer).where(Customer.id.in_(_IDS)).order_by(Customer.id)
+                                  .with_for_update(), {"ids": group}).scalars().all()
             heads = trail.lock_heads(s, [c.id for c in customers])
             records, last, failed, shares = _evaluate_group(ctx, s, customers, as_of, actor, import_id)
             _store_group(ctx, s, records, last, heads, as_of)
             _add_shares(sums, shares)
             decided += len(records)
-            failures += failed
+            _keep(failures, failed)
         if progress:
             progress("decisions", len(group))
     return decided, failures
@@ -777,7 +826,8 @@ def _worker_group(job: tuple) -> tuple:
     group, as_of, actor, import_id = job
     with _worker_ctx.read_tx() as s:
         seen = trail.read_heads(s, group)      # first: a decision written after this is caught by the parent
-        customers = s.execute(select(Customer).where(Customer.id.in_(group)).order_by(Customer.id)).scalars().all()
+        customers = s.execute(select(Customer).where(Customer.id.in_(_IDS)).order_by(Customer.id),
+                              {"ids": group}).scalars().all()
         records, last, failures, shares = _evaluate_group(_worker_ctx, s, customers, as_of, actor, import_id)
     return group, seen, records, last, failures, shares
 
@@ -790,15 +840,14 @@ def _decide_parallel(ctx, customer_ids, as_of, actor, import_id, progress, worke
     worker's read and the parent's write (an event meanwhile) is evaluated again by the parent, under lock."""
     import multiprocessing
     url = ctx.sessionmaker.kw["bind"].url.render_as_string(hide_password=False)
-    jobs = [(customer_ids[i:i + DECIDE_GROUP], as_of, actor, import_id)
-            for i in range(0, len(customer_ids), DECIDE_GROUP)]
+    jobs = ((group, as_of, actor, import_id) for group in _groups(customer_ids))
     decided, failures = 0, []
     # spawn: a fresh interpreter, no inherited database connections or durable_rules state
     with multiprocessing.get_context("spawn").Pool(workers, _worker_start, (url,)) as pool:
-        for group, seen, records, last, failed, shares in pool.imap(_worker_group, jobs):
+        for group, seen, records, last, failed, shares in _bounded_imap(pool, _worker_group, jobs, 2 * workers):
             with ctx.tx() as s:
-                locked = s.execute(select(Customer).where(Customer.id.in_(group)).order_by(Customer.id)
-                                   .with_for_update()).scalars().all()
+                locked = s.execute(select(Customer).where(Customer.id.in_(_IDS)).order_by(Customer.id)
+                                   .with_for_update(), {"ids": group}).scalars().all()
                 heads = trail.lock_heads(s, [c.id for c in locked])
                 stale = {cid for cid, head in heads.items() if head != seen.get(cid)}
                 if stale:
@@ -812,10 +861,23 @@ def _decide_parallel(ctx, customer_ids, as_of, actor, import_id, progress, worke
                 _store_group(ctx, s, records, last, heads, as_of)
                 _add_shares(sums, shares)
                 decided += len(records)
-                failures += failed
+                _keep(failures, failed)
             if progress:
                 progress("decisions", len(group))
     return decided, failures
+
+
+def _bounded_imap(pool, fn, jobs: Iterator, window: int) -> Iterator:
+    """pool.imap's results in order, with at most `window` jobs sent ahead (Pool.imap drains its whole input
+    at once: every group of the book's ids, and the results waiting, would be in memory)."""
+    ahead: collections.deque = collections.deque()
+    for job in itertools.islice(jobs, window):
+        ahead.append(pool.apply_async(fn, (job,)))
+    while ahead:
+        result = ahead.popleft().get()
+        for job in itertools.islice(jobs, 1):
+            ahead.append(pool.apply_async(fn, (job,)))
+        yield result
 
 
 def run_import(ctx, sources: list[Source], *, actor: str, as_of: dt.date | None = None, dry_run: bool = False,
@@ -836,13 +898,16 @@ def run_import(ctx, sources: list[Source], *, actor: str, as_of: dt.date | None 
         if status == "done":
             touched = _write(ctx, plan, v, spools, progress, _Writer(ctx, policy, rules, actor, import_id))
             sums: dict = {}
-            decisions, failures = _decide_all(ctx, sorted(touched), as_of, actor, import_id, progress, workers, sums)
+            decisions, failures = _decide_all(ctx, v.spool.touched_ids(), as_of, actor, import_id, progress, workers,
+                                              sums, count=touched)
             _snapshot_if_whole_book(ctx, sums, decisions, failures, as_of, import_id)
         elif status == "checked":
             _count_changes(ctx, plan, v, spools)
+        rejected_csv = _rejected_csv(v) if v.spool.rejected_rows else None
     finally:
         for spool in spools.values():
             spool.close()
+        v.spool.close()
     record = {"id": import_id, "actor": actor, "as_of": as_of.isoformat(), "status": status, "dry_run": dry_run,
               "files": files, "counts": {k: c.as_dict() for k, c in v.counts.items()}, "errors": v.errors,
               "error_count": v.error_count, "decisions": decisions, "decision_failures": failures[:MAX_ERRORS]}
@@ -850,7 +915,7 @@ def run_import(ctx, sources: list[Source], *, actor: str, as_of: dt.date | None 
         s.add(ImportRun(id=import_id, created_at=ctx.clock(), finished_at=ctx.clock(), actor=actor, status=status,
                         dry_run=dry_run, as_of=as_of, files=files, counts=record["counts"], errors=v.errors,
                         error_count=v.error_count, decisions=decisions))
-    record["rejected_csv"] = _rejected_csv(v) if v.rejected else None
+    record["rejected_csv"] = rejected_csv
     return record
 
 
@@ -858,7 +923,6 @@ def _count_changes(ctx, plan, v: _Validation, spools: dict) -> None:
     """A dry run's new / changed / unchanged counts: the write pass inside a transaction rolled back."""
     class _Rollback(Exception):
         pass
-    touched: set = set()
     now = ctx.clock()
     try:
         with ctx.tx() as s:
@@ -868,10 +932,10 @@ def _count_changes(ctx, plan, v: _Validation, spools: dict) -> None:
                 for row in _spooled(spools[table.file]):
                     batch.append(row)
                     if len(batch) >= BATCH:
-                        _write_batch(s, kind.name, batch, stats, touched, now)
+                        _write_batch(s, kind.name, batch, stats, now)
                         batch = []
                 if batch:
-                    _write_batch(s, kind.name, batch, stats, touched, now)
+                    _write_batch(s, kind.name, batch, stats, now)
             raise _Rollback()
     except _Rollback:
         pass
@@ -881,9 +945,8 @@ def _rejected_csv(v: _Validation) -> str:
     out = io.StringIO()
     w = csv.writer(out)
     w.writerow(["file", "row", "error"])
-    for file, rows in v.rejected.items():
-        for number in sorted(rows):
-            w.writerow([file, number, rows[number]])
+    for file, number, error in v.spool.rejected():
+        w.writerow([file, number, error])
     return out.getvalue()
 
 
