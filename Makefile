@@ -49,6 +49,7 @@ run: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 test: $(STAMP) browser lint
 	$(BIN)/creditctl policy check policies.yaml

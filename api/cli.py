@@ -1,4 +1,5 @@
 """creditctl's full command line: the engine's commands plus the service's (serve, keys, seed)."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -24,19 +25,20 @@ def _db_url(args) -> str:
 
 def _prepare_sqlite_dir(url: str) -> None:
     if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
-        folder = os.path.dirname(url[len("sqlite:///"):])
+        folder = os.path.dirname(url[len("sqlite:///") :])
         if folder:
             os.makedirs(folder, exist_ok=True)
 
 
 def _service(url: str, policy_file: str, extra: dict | None = None):
     from .http.app import create_app
+
     _prepare_sqlite_dir(url)
     app = create_app({"DATABASE_URL": url, "POLICY_FILE": policy_file, **(extra or {})})
     return app, app.extensions["creditctl"]
 
 
-DEMO_AS_OF = dt.date(2026, 11, 22)        # the day the demo book's figures are written for
+DEMO_AS_OF = dt.date(2026, 11, 22)  # the day the demo book's figures are written for
 
 
 def seed_demo(service, book_folder: str) -> int:
@@ -47,16 +49,25 @@ def seed_demo(service, book_folder: str) -> int:
     from .jobs.importer.run import run_import
     from .service.auth import hash_key
     from .store.tables import ApiKey, Customer
+
     with service.tx() as s:
         for role, raw in DEMO_KEYS.items():
             if s.execute(select(ApiKey).where(ApiKey.name == f"demo-{role}")).scalar_one_or_none() is None:
-                s.add(ApiKey(name=f"demo-{role}", role=role, key_hash=hash_key(raw), created_at=service.clock(),
-                             revoked=False))
+                s.add(
+                    ApiKey(
+                        name=f"demo-{role}",
+                        role=role,
+                        key_hash=hash_key(raw),
+                        created_at=service.clock(),
+                        revoked=False,
+                    )
+                )
         if s.execute(select(Customer).limit(1)).scalar_one_or_none() is not None:
             return 0
     files = sorted(os.path.join(book_folder, f) for f in os.listdir(book_folder) if f.endswith((".csv", ".xlsx")))
-    result = run_import(service, [Source(f, (lambda f=f: open(f, "rb"))) for f in files], actor="seed:demo",
-                        as_of=DEMO_AS_OF)
+    result = run_import(
+        service, [Source(f, (lambda f=f: open(f, "rb"))) for f in files], actor="seed:demo", as_of=DEMO_AS_OF
+    )
     if result["status"] != "done":
         raise DomainError("E_IMPORT_INVALID", "the demo book did not import: " + "; ".join(result["errors"][:3]))
     return result["counts"]["customers"]["new"]
@@ -68,6 +79,7 @@ def demo_refusal(service, force: bool = False) -> str | None:
     from sqlalchemy import func, select
 
     from .store.tables import ApiKey, Customer, DbMark, DecisionRecord
+
     with service.tx() as s:
         if force or s.get(DbMark, "demo") is not None:
             return None
@@ -75,9 +87,11 @@ def demo_refusal(service, force: bool = False) -> str | None:
         decisions = s.execute(select(func.count()).select_from(DecisionRecord)).scalar_one()
         keys = s.execute(select(func.count()).select_from(ApiKey).where(ApiKey.name.not_like("demo-%"))).scalar_one()
         if customers or decisions or keys:
-            return (f"refusing --demo: the database holds a book ({customers} customers, {decisions} decisions, "
-                    f"{keys} API keys) that the demo did not create, and the demo keys are public; "
-                    "use another --database-url, or --force-demo")
+            return (
+                f"refusing --demo: the database holds a book ({customers} customers, {decisions} decisions, "
+                f"{keys} API keys) that the demo did not create, and the demo keys are public; "
+                "use another --database-url, or --force-demo"
+            )
         s.add(DbMark(name="demo", value="created by serve --demo", created_at=service.clock()))
     return None
 
@@ -86,6 +100,7 @@ def _demo_audit_key() -> None:
     """serve --demo signs checkpoints with var/audit-key, created here when missing."""
     from .service.audit import DEFAULT_KEY
     from .store.checkpoints import generate_key
+
     if not os.environ.get("CREDITCTL_AUDIT_KEY") and not os.path.exists(DEFAULT_KEY):
         generate_key(DEFAULT_KEY)
         print(f"audit signing key created: {DEFAULT_KEY} (move it off the database host for real use)")
@@ -93,7 +108,7 @@ def _demo_audit_key() -> None:
 
 def cmd_serve(args) -> int:
     url = _db_url(args)
-    if args.demo and not os.path.isdir(args.book):          # before anything is created or migrated
+    if args.demo and not os.path.isdir(args.book):  # before anything is created or migrated
         print(f"--book: no folder '{args.book}' (the demo book's import files)", file=sys.stderr)
         return 2
     if args.demo:
@@ -101,6 +116,7 @@ def cmd_serve(args) -> int:
     run_dir = None
     if not args.dev:
         from .http import server
+
         server.configure_logging()
         run_dir = server.make_run_dir()
     try:
@@ -123,13 +139,16 @@ def cmd_serve(args) -> int:
         print("demo API keys (Authorization: Bearer <key>):")
         for role, raw in DEMO_KEYS.items():
             print(f"  {role:<11} {raw}")
-    print(f"creditctl on http://{args.host}:{args.port}  console: http://{args.host}:{args.port}/console  "
-          f"(docs: /docs, OpenAPI: /openapi.json) database {url}")
+    print(
+        f"creditctl on http://{args.host}:{args.port}  console: http://{args.host}:{args.port}/console  "
+        f"(docs: /docs, OpenAPI: /openapi.json) database {url}"
+    )
     sys.stdout.flush()
     if args.dev:
         app.run(args.host, args.port, threaded=True)
         return 0
     from .http.server import run_gunicorn
+
     run_gunicorn(url, args.policy, args.host, args.port, args.workers, run_dir)
     return 0
 
@@ -143,17 +162,26 @@ def _serving_app(url: str, policy_file: str, run_dir: str | None):
     from .http.app import create_app
     from .http.server import first_report
     from .service.policies import file_errors
+
     _prepare_sqlite_dir(url)
     try:
-        app = create_app({"DATABASE_URL": url, "POLICY_FILE": policy_file, "POLICY_FILE_FALLBACK": True,
-                          "POLICY_FAILURE_FIRST": first_report(run_dir) if run_dir else None})
+        app = create_app(
+            {
+                "DATABASE_URL": url,
+                "POLICY_FILE": policy_file,
+                "POLICY_FILE_FALLBACK": True,
+                "POLICY_FAILURE_FIRST": first_report(run_dir) if run_dir else None,
+            }
+        )
     except (OSError, PolicyInvalid, DomainError) as exc:
         if isinstance(exc, DomainError) and exc.code not in ("E_POLICY_CURRENCY", "E_INPUT_INVALID"):
             raise
         for e in file_errors(policy_file, exc):
             print(f"{e['file']}:{e['line']}:{e['column']}: {e['code']}: {e['message']}", file=sys.stderr)
-        print(f"serve: the policy file {policy_file} was refused and no policy version is stored: nothing to serve",
-              file=sys.stderr)
+        print(
+            f"serve: the policy file {policy_file} was refused and no policy version is stored: nothing to serve",
+            file=sys.stderr,
+        )
         return None, None
     return app, app.extensions["creditctl"]
 
@@ -161,19 +189,21 @@ def _serving_app(url: str, policy_file: str, run_dir: str | None):
 def _remove_run_dir(run_dir: str | None) -> None:
     if run_dir:
         import shutil
+
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def cmd_keys_create(args) -> int:
     app, service = _service(_db_url(args), args.policy)
     from .service.auth import create_key
+
     try:
         with service.tx() as s:
             raw = create_key(s, args.name, args.role, service.clock(), person=args.person, authority=args.authority)
     except ValueError as exc:
         print(str(exc), file=sys.stderr)
         return 2
-    except Exception as exc:          # e.g. the name is taken
+    except Exception as exc:  # e.g. the name is taken
         print(f"could not create key {args.name!r}: {exc.__class__.__name__}", file=sys.stderr)
         return 1
     print(raw)
@@ -183,6 +213,7 @@ def cmd_keys_create(args) -> int:
 def cmd_keys_lifecycle(args) -> int:
     """keys list | revoke NAME --reason R | rotate NAME --reason R [--grace-seconds N] (docs/governance.md)."""
     from .service import keys
+
     app, service = _service(_db_url(args), args.policy)
     actor = f"cli:{os.environ.get('USER') or 'keys'}"
     if args.keys_action == "list":
@@ -190,8 +221,9 @@ def cmd_keys_lifecycle(args) -> int:
     elif args.keys_action == "revoke":
         result = keys.revoke(service, args.name, {"reason": args.reason}, actor, "cli")
     else:
-        result = keys.rotate(service, args.name, {"reason": args.reason, "grace_seconds": args.grace_seconds},
-                             actor, "cli")
+        result = keys.rotate(
+            service, args.name, {"reason": args.reason, "grace_seconds": args.grace_seconds}, actor, "cli"
+        )
     print(json.dumps(result, ensure_ascii=False, sort_keys=True))
     return 0
 
@@ -202,6 +234,7 @@ def cmd_users_create(args) -> int:
     from .codes import exit_code
     from .errors import DomainError
     from .service import users
+
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     else:
@@ -224,6 +257,7 @@ def cmd_referrals_expire(args) -> int:
     """Expire the referrals open past their last day (docs/governance.md); prints what it expired."""
     from .errors import DomainError
     from .service import referrals
+
     as_of = _as_of(args.as_of) if args.as_of else None
     if args.as_of and as_of is None:
         return 2
@@ -240,6 +274,7 @@ def cmd_referrals_expire(args) -> int:
 def _as_of(text: str) -> dt.date | None:
     """--as-of as a date the service accepts; None (after saying why on stderr) otherwise."""
     from .service.validation import DATE_MAX, DATE_MIN
+
     try:
         as_of = dt.date.fromisoformat(text)
     except ValueError:
@@ -254,6 +289,7 @@ def _as_of(text: str) -> dt.date | None:
 def cmd_sweep(args) -> int:
     """Run (or resume) the sweep for one day, with a progress bar on stderr."""
     from .jobs import sweep
+
     as_of = _as_of(args.as_of)
     if as_of is None:
         return 2
@@ -261,10 +297,15 @@ def cmd_sweep(args) -> int:
         print("--partition-size: at least 1", file=sys.stderr)
         return 2
     from .http.server import configure_logging
-    configure_logging()                # the notifier's and the alerts' INFO lines, as under `serve`
+
+    configure_logging()  # the notifier's and the alerts' INFO lines, as under `serve`
     app, service = _service(_db_url(args), args.policy)
-    run_id = sweep.start(service, as_of, f"cli:{os.environ.get('USER', 'sweep')}",
-                         partition_size=args.partition_size or sweep.PARTITION_SIZE)
+    run_id = sweep.start(
+        service,
+        as_of,
+        f"cli:{os.environ.get('USER', 'sweep')}",
+        partition_size=args.partition_size or sweep.PARTITION_SIZE,
+    )
     total = sweep.summary(service, run_id)["customers"]
     done = [0]
 
@@ -273,10 +314,14 @@ def cmd_sweep(args) -> int:
         if not args.quiet and (done[0] % 25 == 0 or done[0] == total):
             width = 30
             filled = int(width * done[0] / max(total, 1))
-            print(f"\rsweep {run_id} [{'#' * filled}{'.' * (width - filled)}] {done[0]}/{total}", end="",
-                  file=sys.stderr, flush=True)
-    counts = sweep.work(service, run_id, progress=progress, reclaim=args.reclaim,
-                        stop_after=args.stop_after)
+            print(
+                f"\rsweep {run_id} [{'#' * filled}{'.' * (width - filled)}] {done[0]}/{total}",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    counts = sweep.work(service, run_id, progress=progress, reclaim=args.reclaim, stop_after=args.stop_after)
     # the run is finished here or we say what is left: partitions other live workers hold are waited
     # for (their lease lapses if they die; a worker of this host that died was taken over already)
     while args.stop_after is None:
@@ -287,10 +332,12 @@ def cmd_sweep(args) -> int:
             if not args.quiet:
                 print(file=sys.stderr)
             for p in left:
-                print(f"sweep {run_id} not finished: partition {p['partition']} {p['status']} by {p['worker']}, "
-                      f"lease lapses at {p['lease_until']}; run again then (or with --reclaim)", file=sys.stderr)
-            print(json.dumps({**sweep.summary(service, run_id), "left_over": left}, ensure_ascii=False,
-                             sort_keys=True))
+                print(
+                    f"sweep {run_id} not finished: partition {p['partition']} {p['status']} by {p['worker']}, "
+                    f"lease lapses at {p['lease_until']}; run again then (or with --reclaim)",
+                    file=sys.stderr,
+                )
+            print(json.dumps({**sweep.summary(service, run_id), "left_over": left}, ensure_ascii=False, sort_keys=True))
             return 4
         time.sleep(2)
         more = sweep.work(service, run_id, progress=progress, reclaim=args.reclaim)
@@ -298,6 +345,7 @@ def cmd_sweep(args) -> int:
     if not args.quiet:
         print(file=sys.stderr)
     from .service.audit import checkpoint_if_configured
+
     checkpoint_if_configured(service)
     result = sweep.summary(service, run_id)
     result["this_worker"] = counts
@@ -310,6 +358,7 @@ def cmd_import(args) -> int:
     from .jobs.importer.reader import Source
     from .jobs.importer.run import run_import
     from .jobs.importer.template import template_xlsx
+
     if args.template:
         with open(args.template, "wb") as fh:
             fh.write(template_xlsx())
@@ -335,10 +384,19 @@ def cmd_import(args) -> int:
         done[what] = done.get(what, 0) + n
         if not args.quiet:
             print("\rimport " + ", ".join(f"{k} {v:,}" for k, v in done.items()), end="", file=sys.stderr, flush=True)
+
     sources = [Source(f, (lambda f=f: open(f, "rb")), args.encoding) for f in args.files]
-    result = run_import(service, sources, actor=f"cli:{os.environ.get('USER', 'import')}", as_of=as_of,
-                        dry_run=args.dry_run, skip_invalid=args.skip_invalid, progress=progress,
-                        workers=args.workers, reason=args.reason)
+    result = run_import(
+        service,
+        sources,
+        actor=f"cli:{os.environ.get('USER', 'import')}",
+        as_of=as_of,
+        dry_run=args.dry_run,
+        skip_invalid=args.skip_invalid,
+        progress=progress,
+        workers=args.workers,
+        reason=args.reason,
+    )
     if not args.quiet and done:
         print(file=sys.stderr)
     for line in result["errors"]:
@@ -356,11 +414,15 @@ def cmd_import(args) -> int:
 
 def _audit_service(args):
     from .http.app import create_app
+
     url = _db_url(args)
     _prepare_sqlite_dir(url)
     config = {"DATABASE_URL": url, "POLICY_FILE": args.policy}
-    for name, value in (("AUDIT_KEY", getattr(args, "key", None)), ("AUDIT_PUBLIC_KEY", getattr(args, "public_key", None)),
-                        ("AUDIT_CHECKPOINTS", args.checkpoints)):
+    for name, value in (
+        ("AUDIT_KEY", getattr(args, "key", None)),
+        ("AUDIT_PUBLIC_KEY", getattr(args, "public_key", None)),
+        ("AUDIT_CHECKPOINTS", args.checkpoints),
+    ):
         if value:
             config[name] = value
     return create_app(config).extensions["creditctl"]
@@ -368,6 +430,7 @@ def _audit_service(args):
 
 def cmd_audit_keygen(args) -> int:
     from .store.checkpoints import generate_key
+
     try:
         public = generate_key(args.out)
     except FileExistsError:
@@ -376,8 +439,10 @@ def cmd_audit_keygen(args) -> int:
     except OSError as exc:
         print(f"cannot write {args.out}: {exc.strerror}", file=sys.stderr)
         return 2
-    print(f"private key written to {args.out} (keep it off the database host; CREDITCTL_AUDIT_KEY={args.out})",
-          file=sys.stderr)
+    print(
+        f"private key written to {args.out} (keep it off the database host; CREDITCTL_AUDIT_KEY={args.out})",
+        file=sys.stderr,
+    )
     print(public, end="")
     return 0
 
@@ -386,6 +451,7 @@ def cmd_audit_checkpoint(args) -> int:
     from .codes import exit_code
     from .errors import DomainError
     from .service import audit
+
     try:
         result = audit.checkpoint(_audit_service(args))
     except DomainError as exc:
@@ -400,6 +466,7 @@ def cmd_audit_verify(args) -> int:
     from .codes import exit_code
     from .errors import DomainError
     from .service import audit
+
     try:
         result = audit.verify(_audit_service(args))
     except DomainError as exc:
@@ -420,8 +487,9 @@ def cmd_policy_versions(args) -> int:
 
     from .errors import DomainError
     from .service import policies
+
     effective_from, text = None, None
-    if getattr(args, "effective_from", None):           # refused before anything is opened or migrated
+    if getattr(args, "effective_from", None):  # refused before anything is opened or migrated
         try:
             effective_from = dt.date.fromisoformat(args.effective_from)
         except ValueError:
@@ -441,8 +509,9 @@ def cmd_policy_versions(args) -> int:
     actor = f"cli:{os.environ.get('USER', 'operator')}"
     try:
         if args.action == "publish":
-            result, _ = policies.publish(service, text, args.file, actor, None, "cli",
-                                         effective_from=effective_from, reason=args.reason)
+            result, _ = policies.publish(
+                service, text, args.file, actor, None, "cli", effective_from=effective_from, reason=args.reason
+            )
         elif args.action == "cancel":
             result = policies.cancel_scheduled(service, args.activation_id, args.reason, actor, "cli")
         else:
@@ -457,24 +526,27 @@ def cmd_policy_versions(args) -> int:
             print(f"  {field}: {'; '.join(messages)}", file=sys.stderr)
         return exit_code(exc.code)
     finally:
-        app.extensions["creditctl.engine"].dispose()      # its connections closed, not left to the collector
+        app.extensions["creditctl.engine"].dispose()  # its connections closed, not left to the collector
     print(json.dumps(result, ensure_ascii=False, sort_keys=True, default=str))
     return 0
 
 
 def cmd_policy_simulate(args) -> int:
     from .jobs.simulate import run_cli
+
     return run_cli(args, _db_url(args))
 
 
 def cmd_scheduler(args) -> int:
     """The one scheduler process (see api/jobs/scheduler.py); `--run-now JOB` runs one job and exits."""
     import logging
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     from .jobs import scheduler
+
     jobs = {job_id: fn for job_id, fn, _ in scheduler.JOBS}
     as_of = None
-    if args.run_now:                 # bad arguments are refused before anything is opened or migrated
+    if args.run_now:  # bad arguments are refused before anything is opened or migrated
         if args.run_now not in jobs:
             print(f"unknown job {args.run_now!r}; one of {', '.join(jobs)}", file=sys.stderr)
             return 2
@@ -494,8 +566,10 @@ def cmd_scheduler(args) -> int:
 def cmd_deliver(args) -> int:
     """Send the outbox once (or every --interval seconds with --loop): api/jobs/outbox.py, docs/delivery.md."""
     import logging
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     from .jobs import outbox
+
     if args.interval <= 0 or (args.limit is not None and args.limit < 1):
         print("deliver: --interval and --limit must be positive", file=sys.stderr)
         return 2
@@ -512,16 +586,19 @@ def cmd_deliver(args) -> int:
     app, service = _service(_db_url(args), args.policy, extra)
     settings = service.delivery
     try:
-        if args.requeue is not None:         # a dead letter queued again; the next round (or this one) sends it
+        if args.requeue is not None:  # a dead letter queued again; the next round (or this one) sends it
             from .service import deliveries
+
             actor = f"cli:{os.environ.get('USER') or 'deliver'}"
             result = deliveries.requeue(service, args.requeue, {"reason": args.reason}, actor, "cli")
             print(json.dumps(result, ensure_ascii=False, sort_keys=True))
             return 0
         if args.loop:
+
             def report(counts):
                 if any(counts.values()):
                     print(json.dumps(counts, sort_keys=True), flush=True)
+
             totals = outbox.run_loop(service, settings, interval=args.interval, on_round=report)
             print(json.dumps({"totals": totals}, sort_keys=True))
             return 0
@@ -535,6 +612,7 @@ def cmd_deliver(args) -> int:
 def cmd_statements(args) -> int:
     """Queue the monthly statements of account in the outbox (api/jobs/statements.py, docs/delivery.md)."""
     from .jobs import statements
+
     as_of = _as_of(args.as_of) if args.as_of else None
     if args.as_of and as_of is None:
         return 2
@@ -544,8 +622,13 @@ def cmd_statements(args) -> int:
         return 2
     app, service = _service(_db_url(args), args.policy)
     try:
-        result = statements.queue_statements(service, as_of or service.today(), f"cli:{os.environ.get('USER') or 'statements'}",
-                                             reason, period=args.period)
+        result = statements.queue_statements(
+            service,
+            as_of or service.today(),
+            f"cli:{os.environ.get('USER') or 'statements'}",
+            reason,
+            period=args.period,
+        )
         print(json.dumps(result, ensure_ascii=False, sort_keys=True))
         return 0
     finally:
@@ -558,6 +641,7 @@ def _document_types(policy_file: str) -> list[str]:
     import yaml
 
     from .documents.context import ACTION_DOCUMENTS
+
     try:
         with open(policy_file, encoding="utf-8") as fh:
             data = yaml.safe_load(fh)
@@ -574,6 +658,7 @@ def _document_types(policy_file: str) -> list[str]:
         elif isinstance(node, list):
             for value in node:
                 walk(value)
+
     walk(data)
     dunning = data.get("dunning") if isinstance(data, dict) else None
     if isinstance(dunning, dict) and dunning.get("reminders"):
@@ -589,19 +674,30 @@ def template_problems(policy_file: str, compiled: bool = True) -> tuple[str, int
 
     from .documents.check import check_templates
     from .documents.render import default_folder
+
     folder = default_folder(policy_file)
     if not folder.is_dir():
         types = _document_types(policy_file) if compiled else []
         if not types:
             return str(folder), 0, []
-        return str(folder), 0, [PolicyError("E_TEMPLATE_MISSING", f"no template folder for the documents the "
-                                            f"policy's actions send ({', '.join(types)})", file=str(folder))]
+        return (
+            str(folder),
+            0,
+            [
+                PolicyError(
+                    "E_TEMPLATE_MISSING",
+                    f"no template folder for the documents the policy's actions send ({', '.join(types)})",
+                    file=str(folder),
+                )
+            ],
+        )
     return str(folder), sum(1 for _ in folder.rglob("*.j2")), check_templates(folder)
 
 
 def cmd_policy_check(args) -> int:
     """The engine's policy check, and the document templates beside the policy (api/documents/check.py)."""
     from engine.errors import PolicyInvalid
+
     errors, policy = [], None
     try:
         policy = engine_cli._read_policy(args.file)
@@ -617,11 +713,22 @@ def cmd_policy_check(args) -> int:
             policy.dispose()
         return 1
     if args.format == "json":
-        print(json.dumps({"valid": True, "version": policy.version, "rules": len(policy.rules),
-                          "templates": {"folder": folder, "files": files}}, ensure_ascii=False))
+        print(
+            json.dumps(
+                {
+                    "valid": True,
+                    "version": policy.version,
+                    "rules": len(policy.rules),
+                    "templates": {"folder": folder, "files": files},
+                },
+                ensure_ascii=False,
+            )
+        )
     else:
-        print(f"{args.file}: ok, version {policy.version[:12]}, {len(policy.rules)} rules"
-              + (f"; templates {folder}: ok, {files} files" if files else ""))
+        print(
+            f"{args.file}: ok, version {policy.version[:12]}, {len(policy.rules)} rules"
+            + (f"; templates {folder}: ok, {files} files" if files else "")
+        )
     policy.dispose()
     return 0
 
@@ -637,37 +744,60 @@ def build_parser():
     serve.add_argument("--workers", type=int, default=2)
     serve.add_argument("--demo", action="store_true", help="load the demo book and demo keys")
     # the project's own demo book, wherever the command is run from
-    serve.add_argument("--book", default=str(pathlib.Path(__file__).resolve().parents[1] / "examples" / "book"),
-                       help="the demo book's import files")
-    serve.add_argument("--force-demo", dest="force_demo", action="store_true",
-                       help="install the public demo keys even into a database the demo did not create")
+    serve.add_argument(
+        "--book",
+        default=str(pathlib.Path(__file__).resolve().parents[1] / "examples" / "book"),
+        help="the demo book's import files",
+    )
+    serve.add_argument(
+        "--force-demo",
+        dest="force_demo",
+        action="store_true",
+        help="install the public demo keys even into a database the demo did not create",
+    )
     serve.add_argument("--dev", action="store_true", help="Flask's development server instead of gunicorn")
     serve.set_defaults(func=cmd_serve)
     sw = sub.add_parser("sweep", help="run (or resume, or join) the collections sweep for a day")
     sw.add_argument("--as-of", dest="as_of", required=True)
     sw.add_argument("--database-url", dest="database_url")
     sw.add_argument("--policy", default=engine_cli.DEFAULT_POLICY)
-    sw.add_argument("--reclaim", action="store_true",
-                    help="take over partitions claimed by workers that died (no other worker may be running)")
+    sw.add_argument(
+        "--reclaim",
+        action="store_true",
+        help="take over partitions claimed by workers that died (no other worker may be running)",
+    )
     sw.add_argument("--quiet", action="store_true")
-    sw.add_argument("--no-wait", dest="no_wait", action="store_true",
-                    help="exit 4 (saying which partitions other live workers hold, and until when) instead of "
-                         "waiting for them to finish or their lease to lapse")
+    sw.add_argument(
+        "--no-wait",
+        dest="no_wait",
+        action="store_true",
+        help="exit 4 (saying which partitions other live workers hold, and until when) instead of "
+        "waiting for them to finish or their lease to lapse",
+    )
     sw.add_argument("--stop-after", dest="stop_after", type=int, default=None, help=argparse_SUPPRESS)
-    sw.add_argument("--partition-size", dest="partition_size", type=int, default=None,
-                    help="customers per partition when this command creates the run (default 500)")
+    sw.add_argument(
+        "--partition-size",
+        dest="partition_size",
+        type=int,
+        default=None,
+        help="customers per partition when this command creates the run (default 500)",
+    )
     sw.set_defaults(func=cmd_sweep)
     policy = next(a for a in sub.choices["policy"]._actions if a.dest == "action")
-    policy.choices["check"].set_defaults(func=cmd_policy_check)          # + the document templates
+    policy.choices["check"].set_defaults(func=cmd_policy_check)  # + the document templates
     sim = policy.add_parser("simulate", help="what-if: the whole book under a candidate policy vs the active one")
     sim.add_argument("file", help="the candidate policy (YAML)")
     sim.add_argument("--as-of", dest="as_of", help="evaluation date (default: today)")
     sim.add_argument("--database-url", dest="database_url")
     sim.add_argument("--format", choices=["json", "csv"], default="json")
     sim.add_argument("--output", help="write the report here instead of stdout")
-    sim.add_argument("--workers", type=int, default=1,
-                     help="processes to evaluate the book in, each a customer-id range with its own database "
-                          "connection (default 1); the report is the same for any number")
+    sim.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes to evaluate the book in, each a customer-id range with its own database "
+        "connection (default 1); the report is the same for any number",
+    )
     sim.set_defaults(func=cmd_policy_simulate)
     pub = policy.add_parser("publish", help="store a policy version in force from today or a later day")
     pub.add_argument("file")
@@ -684,9 +814,12 @@ def build_parser():
     sc = sub.add_parser("scheduler", help="run the job scheduler (one per deployment)")
     sc.add_argument("--database-url", dest="database_url")
     sc.add_argument("--policy", default=engine_cli.DEFAULT_POLICY)
-    sc.add_argument("--run-now", dest="run_now",
-                    help="run one job now and exit (collections-sweep, interest-accrual, credit-review, "
-                         "monthly-statements, audit-checkpoint, outbox-delivery)")
+    sc.add_argument(
+        "--run-now",
+        dest="run_now",
+        help="run one job now and exit (collections-sweep, interest-accrual, credit-review, "
+        "monthly-statements, audit-checkpoint, outbox-delivery)",
+    )
     sc.add_argument("--as-of", dest="as_of")
     sc.add_argument("--no-wait", dest="no_wait", action="store_true", help="exit if another scheduler runs")
     sc.set_defaults(func=cmd_scheduler)
@@ -710,37 +843,54 @@ def build_parser():
     imp = sub.add_parser("import", help="load a book from CSV / XLSX files (docs/import.md)")
     imp.add_argument("files", nargs="*", help="customers.csv, invoices.csv, … or one workbook with a sheet per kind")
     imp.add_argument("--dry-run", dest="dry_run", action="store_true", help="check and count; write nothing")
-    imp.add_argument("--skip-invalid", dest="skip_invalid", action="store_true",
-                     help="write the good rows; the rejected ones go to --rejected")
+    imp.add_argument(
+        "--skip-invalid",
+        dest="skip_invalid",
+        action="store_true",
+        help="write the good rows; the rejected ones go to --rejected",
+    )
     imp.add_argument("--rejected", default="rejected.csv", help="where --skip-invalid writes the rejected rows")
     imp.add_argument("--encoding", choices=["utf-8", "gb18030"], help="CSV encoding (default: detected)")
     imp.add_argument("--as-of", dest="as_of", help="the date of the decisions after the import (default: today)")
     imp.add_argument("--template", metavar="OUT.xlsx", help="write the import template and exit")
-    imp.add_argument("--reason", help="why existing credit files' decision fields change (a trail record's reason; "
-                                      "required when they do)")
-    imp.add_argument("--workers", type=int, default=1,
-                     help="processes that evaluate the decisions after the import (default 1; the parent writes)")
+    imp.add_argument(
+        "--reason",
+        help="why existing credit files' decision fields change (a trail record's reason; required when they do)",
+    )
+    imp.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes that evaluate the decisions after the import (default 1; the parent writes)",
+    )
     imp.add_argument("--database-url", dest="database_url")
     imp.add_argument("--policy", default=engine_cli.DEFAULT_POLICY)
     imp.add_argument("--quiet", action="store_true")
     imp.set_defaults(func=cmd_import)
     audit = sub.add_parser("audit", help="signed checkpoints of the trail (docs/audit.md)").add_subparsers(
-        dest="audit_action", required=True)
+        dest="audit_action", required=True
+    )
     keygen = audit.add_parser("keygen", help="create an Ed25519 signing key; prints its public key")
     keygen.add_argument("--out", required=True)
     keygen.set_defaults(func=cmd_audit_keygen)
-    for name, func, text in (("checkpoint", cmd_audit_checkpoint, "sign and append a checkpoint of every chain"),
-                             ("verify", cmd_audit_verify, "check the chains and every checkpoint")):
+    for name, func, text in (
+        ("checkpoint", cmd_audit_checkpoint, "sign and append a checkpoint of every chain"),
+        ("verify", cmd_audit_verify, "check the chains and every checkpoint"),
+    ):
         p = audit.add_parser(name, help=text)
         p.add_argument("--database-url", dest="database_url")
         p.add_argument("--policy", default=engine_cli.DEFAULT_POLICY)
-        p.add_argument("--checkpoints", help="the checkpoint log (default $CREDITCTL_CHECKPOINTS or "
-                                             "var/checkpoints.jsonl)")
+        p.add_argument(
+            "--checkpoints", help="the checkpoint log (default $CREDITCTL_CHECKPOINTS or var/checkpoints.jsonl)"
+        )
         if name == "checkpoint":
             p.add_argument("--key", help="the private key file (default $CREDITCTL_AUDIT_KEY or var/audit-key)")
         else:
-            p.add_argument("--public-key", dest="public_key",
-                           help="the public key (PEM file) that verifies the checkpoints' signatures")
+            p.add_argument(
+                "--public-key",
+                dest="public_key",
+                help="the public key (PEM file) that verifies the checkpoints' signatures",
+            )
         p.set_defaults(func=func)
     keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_action", required=True)
     create = keys.add_parser("create", help="create a key and print it once")
@@ -755,8 +905,13 @@ def build_parser():
     klist.add_argument("--active", action="store_true", help="leave out revoked keys")
     krevoke = keys.add_parser("revoke", help="revoke a key: refused from the next request on, in every worker")
     krotate = keys.add_parser("rotate", help="a new secret for a key (printed once); the old one is revoked")
-    krotate.add_argument("--grace-seconds", dest="grace_seconds", type=int, default=0,
-                         help="how long the old secret keeps working (default 0: not at all)")
+    krotate.add_argument(
+        "--grace-seconds",
+        dest="grace_seconds",
+        type=int,
+        default=0,
+        help="how long the old secret keeps working (default 0: not at all)",
+    )
     for p in (krevoke, krotate):
         p.add_argument("name")
         p.add_argument("--reason", required=True)
@@ -764,8 +919,7 @@ def build_parser():
         p.add_argument("--database-url", dest="database_url")
         p.add_argument("--policy", default=engine_cli.DEFAULT_POLICY)
         p.set_defaults(func=cmd_keys_lifecycle)
-    users_cmd = sub.add_parser("users", help="manage console users").add_subparsers(dest="users_action",
-                                                                                   required=True)
+    users_cmd = sub.add_parser("users", help="manage console users").add_subparsers(dest="users_action", required=True)
     ucreate = users_cmd.add_parser("create", help="create a console user (password asked, or --password-stdin)")
     ucreate.add_argument("name")
     ucreate.add_argument("--role", required=True)
@@ -775,8 +929,9 @@ def build_parser():
     ucreate.add_argument("--database-url", dest="database_url")
     ucreate.add_argument("--policy", default=engine_cli.DEFAULT_POLICY)
     ucreate.set_defaults(func=cmd_users_create)
-    refs = sub.add_parser("referrals", help="referred credit checks").add_subparsers(dest="referrals_action",
-                                                                                    required=True)
+    refs = sub.add_parser("referrals", help="referred credit checks").add_subparsers(
+        dest="referrals_action", required=True
+    )
     exp = refs.add_parser("expire", help="expire the referrals open past their last day, freeing their holds")
     exp.add_argument("--as-of", dest="as_of", help="the day (default: today)")
     exp.add_argument("--database-url", dest="database_url")
@@ -789,7 +944,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except DomainError as exc:          # a refusal, not a crash: one line, the exit code of its code
+    except DomainError as exc:  # a refusal, not a crash: one line, the exit code of its code
         print(f"{exc.code}: {exc.message}", file=sys.stderr)
         return exit_code(exc.code)
 

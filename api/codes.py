@@ -4,6 +4,7 @@ A code missing here is a bug (tests/test_architecture.py checks every code the c
 CLI exit codes: 1 = the input or policy was refused, 2 = a usage or environment problem,
 3 = not found, 4 = a conflict with the stored state, 5 = a dependency (engine, database) failed.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -44,10 +45,18 @@ CODES: dict[str, Code] = {
     "E_GRANT_AUTHORITY": Code(403, 2, "the key's authority level may not grant that much above the policy's limit"),
     "E_APPROVAL_CLOSED": Code(409, 4, "the approval was already approved or rejected"),
     "E_NO_GRANT": Code(409, 4, "the customer has no granted limit"),
-    "E_ACTIVATION_CLOSED": Code(409, 4, "the policy activation took effect or was cancelled: only a scheduled one is cancelled"),
-    "E_DECISION_FIELD": Code(403, 2, "the field decides credit: only its governed operation or a controller changes it"),
-    "E_LEGAL_TRANSITION": Code(409, 4, "a legal case moves one way (referred → filed → judgment → enforcement → closed): "
-                                       "not to that status from its own"),
+    "E_ACTIVATION_CLOSED": Code(
+        409, 4, "the policy activation took effect or was cancelled: only a scheduled one is cancelled"
+    ),
+    "E_DECISION_FIELD": Code(
+        403, 2, "the field decides credit: only its governed operation or a controller changes it"
+    ),
+    "E_LEGAL_TRANSITION": Code(
+        409,
+        4,
+        "a legal case moves one way (referred → filed → judgment → enforcement → closed): "
+        "not to that status from its own",
+    ),
     "E_TOO_LARGE": Code(413, 2, "the request body is too large"),
     "E_UNSUPPORTED_MEDIA_TYPE": Code(415, 2, "the body's media type is not accepted"),
     "E_INPUT_INVALID": Code(422, 1, "a field of the request is invalid"),
@@ -69,7 +78,9 @@ CODES: dict[str, Code] = {
     "E_DATABASE_UNAVAILABLE": Code(503, 5, "the database connection failed; retry (see Retry-After)"),
     "E_POLICY_TAMPERED": Code(503, 5, "a stored policy version's text does not hash to its version; refused"),
     "E_AUDIT_KEY": Code(503, 2, "the audit signing key or checkpoint log is missing or unreadable"),
-    "E_DELIVERY_NOT_DEAD": Code(409, 4, "only a dead letter is requeued; this delivery is queued, sending, failed or sent"),
+    "E_DELIVERY_NOT_DEAD": Code(
+        409, 4, "only a dead letter is requeued; this delivery is queued, sending, failed or sent"
+    ),
     "E_DELIVERY_OBSOLETE": Code(409, 4, "the delivery's action is no longer waiting for it (done, cancelled, sent)"),
     "E_DELIVERY_CONFIG": Code(503, 2, "the delivery configuration is incomplete or invalid (backend, secret, retry)"),
 }

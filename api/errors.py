@@ -3,6 +3,7 @@
 Every layer (store, service, jobs, reports) raises these; the adapters translate a code with the
 one table in api/codes.py (HTTP status for the API, exit code for the CLI).
 """
+
 from __future__ import annotations
 
 
@@ -34,6 +35,7 @@ def engine_failed(exc: Exception, what: str = "no decision was made") -> DomainE
 def marshmallow_errors(messages, prefix: str = "") -> dict:
     """marshmallow's nested messages → {"a.b[2].c": [...]}."""
     from engine.facts import flatten_messages
+
     out: dict = {}
     for e in flatten_messages(messages, prefix):
         out.setdefault(e.field, []).append(e.message)

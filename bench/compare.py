@@ -10,6 +10,7 @@ first, and reports the median of the rounds. Times are the process's CPU time
 (time.process_time), so waiting for a core on a shared machine does not count; cache and
 memory-bandwidth contention still do, so compare the two columns of one run only.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -37,7 +38,8 @@ def worker(root: str) -> None:
     from engine import build_facts, compile_policy, evaluate, evaluate_facts, load_case
     from engine.decision import Decision, canonical_json
     from engine.evaluator import parse_order
-    try:                                   # the fact dictionary moved from engine/ to rules/ on 2026-12-02
+
+    try:  # the fact dictionary moved from engine/ to rules/ on 2026-12-02
         from rules.fields import DECISION, PROFILE
     except ImportError:
         from engine.fields import DECISION, PROFILE
@@ -48,8 +50,9 @@ def worker(root: str) -> None:
     text = Path(root, "policies.yaml").read_text(encoding="utf-8")
     policy = compile_policy(text, "policies.yaml")
     rnd = random.Random(SEED)
-    cases = [(random_case(rnd, policy, AS_OF, open_invoices=OPEN_INVOICES, ident=i), random_order(rnd))
-             for i in range(CASES)]
+    cases = [
+        (random_case(rnd, policy, AS_OF, open_invoices=OPEN_INVOICES, ident=i), random_order(rnd)) for i in range(CASES)
+    ]
     loaded = [(load_case(c, policy), parse_order(o, policy), o) for c, o in cases]
     facts = [build_facts(typed, policy, AS_OF, *order) for typed, order, _ in loaded]
     bodies = [evaluate_facts(policy, f).data for f in facts]
@@ -94,17 +97,19 @@ def worker(root: str) -> None:
             out[f"match_{phase}"] = timed(lambda: [matcher.match(f) for _ in range(10) for f in prepared[phase]])
         if evaluate_loaded is not None:
             out["evaluate_loaded"] = timed(lambda: [evaluate_loaded(policy, t, AS_OF, order=o) for t, _, o in loaded])
-            out["loaded_stored"] = timed(lambda: [trail_form(evaluate_loaded(policy, t, AS_OF, order=o))
-                                                  for t, _, o in loaded])
-            out["loaded_english"] = timed(lambda: [evaluate_loaded(policy, t, AS_OF, order=o).json
-                                                   for t, _, o in loaded])
+            out["loaded_stored"] = timed(
+                lambda: [trail_form(evaluate_loaded(policy, t, AS_OF, order=o)) for t, _, o in loaded]
+            )
+            out["loaded_english"] = timed(
+                lambda: [evaluate_loaded(policy, t, AS_OF, order=o).json for t, _, o in loaded]
+            )
         out["facts_stored"] = timed(lambda: [trail_form(evaluate_facts(policy, f)) for f in facts])
         out["facts_english"] = timed(lambda: [evaluate_facts(policy, f).json for f in facts])
         out["compile_528"] = timed(lambda: compile_policy(big_text, "generated.yaml").dispose())
         out["compile_shipped"] = timed(lambda: compile_policy(text, "policies.yaml").dispose())
         return out
 
-    one_pass()                                   # warm-up
+    one_pass()  # warm-up
     print(json.dumps({"ready": True, "matches": {p: len(v) * 10 for p, v in prepared.items()}}), flush=True)
     for line in sys.stdin:
         if line.strip() != "run":
@@ -114,19 +119,37 @@ def worker(root: str) -> None:
 
 def generated_policy_text(text, replace_section, n_segments=250, n_alerts=250):
     """The 528-rule policy of bench/run.py section (c)."""
-    industries = ("manufacturing", "services", "engineering_project", "manufacturer", "retail_mall", "trading",
-                  "other")
+    industries = ("manufacturing", "services", "engineering_project", "manufacturer", "retail_mall", "trading", "other")
     buckets = ("current", "short", "medium", "long")
-    segments = [{"id": f"segment.gen{i}", "strategy": ["generated"],
-                 "when": {"all": [{"field": "industry", "eq": industries[i % 7]},
-                                  {"field": "region", "eq": ("local", "remote")[(i // 7) % 2]},
-                                  {"field": "customer_age_days", "gte": (i * 7) % 200}]}}
-                for i in range(n_segments)]
-    alerts = [{"id": f"alert.gen{i}", "severity": "info", "message": "",
-               "when": {"all": [{"field": "industry", "eq": industries[i % 7]},
-                                {"field": "aging_bucket", "eq": buckets[(i // 7) % 4]},
-                                {"field": "utilisation", "gt": f"{(i * 37) % 10000 / 100:.2f}"}]}}
-              for i in range(n_alerts)]
+    segments = [
+        {
+            "id": f"segment.gen{i}",
+            "strategy": ["generated"],
+            "when": {
+                "all": [
+                    {"field": "industry", "eq": industries[i % 7]},
+                    {"field": "region", "eq": ("local", "remote")[(i // 7) % 2]},
+                    {"field": "customer_age_days", "gte": (i * 7) % 200},
+                ]
+            },
+        }
+        for i in range(n_segments)
+    ]
+    alerts = [
+        {
+            "id": f"alert.gen{i}",
+            "severity": "info",
+            "message": "",
+            "when": {
+                "all": [
+                    {"field": "industry", "eq": industries[i % 7]},
+                    {"field": "aging_bucket", "eq": buckets[(i // 7) % 4]},
+                    {"field": "utilisation", "gt": f"{(i * 37) % 10000 / 100:.2f}"},
+                ]
+            },
+        }
+        for i in range(n_alerts)
+    ]
     return replace_section(replace_section(text, "segments", segments, block=True), "alerts", alerts, block=True)
 
 
@@ -154,19 +177,21 @@ def main(argv):
     if "--rounds" in argv:
         i = argv.index("--rounds")
         rounds = int(argv[i + 1])
-        del argv[i:i + 2]
+        del argv[i : i + 2]
     before = argv[0]
     after = argv[1] if len(argv) > 1 else str(HERE)
     procs, counts = {}, {}
     for side, root in (("before", before), ("after", after)):
-        procs[side] = subprocess.Popen([sys.executable, __file__, "--worker", root], stdin=subprocess.PIPE,
-                                       stdout=subprocess.PIPE, text=True)
+        procs[side] = subprocess.Popen(
+            [sys.executable, __file__, "--worker", root], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         counts[side] = json.loads(procs[side].stdout.readline())["matches"]
-    print(f"before: {before}\nafter:  {after}\n{rounds} rounds, CPU time, load average at start "
-          f"{os.getloadavg()[0]:.2f}")
+    print(
+        f"before: {before}\nafter:  {after}\n{rounds} rounds, CPU time, load average at start {os.getloadavg()[0]:.2f}"
+    )
     results = {"before": [], "after": []}
     for r in range(rounds):
-        for side in (("before", "after") if r % 2 == 0 else ("after", "before")):
+        for side in ("before", "after") if r % 2 == 0 else ("after", "before"):
             procs[side].stdin.write("run\n")
             procs[side].stdin.flush()
             results[side].append(json.loads(procs[side].stdout.readline()))

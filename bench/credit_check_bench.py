@@ -26,6 +26,7 @@ is shared. Figures only: nothing here asserts.
     .venv/bin/python bench/credit_check_bench.py --repo /tmp/base --profile
     .venv/bin/python bench/credit_check_bench.py --repo /tmp/base --backend postgresql --customers 300
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,17 +48,19 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 GLIBC_TUNABLES = "glibc.malloc.trim_threshold=268435456:glibc.malloc.mmap_threshold=268435456"
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-NOW = dt.datetime(2026, 11, 22, 10, 0, 0)          # the book's day (sweep_bench.AS_OF)
+NOW = dt.datetime(2026, 11, 22, 10, 0, 0)  # the book's day (sweep_bench.AS_OF)
 SEED = 20261122
 
 
 # ============================================================================ the worker (one tree)
+
 
 def _book(engine, n: int) -> None:
     from sqlalchemy import insert
 
     from api.store.tables import Base
     from sweep_bench import TABLE_ORDER, generate_book
+
     tables = {name: Base.metadata.tables[name] for name in TABLE_ORDER}
     for batch in generate_book(n, NOW.date(), SEED, 2000):
         with engine.begin() as conn:
@@ -71,8 +74,15 @@ def _requests(n_customers: int, count: int, start: int) -> list[dict]:
     out = []
     for i in range(start, start + count):
         cid = f"C{rng.randrange(n_customers):07d}"
-        out.append({"customer_id": cid, "order_id": f"B-{i:06d}", "amount": f"{rng.randint(1, 400) * 50}.00",
-                    "currency": "CNY", "reserve": i % 4 != 3})
+        out.append(
+            {
+                "customer_id": cid,
+                "order_id": f"B-{i:06d}",
+                "amount": f"{rng.randint(1, 400) * 50}.00",
+                "currency": "CNY",
+                "reserve": i % 4 != 3,
+            }
+        )
     return out
 
 
@@ -80,6 +90,7 @@ def worker(args) -> int:
     # this tree first: sweep_bench (imported for the book) puts the bench's own checkout on sys.path
     sys.path.insert(0, HERE)
     import sweep_bench  # noqa: F401
+
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != ROOT or args.tree == ROOT]
     sys.path.insert(0, args.tree)
     from sqlalchemy import event, select
@@ -88,21 +99,30 @@ def worker(args) -> int:
     from api.http.app import create_app
     from api.service.auth import create_key
     from api.store.tables import DecisionRecord
+
     assert os.path.dirname(os.path.abspath(api.__file__)).startswith(args.tree), api.__file__
 
     tmp = tempfile.mkdtemp(prefix="ccbench-")
     if args.backend == "postgresql":
         import psycopg
+
         db = f"ccbench_{uuid.uuid4().hex[:10]}"
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
             conn.execute(f"CREATE DATABASE {db}")
         url = f"postgresql://postgres@127.0.0.1:5432/{db}"
     else:
         url = f"sqlite:///{tmp}/bench.sqlite3"
-    app = create_app({"DATABASE_URL": url, "POLICY_FILE": os.path.join(args.tree, "policies.yaml"),
-                      "CLOCK": lambda: NOW, "AUDIT_CHECKPOINTS": None})
+    app = create_app(
+        {
+            "DATABASE_URL": url,
+            "POLICY_FILE": os.path.join(args.tree, "policies.yaml"),
+            "CLOCK": lambda: NOW,
+            "AUDIT_CHECKPOINTS": None,
+        }
+    )
     ctx, engine = app.extensions["creditctl"], app.extensions["creditctl.engine"]
     import logging
+
     logging.getLogger("creditctl.access").setLevel(logging.WARNING)
     _book(engine, args.customers)
     with ctx.tx() as s:
@@ -129,13 +149,13 @@ def worker(args) -> int:
             if digest:
                 answer = r.get_json()
                 answer.pop("decision_id")
-                for k in ("id", "decision_id"):        # a referral's: random ids, the rest is the decision's
+                for k in ("id", "decision_id"):  # a referral's: random ids, the rest is the decision's
                     answer.get("referral", {}).pop(k, None)
                 answers.update(json.dumps(answer, sort_keys=True, ensure_ascii=False).encode())
 
     run(_requests(args.customers, args.warmup - 1, 0))
     del listing[:]
-    run(_requests(args.customers, 1, args.warmup - 1))        # one reserving check's statements, listed
+    run(_requests(args.customers, 1, args.warmup - 1))  # one reserving check's statements, listed
     one_check, listing = listing, None
     rounds = []
     offset = args.warmup
@@ -145,18 +165,36 @@ def worker(args) -> int:
         statements[0] = 0
         t0, w0 = time_cpu(), time_wall()
         run(batch)
-        rounds.append({"cpu_us": (time_cpu() - t0) / len(batch) * 1e6, "wall_us": (time_wall() - w0) / len(batch) * 1e6,
-                       "statements": statements[0] / len(batch)})
+        rounds.append(
+            {
+                "cpu_us": (time_cpu() - t0) / len(batch) * 1e6,
+                "wall_us": (time_wall() - w0) / len(batch) * 1e6,
+                "statements": statements[0] / len(batch),
+            }
+        )
     records = hashlib.sha256()
     with ctx.read_tx() as s:
-        for row in s.execute(select(DecisionRecord.kind, DecisionRecord.subject, DecisionRecord.facts,
-                                    DecisionRecord.policy_version, DecisionRecord.result, DecisionRecord.outcome)
-                             .where(DecisionRecord.kind == "credit_check")
-                             .order_by(DecisionRecord.subject, DecisionRecord.seq)):
+        for row in s.execute(
+            select(
+                DecisionRecord.kind,
+                DecisionRecord.subject,
+                DecisionRecord.facts,
+                DecisionRecord.policy_version,
+                DecisionRecord.result,
+                DecisionRecord.outcome,
+            )
+            .where(DecisionRecord.kind == "credit_check")
+            .order_by(DecisionRecord.subject, DecisionRecord.seq)
+        ):
             records.update(json.dumps(list(row), ensure_ascii=False).encode())
-    out = {"tree": args.tree, "rounds": rounds, "answers_sha256": answers.hexdigest()[:16],
-           "records_sha256": records.hexdigest()[:16], "checks": offset,
-           "one_check": one_check}
+    out = {
+        "tree": args.tree,
+        "rounds": rounds,
+        "answers_sha256": answers.hexdigest()[:16],
+        "records_sha256": records.hexdigest()[:16],
+        "checks": offset,
+        "one_check": one_check,
+    }
     if args.profile:
         batch = _requests(args.customers, args.checks, offset)
         prof = cProfile.Profile()
@@ -172,6 +210,7 @@ def worker(args) -> int:
     engine.dispose()
     if args.backend == "postgresql":
         import psycopg
+
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE {db} WITH (FORCE)")
     print("RESULT " + json.dumps(out, ensure_ascii=False))
@@ -180,11 +219,13 @@ def worker(args) -> int:
 
 def time_cpu() -> float:
     import time
+
     return time.process_time()
 
 
 def time_wall() -> float:
     import time
+
     return time.perf_counter()
 
 
@@ -204,12 +245,15 @@ def _trim(text: str, tree: str, checks: int, column: int = 3) -> str:
             cum = float(parts[column])
         except (IndexError, ValueError):
             continue
-        where = parts[5].replace(tree + "/", "").replace(sys.prefix + "/", "").replace("lib/python3.11/site-packages/", "")
+        where = (
+            parts[5].replace(tree + "/", "").replace(sys.prefix + "/", "").replace("lib/python3.11/site-packages/", "")
+        )
         lines.append(f"{cum / checks * 1e6:12.0f}  {' '.join(parts[:5])}  {where}")
     return "\n".join(lines)
 
 
 # ============================================================================ the parent (side by side)
+
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -231,26 +275,50 @@ def main() -> int:
     results = []
     for tree in trees:
         env = dict(os.environ, PYTHONPATH=tree, GLIBC_TUNABLES=os.environ.get("GLIBC_TUNABLES", GLIBC_TUNABLES))
-        cmd = [sys.executable, os.path.join(HERE, "credit_check_bench.py"), "--worker", "--tree", tree,
-               "--customers", str(args.customers), "--checks", str(args.checks), "--warmup", str(args.warmup),
-               "--rounds", str(args.rounds), "--backend", args.backend] + (["--profile"] if args.profile else [])
+        cmd = [
+            sys.executable,
+            os.path.join(HERE, "credit_check_bench.py"),
+            "--worker",
+            "--tree",
+            tree,
+            "--customers",
+            str(args.customers),
+            "--checks",
+            str(args.checks),
+            "--warmup",
+            str(args.warmup),
+            "--rounds",
+            str(args.rounds),
+            "--backend",
+            args.backend,
+        ] + (["--profile"] if args.profile else [])
         done = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True)
         line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
         if done.returncode or line is None:
             print(f"{tree}: worker failed ({done.returncode})\n{done.stderr[-3000:]}", file=sys.stderr)
             return 1
         results.append(json.loads(line[7:]))
-    print(f"credit checks, {args.backend}, {args.customers} customers (~10 invoices each), "
-          f"{args.rounds} rounds × {args.checks} checks (+{args.warmup} warm-up), Flask test client, in-process\n")
+    print(
+        f"credit checks, {args.backend}, {args.customers} customers (~10 invoices each), "
+        f"{args.rounds} rounds × {args.checks} checks (+{args.warmup} warm-up), Flask test client, in-process\n"
+    )
     names = [_label(r["tree"]) for r in results]
-    print(f"{'figure':<28}" + "".join(f"{n:>22}" for n in names) + ("      ratio (first/second)" if len(results) > 1 else ""))
+    print(
+        f"{'figure':<28}"
+        + "".join(f"{n:>22}" for n in names)
+        + ("      ratio (first/second)" if len(results) > 1 else "")
+    )
 
     def row(label, values, fmt, ratio=True):
         text = f"{label:<28}" + "".join(f"{fmt.format(v):>22}" for v in values)
         if ratio and len(values) > 1 and values[0]:
-            text += f"      {values[1] / values[0]:.2f}× fewer/less" if values[1] >= values[0] else \
-                f"      {values[0] / values[1]:.2f}× more"
+            text += (
+                f"      {values[1] / values[0]:.2f}× fewer/less"
+                if values[1] >= values[0]
+                else f"      {values[0] / values[1]:.2f}× more"
+            )
         print(text)
+
     row("SQL statements / check", [statistics.median(x["statements"] for x in r["rounds"]) for r in results], "{:.2f}")
     row("CPU µs / check (median)", [statistics.median(x["cpu_us"] for x in r["rounds"]) for r in results], "{:.0f}")
     row("wall µs / check (median)", [statistics.median(x["wall_us"] for x in r["rounds"]) for r in results], "{:.0f}")
@@ -273,8 +341,9 @@ def main() -> int:
 
 def _label(tree: str) -> str:
     try:
-        head = subprocess.run(["git", "-C", tree, "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "-C", tree, "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
     except OSError:
         head = ""
     return f"{os.path.basename(tree)}@{head}" if head else os.path.basename(tree)

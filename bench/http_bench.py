@@ -26,6 +26,7 @@ Prints a table of figures with the targets beside them (>= 1,000 req/s on 2 core
     .venv/bin/python bench/http_bench.py --profile    # also py-spy one worker (pip install py-spy)
     .venv/bin/python bench/http_bench.py --append-readme bench/README.md
 """
+
 from __future__ import annotations
 
 import argparse
@@ -77,8 +78,11 @@ class _Client:
 
     def __init__(self, port: int, key: str):
         self.port = port
-        self.headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json",
-                        "Accept": "application/json"}
+        self.headers = {
+            "Authorization": f"Bearer {key}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        }
         self.conn = http.client.HTTPConnection(HOST, port, timeout=30)
 
     def post(self, path: str, body: bytes) -> tuple[int, bytes]:
@@ -88,7 +92,7 @@ class _Client:
             data = resp.read()
             return resp.status, data
         except (OSError, http.client.HTTPException):
-            self.conn.close()                      # next request reconnects
+            self.conn.close()  # next request reconnects
             raise
 
     def close(self):
@@ -97,15 +101,17 @@ class _Client:
 
 def _body(rng: random.Random, customers: list[str], order_id: str) -> bytes:
     amount = f"{rng.randint(1_000, 250_000)}.{rng.randint(0, 99):02d}"
-    return (f'{{"customer_id": "{rng.choice(customers)}", "order_id": "{order_id}", '
-            f'"amount": "{amount}", "currency": "CNY"}}').encode()
+    return (
+        f'{{"customer_id": "{rng.choice(customers)}", "order_id": "{order_id}", '
+        f'"amount": "{amount}", "currency": "CNY"}}'
+    ).encode()
 
 
 class _Tally:
     def __init__(self):
         self.lock = threading.Lock()
-        self.latencies: list[float] = []      # seconds, successful (201) requests only
-        self.service: list[float] = []        # open loop: from actual send, not schedule
+        self.latencies: list[float] = []  # seconds, successful (201) requests only
+        self.service: list[float] = []  # open loop: from actual send, not schedule
         self.statuses: collections.Counter = collections.Counter()
         self.outcomes: collections.Counter = collections.Counter()
         self.errors: collections.Counter = collections.Counter()
@@ -133,16 +139,25 @@ class _Tally:
                 self.first_bad = f"{exc.__class__.__name__}: {exc}"
 
     def result(self, **extra) -> dict:
-        return {"latencies": self.latencies, "service": self.service, "statuses": dict(self.statuses),
-                "outcomes": dict(self.outcomes), "errors": dict(self.errors), "sample_ids": self.sample_ids,
-                "first_bad": self.first_bad, "ok": self.statuses.get(201, 0), **extra}
+        return {
+            "latencies": self.latencies,
+            "service": self.service,
+            "statuses": dict(self.statuses),
+            "outcomes": dict(self.outcomes),
+            "errors": dict(self.errors),
+            "sample_ids": self.sample_ids,
+            "first_bad": self.first_bad,
+            "ok": self.statuses.get(201, 0),
+            **extra,
+        }
 
 
-def loadgen_closed(port: int, key: str, customers: list[str], clients: int, duration: float,
-                   max_requests: int, tag: str, seed: int) -> dict:
+def loadgen_closed(
+    port: int, key: str, customers: list[str], clients: int, duration: float, max_requests: int, tag: str, seed: int
+) -> dict:
     """N clients, each sending its next request as soon as the previous one answers."""
     tally = _Tally()
-    budget = itertools.count()                 # next() is atomic under the GIL
+    budget = itertools.count()  # next() is atomic under the GIL
     start_gate = threading.Barrier(clients + 1)
     deadline = [0.0]
     ends: list[float] = []
@@ -180,8 +195,17 @@ def loadgen_closed(port: int, key: str, customers: list[str], clients: int, dura
     return tally.result(elapsed=elapsed, clients=clients, loadgen_cpu=time.process_time() - cpu0)
 
 
-def loadgen_open(port: int, key: str, customers: list[str], rate: float, duration: float, pool: int,
-                 drain: float, tag: str, seed: int) -> dict:
+def loadgen_open(
+    port: int,
+    key: str,
+    customers: list[str],
+    rate: float,
+    duration: float,
+    pool: int,
+    drain: float,
+    tag: str,
+    seed: int,
+) -> dict:
     """Open loop: request i is due at start + i/rate whatever happened to the earlier ones."""
     tally = _Tally()
     total = int(rate * duration)
@@ -228,11 +252,18 @@ def loadgen_open(port: int, key: str, customers: list[str], rate: float, duratio
         t.join(max(0.0, stop_by - time.perf_counter()))
     unfinished = sum(t.is_alive() for t in threads)
     elapsed = (max(ends) if ends else time.perf_counter()) - start
-    return tally.result(elapsed=elapsed, offered=total, rate=rate, unfinished_clients=unfinished,
-                        late_sends=late_sends[0], loadgen_cpu=time.process_time() - cpu0)
+    return tally.result(
+        elapsed=elapsed,
+        offered=total,
+        rate=rate,
+        unfinished_clients=unfinished,
+        late_sends=late_sends[0],
+        loadgen_cpu=time.process_time() - cpu0,
+    )
 
 
 # ============================================================================ server handling
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -249,14 +280,19 @@ def server_env() -> dict:
     env = dict(os.environ)
     env.setdefault("GLIBC_TUNABLES", GLIBC_TUNABLES)
     env["PYTHONUNBUFFERED"] = "1"
-    env.pop("DATABASE_URL", None)              # always passed explicitly
+    env.pop("DATABASE_URL", None)  # always passed explicitly
     return env
 
 
 def create_key(url: str, name: str, role: str, policy: str) -> str:
-    out = subprocess.run(creditctl_cmd() + ["keys", "create", name, "--role", role, "--database-url", url,
-                                            "--policy", policy],
-                         cwd=ROOT, env=server_env(), capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        creditctl_cmd() + ["keys", "create", name, "--role", role, "--database-url", url, "--policy", policy],
+        cwd=ROOT,
+        env=server_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     if out.returncode != 0:
         raise RuntimeError(f"creditctl keys create {name} failed: {out.stderr.strip() or out.stdout.strip()}")
     return out.stdout.strip().splitlines()[-1]
@@ -274,10 +310,27 @@ class Server:
     def start(self, timeout: float = 90) -> None:
         log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            creditctl_cmd() + ["serve", "--host", HOST, "--port", str(self.port), "--workers", str(self.workers),
-                               "--database-url", self.url, "--policy", self.policy],
-            cwd=ROOT, env=server_env(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True)
+            creditctl_cmd()
+            + [
+                "serve",
+                "--host",
+                HOST,
+                "--port",
+                str(self.port),
+                "--workers",
+                str(self.workers),
+                "--database-url",
+                self.url,
+                "--policy",
+                self.policy,
+            ],
+            cwd=ROOT,
+            env=server_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         log.close()
         give_up = time.monotonic() + timeout
         while time.monotonic() < give_up:
@@ -303,12 +356,12 @@ class Server:
             return None
         if proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)          # gunicorn: graceful stop of master + workers
+                proc.send_signal(signal.SIGTERM)  # gunicorn: graceful stop of master + workers
             try:
                 proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)   # its own session: only what we started
+                    os.killpg(proc.pid, signal.SIGKILL)  # its own session: only what we started
                 proc.wait(10)
         # a worker outliving its master would hold the port: make sure the group is gone
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -357,7 +410,7 @@ def busy_cpu_seconds() -> float:
     """CPU seconds spent by the whole machine, all processes (Linux /proc/stat)."""
     with open("/proc/stat", encoding="ascii") as fh:
         fields = [int(v) for v in fh.readline().split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)          # idle + iowait
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
@@ -387,9 +440,15 @@ class CpuMeter:
     def _sample(self):
         workers = self.server.worker_pids()
         db = db_backend_pids(self.url)
-        return {"workers": workers, "db": db, "t": time.perf_counter(), "server": cpu_seconds(workers),
-                "dbcpu": cpu_seconds(db), "loadgen": cpu_seconds([self.loadgen_pid] if self.loadgen_pid else []),
-                "busy": busy_cpu_seconds()}
+        return {
+            "workers": workers,
+            "db": db,
+            "t": time.perf_counter(),
+            "server": cpu_seconds(workers),
+            "dbcpu": cpu_seconds(db),
+            "loadgen": cpu_seconds([self.loadgen_pid] if self.loadgen_pid else []),
+            "busy": busy_cpu_seconds(),
+        }
 
     def __enter__(self):
         self.before = self._sample()
@@ -404,8 +463,14 @@ class CpuMeter:
         dbcpu = cpu_seconds(db) - a["dbcpu"]
         loadgen = cpu_seconds([self.loadgen_pid] if self.loadgen_pid else []) - a["loadgen"]
         busy = busy_cpu_seconds() - a["busy"]
-        self.result = {"wall": wall, "server_cpu": server, "db_cpu": dbcpu, "loadgen_cpu": loadgen,
-                       "other_cpu": max(0.0, busy - server - dbcpu - loadgen), "busy_cpu": busy}
+        self.result = {
+            "wall": wall,
+            "server_cpu": server,
+            "db_cpu": dbcpu,
+            "loadgen_cpu": loadgen,
+            "other_cpu": max(0.0, busy - server - dbcpu - loadgen),
+            "busy_cpu": busy,
+        }
         return False
 
 
@@ -413,8 +478,10 @@ def cores(r: dict) -> str:
     c = r["cpu"]
     w = c["wall"] or 1
     db = f" + PostgreSQL {c['db_cpu'] / w:.2f}" if c["db_cpu"] else ""
-    return (f"CPU cores used: workers {c['server_cpu'] / w:.2f}{db}, load generator {c['loadgen_cpu'] / w:.2f}, "
-            f"rest of the machine {c['other_cpu'] / w:.2f}")
+    return (
+        f"CPU cores used: workers {c['server_cpu'] / w:.2f}{db}, load generator {c['loadgen_cpu'] / w:.2f}, "
+        f"rest of the machine {c['other_cpu'] / w:.2f}"
+    )
 
 
 def http_json(method: str, port: int, path: str, key: str | None = None, body=None, timeout: float = 30):
@@ -440,6 +507,7 @@ def http_json(method: str, port: int, path: str, key: str | None = None, body=No
 
 # ============================================================================ database backends
 
+
 @contextlib.contextmanager
 def sqlite_backend(tmp: str):
     path = os.path.join(tmp, "creditctl-bench.sqlite3")
@@ -450,6 +518,7 @@ def sqlite_backend(tmp: str):
 def postgres_backend():
     import psycopg
     from psycopg import sql
+
     name = f"creditctl_bench_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
@@ -459,21 +528,24 @@ def postgres_backend():
         try:
             with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
                 conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        except Exception as exc:   # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001
             print(f"  warning: could not drop database {name}: {exc}", file=sys.stderr)
 
 
 def count_decisions(url: str, kind: str) -> int:
     if url.startswith("sqlite:///"):
         import sqlite3
-        with contextlib.closing(sqlite3.connect(url[len("sqlite:///"):], timeout=30)) as conn:
+
+        with contextlib.closing(sqlite3.connect(url[len("sqlite:///") :], timeout=30)) as conn:
             return conn.execute("SELECT count(*) FROM decisions WHERE kind = ?", (kind,)).fetchone()[0]
     import psycopg
+
     with psycopg.connect(url, connect_timeout=5) as conn:
         return conn.execute("SELECT count(*) FROM decisions WHERE kind = %s", (kind,)).fetchone()[0]
 
 
 # ============================================================================ seeding
+
 
 def make_book(n: int, today: dt.date, seed: int) -> list[dict]:
     """n customers with 1-3 invoices each: a mix of reputations, new customers and overdue debt,
@@ -481,34 +553,55 @@ def make_book(n: int, today: dt.date, seed: int) -> list[dict]:
     rng = random.Random(seed)
     book = []
     for i in range(n):
-        since = today - dt.timedelta(days=rng.choice([rng.randint(30, 170), rng.randint(400, 3000),
-                                                       rng.randint(400, 3000)]))
-        customer = {"name": f"Bench customer {i}", "type": rng.choice(["enterprise"] * 4 + ["individual"]),
-                    "industry": rng.choice(INDUSTRIES), "region": rng.choice(["local", "remote"]),
-                    "size": rng.choice(["large", "medium", "small"]), "since": since.isoformat(),
-                    "credit_score": rng.choice([None, rng.randint(35, 98), rng.randint(60, 98)]),
-                    "external_rating": rng.choice([None, rng.randint(30, 95)])}
+        since = today - dt.timedelta(
+            days=rng.choice([rng.randint(30, 170), rng.randint(400, 3000), rng.randint(400, 3000)])
+        )
+        customer = {
+            "name": f"Bench customer {i}",
+            "type": rng.choice(["enterprise"] * 4 + ["individual"]),
+            "industry": rng.choice(INDUSTRIES),
+            "region": rng.choice(["local", "remote"]),
+            "size": rng.choice(["large", "medium", "small"]),
+            "since": since.isoformat(),
+            "credit_score": rng.choice([None, rng.randint(35, 98), rng.randint(60, 98)]),
+            "external_rating": rng.choice([None, rng.randint(30, 95)]),
+        }
         invoices = []
         for k in range(rng.randint(1, 3)):
-            issued = max(since, today - dt.timedelta(days=rng.choice([rng.randint(0, 40), rng.randint(0, 40),
-                                                                      rng.randint(41, 160)])))
+            issued = max(
+                since,
+                today - dt.timedelta(days=rng.choice([rng.randint(0, 40), rng.randint(0, 40), rng.randint(41, 160)])),
+            )
             amount = f"{rng.randint(500, 90_000)}.{rng.randint(0, 99):02d}"
-            invoices.append({"id": f"HB-{i:04d}-INV-{k + 1}", "amount": amount, "currency": "CNY",
-                             "issued_on": issued.isoformat(), "due_on": (issued + dt.timedelta(days=30)).isoformat()})
+            invoices.append(
+                {
+                    "id": f"HB-{i:04d}-INV-{k + 1}",
+                    "amount": amount,
+                    "currency": "CNY",
+                    "issued_on": issued.isoformat(),
+                    "due_on": (issued + dt.timedelta(days=30)).isoformat(),
+                }
+            )
         book.append({"id": f"HB-{i:04d}", "customer": customer, "invoices": invoices})
     return book
 
 
-def seed(port: int, key: str, book: list[dict], threads: int = 6, file_key: str | None = None
-         ) -> tuple[int, int, float]:
+def seed(
+    port: int, key: str, book: list[dict], threads: int = 6, file_key: str | None = None
+) -> tuple[int, int, float]:
     def one(case):
         # the credit file by a controller: credit_score is a decision field (back office may not set it)
         status, body = http_json("PUT", port, f"/v1/customers/{case['id']}", file_key or key, case["customer"])
         if status not in (200, 201):
             raise RuntimeError(f"PUT /v1/customers/{case['id']} → {status}: {body}")
         for k, inv in enumerate(sorted(case["invoices"], key=lambda v: v["issued_on"])):
-            event = {"event_id": f"{case['id']}-ev-{k}", "type": "invoice_issued", "customer_id": case["id"],
-                     "as_of": inv["issued_on"], "data": inv}
+            event = {
+                "event_id": f"{case['id']}-ev-{k}",
+                "type": "invoice_issued",
+                "customer_id": case["id"],
+                "as_of": inv["issued_on"],
+                "data": inv,
+            }
             status, body = http_json("POST", port, "/v1/events", key, event)
             if status not in (200, 201):
                 raise RuntimeError(f"POST /v1/events {event['event_id']} → {status}: {body}")
@@ -522,6 +615,7 @@ def seed(port: int, key: str, book: list[dict], threads: int = 6, file_key: str 
 
 # ============================================================================ profiling
 
+
 def find_py_spy() -> str | None:
     local = os.path.join(os.path.dirname(sys.executable), "py-spy")
     return local if os.path.exists(local) else shutil.which("py-spy")
@@ -532,10 +626,22 @@ def start_profile(pid: int, duration: float, out: str, native: bool, idle: bool)
     if exe is None:
         print("  (--profile: py-spy not found; `.venv/bin/pip install py-spy`)", file=sys.stderr)
         return None
-    cmd = [exe, "record", "--pid", str(pid), "--duration", str(max(1, int(duration))), "--rate", "250",
-           "--format", "raw", "--output", out]
+    cmd = [
+        exe,
+        "record",
+        "--pid",
+        str(pid),
+        "--duration",
+        str(max(1, int(duration))),
+        "--rate",
+        "250",
+        "--format",
+        "raw",
+        "--output",
+        out,
+    ]
     if native:
-        cmd.append("--native")            # native stacks need the target paused while sampled
+        cmd.append("--native")  # native stacks need the target paused while sampled
     else:
         cmd.append("--nonblocking")
     if idle:
@@ -564,8 +670,17 @@ def summarize_profile(path: str, top: int = 15) -> list[str]:
     lines = [f"  {total} samples of one busy worker", "  top self time:"]
     lines += [f"    {100 * n / total:5.1f}%  {f}" for f, n in own.most_common(top)]
     lines.append("  top inclusive time (frames below the WSGI/Flask/gunicorn plumbing):")
-    plumbing = ("gunicorn/", "flask/app.py", "werkzeug/", "<module>", "api/server.py", "api/cli.py",
-                "(threading.py", "(cli.py", "(__init__.py")
+    plumbing = (
+        "gunicorn/",
+        "flask/app.py",
+        "werkzeug/",
+        "<module>",
+        "api/server.py",
+        "api/cli.py",
+        "(threading.py",
+        "(cli.py",
+        "(__init__.py",
+    )
     shown = 0
     for f, n in incl.most_common():
         if any(p in f for p in plumbing) or 100 * n / total > 99.5:
@@ -591,6 +706,7 @@ def _short_frame(frame: str) -> str:
 
 
 # ============================================================================ the run
+
 
 def pct(values: list[float], p: float) -> float | None:
     if not values:
@@ -624,8 +740,9 @@ def run_backend(label: str, url: str, args, tmp: str, executor) -> dict:
         sample_ids: list[str] = []
 
         loadgen_pid = executor.submit(os.getpid).result()
-        warm = executor.submit(loadgen_closed, server.port, keys["sales"], customers, 2, 3.0, args.warmup,
-                               f"{label}-warm", args.seed).result()
+        warm = executor.submit(
+            loadgen_closed, server.port, keys["sales"], customers, 2, 3.0, args.warmup, f"{label}-warm", args.seed
+        ).result()
         ok_total += warm["ok"]
         print(f"  warm-up: {warm['ok']} checks")
 
@@ -637,18 +754,28 @@ def run_backend(label: str, url: str, args, tmp: str, executor) -> dict:
                 profile = (os.path.join(tmp, f"profile-{label}.txt"),)
                 profile += (start_profile(wpids[0], args.duration, profile[0], args.native, args.idle),)
             with CpuMeter(server, url, loadgen_pid) as meter:
-                r = executor.submit(loadgen_closed, server.port, keys["sales"], customers, clients, args.duration,
-                                    args.max_requests, f"{label}-c{clients}", args.seed + clients).result()
+                r = executor.submit(
+                    loadgen_closed,
+                    server.port,
+                    keys["sales"],
+                    customers,
+                    clients,
+                    args.duration,
+                    args.max_requests,
+                    f"{label}-c{clients}",
+                    args.seed + clients,
+                ).result()
             r["cpu"] = meter.result
             r["server_cpu"] = meter.result["server_cpu"]
             ok_total += r["ok"]
             sample_ids += r["sample_ids"][:3]
             res["levels"].append(r)
             rps = r["ok"] / r["elapsed"] if r["elapsed"] else 0
-            print(f"  closed loop {clients:>3} clients: {rps:7.1f} req/s  ok {r['ok']}  "
-                  f"p50 {ms(pct(r['latencies'], 50))}  p99 {ms(pct(r['latencies'], 99))}"
-                  + (f"  errors {r['errors']} statuses {r['statuses']}" if r["errors"] or len(r["statuses"]) > 1
-                     else ""))
+            print(
+                f"  closed loop {clients:>3} clients: {rps:7.1f} req/s  ok {r['ok']}  "
+                f"p50 {ms(pct(r['latencies'], 50))}  p99 {ms(pct(r['latencies'], 99))}"
+                + (f"  errors {r['errors']} statuses {r['statuses']}" if r["errors"] or len(r["statuses"]) > 1 else "")
+            )
             print(f"      {cores(r)}")
             if r["first_bad"]:
                 print(f"    first failure: {r['first_bad']}")
@@ -669,18 +796,29 @@ def run_backend(label: str, url: str, args, tmp: str, executor) -> dict:
                 res["profile"] = [f"  py-spy produced no profile: {(err or '').strip()[:300]}"]
 
         with CpuMeter(server, url, loadgen_pid) as meter:
-            o = executor.submit(loadgen_open, server.port, keys["sales"], customers, args.rate, args.rate_seconds,
-                                args.open_pool, args.drain, f"{label}-open", args.seed + 7).result()
+            o = executor.submit(
+                loadgen_open,
+                server.port,
+                keys["sales"],
+                customers,
+                args.rate,
+                args.rate_seconds,
+                args.open_pool,
+                args.drain,
+                f"{label}-open",
+                args.seed + 7,
+            ).result()
         o["cpu"] = meter.result
         o["server_cpu"] = meter.result["server_cpu"]
         ok_total += o["ok"]
         sample_ids += o["sample_ids"][:3]
         res["open"] = o
-        print(f"  open loop {args.rate:g} req/s offered for {args.rate_seconds:g} s: ok {o['ok']}/{o['offered']}  "
-              f"p50 {ms(pct(o['latencies'], 50))}  p99 {ms(pct(o['latencies'], 99))}  "
-              f"(service time p50 {ms(pct(o['service'], 50))} p99 {ms(pct(o['service'], 99))})"
-              + (f"  errors {o['errors']} statuses {o['statuses']}" if o["errors"] or len(o["statuses"]) > 1
-                 else ""))
+        print(
+            f"  open loop {args.rate:g} req/s offered for {args.rate_seconds:g} s: ok {o['ok']}/{o['offered']}  "
+            f"p50 {ms(pct(o['latencies'], 50))}  p99 {ms(pct(o['latencies'], 99))}  "
+            f"(service time p50 {ms(pct(o['service'], 50))} p99 {ms(pct(o['service'], 99))})"
+            + (f"  errors {o['errors']} statuses {o['statuses']}" if o["errors"] or len(o["statuses"]) > 1 else "")
+        )
         print(f"      {cores(o)}")
         if o["first_bad"]:
             print(f"    first failure: {o['first_bad']}")
@@ -693,11 +831,18 @@ def run_backend(label: str, url: str, args, tmp: str, executor) -> dict:
             readable += status == 200 and isinstance(body, dict) and body.get("kind") == "credit_check"
         status, page = http_json("GET", server.port, "/v1/decisions?kind=credit_check&limit=5", keys["controller"])
         listed = len(page.get("decisions", [])) if status == 200 and isinstance(page, dict) else 0
-        res["trail"] = {"written": written, "expected": ok_total, "readable": readable,
-                        "sampled": min(10, len(sample_ids)), "listed": listed}
-        print(f"  trail: {written} credit_check decisions in the database for {ok_total} answered checks; "
-              f"{readable}/{min(10, len(sample_ids))} sampled ids readable via GET /v1/decisions/{{id}}; "
-              f"GET /v1/decisions?kind=credit_check listed {listed}")
+        res["trail"] = {
+            "written": written,
+            "expected": ok_total,
+            "readable": readable,
+            "sampled": min(10, len(sample_ids)),
+            "listed": listed,
+        }
+        print(
+            f"  trail: {written} credit_check decisions in the database for {ok_total} answered checks; "
+            f"{readable}/{min(10, len(sample_ids))} sampled ids readable via GET /v1/decisions/{{id}}; "
+            f"GET /v1/decisions?kind=credit_check listed {listed}"
+        )
     finally:
         rc = server.stop()
         res["stop_rc"] = rc
@@ -726,33 +871,60 @@ def table(results: list[dict], args) -> list[str]:
         for lv in r["levels"]:
             rps = lv["ok"] / lv["elapsed"] if lv["elapsed"] else 0.0
             best = max(best or 0.0, rps)
-            rows.append((r["label"], f"throughput, {lv['clients']} client(s)",
-                         f"{rps:,.0f} req/s (p99 {ms(pct(lv['latencies'], 99))}; {cpu_per_request(lv)})",
-                         f">= {TARGET_RPS:,} req/s"))
+            rows.append(
+                (
+                    r["label"],
+                    f"throughput, {lv['clients']} client(s)",
+                    f"{rps:,.0f} req/s (p99 {ms(pct(lv['latencies'], 99))}; {cpu_per_request(lv)})",
+                    f">= {TARGET_RPS:,} req/s",
+                )
+            )
         if best is not None:
             rows.append((r["label"], "max throughput", f"{best:,.0f} req/s", f">= {TARGET_RPS:,} req/s"))
         o = r.get("open")
         if o:
             achieved = o["ok"] / o["elapsed"] if o["elapsed"] else 0.0
             rows.append((r["label"], f"p50 @ {args.rate:g} req/s offered", ms(pct(o["latencies"], 50)), ""))
-            rows.append((r["label"], f"p99 @ {args.rate:g} req/s offered", ms(pct(o["latencies"], 99)),
-                         f"< {TARGET_P99_MS:g} ms"))
-            rows.append((r["label"], "  service time p50 / p99 (from actual send)",
-                         f"{ms(pct(o['service'], 50))} / {ms(pct(o['service'], 99))}", ""))
-            rows.append((r["label"], f"achieved rate ({o['ok']}/{o['offered']} ok)", f"{achieved:,.0f} req/s",
-                         f"{args.rate:g} req/s"))
+            rows.append(
+                (
+                    r["label"],
+                    f"p99 @ {args.rate:g} req/s offered",
+                    ms(pct(o["latencies"], 99)),
+                    f"< {TARGET_P99_MS:g} ms",
+                )
+            )
+            rows.append(
+                (
+                    r["label"],
+                    "  service time p50 / p99 (from actual send)",
+                    f"{ms(pct(o['service'], 50))} / {ms(pct(o['service'], 99))}",
+                    "",
+                )
+            )
+            rows.append(
+                (
+                    r["label"],
+                    f"achieved rate ({o['ok']}/{o['offered']} ok)",
+                    f"{achieved:,.0f} req/s",
+                    f"{args.rate:g} req/s",
+                )
+            )
             bad = sum(v for k, v in o["statuses"].items() if k != 201) + sum(o["errors"].values())
-            bad += sum(sum(v for k, v in lv["statuses"].items() if k != 201) + sum(lv["errors"].values())
-                       for lv in r["levels"])
+            bad += sum(
+                sum(v for k, v in lv["statuses"].items() if k != 201) + sum(lv["errors"].values()) for lv in r["levels"]
+            )
             rows.append((r["label"], "non-201 / transport errors", str(bad), "0"))
         t = r.get("trail")
         if t:
-            rows.append((r["label"], "trail: credit_check decisions", f"{t['written']} for {t['expected']} 201s",
-                         "equal"))
+            rows.append(
+                (r["label"], "trail: credit_check decisions", f"{t['written']} for {t['expected']} 201s", "equal")
+            )
     widths = [max(len(str(row[i])) for row in rows) for i in range(4)]
-    out = [f"HTTP credit checks: creditctl serve, gunicorn {args.workers} sync workers, {cpus} CPUs shared with the "
-           f"load generator, {args.customers} customers, loopback",
-           ""]
+    out = [
+        f"HTTP credit checks: creditctl serve, gunicorn {args.workers} sync workers, {cpus} CPUs shared with the "
+        f"load generator, {args.customers} customers, loopback",
+        "",
+    ]
     for k, row in enumerate(rows):
         out.append("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
         if k == 0:
@@ -761,13 +933,16 @@ def table(results: list[dict], args) -> list[str]:
 
 
 def markdown(results: list[dict], args) -> str:
-    lines = ["\n## HTTP credit checks\n",
-             f"`make bench-http` (bench/http_bench.py), {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}, "
-             f"{platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} CPUs "
-             f"(server and load generator share them), gunicorn {args.workers} sync workers, "
-             f"{args.customers} customers seeded through the API, closed loop {args.duration:g} s per level, "
-             f"open loop {args.rate:g} req/s for {args.rate_seconds:g} s (latency from the scheduled send time).\n",
-             "| backend | figure | measured | target |", "|---|---|---|---|"]
+    lines = [
+        "\n## HTTP credit checks\n",
+        f"`make bench-http` (bench/http_bench.py), {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}, "
+        f"{platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} CPUs "
+        f"(server and load generator share them), gunicorn {args.workers} sync workers, "
+        f"{args.customers} customers seeded through the API, closed loop {args.duration:g} s per level, "
+        f"open loop {args.rate:g} req/s for {args.rate_seconds:g} s (latency from the scheduled send time).\n",
+        "| backend | figure | measured | target |",
+        "|---|---|---|---|",
+    ]
     for r in results:
         if "skipped" in r:
             lines.append(f"| {r['label']} | skipped | {r['skipped']} | |")
@@ -777,26 +952,36 @@ def markdown(results: list[dict], args) -> str:
             rps = lv["ok"] / lv["elapsed"] if lv["elapsed"] else 0.0
             best = max(best, rps)
             c = lv["cpu"]
-            lines.append(f"| {r['label']} | throughput, {lv['clients']} client(s) | {rps:,.0f} req/s "
-                         f"(p50 {ms(pct(lv['latencies'], 50))}, p99 {ms(pct(lv['latencies'], 99))}; "
-                         f"{cpu_per_request(lv)}; rest of machine {c['other_cpu'] / (c['wall'] or 1):.2f} cores) "
-                         f"| ≥ {TARGET_RPS:,} req/s |")
+            lines.append(
+                f"| {r['label']} | throughput, {lv['clients']} client(s) | {rps:,.0f} req/s "
+                f"(p50 {ms(pct(lv['latencies'], 50))}, p99 {ms(pct(lv['latencies'], 99))}; "
+                f"{cpu_per_request(lv)}; rest of machine {c['other_cpu'] / (c['wall'] or 1):.2f} cores) "
+                f"| ≥ {TARGET_RPS:,} req/s |"
+            )
         lines.append(f"| {r['label']} | **max throughput** | **{best:,.0f} req/s** | ≥ {TARGET_RPS:,} req/s |")
         o = r.get("open")
         if o:
             lines.append(f"| {r['label']} | p50 @ {args.rate:g} req/s offered | {ms(pct(o['latencies'], 50))} | |")
-            lines.append(f"| {r['label']} | **p99 @ {args.rate:g} req/s offered** | **{ms(pct(o['latencies'], 99))}** "
-                         f"| < {TARGET_P99_MS:g} ms |")
-            lines.append(f"| {r['label']} | service time p50 / p99 (from actual send, excludes queueing) | "
-                         f"{ms(pct(o['service'], 50))} / {ms(pct(o['service'], 99))} | |")
+            lines.append(
+                f"| {r['label']} | **p99 @ {args.rate:g} req/s offered** | **{ms(pct(o['latencies'], 99))}** "
+                f"| < {TARGET_P99_MS:g} ms |"
+            )
+            lines.append(
+                f"| {r['label']} | service time p50 / p99 (from actual send, excludes queueing) | "
+                f"{ms(pct(o['service'], 50))} / {ms(pct(o['service'], 99))} | |"
+            )
             achieved = o["ok"] / o["elapsed"] if o["elapsed"] else 0.0
             c = o["cpu"]
-            lines.append(f"| {r['label']} | achieved rate | {achieved:,.0f} req/s ({o['ok']}/{o['offered']} ok; "
-                         f"rest of machine {c['other_cpu'] / (c['wall'] or 1):.2f} cores) | {args.rate:g} req/s |")
+            lines.append(
+                f"| {r['label']} | achieved rate | {achieved:,.0f} req/s ({o['ok']}/{o['offered']} ok; "
+                f"rest of machine {c['other_cpu'] / (c['wall'] or 1):.2f} cores) | {args.rate:g} req/s |"
+            )
         t = r.get("trail")
         if t:
-            lines.append(f"| {r['label']} | trail: credit_check decisions | {t['written']} for {t['expected']} "
-                         f"answered checks | equal |")
+            lines.append(
+                f"| {r['label']} | trail: credit_check decisions | {t['written']} for {t['expected']} "
+                f"answered checks | equal |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -815,11 +1000,13 @@ def parse_args(argv=None):
     p.add_argument("--drain", type=float, default=60.0, help="open loop: seconds to wait for stragglers")
     p.add_argument("--policy", default=os.path.join(ROOT, "policies.yaml"))
     p.add_argument("--seed", type=int, default=20261122)
-    p.add_argument("--profile", action="store_true",
-                   help="py-spy one worker during the largest closed-loop level (needs py-spy)")
+    p.add_argument(
+        "--profile", action="store_true", help="py-spy one worker during the largest closed-loop level (needs py-spy)"
+    )
     p.add_argument("--native", action="store_true", help="with --profile: include native (C) frames")
-    p.add_argument("--idle", action="store_true",
-                   help="with --profile: sample waiting threads too (lock waits, accept)")
+    p.add_argument(
+        "--idle", action="store_true", help="with --profile: sample waiting threads too (lock waits, accept)"
+    )
     p.add_argument("--append-readme", metavar="FILE", help="append the figures as markdown to FILE")
     args = p.parse_args(argv)
     args.clients = sorted({int(c) for c in args.clients.split(",") if c.strip()})
@@ -840,7 +1027,7 @@ def main(argv=None) -> int:
     ctx = multiprocessing.get_context("spawn")
     try:
         with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as executor:
-            executor.submit(int, 0).result()        # start the load generator before the servers
+            executor.submit(int, 0).result()  # start the load generator before the servers
             for backend in args.backends:
                 if backend == "sqlite":
                     with sqlite_backend(tmp) as url:

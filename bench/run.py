@@ -10,6 +10,7 @@
 Single thread, time.perf_counter, median of 3 runs (with the range of the runs: the machine may be
 shared, so compare figures from the same run), deterministic seed. Results: bench/README.md.
 """
+
 from __future__ import annotations
 
 import cProfile
@@ -36,8 +37,14 @@ from engine.errors import PolicyInvalid  # noqa: E402
 from engine.evaluator import parse_order  # noqa: E402
 from rules.fields import DECISION, PROFILE  # noqa: E402
 from engine.matcher import Matcher  # noqa: E402
-from reference import (field_domains, matching_rule_ids, random_case, random_fact,  # noqa: E402
-                       random_order, replace_section)
+from reference import (  # noqa: E402
+    field_domains,
+    matching_rule_ids,
+    random_case,
+    random_fact,
+    random_order,
+    replace_section,
+)
 
 SEED = 20261122
 AS_OF = dt.date(2026, 11, 30)
@@ -189,23 +196,30 @@ class Timed:
 # ---------------------------------------------------------------- (a)
 def bench_evaluations(policy):
     rnd = random.Random(SEED)
-    cases = [(random_case(rnd, policy, AS_OF, open_invoices=OPEN_INVOICES, ident=i), random_order(rnd))
-             for i in range(CASES)]
+    cases = [
+        (random_case(rnd, policy, AS_OF, open_invoices=OPEN_INVOICES, ident=i), random_order(rnd)) for i in range(CASES)
+    ]
 
     def run_all():
         for case, order in cases:
             evaluate(policy, case, AS_OF, order=order)
 
-    run_all()                                                    # warm-up
+    run_all()  # warm-up
     rate, spread = rate_of(run_all, len(cases))
-    header(f"(a) full evaluations, shipped policy: {len(cases)} distinct generated customers with "
-           f"{OPEN_INVOICES} open invoices (+0-4 settled) each, {sum(o is not None for _, o in cases)} with an order")
-    print(f"    {rate:>10,.0f} evaluations/s {spread}, {1e6 / rate:,.0f} µs each   "
-          f"target ≥ {TARGET_EVALS:,}/s: {verdict(rate, TARGET_EVALS)}")
+    header(
+        f"(a) full evaluations, shipped policy: {len(cases)} distinct generated customers with "
+        f"{OPEN_INVOICES} open invoices (+0-4 settled) each, {sum(o is not None for _, o in cases)} with an order"
+    )
+    print(
+        f"    {rate:>10,.0f} evaluations/s {spread}, {1e6 / rate:,.0f} µs each   "
+        f"target ≥ {TARGET_EVALS:,}/s: {verdict(rate, TARGET_EVALS)}"
+    )
 
     loaded = [(load_case(case, policy), order) for case, order in cases]
-    same = sum(evaluate_loaded(policy, typed, AS_OF, order=order).json
-               == evaluate(policy, case, AS_OF, order=order).json for (typed, order), (case, _) in zip(loaded, cases))
+    same = sum(
+        evaluate_loaded(policy, typed, AS_OF, order=order).json == evaluate(policy, case, AS_OF, order=order).json
+        for (typed, order), (case, _) in zip(loaded, cases)
+    )
 
     def run_loaded():
         for typed, order in loaded:
@@ -213,8 +227,10 @@ def bench_evaluations(policy):
 
     run_loaded()
     rate, spread = rate_of(run_loaded, len(loaded))
-    print(f"    {rate:>10,.0f} evaluations/s {spread}, {1e6 / rate:,.0f} µs each   with evaluate_loaded "
-          f"(cases already typed, no marshmallow); same decision as evaluate() for {same}/{len(cases)}")
+    print(
+        f"    {rate:>10,.0f} evaluations/s {spread}, {1e6 / rate:,.0f} µs each   with evaluate_loaded "
+        f"(cases already typed, no marshmallow); same decision as evaluate() for {same}/{len(cases)}"
+    )
     return cases, run_all
 
 
@@ -245,12 +261,18 @@ def bench_matching(policy, prepared):
         engine_rate, engine_spread = rate_of(engine_run, loops * len(facts))
         python_rate, python_spread = rate_of(python_run, loops * 10 * len(facts))
         n_rules = sum(r.phase == phase for r in policy.rules)
-        print(f"    {phase:<8} {n_rules:>2} rules, {per_fact:4.1f} matched per fact, {len(facts)} facts from (a); "
-              f"engine = python = reference on {agree}/{len(probe)} facts")
-        print(f"      engine {engine_rate:>12,.0f} matches/s {engine_spread}   target ≥ {TARGET_MATCHES:,}/s: "
-              f"{verdict(engine_rate, TARGET_MATCHES)}")
-        print(f"      python {python_rate:>12,.0f} matches/s {python_spread}   "
-              f"python/engine = {python_rate / engine_rate:,.0f}×")
+        print(
+            f"    {phase:<8} {n_rules:>2} rules, {per_fact:4.1f} matched per fact, {len(facts)} facts from (a); "
+            f"engine = python = reference on {agree}/{len(probe)} facts"
+        )
+        print(
+            f"      engine {engine_rate:>12,.0f} matches/s {engine_spread}   target ≥ {TARGET_MATCHES:,}/s: "
+            f"{verdict(engine_rate, TARGET_MATCHES)}"
+        )
+        print(
+            f"      python {python_rate:>12,.0f} matches/s {python_spread}   "
+            f"python/engine = {python_rate / engine_rate:,.0f}×"
+        )
         if phase == PROFILE:
             profile_hotspots(engine_run, "the profile-phase engine loop", top=6)
 
@@ -263,16 +285,35 @@ BUCKETS = ("current", "short", "medium", "long")
 
 def generated_policy_text(n_segments=250, n_alerts=250):
     """500 rules, each gated by equalities before its one range test (engine limits, notes §6)."""
-    segments = [{"id": f"segment.gen{i}", "strategy": ["generated"],
-                 "when": {"all": [{"field": "industry", "eq": INDUSTRIES[i % 7]},
-                                  {"field": "region", "eq": REGIONS[(i // 7) % 2]},
-                                  {"field": "customer_age_days", "gte": (i * 7) % 200}]}}
-                for i in range(n_segments)]
-    alerts = [{"id": f"alert.gen{i}", "severity": "info", "message": "",
-               "when": {"all": [{"field": "industry", "eq": INDUSTRIES[i % 7]},
-                                {"field": "aging_bucket", "eq": BUCKETS[(i // 7) % 4]},
-                                {"field": "utilisation", "gt": f"{(i * 37) % 10000 / 100:.2f}"}]}}
-               for i in range(n_alerts)]
+    segments = [
+        {
+            "id": f"segment.gen{i}",
+            "strategy": ["generated"],
+            "when": {
+                "all": [
+                    {"field": "industry", "eq": INDUSTRIES[i % 7]},
+                    {"field": "region", "eq": REGIONS[(i // 7) % 2]},
+                    {"field": "customer_age_days", "gte": (i * 7) % 200},
+                ]
+            },
+        }
+        for i in range(n_segments)
+    ]
+    alerts = [
+        {
+            "id": f"alert.gen{i}",
+            "severity": "info",
+            "message": "",
+            "when": {
+                "all": [
+                    {"field": "industry", "eq": INDUSTRIES[i % 7]},
+                    {"field": "aging_bucket", "eq": BUCKETS[(i // 7) % 4]},
+                    {"field": "utilisation", "gt": f"{(i * 37) % 10000 / 100:.2f}"},
+                ]
+            },
+        }
+        for i in range(n_alerts)
+    ]
     text = replace_section(POLICY_TEXT, "segments", segments, block=True)
     return replace_section(text, "alerts", alerts, block=True)
 
@@ -292,15 +333,23 @@ def bench_compile():
     big = compiled.pop()
     for p in compiled:
         p.dispose()
-    definitions = {phase: {k: v for k, v in json.loads(m._definition_json).items() if "__prime__" not in json.dumps(v)}
-                   for phase, m in big.matchers.items()}
+    definitions = {
+        phase: {k: v for k, v in json.loads(m._definition_json).items() if "__prime__" not in json.dumps(v)}
+        for phase, m in big.matchers.items()
+    }
     build_s, _ = seconds_of(lambda: [Matcher(f"bench.{phase}", d).dispose() for phase, d in definitions.items()])
-    header(f"(c) compile a generated policy: 500 generated alert/segment rules + the shipped policy's others "
-           f"= {len(big.rules)} rules")
-    print(f"    compile_policy {seconds * 1000:>8,.0f} ms {spread}   target < {TARGET_COMPILE_S:.0f} s: "
-          f"{verdict(seconds, TARGET_COMPILE_S, higher_is_better=False)}")
-    print(f"      of which creating + priming the 2 durable_rules rulesets: {build_s * 1000:,.0f} ms; "
-          f"the shipped policy compiles in {shipped_s * 1000:,.0f} ms")
+    header(
+        f"(c) compile a generated policy: 500 generated alert/segment rules + the shipped policy's others "
+        f"= {len(big.rules)} rules"
+    )
+    print(
+        f"    compile_policy {seconds * 1000:>8,.0f} ms {spread}   target < {TARGET_COMPILE_S:.0f} s: "
+        f"{verdict(seconds, TARGET_COMPILE_S, higher_is_better=False)}"
+    )
+    print(
+        f"      of which creating + priming the 2 durable_rules rulesets: {build_s * 1000:,.0f} ms; "
+        f"the shipped policy compiles in {shipped_s * 1000:,.0f} ms"
+    )
     rnd = random.Random(SEED + 2)
     for phase in (PROFILE, DECISION):
         domains, refs = field_domains(big, phase)
@@ -308,8 +357,10 @@ def bench_compile():
         agree = sum(big.matchers[phase].match(f) == matching_rule_ids(big, phase, f) for f in facts)
         per_fact = statistics.mean(len(matching_rule_ids(big, phase, f)) for f in facts)
         rate, spread = rate_of(lambda: [big.matchers[phase].match(f) for f in facts], len(facts))
-        print(f"    {phase:<8} {sum(r.phase == phase for r in big.rules):>3} rules: {rate:>8,.0f} matches/s {spread}, "
-              f"{per_fact:.1f} matched per random fact; engine = reference on {agree}/{len(facts)}")
+        print(
+            f"    {phase:<8} {sum(r.phase == phase for r in big.rules):>3} rules: {rate:>8,.0f} matches/s {spread}, "
+            f"{per_fact:.1f} matched per random fact; engine = reference on {agree}/{len(facts)}"
+        )
     big.dispose()
 
 
@@ -341,7 +392,7 @@ def instrumented_pass(policy, cases):
     bodies = [d.data for d in decisions]
     t0 = time.perf_counter()
     for body in bodies:
-        canonical_json(body)          # the evaluator's last step, timed again on its own
+        canonical_json(body)  # the evaluator's last step, timed again on its own
     stage["json"] = time.perf_counter() - t0
     stage["matching"] = sum(t.seconds for t in timed.values())
     stage["match_calls"] = sum(t.calls for t in timed.values())
@@ -352,13 +403,19 @@ def instrumented_pass(policy, cases):
 
 def print_breakdown(stage, n_cases, run_all):
     total = stage["load_case"] + stage["build_facts"] + stage["evaluate_facts"]
-    rows = [("load_case (marshmallow validation, parse_order)", stage["load_case"]),
-            ("build_facts (allocation, aging, promises)", stage["build_facts"]),
-            (f"matching ({stage['match_calls'] // n_cases} Matcher.match calls per evaluation)", stage["matching"]),
-            ("assembly (scorecard, bands, messages, interest, reasons)",
-             stage["evaluate_facts"] - stage["matching"] - stage["json"]),
-            (f"canonical JSON of the decision (~{stage['decision_bytes']:,.0f} bytes, "
-             f"{stage['reasons']:.0f} reasons)", stage["json"])]
+    rows = [
+        ("load_case (marshmallow validation, parse_order)", stage["load_case"]),
+        ("build_facts (allocation, aging, promises)", stage["build_facts"]),
+        (f"matching ({stage['match_calls'] // n_cases} Matcher.match calls per evaluation)", stage["matching"]),
+        (
+            "assembly (scorecard, bands, messages, interest, reasons)",
+            stage["evaluate_facts"] - stage["matching"] - stage["json"],
+        ),
+        (
+            f"canonical JSON of the decision (~{stage['decision_bytes']:,.0f} bytes, {stage['reasons']:.0f} reasons)",
+            stage["json"],
+        ),
+    ]
     header(f"(d) where one full evaluation goes (mean over {n_cases} cases, one instrumented pass)")
     for label, secs in rows:
         print(f"    {label:<66} {secs / n_cases * 1e6:>7,.0f} µs {secs / total:>6.1%}")
@@ -413,10 +470,14 @@ def _area(file, func):
 
 def main():
     tunables = os.environ.get("GLIBC_TUNABLES")
-    print(f"creditctl bench · Python {platform.python_version()} · {platform.machine()} · "
-          f"{os.cpu_count()} CPUs · seed {SEED} · median of {RUNS} runs · single thread")
-    print(f"GLIBC_TUNABLES {'set (as `make bench` does)' if tunables else 'NOT set (`make bench` sets it)'}; "
-          f"load average {os.getloadavg()[0]:.2f} at start (a shared machine makes figures vary)")
+    print(
+        f"creditctl bench · Python {platform.python_version()} · {platform.machine()} · "
+        f"{os.cpu_count()} CPUs · seed {SEED} · median of {RUNS} runs · single thread"
+    )
+    print(
+        f"GLIBC_TUNABLES {'set (as `make bench` does)' if tunables else 'NOT set (`make bench` sets it)'}; "
+        f"load average {os.getloadavg()[0]:.2f} at start (a shared machine makes figures vary)"
+    )
     policy = compile_policy(POLICY_TEXT, "policies.yaml")
     cases, run_all = bench_evaluations(policy)
     prepared, stage = instrumented_pass(policy, cases)

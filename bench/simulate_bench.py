@@ -21,6 +21,7 @@ book. Figures only: nothing here asserts. The machine is shared: compare columns
     .venv/bin/python bench/simulate_bench.py --customers 25000 --repo /tmp/base --rounds 2
     .venv/bin/python bench/simulate_bench.py --customers 25000 --backend postgresql
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,9 @@ from sweep_bench import AS_OF, GLIBC_TUNABLES, PG_ADMIN_URL, SEED, candidate_pol
 
 
 def _label(tree: str) -> str:
-    head = subprocess.run(["git", "-C", tree, "rev-parse", "--short", "HEAD"], capture_output=True,
-                          text=True).stdout.strip()
+    head = subprocess.run(
+        ["git", "-C", tree, "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
     return f"{os.path.basename(tree)}@{head}" if head else os.path.basename(tree)
 
 
@@ -53,14 +55,31 @@ def _env(tree: str) -> dict:
 
 
 def _has_workers(tree: str) -> bool:
-    done = subprocess.run([sys.executable, "-m", "api.cli", "policy", "simulate", "--help"], cwd=tree,
-                          env=_env(tree), capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "api.cli", "policy", "simulate", "--help"],
+        cwd=tree,
+        env=_env(tree),
+        capture_output=True,
+        text=True,
+    )
     return "--workers" in done.stdout
 
 
 def _run(tree: str, url: str, candidate: str, workers: int | None, out: str) -> dict:
-    cmd = [sys.executable, "-m", "api.cli", "policy", "simulate", candidate, "--as-of", AS_OF.isoformat(),
-           "--database-url", url, "--output", out] + ([] if workers is None else ["--workers", str(workers)])
+    cmd = [
+        sys.executable,
+        "-m",
+        "api.cli",
+        "policy",
+        "simulate",
+        candidate,
+        "--as-of",
+        AS_OF.isoformat(),
+        "--database-url",
+        url,
+        "--output",
+        out,
+    ] + ([] if workers is None else ["--workers", str(workers)])
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     done = subprocess.run(cmd, cwd=tree, env=_env(tree), capture_output=True, text=True)
@@ -73,8 +92,12 @@ def _run(tree: str, url: str, candidate: str, workers: int | None, out: str) -> 
     os.unlink(out)
     body = re.sub(r'^\{"decision_id": "[0-9a-f]+"', '{"decision_id": ""', body)
     changed = re.search(r'"customers_changed": (\d+)', body)
-    return {"wall": wall, "cpu": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
-            "sha256": hashlib.sha256(body.encode()).hexdigest()[:16], "changed": int(changed.group(1))}
+    return {
+        "wall": wall,
+        "cpu": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
+        "sha256": hashlib.sha256(body.encode()).hexdigest()[:16],
+        "changed": int(changed.group(1)),
+    }
 
 
 def main() -> int:
@@ -93,6 +116,7 @@ def main() -> int:
             url = f"sqlite:///{tmp}/book.sqlite3"
         else:
             import psycopg
+
             db = f"creditctl_simbench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
             with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
                 conn.execute(f'CREATE DATABASE "{db}"')
@@ -100,9 +124,11 @@ def main() -> int:
         try:
             t0 = time.perf_counter()
             book = load_book(url, args.customers, AS_OF, SEED, 1000)
-            print(f"book: {args.customers:,} customers, {book['counts']['invoices']:,} invoices, "
-                  f"{book['counts']['reservations']:,} held reservations ({time.perf_counter() - t0:.0f} s)",
-                  flush=True)
+            print(
+                f"book: {args.customers:,} customers, {book['counts']['invoices']:,} invoices, "
+                f"{book['counts']['reservations']:,} held reservations ({time.perf_counter() - t0:.0f} s)",
+                flush=True,
+            )
             candidate, what = candidate_policy(tmp)
             plan = [(tree, w) for tree in trees for w in (counts if _has_workers(tree) else [None])]
             runs: dict = {key: [] for key in plan}
@@ -110,25 +136,35 @@ def main() -> int:
                 for tree, w in plan:
                     res = _run(tree, url, candidate, w, os.path.join(tmp, "report.json"))
                     runs[(tree, w)].append(res)
-                    print(f"  round {r + 1}: {_label(tree)} workers {w or '1 (no --workers)'}: {res['wall']:.1f} s, "
-                          f"{args.customers / res['wall']:,.0f} customers/s, CPU {res['cpu']:.1f} s", flush=True)
+                    print(
+                        f"  round {r + 1}: {_label(tree)} workers {w or '1 (no --workers)'}: {res['wall']:.1f} s, "
+                        f"{args.customers / res['wall']:,.0f} customers/s, CPU {res['cpu']:.1f} s",
+                        flush=True,
+                    )
         finally:
             if db is not None:
                 import psycopg
+
                 with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
                     conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-    print(f"\npolicy simulate, {args.backend}, {args.customers:,} customers, candidate: {what}; median of "
-          f"{args.rounds} round(s), wall from start to exit\n")
-    print(f"{'tree':<28}{'workers':>8}{'wall s':>9}{'customers/s':>13}{'CPU s':>8}{'CPU µs/cust':>13}"
-          f"{'changed':>9}  report sha256")
+    print(
+        f"\npolicy simulate, {args.backend}, {args.customers:,} customers, candidate: {what}; median of "
+        f"{args.rounds} round(s), wall from start to exit\n"
+    )
+    print(
+        f"{'tree':<28}{'workers':>8}{'wall s':>9}{'customers/s':>13}{'CPU s':>8}{'CPU µs/cust':>13}"
+        f"{'changed':>9}  report sha256"
+    )
     base = None
     for (tree, w), rs in runs.items():
         wall = statistics.median(x["wall"] for x in rs)
         cpu = statistics.median(x["cpu"] for x in rs)
         rate = args.customers / wall
         base = base or rate
-        print(f"{_label(tree):<28}{w or 1:>8}{wall:>9.1f}{rate:>13,.0f}{cpu:>8.1f}"
-              f"{cpu / args.customers * 1e6:>13,.0f}{rs[0]['changed']:>9}  {rs[0]['sha256']}")
+        print(
+            f"{_label(tree):<28}{w or 1:>8}{wall:>9.1f}{rate:>13,.0f}{cpu:>8.1f}"
+            f"{cpu / args.customers * 1e6:>13,.0f}{rs[0]['changed']:>9}  {rs[0]['sha256']}"
+        )
     digests = {x["sha256"] for rs in runs.values() for x in rs}
     print(f"\nreports byte-identical across runs: {'yes' if len(digests) == 1 else 'NO'}")
     return 0

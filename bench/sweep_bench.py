@@ -40,6 +40,7 @@ is shown ("other cores": PostgreSQL's server processes and everything else).
     .venv/bin/python bench/sweep_bench.py --customers 10000,20000 --append-readme bench/README.md
     .venv/bin/python bench/sweep_bench.py --customers 2000 --earlier-actions 500000 --no-simulate --no-profile
 """
+
 from __future__ import annotations
 
 import argparse
@@ -79,8 +80,8 @@ PG_ADMIN_URL = f"postgresql://postgres@{PG_HOST}:{PG_PORT}/postgres"
 AS_OF = dt.date(2026, 11, 22)
 SEED = 20261122
 TARGET_N = 100_000
-TARGET_SQLITE_S = 60.0                       # 100k customers on SQLite
-TARGET_RATE = TARGET_N / TARGET_SQLITE_S     # ≈ 1,667 customers/s
+TARGET_SQLITE_S = 60.0  # 100k customers on SQLite
+TARGET_RATE = TARGET_N / TARGET_SQLITE_S  # ≈ 1,667 customers/s
 TARGET_SPEEDUP = 1.7
 PROFILE_CUSTOMERS = 1500
 
@@ -94,12 +95,24 @@ AMOUNT_RANGE = {"small": (300, 2500), "medium": (2000, 15000), "large": (8000, 6
 # payment habit → how old (days past due) the customer's unpaid invoices may get
 HABITS = ("prompt", "slow", "late", "bad", "new")
 HABIT_W = (35, 25, 18, 14, 8)
-ARREARS = (None, None, None, None, None, None, None, "none", "operating_pressure", "cash_flow_problem",
-           "malicious_delay")
+ARREARS = (
+    None,
+    None,
+    None,
+    None,
+    None,
+    None,
+    None,
+    "none",
+    "operating_pressure",
+    "cash_flow_problem",
+    "malicious_delay",
+)
 COLLECTORS = ("王芳", "李娜", "张伟", "刘洋", "陈静", "赵磊")
 
 
 # ============================================================================ the book
+
 
 def generate_book(n: int, as_of: dt.date, seed: int, batch_customers: int):
     """Yield dicts {table name: [row, ...]} of about `batch_customers` customers each; money in
@@ -112,21 +125,43 @@ def generate_book(n: int, as_of: dt.date, seed: int, batch_customers: int):
         size = rng.choices(SIZES, SIZE_W)[0]
         habit = rng.choices(HABITS, HABIT_W)[0]
         age = rng.randint(30, 170) if habit == "new" or rng.random() < 0.05 else rng.randint(200, 4000)
-        score = None if rng.random() < 0.2 else max(0, min(100, int(rng.gauss(
-            {"prompt": 82, "slow": 70, "late": 60, "bad": 45, "new": 65}[habit], 12))))
-        batch["customers"].append({
-            "id": cid, "name": f"Bench customer {i}", "type": "individual" if rng.random() < 0.15 else "enterprise",
-            "industry": rng.choices(INDUSTRIES, INDUSTRY_W)[0], "region": "remote" if rng.random() < 0.4 else "local",
-            "size": size, "since": as_of - dt.timedelta(days=age), "credit_score": score,
-            "external_rating": None if rng.random() < 0.4 else rng.randint(20, 95),
-            "collector": None if rng.random() < 0.5 else rng.choice(COLLECTORS),
-            "last_reviewed_on": None if rng.random() < 0.3 else as_of - dt.timedelta(days=rng.randint(0, 400)),
-            "arrears_reason": rng.choice(ARREARS) if habit in ("late", "bad") else None,
-            "deal_type": rng.choices(("standard", "project", None), (80, 10, 10))[0], "tags": [],
-            "last_as_of": None, "last_bucket": None, "last_score": None, "updated_at": created})
+        score = (
+            None
+            if rng.random() < 0.2
+            else max(
+                0, min(100, int(rng.gauss({"prompt": 82, "slow": 70, "late": 60, "bad": 45, "new": 65}[habit], 12)))
+            )
+        )
+        batch["customers"].append(
+            {
+                "id": cid,
+                "name": f"Bench customer {i}",
+                "type": "individual" if rng.random() < 0.15 else "enterprise",
+                "industry": rng.choices(INDUSTRIES, INDUSTRY_W)[0],
+                "region": "remote" if rng.random() < 0.4 else "local",
+                "size": size,
+                "since": as_of - dt.timedelta(days=age),
+                "credit_score": score,
+                "external_rating": None if rng.random() < 0.4 else rng.randint(20, 95),
+                "collector": None if rng.random() < 0.5 else rng.choice(COLLECTORS),
+                "last_reviewed_on": None if rng.random() < 0.3 else as_of - dt.timedelta(days=rng.randint(0, 400)),
+                "arrears_reason": rng.choice(ARREARS) if habit in ("late", "bad") else None,
+                "deal_type": rng.choices(("standard", "project", None), (80, 10, 10))[0],
+                "tags": [],
+                "last_as_of": None,
+                "last_bucket": None,
+                "last_score": None,
+                "updated_at": created,
+            }
+        )
         # how many days past due an invoice may be and still be unpaid
-        max_unpaid = {"prompt": 0, "slow": rng.randint(1, 30), "late": rng.randint(31, 90),
-                      "bad": rng.randint(91, 300), "new": 0}[habit]
+        max_unpaid = {
+            "prompt": 0,
+            "slow": rng.randint(1, 30),
+            "late": rng.randint(31, 90),
+            "bad": rng.randint(91, 300),
+            "new": 0,
+        }[habit]
         lo, hi = AMOUNT_RANGE[size]
         terms = rng.choice((15, 30, 30, 30, 45, 60))
         count = rng.randint(8, 12)
@@ -140,67 +175,138 @@ def generate_book(n: int, as_of: dt.date, seed: int, batch_customers: int):
                 issued = as_of
             due = issued + dt.timedelta(days=terms)
             amount = rng.randint(lo, hi) * 100 + rng.choice((0, 0, 50, 99))
-            batch["invoices"].append({"id": inv_id, "customer_id": cid, "amount_minor": amount, "currency": "CNY",
-                                      "issued_on": issued, "due_on": due, "order_id": None})
+            batch["invoices"].append(
+                {
+                    "id": inv_id,
+                    "customer_id": cid,
+                    "amount_minor": amount,
+                    "currency": "CNY",
+                    "issued_on": issued,
+                    "due_on": due,
+                    "order_id": None,
+                }
+            )
             overdue = (as_of - due).days
             paid_on = None
             if overdue > max_unpaid:
-                late = {"prompt": rng.randint(-5, 0), "slow": rng.randint(-2, 15), "late": rng.randint(0, 40),
-                        "bad": rng.randint(10, 80), "new": rng.randint(-5, 2)}[habit]
+                late = {
+                    "prompt": rng.randint(-5, 0),
+                    "slow": rng.randint(-2, 15),
+                    "late": rng.randint(0, 40),
+                    "bad": rng.randint(10, 80),
+                    "new": rng.randint(-5, 2),
+                }[habit]
                 paid_on = min(as_of, max(issued, due + dt.timedelta(days=late)))
             elif overdue > 0 and rng.random() < 0.25:
-                paid_on = due + dt.timedelta(days=rng.randint(0, overdue))          # some catch up
+                paid_on = due + dt.timedelta(days=rng.randint(0, overdue))  # some catch up
             elif overdue <= 0 and rng.random() < 0.08:
-                paid_on = min(as_of, issued + dt.timedelta(days=rng.randint(0, terms)))   # early
+                paid_on = min(as_of, issued + dt.timedelta(days=rng.randint(0, terms)))  # early
             if paid_on is not None:
-                batch["payments"].append({"id": f"P{i:07d}-{k:02d}", "customer_id": cid, "invoice_id": inv_id,
-                                          "amount_minor": amount, "paid_on": paid_on})
+                batch["payments"].append(
+                    {
+                        "id": f"P{i:07d}-{k:02d}",
+                        "customer_id": cid,
+                        "invoice_id": inv_id,
+                        "amount_minor": amount,
+                        "paid_on": paid_on,
+                    }
+                )
                 continue
             open_ids.append((inv_id, amount, issued, due))
             if overdue > 0:
                 unpaid_overdue.append((inv_id, amount, issued, due))
-                if rng.random() < 0.2:                                              # partial payment
-                    batch["payments"].append({"id": f"P{i:07d}-{k:02d}p", "customer_id": cid, "invoice_id": inv_id,
-                                              "amount_minor": amount * rng.randint(2, 6) // 10,
-                                              "paid_on": due + dt.timedelta(days=rng.randint(0, overdue))})
-        if rng.random() < 0.05:                                                     # money on account
-            batch["payments"].append({"id": f"P{i:07d}-oa", "customer_id": cid, "invoice_id": None,
-                                      "amount_minor": rng.randint(100, 2000) * 100,
-                                      "paid_on": as_of - dt.timedelta(days=rng.randint(1, 60))})
+                if rng.random() < 0.2:  # partial payment
+                    batch["payments"].append(
+                        {
+                            "id": f"P{i:07d}-{k:02d}p",
+                            "customer_id": cid,
+                            "invoice_id": inv_id,
+                            "amount_minor": amount * rng.randint(2, 6) // 10,
+                            "paid_on": due + dt.timedelta(days=rng.randint(0, overdue)),
+                        }
+                    )
+        if rng.random() < 0.05:  # money on account
+            batch["payments"].append(
+                {
+                    "id": f"P{i:07d}-oa",
+                    "customer_id": cid,
+                    "invoice_id": None,
+                    "amount_minor": rng.randint(100, 2000) * 100,
+                    "paid_on": as_of - dt.timedelta(days=rng.randint(1, 60)),
+                }
+            )
         if unpaid_overdue:
             inv_id, amount, issued, due = unpaid_overdue[-1]
             r = rng.random()
-            if r < 0.06:                                      # promise to pay, kept, pending or broken
+            if r < 0.06:  # promise to pay, kept, pending or broken
                 made = max(due, as_of - dt.timedelta(days=rng.randint(1, 20)))
-                batch["promises"].append({"id": f"PTP{i:07d}", "customer_id": cid, "invoice_id": inv_id,
-                                          "amount_minor": amount, "made_on": made,
-                                          "promised_on": made + dt.timedelta(days=rng.randint(0, 14))})
-            elif r < 0.10:                                    # dispute, mostly still open
+                batch["promises"].append(
+                    {
+                        "id": f"PTP{i:07d}",
+                        "customer_id": cid,
+                        "invoice_id": inv_id,
+                        "amount_minor": amount,
+                        "made_on": made,
+                        "promised_on": made + dt.timedelta(days=rng.randint(0, 14)),
+                    }
+                )
+            elif r < 0.10:  # dispute, mostly still open
                 opened = min(as_of, due + dt.timedelta(days=rng.randint(0, 10)))
                 resolved = None if rng.random() < 0.8 else min(as_of, opened + dt.timedelta(days=5))
-                batch["disputes"].append({"id": f"DSP{i:07d}", "customer_id": cid, "invoice_id": inv_id,
-                                          "opened_on": opened, "resolved_on": resolved, "reason": "quantity"})
-            elif r < 0.12:                                    # instalment plan over the oldest ones
+                batch["disputes"].append(
+                    {
+                        "id": f"DSP{i:07d}",
+                        "customer_id": cid,
+                        "invoice_id": inv_id,
+                        "opened_on": opened,
+                        "resolved_on": resolved,
+                        "reason": "quantity",
+                    }
+                )
+            elif r < 0.12:  # instalment plan over the oldest ones
                 agreed = min(as_of, due + dt.timedelta(days=rng.randint(5, 20)))
                 ids = [u[0] for u in unpaid_overdue[:2]]
                 total = sum(u[1] for u in unpaid_overdue[:2])
                 parts = 3
-                inst = [{"due_on": (agreed + dt.timedelta(days=30 * (j + 1))).isoformat(),
-                         "amount_minor": total // parts + (total % parts if j == parts - 1 else 0)}
-                        for j in range(parts)]
-                batch["instalment_plans"].append({"id": f"IP{i:07d}", "customer_id": cid, "agreed_on": agreed,
-                                                  "invoice_ids": ids, "instalments": inst})
-        if open_ids and rng.random() < 0.03:                                        # credit note
+                inst = [
+                    {
+                        "due_on": (agreed + dt.timedelta(days=30 * (j + 1))).isoformat(),
+                        "amount_minor": total // parts + (total % parts if j == parts - 1 else 0),
+                    }
+                    for j in range(parts)
+                ]
+                batch["instalment_plans"].append(
+                    {
+                        "id": f"IP{i:07d}",
+                        "customer_id": cid,
+                        "agreed_on": agreed,
+                        "invoice_ids": ids,
+                        "instalments": inst,
+                    }
+                )
+        if open_ids and rng.random() < 0.03:  # credit note
             inv_id, amount, issued, due = open_ids[0]
-            batch["credit_notes"].append({"id": f"CN{i:07d}", "customer_id": cid, "invoice_id": inv_id,
-                                          "amount_minor": amount * rng.randint(1, 3) // 10,
-                                          "issued_on": min(as_of, issued + dt.timedelta(days=rng.randint(1, 20)))})
-        if rng.random() < 0.03:                                                     # held reservation
-            batch["reservations"].append({"order_id": f"SO{i:07d}", "customer_id": cid,
-                                          "amount_minor": rng.randint(lo, hi) * 100, "status": "held",
-                                          "expires_on": as_of + dt.timedelta(days=rng.randint(1, 30)),
-                                          "decision_id": uuid.UUID(int=rng.getrandbits(128)).hex,
-                                          "created_at": created})
+            batch["credit_notes"].append(
+                {
+                    "id": f"CN{i:07d}",
+                    "customer_id": cid,
+                    "invoice_id": inv_id,
+                    "amount_minor": amount * rng.randint(1, 3) // 10,
+                    "issued_on": min(as_of, issued + dt.timedelta(days=rng.randint(1, 20))),
+                }
+            )
+        if rng.random() < 0.03:  # held reservation
+            batch["reservations"].append(
+                {
+                    "order_id": f"SO{i:07d}",
+                    "customer_id": cid,
+                    "amount_minor": rng.randint(lo, hi) * 100,
+                    "status": "held",
+                    "expires_on": as_of + dt.timedelta(days=rng.randint(1, 30)),
+                    "decision_id": uuid.UUID(int=rng.getrandbits(128)).hex,
+                    "created_at": created,
+                }
+            )
         if len(batch["customers"]) >= batch_customers:
             yield batch
             batch = collections.defaultdict(list)
@@ -208,8 +314,16 @@ def generate_book(n: int, as_of: dt.date, seed: int, batch_customers: int):
         yield batch
 
 
-TABLE_ORDER = ("customers", "invoices", "payments", "credit_notes", "promises", "disputes", "instalment_plans",
-               "reservations")
+TABLE_ORDER = (
+    "customers",
+    "invoices",
+    "payments",
+    "credit_notes",
+    "promises",
+    "disputes",
+    "instalment_plans",
+    "reservations",
+)
 
 
 def prior_actions(n: int, k: int, as_of: dt.date, seed: int, batch: int = 20_000):
@@ -219,10 +333,21 @@ def prior_actions(n: int, k: int, as_of: dt.date, seed: int, batch: int = 20_000
     rows = []
     for j in range(k):
         i = j % n
-        rows.append({"customer_id": f"C{i:07d}", "invoice_id": f"I{i:07d}-00", "type": "email_reminder",
-                     "channel": "email", "owner": "automated", "stage": 1,
-                     "due_on": as_of - dt.timedelta(days=1 + j // n), "amount_minor": 100_00, "status": "closed",
-                     "outcome": "invoice_settled", "decision_id": uuid.UUID(int=rng.getrandbits(128)).hex})
+        rows.append(
+            {
+                "customer_id": f"C{i:07d}",
+                "invoice_id": f"I{i:07d}-00",
+                "type": "email_reminder",
+                "channel": "email",
+                "owner": "automated",
+                "stage": 1,
+                "due_on": as_of - dt.timedelta(days=1 + j // n),
+                "amount_minor": 100_00,
+                "status": "closed",
+                "outcome": "invoice_settled",
+                "decision_id": uuid.UUID(int=rng.getrandbits(128)).hex,
+            }
+        )
         if len(rows) >= batch:
             yield rows
             rows = []
@@ -237,6 +362,7 @@ def load_book(url: str, n: int, as_of: dt.date, seed: int, batch_customers: int,
 
     from api.http.app import create_app
     from api.store.tables import Base
+
     t0 = time.perf_counter()
     app = create_app({"DATABASE_URL": url, "POLICY_FILE": POLICY})
     engine = app.extensions["creditctl.engine"]
@@ -266,11 +392,17 @@ def load_book(url: str, n: int, as_of: dt.date, seed: int, batch_customers: int,
     engine.dispose()
     for m in app.extensions["creditctl"].registry._compiled.values():
         m.dispose()
-    return {"counts": counts, "rows": sum(counts.values()), "app_s": t_app, "insert_s": t_insert,
-            "analyze_s": t_analyze}
+    return {
+        "counts": counts,
+        "rows": sum(counts.values()),
+        "app_s": t_app,
+        "insert_s": t_insert,
+        "analyze_s": t_analyze,
+    }
 
 
 # ============================================================================ backends
+
 
 class Sqlite:
     label = "sqlite"
@@ -292,14 +424,14 @@ class Sqlite:
 
     def copy(self, name: str) -> str:
         url = self.fresh(name)
-        shutil.copyfile(self.master[len("sqlite:///"):], url[len("sqlite:///"):])
+        shutil.copyfile(self.master[len("sqlite:///") :], url[len("sqlite:///") :])
         return url
 
     def size(self, url: str) -> int:
-        return os.path.getsize(url[len("sqlite:///"):])
+        return os.path.getsize(url[len("sqlite:///") :])
 
     def drop(self, url: str) -> None:
-        path = url[len("sqlite:///"):]
+        path = url[len("sqlite:///") :]
         for suffix in ("", "-wal", "-shm"):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path + suffix)
@@ -319,6 +451,7 @@ class Postgres:
     def _admin(self, sql_text: str, *names: str) -> None:
         import psycopg
         from psycopg import sql
+
         with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
             conn.execute(sql.SQL(sql_text).format(*[sql.Identifier(n) for n in names]))
 
@@ -340,6 +473,7 @@ class Postgres:
 
     def size(self, url: str) -> int:
         import psycopg
+
         with psycopg.connect(url, connect_timeout=5) as conn:
             return conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
 
@@ -348,7 +482,7 @@ class Postgres:
         try:
             self._admin("DROP DATABASE IF EXISTS {} WITH (FORCE)", db)
             self.created.remove(db)
-        except Exception as exc:   # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001
             print(f"  warning: could not drop database {db}: {exc}", file=sys.stderr)
 
     def close(self) -> None:
@@ -357,6 +491,7 @@ class Postgres:
 
 
 # ============================================================================ running processes
+
 
 def machine_cpu() -> float:
     """Busy CPU seconds of the whole machine so far (all cores, from /proc/stat)."""
@@ -405,7 +540,7 @@ def run_processes(cmds: list[list[str]], tmp: str, tag: str) -> dict:
         rec["end"] = time.perf_counter()
         rec["p"].returncode = os.waitstatus_to_exitcode(status)
         rec["cpu"] = ru.ru_utime + ru.ru_stime
-        rec["maxrss_mb"] = ru.ru_maxrss / 1024          # Linux: kilobytes
+        rec["maxrss_mb"] = ru.ru_maxrss / 1024  # Linux: kilobytes
 
     threads = [threading.Thread(target=reap, args=(rec,), daemon=True) for rec in procs]
     for t in threads:
@@ -430,12 +565,25 @@ def run_processes(cmds: list[list[str]], tmp: str, tag: str) -> dict:
         own = rec["end"] - t0
         samples = rec["samples"]
         early = [m for s, m in samples if s >= 0.25 * own]
-        results.append({"rc": rec["p"].returncode, "wall": own, "cpu": rec["cpu"], "maxrss_mb": rec["maxrss_mb"],
-                         "rss_quarter_mb": early[0] if early else None, "stdout": stdout, "stderr": stderr,
-                         "cmd": rec["cmd"]})
+        results.append(
+            {
+                "rc": rec["p"].returncode,
+                "wall": own,
+                "cpu": rec["cpu"],
+                "maxrss_mb": rec["maxrss_mb"],
+                "rss_quarter_mb": early[0] if early else None,
+                "stdout": stdout,
+                "stderr": stderr,
+                "cmd": rec["cmd"],
+            }
+        )
     workers_cpu = sum(r["cpu"] for r in results)
-    return {"wall": wall, "procs": results, "busy_cores": busy / wall if wall else 0.0,
-            "other_cores": max(0.0, (busy - workers_cpu) / wall) if wall else 0.0}
+    return {
+        "wall": wall,
+        "procs": results,
+        "busy_cores": busy / wall if wall else 0.0,
+        "other_cores": max(0.0, (busy - workers_cpu) / wall) if wall else 0.0,
+    }
 
 
 def last_json(stdout: str) -> dict | None:
@@ -460,16 +608,20 @@ def db_summary(url: str, as_of: dt.date) -> dict:
     from api.store.database import make_engine, make_sessionmaker
     from api.store.policy_store import PolicyRegistry
     from api.service.context import Context
+
     engine = make_engine(url)
     try:
         service = Context(make_sessionmaker(engine), PolicyRegistry())
         with service.tx() as s:
-            run = s.execute(select(SweepRun).where(SweepRun.as_of == as_of).order_by(SweepRun.started_at)
-                            ).scalars().first()
+            run = (
+                s.execute(select(SweepRun).where(SweepRun.as_of == as_of).order_by(SweepRun.started_at))
+                .scalars()
+                .first()
+            )
             buckets = dict(s.execute(select(Customer.last_bucket, func.count()).group_by(Customer.last_bucket)).all())
             if run is None:
                 return {"missing": True}
-            run_s = ((run.finished_at - run.started_at).total_seconds() if run.finished_at else None)
+            run_s = (run.finished_at - run.started_at).total_seconds() if run.finished_at else None
             run_id = run.id
         out = sweep.summary(service, run_id)
         out["run_seconds"] = run_s
@@ -490,12 +642,14 @@ def plan_check(url: str, as_of: dt.date) -> dict:
     from api.store.database import make_engine, make_sessionmaker
     from api.store.policy_store import PolicyRegistry
     from api.service.context import Context
+
     engine = make_engine(url)
     seen: list[tuple[str, object]] = []
 
     def record(conn, cursor, statement, parameters, context, executemany):
         if not executemany:
             seen.append((statement, parameters))
+
     try:
         service = Context(make_sessionmaker(engine), PolicyRegistry())
         day = as_of + dt.timedelta(days=1)
@@ -503,12 +657,20 @@ def plan_check(url: str, as_of: dt.date) -> dict:
         with service.tx() as s:
             run = s.get(SweepRun, run_id)
             s.expunge(run)
-            cid = s.execute(text("SELECT customer_id FROM sweep_items ORDER BY customer_id LIMIT 1 OFFSET 7")
-                            ).scalar_one()
-        sweep.process_group(service, run, [cid], sweep.LogNotifier())       # warm: compile the policy
+            cid = s.execute(
+                text("SELECT customer_id FROM sweep_items ORDER BY customer_id LIMIT 1 OFFSET 7")
+            ).scalar_one()
+        sweep.process_group(service, run, [cid], sweep.LogNotifier())  # warm: compile the policy
         with service.tx() as s:
-            group = list(s.execute(text("SELECT DISTINCT customer_id FROM sweep_items WHERE customer_id > :c "
-                                        "ORDER BY customer_id LIMIT :n"), {"c": cid, "n": sweep.GROUP_SIZE}).scalars())
+            group = list(
+                s.execute(
+                    text(
+                        "SELECT DISTINCT customer_id FROM sweep_items WHERE customer_id > :c "
+                        "ORDER BY customer_id LIMIT :n"
+                    ),
+                    {"c": cid, "n": sweep.GROUP_SIZE},
+                ).scalars()
+            )
         event.listen(engine, "before_cursor_execute", record)
         t0 = time.perf_counter()
         sweep.process_group(service, run, group, sweep.LogNotifier())
@@ -537,8 +699,13 @@ def plan_check(url: str, as_of: dt.date) -> dict:
             raw.rollback()
         finally:
             raw.close()
-        return {"statements": len(seen), "explained": explained, "scans": scans, "step_ms": step_ms,
-                "group": len(group)}
+        return {
+            "statements": len(seen),
+            "explained": explained,
+            "scans": scans,
+            "step_ms": step_ms,
+            "group": len(group),
+        }
     finally:
         engine.dispose()
 
@@ -557,14 +724,16 @@ def sweep_run(backend, n: int, workers: int, as_of: dt.date, tmp: str) -> dict:
         if workers == 1:
             try:
                 res["plan"] = plan_check(url, as_of)
-            except Exception as exc:   # noqa: BLE001 — a figure, not the benchmark
+            except Exception as exc:  # noqa: BLE001 — a figure, not the benchmark
                 res["plan"] = {"error": f"{exc.__class__.__name__}: {str(exc)[:200]}"}
         res["n"], res["workers"] = n, workers
         s = res["summary"]
-        print(f"    {res['wall']:.1f} s wall, {n / res['wall']:,.0f} customers/s; processed {s.get('processed')} "
-              f"errors {s.get('errors')} actions {s.get('actions_created')}; worker RSS peak "
-              f"{', '.join('%.0f' % p['maxrss_mb'] for p in res['procs'])} MB; other cores {res['other_cores']:.2f}",
-              flush=True)
+        print(
+            f"    {res['wall']:.1f} s wall, {n / res['wall']:,.0f} customers/s; processed {s.get('processed')} "
+            f"errors {s.get('errors')} actions {s.get('actions_created')}; worker RSS peak "
+            f"{', '.join('%.0f' % p['maxrss_mb'] for p in res['procs'])} MB; other cores {res['other_cores']:.2f}",
+            flush=True,
+        )
         return res
     finally:
         backend.drop(url)
@@ -573,8 +742,14 @@ def sweep_run(backend, n: int, workers: int, as_of: dt.date, tmp: str) -> dict:
 def simulate_available() -> str | None:
     """None when `creditctl policy simulate --help` works, else why not."""
     try:
-        r = subprocess.run([CREDITCTL, "policy", "simulate", "--help"], cwd=ROOT, env=child_env(),
-                           capture_output=True, text=True, timeout=60)
+        r = subprocess.run(
+            [CREDITCTL, "policy", "simulate", "--help"],
+            cwd=ROOT,
+            env=child_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"creditctl policy simulate --help failed: {exc}"
     return None if r.returncode == 0 else f"`creditctl policy simulate` not available (exit {r.returncode})"
@@ -584,8 +759,11 @@ def candidate_policy(tmp: str) -> tuple[str, str]:
     """policies.yaml with the medium-reputation limit lowered from 200,000 to 150,000."""
     with open(POLICY, encoding="utf-8") as fh:
         text = fh.read()
-    changed = text.replace('when: {field: reputation, eq: medium}\n      limit: "200000"',
-                           'when: {field: reputation, eq: medium}\n      limit: "150000"', 1)
+    changed = text.replace(
+        'when: {field: reputation, eq: medium}\n      limit: "200000"',
+        'when: {field: reputation, eq: medium}\n      limit: "150000"',
+        1,
+    )
     what = "credit.limit.medium 200,000 → 150,000" if changed != text else "identical to policies.yaml"
     path = os.path.join(tmp, "candidate.yaml")
     with open(path, "w", encoding="utf-8") as fh:
@@ -599,8 +777,20 @@ def simulate_run(backend, n: int, as_of: dt.date, tmp: str) -> dict:
         path, what = candidate_policy(tmp)
         out = os.path.join(tmp, f"sim.{backend.label}.{n}.json")
         print("  policy simulate on a fresh copy …", flush=True)
-        cmd = [CREDITCTL, "policy", "simulate", path, "--as-of", as_of.isoformat(), "--database-url", url,
-               "--format", "json", "--output", out]
+        cmd = [
+            CREDITCTL,
+            "policy",
+            "simulate",
+            path,
+            "--as-of",
+            as_of.isoformat(),
+            "--database-url",
+            url,
+            "--format",
+            "json",
+            "--output",
+            out,
+        ]
         res = run_processes([cmd], tmp, f"{backend.label}.{n}.sim")
         p = res["procs"][0]
         summary = {}
@@ -617,8 +807,11 @@ def simulate_run(backend, n: int, as_of: dt.date, tmp: str) -> dict:
             report_bytes = 0
             print(f"    simulate exited {p['rc']}: {p['stderr'][-1500:]}", file=sys.stderr)
         res.update({"n": n, "candidate": what, "summary": summary, "report_bytes": report_bytes})
-        print(f"    {res['wall']:.1f} s wall, {n / res['wall']:,.0f} customers/s; changed "
-              f"{summary.get('customers_changed')}; RSS peak {p['maxrss_mb']:.0f} MB", flush=True)
+        print(
+            f"    {res['wall']:.1f} s wall, {n / res['wall']:,.0f} customers/s; changed "
+            f"{summary.get('customers_changed')}; RSS peak {p['maxrss_mb']:.0f} MB",
+            flush=True,
+        )
         return res
     finally:
         backend.drop(url)
@@ -626,11 +819,13 @@ def simulate_run(backend, n: int, as_of: dt.date, tmp: str) -> dict:
 
 # ============================================================================ profiling
 
+
 def profile_worker_main(url: str, as_of: str, stop_after: int, out: str) -> int:
     """Hidden mode (--_profile-worker): one sweep worker as `creditctl sweep` runs it (create_app,
     start, work), with cProfile around work() only, stopping after `stop_after` customers."""
     from api.jobs import sweep
     from api.http.app import create_app
+
     app = create_app({"DATABASE_URL": url, "POLICY_FILE": POLICY})
     service = app.extensions["creditctl"]
     run_id = sweep.start(service, dt.date.fromisoformat(as_of), "bench:profile")
@@ -661,9 +856,11 @@ AREAS = (  # (area, substrings of the short "file:function" text); first match w
     ("marshmallow (engine.facts.load_case validation)", ("marshmallow",)),
     ("durable_rules", ("durable",)),
 )
-PROJECT_AREAS = (("engine/", "engine/ (facts, evaluator, matcher, money, messages, decision JSON)"),
-                 ("rules/", "engine/ (facts, evaluator, matcher, money, messages, decision JSON)"),
-                 ("api/", "api/ (sweep, service, ledger, trail, policies)"))
+PROJECT_AREAS = (
+    ("engine/", "engine/ (facts, evaluator, matcher, money, messages, decision JSON)"),
+    ("rules/", "engine/ (facts, evaluator, matcher, money, messages, decision JSON)"),
+    ("api/", "api/ (sweep, service, ledger, trail, policies)"),
+)
 
 
 def area_of(text: str) -> str:
@@ -701,25 +898,40 @@ def cprofile_report(path: str, customers: int, top: int = 18) -> list[str]:
             calls["evaluations (evaluate_loaded)"] += ncalls
         if func == "begin" and file.endswith("sqlalchemy/orm/session.py"):
             calls["session transactions (Session.begin)"] += ncalls
-    out = [f"cProfile of one worker, {customers} customers, {total:.2f} s under the profiler "
-           f"({total / max(customers, 1) * 1000:.1f} ms per customer); own time by area:"]
+    out = [
+        f"cProfile of one worker, {customers} customers, {total:.2f} s under the profiler "
+        f"({total / max(customers, 1) * 1000:.1f} ms per customer); own time by area:"
+    ]
     for area, secs in sorted(by_area.items(), key=lambda kv: -kv[1]):
         if secs / total >= 0.005:
             out.append(f"  {secs / total:>6.1%}  {area}")
     if calls:
         out.append("per customer: " + ", ".join(f"{v / customers:.1f} {k}" for k, v in sorted(calls.items())))
     out.append("cumulative time of the sweep's steps (share of the profiled total):")
-    wanted = [("api/sweep.py", "process_group"), ("api/ledger.py", "load_cases"),
-              ("engine/evaluator.py", "evaluate_loaded"), ("engine/facts.py", "check_case"),
-              ("engine/facts.py", "build_facts"), ("engine/evaluator.py", "evaluate_facts"),
-              ("api/trail.py", "chain"), ("api/trail.py", "insert_chained"), ("api/trail.py", "record_hash"),
-              ("api/sweep.py", "_settle_day"), ("api/sweep.py", "_step_state"),
-              ("api/policies.py", "active"), ("sqlalchemy/orm/session.py", "commit"),
-              ("sqlalchemy/orm/session.py", "flush"), ("sqlalchemy/orm/session.py", "execute"),
-              ("api/sweep.py", "_claim")]
+    wanted = [
+        ("api/sweep.py", "process_group"),
+        ("api/ledger.py", "load_cases"),
+        ("engine/evaluator.py", "evaluate_loaded"),
+        ("engine/facts.py", "check_case"),
+        ("engine/facts.py", "build_facts"),
+        ("engine/evaluator.py", "evaluate_facts"),
+        ("api/trail.py", "chain"),
+        ("api/trail.py", "insert_chained"),
+        ("api/trail.py", "record_hash"),
+        ("api/sweep.py", "_settle_day"),
+        ("api/sweep.py", "_step_state"),
+        ("api/policies.py", "active"),
+        ("sqlalchemy/orm/session.py", "commit"),
+        ("sqlalchemy/orm/session.py", "flush"),
+        ("sqlalchemy/orm/session.py", "execute"),
+        ("api/sweep.py", "_claim"),
+    ]
     for suffix, func in wanted:
-        hit = [(ct, nc) for (file, line, f), (_, nc, tt, ct, _) in stats.stats.items()
-               if f == func and file.endswith(suffix)]
+        hit = [
+            (ct, nc)
+            for (file, line, f), (_, nc, tt, ct, _) in stats.stats.items()
+            if f == func and file.endswith(suffix)
+        ]
         if hit:
             ct = sum(h[0] for h in hit)
             nc = sum(h[1] for h in hit)
@@ -754,20 +966,30 @@ def pyspy_report(path: str, top: int = 15) -> list[str]:
                 inclusive[name] += n
     if not total:
         return ["py-spy: no samples inside api.jobs.sweep.work"]
-    out = [f"py-spy --idle (waiting for the database counts), {total} samples inside sweep.work "
-           f"({startup} more in start-up left out); by where the time goes:"]
+    out = [
+        f"py-spy --idle (waiting for the database counts), {total} samples inside sweep.work "
+        f"({startup} more in start-up left out); by where the time goes:"
+    ]
     for area, n in by_area.most_common():
         if n / total >= 0.005:
             out.append(f"  {n / total:>6.1%}  {area}")
     out.append("top frames: own samples, inclusive samples:")
     for name, n in own.most_common(top):
         out.append(f"  {n / total:>6.1%} {inclusive[name] / total:>7.1%}  {name}")
-    steps = [("process_group", "api/sweep.py"), ("load_cases", "api/ledger.py"),
-             ("evaluate_loaded", "engine/evaluator.py"), ("build_facts", "engine/facts.py"),
-             ("evaluate_facts", "engine/evaluator.py"), ("chain", "api/trail.py"), ("insert_chained", "api/trail.py"),
-             ("canonical", "api/service.py"), ("_settle_day", "api/sweep.py"),
-             ("active", "api/policies.py"), ("commit", "sqlalchemy/orm/session.py"),
-             ("_claim", "api/sweep.py")]
+    steps = [
+        ("process_group", "api/sweep.py"),
+        ("load_cases", "api/ledger.py"),
+        ("evaluate_loaded", "engine/evaluator.py"),
+        ("build_facts", "engine/facts.py"),
+        ("evaluate_facts", "engine/evaluator.py"),
+        ("chain", "api/trail.py"),
+        ("insert_chained", "api/trail.py"),
+        ("canonical", "api/service.py"),
+        ("_settle_day", "api/sweep.py"),
+        ("active", "api/policies.py"),
+        ("commit", "sqlalchemy/orm/session.py"),
+        ("_claim", "api/sweep.py"),
+    ]
     out.append("inclusive share of the sweep's steps:")
     for func, file in steps:
         n = sum(v for k, v in inclusive.items() if re.match(rf"^(\w+\.)?{func} \(", k) and file in k)
@@ -812,8 +1034,15 @@ def profile_worker(backend, n: int, as_of: dt.date, tmp: str, customers: int, us
     try:
         prof_path = os.path.join(tmp, f"{backend.label}.prof")
         print(f"  cProfile of one worker ({customers} customers) …", flush=True)
-        cmd = [PYTHON, os.path.abspath(__file__), "--_profile-worker", url, as_of.isoformat(), str(customers),
-               prof_path]
+        cmd = [
+            PYTHON,
+            os.path.abspath(__file__),
+            "--_profile-worker",
+            url,
+            as_of.isoformat(),
+            str(customers),
+            prof_path,
+        ]
         r = subprocess.run(cmd, cwd=ROOT, env=child_env(), capture_output=True, text=True)
         if r.returncode != 0:
             out["lines"].append(f"cProfile worker failed ({r.returncode}): {r.stderr[-1500:]}")
@@ -830,9 +1059,25 @@ def profile_worker(backend, n: int, as_of: dt.date, tmp: str, customers: int, us
         try:
             raw = os.path.join(tmp, f"{backend.label}.pyspy.txt")
             print(f"  py-spy of one worker ({customers} customers) …", flush=True)
-            cmd = [pyspy, "record", "--idle", "--format", "raw", "--rate", "250", "--output", raw, "--",
-                   PYTHON, os.path.abspath(__file__), "--_profile-worker", url, as_of.isoformat(), str(customers),
-                   "-"]
+            cmd = [
+                pyspy,
+                "record",
+                "--idle",
+                "--format",
+                "raw",
+                "--rate",
+                "250",
+                "--output",
+                raw,
+                "--",
+                PYTHON,
+                os.path.abspath(__file__),
+                "--_profile-worker",
+                url,
+                as_of.isoformat(),
+                str(customers),
+                "-",
+            ]
             r = subprocess.run(cmd, cwd=ROOT, env=child_env(), capture_output=True, text=True)
             if r.returncode != 0 or not os.path.exists(raw):
                 out["lines"].append(f"py-spy failed ({r.returncode}): {(r.stderr or r.stdout)[-800:]}")
@@ -848,6 +1093,7 @@ def profile_worker(backend, n: int, as_of: dt.date, tmp: str, customers: int, us
 
 
 # ============================================================================ report
+
 
 def fmt_rate(n, s):
     return f"{n / s:,.0f}/s" if s else "–"
@@ -872,13 +1118,28 @@ def table_rows(results: list[dict], sizes: list[int]) -> list[tuple]:
         for n, size in sorted(r["sizes"].items()):
             book = size["book"]
             c = book["counts"]
-            rows.append((b, f"{n:,}", "book", f"{c['customers']:,} customers, {c['invoices']:,} invoices, "
-                         f"{c['payments']:,} payments, {sum(c[k] for k in TABLE_ORDER[3:]):,} other rows"
-                         f"{', %s earlier closed actions' % format(c['actions'], ',') if c.get('actions') else ''}; "
-                         f"{book['db_bytes'] / 2**20:,.0f} MB", ""))
-            rows.append((b, f"{n:,}", "bulk insert (Core executemany)",
-                         f"{book['insert_s']:.1f} s, {book['rows'] / book['insert_s']:,.0f} rows/s "
-                         f"(+ create_app {book['app_s']:.1f} s{', ANALYZE %.1f s' % book['analyze_s'] if book['analyze_s'] > 0.05 else ''})", ""))
+            rows.append(
+                (
+                    b,
+                    f"{n:,}",
+                    "book",
+                    f"{c['customers']:,} customers, {c['invoices']:,} invoices, "
+                    f"{c['payments']:,} payments, {sum(c[k] for k in TABLE_ORDER[3:]):,} other rows"
+                    f"{', %s earlier closed actions' % format(c['actions'], ',') if c.get('actions') else ''}; "
+                    f"{book['db_bytes'] / 2**20:,.0f} MB",
+                    "",
+                )
+            )
+            rows.append(
+                (
+                    b,
+                    f"{n:,}",
+                    "bulk insert (Core executemany)",
+                    f"{book['insert_s']:.1f} s, {book['rows'] / book['insert_s']:,.0f} rows/s "
+                    f"(+ create_app {book['app_s']:.1f} s{', ANALYZE %.1f s' % book['analyze_s'] if book['analyze_s'] > 0.05 else ''})",
+                    "",
+                )
+            )
             base = None
             for w, run in sorted(size["runs"].items()):
                 s = run["summary"]
@@ -886,64 +1147,115 @@ def table_rows(results: list[dict], sizes: list[int]) -> list[tuple]:
                 target = ""
                 if b == "sqlite" and w == 1:
                     target = f"< {TARGET_SQLITE_S * n / TARGET_N:,.1f} s (≥ {TARGET_RATE:,.0f}/s)"
-                rows.append((b, f"{n:,}", f"{label}: wall / customers/s",
-                             f"{run['wall']:.1f} s, {fmt_rate(n, run['wall'])} "
-                             f"(in-run {fmt_rate(n, s.get('run_seconds'))})",
-                             target + (f" {verdict(run['wall'] <= TARGET_SQLITE_S * n / TARGET_N)}" if target else "")))
+                rows.append(
+                    (
+                        b,
+                        f"{n:,}",
+                        f"{label}: wall / customers/s",
+                        f"{run['wall']:.1f} s, {fmt_rate(n, run['wall'])} (in-run {fmt_rate(n, s.get('run_seconds'))})",
+                        target + (f" {verdict(run['wall'] <= TARGET_SQLITE_S * n / TARGET_N)}" if target else ""),
+                    )
+                )
                 procs = run["procs"]
-                rows.append((b, f"{n:,}", f"{label}: CPU, peak RSS",
-                             "; ".join(f"w{k}: {p['cpu']:.0f} s CPU ({p['cpu'] / n * 1000 * len(procs):.1f} ms/cust.), "
-                                       f"peak {mb(p['maxrss_mb'])} (at 25 %: {mb(p['rss_quarter_mb'])}), "
-                                       f"{(p.get('this_worker') or {}).get('done', '?')} done"
-                                       for k, p in enumerate(procs))
-                             + f"; rest of machine {run['other_cores']:.2f} cores", ""))
-                rows.append((b, f"{n:,}", f"{label}: outcome",
-                             f"{s.get('processed'):,} processed, {s.get('errors')} errors, status {s.get('status')}, "
-                             f"{s.get('actions_created'):,} actions; stages {s.get('customers_by_stage')}; "
-                             f"buckets {s.get('buckets')}", f"{n:,} processed"))
+                rows.append(
+                    (
+                        b,
+                        f"{n:,}",
+                        f"{label}: CPU, peak RSS",
+                        "; ".join(
+                            f"w{k}: {p['cpu']:.0f} s CPU ({p['cpu'] / n * 1000 * len(procs):.1f} ms/cust.), "
+                            f"peak {mb(p['maxrss_mb'])} (at 25 %: {mb(p['rss_quarter_mb'])}), "
+                            f"{(p.get('this_worker') or {}).get('done', '?')} done"
+                            for k, p in enumerate(procs)
+                        )
+                        + f"; rest of machine {run['other_cores']:.2f} cores",
+                        "",
+                    )
+                )
+                rows.append(
+                    (
+                        b,
+                        f"{n:,}",
+                        f"{label}: outcome",
+                        f"{s.get('processed'):,} processed, {s.get('errors')} errors, status {s.get('status')}, "
+                        f"{s.get('actions_created'):,} actions; stages {s.get('customers_by_stage')}; "
+                        f"buckets {s.get('buckets')}",
+                        f"{n:,} processed",
+                    )
+                )
                 pc = run.get("plan")
                 if pc and "error" in pc:
                     rows.append((b, f"{n:,}", "one group's step: SQL plans", f"check failed: {pc['error']}", ""))
                 elif pc:
                     big = [x for x in pc["scans"] if x["rows"] >= 1000]
-                    rows.append((b, f"{n:,}", "one group's step: SQL statements, full scans",
-                                 f"{pc['statements']} statements for {pc['group']} customers ({pc['explained']} "
-                                 "SELECT/UPDATE/DELETE explained); "
-                                 + ("full scans: " + "; ".join(f"{x['table']} ({x['rows']:,} rows): {x['statement']}"
-                                                               for x in big) if big else "no full scan of a table "
-                                                                                         "≥ 1,000 rows"),
-                                 "no full scans"))
+                    rows.append(
+                        (
+                            b,
+                            f"{n:,}",
+                            "one group's step: SQL statements, full scans",
+                            f"{pc['statements']} statements for {pc['group']} customers ({pc['explained']} "
+                            "SELECT/UPDATE/DELETE explained); "
+                            + (
+                                "full scans: "
+                                + "; ".join(f"{x['table']} ({x['rows']:,} rows): {x['statement']}" for x in big)
+                                if big
+                                else "no full scan of a table ≥ 1,000 rows"
+                            ),
+                            "no full scans",
+                        )
+                    )
                 if w == 1:
                     base = run["wall"]
                 elif base:
                     ratio = base / run["wall"]
-                    rows.append((b, f"{n:,}", f"speed-up {w} workers vs 1", f"{ratio:.2f}×",
-                                 f"≥ {TARGET_SPEEDUP}× {verdict(ratio >= TARGET_SPEEDUP)}"))
+                    rows.append(
+                        (
+                            b,
+                            f"{n:,}",
+                            f"speed-up {w} workers vs 1",
+                            f"{ratio:.2f}×",
+                            f"≥ {TARGET_SPEEDUP}× {verdict(ratio >= TARGET_SPEEDUP)}",
+                        )
+                    )
             sim = size.get("simulate")
             if sim and "skipped" in sim:
                 rows.append((b, f"{n:,}", "policy simulate", sim["skipped"], ""))
             elif sim:
                 p = sim["procs"][0]
                 sm = sim["summary"]
-                rows.append((b, f"{n:,}", "policy simulate: wall / customers/s",
-                             f"{sim['wall']:.1f} s, {fmt_rate(n, sim['wall'])}; {p['cpu']:.0f} s CPU, peak "
-                             f"{mb(p['maxrss_mb'])} (at 25 %: {mb(p['rss_quarter_mb'])}); "
-                             f"{sm.get('customers_changed', '?'):,} of {sm.get('customers', '?'):,} changed "
-                             f"({sim['candidate']}); rest of machine {sim['other_cores']:.2f} cores", ""))
+                rows.append(
+                    (
+                        b,
+                        f"{n:,}",
+                        "policy simulate: wall / customers/s",
+                        f"{sim['wall']:.1f} s, {fmt_rate(n, sim['wall'])}; {p['cpu']:.0f} s CPU, peak "
+                        f"{mb(p['maxrss_mb'])} (at 25 %: {mb(p['rss_quarter_mb'])}); "
+                        f"{sm.get('customers_changed', '?'):,} of {sm.get('customers', '?'):,} changed "
+                        f"({sim['candidate']}); rest of machine {sim['other_cores']:.2f} cores",
+                        "",
+                    )
+                )
         # extrapolation
         if biggest < TARGET_N and biggest in r["sizes"]:
             size = r["sizes"][biggest]
             for w, run in sorted(size["runs"].items()):
                 per = run["wall"] / biggest
                 est = per * TARGET_N
-                target = (f"< {TARGET_SQLITE_S:.0f} s {verdict(est <= TARGET_SQLITE_S)}"
-                          if b == "sqlite" and w == 1 else "")
-                rows.append((b, "100,000", f"EXTRAPOLATED sweep, {w} worker(s)",
-                             f"≈ {est / 60:,.1f} min ({est:,.0f} s) at the {biggest:,} rate", target))
+                target = (
+                    f"< {TARGET_SQLITE_S:.0f} s {verdict(est <= TARGET_SQLITE_S)}" if b == "sqlite" and w == 1 else ""
+                )
+                rows.append(
+                    (
+                        b,
+                        "100,000",
+                        f"EXTRAPOLATED sweep, {w} worker(s)",
+                        f"≈ {est / 60:,.1f} min ({est:,.0f} s) at the {biggest:,} rate",
+                        target,
+                    )
+                )
             if size.get("simulate") and "procs" in size["simulate"]:
                 est = size["simulate"]["wall"] / biggest * TARGET_N
-                rows.append((b, "100,000", "EXTRAPOLATED policy simulate",
-                             f"≈ {est / 60:,.1f} min ({est:,.0f} s)", ""))
+                rows.append((b, "100,000", "EXTRAPOLATED policy simulate", f"≈ {est / 60:,.1f} min ({est:,.0f} s)", ""))
             if not size["book"]["counts"].get("actions"):
                 est = size["book"]["insert_s"] / biggest * TARGET_N
                 rows.append((b, "100,000", "EXTRAPOLATED bulk insert", f"≈ {est:,.0f} s", ""))
@@ -962,18 +1274,23 @@ def render(rows) -> str:
 
 def markdown(results, sizes, args, profiles, started: str, load: tuple, code_note: str = "") -> str:
     rows = table_rows(results, sizes)
-    lines = ["\n## Collections sweep\n",
-             f"`make bench-sweep` (bench/sweep_bench.py --customers {','.join(map(str, sizes))}), run {started}, "
-             f"{platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} CPUs shared with "
-             f"other sessions (load average {load[0]:.2f} at start, {load[1]:.2f} at the end), seed {args.seed}, "
-             f"as of {args.as_of}. Each run on a fresh copy of the book; wall time includes each process's "
-             f"start-up; \"in-run\" is the sweep run's own started_at → finished_at. {code_note}.\n",
-             "| backend | N | figure | measured | target |", "|---|---|---|---|---|"]
+    lines = [
+        "\n## Collections sweep\n",
+        f"`make bench-sweep` (bench/sweep_bench.py --customers {','.join(map(str, sizes))}), run {started}, "
+        f"{platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} CPUs shared with "
+        f"other sessions (load average {load[0]:.2f} at start, {load[1]:.2f} at the end), seed {args.seed}, "
+        f"as of {args.as_of}. Each run on a fresh copy of the book; wall time includes each process's "
+        f'start-up; "in-run" is the sweep run\'s own started_at → finished_at. {code_note}.\n',
+        "| backend | N | figure | measured | target |",
+        "|---|---|---|---|---|",
+    ]
     for row in rows[1:]:
         lines.append("| " + " | ".join(str(c).replace("|", "/") for c in row) + " |")
     for prof in profiles:
-        lines.append(f"\nProfile of one {prof['backend']} sweep worker (first {prof['customers']:,} customers "
-                     f"of the {max(sizes):,} book):\n")
+        lines.append(
+            f"\nProfile of one {prof['backend']} sweep worker (first {prof['customers']:,} customers "
+            f"of the {max(sizes):,} book):\n"
+        )
         lines.append("```")
         lines += prof["lines"]
         lines.append("```")
@@ -982,18 +1299,27 @@ def markdown(results, sizes, args, profiles, started: str, load: tuple, code_not
 
 # ============================================================================ main
 
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--customers", default=str(TARGET_N),
-                   help="book size(s), comma list (default 100000 → ~1M invoices); e.g. 10000,20000")
+    p.add_argument(
+        "--customers",
+        default=str(TARGET_N),
+        help="book size(s), comma list (default 100000 → ~1M invoices); e.g. 10000,20000",
+    )
     p.add_argument("--backends", default="sqlite,postgres", help="comma list of sqlite, postgres")
     p.add_argument("--pg-workers", default="1,2", help="worker counts on PostgreSQL (comma list)")
     p.add_argument("--sqlite-workers", default="1", help="worker counts on SQLite (comma list)")
     p.add_argument("--as-of", default=AS_OF.isoformat())
     p.add_argument("--seed", type=int, default=SEED)
     p.add_argument("--batch", type=int, default=2000, help="customers per insert batch (~10× as many invoices)")
-    p.add_argument("--earlier-actions", type=int, default=0, metavar="K",
-                   help="also insert K closed actions from earlier days (the table after weeks of sweeps)")
+    p.add_argument(
+        "--earlier-actions",
+        type=int,
+        default=0,
+        metavar="K",
+        help="also insert K closed actions from earlier days (the table after weeks of sweeps)",
+    )
     p.add_argument("--no-simulate", action="store_true")
     p.add_argument("--no-profile", action="store_true")
     p.add_argument("--no-pyspy", action="store_true", help="cProfile only, even when py-spy is installed")
@@ -1015,6 +1341,7 @@ def code_fingerprint() -> str:
     """A hash of the code under test (api/, engine/, rules/, policies.yaml): others edit it while
     benchmarks run, so a run reports whether it changed under it."""
     import hashlib
+
     h = hashlib.sha256()
     for folder in ("api", "engine", "rules"):
         for dirpath, _, files in sorted(os.walk(os.path.join(ROOT, folder))):
@@ -1039,16 +1366,20 @@ def bench_backend(backend, args, tmp: str, sim_why: str | None, profiles: list) 
         url = backend.make_master(f"book{n}")
         book = load_book(url, n, args.as_of_date, args.seed, args.batch, args.earlier_actions)
         book["db_bytes"] = backend.size(url)
-        print(f"  {book['rows']:,} rows in {book['insert_s']:.1f} s ({book['rows'] / book['insert_s']:,.0f} rows/s), "
-              f"{book['db_bytes'] / 2**20:,.0f} MB", flush=True)
+        print(
+            f"  {book['rows']:,} rows in {book['insert_s']:.1f} s ({book['rows'] / book['insert_s']:,.0f} rows/s), "
+            f"{book['db_bytes'] / 2**20:,.0f} MB",
+            flush=True,
+        )
         size = {"book": book, "runs": {}}
         for w in workers:
             size["runs"][w] = sweep_run(backend, n, w, args.as_of_date, tmp)
         if not args.no_simulate:
             size["simulate"] = {"skipped": sim_why} if sim_why else simulate_run(backend, n, args.as_of_date, tmp)
         if not args.no_profile and n == max(args.sizes):
-            profiles.append(profile_worker(backend, n, args.as_of_date, tmp, min(args.profile_customers, n),
-                                           not args.no_pyspy))
+            profiles.append(
+                profile_worker(backend, n, args.as_of_date, tmp, min(args.profile_customers, n), not args.no_pyspy)
+            )
         result["sizes"][n] = size
         backend.drop(url)
     return result
@@ -1057,16 +1388,19 @@ def bench_backend(backend, args, tmp: str, sim_why: str | None, profiles: list) 
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.profile_worker:
-        return profile_worker_main(args.profile_worker[0], args.profile_worker[1], int(args.profile_worker[2]),
-                                   args.profile_worker[3])
+        return profile_worker_main(
+            args.profile_worker[0], args.profile_worker[1], int(args.profile_worker[2]), args.profile_worker[3]
+        )
     os.environ.setdefault("GLIBC_TUNABLES", GLIBC_TUNABLES)
     signal.signal(signal.SIGTERM, _interrupt)
     started = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     load0 = os.getloadavg()[0]
     code0 = code_fingerprint()
-    print(f"creditctl sweep bench · Python {platform.python_version()} · {os.cpu_count()} CPUs · seed {args.seed} · "
-          f"as of {args.as_of} · N = {', '.join(f'{n:,}' for n in args.sizes)} · load average {load0:.2f} · "
-          f"code {code0}")
+    print(
+        f"creditctl sweep bench · Python {platform.python_version()} · {os.cpu_count()} CPUs · seed {args.seed} · "
+        f"as of {args.as_of} · N = {', '.join(f'{n:,}' for n in args.sizes)} · load average {load0:.2f} · "
+        f"code {code0}"
+    )
     sim_why = None if args.no_simulate else simulate_available()
     if sim_why:
         print(f"policy simulate: skipped — {sim_why}")
@@ -1097,8 +1431,11 @@ def main(argv=None) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     load1 = os.getloadavg()[0]
     code1 = code_fingerprint()
-    code_note = (f"code {code0} unchanged during the run" if code1 == code0 else
-                 f"WARNING: the code under test changed during the run ({code0} → {code1}); runs mix versions")
+    code_note = (
+        f"code {code0} unchanged during the run"
+        if code1 == code0
+        else f"WARNING: the code under test changed during the run ({code0} → {code1}); runs mix versions"
+    )
     print(f"\n{code_note}")
     print(f"\nsweep benchmark, {time.perf_counter() - t_all:,.0f} s in all; load average {load0:.2f} → {load1:.2f}\n")
     print(render(table_rows(results, args.sizes)))

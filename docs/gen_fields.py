@@ -7,6 +7,7 @@ The table sits between `<!-- fields:start -->` and `<!-- fields:end -->`; everyt
 outside the markers is hand-written and left alone. tests/test_docs.py fails when the
 table in the file differs from what `render_table()` produces.
 """
+
 from __future__ import annotations
 
 import pathlib

@@ -11,6 +11,7 @@ they only skip work that cannot change the outcome:
 
 They are subclasses of marshmallow's classes, so apispec documents them as before.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -30,7 +31,7 @@ class Field(_SkipEmptyValidation, fields.Field):
 
 class String(_SkipEmptyValidation, fields.String):
     def _deserialize(self, value, attr, data, **kwargs):
-        if type(value) is str:            # what marshmallow returns for a str, without the checks
+        if type(value) is str:  # what marshmallow returns for a str, without the checks
             return value
         return super()._deserialize(value, attr, data, **kwargs)
 
@@ -44,9 +45,17 @@ class Date(_SkipEmptyValidation, fields.Date):
         # marshmallow reads r"\d{4}-\d{1,2}-\d{1,2}$" with dt.date(y, m, d): for ten ASCII
         # characters of that form, fromisoformat gives the same date. Everything else, including
         # an impossible date, is left to marshmallow (and its error message).
-        if (self.format in (None, "iso") and type(value) is str and len(value) == 10 and value.isascii()
-                and value[4] == "-" and value[7] == "-"
-                and value[:4].isdigit() and value[5:7].isdigit() and value[8:].isdigit()):
+        if (
+            self.format in (None, "iso")
+            and type(value) is str
+            and len(value) == 10
+            and value.isascii()
+            and value[4] == "-"
+            and value[7] == "-"
+            and value[:4].isdigit()
+            and value[5:7].isdigit()
+            and value[8:].isdigit()
+        ):
             try:
                 return dt.date.fromisoformat(value)
             except ValueError:

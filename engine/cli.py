@@ -3,6 +3,7 @@
 Exit codes: 0 success; 1 the policy is invalid or a policy test failed; 2 bad input: a file that
 cannot be read, a bad date or amount (one line on stderr, nothing on stdout).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,13 @@ def _read_policy(path: str):
 def _file_error(path: str, exc: OSError, fmt: str = "text") -> int:
     message = exc.strerror or str(exc)
     if fmt == "json":
-        print(json.dumps([{"code": "E_FILE", "message": message, "path": "", "file": path, "line": 0, "column": 0}],
-                         ensure_ascii=False), file=sys.stderr)
+        print(
+            json.dumps(
+                [{"code": "E_FILE", "message": message, "path": "", "file": path, "line": 0, "column": 0}],
+                ensure_ascii=False,
+            ),
+            file=sys.stderr,
+        )
     else:
         print(f"{path}: E_FILE: {message}", file=sys.stderr)
     return 2
@@ -61,7 +67,8 @@ def cmd_policy_check(args) -> int:
 
 def cmd_policy_test(args) -> int:
     from .policytest import run_file
-    for p in args.cases:                   # before compiling: a mistyped argument is reported at once
+
+    for p in args.cases:  # before compiling: a mistyped argument is reported at once
         if not os.path.exists(p):
             return _file_error(p, FileNotFoundError(2, "No such file or directory"))
     try:
@@ -71,8 +78,9 @@ def cmd_policy_test(args) -> int:
     except PolicyInvalid as exc:
         _print_policy_errors(exc)
         return 1
-    paths = args.cases or sorted(glob.glob(os.path.join(os.path.dirname(os.path.abspath(args.file)),
-                                                        "tests", "policy", "*.yaml")))
+    paths = args.cases or sorted(
+        glob.glob(os.path.join(os.path.dirname(os.path.abspath(args.file)), "tests", "policy", "*.yaml"))
+    )
     files = []
     for p in paths:
         files += sorted(glob.glob(os.path.join(glob.escape(p), "*.yaml"))) if os.path.isdir(p) else [p]
@@ -94,19 +102,23 @@ def cmd_policy_test(args) -> int:
 
 def cmd_policy_schema(args) -> int:
     from .policy_schema import json_schema
+
     print(json.dumps(json_schema(), ensure_ascii=False, indent=2, sort_keys=True))
     return 0
 
 
 def _input_error(field: str, message: str, code: str = "E_INPUT_INVALID") -> int:
-    print(json.dumps({"code": code, "message": message, "errors": {field: [message]}},
-                     ensure_ascii=False), file=sys.stderr)
+    print(
+        json.dumps({"code": code, "message": message, "errors": {field: [message]}}, ensure_ascii=False),
+        file=sys.stderr,
+    )
     return 2
 
 
 def cmd_evaluate(args) -> int:
     from .decision import canonical_json
     from .evaluator import evaluate
+
     try:
         with open(args.input, "rb") as fh:
             raw = fh.read()
@@ -123,7 +135,7 @@ def cmd_evaluate(args) -> int:
     except RecursionError:
         return _input_error("input", f"{args.input}: malformed JSON: nested too deeply")
     try:
-        as_of = dt.date.fromisoformat(args.as_of) if args.as_of else dt.date.today()   # the edge reads the clock
+        as_of = dt.date.fromisoformat(args.as_of) if args.as_of else dt.date.today()  # the edge reads the clock
     except ValueError:
         return _input_error("as_of", f"'{args.as_of}' is not an ISO date (YYYY-MM-DD)")
     try:
@@ -136,13 +148,15 @@ def cmd_evaluate(args) -> int:
     try:
         decision = evaluate(policy, data, as_of, order=args.order_amount)
     except InputInvalid as exc:
-        print(json.dumps({"code": exc.code, "message": str(exc), "errors": exc.by_field()}, ensure_ascii=False),
-              file=sys.stderr)
+        print(
+            json.dumps({"code": exc.code, "message": str(exc), "errors": exc.by_field()}, ensure_ascii=False),
+            file=sys.stderr,
+        )
         return 2
-    except EngineFailure as exc:          # fail closed: no decision
+    except EngineFailure as exc:  # fail closed: no decision
         print(json.dumps({"code": exc.code, "message": str(exc), "errors": {}}, ensure_ascii=False), file=sys.stderr)
         return 1
-    data = decision.render(args.locale)             # reasons in English (default) or Chinese
+    data = decision.render(args.locale)  # reasons in English (default) or Chinese
     print(canonical_json(data) if args.compact else json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True))
     return 0
 
@@ -150,6 +164,7 @@ def cmd_evaluate(args) -> int:
 def cmd_demo(args) -> int:
     """Evaluate the bundled example portfolio and print one line per customer."""
     from .evaluator import evaluate
+
     try:
         policy = _read_policy(args.policy)
     except OSError as exc:
@@ -164,24 +179,26 @@ def cmd_demo(args) -> int:
         cases = list(book["customers"])
     except OSError as exc:
         return _file_error(args.portfolio, exc)
-    except (ValueError, KeyError, TypeError, RecursionError) as exc:    # not JSON, not a portfolio, bad date
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:  # not JSON, not a portfolio, bad date
         print(f"{args.portfolio}: E_INPUT_INVALID: not a portfolio with a date: {exc}", file=sys.stderr)
         return 2
     print(f"policy {policy.name} {policy.version[:12]} · as of {as_of} · {len(cases)} customers")
     failed = 0
     for i, case in enumerate(cases):
         try:
-            facts = {k: v for k, v in case.items() if k != "order_amount"}     # the order is not part of the case
+            facts = {k: v for k, v in case.items() if k != "order_amount"}  # the order is not part of the case
             d = evaluate(policy, facts, as_of, order=case.get("order_amount")).data
-        except (AttributeError, InputInvalid, EngineFailure) as exc:       # AttributeError: not a mapping
+        except (AttributeError, InputInvalid, EngineFailure) as exc:  # AttributeError: not a mapping
             failed += 1
             print(f"{args.portfolio}: customer {i}: {getattr(exc, 'code', 'E_INPUT_INVALID')}: {exc}", file=sys.stderr)
             continue
         check = d["credit"].get("check", {})
-        print(f"{d['customer_id']:<8} {d['classification']['amount_tier']:<6} {d['classification']['aging_bucket']:<7} "
-              f"{d['classification']['reputation']:<6} score {d['score']['value']:>3}  limit {d['credit']['limit']:>10}  "
-              f"stage {d['dunning']['stage']}  actions {len(d['dunning']['actions'])}  "
-              f"check {check.get('outcome', '-')}  alerts {len(d['alerts'])}")
+        print(
+            f"{d['customer_id']:<8} {d['classification']['amount_tier']:<6} {d['classification']['aging_bucket']:<7} "
+            f"{d['classification']['reputation']:<6} score {d['score']['value']:>3}  limit {d['credit']['limit']:>10}  "
+            f"stage {d['dunning']['stage']}  actions {len(d['dunning']['actions'])}  "
+            f"check {check.get('outcome', '-')}  alerts {len(d['alerts'])}"
+        )
     return 1 if failed else 0
 
 
@@ -197,8 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="creditctl", description="Credit control and collections rules.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    policy = sub.add_parser("policy", help="check, test and describe policies").add_subparsers(dest="action",
-                                                                                                required=True)
+    policy = sub.add_parser("policy", help="check, test and describe policies").add_subparsers(
+        dest="action", required=True
+    )
     check = policy.add_parser("check", help="validate a policy file")
     check.add_argument("file", nargs="?", default=DEFAULT_POLICY)
     check.add_argument("--format", choices=["text", "json"], default="text")

@@ -9,6 +9,7 @@
 Errors accumulate within a stage (up to MAX_ERRORS); a stage with errors stops the
 pipeline, since later stages depend on its results.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -61,12 +62,12 @@ class CompileContext:
         if len(self.errors) >= MAX_ERRORS:
             raise _TooMany()
 
-    error_at = error   # the signature bands use
+    error_at = error  # the signature bands use
 
 
 @dataclass(frozen=True)
 class CompiledPolicy:
-    version: str                  # sha256 of the canonical content
+    version: str  # sha256 of the canonical content
     name: str
     currency: str
     exponent: int
@@ -82,7 +83,7 @@ class CompiledPolicy:
     rules_by_id: dict = field(default_factory=dict, repr=False, compare=False)
     matchers: dict = field(default_factory=dict, repr=False, compare=False)
     phase_fields: dict = field(default_factory=dict, repr=False, compare=False)
-    messages: dict = field(default_factory=dict, repr=False, compare=False)   # rule id → Template
+    messages: dict = field(default_factory=dict, repr=False, compare=False)  # rule id → Template
     # rule id → the Chinese Template (`message_zh`; the English one where the rule has none)
     messages_zh: dict = field(default_factory=dict, repr=False, compare=False)
     # rule id → (fact fields its reason keeps: those its condition and templates use, whether it shows the anchor)
@@ -101,8 +102,9 @@ class CompiledPolicy:
 
 def canonical_content(data) -> str:
     # key order is kept (not sorted): rule and factor order shows in the decision's reasons
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"),
-                      default=lambda v: str(v) if isinstance(v, Decimal) else None)
+    return json.dumps(
+        data, ensure_ascii=False, separators=(",", ":"), default=lambda v: str(v) if isinstance(v, Decimal) else None
+    )
 
 
 def compile_policy(text: str | bytes, source: str = "policies.yaml", *, legacy_when: bool = False) -> CompiledPolicy:
@@ -140,8 +142,11 @@ def _shape(ctx: CompileContext, loaded: LoadedYaml) -> dict:
         return PolicySchema().load(loaded.data)
     except ValidationError as exc:
         for path, message in _flatten(exc.messages, ()):
-            code = "E_UNKNOWN_KEY" if message == "Unknown field." else (
-                "E_MISSING" if message == "Missing data for required field." else "E_SHAPE")
+            code = (
+                "E_UNKNOWN_KEY"
+                if message == "Unknown field."
+                else ("E_MISSING" if message == "Missing data for required field." else "E_SHAPE")
+            )
             if code == "E_UNKNOWN_KEY":
                 message = f"unknown key '{path[-1]}'{_suggest_key(path)}"
             elif code == "E_MISSING":
@@ -182,8 +187,12 @@ def _resolve(ctx: CompileContext, data: dict) -> dict:
     header = data["policy"]
     try:
         if currency_exponent(header["currency"]) != 2:
-            ctx.error("E_UNKNOWN_CURRENCY", f"{header['currency']} does not have 2 decimal places; policies read "
-                      "money with 2 decimals, so only such currencies are supported", ("policy", "currency"))
+            ctx.error(
+                "E_UNKNOWN_CURRENCY",
+                f"{header['currency']} does not have 2 decimal places; policies read "
+                "money with 2 decimals, so only such currencies are supported",
+                ("policy", "currency"),
+            )
     except ValueError as exc:
         ctx.error("E_UNKNOWN_CURRENCY", str(exc), ("policy", "currency"))
     classification.check_categories(ctx, data["categories"], ("categories",))
@@ -191,15 +200,23 @@ def _resolve(ctx: CompileContext, data: dict) -> dict:
     bands = classification.build(ctx, data["classification"], ("classification",))
     card = scorecard.build(ctx, data["scorecard"], ("scorecard",))
     dun, dunning_rules = dunning.build(ctx, data["dunning"], ("dunning",))
-    rules = (credit.build(ctx, data["credit"], ("credit",)) + dunning_rules
-             + repayment.build(ctx, data["repayment"], ("repayment",))
-             + review.build(ctx, data["review"], ("review",))
-             + segments.build(ctx, data["segments"], ("segments",))
-             + alerts.build(ctx, data["alerts"], ("alerts",)))
-    return {"bands": bands, "scorecard": card, "dunning": dun,
-            "interest": interest.build(ctx, data["interest"], ("interest",)),
-            "waiver": data["repayment"]["waiver"], "rules": rules,
-            "authority": authority.build(ctx, data.get("authority"), ("authority",))}
+    rules = (
+        credit.build(ctx, data["credit"], ("credit",))
+        + dunning_rules
+        + repayment.build(ctx, data["repayment"], ("repayment",))
+        + review.build(ctx, data["review"], ("review",))
+        + segments.build(ctx, data["segments"], ("segments",))
+        + alerts.build(ctx, data["alerts"], ("alerts",))
+    )
+    return {
+        "bands": bands,
+        "scorecard": card,
+        "dunning": dun,
+        "interest": interest.build(ctx, data["interest"], ("interest",)),
+        "waiver": data["repayment"]["waiver"],
+        "rules": rules,
+        "authority": authority.build(ctx, data.get("authority"), ("authority",)),
+    }
 
 
 def _message_zh(data: dict, rule: Rule) -> str:
@@ -221,8 +238,11 @@ def _check(ctx: CompileContext, rules: list[Rule], messages_zh: list[str]) -> No
             ctx.error("E_DUPLICATE_ID", f"rule id '{rule.id}' is already used at line {first[0]}", rule.path)
         seen.setdefault(rule.id, rule)
         if conditions.is_contradiction(rule.condition):
-            ctx.error("E_UNREACHABLE", f"rule '{rule.id}' can never match: "
-                      f"{conditions.describe(rule.condition)}", rule.path + ("when",))
+            ctx.error(
+                "E_UNREACHABLE",
+                f"rule '{rule.id}' can never match: {conditions.describe(rule.condition)}",
+                rule.path + ("when",),
+            )
         _check_message(ctx, rule, rule.message, "message")
         if zh:
             _check_message(ctx, rule, zh, "message_zh")
@@ -278,9 +298,12 @@ def _check_engine_limits(ctx, rules, phase) -> None:
                 stack.extend(node[1])
     for name, tests in per_field.items():
         if len(tests) > MAX_TESTS_PER_FIELD:
-            ctx.error("E_ENGINE_LIMIT", f"{len(tests)} distinct tests on '{name}' in the {phase} rules; the engine "
-                      f"allows {MAX_TESTS_PER_FIELD}: use a classification band instead",
-                      first_rule[name].path + ("when",))
+            ctx.error(
+                "E_ENGINE_LIMIT",
+                f"{len(tests)} distinct tests on '{name}' in the {phase} rules; the engine "
+                f"allows {MAX_TESTS_PER_FIELD}: use a classification band instead",
+                first_rule[name].path + ("when",),
+            )
     # Tests that could be true at once: the ungated ones, plus for each gate field the largest group
     # behind one of its values (a fact has one value per field); kept up to date rule by rule.
     leading: dict = {}
@@ -295,20 +318,28 @@ def _check_engine_limits(ctx, rules, phase) -> None:
                 largest[gate[0]] = max(largest.get(gate[0], 0), len(group))
         after = len(leading.get(None, ())) + sum(largest.values())
         if after > MAX_LEADING_RANGE_TESTS:
-            ctx.error("E_ENGINE_LIMIT", f"more than {MAX_LEADING_RANGE_TESTS} range tests in the {phase} rules "
-                      f"could hold at once (this rule brings it to {after}): gate each rule with a distinct "
-                      "equality test or use classification bands", rule.path + ("when",))
-            break          # once, at the rule that goes over: the bound never decreases
+            ctx.error(
+                "E_ENGINE_LIMIT",
+                f"more than {MAX_LEADING_RANGE_TESTS} range tests in the {phase} rules "
+                f"could hold at once (this rule brings it to {after}): gate each rule with a distinct "
+                "equality test or use classification bands",
+                rule.path + ("when",),
+            )
+            break  # once, at the rule that goes over: the bound never decreases
     same: dict[str, int] = {}
     for rule in rules:
-        if rule.condition == conditions.ALWAYS:       # matched in Python (engine/matcher.py), not by the engine
+        if rule.condition == conditions.ALWAYS:  # matched in Python (engine/matcher.py), not by the engine
             continue
         key = json.dumps(conditions.to_durable(rule.condition), sort_keys=True)
         same[key] = same.get(key, 0) + 1
         if same[key] == MAX_RULES_PER_CONDITION + 1:
-            ctx.error("E_ENGINE_LIMIT", f"more than {MAX_RULES_PER_CONDITION} {phase} rules have this same "
-                      f"condition ({conditions.describe(rule.condition)}); the engine allows "
-                      f"{MAX_RULES_PER_CONDITION}: merge them, or tell them apart", rule.path + ("when",))
+            ctx.error(
+                "E_ENGINE_LIMIT",
+                f"more than {MAX_RULES_PER_CONDITION} {phase} rules have this same "
+                f"condition ({conditions.describe(rule.condition)}); the engine allows "
+                f"{MAX_RULES_PER_CONDITION}: merge them, or tell them apart",
+                rule.path + ("when",),
+            )
 
 
 def _build(loaded: LoadedYaml, text: str, data: dict, parts: dict) -> CompiledPolicy:
@@ -324,37 +355,63 @@ def _build(loaded: LoadedYaml, text: str, data: dict, parts: dict) -> CompiledPo
         phase_fields[phase] = tuple(sorted(used))
         definition = {r.id: {"all": [{"m": conditions.to_durable(r.condition)}]} for r in phase_rules}
         try:
-            matchers[phase] = Matcher(f"{data['policy']['name']}.{version[:12]}.{phase}", definition,
-                                      phase_fields[phase])
-        except Exception as exc:     # noqa: BLE001 — durable_rules' own limits, past the checks above
+            matchers[phase] = Matcher(
+                f"{data['policy']['name']}.{version[:12]}.{phase}", definition, phase_fields[phase]
+            )
+        except Exception as exc:  # noqa: BLE001 — durable_rules' own limits, past the checks above
             for built in matchers.values():
                 built.dispose()
             where = phase_rules[0].path if phase_rules else ()
-            raise PolicyInvalid([loaded.error(
-                "E_ENGINE_LIMIT", f"durable_rules refused the {phase} rules as a whole ({exc}): fewer rules, "
-                "or fewer rules that share a test, may fit", where)]) from None
+            raise PolicyInvalid(
+                [
+                    loaded.error(
+                        "E_ENGINE_LIMIT",
+                        f"durable_rules refused the {phase} rules as a whole ({exc}): fewer rules, "
+                        "or fewer rules that share a test, may fit",
+                        where,
+                    )
+                ]
+            ) from None
     currency = data["policy"]["currency"]
     exponent = currency_exponent(currency)
     # Templates are parsed here, once per policy, not for every message of every decision.
     # A rule without a message explains itself with its condition.
-    messages = {r.id: Template(r.message, r.params, exponent, f"{r.id}: {conditions.describe(r.condition)}")
-                for r in rules}
-    messages_zh = {r.id: Template(zh, r.params, exponent) if zh else messages[r.id]
-                   for r, zh in zip(rules, parts["messages_zh"])}
+    messages = {
+        r.id: Template(r.message, r.params, exponent, f"{r.id}: {conditions.describe(r.condition)}") for r in rules
+    }
+    messages_zh = {
+        r.id: Template(zh, r.params, exponent) if zh else messages[r.id] for r, zh in zip(rules, parts["messages_zh"])
+    }
     reason_fields = {}
     for r in rules:
         shown = {name for t in (messages[r.id], messages_zh[r.id]) for name, kind in t.live}
         used = (conditions.fields_used(r.condition) | shown) & FIELDS.keys()
-        reason_fields[r.id] = (tuple(sorted(used)), any("anchor_invoice" in t.names
-                                                        for t in (messages[r.id], messages_zh[r.id])))
+        reason_fields[r.id] = (
+            tuple(sorted(used)),
+            any("anchor_invoice" in t.names for t in (messages[r.id], messages_zh[r.id])),
+        )
     return CompiledPolicy(
-        version=version, name=data["policy"]["name"], currency=currency,
-        exponent=exponent, source=loaded.file, text=text,
-        content=json.loads(content), band_classes=parts["bands"], scorecard=parts["scorecard"],
-        dunning=parts["dunning"], interest=parts["interest"], waiver_mode=parts["waiver"], rules=rules,
-        rules_by_id={r.id: r for r in rules}, matchers=matchers, phase_fields=phase_fields, messages=messages,
-        messages_zh=messages_zh, reason_fields=reason_fields,
-        authority=parts["authority"])
+        version=version,
+        name=data["policy"]["name"],
+        currency=currency,
+        exponent=exponent,
+        source=loaded.file,
+        text=text,
+        content=json.loads(content),
+        band_classes=parts["bands"],
+        scorecard=parts["scorecard"],
+        dunning=parts["dunning"],
+        interest=parts["interest"],
+        waiver_mode=parts["waiver"],
+        rules=rules,
+        rules_by_id={r.id: r for r in rules},
+        matchers=matchers,
+        phase_fields=phase_fields,
+        messages=messages,
+        messages_zh=messages_zh,
+        reason_fields=reason_fields,
+        authority=parts["authority"],
+    )
 
 
 def compile_file(path: str) -> CompiledPolicy:

@@ -1,5 +1,6 @@
 """The decision: an immutable record with its canonical JSON (sorted keys, UTF-8, no floats),
 so the same policy version and facts always give byte-identical output."""
+
 from __future__ import annotations
 
 import json
@@ -9,7 +10,7 @@ from .reasons import render, render_reasons
 
 try:
     import orjson
-except ImportError:          # an environment installed before orjson became a dependency
+except ImportError:  # an environment installed before orjson became a dependency
     orjson = None
 
 # orjson is several times faster and writes the same bytes for what a decision holds: dicts with
@@ -19,8 +20,16 @@ except ImportError:          # an environment installed before orjson became a d
 # non-str keys, ints beyond 64 bits and lone surrogates itself: all of these take the stdlib path,
 # which gives the output, or the error, it always gave. tests/test_canonical_json.py compares the
 # two on every decision of tests/policy/ and the property-test generators.
-_ORJSON_OPTIONS = 0 if orjson is None else (orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS
-                                            | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS)
+_ORJSON_OPTIONS = (
+    0
+    if orjson is None
+    else (
+        orjson.OPT_SORT_KEYS
+        | orjson.OPT_PASSTHROUGH_DATACLASS
+        | orjson.OPT_PASSTHROUGH_DATETIME
+        | orjson.OPT_PASSTHROUGH_SUBCLASS
+    )
+)
 
 
 def _refuse(value):
@@ -47,12 +56,12 @@ def canonical_json(data) -> str:
     if orjson is not None:
         try:
             return orjson.dumps(data, default=_refuse, option=_ORJSON_OPTIONS).decode()
-        except TypeError:          # orjson.JSONEncodeError is a TypeError
+        except TypeError:  # orjson.JSONEncodeError is a TypeError
             pass
     return canonical_json_stdlib(data)
 
 
-FORMAT = 2          # the stored form's "format": reasons as data (format 1, no marker: reasons as English text)
+FORMAT = 2  # the stored form's "format": reasons as data (format 1, no marker: reasons as English text)
 
 
 class Decision:

@@ -3,6 +3,7 @@
 Policy problems are collected (up to a cap) by the compiler and raised together as
 PolicyInvalid; input problems (facts, orders) raise InputInvalid naming the field.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,22 +13,30 @@ from dataclasses import dataclass
 class PolicyError:
     code: str
     message: str
-    path: str = ""          # YAML path, e.g. credit.limits[2].when.field
+    path: str = ""  # YAML path, e.g. credit.limits[2].when.field
     file: str = "<policy>"
-    line: int = 0           # 1-based; 0 when unknown
+    line: int = 0  # 1-based; 0 when unknown
     column: int = 0
 
     def format(self) -> str:
         return f"{self.file}:{self.line}:{self.column}: {self.code}: {self.message}" + (
-            f" (at {self.path})" if self.path else "")
+            f" (at {self.path})" if self.path else ""
+        )
 
     def to_dict(self) -> dict:
-        return {"code": self.code, "message": self.message, "path": self.path,
-                "file": self.file, "line": self.line, "column": self.column}
+        return {
+            "code": self.code,
+            "message": self.message,
+            "path": self.path,
+            "file": self.file,
+            "line": self.line,
+            "column": self.column,
+        }
 
 
 class CreditctlError(Exception):
     """Root of the project's own exceptions; `code` is stable and documented."""
+
     code = "E_INTERNAL"
 
 
@@ -65,4 +74,5 @@ class InputInvalid(CreditctlError):
 
 class EngineFailure(CreditctlError):
     """durable_rules refused or failed an evaluation: the decision fails closed."""
+
     code = "E_ENGINE"

@@ -6,6 +6,7 @@ on the policy (and all that `evaluate_loaded` runs for an already-typed case). `
 pure function of its arguments: nothing reads the clock, nothing dated after `as_of`
 counts. Amounts become integer minor units of the policy's currency.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -16,7 +17,7 @@ from typing import NamedTuple
 
 from marshmallow import RAISE, Schema, ValidationError, validate, validates_schema
 
-from . import casefields as fields      # marshmallow's fields, with less overhead per value
+from . import casefields as fields  # marshmallow's fields, with less overhead per value
 from rules.common import find_band
 
 from .errors import InputError, InputInvalid
@@ -59,14 +60,17 @@ class CustomerSchema(_Strict):
     region = fields.String(required=True)
     size = fields.String(required=True)
     since = fields.Date(required=True)
-    credit_score = fields.Integer(strict=True, load_default=None, allow_none=True,
-                                  validate=validate.Range(min=0, max=100))
-    external_rating = fields.Integer(strict=True, load_default=None, allow_none=True,
-                                     validate=validate.Range(min=0, max=100))
+    credit_score = fields.Integer(
+        strict=True, load_default=None, allow_none=True, validate=validate.Range(min=0, max=100)
+    )
+    external_rating = fields.Integer(
+        strict=True, load_default=None, allow_none=True, validate=validate.Range(min=0, max=100)
+    )
     # limit and terms a controller (or a periodic review) approved: they cap the policy's
     approved_limit = AmountField(load_default=None, allow_none=True)
-    approved_terms_days = fields.Integer(strict=True, load_default=None, allow_none=True,
-                                         validate=validate.Range(min=0, max=3650))
+    approved_terms_days = fields.Integer(
+        strict=True, load_default=None, allow_none=True, validate=validate.Range(min=0, max=3650)
+    )
     collector = fields.String(load_default=None, allow_none=True)
     last_reviewed_on = fields.Date(load_default=None, allow_none=True)
     arrears_reason = fields.String(load_default=None, allow_none=True)
@@ -139,12 +143,14 @@ class ReservationSchema(_Strict):
 class PreviousSchema(_Strict):
     as_of = fields.Date(required=True)
     aging_bucket = fields.String(load_default=None, allow_none=True)
-    credit_score = fields.Integer(strict=True, load_default=None, allow_none=True,
-                                  validate=validate.Range(min=0, max=100))
+    credit_score = fields.Integer(
+        strict=True, load_default=None, allow_none=True, validate=validate.Range(min=0, max=100)
+    )
 
 
 class TakenActionSchema(_Strict):
     """A stage action already created (due before as_of); `open` while not done."""
+
     type = fields.String(required=True)
     stage = fields.Integer(strict=True, required=True, validate=validate.Range(min=1, max=9))
     due_on = fields.Date(required=True)
@@ -153,12 +159,14 @@ class TakenActionSchema(_Strict):
 
 class DunningStateSchema(_Strict):
     """Where the collection workflow stands (kept by the ledger, see docs/dunning.md)."""
+
     stage = fields.Integer(strict=True, required=True, validate=validate.Range(min=0, max=9))
     entered_on = fields.Date(load_default=None, allow_none=True)
 
 
 class GrantSchema(_Strict):
     """A limit a controller granted in place of the policy's (api/service/grants.py): it applies up to `until`."""
+
     limit = AmountField(required=True)
     until = fields.Date(load_default=None, allow_none=True)
     granted_by = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=128))
@@ -167,6 +175,7 @@ class GrantSchema(_Strict):
 class CaseLegalSchema(_Strict):
     """A legal case the ledger opened on a litigation referral (api/service/legal_cases.py): its invoices are
     with the legal team from the day after opened_on until it closes (a write-off keeps them there)."""
+
     id = fields.Integer(strict=True, required=True)
     invoice_ids = fields.List(fields.String(), required=True, validate=validate.Length(min=1))
     opened_on = fields.Date(required=True)
@@ -194,7 +203,7 @@ class CaseSchema(_Strict):
     legal_cases = fields.List(fields.Nested(CaseLegalSchema), load_default=list)
 
 
-_CASE_SCHEMA = CaseSchema()      # reused: building a schema costs more than loading with it
+_CASE_SCHEMA = CaseSchema()  # reused: building a schema costs more than loading with it
 
 
 def flatten_messages(messages, prefix="") -> list[InputError]:
@@ -211,15 +220,27 @@ def flatten_messages(messages, prefix="") -> list[InputError]:
             if isinstance(m, (dict, list)):
                 out += flatten_messages(m, prefix)
             else:
-                code = "E_UNKNOWN_FIELD" if m == "Unknown field." else (
-                    "E_REQUIRED" if m == "Missing data for required field." else (
-                        "E_AMOUNT" if m == NEGATIVE_AMOUNT or str(m).startswith(NOT_AN_AMOUNT) else "E_INVALID"))
+                code = (
+                    "E_UNKNOWN_FIELD"
+                    if m == "Unknown field."
+                    else (
+                        "E_REQUIRED"
+                        if m == "Missing data for required field."
+                        else ("E_AMOUNT" if m == NEGATIVE_AMOUNT or str(m).startswith(NOT_AN_AMOUNT) else "E_INVALID")
+                    )
+                )
                 out.append(InputError(prefix or "_", code, str(m)))
     return out
 
 
-CATEGORY_OF = {"type": "customer_type", "industry": "industry", "region": "region", "size": "company_size",
-               "arrears_reason": "arrears_reason", "deal_type": "deal_type"}
+CATEGORY_OF = {
+    "type": "customer_type",
+    "industry": "industry",
+    "region": "region",
+    "size": "company_size",
+    "arrears_reason": "arrears_reason",
+    "deal_type": "deal_type",
+}
 
 
 def load_case(data, policy) -> dict:
@@ -248,12 +269,12 @@ class MinorCase(dict):
         super().__init__(data)
         self.minor_exponent = minor_exponent
 
-    def __reduce__(self):                    # copy.deepcopy and pickle keep the exponent with the items
+    def __reduce__(self):  # copy.deepcopy and pickle keep the exponent with the items
         return (MinorCase, ((), self.minor_exponent), None, None, iter(self.items()))
 
 
 # above any amount the ledger holds (int64 minor units): a larger one takes to_minor's path and its refusal
-_FAST_MINOR = 10 ** 18
+_FAST_MINOR = 10**18
 
 
 def check_case(case: dict, policy) -> dict:
@@ -277,14 +298,23 @@ def check_case(case: dict, policy) -> dict:
         if value is None:
             continue
         if value not in enums[category]:
-            errors.append(InputError(fname, "E_UNKNOWN_VALUE",
-                                     f"'{value}' is not a {category} of the policy (one of {', '.join(enums[category])})"))
+            errors.append(
+                InputError(
+                    fname,
+                    "E_UNKNOWN_VALUE",
+                    f"'{value}' is not a {category} of the policy (one of {', '.join(enums[category])})",
+                )
+            )
     previous = case["previous"]
     buckets = policy.band_classes["aging_bucket"].labels
     if previous and previous["aging_bucket"] is not None and previous["aging_bucket"] not in buckets:
-        errors.append(InputError("previous.aging_bucket", "E_UNKNOWN_VALUE",
-                                 f"'{previous['aging_bucket']}' is not an aging bucket of the policy "
-                                 f"(one of {', '.join(buckets)})"))
+        errors.append(
+            InputError(
+                "previous.aging_bucket",
+                "E_UNKNOWN_VALUE",
+                f"'{previous['aging_bucket']}' is not an aging bucket of the policy (one of {', '.join(buckets)})",
+            )
+        )
     if customer.get("approved_limit") is not None:
         try:
             # always converted: the ledger gives the credit file's limit in 2 decimals, whatever the currency
@@ -302,14 +332,24 @@ def check_case(case: dict, policy) -> dict:
         if inv["id"] in invoice_ids:
             errors.append(InputError(f"invoices[{i}].id", "E_DUPLICATE", f"invoice id '{inv['id']}' appears twice"))
         invoice_ids.add(inv["id"])
-    money_lists = [("invoices", "amount"), ("payments", "amount"), ("credit_notes", "amount"),
-                   ("promises", "amount"), ("reservations", "amount")]
+    money_lists = [
+        ("invoices", "amount"),
+        ("payments", "amount"),
+        ("credit_notes", "amount"),
+        ("promises", "amount"),
+        ("reservations", "amount"),
+    ]
     for key, amount_key in money_lists:
         for i, item in enumerate(case[key]):
             currency = item.get("currency")
             if currency is not None and currency != policy.currency:
-                errors.append(InputError(f"{key}[{i}].currency", "E_CURRENCY",
-                                         f"currency '{currency}' is not the policy's currency {policy.currency}"))
+                errors.append(
+                    InputError(
+                        f"{key}[{i}].currency",
+                        "E_CURRENCY",
+                        f"currency '{currency}' is not the policy's currency {policy.currency}",
+                    )
+                )
             if carried and _carried(item.get("amount_minor")):
                 continue
             try:
@@ -327,8 +367,9 @@ def check_case(case: dict, policy) -> dict:
     for i, plan in enumerate(case["instalment_plans"]):
         for j, ref in enumerate(plan["invoice_ids"]):
             if ref not in invoice_ids:
-                errors.append(InputError(f"instalment_plans[{i}].invoice_ids[{j}]", "E_UNKNOWN_INVOICE",
-                                         f"no invoice '{ref}'"))
+                errors.append(
+                    InputError(f"instalment_plans[{i}].invoice_ids[{j}]", "E_UNKNOWN_INVOICE", f"no invoice '{ref}'")
+                )
         for j, inst in enumerate(plan["instalments"]):
             if carried and _carried(inst.get("amount_minor")):
                 continue
@@ -339,8 +380,9 @@ def check_case(case: dict, policy) -> dict:
     for i, lc in enumerate(case.get("legal_cases") or ()):
         for j, ref in enumerate(lc["invoice_ids"]):
             if ref not in invoice_ids:
-                errors.append(InputError(f"legal_cases[{i}].invoice_ids[{j}]", "E_UNKNOWN_INVOICE",
-                                         f"no invoice '{ref}'"))
+                errors.append(
+                    InputError(f"legal_cases[{i}].invoice_ids[{j}]", "E_UNKNOWN_INVOICE", f"no invoice '{ref}'")
+                )
     for i, p in enumerate(case["promises"]):
         if p["promised_on"] < p["made_on"]:
             errors.append(InputError(f"promises[{i}].promised_on", "E_INVALID", "promised_on is before made_on"))
@@ -360,21 +402,22 @@ def _carried(minor) -> bool:
 class InvoiceState(NamedTuple):
     """One invoice as of the evaluation date. A NamedTuple rather than a frozen dataclass: a case
     has ~15 of them, and a frozen dataclass's __init__ costs several times as much."""
+
     id: str
     amount_minor: int
     open_minor: int
     issued_on: dt.date
     due_on: dt.date
-    days_overdue: int          # as_of − due_on, negative before the due date
+    days_overdue: int  # as_of − due_on, negative before the due date
     disputed: bool
-    paused: str | None         # why collection is paused: legal_case, dispute, promise, instalment_plan
+    paused: str | None  # why collection is paused: legal_case, dispute, promise, instalment_plan
     settled_on: dt.date | None
 
 
 @dataclass(frozen=True)
 class Facts:
-    fields: MappingProxyType        # the flat fact (see rules/fields.py), money in minor units
-    invoices: tuple                 # InvoiceState, open and settled, in due-date order
+    fields: MappingProxyType  # the flat fact (see rules/fields.py), money in minor units
+    invoices: tuple  # InvoiceState, open and settled, in due-date order
     as_of: dt.date
     customer_id: str
     collector: str | None
@@ -384,14 +427,14 @@ class Facts:
     previous_as_of: dt.date | None
     previous_bucket: str | None
     previous_score: int | None
-    pauses: tuple = field(default=())        # (invoice_id, reason)
-    breaches: tuple = field(default=())      # (kind, id, breach date)
-    dunning_state: tuple | None = None       # (stage, entered_on) kept by the ledger, or None (stateless)
-    approved: tuple = (None, None)           # (limit minor units, terms days) approved on the credit file
-    grant: tuple | None = None               # (limit minor units, last day or None, granted by) in place of the policy's
-    applied_later: tuple = ()       # ((kind, id, dated), invoice_id, minor, day): unapplied cash applied to a later invoice
-    actions_taken: tuple | None = None       # ((type, stage, due_on, open), ...) already created, or None
-    legal: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))   # invoice → (case id, status)
+    pauses: tuple = field(default=())  # (invoice_id, reason)
+    breaches: tuple = field(default=())  # (kind, id, breach date)
+    dunning_state: tuple | None = None  # (stage, entered_on) kept by the ledger, or None (stateless)
+    approved: tuple = (None, None)  # (limit minor units, terms days) approved on the credit file
+    grant: tuple | None = None  # (limit minor units, last day or None, granted by) in place of the policy's
+    applied_later: tuple = ()  # ((kind, id, dated), invoice_id, minor, day): unapplied cash applied to a later invoice
+    actions_taken: tuple | None = None  # ((type, stage, due_on, open), ...) already created, or None
+    legal: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))  # invoice → (case id, status)
 
 
 def _full_years(start: dt.date, end: dt.date) -> int:
@@ -399,15 +442,17 @@ def _full_years(start: dt.date, end: dt.date) -> int:
     return max(0, years)
 
 
-def build_facts(case: dict, policy, as_of: dt.date, order_amount_minor: int | None = None,
-                order_id: str | None = None) -> Facts:
+def build_facts(
+    case: dict, policy, as_of: dt.date, order_amount_minor: int | None = None, order_id: str | None = None
+) -> Facts:
     customer = case["customer"]
     tolerance = policy.dunning.promise_tolerance_days
-    invoices = sorted((i for i in case["invoices"] if i["issued_on"] <= as_of),
-                      key=lambda i: (i["due_on"], i["issued_on"], i["id"]))
+    invoices = sorted(
+        (i for i in case["invoices"] if i["issued_on"] <= as_of), key=lambda i: (i["due_on"], i["issued_on"], i["id"])
+    )
     open_minor = {i["id"]: i["amount_minor"] for i in invoices}
     settled_on: dict[str, dt.date] = {}
-    allocations: list[tuple[str, int, dt.date]] = []     # payments only: (invoice, minor, date)
+    allocations: list[tuple[str, int, dt.date]] = []  # payments only: (invoice, minor, date)
 
     def reduce(invoice_id, amount, day, is_payment):
         take = min(amount, open_minor[invoice_id])
@@ -423,10 +468,10 @@ def build_facts(case: dict, policy, as_of: dt.date, order_amount_minor: int | No
     items = [(i["issued_on"], -1, n, i, None) for n, i in enumerate(invoices)]
     items += [(c["issued_on"], 0, n, c, False) for n, c in enumerate(case["credit_notes"]) if c["issued_on"] <= as_of]
     items += [(p["paid_on"], 1, n, p, True) for n, p in enumerate(case["payments"]) if p["paid_on"] <= as_of]
-    pool: list[list] = []           # unapplied cash and credit, oldest first: [minor, is_payment, source]
+    pool: list[list] = []  # unapplied cash and credit, oldest first: [minor, is_payment, source]
     applied_later: list[tuple] = []  # (source, invoice, minor, day): unapplied cash applied once its invoice existed
     for day, order, n, item, is_payment in sorted(items, key=lambda t: t[:3]):
-        if order < 0:                               # a new invoice: unapplied cash pays the oldest open first
+        if order < 0:  # a new invoice: unapplied cash pays the oldest open first
             for entry in pool:
                 for inv in invoices:
                     if entry[0] <= 0:
@@ -441,7 +486,7 @@ def build_facts(case: dict, policy, as_of: dt.date, order_amount_minor: int | No
         target = item.get("invoice_id")
         if target is not None and target in open_minor:
             rest = reduce(target, rest, day, is_payment)
-        for inv in invoices:                       # unallocated cash and overpayment: oldest first
+        for inv in invoices:  # unallocated cash and overpayment: oldest first
             if rest <= 0:
                 break
             if inv["issued_on"] <= day:
@@ -452,11 +497,16 @@ def build_facts(case: dict, policy, as_of: dt.date, order_amount_minor: int | No
     unapplied = sum(entry[0] for entry in pool)
 
     legal = _legal_invoices(case.get("legal_cases") or (), as_of)
-    disputed = {d["invoice_id"] for d in case["disputes"]
-                if d["opened_on"] <= as_of and (d["resolved_on"] is None or d["resolved_on"] > as_of)}
+    disputed = {
+        d["invoice_id"]
+        for d in case["disputes"]
+        if d["opened_on"] <= as_of and (d["resolved_on"] is None or d["resolved_on"] > as_of)
+    }
 
     def paid_between(invoice_ids, start, end) -> int:
-        return sum(a for inv, a, day in allocations if start <= day <= end and (invoice_ids is None or inv in invoice_ids))
+        return sum(
+            a for inv, a, day in allocations if start <= day <= end and (invoice_ids is None or inv in invoice_ids)
+        )
 
     def received_between(start, end) -> int:
         return sum(p["amount_minor"] for p in case["payments"] if start <= p["paid_on"] <= end)
@@ -534,8 +584,19 @@ def build_facts(case: dict, policy, as_of: dt.date, order_amount_minor: int | No
             now_bucket, then_bucket = bucket_at(days), bucket_at((prev_day - inv["due_on"]).days)
             if now_bucket != then_bucket and now_bucket in entering:
                 entering[now_bucket] += 1
-        states.append(InvoiceState(inv["id"], inv["amount_minor"], open_minor[inv["id"]], inv["issued_on"],
-                                   inv["due_on"], days, inv["id"] in disputed, reason, settled_on.get(inv["id"])))
+        states.append(
+            InvoiceState(
+                inv["id"],
+                inv["amount_minor"],
+                open_minor[inv["id"]],
+                inv["issued_on"],
+                inv["due_on"],
+                days,
+                inv["id"] in disputed,
+                reason,
+                settled_on.get(inv["id"]),
+            )
+        )
 
     open_states = [s for s in states if s.open_minor > 0]
     overdue = [s for s in open_states if s.days_overdue > 0]
@@ -553,17 +614,25 @@ def build_facts(case: dict, policy, as_of: dt.date, order_amount_minor: int | No
     # fields the scorecard and classification fill in are set by the evaluator
     fact = {
         "t": 1,
-        "customer_type": customer["type"], "industry": customer["industry"], "region": customer["region"],
-        "company_size": customer["size"], "arrears_reason": arrears,
+        "customer_type": customer["type"],
+        "industry": customer["industry"],
+        "region": customer["region"],
+        "company_size": customer["size"],
+        "arrears_reason": arrears,
         "deal_type": customer["deal_type"] or policy.content["categories"]["deal_type"][0],
-        "customer_age_days": max(0, (as_of - since).days), "years_as_customer": _full_years(since, as_of),
-        "credit_score": customer["credit_score"] if score_manual else 0, "manual_score": score_manual,
+        "customer_age_days": max(0, (as_of - since).days),
+        "years_as_customer": _full_years(since, as_of),
+        "credit_score": customer["credit_score"] if score_manual else 0,
+        "manual_score": score_manual,
         "has_external_rating": customer["external_rating"] is not None,
         "external_rating": customer["external_rating"] or 0,
         "has_collector": bool(customer["collector"]),
-        "outstanding": outstanding, "overdue_amount": sum(s.open_minor for s in overdue),
-        "reserved": reserved, "exposure": outstanding + reserved,
-        "open_invoice_count": len(open_states), "overdue_invoice_count": len(overdue),
+        "outstanding": outstanding,
+        "overdue_amount": sum(s.open_minor for s in overdue),
+        "reserved": reserved,
+        "exposure": outstanding + reserved,
+        "open_invoice_count": len(open_states),
+        "overdue_invoice_count": len(overdue),
         "max_days_overdue": max((s.days_overdue for s in overdue), default=0),
         "collectable_days_overdue": anchor.days_overdue if anchor else 0,
         "collectable_overdue_amount": sum(s.open_minor for s in collectable),
@@ -574,21 +643,37 @@ def build_facts(case: dict, policy, as_of: dt.date, order_amount_minor: int | No
         "new_broken_promises": sum(1 for _, _, day in breaches if day > prev_day),
         "kept_instalment_plans": kept_plans,
         "has_payment_history": bool(settled),
-        "on_time_ratio": on_time * 10000 // len(settled) if settled else 0,     # rounded down
+        "on_time_ratio": on_time * 10000 // len(settled) if settled else 0,  # rounded down
         "avg_days_late": (sum(late_days) * 2 + len(late_days)) // (2 * len(late_days)) if late_days else 0,
-        "invoices_entering_medium": entering["medium"], "invoices_entering_long": entering["long"],
-        "aging_worsened": False, "score_drop": 0,
+        "invoices_entering_medium": entering["medium"],
+        "invoices_entering_long": entering["long"],
+        "aging_worsened": False,
+        "score_drop": 0,
         "max_invoice_terms_days": max(((s.due_on - s.issued_on).days for s in open_states), default=0),
-        "has_order": order_amount_minor is not None, "order_amount": order_amount_minor or 0,
+        "has_order": order_amount_minor is not None,
+        "order_amount": order_amount_minor or 0,
     }
-    return Facts(MappingProxyType(fact), tuple(states), as_of, customer["id"], customer["collector"],
-                 customer["last_reviewed_on"] or since, anchor.id if anchor else None, unapplied,
-                 prev_as_of, previous["aging_bucket"] if previous else None,
-                 previous["credit_score"] if previous else None, tuple(pauses), tuple(breaches),
-                 (case["dunning"]["stage"], case["dunning"]["entered_on"]) if case.get("dunning") else None,
-                 (customer.get("approved_limit_minor"), customer.get("approved_terms_days")),
-                 _grant(case.get("grant")), tuple(applied_later), _actions_taken(case.get("actions_taken")),
-                 MappingProxyType(legal))
+    return Facts(
+        MappingProxyType(fact),
+        tuple(states),
+        as_of,
+        customer["id"],
+        customer["collector"],
+        customer["last_reviewed_on"] or since,
+        anchor.id if anchor else None,
+        unapplied,
+        prev_as_of,
+        previous["aging_bucket"] if previous else None,
+        previous["credit_score"] if previous else None,
+        tuple(pauses),
+        tuple(breaches),
+        (case["dunning"]["stage"], case["dunning"]["entered_on"]) if case.get("dunning") else None,
+        (customer.get("approved_limit_minor"), customer.get("approved_terms_days")),
+        _grant(case.get("grant")),
+        tuple(applied_later),
+        _actions_taken(case.get("actions_taken")),
+        MappingProxyType(legal),
+    )
 
 
 # a legal case's closing statuses; a written-off one keeps its invoices with the legal team (账销案存)
@@ -601,8 +686,9 @@ def _legal_invoices(cases, as_of: dt.date) -> dict:
     until the day it closed, for ever when written off."""
     out: dict = {}
     for c in cases:
-        if c["opened_on"] < as_of and (c["closed_on"] is None or c["closed_on"] > as_of
-                                       or c["status"] == "written_off"):
+        if c["opened_on"] < as_of and (
+            c["closed_on"] is None or c["closed_on"] > as_of or c["status"] == "written_off"
+        ):
             for invoice_id in c["invoice_ids"]:
                 out.setdefault(invoice_id, (c["id"], c["status"]))
     return out

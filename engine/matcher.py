@@ -7,6 +7,7 @@ background threads touch C state unlocked), no delete_state per evaluation (cras
 states that never completed an action cycle), so each ruleset is primed once at creation
 and can then be disposed safely when a policy version is retired.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -84,8 +85,11 @@ class Matcher:
             # The test is on the text, so it can only keep a field too many.
             self._fields = tuple(f for f in fields if dumps(f) in self._definition_json)
             # '{"sid":"s","id":"f%d","amount_tier":%s,…}': the bytes the encoder wrote for the same fields
-            self._template = (f'{{"sid":"{_SID}","id":"f%d"'
-                              + "".join(f',{dumps(f).replace("%", "%%")}:%s' for f in self._fields) + "}")
+            self._template = (
+                f'{{"sid":"{_SID}","id":"f%d"'
+                + "".join(f",{dumps(f).replace('%', '%%')}:%s" for f in self._fields)
+                + "}"
+            )
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._handle = None
@@ -106,7 +110,7 @@ class Matcher:
                 value = fact[name]
                 kind = type(value)
                 if kind is str:
-                    add(encode_basestring(value))       # the function the encoder uses (ensure_ascii=False)
+                    add(encode_basestring(value))  # the function the encoder uses (ensure_ascii=False)
                 elif kind is int:
                     add(int.__repr__(value))
                 elif kind is bool:
@@ -133,13 +137,13 @@ class Matcher:
         handle = self._handle
         try:
             code, offset = _dre.assert_fact(handle, doc)
-        except Exception as exc:   # e.g. error 303: more than 64 tests true at once
+        except Exception as exc:  # e.g. error 303: more than 64 tests true at once
             raise EngineFailure(f"durable_rules refused the fact: {exc}") from exc
         if code == 2:
             raise EngineFailure("durable_rules reported a duplicate fact id")
         fired: list[str] = []
         try:
-            if code == 0:          # 0: something matched, 1: nothing did
+            if code == 0:  # 0: something matched, 1: nothing did
                 # The first activation comes as (state, messages), the next ones as messages alone
                 # (as durable/engine.py reads them); None when there are no more.
                 result = _dre.start_action_for_state(handle, offset)
@@ -165,16 +169,16 @@ class Matcher:
         # true branch: report each rule once, at its first (pri, definition-order) position.
         if self._may_repeat:
             names = list(dict.fromkeys(names))
-        if not fast and _PRIME in names:       # only a fact that carries __prime__ can fire it
+        if not fast and _PRIME in names:  # only a fact that carries __prime__ can fire it
             names.remove(_PRIME)
-        if self._always and fact.get("t") == 1:      # {"t": 1} holds, as it would in the engine
+        if self._always and fact.get("t") == 1:  # {"t": 1} holds, as it would in the engine
             names = self._merge_always(names)
         return names
 
     def _merge_always(self, names: list[str]) -> list[str]:
         """Insert each always-firing rule before the first fired rule defined after it."""
         position = self._position
-        for name in self._always:            # few, in definition order
+        for name in self._always:  # few, in definition order
             here = position[name]
             for i, other in enumerate(names):
                 if position[other] > here:

@@ -1,4 +1,5 @@
 """Reason messages: a rule's template filled with the actual values and thresholds."""
+
 from __future__ import annotations
 
 import string
@@ -7,7 +8,7 @@ from rules.fields import FIELDS, show
 
 
 class _Values(dict):
-    def __missing__(self, key):          # compile-time checks make this unreachable; never crash a decision
+    def __missing__(self, key):  # compile-time checks make this unreachable; never crash a decision
         return "{" + key + "}"
 
 
@@ -28,8 +29,8 @@ class Template:
 
     def __init__(self, text: str, params: tuple = (), exponent: int = 2, fallback: str = ""):
         self.text, self.exponent = text, exponent
-        self.constant: str | None = None     # the message when it never changes
-        self.plan: tuple = ()                # (name, the param's shown value or None, fact field kind or None)
+        self.constant: str | None = None  # the message when it never changes
+        self.plan: tuple = ()  # (name, the param's shown value or None, fact field kind or None)
         self.names, self.fixed, self.live = frozenset(), {}, ()
         if not text:
             self.constant = fallback
@@ -51,7 +52,7 @@ class Template:
             try:
                 self.constant = text.format_map(_Values())
             except (ValueError, IndexError, KeyError):
-                pass          # the compiler refuses such templates; if one gets here, fail at render as before
+                pass  # the compiler refuses such templates; if one gets here, fail at render as before
 
     def render(self, fact, extra: dict | None = None) -> str:
         if self.constant is not None:

@@ -19,6 +19,7 @@ moves one of these figures and not the other fails there.
 two policies with equal keys build the same facts from the same case, so the simulation builds
 them once for both (the test also checks that build_facts reads nothing else of the policy).
 """
+
 from __future__ import annotations
 
 from rules import credit, dunning, interest
@@ -47,9 +48,16 @@ FACTS_INPUTS = (
 def facts_key(policy) -> tuple:
     """What build_facts (and check_case's minor units) takes from `policy`: equal keys, equal facts.
     The category lists count whole (build_facts takes their first entry as the default)."""
-    return (policy.exponent, policy.currency, policy.dunning.promise_tolerance_days, policy.dunning.pause_disputed,
-            policy.dunning.pause_instalment_plans, tuple(policy.band_classes["aging_bucket"].bands),
-            tuple(policy.content["categories"]["arrears_reason"]), tuple(policy.content["categories"]["deal_type"]))
+    return (
+        policy.exponent,
+        policy.currency,
+        policy.dunning.promise_tolerance_days,
+        policy.dunning.pause_disputed,
+        policy.dunning.pause_instalment_plans,
+        tuple(policy.band_classes["aging_bucket"].bands),
+        tuple(policy.content["categories"]["arrears_reason"]),
+        tuple(policy.content["categories"]["deal_type"]),
+    )
 
 
 def base_outcomes(policy, facts: Facts) -> dict:
@@ -58,7 +66,7 @@ def base_outcomes(policy, facts: Facts) -> dict:
     interest, exposure}, as the decision writes them (money as decimal strings)."""
     fact = dict(facts.fields)
     exp = policy.exponent
-    dropped: list = []            # the reasons the evaluator's helpers append: not kept here
+    dropped: list = []  # the reasons the evaluator's helpers append: not kept here
 
     # 1-2. score and band classes (evaluate_facts steps 1 and 2)
     if not fact["manual_score"]:
@@ -69,8 +77,9 @@ def base_outcomes(policy, facts: Facts) -> dict:
     tier, bands_of, on = OVERDUE_TIER
     fact[tier] = find_band(policy.band_classes[bands_of].bands, fact[on]).value
     if facts.previous_bucket in policy.band_classes["aging_bucket"].labels:
-        fact["aging_worsened"] = (rank(policy.band_classes, "aging_bucket", fact["aging_bucket"])
-                                  > rank(policy.band_classes, "aging_bucket", facts.previous_bucket))
+        fact["aging_worsened"] = rank(policy.band_classes, "aging_bucket", fact["aging_bucket"]) > rank(
+            policy.band_classes, "aging_bucket", facts.previous_bucket
+        )
     if facts.previous_score is not None:
         fact["score_drop"] = facts.previous_score - fact["credit_score"]
 
@@ -84,7 +93,7 @@ def base_outcomes(policy, facts: Facts) -> dict:
     if state is None:
         stage = target
     elif target == 0 and facts.anchor_invoice is None and fact["paused_invoice_count"] and state[0]:
-        stage = state[0]          # held while every overdue invoice is paused
+        stage = state[0]  # held while every overdue invoice is paused
     else:
         stage = dunning.next_stage(target, skip, state[0])
 
@@ -103,7 +112,13 @@ def base_outcomes(policy, facts: Facts) -> dict:
 
     # 6. late interest (and fees) on the open invoices
     charges = interest.compute(policy.interest, [s for s in facts.invoices if s.open_minor > 0])
-    return {"amount_tier": fact["amount_tier"], "aging_bucket": fact["aging_bucket"], "reputation": fact["reputation"],
-            "limit": minor_str(limit, exp), "terms_days": terms_days, "dunning_stage": stage,
-            "interest": minor_str(sum(c.interest + c.fee for c in charges), exp),
-            "exposure": minor_str(fact["exposure"], exp)}
+    return {
+        "amount_tier": fact["amount_tier"],
+        "aging_bucket": fact["aging_bucket"],
+        "reputation": fact["reputation"],
+        "limit": minor_str(limit, exp),
+        "terms_days": terms_days,
+        "dunning_stage": stage,
+        "interest": minor_str(sum(c.interest + c.fee for c in charges), exp),
+        "exposure": minor_str(fact["exposure"], exp),
+    }

@@ -3,6 +3,7 @@
 The same schema validates policies (compiler stage 2) and generates the JSON Schema
 editors use for completion (`creditctl policy schema`).
 """
+
 from __future__ import annotations
 
 from marshmallow import fields, validate
@@ -49,7 +50,7 @@ def json_schema() -> dict:
 
     plugin = MarshmallowPlugin()
     # OpenAPI 3.1 schemas are JSON Schema: nullable fields get type [..., "null"], not `nullable: true`
-    APISpec("creditctl policy", "1", "3.1.0", plugins=[plugin])     # registers the plugin: builds its converter
+    APISpec("creditctl policy", "1", "3.1.0", plugins=[plugin])  # registers the plugin: builds its converter
     converter = plugin.converter
     converter.add_attribute_function(_custom_types)
     definitions: dict = {}
@@ -66,9 +67,14 @@ def json_schema() -> dict:
                 definition["properties"]["when"] = {"$ref": "#/definitions/Condition"}
     root = definitions.pop(resolver(PolicySchema))
     definitions["Condition"] = CONDITION_JSON_SCHEMA
-    out = {"$schema": "http://json-schema.org/draft-07/schema#",
-           "title": "creditctl policies.yaml", **root, "definitions": definitions}
+    out = {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "title": "creditctl policies.yaml",
+        **root,
+        "definitions": definitions,
+    }
     import json
+
     text = json.dumps(out, sort_keys=True).replace("#/components/schemas/", "#/definitions/")
     return json.loads(text)
 
@@ -78,7 +84,7 @@ def _custom_types(self, field, **kwargs):
     if not mapping:
         return {}
     out = mapping()
-    if field.allow_none:     # runs after apispec's own nullable handling, which saw no type yet
+    if field.allow_none:  # runs after apispec's own nullable handling, which saw no type yet
         if "$ref" in out:
             out = {"anyOf": [{"$ref": out["$ref"]}, {"type": "null"}]}
         elif "type" in out:
@@ -103,18 +109,37 @@ def _all_schemas(root):
     return seen
 
 
-_COMPARISON = {"type": "object", "required": ["field"], "additionalProperties": False,
-               "properties": {"field": {"type": "string"},
-                              **{op: {} for op in ("eq", "ne", "lt", "lte", "gt", "gte")},
-                              "in": {"type": "array"}, "not_in": {"type": "array"}}}
+_COMPARISON = {
+    "type": "object",
+    "required": ["field"],
+    "additionalProperties": False,
+    "properties": {
+        "field": {"type": "string"},
+        **{op: {} for op in ("eq", "ne", "lt", "lte", "gt", "gte")},
+        "in": {"type": "array"},
+        "not_in": {"type": "array"},
+    },
+}
 CONDITION_JSON_SCHEMA = {
     "oneOf": [
         _COMPARISON,
-        {"type": "object", "additionalProperties": False, "required": ["all"],
-         "properties": {"all": {"type": "array", "items": {"$ref": "#/definitions/Condition"}}}},
-        {"type": "object", "additionalProperties": False, "required": ["any"],
-         "properties": {"any": {"type": "array", "items": {"$ref": "#/definitions/Condition"}}}},
-        {"type": "object", "additionalProperties": False, "required": ["not"],
-         "properties": {"not": {"$ref": "#/definitions/Condition"}}},
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["all"],
+            "properties": {"all": {"type": "array", "items": {"$ref": "#/definitions/Condition"}}},
+        },
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["any"],
+            "properties": {"any": {"type": "array", "items": {"$ref": "#/definitions/Condition"}}},
+        },
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["not"],
+            "properties": {"not": {"$ref": "#/definitions/Condition"}},
+        },
     ]
 }

@@ -1,16 +1,17 @@
 """Policy test cases: YAML files of inputs and expected decision fields, kept beside the policy.
 
-    base_input: {customer: {...}, invoices: [...]}      # optional, shared by the cases
-    cases:
-      - note: exposure exactly at the limit is referred
-        as_of: 2026-11-22
-        order_amount: "50000"                            # optional
-        input: {invoices: [...]}                         # merged over base_input (customer merged by key)
-        expect:                                          # dotted paths into the decision
-          credit.check.outcome: refer
-          dunning.actions[0].type: phone_call
-        expect_error: E_AMOUNT                           # instead of expect: the input must be refused
+base_input: {customer: {...}, invoices: [...]}      # optional, shared by the cases
+cases:
+  - note: exposure exactly at the limit is referred
+    as_of: 2026-11-22
+    order_amount: "50000"                            # optional
+    input: {invoices: [...]}                         # merged over base_input (customer merged by key)
+    expect:                                          # dotted paths into the decision
+      credit.check.outcome: refer
+      dunning.actions[0].type: phone_call
+    expect_error: E_AMOUNT                           # instead of expect: the input must be refused
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -61,11 +62,12 @@ def _jsonable(value):
 
 def _lookup(decision_data, dotted: str):
     from .decision import _split
+
     node = decision_data
     try:
         for part in _split(dotted):
             node = node[part]
-    except (KeyError, IndexError, TypeError, ValueError):     # ValueError: a malformed [index]
+    except (KeyError, IndexError, TypeError, ValueError):  # ValueError: a malformed [index]
         return _MISSING
     return node
 
@@ -97,8 +99,13 @@ def run_file(policy, path: str) -> list[CaseResult]:
     doc = loaded.data if loaded.data is not None else {}
     base, cases = (doc.get("base_input", {}), doc.get("cases", [])) if isinstance(doc, dict) else (None, None)
     if not isinstance(base, dict) or not isinstance(cases, list):
-        return [CaseResult(path, "the case file has the wrong shape",
-                           ("expected a mapping of 'cases' (a list) and an optional 'base_input' (a mapping)",))]
+        return [
+            CaseResult(
+                path,
+                "the case file has the wrong shape",
+                ("expected a mapping of 'cases' (a list) and an optional 'base_input' (a mapping)",),
+            )
+        ]
     results = []
     for i, case in enumerate(cases):
         if not isinstance(case, dict):
@@ -130,7 +137,7 @@ def _run_case(policy, base, case) -> list[str]:
         order = Decimal(repr(order))
     try:
         decision = evaluate(policy, data, as_of, order=None if order is None else str(order))
-    except EngineFailure as exc:       # fails closed: no decision to compare
+    except EngineFailure as exc:  # fails closed: no decision to compare
         return [f"the engine failed: {exc}"]
     except InputInvalid as exc:
         wanted = case.get("expect_error")
@@ -147,6 +154,8 @@ def _run_case(policy, base, case) -> list[str]:
         if actual is _MISSING:
             failures.append(f"{dotted}: missing from the decision (expected {expected!r})")
         elif not _same(actual, expected):
-            failures.append(f"{dotted}: expected {json.dumps(_jsonable(expected), ensure_ascii=False, default=str)}, "
-                            f"got {json.dumps(actual, ensure_ascii=False)}")
+            failures.append(
+                f"{dotted}: expected {json.dumps(_jsonable(expected), ensure_ascii=False, default=str)}, "
+                f"got {json.dumps(actual, ensure_ascii=False)}"
+            )
     return failures

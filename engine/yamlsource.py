@@ -15,6 +15,7 @@ Bytes must be UTF-8 (a UTF-8 byte order mark is allowed); UTF-16/32, invalid UTF
 characters YAML does not allow (NUL, other control characters) are E_ENCODING, each at its
 line and column.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -63,13 +64,14 @@ class _Bounded(Composer):
             target = self.anchors.get(event.anchor)
             if target is not None:
                 self._count_alias(event, target)
-            return Composer.compose_node(self, parent, index)     # also refuses an undefined alias
+            return Composer.compose_node(self, parent, index)  # also refuses an undefined alias
         collection = isinstance(event, (SequenceStartEvent, MappingStartEvent))
         if collection:
             self._depth += 1
             if self._depth > MAX_DEPTH:
-                raise _Refused("E_YAML_DEPTH", f"more than {MAX_DEPTH} levels of nested mappings and lists",
-                               event.start_mark)
+                raise _Refused(
+                    "E_YAML_DEPTH", f"more than {MAX_DEPTH} levels of nested mappings and lists", event.start_mark
+                )
         node = Composer.compose_node(self, parent, index)
         if collection:
             self._depth -= 1
@@ -83,16 +85,21 @@ class _Bounded(Composer):
 
     def _count_alias(self, event, target):
         size = getattr(target, "expanded", None)
-        if size is None:       # the anchored collection is still open: the alias is inside it
-            raise _Refused("E_YAML_ALIAS", f"alias '*{event.anchor}' refers to a node that contains it",
-                           event.start_mark)
+        if size is None:  # the anchored collection is still open: the alias is inside it
+            raise _Refused(
+                "E_YAML_ALIAS", f"alias '*{event.anchor}' refers to a node that contains it", event.start_mark
+            )
         self._aliases += 1
         if self._aliases > MAX_ALIASES:
             raise _Refused("E_YAML_ALIAS", f"more than {MAX_ALIASES} aliases", event.start_mark)
         self._alias_nodes += size
         if self._alias_nodes > MAX_ALIAS_NODES:
-            raise _Refused("E_YAML_ALIAS", f"alias '*{event.anchor}' expands the text by {self._alias_nodes:,} nodes "
-                           f"in all; aliases may add at most {MAX_ALIAS_NODES:,}", event.start_mark)
+            raise _Refused(
+                "E_YAML_ALIAS",
+                f"alias '*{event.anchor}' expands the text by {self._alias_nodes:,} nodes "
+                f"in all; aliases may add at most {MAX_ALIAS_NODES:,}",
+                event.start_mark,
+            )
 
 
 class _Constructor(SafeConstructor):
@@ -101,9 +108,10 @@ class _Constructor(SafeConstructor):
             return SafeConstructor.construct_object(self, node, deep)
         except yaml.YAMLError:
             raise
-        except Exception as exc:     # noqa: BLE001 — any value PyYAML fails on (int of 5,000 digits, 2026-02-30)
+        except Exception as exc:  # noqa: BLE001 — any value PyYAML fails on (int of 5,000 digits, 2026-02-30)
             raise yaml.constructor.ConstructorError(
-                None, None, f"cannot read this value: {exc}", node.start_mark) from None
+                None, None, f"cannot read this value: {exc}", node.start_mark
+            ) from None
 
 
 def _construct_decimal(loader, node):
@@ -113,13 +121,11 @@ def _construct_decimal(loader, node):
     except InvalidOperation:
         value = None
     if value is None or not value.is_finite():
-        raise yaml.constructor.ConstructorError(
-            None, None, f"{text!r} is not a finite number", node.start_mark)
+        raise yaml.constructor.ConstructorError(None, None, f"{text!r} is not a finite number", node.start_mark)
     return value
 
 
-class _ExactLoader(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser, _Bounded, _Constructor,
-                   Resolver):
+class _ExactLoader(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser, _Bounded, _Constructor, Resolver):
     """PyYAML's pure-Python loader (SafeLoader's parts): the reference, and the one that reports
     syntax errors."""
 
@@ -145,6 +151,7 @@ class _ExactLoader(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser,
 # to _ExactLoader.
 _LIBYAML_DIFFERS = re.compile(r"[\t\r\x85\ufeff\u2028\u2029!?]|[|>][-+0-9]*#|^%", re.M)
 if yaml.__with_libyaml__:
+
     class _FastExactLoader(_Bounded, yaml._yaml.CParser, _Constructor, Resolver):
         # _Bounded (a Composer) comes first: its get_single_node & co. replace CParser's C composer
         def __init__(self, stream):
@@ -165,7 +172,7 @@ class LoadedYaml:
     data: object
     positions: dict
     file: str
-    text: str = ""          # what was parsed (the decoded text)
+    text: str = ""  # what was parsed (the decoded text)
 
     def locate(self, path: tuple) -> tuple[int, int]:
         """Position of the deepest existing prefix of `path` (a missing key points at its parent)."""
@@ -191,18 +198,24 @@ def format_path(path) -> str:
 
 
 def _walk(node, path, positions, errors, file, mark=None):
-    mark = mark or node.start_mark      # a mapping entry is located at its key
+    mark = mark or node.start_mark  # a mapping entry is located at its key
     positions[path] = (mark.line + 1, mark.column + 1)
     if isinstance(node, MappingNode):
         seen = set()
         for key_node, value_node in node.value:
             key = key_node.value
-            if isinstance(key, str):       # a collection as a key is refused by the constructor
+            if isinstance(key, str):  # a collection as a key is refused by the constructor
                 if key in seen:
-                    errors.append(PolicyError(
-                        "E_YAML_DUPLICATE_KEY", f"key '{key}' appears twice in this mapping",
-                        format_path(path + (key,)), file,
-                        key_node.start_mark.line + 1, key_node.start_mark.column + 1))
+                    errors.append(
+                        PolicyError(
+                            "E_YAML_DUPLICATE_KEY",
+                            f"key '{key}' appears twice in this mapping",
+                            format_path(path + (key,)),
+                            file,
+                            key_node.start_mark.line + 1,
+                            key_node.start_mark.column + 1,
+                        )
+                    )
                 seen.add(key)
             _walk(value_node, path + (key,), positions, errors, file, key_node.start_mark)
     elif isinstance(node, SequenceNode):
@@ -228,7 +241,7 @@ def _name_open_flow_collection(exc, loader, text: str) -> None:
     marks = getattr(loader, "marks", None)
     if exc.context != "while parsing a flow node" or not marks:
         return
-    opened = text[marks[-1].index:marks[-1].index + 1]
+    opened = text[marks[-1].index : marks[-1].index + 1]
     if opened in ("[", "{"):
         exc.context = "while parsing a flow " + ("sequence" if opened == "[" else "mapping")
         exc.context_mark = marks[-1]
@@ -244,22 +257,32 @@ def line_col(text: str, index: int) -> tuple[int, int]:
 
 
 _LINE_BREAK = re.compile(r"\r\n|[\n\r\x85\u2028\u2029]")
-_UTF16_BOMS = ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
-               (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16"))
+_UTF16_BOMS = (
+    (codecs.BOM_UTF32_LE, "UTF-32"),
+    (codecs.BOM_UTF32_BE, "UTF-32"),
+    (codecs.BOM_UTF16_LE, "UTF-16"),
+    (codecs.BOM_UTF16_BE, "UTF-16"),
+)
 
 
 def _too_large(file: str, data: bytes) -> PolicyError:
     head = data[:MAX_TEXT_BYTES].decode("utf-8", "ignore")
     line, col = line_col(head, len(head))
-    return PolicyError("E_POLICY_TOO_LARGE", f"the text is larger than {MAX_TEXT_BYTES:,} bytes (1 MiB), the limit "
-                       "for a policy; it goes past it here", "", file, line, col)
+    return PolicyError(
+        "E_POLICY_TOO_LARGE",
+        f"the text is larger than {MAX_TEXT_BYTES:,} bytes (1 MiB), the limit for a policy; it goes past it here",
+        "",
+        file,
+        line,
+        col,
+    )
 
 
 def decode_text(text: bytes | str, file: str, *, yaml_text: bool = True) -> tuple[str | None, list[PolicyError]]:
     """The text to parse, or None and the E_POLICY_TOO_LARGE / E_ENCODING error (with its position).
     yaml_text=False (a JSON case file): only the encoding is checked, not the size nor YAML's characters."""
     if isinstance(text, str):
-        if yaml_text and len(text) > MAX_TEXT_BYTES // 4:      # only then can its UTF-8 exceed the limit
+        if yaml_text and len(text) > MAX_TEXT_BYTES // 4:  # only then can its UTF-8 exceed the limit
             data = text.encode("utf-8", "surrogatepass")
             if len(data) > MAX_TEXT_BYTES:
                 return None, [_too_large(file, data)]
@@ -269,25 +292,53 @@ def decode_text(text: bytes | str, file: str, *, yaml_text: bool = True) -> tupl
             return None, [_too_large(file, data)]
         for bom, name in _UTF16_BOMS:
             if data.startswith(bom):
-                return None, [PolicyError("E_ENCODING", f"the file is {name} (it starts with the byte order mark "
-                                          f"{bom.hex(' ').upper()}); save it as UTF-8", "", file, 1, 1)]
+                return None, [
+                    PolicyError(
+                        "E_ENCODING",
+                        f"the file is {name} (it starts with the byte order mark "
+                        f"{bom.hex(' ').upper()}); save it as UTF-8",
+                        "",
+                        file,
+                        1,
+                        1,
+                    )
+                ]
         if len(data) >= 2 and (data[0] == 0) != (data[1] == 0):
             order = "big" if data[0] == 0 else "little"
-            return None, [PolicyError("E_ENCODING", f"the file looks like UTF-16 ({order}-endian, without a byte "
-                                      "order mark): it has NUL bytes between its characters; save it as UTF-8",
-                                      "", file, 1, 1)]
+            return None, [
+                PolicyError(
+                    "E_ENCODING",
+                    f"the file looks like UTF-16 ({order}-endian, without a byte "
+                    "order mark): it has NUL bytes between its characters; save it as UTF-8",
+                    "",
+                    file,
+                    1,
+                    1,
+                )
+            ]
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
-            head = data[:exc.start].decode("utf-8")
+            head = data[: exc.start].decode("utf-8")
             line, col = line_col(head, len(head))
-            return None, [PolicyError("E_ENCODING", f"byte 0x{data[exc.start]:02X} is not UTF-8 ({exc.reason}); "
-                                      "save the file as UTF-8", "", file, line, col)]
+            return None, [
+                PolicyError(
+                    "E_ENCODING",
+                    f"byte 0x{data[exc.start]:02X} is not UTF-8 ({exc.reason}); save the file as UTF-8",
+                    "",
+                    file,
+                    line,
+                    col,
+                )
+            ]
     bad = yaml.reader.Reader.NON_PRINTABLE.search(text) if yaml_text else None
     if bad:
         ch = bad.group()
-        what = "a NUL character (is the file UTF-16?)" if ch == "\0" else (
-            f"the character U+{ord(ch):04X}, which YAML does not allow")
+        what = (
+            "a NUL character (is the file UTF-16?)"
+            if ch == "\0"
+            else (f"the character U+{ord(ch):04X}, which YAML does not allow")
+        )
         line, col = line_col(text, bad.start())
         return None, [PolicyError("E_ENCODING", f"the text contains {what}", "", file, line, col)]
     return text, []
@@ -306,10 +357,16 @@ def _syntax_error(exc: yaml.MarkedYAMLError, file: str) -> PolicyError:
     problem, context = exc.problem or str(exc), exc.context or ""
     mark = exc.problem_mark or exc.context_mark
     message = problem
-    if (exc.context_mark is not None and exc.problem_mark is not None and context.startswith(_BEGINS_AT_CONTEXT)
-            and (exc.context_mark.line, exc.context_mark.column) != (exc.problem_mark.line, exc.problem_mark.column)):
-        message = f"{context} that begins here: {problem} (noticed at line {exc.problem_mark.line + 1}, column " \
-                  f"{exc.problem_mark.column + 1})"
+    if (
+        exc.context_mark is not None
+        and exc.problem_mark is not None
+        and context.startswith(_BEGINS_AT_CONTEXT)
+        and (exc.context_mark.line, exc.context_mark.column) != (exc.problem_mark.line, exc.problem_mark.column)
+    ):
+        message = (
+            f"{context} that begins here: {problem} (noticed at line {exc.problem_mark.line + 1}, column "
+            f"{exc.problem_mark.column + 1})"
+        )
         mark = exc.context_mark
     line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
     return PolicyError(code, message, "", file, line, col)
@@ -325,9 +382,9 @@ def load_yaml(text: bytes | str, file: str = "<policy>") -> tuple[LoadedYaml | N
             try:
                 parsed = _compose_and_construct(_FastExactLoader, text)
             except _Refused:
-                raise                  # a bound: the same events reach the same composer in both loaders
+                raise  # a bound: the same events reach the same composer in both loaders
             except yaml.YAMLError:
-                parsed = None          # reported below, by the reference loader
+                parsed = None  # reported below, by the reference loader
         node, data = parsed if parsed is not None else _compose_and_construct(_ExactLoader, text)
     except yaml.MarkedYAMLError as exc:
         return None, [_syntax_error(exc, file)]

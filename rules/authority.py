@@ -21,6 +21,7 @@ Without the section a referral expires after DEFAULT_EXPIRY_DAYS, holds nothing,
 release it. provisional_hold is off by default: with it, referred orders take credit that approved orders
 would otherwise get, which changes how a book fills up under load (a policy decides to opt in).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -39,8 +40,9 @@ class LevelSchema(StrictSchema):
 
 
 class AuthoritySchema(StrictSchema):
-    referral_expiry_days = fields.Integer(strict=True, load_default=DEFAULT_EXPIRY_DAYS,
-                                          validate=validate.Range(min=1, max=365))
+    referral_expiry_days = fields.Integer(
+        strict=True, load_default=DEFAULT_EXPIRY_DAYS, validate=validate.Range(min=1, max=365)
+    )
     provisional_hold = fields.Boolean(load_default=False)
     levels = fields.List(fields.Nested(LevelSchema), load_default=list)
     four_eyes_above = Money(load_default=None)
@@ -50,16 +52,16 @@ class AuthoritySchema(StrictSchema):
 @dataclass(frozen=True)
 class Level:
     name: str
-    over_limit_up_to: int | None        # minor units; None: no bound
+    over_limit_up_to: int | None  # minor units; None: no bound
 
 
 @dataclass(frozen=True)
 class Authority:
     referral_expiry_days: int = DEFAULT_EXPIRY_DAYS
     provisional_hold: bool = False
-    levels: tuple[Level, ...] = ()      # ascending; empty: no matrix
+    levels: tuple[Level, ...] = ()  # ascending; empty: no matrix
     four_eyes_above: int | None = None  # minor units above the policy's limit; None: no second person for grants
-    four_eyes_publish: bool = False     # a publish through the API is a proposal a second controller approves
+    four_eyes_publish: bool = False  # a publish through the API is a proposal a second controller approves
 
     def rank(self, name: str | None) -> int | None:
         for i, level in enumerate(self.levels):
@@ -72,7 +74,7 @@ class Authority:
         for level in self.levels:
             if level.over_limit_up_to is None or over_limit_minor <= level.over_limit_up_to:
                 return level
-        return self.levels[-1] if self.levels else None      # unreachable: build() checks the top
+        return self.levels[-1] if self.levels else None  # unreachable: build() checks the top
 
 
 def build(ctx, raw: dict | None, path) -> Authority:
@@ -89,12 +91,19 @@ def build(ctx, raw: dict | None, path) -> Authority:
         if bound is None and not last:
             ctx.error("E_VALUE_TYPE", "only the last (highest) level may have no over_limit_up_to", here)
         if bound is not None and bound <= previous:
-            ctx.error("E_VALUE_TYPE", "levels go in ascending order of over_limit_up_to",
-                      here + ("over_limit_up_to",))
+            ctx.error("E_VALUE_TYPE", "levels go in ascending order of over_limit_up_to", here + ("over_limit_up_to",))
         previous = bound if bound is not None else previous
         levels.append(Level(r["level"], bound))
     if levels and levels[-1].over_limit_up_to is not None:
-        ctx.error("E_MISSING", "the last (highest) level must have no over_limit_up_to: someone may release any "
-                  "amount", path + ("levels", len(levels) - 1))
-    return Authority(raw["referral_expiry_days"], raw["provisional_hold"], tuple(levels), raw["four_eyes_above"],
-                     raw["four_eyes_publish"])
+        ctx.error(
+            "E_MISSING",
+            "the last (highest) level must have no over_limit_up_to: someone may release any amount",
+            path + ("levels", len(levels) - 1),
+        )
+    return Authority(
+        raw["referral_expiry_days"],
+        raw["provisional_hold"],
+        tuple(levels),
+        raw["four_eyes_above"],
+        raw["four_eyes_publish"],
+    )

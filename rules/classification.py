@@ -4,6 +4,7 @@
 Bands are looked up with bisect, not rule tests: a long band table as engine tests can
 exceed durable_rules' 64 simultaneously-true tests (docs/durable-rules.md).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -27,7 +28,8 @@ class CategoriesSchema(StrictSchema):
 
 for _name in CATEGORY_NAMES:
     CategoriesSchema._declared_fields[_name] = fields.List(
-        fields.String(validate=LABEL), required=True, validate=validate.Length(min=1))
+        fields.String(validate=LABEL), required=True, validate=validate.Length(min=1)
+    )
 
 
 class LabelBandSchema(BandSchema):
@@ -51,7 +53,7 @@ class BandClass:
     field: str
     bands: tuple[Band, ...]
 
-    @cached_property          # read a few times per evaluation; the instance is frozen
+    @cached_property  # read a few times per evaluation; the instance is frozen
     def labels(self) -> tuple[str, ...]:
         return tuple(b.value for b in self.bands)
 
@@ -60,7 +62,7 @@ def enums_of(categories: dict, classification: dict) -> dict[str, tuple]:
     enums = {name: tuple(values) for name, values in categories.items()}
     for name in BAND_CLASSES:
         enums[name] = tuple(b["label"] for b in classification[name]["bands"])
-    enums["overdue_amount_tier"] = enums["amount_tier"]      # the same labels, on the overdue amount
+    enums["overdue_amount_tier"] = enums["amount_tier"]  # the same labels, on the overdue amount
     return enums
 
 

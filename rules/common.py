@@ -1,4 +1,5 @@
 """Shared building blocks of the rule families: the Rule record, YAML field types, bands."""
+
 from __future__ import annotations
 
 import bisect
@@ -17,14 +18,15 @@ RULE_ID = validate.Regexp(r"^[A-Za-z0-9_.:-]+$", error="rule ids use letters, di
 @dataclass(frozen=True)
 class Rule:
     """One engine rule. `params` are the rule's own values, usable in its message."""
+
     id: str
     family: str
     phase: str
     condition: tuple
-    params: tuple = ()           # ((name, kind, value), ...) with money/percent already scaled
+    params: tuple = ()  # ((name, kind, value), ...) with money/percent already scaled
     message: str = ""
     path: tuple = ()
-    extra: tuple = ()            # family-specific data ((key, value), ...)
+    extra: tuple = ()  # family-specific data ((key, value), ...)
 
     def param(self, name, default=None):
         for key, _, value in self.params:
@@ -95,7 +97,7 @@ class Condition(fields.Field):
         return value
 
     def _jsonschema_type_mapping(self):
-        return {"$ref": "#/definitions/Condition"}      # json_schema() adds `always` where it is allowed
+        return {"$ref": "#/definitions/Condition"}  # json_schema() adds `always` where it is allowed
 
 
 def _collapse(nested):
@@ -107,7 +109,7 @@ def _collapse(nested):
 
 class RuleSchema(StrictSchema):
     id = fields.String(required=True, validate=RULE_ID)
-    when = Condition(load_default=None)      # required, but reported in the resolve stage (rule_condition)
+    when = Condition(load_default=None)  # required, but reported in the resolve stage (rule_condition)
     message = fields.String(load_default="")
     # the Chinese message (no default: a policy without it keeps its content, and so its version)
     message_zh = fields.String()
@@ -116,8 +118,8 @@ class RuleSchema(StrictSchema):
 # ---------------------------------------------------------------- bands
 @dataclass(frozen=True)
 class Band:
-    value: object         # a label or a number of points
-    low: int | None       # inclusive, scaled; None = unbounded
+    value: object  # a label or a number of points
+    low: int | None  # inclusive, scaled; None = unbounded
     high: int | None
 
 
@@ -159,8 +161,11 @@ def read_bands(raw_bands, kind, value_key, path, error) -> tuple[Band, ...]:
             ok = False
         if i == 0:
             if band.low is not None:
-                error("E_BAND_GAP", f"the first band '{band.value}' must have no min so every value has a band",
-                      path + (i, "min"))
+                error(
+                    "E_BAND_GAP",
+                    f"the first band '{band.value}' must have no min so every value has a band",
+                    path + (i, "min"),
+                )
                 ok = False
             continue
         prev = bands[i - 1]
@@ -168,16 +173,27 @@ def read_bands(raw_bands, kind, value_key, path, error) -> tuple[Band, ...]:
             error("E_BAND_OVERLAP", f"band '{band.value}' overlaps the unbounded band '{prev.value}'", path + (i,))
             ok = False
         elif band.low > prev.high + 1:
-            error("E_BAND_GAP", f"gap between '{prev.value}' (max {_show(prev.high, scale)}) and "
-                  f"'{band.value}' (min {_show(band.low, scale)})", path + (i, "min"))
+            error(
+                "E_BAND_GAP",
+                f"gap between '{prev.value}' (max {_show(prev.high, scale)}) and "
+                f"'{band.value}' (min {_show(band.low, scale)})",
+                path + (i, "min"),
+            )
             ok = False
         elif band.low <= prev.high:
-            error("E_BAND_OVERLAP", f"'{band.value}' (min {_show(band.low, scale)}) overlaps "
-                  f"'{prev.value}' (max {_show(prev.high, scale)})", path + (i, "min"))
+            error(
+                "E_BAND_OVERLAP",
+                f"'{band.value}' (min {_show(band.low, scale)}) overlaps "
+                f"'{prev.value}' (max {_show(prev.high, scale)})",
+                path + (i, "min"),
+            )
             ok = False
     if bands and bands[-1].high is not None:
-        error("E_BAND_GAP", f"the last band '{bands[-1].value}' must have no max so every value has a band",
-              path + (len(bands) - 1, "max"))
+        error(
+            "E_BAND_GAP",
+            f"the last band '{bands[-1].value}' must have no max so every value has a band",
+            path + (len(bands) - 1, "max"),
+        )
         ok = False
     return Bands(bands) if ok else ()
 
@@ -197,7 +213,7 @@ class Bands(tuple):
 
 
 def _lows(bands) -> list[int]:
-    return [b.low if b.low is not None else -(2 ** 63) for b in bands]
+    return [b.low if b.low is not None else -(2**63) for b in bands]
 
 
 def find_band(bands: tuple[Band, ...], value: int) -> Band:
@@ -205,8 +221,9 @@ def find_band(bands: tuple[Band, ...], value: int) -> Band:
     return bands[bisect.bisect_right(lows, value) - 1]
 
 
-def rule_condition(ctx, when, phase, path, *, name: str, always: str = "", refused: str = "",
-                   optional_before: bool = True):
+def rule_condition(
+    ctx, when, phase, path, *, name: str, always: str = "", refused: str = "", optional_before: bool = True
+):
     """The resolved `when` of the rule at `path`, or None after reporting why there is none.
 
     Every rule states its condition, so that a `when` deleted by mistake cannot turn a rule into
@@ -241,6 +258,7 @@ def numeric_profile_field(ctx, name, path):
     spec = FIELDS.get(name)
     if spec is None:
         from .fields import did_you_mean
+
         ctx.error("E_UNKNOWN_FIELD", f"unknown fact field '{name}'{did_you_mean(name, FIELDS)}", path)
         return None
     if spec.kind not in (MONEY, INT, PERCENT) or spec.stage != PROFILE:

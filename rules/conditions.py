@@ -11,6 +11,7 @@ The checked AST uses tuples so a compiled policy is immutable and hashable:
 Negation is pushed down to the comparisons (durable_rules has no `not` inside a
 fact test), and `in` becomes an `any` of equalities.
 """
+
 from __future__ import annotations
 
 from .fields import did_you_mean
@@ -36,8 +37,13 @@ def shape_errors(cond, path=()) -> list[tuple[tuple, str]]:
     if cond == ALWAYS_WORD and path:
         return [(path, "'always' stands alone as a rule's whole condition ('when: always'), not inside all/any/not")]
     if not isinstance(cond, dict):
-        return [(path, "a condition is a mapping: {field: ..., eq: ...}, {all: [...]}, {any: [...]} or {not: ...}"
-                 + ("" if path else ", or the word 'always'"))]
+        return [
+            (
+                path,
+                "a condition is a mapping: {field: ..., eq: ...}, {all: [...]}, {any: [...]} or {not: ...}"
+                + ("" if path else ", or the word 'always'"),
+            )
+        ]
     keys = set(cond)
     if keys & {"all", "any"}:
         if len(keys) != 1:
@@ -70,7 +76,7 @@ def shape_errors(cond, path=()) -> list[tuple[tuple, str]]:
 
 def parse(cond, enums: dict[str, tuple], allowed_stage: str, path: tuple):
     """Resolve fields and values; raises ConditionProblem with the YAML-relative path."""
-    if cond is None or cond == ALWAYS_WORD:          # None: the text of a stored version (legacy_when)
+    if cond is None or cond == ALWAYS_WORD:  # None: the text of a stored version (legacy_when)
         return ALWAYS
     if "all" in cond or "any" in cond:
         key = "all" if "all" in cond else "any"
@@ -94,7 +100,10 @@ def parse(cond, enums: dict[str, tuple], allowed_stage: str, path: tuple):
         other = _field(raw["field"], allowed_stage, vpath + ("field",))
         if other.kind != spec.kind:
             raise ConditionProblem(
-                "E_VALUE_TYPE", f"cannot compare {spec.kind} field '{name}' with {other.kind} field '{other.name}'", vpath)
+                "E_VALUE_TYPE",
+                f"cannot compare {spec.kind} field '{name}' with {other.kind} field '{other.name}'",
+                vpath,
+            )
         if op in ORDERED and spec.kind in (ENUM, BOOL):
             raise ConditionProblem("E_VALUE_TYPE", f"'{op}' needs numbers; '{name}' is {spec.kind}", vpath)
         return ("cmp", name, op, other.name, True)
@@ -111,13 +120,16 @@ def _field(name, allowed_stage, path):
         raise ConditionProblem(
             "E_FIELD_STAGE",
             f"'{name}' is only known after credit limits and the dunning stage are resolved; "
-            "use it in credit.check or alerts", path)
+            "use it in credit.check or alerts",
+            path,
+        )
     return spec
 
 
 def _value(spec, raw, enums, path):
     """YAML value → engine value: money in minor units, percent in basis points."""
     from .money import parse_policy_decimal
+
     if spec.kind == BOOL:
         if not isinstance(raw, bool):
             raise ConditionProblem("E_VALUE_TYPE", f"'{spec.name}' is true/false, got {raw!r}", path)
@@ -128,7 +140,9 @@ def _value(spec, raw, enums, path):
             raise ConditionProblem(
                 "E_UNKNOWN_VALUE",
                 f"'{raw}' is not a value of '{spec.name}' (one of {', '.join(allowed)})"
-                f"{did_you_mean(str(raw), allowed)}", path)
+                f"{did_you_mean(str(raw), allowed)}",
+                path,
+            )
         return raw
     try:
         number = parse_policy_decimal(raw)
@@ -182,7 +196,7 @@ def is_contradiction(node) -> bool:
         equal = {c[3] for c in items if c[2] == "eq"}
         if len(equal) > 1:
             return True
-        low, high = None, None          # integer-valued after scaling, so bounds are exact
+        low, high = None, None  # integer-valued after scaling, so bounds are exact
         for _, _, op, v, _ in items:
             if isinstance(v, bool) or isinstance(v, str):
                 continue
@@ -228,6 +242,7 @@ def describe(node) -> str:
     if node[0] == "cmp":
         _, name, op, value, ref = node
         from .fields import show
+
         shown = value if ref else show(FIELDS[name].kind, value)
         return f"{name} {SYMBOL[op]} {shown}"
     if not node[1]:
@@ -238,5 +253,3 @@ def describe(node) -> str:
 
 def comparison_count(node) -> int:
     return 1 if node[0] == "cmp" else sum(comparison_count(c) for c in node[1])
-
-

@@ -6,6 +6,7 @@ Check: the most severe outcome of the matching rules wins; no match means approv
 A limit rule may be `when: always` (a default for everyone); a check rule may not: one without a
 real condition would decide every order alike (deposits for everyone belong in a limit rule).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,10 +17,14 @@ from .fields import DECISION, INT, MONEY, PERCENT, PROFILE
 
 from .common import Money, Percent, Rule, RuleSchema, StrictSchema, rule_condition
 
-OUTCOMES = ("approve", "approve_with_conditions", "refer", "reject")   # ascending severity
+OUTCOMES = ("approve", "approve_with_conditions", "refer", "reject")  # ascending severity
 CONDITION_TYPES = ("deposit", "prepayment")
-_EVERY_ORDER = {"approve": "approve every order", "approve_with_conditions": "put its condition on every order",
-                "refer": "refer every order", "reject": "reject every order"}
+_EVERY_ORDER = {
+    "approve": "approve every order",
+    "approve_with_conditions": "put its condition on every order",
+    "refer": "refer every order",
+    "reject": "reject every order",
+}
 
 
 class LimitRuleSchema(RuleSchema):
@@ -29,7 +34,7 @@ class LimitRuleSchema(RuleSchema):
 
 
 class CheckRuleSchema(RuleSchema):
-    WHEN_ALWAYS = False         # (the JSON Schema; the compiler refuses it itself)
+    WHEN_ALWAYS = False  # (the JSON Schema; the compiler refuses it itself)
     outcome = fields.String(required=True, validate=validate.OneOf(OUTCOMES))
     condition = fields.String(load_default=None, validate=validate.OneOf(CONDITION_TYPES))
 
@@ -51,10 +56,19 @@ def build(ctx, raw: dict, path) -> list[Rule]:
         here = path + ("limits", i)
         if r["limit"] is None and r["terms_days"] is None and r["deposit_pct"] is None:
             ctx.error("E_MISSING", "a limit rule sets at least one of limit, terms_days, deposit_pct", here)
-        cond = rule_condition(ctx, r["when"], PROFILE, here, name=f"limit rule '{r['id']}'",
-                              always="for a default that applies to every customer")
-        params = tuple((k, kind, r[k]) for k, kind in (("limit", MONEY), ("terms_days", INT),
-                                                     ("deposit_pct", PERCENT)) if r[k] is not None)
+        cond = rule_condition(
+            ctx,
+            r["when"],
+            PROFILE,
+            here,
+            name=f"limit rule '{r['id']}'",
+            always="for a default that applies to every customer",
+        )
+        params = tuple(
+            (k, kind, r[k])
+            for k, kind in (("limit", MONEY), ("terms_days", INT), ("deposit_pct", PERCENT))
+            if r[k] is not None
+        )
         if cond is not None:
             rules.append(Rule(r["id"], "credit.limit", PROFILE, cond, params, r["message"], here))
     for i, r in enumerate(raw["check"]):
@@ -63,19 +77,35 @@ def build(ctx, raw: dict, path) -> list[Rule]:
             ctx.error("E_MISSING", "approve_with_conditions needs a 'condition' (deposit or prepayment)", here)
         if r["condition"] and r["outcome"] in ("reject",):
             ctx.error("E_VALUE_TYPE", "a rejected order carries no condition", here + ("condition",))
-        cond = rule_condition(ctx, r["when"], DECISION, here, name=f"credit check rule '{r['id']}'",
-                              refused=f"a rule that always held would {_EVERY_ORDER[r['outcome']]}")
+        cond = rule_condition(
+            ctx,
+            r["when"],
+            DECISION,
+            here,
+            name=f"credit check rule '{r['id']}'",
+            refused=f"a rule that always held would {_EVERY_ORDER[r['outcome']]}",
+        )
         if cond is not None:
-            rules.append(Rule(r["id"], "credit.check", DECISION, cond, (), r["message"], here,
-                              (("outcome", r["outcome"]), ("condition", r["condition"]))))
+            rules.append(
+                Rule(
+                    r["id"],
+                    "credit.check",
+                    DECISION,
+                    cond,
+                    (),
+                    r["message"],
+                    here,
+                    (("outcome", r["outcome"]), ("condition", r["condition"])),
+                )
+            )
     return rules
 
 
 @dataclass(frozen=True)
 class Terms:
-    limit: int          # minor units
+    limit: int  # minor units
     terms_days: int
-    deposit_pct: int    # basis points
+    deposit_pct: int  # basis points
     limit_rules: tuple[str, ...]
 
 
@@ -84,8 +114,12 @@ def resolve_terms(fired: list[Rule]) -> Terms:
     limits = [r.param("limit") for r in fired if r.param("limit") is not None]
     terms = [r.param("terms_days") for r in fired if r.param("terms_days") is not None]
     deposits = [r.param("deposit_pct") for r in fired if r.param("deposit_pct") is not None]
-    return Terms(min(limits) if limits else 0, min(terms) if terms else 0,
-                 max(deposits) if deposits else 0, tuple(r.id for r in fired))
+    return Terms(
+        min(limits) if limits else 0,
+        min(terms) if terms else 0,
+        max(deposits) if deposits else 0,
+        tuple(r.id for r in fired),
+    )
 
 
 def check_outcome(fired: list[Rule]) -> tuple[str, list[str]]:

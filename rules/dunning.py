@@ -10,6 +10,7 @@ day overdue it starts (`from_days_overdue`); see docs/policy-language.md.
 Owners, entries and actions each state their `when`; `when: always` is a catch-all owner, an
 entry decided by its `min_days_overdue` alone (a stage's floor), or an action the stage always takes.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,13 +24,14 @@ from .common import RULE_ID, Money, Rule, RuleSchema, StrictSchema, rule_conditi
 
 MANUAL_CHANNELS = ("phone", "visit", "letter", "lawyer", "legal", "internal")
 CHANNELS = ("email", "sms") + MANUAL_CHANNELS
-OWNER = validate.Regexp(r"^(automated|dedicated_collector|team:[A-Za-z0-9_.-]+)$",
-                        error="owner is automated, dedicated_collector or team:<queue>")
+OWNER = validate.Regexp(
+    r"^(automated|dedicated_collector|team:[A-Za-z0-9_.-]+)$",
+    error="owner is automated, dedicated_collector or team:<queue>",
+)
 
 
 class RemindersSchema(StrictSchema):
-    days_before_due = fields.List(fields.Integer(strict=True, validate=validate.Range(min=0, max=365)),
-                                  required=True)
+    days_before_due = fields.List(fields.Integer(strict=True, validate=validate.Range(min=0, max=365)), required=True)
     channel = fields.String(load_default="email", validate=validate.OneOf(CHANNELS))
     owner = fields.String(load_default="automated", validate=OWNER)
 
@@ -73,11 +75,20 @@ class Repeat(fields.Field):
         raise ValidationError("repeat is once, cadence, until_done or {every_days: N, until_done: true|false}")
 
     def _jsonschema_type_mapping(self):
-        return {"oneOf": [{"type": "string", "enum": list(REPEAT_WORDS)},
-                          {"type": "object", "properties": {"every_days": {"type": "integer", "minimum": 1,
-                                                                           "maximum": 365},
-                                                            "until_done": {"type": "boolean"}},
-                           "required": ["every_days"], "additionalProperties": False}]}
+        return {
+            "oneOf": [
+                {"type": "string", "enum": list(REPEAT_WORDS)},
+                {
+                    "type": "object",
+                    "properties": {
+                        "every_days": {"type": "integer", "minimum": 1, "maximum": 365},
+                        "until_done": {"type": "boolean"},
+                    },
+                    "required": ["every_days"],
+                    "additionalProperties": False,
+                },
+            ]
+        }
 
 
 class EntrySchema(RuleSchema):
@@ -95,7 +106,7 @@ class ActionSchema(StrictSchema):
     message = fields.String(load_default="")
     # the Chinese message (no default: a policy without it keeps its content, and so its version)
     message_zh = fields.String()
-    repeat = Repeat(load_default=None)           # absent: the stage's cadence
+    repeat = Repeat(load_default=None)  # absent: the stage's cadence
     # the action starts on the day the anchor invoice is this many days overdue (not before the stage)
     from_days_overdue = fields.Integer(strict=True, load_default=None, validate=validate.Range(min=1, max=36500))
 
@@ -124,9 +135,9 @@ class Action:
     channel: str
     owner: str | None
     conditional: bool
-    repeat: str = "every"               # "every" (every_days, or the stage's cadence) or "once"
-    every_days: int | None = None       # None: the stage's cadence
-    until_done: bool = False            # not created again while the previous one is open
+    repeat: str = "every"  # "every" (every_days, or the stage's cadence) or "once"
+    every_days: int | None = None  # None: the stage's cadence
+    until_done: bool = False  # not created again while the previous one is open
     from_days_overdue: int | None = None
 
 
@@ -154,61 +165,125 @@ def build(ctx, raw: dict, path) -> tuple[Dunning, list[Rule]]:
     conds = []
     for i, r in enumerate(raw["owners"]):
         here = path + ("owners", i)
-        cond = rule_condition(ctx, r["when"], PROFILE, here, name=f"owner rule '{r['id']}'",
-                              always="for a catch-all (of its channels, if it has any)")
+        cond = rule_condition(
+            ctx,
+            r["when"],
+            PROFILE,
+            here,
+            name=f"owner rule '{r['id']}'",
+            always="for a catch-all (of its channels, if it has any)",
+        )
         conds.append(cond)
         if cond is not None:
-            rules.append(Rule(r["id"], "dunning.owner", PROFILE, cond, (), r["message"], here,
-                              (("owner", r["owner"]), ("channels", tuple(r["channels"] or ())),
-                               ("stages", tuple(r["stages"] or ())))))
+            rules.append(
+                Rule(
+                    r["id"],
+                    "dunning.owner",
+                    PROFILE,
+                    cond,
+                    (),
+                    r["message"],
+                    here,
+                    (
+                        ("owner", r["owner"]),
+                        ("channels", tuple(r["channels"] or ())),
+                        ("stages", tuple(r["stages"] or ())),
+                    ),
+                )
+            )
     last = raw["owners"][-1]
     if last["stages"]:
-        ctx.error("E_MISSING", "the last owner rule must have no 'stages', so every action has an owner",
-                  path + ("owners", len(raw["owners"]) - 1, "stages"))
+        ctx.error(
+            "E_MISSING",
+            "the last owner rule must have no 'stages', so every action has an owner",
+            path + ("owners", len(raw["owners"]) - 1, "stages"),
+        )
     if (conds[-1] is not None and conds[-1] != conditions.ALWAYS) or last["channels"]:
-        ctx.error("E_MISSING", "the last owner rule must be 'when: always' and have no 'channels', "
-                  "so every action has an owner", path + ("owners", len(raw["owners"]) - 1))
+        ctx.error(
+            "E_MISSING",
+            "the last owner rule must be 'when: always' and have no 'channels', so every action has an owner",
+            path + ("owners", len(raw["owners"]) - 1),
+        )
 
     stages = []
     previous_floor = 0
     for i, s in enumerate(raw["stages"]):
         here = path + ("stages", i)
         if s["stage"] != i + 1:
-            ctx.error("E_STAGE_ORDER", f"stages are numbered 1, 2, 3… in order; expected {i + 1}, got {s['stage']}",
-                      here + ("stage",))
+            ctx.error(
+                "E_STAGE_ORDER",
+                f"stages are numbered 1, 2, 3… in order; expected {i + 1}, got {s['stage']}",
+                here + ("stage",),
+            )
         floors = []
         for j, e in enumerate(s["entry"]):
             ehere = here + ("entry", j)
-            cond = rule_condition(ctx, e["when"], PROFILE, ehere, name=f"entry rule '{e['id']}'",
-                                  always="when min_days_overdue alone decides (the stage's floor)")
+            cond = rule_condition(
+                ctx,
+                e["when"],
+                PROFILE,
+                ehere,
+                name=f"entry rule '{e['id']}'",
+                always="when min_days_overdue alone decides (the stage's floor)",
+            )
             if cond is None:
                 continue
             threshold = ("cmp", "collectable_days_overdue", "gte", e["min_days_overdue"], False)
             full = ("all", (threshold,) + ((cond,) if cond != conditions.ALWAYS else ()))
             if cond == conditions.ALWAYS:
                 floors.append(e["min_days_overdue"])
-            rules.append(Rule(e["id"], "dunning.stage", PROFILE, full, (("min_days_overdue", "int",
-                              e["min_days_overdue"]),), e["message"], ehere,
-                              (("stage", s["stage"]), ("entry_day", e["min_days_overdue"]),
-                               ("skip", e["skip"]))))
+            rules.append(
+                Rule(
+                    e["id"],
+                    "dunning.stage",
+                    PROFILE,
+                    full,
+                    (("min_days_overdue", "int", e["min_days_overdue"]),),
+                    e["message"],
+                    ehere,
+                    (("stage", s["stage"]), ("entry_day", e["min_days_overdue"]), ("skip", e["skip"])),
+                )
+            )
         if floors and min(floors) <= previous_floor:
-            ctx.error("E_STAGE_ORDER", f"stage {s['stage']} starts at {min(floors)} days overdue, not after the "
-                      f"previous stage ({previous_floor} days)", here + ("entry",))
+            ctx.error(
+                "E_STAGE_ORDER",
+                f"stage {s['stage']} starts at {min(floors)} days overdue, not after the "
+                f"previous stage ({previous_floor} days)",
+                here + ("entry",),
+            )
         previous_floor = min(floors) if floors else previous_floor
         actions = []
         for j, a in enumerate(s["actions"]):
             ahere = here + ("actions", j)
             action_id = a["id"] or f"dunning.stage{s['stage']}.{a['type']}"
-            cond = rule_condition(ctx, a["when"], PROFILE, ahere, name=f"action '{action_id}'",
-                                  always="for an action the stage always takes")
+            cond = rule_condition(
+                ctx,
+                a["when"],
+                PROFILE,
+                ahere,
+                name=f"action '{action_id}'",
+                always="for an action the stage always takes",
+            )
             # an action for everyone in the stage is part of the stage, not a rule
             conditional = cond is not None and cond != conditions.ALWAYS
             if conditional:
-                rules.append(Rule(action_id, "dunning.action", PROFILE, cond, (), a["message"], ahere,
-                                  (("stage", s["stage"]),)))
+                rules.append(
+                    Rule(action_id, "dunning.action", PROFILE, cond, (), a["message"], ahere, (("stage", s["stage"]),))
+                )
             mode, every, until_done = a["repeat"] or ("every", None, False)
-            actions.append(Action(action_id, a["type"], a["channel"], a["owner"], conditional, mode, every,
-                                  until_done, a["from_days_overdue"]))
+            actions.append(
+                Action(
+                    action_id,
+                    a["type"],
+                    a["channel"],
+                    a["owner"],
+                    conditional,
+                    mode,
+                    every,
+                    until_done,
+                    a["from_days_overdue"],
+                )
+            )
         stages.append(Stage(s["stage"], s["name"], s["cadence_days"], tuple(actions)))
 
     pause = raw["pause"]
@@ -216,10 +291,15 @@ def build(ctx, raw: dict, path) -> tuple[Dunning, list[Rule]]:
     days = reminders["days_before_due"]
     if len(set(days)) != len(days):
         ctx.error("E_DUPLICATE", "a reminder day is listed twice", path + ("reminders", "days_before_due"))
-    section = Dunning(tuple(sorted(set(days), reverse=True)), reminders["channel"], reminders["owner"],
-                      pause["disputed_invoices"],
-                      pause["promise_to_pay"]["tolerance_days"] if pause["promise_to_pay"] else None,
-                      pause["instalment_plan_kept"], tuple(stages))
+    section = Dunning(
+        tuple(sorted(set(days), reverse=True)),
+        reminders["channel"],
+        reminders["owner"],
+        pause["disputed_invoices"],
+        pause["promise_to_pay"]["tolerance_days"] if pause["promise_to_pay"] else None,
+        pause["instalment_plan_kept"],
+        tuple(stages),
+    )
     return section, rules
 
 
@@ -241,13 +321,15 @@ def next_stage(target: int, skip: bool, previous: int | None) -> int:
     return previous + 1
 
 
-def resolve_owner(owner_rules: list[Rule], channel: str, explicit: str | None, collector: str | None,
-                  stage: int | None = None) -> str:
+def resolve_owner(
+    owner_rules: list[Rule], channel: str, explicit: str | None, collector: str | None, stage: int | None = None
+) -> str:
     return owner_of(owner_rules, channel, explicit, collector, stage)[0]
 
 
-def owner_of(owner_rules: list[Rule], channel: str, explicit: str | None, collector: str | None,
-             stage: int | None = None) -> tuple[str, str | None]:
+def owner_of(
+    owner_rules: list[Rule], channel: str, explicit: str | None, collector: str | None, stage: int | None = None
+) -> tuple[str, str | None]:
     """(owner, the id of the owner rule that decided it; None when the action names its owner):
     the first rule whose channels (if any) include the action's and whose stages (if any) its stage."""
     owner, rule_id = explicit, None
@@ -262,8 +344,14 @@ def owner_of(owner_rules: list[Rule], channel: str, explicit: str | None, collec
     return owner or "team:unassigned", rule_id
 
 
-def action_due(action: Action, days_in_stage: int, cadence_days: int, collectable_days_overdue: int,
-               taken: tuple | None, kind: str | None = None) -> bool:
+def action_due(
+    action: Action,
+    days_in_stage: int,
+    cadence_days: int,
+    collectable_days_overdue: int,
+    taken: tuple | None,
+    kind: str | None = None,
+) -> bool:
     """Whether a stage action falls due today. `taken`: the (type, open) of the actions already created in
     this stage episode before today, or None when not known (a stateless evaluation); `kind`: the type the
     action is created with (another when a segment replaced its channel). Without `taken` a `once` action

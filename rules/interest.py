@@ -4,6 +4,7 @@ interest = open balance × daily_rate × (days overdue − grace days), rounded 
 the minor unit per invoice; plus a fixed fee once an invoice is past its grace days;
 optionally capped at cap_pct of the open balance.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from .common import Money, Percent, StrictSchema
 class DailyRate(fields.Field):
     def _deserialize(self, value, attr, data, **kw):
         from marshmallow import ValidationError
+
         try:
             rate = parse_policy_decimal(value)
         except ValueError as exc:
@@ -45,8 +47,8 @@ class InterestSchema(StrictSchema):
 class Interest:
     grace_days: int
     daily_rate: Decimal
-    fixed_fee: int          # minor units
-    cap_pct: int | None     # basis points
+    fixed_fee: int  # minor units
+    cap_pct: int | None  # basis points
     exclude_disputed: bool
 
     def __post_init__(self):
@@ -57,15 +59,14 @@ class Interest:
 
 
 def build(ctx, raw: dict, path) -> Interest:
-    return Interest(raw["grace_days"], raw["daily_rate"], raw["fixed_fee"], raw["cap_pct"],
-                    raw["exclude_disputed"])
+    return Interest(raw["grace_days"], raw["daily_rate"], raw["fixed_fee"], raw["cap_pct"], raw["exclude_disputed"])
 
 
-class InvoiceInterest(NamedTuple):      # not a frozen dataclass: cheaper to build, one per overdue invoice
+class InvoiceInterest(NamedTuple):  # not a frozen dataclass: cheaper to build, one per overdue invoice
     invoice_id: str
     days_overdue: int
     chargeable_days: int
-    base: int               # open balance, minor units
+    base: int  # open balance, minor units
     interest: int
     fee: int
 
@@ -84,7 +85,7 @@ def compute(section: Interest, invoices) -> list[InvoiceInterest]:
 
 
 # Decimal's default context keeps 28 significant digits.
-_EXACT_DIGITS = 10 ** 28
+_EXACT_DIGITS = 10**28
 
 
 def interest_minor(section: Interest, base: int, days: int) -> int:

@@ -1,4 +1,5 @@
 """Money: Decimal at the edges, integer minor units (e.g. fen) inside the engine."""
+
 from __future__ import annotations
 
 import re
@@ -50,8 +51,10 @@ def parse_amount(value) -> Decimal:
     """An amount: a decimal string such as "30000.00", or an integer; never a float (nor a JSON number
     with a fraction or exponent), never a string with an exponent, spaces, separators or non-ASCII digits."""
     if isinstance(value, (bool, float, JsonFloat)):
-        raise ValueError("must be a decimal string such as \"30000.00\" or an integer, not a float (a number "
-                         "with a fraction or exponent)")
+        raise ValueError(
+            'must be a decimal string such as "30000.00" or an integer, not a float (a number '
+            "with a fraction or exponent)"
+        )
     if isinstance(value, int):
         return Decimal(value)
     if isinstance(value, Decimal):
@@ -61,16 +64,18 @@ def parse_amount(value) -> Decimal:
     if isinstance(value, str):
         if not _AMOUNT.fullmatch(value):
             shown = value if len(value) <= 40 else value[:40] + "…"
-            raise ValueError(f"{shown!r} is not a decimal string: ASCII digits with an optional point, e.g. "
-                             "\"30000.00\" (no spaces, separators, exponents or signs other than -)")
+            raise ValueError(
+                f"{shown!r} is not a decimal string: ASCII digits with an optional point, e.g. "
+                '"30000.00" (no spaces, separators, exponents or signs other than -)'
+            )
         return Decimal(value)
     raise ValueError(f"must be a decimal string, not {type(value).__name__}")
 
 
 # A policy number becomes an engine integer (minor units, basis points): one of 10^400 or with a
 # million decimals would take that long to convert, and past int64 durable_rules saturates silently.
-POLICY_MAX_DIGITS = 15          # before the decimal point: below 10^16
-POLICY_MAX_DECIMALS = 40        # after it (interest.daily_rate may be finer than a fen)
+POLICY_MAX_DIGITS = 15  # before the decimal point: below 10^16
+POLICY_MAX_DECIMALS = 40  # after it (interest.daily_rate may be finer than a fen)
 
 
 def parse_policy_decimal(value) -> Decimal:
@@ -97,7 +102,7 @@ def to_minor(value, exponent: int = 2) -> int:
         # far above any amount the callers accept; int() of 1E+999990 alone would take minutes
         raise ValueError(f"{value} is out of range")
     scaled = d.scaleb(exponent)
-    if scaled != scaled.to_integral_value() or (d and not scaled):     # (1E-1000030 underflows to 0)
+    if scaled != scaled.to_integral_value() or (d and not scaled):  # (1E-1000030 underflows to 0)
         raise ValueError(f"{value} has more than {exponent} decimal places")
     return int(scaled)
 
@@ -111,7 +116,7 @@ def from_minor(minor: int, exponent: int = 2) -> Decimal:
 # the Decimal forms (tests/test_money.py compares them). Beyond 28 digits the default Decimal
 # context rounds or raises; such values, non-int input (bool, Decimal) and exponent ≤ 0 keep the
 # Decimal path, so that behaviour is unchanged too.
-_EXACT_LIMIT = 10 ** 28
+_EXACT_LIMIT = 10**28
 
 
 def minor_str(minor: int, exponent: int = 2) -> str:
@@ -120,7 +125,7 @@ def minor_str(minor: int, exponent: int = 2) -> str:
         sign = ""
         if minor < 0:
             sign, minor = "-", -minor
-        digits = str(minor).rjust(exponent + 1, "0")          # at least one digit before the point
+        digits = str(minor).rjust(exponent + 1, "0")  # at least one digit before the point
         return f"{sign}{digits[:-exponent]}.{digits[-exponent:]}"
     return str(from_minor(minor, exponent))
 
@@ -132,7 +137,7 @@ def minor_display(minor: int, exponent: int = 2) -> str:
         if minor < 0:
             sign, minor = "-", -minor
         digits = str(minor).rjust(exponent + 1, "0")
-        return f"{sign}{minor // 10 ** exponent:,}.{digits[-exponent:]}"
+        return f"{sign}{minor // 10**exponent:,}.{digits[-exponent:]}"
     return f"{from_minor(minor, exponent):,.{exponent}f}"
 
 

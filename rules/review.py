@@ -1,4 +1,5 @@
 """定期评估: review cadence by risk class; the most frequent matching cadence applies."""
+
 from __future__ import annotations
 
 import calendar
@@ -19,11 +20,20 @@ def build(ctx, raw: list, path) -> list[Rule]:
     rules = []
     for i, r in enumerate(raw):
         here = path + (i,)
-        cond = rule_condition(ctx, r["when"], PROFILE, here, name=f"review rule '{r['id']}'",
-                              always="for a cadence that applies to every customer")
+        cond = rule_condition(
+            ctx,
+            r["when"],
+            PROFILE,
+            here,
+            name=f"review rule '{r['id']}'",
+            always="for a cadence that applies to every customer",
+        )
         if cond is not None:
-            rules.append(Rule(r["id"], "review", PROFILE, cond, (("every_months", "int", r["every_months"]),),
-                              r["message"], here))
+            rules.append(
+                Rule(
+                    r["id"], "review", PROFILE, cond, (("every_months", "int", r["every_months"]),), r["message"], here
+                )
+            )
     return rules
 
 
@@ -39,5 +49,9 @@ def schedule(fired: list[Rule], last_reviewed_on: dt.date, as_of: dt.date) -> di
         return None
     every = min(months)
     next_on = add_months(last_reviewed_on, every)
-    return {"every_months": every, "last_reviewed_on": last_reviewed_on.isoformat(),
-            "next_review_on": next_on.isoformat(), "due": next_on <= as_of}
+    return {
+        "every_months": every,
+        "last_reviewed_on": last_reviewed_on.isoformat(),
+        "next_review_on": next_on.isoformat(),
+        "due": next_on <= as_of,
+    }

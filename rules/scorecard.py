@@ -3,6 +3,7 @@
 A score set by a controller on the credit file (manual assessment) replaces the
 scorecard's; the decision says which one was used.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -26,9 +27,12 @@ class FactorSchema(StrictSchema):
 class ScorecardSchema(StrictSchema):
     min = fields.Integer(strict=True, load_default=0, validate=validate.Range(min=0, max=100))
     max = fields.Integer(strict=True, load_default=100, validate=validate.Range(min=0, max=100))
-    factors = fields.Dict(keys=fields.String(validate=validate.OneOf(SCORE_FACTORS)),
-                          values=fields.Nested(FactorSchema), required=True,
-                          validate=validate.Length(min=1))
+    factors = fields.Dict(
+        keys=fields.String(validate=validate.OneOf(SCORE_FACTORS)),
+        values=fields.Nested(FactorSchema),
+        required=True,
+        validate=validate.Length(min=1),
+    )
 
 
 @dataclass(frozen=True)
@@ -53,15 +57,17 @@ def build(ctx, raw: dict, path) -> Scorecard | None:
     for name, factor in raw["factors"].items():
         here = path + ("factors", name)
         if name in FACTOR_PRESENT and factor["missing"] is None:
-            ctx.error("E_MISSING", f"'{name}' can be absent; give the points for that case as 'missing'",
-                      here)
+            ctx.error("E_MISSING", f"'{name}' can be absent; give the points for that case as 'missing'", here)
         bands = read_bands(factor["bands"], FIELDS[name].kind, "points", here + ("bands",), ctx.error_at)
         if bands:
             factors.append(Factor(name, bands, factor["missing"]))
             best_total += max([b.value for b in bands] + [factor["missing"] or 0])
-    if best_total < raw["max"] and factors and len(factors) == len(raw["factors"]):   # no factor dropped by an error
-        ctx.error("E_UNREACHABLE", f"the best possible total is {best_total}, so a score of "
-                  f"{raw['max']} can never be reached", path + ("max",))
+    if best_total < raw["max"] and factors and len(factors) == len(raw["factors"]):  # no factor dropped by an error
+        ctx.error(
+            "E_UNREACHABLE",
+            f"the best possible total is {best_total}, so a score of {raw['max']} can never be reached",
+            path + ("max",),
+        )
     return Scorecard(raw["min"], raw["max"], tuple(factors))
 
 

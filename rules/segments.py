@@ -15,6 +15,7 @@ When several matching segments set the same figure, the most conservative one wi
 highest deposit, shortest terms and cadence, policy order for owners and channels), as for limit
 rules; repayment options take the most generous, as repayment rules do.
 """
+
 from __future__ import annotations
 
 from marshmallow import ValidationError, fields, validate, validates_schema
@@ -25,8 +26,16 @@ from .fields import INT, MONEY, PERCENT, PROFILE
 from .common import Money, Percent, Rule, RuleSchema, StrictSchema, rule_condition
 
 # the action type a replaced channel takes (a call instead of a visit is a phone call)
-CHANNEL_TYPE = {"phone": "phone_call", "email": "email_reminder", "sms": "sms_reminder", "visit": "visit",
-                "letter": "written_demand", "lawyer": "lawyer_letter", "legal": "litigation", "internal": "review"}
+CHANNEL_TYPE = {
+    "phone": "phone_call",
+    "email": "email_reminder",
+    "sms": "sms_reminder",
+    "visit": "visit",
+    "letter": "written_demand",
+    "lawyer": "lawyer_letter",
+    "legal": "litigation",
+    "internal": "review",
+}
 
 
 class SegmentOwnerSchema(StrictSchema):
@@ -36,17 +45,23 @@ class SegmentOwnerSchema(StrictSchema):
 
 
 class SegmentRuleSchema(RuleSchema):
-    strategy = fields.List(fields.String(validate=validate.Regexp(r"^[a-z][a-z0-9_]*$")), required=True,
-                           validate=validate.Length(min=1))
+    strategy = fields.List(
+        fields.String(validate=validate.Regexp(r"^[a-z][a-z0-9_]*$")), required=True, validate=validate.Length(min=1)
+    )
     limit = Money(load_default=None)
     terms_days = fields.Integer(strict=True, load_default=None, validate=validate.Range(min=0, max=3650))
     deposit_pct = Percent(load_default=None)
     owners = fields.List(fields.Nested(SegmentOwnerSchema), load_default=None)
-    instead = fields.Dict(keys=fields.String(validate=validate.OneOf(CHANNELS)),
-                          values=fields.String(validate=validate.OneOf(CHANNELS)), load_default=None)
-    cadence_days = fields.Dict(keys=fields.Integer(strict=True, validate=validate.Range(min=1, max=9)),
-                               values=fields.Integer(strict=True, validate=validate.Range(min=1, max=365)),
-                               load_default=None)
+    instead = fields.Dict(
+        keys=fields.String(validate=validate.OneOf(CHANNELS)),
+        values=fields.String(validate=validate.OneOf(CHANNELS)),
+        load_default=None,
+    )
+    cadence_days = fields.Dict(
+        keys=fields.Integer(strict=True, validate=validate.Range(min=1, max=9)),
+        values=fields.Integer(strict=True, validate=validate.Range(min=1, max=365)),
+        load_default=None,
+    )
     instalments = fields.Integer(strict=True, load_default=None, validate=validate.Range(min=2, max=120))
     deferral_days = fields.Integer(strict=True, load_default=None, validate=validate.Range(min=1, max=365))
 
@@ -61,17 +76,30 @@ def build(ctx, raw: list, path) -> list[Rule]:
     rules = []
     for i, r in enumerate(raw):
         here = path + (i,)
-        cond = rule_condition(ctx, r["when"], PROFILE, here, name=f"segment '{r['id']}'",
-                              always="for a segment every customer belongs to")
+        cond = rule_condition(
+            ctx, r["when"], PROFILE, here, name=f"segment '{r['id']}'", always="for a segment every customer belongs to"
+        )
         if cond is None:
             continue
-        params = tuple((k, kind, r[k]) for k, kind in (("limit", MONEY), ("terms_days", INT),
-                                                     ("deposit_pct", PERCENT), ("instalments", INT),
-                                                     ("deferral_days", INT)) if r[k] is not None)
+        params = tuple(
+            (k, kind, r[k])
+            for k, kind in (
+                ("limit", MONEY),
+                ("terms_days", INT),
+                ("deposit_pct", PERCENT),
+                ("instalments", INT),
+                ("deferral_days", INT),
+            )
+            if r[k] is not None
+        )
         extra = (("strategy", tuple(r["strategy"])),)
         if r["owners"]:
-            extra += (("owners", tuple((o["owner"], tuple(o["channels"] or ()), tuple(o["stages"] or ()))
-                                       for o in r["owners"])),)
+            extra += (
+                (
+                    "owners",
+                    tuple((o["owner"], tuple(o["channels"] or ()), tuple(o["stages"] or ())) for o in r["owners"]),
+                ),
+            )
         if r["instead"]:
             extra += (("instead", tuple(sorted(r["instead"].items()))),)
         if r["cadence_days"]:
@@ -85,8 +113,18 @@ def owner_rules(fired: list[Rule]) -> list[Rule]:
     out = []
     for seg in fired:
         for j, (owner, channels, stages) in enumerate(seg.get("owners", ())):
-            out.append(Rule(seg.id, "dunning.owner", PROFILE, ("all", ()), (), "", seg.path + ("owners", j),
-                            (("owner", owner), ("channels", channels), ("stages", stages))))
+            out.append(
+                Rule(
+                    seg.id,
+                    "dunning.owner",
+                    PROFILE,
+                    ("all", ()),
+                    (),
+                    "",
+                    seg.path + ("owners", j),
+                    (("owner", owner), ("channels", channels), ("stages", stages)),
+                )
+            )
     return out
 
 

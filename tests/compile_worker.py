@@ -12,6 +12,7 @@ Each answer is a dict: {"outcome": "invalid", "errors": [PolicyError.to_dict(), 
 Run as a script it is the worker: a 4-byte big-endian length and the text on stdin, one JSON line
 per text on stdout.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,11 +42,12 @@ def _answer(text: bytes, case: dict) -> dict:
     import traceback
 
     from engine import EngineFailure, InputInvalid, PolicyInvalid, compile_policy, evaluate
+
     try:
         policy = compile_policy(text, SOURCE)
     except PolicyInvalid as exc:
         return {"outcome": "invalid", "errors": [e.to_dict() for e in exc.errors]}
-    except BaseException as exc:      # noqa: BLE001 — anything but PolicyInvalid is the finding
+    except BaseException as exc:  # noqa: BLE001 — anything but PolicyInvalid is the finding
         return {"outcome": "exception", "type": type(exc).__name__, "traceback": traceback.format_exc()}
     try:
         try:
@@ -54,7 +56,7 @@ def _answer(text: bytes, case: dict) -> dict:
         except (InputInvalid, EngineFailure) as exc:
             evaluated = type(exc).__name__
         return {"outcome": "compiled", "version": policy.version, "evaluated": evaluated}
-    except BaseException as exc:      # noqa: BLE001
+    except BaseException as exc:  # noqa: BLE001
         return {"outcome": "exception", "type": type(exc).__name__, "traceback": traceback.format_exc()}
     finally:
         policy.dispose()
@@ -62,6 +64,7 @@ def _answer(text: bytes, case: dict) -> dict:
 
 def _serve() -> None:
     from decimal import Decimal
+
     case = json.loads((ROOT / "examples" / "customer.json").read_text(encoding="utf-8"), parse_float=Decimal)
     stdin, stdout = sys.stdin.buffer, sys.stdout
     while True:
@@ -90,8 +93,9 @@ class CompileWorker:
 
     def _start(self):
         self._buffer = b""
-        self._proc = subprocess.Popen([sys.executable, __file__], cwd=ROOT, stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE, stderr=self._stderr)
+        self._proc = subprocess.Popen(
+            [sys.executable, __file__], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr
+        )
 
     def _stop(self):
         if self._proc is not None:

@@ -4,6 +4,7 @@ Dates may be given as an ISO string or as an int: days relative to AS_OF
 (`due=-10` is an invoice ten days overdue on AS_OF, `due=0` is due on AS_OF).
 Amounts are decimal strings, as the JSON input carries them.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -15,7 +16,7 @@ import pytest
 from engine import PolicyInvalid, build_facts, compile_policy, load_case
 
 AS_OF = dt.date(2026, 11, 22)
-ROOT = pathlib.Path(__file__).resolve().parent.parent      # the repository: run `python -m engine.cli` here
+ROOT = pathlib.Path(__file__).resolve().parent.parent  # the repository: run `python -m engine.cli` here
 
 
 def day(when) -> str:
@@ -29,15 +30,22 @@ def day(when) -> str:
 
 def customer(**overrides) -> dict:
     """An established (since 2019) medium-sized local manufacturer, scored by the scorecard."""
-    base = {"id": "C-1", "name": "华东精密制造有限公司", "type": "enterprise", "industry": "manufacturing",
-            "region": "local", "size": "medium", "since": "2019-03-01"}
+    base = {
+        "id": "C-1",
+        "name": "华东精密制造有限公司",
+        "type": "enterprise",
+        "industry": "manufacturing",
+        "region": "local",
+        "size": "medium",
+        "since": "2019-03-01",
+    }
     base.update(overrides)
     return base
 
 
 def invoice(id, amount, *, due, issued=None, currency="CNY") -> dict:
     due_on = day(due)
-    if issued is None:                          # by default issued 30 days before it falls due
+    if issued is None:  # by default issued 30 days before it falls due
         issued_on = (dt.date.fromisoformat(due_on) - dt.timedelta(days=30)).isoformat()
     else:
         issued_on = day(issued)
@@ -57,14 +65,21 @@ def promise(amount, *, made, promised, invoice_id=None, id=None) -> dict:
 
 
 def dispute(invoice_id, *, opened, resolved=None) -> dict:
-    return {"invoice_id": invoice_id, "opened_on": day(opened),
-            "resolved_on": None if resolved is None else day(resolved)}
+    return {
+        "invoice_id": invoice_id,
+        "opened_on": day(opened),
+        "resolved_on": None if resolved is None else day(resolved),
+    }
 
 
 def instalment_plan(id, invoice_ids, *, agreed, instalments) -> dict:
     """instalments: [(due, amount), ...]"""
-    return {"id": id, "invoice_ids": list(invoice_ids), "agreed_on": day(agreed),
-            "instalments": [{"due_on": day(d), "amount": a} for d, a in instalments]}
+    return {
+        "id": id,
+        "invoice_ids": list(invoice_ids),
+        "agreed_on": day(agreed),
+        "instalments": [{"due_on": day(d), "amount": a} for d, a in instalments],
+    }
 
 
 def make_case(customer_=None, **lists) -> dict:

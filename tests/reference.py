@@ -8,6 +8,7 @@ independently of the compiler's parse/negate step too), and `matching_rule_ids` 
 
 Used by tests/test_property.py, tests/test_stress.py and bench/run.py.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -22,10 +23,16 @@ import yaml
 
 from rules.fields import BOOL, ENUM, FIELDS, INT, MONEY, PERCENT
 
-OPS = {"eq": operator.eq, "ne": operator.ne, "lt": operator.lt, "lte": operator.le,
-       "gt": operator.gt, "gte": operator.ge}
+OPS = {
+    "eq": operator.eq,
+    "ne": operator.ne,
+    "lt": operator.lt,
+    "lte": operator.le,
+    "gt": operator.gt,
+    "gte": operator.ge,
+}
 SCALE = {MONEY: 2, PERCENT: 2, INT: 0}
-BIG = 10 ** 15          # 10 trillion yuan in fen: far beyond any real amount, well inside int64
+BIG = 10**15  # 10 trillion yuan in fen: far beyond any real amount, well inside int64
 
 
 # ---------------------------------------------------------------- reference evaluation
@@ -80,7 +87,7 @@ def holds_yaml(cond, fact: dict) -> bool:
     if "not" in cond:
         return not holds_yaml(cond["not"], fact)
     name = cond["field"]
-    (op, raw), = ((k, v) for k, v in cond.items() if k != "field")
+    ((op, raw),) = ((k, v) for k, v in cond.items() if k != "field")
     left = fact[name]
     if op in ("in", "not_in"):
         found = any(compare("eq", left, yaml_value(name, v)) for v in raw)
@@ -95,7 +102,7 @@ def policy_enums(policy) -> dict[str, tuple]:
     enums = {name: tuple(values) for name, values in policy.content["categories"].items()}
     for name, band_class in policy.band_classes.items():
         enums[name] = band_class.labels
-    for name, spec in FIELDS.items():      # fields read with a band class's labels (overdue_amount_tier)
+    for name, spec in FIELDS.items():  # fields read with a band class's labels (overdue_amount_tier)
         if spec.enum_source and spec.enum_source.startswith("classification.") and name not in enums:
             enums[name] = policy.band_classes[spec.enum_source.split(".", 1)[1]].labels
     return enums
@@ -179,7 +186,7 @@ def random_fact(rnd: random.Random, domains: dict[str, Domain], refs=()) -> dict
     fact = {"t": 1}
     for name, domain in domains.items():
         fact[name] = domain.sample(rnd)
-    for left, right in refs:            # make both sides of a field comparison meet often
+    for left, right in refs:  # make both sides of a field comparison meet often
         if rnd.random() < 0.5:
             other = fact[right]
             if domains[left].kind in (BOOL, ENUM):
@@ -223,11 +230,14 @@ def random_case(rnd: random.Random, policy, as_of: dt.date, open_invoices: int |
     to a few settled ones; otherwise everything is random, including overpayments.
     """
     cats = policy.content["categories"]
-    day = lambda offset: (as_of + dt.timedelta(days=offset)).isoformat()   # noqa: E731
+    day = lambda offset: (as_of + dt.timedelta(days=offset)).isoformat()  # noqa: E731
     customer = {
-        "id": f"C-{ident}", "name": rnd.choice(["华东精密制造有限公司", "Acme Ltd", "张三"]),
-        "type": rnd.choice(cats["customer_type"]), "industry": rnd.choice(cats["industry"]),
-        "region": rnd.choice(cats["region"]), "size": rnd.choice(cats["company_size"]),
+        "id": f"C-{ident}",
+        "name": rnd.choice(["华东精密制造有限公司", "Acme Ltd", "张三"]),
+        "type": rnd.choice(cats["customer_type"]),
+        "industry": rnd.choice(cats["industry"]),
+        "region": rnd.choice(cats["region"]),
+        "size": rnd.choice(cats["company_size"]),
         "since": day(-rnd.randint(0, 4000)),
     }
     if rnd.random() < 0.3:
@@ -248,46 +258,74 @@ def random_case(rnd: random.Random, policy, as_of: dt.date, open_invoices: int |
     invoices, payments = [], []
     for i in range(n_open + n_settled):
         issued = -rnd.choice([rnd.randint(0, 45), rnd.randint(0, 120), rnd.randint(0, 300)])
-        amount = rnd.choice([rnd.randint(100, 99_999), rnd.randint(100_000, 9_999_999),
-                             rnd.randint(10_000_000, 50_000_000)])
-        inv = {"id": f"INV-{i}", "amount": _money(amount), "currency": "CNY",
-               "issued_on": day(issued), "due_on": day(issued + rnd.choice([0, 15, 30, 45, 60]))}
+        amount = rnd.choice(
+            [rnd.randint(100, 99_999), rnd.randint(100_000, 9_999_999), rnd.randint(10_000_000, 50_000_000)]
+        )
+        inv = {
+            "id": f"INV-{i}",
+            "amount": _money(amount),
+            "currency": "CNY",
+            "issued_on": day(issued),
+            "due_on": day(issued + rnd.choice([0, 15, 30, 45, 60])),
+        }
         invoices.append(inv)
-        if i >= n_open:                                         # settled: paid in full, on time or late
+        if i >= n_open:  # settled: paid in full, on time or late
             paid = min(0, issued + rnd.randint(0, 120))
             payments.append({"invoice_id": inv["id"], "amount": inv["amount"], "paid_on": day(paid)})
-        elif rnd.random() < 0.3:                                # partly paid, stays open
+        elif rnd.random() < 0.3:  # partly paid, stays open
             paid = min(0, issued + rnd.randint(0, 60))
-            payments.append({"invoice_id": inv["id"], "amount": _money(rnd.randint(1, amount - 1)),
-                             "paid_on": day(paid)})
+            payments.append(
+                {"invoice_id": inv["id"], "amount": _money(rnd.randint(1, amount - 1)), "paid_on": day(paid)}
+            )
     rnd.shuffle(invoices)
     case = {"customer": customer, "invoices": invoices, "payments": payments}
     open_ids = [f"INV-{i}" for i in range(n_open)]
-    if open_invoices is None and invoices and rnd.random() < 0.3:   # unallocated cash, maybe an overpayment
+    if open_invoices is None and invoices and rnd.random() < 0.3:  # unallocated cash, maybe an overpayment
         payments.append({"amount": _money(rnd.randint(1, 10_000_000)), "paid_on": day(-rnd.randint(0, 30))})
     if open_ids and rnd.random() < 0.4:
         made = -rnd.randint(0, 40)
-        case["promises"] = [{"id": "P-1", "invoice_id": rnd.choice(open_ids + [None]),
-                             "amount": _money(rnd.randint(100, 1_000_000)),
-                             "made_on": day(made), "promised_on": day(made + rnd.randint(0, 30))}]
+        case["promises"] = [
+            {
+                "id": "P-1",
+                "invoice_id": rnd.choice(open_ids + [None]),
+                "amount": _money(rnd.randint(100, 1_000_000)),
+                "made_on": day(made),
+                "promised_on": day(made + rnd.randint(0, 30)),
+            }
+        ]
     if open_ids and rnd.random() < 0.3:
         opened = -rnd.randint(0, 60)
         resolved = day(opened + rnd.randint(0, 80)) if rnd.random() < 0.5 else None
-        case["disputes"] = [{"id": "D-1", "invoice_id": rnd.choice(open_ids), "opened_on": day(opened),
-                             "resolved_on": resolved, "reason": "quality"}]
+        case["disputes"] = [
+            {
+                "id": "D-1",
+                "invoice_id": rnd.choice(open_ids),
+                "opened_on": day(opened),
+                "resolved_on": resolved,
+                "reason": "quality",
+            }
+        ]
     if open_ids and rnd.random() < 0.2:
         agreed = -rnd.randint(0, 90)
-        case["instalment_plans"] = [{
-            "id": "IP-1", "invoice_ids": rnd.sample(open_ids, min(len(open_ids), rnd.randint(1, 2))),
-            "agreed_on": day(agreed),
-            "instalments": [{"due_on": day(agreed + 30 * (k + 1)), "amount": _money(rnd.randint(100, 500_000))}
-                            for k in range(rnd.randint(1, 4))]}]
+        case["instalment_plans"] = [
+            {
+                "id": "IP-1",
+                "invoice_ids": rnd.sample(open_ids, min(len(open_ids), rnd.randint(1, 2))),
+                "agreed_on": day(agreed),
+                "instalments": [
+                    {"due_on": day(agreed + 30 * (k + 1)), "amount": _money(rnd.randint(100, 500_000))}
+                    for k in range(rnd.randint(1, 4))
+                ],
+            }
+        ]
     if rnd.random() < 0.3:
         case["reservations"] = [{"order_id": "SO-1", "amount": _money(rnd.randint(100, 5_000_000))}]
     if rnd.random() < 0.4:
-        case["previous"] = {"as_of": day(-rnd.randint(1, 30)),
-                            "aging_bucket": rnd.choice(policy.band_classes["aging_bucket"].labels + (None,)),
-                            "credit_score": rnd.choice([None, rnd.randint(0, 100)])}
+        case["previous"] = {
+            "as_of": day(-rnd.randint(1, 30)),
+            "aging_bucket": rnd.choice(policy.band_classes["aging_bucket"].labels + (None,)),
+            "credit_score": rnd.choice([None, rnd.randint(0, 100)]),
+        }
     return case
 
 

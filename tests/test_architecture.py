@@ -1,6 +1,7 @@
 """The layers of docs/architecture.md, checked on the code: no import cycle anywhere, imports run
 one way between the layers, the pure core imports no adapter, and every error code has its row in
 the one table (api/codes.py)."""
+
 from __future__ import annotations
 
 import ast
@@ -13,9 +14,16 @@ from engine.errors import EngineFailure, InputInvalid, PolicyInvalid
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PACKAGES = ("engine", "rules", "api")
 # api's layers, lowest first: a module may import its own layer and the layers below it
-API_LAYERS = (("api.errors", "api.codes"), ("api.documents", "api.delivery"), ("api.store",), ("api.service",),
-              ("api.reports",), ("api.jobs",),
-              ("api.http", "api.console"), ("api.cli",))
+API_LAYERS = (
+    ("api.errors", "api.codes"),
+    ("api.documents", "api.delivery"),
+    ("api.store",),
+    ("api.service",),
+    ("api.reports",),
+    ("api.jobs",),
+    ("api.http", "api.console"),
+    ("api.cli",),
+)
 ADAPTER_LIBRARIES = ("flask", "sqlalchemy", "alembic", "gunicorn", "apscheduler", "werkzeug", "psycopg")
 
 
@@ -27,8 +35,7 @@ def _module_name(path: pathlib.Path) -> str:
 
 
 def _modules() -> dict[str, pathlib.Path]:
-    return {_module_name(p): p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")
-            if "migrations" not in p.parts}
+    return {_module_name(p): p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py") if "migrations" not in p.parts}
 
 
 def _imports(name: str, path: pathlib.Path, known: set[str]) -> set[str]:
@@ -43,7 +50,7 @@ def _imports(name: str, path: pathlib.Path, known: set[str]) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".")
-                base = base[:len(base) - node.level + 1]
+                base = base[: len(base) - node.level + 1]
                 mod = ".".join(base + ([node.module] if node.module else []))
             else:
                 mod = node.module or ""
@@ -127,14 +134,24 @@ def test_no_module_imports_itself_through_others():
 
 def test_rules_never_import_the_engine_or_the_service():
     """The policy language (rules/) is the lowest layer: engine/ compiles and evaluates it, api/ serves it."""
-    wrong = sorted(f"{src} → {dst}" for src, targets in _graph().items() if src.split(".")[0] == "rules"
-                   for dst in targets if dst.split(".")[0] in ("engine", "api"))
+    wrong = sorted(
+        f"{src} → {dst}"
+        for src, targets in _graph().items()
+        if src.split(".")[0] == "rules"
+        for dst in targets
+        if dst.split(".")[0] in ("engine", "api")
+    )
     assert wrong == []
 
 
 def test_the_engine_never_imports_the_service():
-    wrong = sorted(f"{src} → {dst}" for src, targets in _graph().items() if src.split(".")[0] == "engine"
-                   for dst in targets if dst.split(".")[0] == "api")
+    wrong = sorted(
+        f"{src} → {dst}"
+        for src, targets in _graph().items()
+        if src.split(".")[0] == "engine"
+        for dst in targets
+        if dst.split(".")[0] == "api"
+    )
     assert wrong == []
 
 
@@ -153,16 +170,23 @@ def test_api_layers_import_only_downwards():
 
 def test_http_is_the_only_layer_that_knows_flask():
     mods = _modules()
-    wrong = [name for name, path in mods.items()
-             if name.startswith("api.") and not name.startswith(("api.http", "api.console", "api.cli"))
-             and {"flask", "werkzeug"} & _external_imports(path)]
+    wrong = [
+        name
+        for name, path in mods.items()
+        if name.startswith("api.")
+        and not name.startswith(("api.http", "api.console", "api.cli"))
+        and {"flask", "werkzeug"} & _external_imports(path)
+    ]
     assert wrong == []
 
 
 def test_the_pure_core_imports_no_adapter():
     mods = _modules()
-    wrong = {name: sorted(_external_imports(path) & {*ADAPTER_LIBRARIES, "api"})
-             for name, path in mods.items() if name.split(".")[0] in ("engine", "rules")}
+    wrong = {
+        name: sorted(_external_imports(path) & {*ADAPTER_LIBRARIES, "api"})
+        for name, path in mods.items()
+        if name.split(".")[0] in ("engine", "rules")
+    }
     assert {k: v for k, v in wrong.items() if v} == {}
 
 
@@ -171,5 +195,5 @@ def test_every_error_code_raised_has_its_row_in_the_table():
     pattern = re.compile(r'(?:DomainError|conflict)\((?:[^()]|\([^()]*\))*?"(E_[A-Z_]+)"')
     for path in (ROOT / "api").rglob("*.py"):
         raised |= set(pattern.findall(path.read_text(encoding="utf-8")))
-    assert "E_NOT_FOUND" in raised and "E_EVENT_CONFLICT" in raised       # the scan finds what it should
+    assert "E_NOT_FOUND" in raised and "E_EVENT_CONFLICT" in raised  # the scan finds what it should
     assert sorted(raised - set(CODES)) == []

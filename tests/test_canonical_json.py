@@ -5,6 +5,7 @@ tests/policy/ and for the property tests' generated customers (shipped policy, a
 labels need escaping), and on hand-picked edge cases. Where orjson would differ, the stdlib path
 must be the one taken.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -45,7 +46,7 @@ def recorded(monkeypatch):
 
 def evaluate(*args, **kw):
     made = engine.evaluate(*args, **kw)
-    assert made.stored and made.json          # each serialised once: the stored form and the English one
+    assert made.stored and made.json  # each serialised once: the stored form and the English one
     return made
 
 
@@ -86,7 +87,7 @@ def test_generated_customers_with_labels_and_ids_that_need_escaping(policy_text,
         for i in range(300):
             as_of = dt.date(2024, 1, 1) + dt.timedelta(days=rnd.randint(0, 1460))
             case = random_case(rnd, policy, as_of, ident=i)
-            case["customer"]["id"] = rnd.choice(["C-\x00\"\\/\x7f\u2028\ud7ff\ue000\uffff", "客户😀", "C\t1"])
+            case["customer"]["id"] = rnd.choice(['C-\x00"\\/\x7f\u2028\ud7ff\ue000\uffff', "客户😀", "C\t1"])
             case["customer"]["collector"] = rnd.choice([None, "王\x08芳", "</script>"])
             evaluate(policy, case, as_of, order=random_order(rnd))
     assert {body["classification"]["region"] for body in recorded} == set(ODD_REGIONS)
@@ -106,20 +107,24 @@ class _Record:
     x: int = 1
 
 
-@pytest.mark.parametrize("value", [
-    {"s": "".join(map(chr, range(0x80))) + "\u2028\u2029\ud7ff\ue000\uffff😀本地"},
-    {"é": 1, "e": 2, "z": 3, "ä": 4, "😀": 5, "\uffff": 6, "": 7},
-    {"n": [0, -1, 2 ** 63 - 1, -2 ** 63, 2 ** 64 - 1, 2 ** 64, -2 ** 63 - 1, 10 ** 40]},
-    {"t": (1, "2", None, True, False), "nested": {"b": {"d": [], "c": {}}, "a": [{"z": 1, "y": 2}]}},
-    {2: "int keys", 1: "sorted as ints"}, {None: "null key"}, {True: "bool keys", False: "x"},
-    {"enum": _Label.A, "int subclass": _Count(3)},
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"s": "".join(map(chr, range(0x80))) + "\u2028\u2029\ud7ff\ue000\uffff😀本地"},
+        {"é": 1, "e": 2, "z": 3, "ä": 4, "😀": 5, "\uffff": 6, "": 7},
+        {"n": [0, -1, 2**63 - 1, -(2**63), 2**64 - 1, 2**64, -(2**63) - 1, 10**40]},
+        {"t": (1, "2", None, True, False), "nested": {"b": {"d": [], "c": {}}, "a": [{"z": 1, "y": 2}]}},
+        {2: "int keys", 1: "sorted as ints"},
+        {None: "null key"},
+        {True: "bool keys", False: "x"},
+        {"enum": _Label.A, "int subclass": _Count(3)},
+    ],
+)
 def test_edge_cases(value):
     assert canonical_json(value) == canonical_json_stdlib(value)
 
 
-@pytest.mark.parametrize("value", [{"d": dt.date(2026, 1, 1)}, {"r": _Record()}, {"m": Decimal("1.5")},
-                                   {"f": {1, 2}}])
+@pytest.mark.parametrize("value", [{"d": dt.date(2026, 1, 1)}, {"r": _Record()}, {"m": Decimal("1.5")}, {"f": {1, 2}}])
 def test_what_the_stdlib_refuses_is_still_refused(value):
     with pytest.raises(TypeError) as stdlib:
         canonical_json_stdlib(value)
@@ -130,5 +135,8 @@ def test_what_the_stdlib_refuses_is_still_refused(value):
 
 def test_a_lone_surrogate_gives_what_it_gave():
     value = {"s": "\ud800"}
-    assert canonical_json(value) == canonical_json_stdlib(value) == json.dumps(value, ensure_ascii=False,
-                                                                               separators=(",", ":"))
+    assert (
+        canonical_json(value)
+        == canonical_json_stdlib(value)
+        == json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    )

@@ -1,4 +1,5 @@
 """The policy compiler, stage by stage: each bad policy is the shipped one with one visible edit."""
+
 import hashlib
 import json
 import re
@@ -57,8 +58,10 @@ def test_duplicate_keys_in_different_mappings_are_all_reported(policy_text):
     text = edit(policy_text, "  currency: CNY\n", "  currency: CNY\n  currency: USD\n")
     text = edit(text, "  grace_days: 5\n", "  grace_days: 5\n  grace_days: 7\n")
     errors = policy_errors(text)
-    assert [(e.code, e.path) for e in errors] == [("E_YAML_DUPLICATE_KEY", "policy.currency"),
-                                                  ("E_YAML_DUPLICATE_KEY", "interest.grace_days")]
+    assert [(e.code, e.path) for e in errors] == [
+        ("E_YAML_DUPLICATE_KEY", "policy.currency"),
+        ("E_YAML_DUPLICATE_KEY", "interest.grace_days"),
+    ]
 
 
 def test_a_non_finite_number_is_refused_while_parsing(policy_text):
@@ -101,10 +104,12 @@ def test_an_unknown_key_without_a_close_match_has_no_suggestion(policy_text):
 def test_a_renamed_required_key_is_reported_as_missing_and_as_unknown(policy_text):
     text = edit(policy_text, "  grace_days: 5", "  grace_dayz: 5")
     errors = policy_errors(text)
-    assert {(e.code, e.path) for e in errors} == {("E_MISSING", "interest.grace_days"),
-                                                  ("E_UNKNOWN_KEY", "interest.grace_dayz")}
+    assert {(e.code, e.path) for e in errors} == {
+        ("E_MISSING", "interest.grace_days"),
+        ("E_UNKNOWN_KEY", "interest.grace_dayz"),
+    }
     missing = next(e for e in errors if e.code == "E_MISSING")
-    assert (missing.line, missing.column) == (position(text, "interest:  ")[0], 1)   # points at its parent
+    assert (missing.line, missing.column) == (position(text, "interest:  ")[0], 1)  # points at its parent
 
 
 def test_a_missing_section_is_reported_at_the_top_of_the_file(policy_text):
@@ -123,8 +128,9 @@ def test_a_missing_required_key_in_a_rule_points_at_the_rule(policy_text):
 
 
 def test_an_unknown_condition_operator_suggests_the_right_one(policy_text):
-    text = edit(policy_text, "{field: reputation, eq: high}\n      limit",
-                "{field: reputation, eqq: high}\n      limit")
+    text = edit(
+        policy_text, "{field: reputation, eq: high}\n      limit", "{field: reputation, eqq: high}\n      limit"
+    )
     error = only_error(text)
     assert (error.code, error.path) == ("E_SHAPE", "credit.limits[0].when.eqq")
     assert (error.line, error.column) == position(text, "eqq")
@@ -160,28 +166,64 @@ def test_an_enum_value_not_declared_in_categories_is_reported(policy_text):
 
 def test_a_band_label_is_a_declared_value_only_of_its_own_class(policy_text):
     # "large" is an amount tier and a company size, but not a reputation
-    text = edit(policy_text, "when: {field: reputation, eq: high}\n      limit",
-                "when: {field: reputation, eq: large}\n      limit")
+    text = edit(
+        policy_text,
+        "when: {field: reputation, eq: high}\n      limit",
+        "when: {field: reputation, eq: large}\n      limit",
+    )
     error = only_error(text)
     assert (error.code, error.path) == ("E_UNKNOWN_VALUE", "credit.limits[0].when.eq")
 
 
-@pytest.mark.parametrize("old, new, needle, message", [
-    ("{field: customer_age_days, lt: 180}", "{field: customer_age_days, lt: soon}", "lt: soon",
-     "'customer_age_days' compares with a number: 'soon' is not a number"),
-    ("{field: utilisation, gt: 90}", "{field: utilisation, gt: 90.001}", "gt: 90.001",
-     "'utilisation' threshold 90.001 is finer than 0.01 %"),
-    ("{field: customer_age_days, lt: 180}", "{field: customer_age_days, lt: 180.5}", "lt: 180.5",
-     "'customer_age_days' threshold 180.5 is finer than 1"),
-    ("{field: reputation, eq: high}\n      limit", "{field: reputation, gt: high}\n      limit", "gt: high",
-     "'gt' needs numbers; 'reputation' is enum"),
-    ("{field: aging_worsened, eq: true}", "{field: aging_worsened, eq: yes_please}", "eq: yes_please",
-     "'aging_worsened' is true/false, got 'yes_please'"),
-    ("{field: exposure_after_order, gt: {field: credit_limit}}",
-     "{field: exposure_after_order, gt: {field: dunning_stage}}",
-     "gt: {field: dunning_stage}", "cannot compare money field 'exposure_after_order' with int field 'dunning_stage'"),
-], ids=["word-for-a-number", "finer-than-a-basis-point", "fraction-of-a-day", "ordering-an-enum",
-        "non-boolean", "money-against-days"])
+@pytest.mark.parametrize(
+    "old, new, needle, message",
+    [
+        (
+            "{field: customer_age_days, lt: 180}",
+            "{field: customer_age_days, lt: soon}",
+            "lt: soon",
+            "'customer_age_days' compares with a number: 'soon' is not a number",
+        ),
+        (
+            "{field: utilisation, gt: 90}",
+            "{field: utilisation, gt: 90.001}",
+            "gt: 90.001",
+            "'utilisation' threshold 90.001 is finer than 0.01 %",
+        ),
+        (
+            "{field: customer_age_days, lt: 180}",
+            "{field: customer_age_days, lt: 180.5}",
+            "lt: 180.5",
+            "'customer_age_days' threshold 180.5 is finer than 1",
+        ),
+        (
+            "{field: reputation, eq: high}\n      limit",
+            "{field: reputation, gt: high}\n      limit",
+            "gt: high",
+            "'gt' needs numbers; 'reputation' is enum",
+        ),
+        (
+            "{field: aging_worsened, eq: true}",
+            "{field: aging_worsened, eq: yes_please}",
+            "eq: yes_please",
+            "'aging_worsened' is true/false, got 'yes_please'",
+        ),
+        (
+            "{field: exposure_after_order, gt: {field: credit_limit}}",
+            "{field: exposure_after_order, gt: {field: dunning_stage}}",
+            "gt: {field: dunning_stage}",
+            "cannot compare money field 'exposure_after_order' with int field 'dunning_stage'",
+        ),
+    ],
+    ids=[
+        "word-for-a-number",
+        "finer-than-a-basis-point",
+        "fraction-of-a-day",
+        "ordering-an-enum",
+        "non-boolean",
+        "money-against-days",
+    ],
+)
 def test_a_threshold_of_the_wrong_type_is_reported_at_the_value(policy_text, old, new, needle, message):
     text = edit(policy_text, old, new)
     error = only_error(text)
@@ -218,24 +260,45 @@ def test_a_decision_stage_field_is_allowed_in_an_alert(policy_text):
         assert variant.rules_by_id["alert.score_drop"].phase == "decision"
 
 
-@pytest.mark.parametrize("old, new, code, path", [
-    ('{label: medium, min: "10000", max: "99999.99"}', '{label: medium, min: "10001", max: "99999.99"}',
-     "E_BAND_GAP", "classification.amount_tier.bands[1].min"),
-    ('{label: medium, min: "10000", max: "99999.99"}', '{label: medium, min: "9999", max: "99999.99"}',
-     "E_BAND_OVERLAP", "classification.amount_tier.bands[1].min"),
-    ('{label: small, max: "9999.99"}', '{label: small, min: 0, max: "9999.99"}',
-     "E_BAND_GAP", "classification.amount_tier.bands[0].min"),
-    ('{label: large, min: "100000"}', '{label: large, min: "100000", max: "1000000000"}',
-     "E_BAND_GAP", "classification.amount_tier.bands[2].max"),
-], ids=["gap", "overlap", "first-band-has-a-min", "last-band-has-a-max"])
+@pytest.mark.parametrize(
+    "old, new, code, path",
+    [
+        (
+            '{label: medium, min: "10000", max: "99999.99"}',
+            '{label: medium, min: "10001", max: "99999.99"}',
+            "E_BAND_GAP",
+            "classification.amount_tier.bands[1].min",
+        ),
+        (
+            '{label: medium, min: "10000", max: "99999.99"}',
+            '{label: medium, min: "9999", max: "99999.99"}',
+            "E_BAND_OVERLAP",
+            "classification.amount_tier.bands[1].min",
+        ),
+        (
+            '{label: small, max: "9999.99"}',
+            '{label: small, min: 0, max: "9999.99"}',
+            "E_BAND_GAP",
+            "classification.amount_tier.bands[0].min",
+        ),
+        (
+            '{label: large, min: "100000"}',
+            '{label: large, min: "100000", max: "1000000000"}',
+            "E_BAND_GAP",
+            "classification.amount_tier.bands[2].max",
+        ),
+    ],
+    ids=["gap", "overlap", "first-band-has-a-min", "last-band-has-a-max"],
+)
 def test_bands_must_cover_every_value_exactly_once(policy_text, old, new, code, path):
     error = only_error(edit(policy_text, old, new))
     assert (error.code, error.path) == (code, path)
 
 
 def test_a_band_gap_message_names_both_bands_and_their_bounds(policy_text):
-    text = edit(policy_text, '{label: medium, min: "10000", max: "99999.99"}',
-                '{label: medium, min: "10001", max: "99999.99"}')
+    text = edit(
+        policy_text, '{label: medium, min: "10000", max: "99999.99"}', '{label: medium, min: "10001", max: "99999.99"}'
+    )
     error = only_error(text)
     assert error.message == "gap between 'small' (max 9999.99) and 'medium' (min 10001.00)"
     assert (error.line, error.column) == position(text, 'min: "10001"')
@@ -263,8 +326,11 @@ def test_stages_numbered_out_of_order_are_reported(policy_text):
 
 
 def test_a_stage_that_starts_no_later_than_the_previous_one_is_reported(policy_text):
-    text = edit(policy_text, "          min_days_overdue: 31\n          message: \"invoice {anchor_invoice} is",
-                "          min_days_overdue: 1\n          message: \"invoice {anchor_invoice} is")
+    text = edit(
+        policy_text,
+        '          min_days_overdue: 31\n          message: "invoice {anchor_invoice} is',
+        '          min_days_overdue: 1\n          message: "invoice {anchor_invoice} is',
+    )
     error = only_error(text)
     assert (error.code, error.path) == ("E_STAGE_ORDER", "dunning.stages[1].entry")
     assert "stage 2 starts at 1 days overdue" in error.message
@@ -308,14 +374,25 @@ def test_duplicate_rule_ids_across_sections_are_reported(policy_text):
     assert error.message.endswith(f"already used at line {first_line}")
 
 
-@pytest.mark.parametrize("when, shown", [
-    ("{all: [{field: customer_age_days, gt: 10}, {field: customer_age_days, lt: 5}]}",
-     "(customer_age_days > 10 and customer_age_days < 5)"),
-    ("{all: [{field: region, eq: local}, {field: region, eq: remote}]}", "(region = local and region = remote)"),
-    ("{all: [{field: customer_age_days, gt: 10}, {field: customer_age_days, lt: 11}]}",
-     "(customer_age_days > 10 and customer_age_days < 11)"),
-    ("{all: [{field: region, eq: local}, {not: {field: region, eq: local}}]}", "(region = local and region ≠ local)"),
-], ids=["empty-range", "two-equalities", "no-integer-between", "value-and-its-negation"])
+@pytest.mark.parametrize(
+    "when, shown",
+    [
+        (
+            "{all: [{field: customer_age_days, gt: 10}, {field: customer_age_days, lt: 5}]}",
+            "(customer_age_days > 10 and customer_age_days < 5)",
+        ),
+        ("{all: [{field: region, eq: local}, {field: region, eq: remote}]}", "(region = local and region = remote)"),
+        (
+            "{all: [{field: customer_age_days, gt: 10}, {field: customer_age_days, lt: 11}]}",
+            "(customer_age_days > 10 and customer_age_days < 11)",
+        ),
+        (
+            "{all: [{field: region, eq: local}, {not: {field: region, eq: local}}]}",
+            "(region = local and region ≠ local)",
+        ),
+    ],
+    ids=["empty-range", "two-equalities", "no-integer-between", "value-and-its-negation"],
+)
 def test_a_rule_that_can_never_match_is_reported(policy_text, when, shown):
     text = edit(policy_text, HIGH_REVIEW, f"when: {when}\n    every_months: 6")
     error = only_error(text)
@@ -325,9 +402,11 @@ def test_a_rule_that_can_never_match_is_reported(policy_text, when, shown):
 
 
 def test_a_single_point_range_is_reachable(policy_text):
-    text = edit(policy_text, HIGH_REVIEW,
-                "when: {all: [{field: customer_age_days, gte: 10}, {field: customer_age_days, lte: 10}]}\n"
-                "    every_months: 6")
+    text = edit(
+        policy_text,
+        HIGH_REVIEW,
+        "when: {all: [{field: customer_age_days, gte: 10}, {field: customer_age_days, lte: 10}]}\n    every_months: 6",
+    )
     with compiled(text) as variant:
         assert "review.high" in variant.rules_by_id
 
@@ -353,15 +432,16 @@ def test_a_malformed_message_template_is_reported(policy_text):
 
 
 def test_a_rule_may_use_its_own_parameters_in_its_message(policy, policy_text):
-    assert "{every_months}" not in policy_text            # the shipped review rules don't yet
+    assert "{every_months}" not in policy_text  # the shipped review rules don't yet
     text = edit(policy_text, "high reputation: review every six months", "high: every {every_months} months")
     with compiled(text) as variant:
         assert variant.rules_by_id["review.high"].message == "high: every {every_months} months"
 
 
 def test_too_many_range_tests_for_the_engine_are_refused_at_compile_time(policy_text):
-    alerts = "".join(f"  - id: alert.u{i}\n    when: {{field: utilisation, gt: {i}}}\n    severity: info\n"
-                     for i in range(70))
+    alerts = "".join(
+        f"  - id: alert.u{i}\n    when: {{field: utilisation, gt: {i}}}\n    severity: info\n" for i in range(70)
+    )
     text = edit(policy_text, "alerts:                        # 风险预警\n", "alerts:\n" + alerts)
     error = only_error(text)
     assert error.code == "E_ENGINE_LIMIT"
@@ -372,39 +452,55 @@ def test_too_many_range_tests_for_the_engine_are_refused_at_compile_time(policy_
 
 
 def test_many_range_tests_each_behind_an_equality_fit_the_engine(policy_text):
-    alerts = "".join(f"  - id: alert.range{i}\n    when: {{all: [{{field: customer_age_days, eq: {i}}}, "
-                     f"{{field: utilisation, gt: {i}}}]}}\n    severity: info\n" for i in range(70))
+    alerts = "".join(
+        f"  - id: alert.range{i}\n    when: {{all: [{{field: customer_age_days, eq: {i}}}, "
+        f"{{field: utilisation, gt: {i}}}]}}\n    severity: info\n"
+        for i in range(70)
+    )
     text = edit(policy_text, "alerts:                        # 风险预警\n", "alerts:\n" + alerts)
     with compiled(text) as variant:
         assert len([r for r in variant.rules if r.id.startswith("alert.range")]) == 70
 
 
 def test_more_than_256_distinct_tests_on_one_field_are_refused(policy_text):
-    alerts = "".join(f"  - id: alert.d{i}\n    when: {{field: customer_age_days, eq: {i}}}\n    severity: info\n"
-                     for i in range(260))
+    alerts = "".join(
+        f"  - id: alert.d{i}\n    when: {{field: customer_age_days, eq: {i}}}\n    severity: info\n" for i in range(260)
+    )
     error = only_error(edit(policy_text, "alerts:                        # 风险预警\n", "alerts:\n" + alerts))
     assert error.code == "E_ENGINE_LIMIT"
     assert "260 distinct tests on 'customer_age_days' in the decision rules" in error.message
 
 
 def test_more_than_256_rules_with_one_condition_are_refused_at_the_first_one_too_many(policy_text):
-    segments = "".join(f"  - id: segment.s{i}\n    when: {{field: industry, eq: services}}\n    strategy: [x]\n"
-                       for i in range(260))
-    text = edit(policy_text, "segments:                      # 分类策略 for combinations of classes; each figure a segment changes is a reason naming it\n",
-                "segments:\n" + segments)
+    segments = "".join(
+        f"  - id: segment.s{i}\n    when: {{field: industry, eq: services}}\n    strategy: [x]\n" for i in range(260)
+    )
+    text = edit(
+        policy_text,
+        "segments:                      # 分类策略 for combinations of classes; each figure a segment changes is a reason naming it\n",
+        "segments:\n" + segments,
+    )
     error = only_error(text)
     assert (error.code, error.path) == ("E_ENGINE_LIMIT", "segments[256].when")
     assert (error.line, error.column) == position(text, "when", after="id: segment.s256\n")
-    assert error.message == ("more than 256 profile rules have this same condition (industry = services); the "
-                             "engine allows 256: merge them, or tell them apart")
+    assert error.message == (
+        "more than 256 profile rules have this same condition (industry = services); the "
+        "engine allows 256: merge them, or tell them apart"
+    )
 
 
 def test_a_ruleset_durable_rules_refuses_is_a_policy_error_not_an_exception(policy_text):
     # 250 rules sharing one branch of an `any`: past the checks above, durable_rules refuses (its error 107)
-    segments = "".join(f"  - id: segment.s{i}\n    when: {{any: [{{field: industry, eq: services}}, "
-                       f"{{field: customer_age_days, eq: {i}}}]}}\n    strategy: [x]\n" for i in range(250))
-    text = edit(policy_text, "segments:                      # 分类策略 for combinations of classes; each figure a segment changes is a reason naming it\n",
-                "segments:\n" + segments)
+    segments = "".join(
+        f"  - id: segment.s{i}\n    when: {{any: [{{field: industry, eq: services}}, "
+        f"{{field: customer_age_days, eq: {i}}}]}}\n    strategy: [x]\n"
+        for i in range(250)
+    )
+    text = edit(
+        policy_text,
+        "segments:                      # 分类策略 for combinations of classes; each figure a segment changes is a reason naming it\n",
+        "segments:\n" + segments,
+    )
     error = only_error(text)
     assert error.code == "E_ENGINE_LIMIT"
     assert error.message.startswith("durable_rules refused the profile rules as a whole (")
@@ -443,8 +539,9 @@ def test_a_stage_with_errors_stops_the_pipeline_before_the_next_stage(policy_tex
 
 
 def test_the_number_of_reported_errors_is_capped(policy_text):
-    alerts = "".join(f"  - id: alert.x{i}\n    when: {{field: nonsense_{i}, gt: 0}}\n    severity: info\n"
-                     for i in range(80))
+    alerts = "".join(
+        f"  - id: alert.x{i}\n    when: {{field: nonsense_{i}, gt: 0}}\n    severity: info\n" for i in range(80)
+    )
     errors = policy_errors(edit(policy_text, "alerts:                        # 风险预警\n", "alerts:\n" + alerts))
     assert len(errors) == MAX_ERRORS
     assert {e.code for e in errors} == {"E_UNKNOWN_FIELD"}
@@ -491,7 +588,7 @@ def test_comments_and_whitespace_do_not_change_the_version(policy, policy_text):
 def test_flow_and_block_style_and_section_order_do_not_change_the_version(policy, policy_text):
     text = edit(policy_text, '      - {label: small, max: "9999.99"}', '      - label: small\n        max: "9999.99"')
     start, end = text.index("segments:  "), len(text)
-    text = text[start:end] + "\n" + text[:start]            # the segments section first
+    text = text[start:end] + "\n" + text[:start]  # the segments section first
     with compiled(text) as variant:
         assert variant.version == policy.version
 
@@ -503,7 +600,7 @@ def test_a_changed_number_changes_the_version(policy, policy_text):
 
 
 def test_reordering_rules_changes_the_version(policy, policy_text):
-    low = policy_text[policy_text.index("  - id: review.low"):policy_text.index("  - id: review.medium")]
+    low = policy_text[policy_text.index("  - id: review.low") : policy_text.index("  - id: review.medium")]
     text = edit(policy_text, low, "").replace("segments:  ", low + "\nsegments:  ", 1)
     with compiled(text) as variant:
         assert variant.version != policy.version
@@ -576,8 +673,14 @@ def test_policy_check_with_json_format_prints_a_json_list_of_errors(bad_policy_f
     errors = json.loads(err)
     assert isinstance(errors, list) and len(errors) == 2
     line, col = position(text, "eq: remot}")
-    assert errors[1] == {"code": "E_UNKNOWN_VALUE", "path": "segments[2].when.eq", "file": str(path),
-                         "line": line, "column": col, "message": errors[1]["message"]}
+    assert errors[1] == {
+        "code": "E_UNKNOWN_VALUE",
+        "path": "segments[2].when.eq",
+        "file": str(path),
+        "line": line,
+        "column": col,
+        "message": errors[1]["message"],
+    }
     assert "remot" in errors[1]["message"]
 
 
@@ -596,8 +699,13 @@ def test_policy_check_of_a_missing_file_exits_2_with_one_line(tmp_path, capsys):
 
 def test_the_creditctl_command_exits_1_for_an_invalid_policy(bad_policy_file):
     path, _ = bad_policy_file
-    run = subprocess.run([sys.executable, "-m", "engine.cli", "policy", "check", str(path)],
-                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    run = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "policy", "check", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert run.returncode == 1
     assert run.stdout == ""
     assert "E_UNKNOWN_FIELD" in run.stderr
@@ -605,6 +713,7 @@ def test_the_creditctl_command_exits_1_for_an_invalid_policy(bad_policy_file):
 
 def test_policy_schema_lists_every_top_level_section(capsys, policy_text):
     import yaml
+
     assert main(["policy", "schema"]) == 0
     schema = json.loads(capsys.readouterr().out)
     sections = set(schema["properties"])
@@ -624,6 +733,7 @@ def test_policy_schema_has_no_dangling_references(capsys):
 def test_the_shipped_policy_validates_against_its_json_schema(policy_text, capsys):
     jsonschema = pytest.importorskip("jsonschema")
     import yaml
+
     assert main(["policy", "schema"]) == 0
     schema = json.loads(capsys.readouterr().out)
     validator = jsonschema.Draft7Validator(schema)

@@ -2,6 +2,7 @@
 server (plain, and STARTTLS + AUTH with a throw-away certificate) that parses what it receives, an
 http.server webhook receiver that checks the HMAC signature and the idempotency key, one that fails
 N times then succeeds, one that hangs. Plus the pure retry policy and the configuration."""
+
 from __future__ import annotations
 
 import base64
@@ -26,9 +27,22 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 from pypdf import PdfReader
 
-from api.delivery import (SIGNATURE_HEADER, DeadLetter, DeliveryConfigError, DeliveryError, LogNotifier, Message,
-                          RetryPolicy, SmsNotifier, SmtpNotifier, WebhookNotifier, deliver_with_retry,
-                          idempotency_key, notifier_from_config, verify)
+from api.delivery import (
+    SIGNATURE_HEADER,
+    DeadLetter,
+    DeliveryConfigError,
+    DeliveryError,
+    LogNotifier,
+    Message,
+    RetryPolicy,
+    SmsNotifier,
+    SmtpNotifier,
+    WebhookNotifier,
+    deliver_with_retry,
+    idempotency_key,
+    notifier_from_config,
+    verify,
+)
 from api.documents import DocumentRenderer
 from api.documents.samples import sample_action, sample_context
 
@@ -91,15 +105,16 @@ def test_smtp_delivers_a_chinese_mail_with_text_html_and_the_pdf(message, tmp_pa
     with smtp_server(inbox) as port:
         result = SmtpNotifier("127.0.0.1", port, sender=SENDER, timeout=10).deliver(message)
     assert result.backend == "smtp" and result.reference == f"<{message.idempotency_key}@huadong-jixie.example>"
-    (mail_from, rcpt, raw), = inbox.received
+    ((mail_from, rcpt, raw),) = inbox.received
     assert mail_from == "ar@huadong-jixie.example" and rcpt == ["zhang@yuanhang.example"]
     head = raw.split(b"\r\n\r\n", 1)[0]
-    assert head.isascii() and b"=?utf-8?" in head                 # RFC 2047 encoded, not raw UTF-8
+    assert head.isascii() and b"=?utf-8?" in head  # RFC 2047 encoded, not raw UTF-8
     mail = email.message_from_bytes(raw, policy=email.policy.default)
     assert mail["Subject"] == message.subject and "律师函" in mail["Subject"]
     # decoded per RFC 2047 (the email package's address parser adds a space between encoded words)
-    raw_from = next(line for line in head.decode("ascii").replace("\r\n ", " ").split("\r\n")
-                    if line.startswith("From: "))[6:]
+    raw_from = next(
+        line for line in head.decode("ascii").replace("\r\n ", " ").split("\r\n") if line.startswith("From: ")
+    )[6:]
     assert str(make_header(decode_header(raw_from))) == SENDER
     assert mail["From"].addresses[0].addr_spec == "ar@huadong-jixie.example"
     assert mail["Message-ID"].strip() == result.reference and mail["Auto-Submitted"] == "auto-generated"
@@ -114,19 +129,21 @@ def test_smtp_delivers_a_chinese_mail_with_text_html_and_the_pdf(message, tmp_pa
     pdf = pdf_part.get_content()
     assert pdf == message.attachments[0].data and len(PdfReader(io.BytesIO(pdf)).pages) >= 1
     (tmp_path / "got.pdf").write_bytes(pdf)
-    pdf_text = subprocess.run(["pdftotext", str(tmp_path / "got.pdf"), "-"], capture_output=True, text=True,
-                              check=True).stdout
+    pdf_text = subprocess.run(
+        ["pdftotext", str(tmp_path / "got.pdf"), "-"], capture_output=True, text=True, check=True
+    ).stdout
     assert "杭州远航贸易有限公司" in pdf_text and "¥125,868.26" in pdf_text
 
 
 def test_smtp_encodes_a_chinese_attachment_name(message):
-    named = dataclasses.replace(message, attachments=(dataclasses.replace(message.attachments[0],
-                                                                          filename="律师函-C-2002.pdf"),))
+    named = dataclasses.replace(
+        message, attachments=(dataclasses.replace(message.attachments[0], filename="律师函-C-2002.pdf"),)
+    )
     inbox = Inbox()
     with smtp_server(inbox) as port:
         SmtpNotifier("127.0.0.1", port, sender=SENDER).deliver(named)
     raw = inbox.received[0][2]
-    assert "律师函".encode() not in raw                          # encoded (RFC 2231), not raw bytes
+    assert "律师函".encode() not in raw  # encoded (RFC 2231), not raw bytes
     mail = email.message_from_bytes(raw, policy=email.policy.default)
     assert next(mail.iter_attachments()).get_filename() == "律师函-C-2002.pdf"
 
@@ -134,14 +151,34 @@ def test_smtp_encodes_a_chinese_attachment_name(message):
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tls")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
-                    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(folder / "key.pem"),
-                    "-out", str(folder / "cert.pem")], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(folder / "key.pem"),
+            "-out",
+            str(folder / "cert.pem"),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return folder / "cert.pem", folder / "key.pem"
 
 
 def test_smtp_starttls_and_login_with_credentials_from_the_environment(message, certificate):
     import ssl
+
     cert, key = certificate
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
@@ -152,17 +189,21 @@ def test_smtp_starttls_and_login_with_credentials_from_the_environment(message, 
         return AuthResult(success=(auth_data.login, auth_data.password) == (b"collector", b"pa55-word"))
 
     inbox = Inbox()
-    with smtp_server(inbox, tls_context=context, require_starttls=True, auth_required=True,
-                     authenticator=authenticator) as port:
+    with smtp_server(
+        inbox, tls_context=context, require_starttls=True, auth_required=True, authenticator=authenticator
+    ) as port:
         router = notifier_from_config(
-            {"backend": "smtp", "smtp": {"host": "127.0.0.1", "port": port, "starttls": True, "sender": SENDER,
-                                         "ca_file": str(cert)}},
-            environ={"CREDITCTL_SMTP_USER": "collector", "CREDITCTL_SMTP_PASSWORD": "pa55-word"})
+            {
+                "backend": "smtp",
+                "smtp": {"host": "127.0.0.1", "port": port, "starttls": True, "sender": SENDER, "ca_file": str(cert)},
+            },
+            environ={"CREDITCTL_SMTP_USER": "collector", "CREDITCTL_SMTP_PASSWORD": "pa55-word"},
+        )
         router.deliver(message)
         # the same server refuses a client that skips STARTTLS: nothing is sent in clear
         with pytest.raises(DeliveryError) as err:
             SmtpNotifier("127.0.0.1", port, sender=SENDER, username="collector", password="x").deliver(message)
-    assert [login for _, login, _ in logins] == [b"collector"]        # once, over TLS
+    assert [login for _, login, _ in logins] == [b"collector"]  # once, over TLS
     assert len(inbox.received) == 1
     assert err.value.retryable is False
 
@@ -241,7 +282,7 @@ def test_webhook_posts_the_action_and_document_signed_with_a_stable_idempotency_
     with Receiver() as receiver:
         notifier = WebhookNotifier(receiver.url, SECRET, timeout=5)
         first = notifier.deliver(message)
-        second = notifier.deliver(message)          # a retry of the same action
+        second = notifier.deliver(message)  # a retry of the same action
     assert (first.backend, first.reference, first.detail) == ("webhook", "msg-1", "HTTP 202")
     assert second.reference == "msg-2"
     one, two = receiver.requests
@@ -249,11 +290,19 @@ def test_webhook_posts_the_action_and_document_signed_with_a_stable_idempotency_
     assert one["headers"]["Idempotency-Key"] == two["headers"]["Idempotency-Key"] == idempotency_key(action)
     assert one["body"] == two["body"] and one["headers"][SIGNATURE_HEADER] == two["headers"][SIGNATURE_HEADER]
     assert one["headers"][SIGNATURE_HEADER].startswith("sha256=")
-    assert "律师函".encode() in one["body"]                 # UTF-8 as is, not \u escapes
+    assert "律师函".encode() in one["body"]  # UTF-8 as is, not \u escapes
     body = json.loads(one["body"])
-    assert body["action"] == {"id": 42, "customer_id": "C-2002", "invoice_id": "INV-1001", "type": "lawyer_letter",
-                              "channel": "lawyer", "stage": 2, "due_on": "2026-12-15", "amount": "100000.00",
-                              "currency": "CNY"}
+    assert body["action"] == {
+        "id": 42,
+        "customer_id": "C-2002",
+        "invoice_id": "INV-1001",
+        "type": "lawyer_letter",
+        "channel": "lawyer",
+        "stage": 2,
+        "due_on": "2026-12-15",
+        "amount": "100000.00",
+        "currency": "CNY",
+    }
     doc = body["document"]
     assert doc["kind"] == "lawyer_letter" and doc["locale"] == "zh_CN" and doc["subject"] == message.subject
     assert "¥125,868.26" in doc["text"] and "<h1>律师函</h1>" in doc["html"]
@@ -282,11 +331,13 @@ def test_a_receiver_failing_three_times_gets_the_message_on_the_fourth_attempt(m
     def sleep(seconds):
         waits.append(seconds)
         time.sleep(seconds)
+
     with Receiver(fail=3) as receiver:
-        result, attempts = deliver_with_retry(WebhookNotifier(receiver.url, SECRET, timeout=5), message, policy,
-                                              sleep=sleep)
+        result, attempts = deliver_with_retry(
+            WebhookNotifier(receiver.url, SECRET, timeout=5), message, policy, sleep=sleep
+        )
     assert attempts == 4 and result.reference == "msg-4"
-    assert waits == [0.02, 0.04, 0.05]                              # doubling, capped
+    assert waits == [0.02, 0.04, 0.05]  # doubling, capped
     assert len({r["headers"]["Idempotency-Key"] for r in receiver.requests}) == 1
     assert all(r["signed"] for r in receiver.requests)
 
@@ -317,8 +368,10 @@ def test_sms_goes_to_the_gateway_as_signed_text_only(letter):
     msg = Message.for_action(sms_action, reminder, to=["+8613800000000"], currency="CNY")
     assert msg.channel == "sms" and msg.html is None and msg.attachments == () and msg.text == reminder.sms
     with Receiver(secret="gateway-secret") as gateway:
-        router = notifier_from_config({"channels": {"sms": "sms"}, "sms": {"url": gateway.url, "timeout": 5}},
-                                      environ={"CREDITCTL_SMS_SECRET": "gateway-secret"})
+        router = notifier_from_config(
+            {"channels": {"sms": "sms"}, "sms": {"url": gateway.url, "timeout": 5}},
+            environ={"CREDITCTL_SMS_SECRET": "gateway-secret"},
+        )
         result = router.deliver(msg)
     assert result.backend == "sms"
     (request,) = gateway.requests
@@ -338,9 +391,8 @@ def test_backoff_doubles_up_to_the_cap_then_gives_up():
     assert d.retry and d.delay_seconds == 240 and d.next_attempt_at == now + dt.timedelta(minutes=4)
     assert not policy.decide(8, busy).retry and "gave up after 8 attempts" in policy.decide(8, busy).reason
     refused = DeliveryError("HTTP 400", retryable=False, backend="webhook")
-    assert policy.decide(1, refused) == dataclasses.replace(policy.decide(1, refused), retry=False,
-                                                            delay_seconds=None)
-    assert policy.delay(10_000) == 3600                        # no float overflow far past the cap
+    assert policy.decide(1, refused) == dataclasses.replace(policy.decide(1, refused), retry=False, delay_seconds=None)
+    assert policy.delay(10_000) == 3600  # no float overflow far past the cap
 
 
 def test_retry_after_lengthens_the_wait_up_to_the_cap():
@@ -358,8 +410,10 @@ def test_jitter_is_bounded_and_repeatable_per_message():
     assert all(100 * 2 ** (n - 1) * 0.5 <= d <= 100 * 2 ** (n - 1) for n, d in enumerate(a, 1))
 
 
-@pytest.mark.parametrize("bad", [{"base_seconds": 0}, {"factor": 0.5}, {"cap_seconds": 1, "base_seconds": 2},
-                                 {"max_attempts": 0}, {"jitter": 1}])
+@pytest.mark.parametrize(
+    "bad",
+    [{"base_seconds": 0}, {"factor": 0.5}, {"cap_seconds": 1, "base_seconds": 2}, {"max_attempts": 0}, {"jitter": 1}],
+)
 def test_a_nonsensical_retry_policy_is_refused(bad):
     with pytest.raises(ValueError):
         RetryPolicy(**bad)
@@ -381,27 +435,41 @@ def test_the_default_backend_logs_a_visible_line_and_sends_nothing(message, capl
 
 def test_channels_route_to_their_backends():
     router = notifier_from_config(
-        {"backend": "webhook", "webhook": {"url": "http://127.0.0.1:9/hook"},
-         "channels": {"sms": "sms", "letter": "log"}, "sms": {"url": "http://127.0.0.1:9/sms"}},
-        environ={"CREDITCTL_WEBHOOK_SECRET": "a", "CREDITCTL_SMS_SECRET": "b"})
+        {
+            "backend": "webhook",
+            "webhook": {"url": "http://127.0.0.1:9/hook"},
+            "channels": {"sms": "sms", "letter": "log"},
+            "sms": {"url": "http://127.0.0.1:9/sms"},
+        },
+        environ={"CREDITCTL_WEBHOOK_SECRET": "a", "CREDITCTL_SMS_SECRET": "b"},
+    )
     assert type(router.notifier_for("email")) is WebhookNotifier
     assert type(router.notifier_for("lawyer")) is WebhookNotifier
     assert type(router.notifier_for("sms")) is SmsNotifier
     assert type(router.notifier_for("letter")) is LogNotifier
 
 
-@pytest.mark.parametrize("config, environ, fragment", [
-    ({"backend": "fax"}, {}, "unknown delivery backend 'fax'"),
-    ({"backend": "smtp", "smtp": {"sender": SENDER}}, {}, "needs host and sender"),
-    ({"backend": "smtp", "smtp": {"host": "127.0.0.1", "sender": SENDER}}, {"CREDITCTL_SMTP_USER": "u"},
-     "CREDITCTL_SMTP_PASSWORD is not set"),
-    ({"backend": "smtp", "smtp": {"host": "127.0.0.1", "sender": "nobody"}}, {}, "not an e-mail address"),
-    ({"backend": "webhook", "webhook": {"url": "http://127.0.0.1:9/h"}}, {}, "CREDITCTL_WEBHOOK_SECRET is not set"),
-    ({"backend": "webhook", "webhook": {"url": "ftp://127.0.0.1/h"}}, {"CREDITCTL_WEBHOOK_SECRET": "s"}, "http(s)"),
-    ({"backend": "webhook", "webhook": {"url": "http://127.0.0.1:9/h", "timeout": 0}},
-     {"CREDITCTL_WEBHOOK_SECRET": "s"}, "timeout must be a positive number"),
-    ({"channels": {"pigeon": "log"}}, {}, "unknown channel 'pigeon'"),
-])
+@pytest.mark.parametrize(
+    "config, environ, fragment",
+    [
+        ({"backend": "fax"}, {}, "unknown delivery backend 'fax'"),
+        ({"backend": "smtp", "smtp": {"sender": SENDER}}, {}, "needs host and sender"),
+        (
+            {"backend": "smtp", "smtp": {"host": "127.0.0.1", "sender": SENDER}},
+            {"CREDITCTL_SMTP_USER": "u"},
+            "CREDITCTL_SMTP_PASSWORD is not set",
+        ),
+        ({"backend": "smtp", "smtp": {"host": "127.0.0.1", "sender": "nobody"}}, {}, "not an e-mail address"),
+        ({"backend": "webhook", "webhook": {"url": "http://127.0.0.1:9/h"}}, {}, "CREDITCTL_WEBHOOK_SECRET is not set"),
+        ({"backend": "webhook", "webhook": {"url": "ftp://127.0.0.1/h"}}, {"CREDITCTL_WEBHOOK_SECRET": "s"}, "http(s)"),
+        (
+            {"backend": "webhook", "webhook": {"url": "http://127.0.0.1:9/h", "timeout": 0}},
+            {"CREDITCTL_WEBHOOK_SECRET": "s"},
+            "timeout must be a positive number",
+        ),
+        ({"channels": {"pigeon": "log"}}, {}, "unknown channel 'pigeon'"),
+    ],
+)
 def test_a_backend_missing_its_settings_or_secret_fails_at_start(config, environ, fragment):
     with pytest.raises(DeliveryConfigError) as err:
         notifier_from_config(config, environ=environ)

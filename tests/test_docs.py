@@ -1,6 +1,7 @@
 """The documentation can't drift from the code: the fact dictionary in docs/policy-language.md is
 the generator's output, every error code the code can emit is documented, and docs/decisions.md
 names every key a decision can carry."""
+
 import datetime as dt
 import importlib.util
 import json

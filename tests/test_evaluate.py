@@ -1,4 +1,5 @@
 """Evaluation end to end on the real durable_rules engine: determinism, reasons, labels, failing closed, CLI."""
+
 import datetime as dt
 import json
 import re
@@ -19,13 +20,18 @@ def busy_case():
     """A case that exercises most of the pipeline: overdue invoices, a payment, a dispute, a promise, an order."""
     return make_case(
         customer(external_rating=72, collector="王芳", size="large"),
-        invoices=[invoice("INV-1", "80000.00", due=-83), invoice("INV-2", "45000.00", due=-22),
-                  invoice("INV-3", "30000.00", due=9), invoice("INV-4", "12000.00", due=-40)],
+        invoices=[
+            invoice("INV-1", "80000.00", due=-83),
+            invoice("INV-2", "45000.00", due=-22),
+            invoice("INV-3", "30000.00", due=9),
+            invoice("INV-4", "12000.00", due=-40),
+        ],
         payments=[payment("20000.00", on=-63, invoice_id="INV-1"), payment("1000.00", on=-100)],
         disputes=[dispute("INV-4", opened=-30)],
         promises=[promise("5000.00", made=-20, promised=-10, invoice_id="INV-2")],
         reservations=[{"order_id": "SO-7", "amount": "2500.00"}],
-        previous={"as_of": "2026-11-01", "aging_bucket": "short", "credit_score": 80})
+        previous={"as_of": "2026-11-01", "aging_bucket": "short", "credit_score": 80},
+    )
 
 
 # ---------------------------------------------------------------- determinism
@@ -90,24 +96,31 @@ def reason(decision, rule_id) -> str:
 @pytest.fixture
 def over_limit(policy):
     """Medium reputation (limit 200,000), 120,500.00 on account, an order of 100,000."""
-    case = make_case(customer(credit_score=70),
-                     invoices=[invoice("INV-1", "100000.00", due=5), invoice("INV-2", "20500.00", due=10)])
+    case = make_case(
+        customer(credit_score=70), invoices=[invoice("INV-1", "100000.00", due=5), invoice("INV-2", "20500.00", due=10)]
+    )
     return evaluate(policy, case, AS_OF, order="100000")
 
 
 def test_an_order_over_the_limit_is_rejected_with_the_amounts_in_the_reason(over_limit):
     assert over_limit.outcome == "reject"
-    assert reason(over_limit, "check.over_limit") == \
-        "exposure 120,500.00 + order 100,000.00 = 220,500.00 > limit 200,000.00"
+    assert (
+        reason(over_limit, "check.over_limit")
+        == "exposure 120,500.00 + order 100,000.00 = 220,500.00 > limit 200,000.00"
+    )
 
 
 def test_reasons_show_percentages_and_thresholds_as_people_write_them(over_limit):
-    assert reason(over_limit, "check.high_utilisation") == \
-        "utilisation after the order 110.25% > 90% of limit 200,000.00"
-    assert reason(over_limit, "credit.limit.medium") == \
-        "信誉中 medium reputation (score 70): limit 200,000.00, terms 30 days"
-    assert reason(over_limit, "classification.amount_tier") == \
-        "amount_tier = large: outstanding 120,500.00 (≥ 100,000.00)"
+    assert (
+        reason(over_limit, "check.high_utilisation") == "utilisation after the order 110.25% > 90% of limit 200,000.00"
+    )
+    assert (
+        reason(over_limit, "credit.limit.medium")
+        == "信誉中 medium reputation (score 70): limit 200,000.00, terms 30 days"
+    )
+    assert (
+        reason(over_limit, "classification.amount_tier") == "amount_tier = large: outstanding 120,500.00 (≥ 100,000.00)"
+    )
 
 
 def test_a_manual_score_is_the_reason_instead_of_the_scorecard(over_limit):
@@ -117,8 +130,11 @@ def test_a_manual_score_is_the_reason_instead_of_the_scorecard(over_limit):
 
 
 def test_scorecard_reasons_give_each_factor_its_value_and_points(policy):
-    case = make_case(customer(external_rating=85), invoices=[invoice("INV-1", "100.00", due=-20)],
-                     payments=[payment("100.00", on=-20, invoice_id="INV-1")])
+    case = make_case(
+        customer(external_rating=85),
+        invoices=[invoice("INV-1", "100.00", due=-20)],
+        payments=[payment("100.00", on=-20, invoice_id="INV-1")],
+    )
     decision = evaluate(policy, case, AS_OF)
     assert reason(decision, "scorecard.on_time_ratio") == "on_time_ratio 100%: 40 points"
     assert reason(decision, "scorecard.external_rating") == "external_rating 85: 10 points"
@@ -130,8 +146,10 @@ def test_scorecard_reasons_give_each_factor_its_value_and_points(policy):
 def test_late_interest_reason_shows_the_calculation(policy):
     case = make_case(invoices=[invoice("INV-1", "100000.00", due=-15)])
     decision = evaluate(policy, case, AS_OF)
-    assert reason(decision, "interest.late") == \
-        "invoice INV-1: 100,000.00 × 0.0005 × 10 days (15 overdue − 5 grace) = 500.00"
+    assert (
+        reason(decision, "interest.late")
+        == "invoice INV-1: 100,000.00 × 0.0005 × 10 days (15 overdue − 5 grace) = 500.00"
+    )
     assert decision.data["interest"]["total"] == "500.00"
 
 
@@ -143,9 +161,11 @@ def test_a_dunning_reason_names_the_anchor_invoice_and_its_days_overdue(policy):
 
 
 def test_alert_messages_carry_their_values(policy):
-    case = make_case(customer(credit_score=30),
-                     invoices=[invoice("INV-1", "46000.00", due=5)],
-                     previous={"as_of": "2026-11-15", "credit_score": 45})
+    case = make_case(
+        customer(credit_score=30),
+        invoices=[invoice("INV-1", "46000.00", due=5)],
+        previous={"as_of": "2026-11-15", "credit_score": 45},
+    )
     decision = evaluate(policy, case, AS_OF)
     messages = {a["id"]: a["message"] for a in decision.data["alerts"]}
     assert messages["alert.utilisation"] == "utilisation 92% of limit 50,000.00 is above 90%"
@@ -160,8 +180,11 @@ def test_no_reason_keeps_an_unfilled_placeholder(policy, busy_case):
 
 
 def test_a_rule_whose_any_branches_all_hold_gives_one_reason_and_one_alert(policy_text):
-    text = edit(policy_text, "{field: score_drop, gte: 10}",
-                "{any: [{field: utilisation, gt: 50}, {field: dunning_stage, gte: 1}, {field: region, in: [local]}]}")
+    text = edit(
+        policy_text,
+        "{field: score_drop, gte: 10}",
+        "{any: [{field: utilisation, gt: 50}, {field: dunning_stage, gte: 1}, {field: region, in: [local]}]}",
+    )
     case = make_case(customer(credit_score=70), invoices=[invoice("INV-1", "150000.00", due=-3)])
     with compiled(text) as variant:
         decision = evaluate(variant, case, AS_OF)
@@ -187,7 +210,7 @@ def test_chinese_category_labels_match_end_to_end(chinese_regions):
     assert decision.data["dunning"]["stage"] == 2
     assert [a["type"] for a in decision.data["dunning"]["actions"]][0] == "visit"
     assert "dunning.stage2.visit" in [r["rule"] for r in decision.data["reasons"]]
-    assert "本地" in decision.json                 # UTF-8 in the JSON, not \\u escapes
+    assert "本地" in decision.json  # UTF-8 in the JSON, not \\u escapes
     assert "\\u" not in decision.json
 
 
@@ -195,8 +218,10 @@ def test_a_remote_customer_under_chinese_labels_gets_a_call_and_its_segment(chin
     case = make_case(customer(region="外地", size="large"), invoices=[invoice("INV-1", "150000.00", due=-15)])
     decision = evaluate(chinese_regions, case, AS_OF)
     assert [a["type"] for a in decision.data["dunning"]["actions"]][0] == "phone_call"
-    assert [s["id"] for s in decision.data["classification"]["segments"]] == ["segment.manufacturing_large",
-                                                                               "segment.remote"]
+    assert [s["id"] for s in decision.data["classification"]["segments"]] == [
+        "segment.manufacturing_large",
+        "segment.remote",
+    ]
 
 
 def test_an_english_label_is_refused_by_a_policy_with_chinese_labels(chinese_regions):
@@ -233,8 +258,9 @@ def test_evaluating_with_a_disposed_policy_raises_instead_of_deciding(policy_tex
 @pytest.fixture
 def too_many_range_tests(policy_text, monkeypatch):
     """A policy that slipped past the compile-time engine limit: 70 alerts `utilisation > N`."""
-    alerts = "".join(f"  - id: alert.u{i}\n    when: {{field: utilisation, gt: {i}}}\n    severity: info\n"
-                     for i in range(70))
+    alerts = "".join(
+        f"  - id: alert.u{i}\n    when: {{field: utilisation, gt: {i}}}\n    severity: info\n" for i in range(70)
+    )
     text = edit(policy_text, "alerts:                        # 风险预警\n", "alerts:\n" + alerts)
     monkeypatch.setattr(engine.compiler, "MAX_LEADING_RANGE_TESTS", 10_000)
     with compiled(text) as variant:
@@ -242,14 +268,14 @@ def too_many_range_tests(policy_text, monkeypatch):
 
 
 def test_an_engine_error_raises_engine_failure_instead_of_returning_a_decision(too_many_range_tests):
-    case = make_case(customer(credit_score=70), invoices=[invoice("INV-1", "150000.00", due=5)])   # 75 % used
+    case = make_case(customer(credit_score=70), invoices=[invoice("INV-1", "150000.00", due=5)])  # 75 % used
     with pytest.raises(EngineFailure, match="error code: 303"):
         evaluate(too_many_range_tests, case, AS_OF)
 
 
 def test_the_engine_keeps_working_after_a_refused_fact(too_many_range_tests):
     heavy = make_case(customer(credit_score=70), invoices=[invoice("INV-1", "150000.00", due=5)])
-    light = make_case(customer(credit_score=70), invoices=[invoice("INV-1", "20000.00", due=5)])    # 10 % used
+    light = make_case(customer(credit_score=70), invoices=[invoice("INV-1", "20000.00", due=5)])  # 10 % used
     before = evaluate(too_many_range_tests, light, AS_OF).json
     for _ in range(3):
         with pytest.raises(EngineFailure):
@@ -288,22 +314,26 @@ def case_file(tmp_path):
         path = tmp_path / name
         path.write_text(data if isinstance(data, str) else json.dumps(data, ensure_ascii=False), encoding="utf-8")
         return str(path)
+
     return write
 
 
 @pytest.fixture
 def cli(policy):
     """Runs `creditctl evaluate` in-process against the shipped policy; returns (exit code, stdout, stderr)."""
+
     def run(capsys, *args):
         code = main(["evaluate", "--policy", policy.source, *args])
         out, err = capsys.readouterr()
         return code, out, err
+
     return run
 
 
 def test_cli_evaluate_prints_the_decision_as_json_and_exits_0(cli, case_file, capsys, busy_case):
-    code, out, err = cli(capsys, "--input", case_file(busy_case), "--as-of", AS_OF.isoformat(),
-                         "--order-amount", "10000")
+    code, out, err = cli(
+        capsys, "--input", case_file(busy_case), "--as-of", AS_OF.isoformat(), "--order-amount", "10000"
+    )
     assert code == 0
     decision = json.loads(out)
     assert decision["customer_id"] == "C-1" and decision["as_of"] == "2026-11-22"
@@ -319,12 +349,14 @@ def test_cli_evaluate_compact_output_is_the_canonical_decision(cli, case_file, c
 def test_cli_evaluate_reads_json_integers_as_amounts_and_refuses_json_floats(cli, case_file, capsys):
     # the one money rule (docs/money.md): decimal strings or integers; a number with a fraction is a float
     case = json.dumps(make_case(invoices=[invoice("INV-1", "0", due=-10)]))
-    code, out, _ = cli(capsys, "--input", case_file(case.replace('"amount": "0"', '"amount": 1234')),
-                       "--as-of", "2026-11-22")
+    code, out, _ = cli(
+        capsys, "--input", case_file(case.replace('"amount": "0"', '"amount": 1234')), "--as-of", "2026-11-22"
+    )
     assert code == 0
     assert json.loads(out)["credit"]["outstanding"] == "1234.00"
-    code, out, err = cli(capsys, "--input", case_file(case.replace('"amount": "0"', '"amount": 1234.5')),
-                         "--as-of", "2026-11-22")
+    code, out, err = cli(
+        capsys, "--input", case_file(case.replace('"amount": "0"', '"amount": 1234.5')), "--as-of", "2026-11-22"
+    )
     assert code == 2 and out == ""
     assert "not a float" in json.loads(err)["errors"]["invoices[0].amount"][0]
 
@@ -340,8 +372,9 @@ def assert_refused(result, field):
 
 
 def test_cli_evaluate_refuses_malformed_json_with_exit_2(cli, case_file, capsys):
-    body = assert_refused(cli(capsys, "--input", case_file('{"customer": {"id": "C-1",}'), "--as-of", "2026-11-22"),
-                          "input")
+    body = assert_refused(
+        cli(capsys, "--input", case_file('{"customer": {"id": "C-1",}'), "--as-of", "2026-11-22"), "input"
+    )
     assert "malformed JSON" in body["message"]
 
 
@@ -356,8 +389,10 @@ def test_cli_evaluate_refuses_missing_fields_with_exit_2(cli, case_file, capsys)
     assert body["errors"]["customer.since"] == ["Missing data for required field."]
 
 
-@pytest.mark.parametrize("amount, message", [("-100.00", "must not be negative"), ("lots", "not an amount"),
-                                             ("100.001", "more than 2 decimal places")])
+@pytest.mark.parametrize(
+    "amount, message",
+    [("-100.00", "must not be negative"), ("lots", "not an amount"), ("100.001", "more than 2 decimal places")],
+)
 def test_cli_evaluate_refuses_bad_amounts_with_exit_2(cli, case_file, capsys, amount, message):
     case = make_case(invoices=[invoice("INV-1", amount, due=-10)])
     body = assert_refused(cli(capsys, "--input", case_file(case), "--as-of", "2026-11-22"), "invoices[0].amount")
@@ -381,22 +416,56 @@ def test_cli_evaluate_refuses_an_unknown_currency_with_exit_2(cli, case_file, ca
 
 @pytest.mark.parametrize("order", ["-5", "five", "0"])
 def test_cli_evaluate_refuses_a_bad_order_amount_with_exit_2(cli, case_file, capsys, order):
-    assert_refused(cli(capsys, "--input", case_file(make_case()), "--as-of", "2026-11-22", "--order-amount", order),
-                   "order_amount")
+    assert_refused(
+        cli(capsys, "--input", case_file(make_case()), "--as-of", "2026-11-22", "--order-amount", order), "order_amount"
+    )
 
 
 def test_the_creditctl_command_exits_2_and_prints_nothing_on_bad_input(case_file, policy):
     path = case_file(make_case(invoices=[invoice("INV-1", "-1", due=-10)]))
-    run = subprocess.run([sys.executable, "-m", "engine.cli", "evaluate", "--policy", policy.source, "--input", path,
-                          "--as-of", "2026-11-22"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "engine.cli",
+            "evaluate",
+            "--policy",
+            policy.source,
+            "--input",
+            path,
+            "--as-of",
+            "2026-11-22",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert run.returncode == 2
     assert run.stdout == ""
     assert "invoices[0].amount" in run.stderr
 
 
 def test_the_creditctl_command_prints_the_same_decision_as_the_library(case_file, policy, busy_case):
-    run = subprocess.run([sys.executable, "-m", "engine.cli", "evaluate", "--policy", policy.source,
-                          "--input", case_file(busy_case), "--as-of", "2026-11-22", "--order-amount", "10000",
-                          "--compact"], capture_output=True, timeout=120, cwd=ROOT)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "engine.cli",
+            "evaluate",
+            "--policy",
+            policy.source,
+            "--input",
+            case_file(busy_case),
+            "--as-of",
+            "2026-11-22",
+            "--order-amount",
+            "10000",
+            "--compact",
+        ],
+        capture_output=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert run.returncode == 0, run.stderr
     assert run.stdout.decode("utf-8").rstrip("\n") == evaluate(policy, busy_case, AS_OF, order="10000").json

@@ -11,6 +11,7 @@
   still reported by the pure-Python one;
 - late interest computed in integers is the Decimal expression it replaces.
 """
+
 from __future__ import annotations
 
 import copy
@@ -70,8 +71,8 @@ def test_evaluate_loaded_equals_evaluate_on_every_policy_test_input(policy):
     for name, data, as_of, order in inputs:
         expected = outcome(lambda: evaluate(policy, copy.deepcopy(data), as_of, order=order))
         try:
-            typed = CaseSchema().load(copy.deepcopy(data))          # typed, not checked against the policy
-        except ValidationError:                                     # refused before any policy check
+            typed = CaseSchema().load(copy.deepcopy(data))  # typed, not checked against the policy
+        except ValidationError:  # refused before any policy check
             refused_by_schema += 1
             assert isinstance(expected, list), name
             continue
@@ -89,10 +90,11 @@ def test_evaluate_loaded_refuses_like_evaluate(policy):
     name, data, as_of, _ = policy_inputs()[0]
     typed = CaseSchema().load(copy.deepcopy(data))
     for bad_as_of, bad_order in ((dt.datetime(2026, 1, 1), None), (as_of, "-5"), (as_of, "1.001")):
-        assert (outcome(lambda: evaluate_loaded(policy, typed, bad_as_of, order=bad_order))
-                == outcome(lambda: evaluate(policy, copy.deepcopy(data), bad_as_of, order=bad_order)))
+        assert outcome(lambda: evaluate_loaded(policy, typed, bad_as_of, order=bad_order)) == outcome(
+            lambda: evaluate(policy, copy.deepcopy(data), bad_as_of, order=bad_order)
+        )
     unknown = copy.deepcopy(typed)
-    unknown["customer"]["industry"] = "mining"                       # not a category of the policy
+    unknown["customer"]["industry"] = "mining"  # not a category of the policy
     data_unknown = copy.deepcopy(data)
     data_unknown["customer"]["industry"] = "mining"
     refusal = outcome(lambda: evaluate_loaded(policy, unknown, as_of))
@@ -105,8 +107,11 @@ def always_policy_text(policy_text):
     The credit check rules have no `when`, which only the text of a stored version may have: compile
     it with legacy_when=True (a new text cannot have an unconditional decision-phase rule)."""
     data = yaml.safe_load(policy_text)
-    data["segments"] = ([{"id": "segment.always_first", "when": "always", "strategy": ["everyone"]}]
-                        + data["segments"] + [{"id": "segment.always_last", "when": "always", "strategy": ["last"]}])
+    data["segments"] = (
+        [{"id": "segment.always_first", "when": "always", "strategy": ["everyone"]}]
+        + data["segments"]
+        + [{"id": "segment.always_last", "when": "always", "strategy": ["last"]}]
+    )
     data["review"].insert(1, {"id": "review.always", "when": "always", "every_months": 7})
     data["credit"]["check"].insert(1, {"id": "check.always", "outcome": "refer"})
     data["credit"]["check"].append({"id": "check.always_last", "outcome": "approve"})
@@ -120,12 +125,18 @@ def test_rules_without_a_condition_keep_their_definition_position(policy_text):
     rnd = random.Random(5)
     with compiled(always_policy_text(policy_text), "always.yaml", legacy_when=True) as policy:
         always = {r.id for r in policy.rules if r.condition == ("all", ())}
-        assert {"segment.always_first", "segment.always_last", "review.always", "check.always",
-                "check.always_last", "owner.team"} <= always
+        assert {
+            "segment.always_first",
+            "segment.always_last",
+            "review.always",
+            "check.always",
+            "check.always_last",
+            "owner.team",
+        } <= always
         for phase in (PROFILE, DECISION):
             matcher = policy.matchers[phase]
             assert not set(matcher._always) - always and set(matcher._always)
-            assert not set(matcher._always) & set(matcher._by_key.values())     # not in the C ruleset
+            assert not set(matcher._always) & set(matcher._by_key.values())  # not in the C ruleset
             domains, refs = field_domains(policy, phase)
             for _ in range(500):
                 fact = random_fact(rnd, domains, refs)
@@ -133,8 +144,26 @@ def test_rules_without_a_condition_keep_their_definition_position(policy_text):
 
 
 # ---------------------------------------------------------------- the matcher's fact document
-ODD_VALUES = ["本地", 'a"b', "x\\y", "\x00\x01\x1f", "\x7f\u2028", "😀", "", "{}", "1", "true", None,
-              True, False, 0, -1, 2 ** 63 - 1, -2 ** 63, 10 ** 30]
+ODD_VALUES = [
+    "本地",
+    'a"b',
+    "x\\y",
+    "\x00\x01\x1f",
+    "\x7f\u2028",
+    "😀",
+    "",
+    "{}",
+    "1",
+    "true",
+    None,
+    True,
+    False,
+    0,
+    -1,
+    2**63 - 1,
+    -(2**63),
+    10**30,
+]
 
 
 def engine_definition(policy, phase):
@@ -226,25 +255,48 @@ def render_per_call(template, fact, params=(), extra=None, exponent=2):
     return template.format_map(values)
 
 
-@pytest.mark.parametrize("template", [
-    "", "no placeholders", "{{escaped}} braces", "limit {limit}, score {credit_score}, {outstanding:>14}",
-    "{deposit_pct} deposit, {utilisation} used, {score_drop} drop, {manual_score} {reputation!r}",
-    "{anchor_invoice} {limit} {anchor_invoice} {unknown_name} {exposure:^20}",
-])
+@pytest.mark.parametrize(
+    "template",
+    [
+        "",
+        "no placeholders",
+        "{{escaped}} braces",
+        "limit {limit}, score {credit_score}, {outstanding:>14}",
+        "{deposit_pct} deposit, {utilisation} used, {score_drop} drop, {manual_score} {reputation!r}",
+        "{anchor_invoice} {limit} {anchor_invoice} {unknown_name} {exposure:^20}",
+    ],
+)
 def test_a_compiled_template_renders_what_the_per_call_renderer_did(template):
     params = (("limit", "money", 5_000_000), ("anchor_invoice", "int", 3), ("terms_days", "int", 30))
-    fact = {"credit_score": 71, "outstanding": 123_456_789, "deposit_pct": 3050, "utilisation": 9000,
-            "score_drop": -12, "manual_score": True, "reputation": "medium", "exposure": -1_000_001,
-            "unknown_name": 5}
+    fact = {
+        "credit_score": 71,
+        "outstanding": 123_456_789,
+        "deposit_pct": 3050,
+        "utilisation": 9000,
+        "score_drop": -12,
+        "manual_score": True,
+        "reputation": "medium",
+        "exposure": -1_000_001,
+        "unknown_name": 5,
+    }
     for extra in (None, {}, {"anchor_invoice": "INV-9"}):
-        assert (Template(template, params, 2, "fallback" if not template else "").render(fact, extra)
-                == (render_per_call(template, fact, params, extra) or ("fallback" if not template else "")))
+        assert Template(template, params, 2, "fallback" if not template else "").render(fact, extra) == (
+            render_per_call(template, fact, params, extra) or ("fallback" if not template else "")
+        )
 
 
 def test_every_message_of_the_shipped_policy_renders_as_before(policy):
     fact = {name: 0 for name in FIELDS}
-    fact.update({"outstanding": 98_765_432, "utilisation": 9123, "reputation": "high", "credit_score": 83,
-                 "score_drop": -4, "aging_worsened": True})
+    fact.update(
+        {
+            "outstanding": 98_765_432,
+            "utilisation": 9123,
+            "reputation": "high",
+            "credit_score": 83,
+            "score_drop": -4,
+            "aging_worsened": True,
+        }
+    )
     extra = {"anchor_invoice": "INV-1"}
     for rule in policy.rules:
         expected = render_per_call(rule.message, fact, rule.params, extra) if rule.message else None
@@ -262,21 +314,42 @@ def parse_with(loader_class, text):
 
 @pytest.mark.skipif(yamlsource._FastExactLoader is None, reason="this PyYAML has no libyaml")
 def test_libyaml_gives_the_same_data_and_positions_as_pure_python(policy_text):
-    generated = replace_section(policy_text, "segments", [
-        {"id": f"segment.g{i}", "strategy": ["s"], "message": "é «x» {region}: 50% off",
-         "when": {"all": [{"field": "region", "eq": "remote"}, {"field": "customer_age_days", "gte": i}]}}
-        for i in range(20)], block=True)
+    generated = replace_section(
+        policy_text,
+        "segments",
+        [
+            {
+                "id": f"segment.g{i}",
+                "strategy": ["s"],
+                "message": "é «x» {region}: 50% off",
+                "when": {"all": [{"field": "region", "eq": "remote"}, {"field": "customer_age_days", "gte": i}]},
+            }
+            for i in range(20)
+        ],
+        block=True,
+    )
     duplicate = policy_text.replace("  currency: CNY\n", "  currency: CNY\n  currency: USD\n")
-    texts = [t for t in (policy_text, generated, duplicate, always_policy_text(policy_text))
-             if t.endswith("\n") and not yamlsource._LIBYAML_DIFFERS.search(t)]   # what load_yaml gives libyaml
+    texts = [
+        t
+        for t in (policy_text, generated, duplicate, always_policy_text(policy_text))
+        if t.endswith("\n") and not yamlsource._LIBYAML_DIFFERS.search(t)
+    ]  # what load_yaml gives libyaml
     assert generated in texts
     for text in texts:
         assert parse_with(yamlsource._FastExactLoader, text) == parse_with(yamlsource._ExactLoader, text)
 
 
 def test_yaml_errors_are_reported_by_the_pure_python_loader(monkeypatch):
-    texts = ["policy: [\n", "a: 1\n\tb: 2\n", "a: .nan\n", "a: {b: c?d}\n", "a: >#\n x\n", "%YAML 1.1\n---\n",
-             "a: 1\n---\nb: 2\n", "---"]
+    texts = [
+        "policy: [\n",
+        "a: 1\n\tb: 2\n",
+        "a: .nan\n",
+        "a: {b: c?d}\n",
+        "a: >#\n x\n",
+        "%YAML 1.1\n---\n",
+        "a: 1\n---\nb: 2\n",
+        "---",
+    ]
     fast = [yamlsource.load_yaml(t, "f.yaml") for t in texts]
     monkeypatch.setattr(yamlsource, "_FastExactLoader", None)
     pure = [yamlsource.load_yaml(t, "f.yaml") for t in texts]
@@ -299,8 +372,20 @@ def test_compiling_through_libyaml_gives_the_same_policy(policy_text, monkeypatc
 
 
 # ---------------------------------------------------------------- interest in integers
-@pytest.mark.parametrize("rate", ["0", "0.0005", "0.01", "0.00033", "5E-4", "0.00050", "1E-7",
-                                  "0.0099999999999", "0.000123456789012345678901234567"])
+@pytest.mark.parametrize(
+    "rate",
+    [
+        "0",
+        "0.0005",
+        "0.01",
+        "0.00033",
+        "5E-4",
+        "0.00050",
+        "1E-7",
+        "0.0099999999999",
+        "0.000123456789012345678901234567",
+    ],
+)
 def test_interest_in_integers_is_the_decimal_expression(rate):
     """interest_minor = round_half_up(Decimal(base) × rate × days), including where Decimal's 28
     digits round the product (the integer path is not taken there) and the halves."""
@@ -320,9 +405,10 @@ def test_interest_in_integers_is_the_decimal_expression(rate):
             return type(exc)
 
     for _ in range(4000):
-        base = rnd.choice([rnd.randint(1, 10 ** 4), rnd.randint(1, 10 ** 9), rnd.randint(1, 10 ** 17), 10 ** 17,
-                           rnd.randint(10 ** 20, 10 ** 30)])
-        days = rnd.choice([1, 2, rnd.randint(1, 5000), 10 ** 6])
+        base = rnd.choice(
+            [rnd.randint(1, 10**4), rnd.randint(1, 10**9), rnd.randint(1, 10**17), 10**17, rnd.randint(10**20, 10**30)]
+        )
+        days = rnd.choice([1, 2, rnd.randint(1, 5000), 10**6])
         assert integer_way(base, days) == decimal_way(base, days), (base, days)
-    for base in range(1, 3000):                       # x.5 minor units come up often at 0.0005
+    for base in range(1, 3000):  # x.5 minor units come up often at 0.0005
         assert integer_way(base, 1) == decimal_way(base, 1)

@@ -6,6 +6,7 @@ the decision's canonical JSON, or the refusal's codes (recorded with tests/golde
 evaluated again here with today's code and its English rendering must hash the same; the Chinese
 rendering of each must be a complete decision too (every reason has a message).
 """
+
 from __future__ import annotations
 
 import gzip
@@ -20,7 +21,9 @@ from golden.record import digest, untag
 
 # engine_calls: tests/test_*.py; api_calls: the API tests of credit checks, decision fields, legal cases,
 # applied money, the trail, holds and governance (grants, approved limits) — evaluations made in-process
-CORPORA = [Path(__file__).resolve().parent / "golden" / name for name in ("engine_calls.jsonl.gz", "api_calls.jsonl.gz")]
+CORPORA = [
+    Path(__file__).resolve().parent / "golden" / name for name in ("engine_calls.jsonl.gz", "api_calls.jsonl.gz")
+]
 
 
 def corpus():
@@ -35,9 +38,9 @@ def corpus():
 @pytest.fixture(scope="module")
 def recorded():
     policies, calls = corpus()
-    with pytest.MonkeyPatch.context() as mp:     # some tests recorded a policy compiled under raised limits
+    with pytest.MonkeyPatch.context() as mp:  # some tests recorded a policy compiled under raised limits
         for name in ("MAX_TESTS_PER_FIELD", "MAX_LEADING_RANGE_TESTS", "MAX_RULES_PER_CONDITION"):
-            mp.setattr(compiler, name, 10 ** 6)
+            mp.setattr(compiler, name, 10**6)
         compiled = {key: compile_policy(text, "golden.yaml", legacy_when=True) for key, text in policies.items()}
     yield compiled, calls
     for p in compiled.values():
@@ -49,10 +52,11 @@ def outcome(policy, call):
     fn = evaluator.evaluate if call["fn"] == "evaluate" else evaluator.evaluate_loaded
     try:
         return fn(policy, case, as_of, order), None
-    except Exception as exc:           # noqa: BLE001 — a refusal is recorded by its type and codes
-        return None, {"error": type(exc).__name__,
-                      "codes": [list(c) for c in sorted((e.field, e.code, e.message)
-                                                        for e in getattr(exc, "errors", ()) or ())]}
+    except Exception as exc:  # noqa: BLE001 — a refusal is recorded by its type and codes
+        return None, {
+            "error": type(exc).__name__,
+            "codes": [list(c) for c in sorted((e.field, e.code, e.message) for e in getattr(exc, "errors", ()) or ())],
+        }
 
 
 def test_the_corpus_is_large_and_varied(recorded):

@@ -4,6 +4,7 @@ policy's exponent keeps them, and every result and every refusal is what the ful
 The MinorCases here carry what a ledger would: each amount's minor units where to_minor accepts the amount
 (a ledger row holds only such), none where it refuses it. tests/api/test_minor_case_ledger.py does the
 same on cases the ledger builds from a database."""
+
 from __future__ import annotations
 
 import copy
@@ -69,8 +70,9 @@ def test_the_fast_path_equals_the_full_path_on_every_policy_test_input(policy):
         fast_case = carrying(typed, policy.exponent)
         kept += sum(1 for item, key in _items(fast_case) if key + "_minor" in item)
         assert checked(policy, fast_case) == full, name
-        assert outcome(lambda: evaluate_loaded(policy, carrying(typed, policy.exponent), as_of, order=order)) \
-            == outcome(lambda: evaluate_loaded(policy, copy.deepcopy(typed), as_of, order=order)), name
+        assert outcome(
+            lambda: evaluate_loaded(policy, carrying(typed, policy.exponent), as_of, order=order)
+        ) == outcome(lambda: evaluate_loaded(policy, copy.deepcopy(typed), as_of, order=order)), name
         if isinstance(full, list):
             refused += 1
             amount_refusals += any(code == "E_AMOUNT" for _, code, _ in full)
@@ -87,12 +89,13 @@ def test_minor_units_of_another_exponent_are_converted_again(policy):
     for name, typed, as_of, order in _typed_policy_inputs()[:60]:
         for exponent in (0, 3):
             other = carrying(typed, exponent)
-            plain = dict(copy.deepcopy(other))             # the same items, not a MinorCase: the full path
+            plain = dict(copy.deepcopy(other))  # the same items, not a MinorCase: the full path
             full = checked(policy, plain)
             differs += other != carrying(typed, 2)
             assert checked(policy, other) == full, (name, exponent)
-            assert other.minor_exponent == (None if isinstance(full, list) and any(
-                code == "E_AMOUNT" for _, code, _ in full) else 2), (name, exponent)
+            assert other.minor_exponent == (
+                None if isinstance(full, list) and any(code == "E_AMOUNT" for _, code, _ in full) else 2
+            ), (name, exponent)
     assert differs >= 60
     # a ledger's rows in 3 decimals: "100.500" is refused by a 2-decimal policy; in 0 decimals "10050" is
     # 1005000 fen, not the 10050 the case carries
@@ -131,7 +134,7 @@ def test_missing_or_odd_minor_units_are_converted(policy):
     typed = _typed_policy_inputs()[0][1]
     expected = checked(policy, copy.deepcopy(typed))
     assert not isinstance(expected, list)
-    for odd in (None, True, 10 ** 18, "10050", 100.5):
+    for odd in (None, True, 10**18, "10050", 100.5):
         case = carrying(typed, 2)
         if odd is None:
             del case["invoices"][0]["amount_minor"]

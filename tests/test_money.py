@@ -1,4 +1,5 @@
 """rules.money: the integer formatting of amounts gives exactly the Decimal strings it replaced."""
+
 from __future__ import annotations
 
 import random
@@ -24,11 +25,27 @@ def decimal_percent(bp):
 
 def samples():
     rnd = random.Random(7)
-    values = {0, 1, -1, 9, 10, 99, 100, 101, -100, -101, 999_999, 1_000_000, 10 ** 17, -(10 ** 17),
-              10 ** 28 - 1, -(10 ** 28 - 1)}
+    values = {
+        0,
+        1,
+        -1,
+        9,
+        10,
+        99,
+        100,
+        101,
+        -100,
+        -101,
+        999_999,
+        1_000_000,
+        10**17,
+        -(10**17),
+        10**28 - 1,
+        -(10**28 - 1),
+    }
     for digits in range(1, 29):
         for _ in range(40):
-            v = rnd.randrange(10 ** (digits - 1), 10 ** digits)
+            v = rnd.randrange(10 ** (digits - 1), 10**digits)
             values |= {v, -v, v - v % 10, v - v % 100}
     return sorted(values)
 
@@ -52,9 +69,9 @@ def test_outside_the_fast_path_behaviour_is_unchanged():
     assert minor_display(-1234, 0) == decimal_display(-1234, 0)
     assert minor_str(True, 2) == decimal_str(True, 2) == "0.01"
     assert minor_str(Decimal("12.5"), 2) == decimal_str(Decimal("12.5"), 2)
-    for big in (10 ** 28, -(10 ** 28), 10 ** 30):
+    for big in (10**28, -(10**28), 10**30):
         with pytest.raises(InvalidOperation):
             minor_str(big, 2)
         with pytest.raises(InvalidOperation):
             minor_display(big, 2)
-        assert percent_display(big + 1) == decimal_percent(big + 1)     # rounded by the context, as before
+        assert percent_display(big + 1) == decimal_percent(big + 1)  # rounded by the context, as before

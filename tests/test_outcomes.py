@@ -6,6 +6,7 @@
 - facts built under one policy and reused under another with the same facts_key give the other's
   outcomes, and facts_key covers everything of a policy that build_facts reads.
 """
+
 from __future__ import annotations
 
 import copy
@@ -25,17 +26,18 @@ TOLERANCE = "promise_to_pay: {tolerance_days: 3}"
 
 
 def _variants(policy_text: str) -> dict[str, str]:
-    for old in (MEDIUM_LIMIT, STAGE2, TOLERANCE, "    limit: \"100000\"\n", "deposit_pct: 20\n"):
+    for old in (MEDIUM_LIMIT, STAGE2, TOLERANCE, '    limit: "100000"\n', "deposit_pct: 20\n"):
         assert policy_text.count(old) == 1, old
     return {
         # the same facts (facts_key equal): another limit, stage 2 earlier, segment terms changed
         "limits": policy_text.replace(MEDIUM_LIMIT, MEDIUM_LIMIT.replace("200000", "300000"))
-                             .replace(STAGE2, STAGE2.replace("31", "21"))
-                             .replace("    limit: \"100000\"\n", "    limit: \"100000\"\n    terms_days: 20\n")
-                             .replace("deposit_pct: 20\n", "deposit_pct: 40\n"),
+        .replace(STAGE2, STAGE2.replace("31", "21"))
+        .replace('    limit: "100000"\n', '    limit: "100000"\n    terms_days: 20\n')
+        .replace("deposit_pct: 20\n", "deposit_pct: 40\n"),
         # other facts: a longer promise tolerance, no pause for disputes
-        "facts": policy_text.replace(TOLERANCE, "promise_to_pay: {tolerance_days: 10}")
-                            .replace("disputed_invoices: true", "disputed_invoices: false"),
+        "facts": policy_text.replace(TOLERANCE, "promise_to_pay: {tolerance_days: 10}").replace(
+            "disputed_invoices: true", "disputed_invoices: false"
+        ),
         # a category fewer: the cases with it are refused
         "categories": policy_text.replace("company_size: [large, medium, small]", "company_size: [medium, small]"),
     }
@@ -59,7 +61,7 @@ def _typed_inputs():
         for label, case in variants:
             try:
                 out.append((label, CaseSchema().load(copy.deepcopy(case)), as_of))
-            except ValidationError:          # refused by the schema: never a ledger case
+            except ValidationError:  # refused by the schema: never a ledger case
                 continue
     return out
 
@@ -69,8 +71,11 @@ def test_outcomes_only_equal_the_full_decisions_on_every_policy_test_input(polic
     assert len(inputs) >= 100
     texts = _variants(policy_text)
     assert "facts" in texts and texts["categories"] != policy_text
-    with compiled(texts["limits"]) as limits, compiled(texts["facts"]) as facts, \
-            compiled(texts["categories"]) as categories:
+    with (
+        compiled(texts["limits"]) as limits,
+        compiled(texts["facts"]) as facts,
+        compiled(texts["categories"]) as categories,
+    ):
         policies = {"shipped": policy, "limits": limits, "facts": facts, "categories": categories}
         assert facts_key(policy) == facts_key(limits) == facts_key(categories) != facts_key(facts)
         seen = {"refused": 0, "reservations": 0, "stage": 0, "different": 0, "granted": 0, "approved_terms": 0}
@@ -104,9 +109,9 @@ class _Recorder:
     def _child(self, value, path):
         if path in FACTS_INPUTS:
             return value
-        if any(p[:len(path)] == path for p in FACTS_INPUTS):
+        if any(p[: len(path)] == path for p in FACTS_INPUTS):
             return _Recorder(value, path, self._log)
-        self._log.add(path)              # read, and not in the key
+        self._log.add(path)  # read, and not in the key
         return value
 
     def __getattr__(self, name):
@@ -123,7 +128,7 @@ def test_facts_key_covers_what_build_facts_reads(policy):
     for name, typed, as_of in _typed_inputs():
         try:
             case = check_case(copy.deepcopy(typed), policy)
-        except Exception:                # noqa: BLE001 — refused by the policy: no facts to build
+        except Exception:  # noqa: BLE001 — refused by the policy: no facts to build
             continue
         recorded = build_facts(copy.deepcopy(case), recorder, as_of)
         assert recorded == build_facts(copy.deepcopy(case), policy, as_of), name

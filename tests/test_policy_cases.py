@@ -3,6 +3,7 @@
 `creditctl policy test` is run as a subprocess (the way a credit controller runs it), so these tests
 also cover the command's exit code and its summary line.
 """
+
 from __future__ import annotations
 
 import re
@@ -19,8 +20,13 @@ SUMMARY = re.compile(r"^(\d+) passed, (\d+) failed$")
 
 
 def run_policy_test(*extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "engine.cli", "policy", "test", "policies.yaml", *extra],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "engine.cli", "policy", "test", "policies.yaml", *extra],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def case_files() -> list[Path]:
@@ -50,8 +56,9 @@ def test_case_files_are_well_formed():
     for name, case in cases:
         assert str(case.get("note", "")).strip(), f"{name}: every case says what it proves"
         assert "as_of" in case, f"{name}: {case['note']}: no as_of"
-        assert ("expect" in case) != ("expect_error" in case), \
+        assert ("expect" in case) != ("expect_error" in case), (
             f"{name}: {case['note']}: exactly one of expect / expect_error"
+        )
         if "expect" in case:
             assert case["expect"], f"{name}: {case['note']}: an empty expect proves nothing"
 
@@ -69,7 +76,8 @@ def test_wrong_expectation_fails_and_shows_both_values(tmp_path):
     # Manual score 70 is medium reputation (60–79) with a 200,000 limit. The first case is right,
     # the second deliberately wrong on two fields.
     cases = tmp_path / "wrong.yaml"
-    cases.write_text(textwrap.dedent("""\
+    cases.write_text(
+        textwrap.dedent("""\
         base_input:
           customer: {id: C-X, type: enterprise, industry: trading, region: local, size: medium,
                      since: 2020-01-01, credit_score: 70}
@@ -83,7 +91,9 @@ def test_wrong_expectation_fails_and_shows_both_values(tmp_path):
             expect:
               classification.reputation: high
               credit.limit: "123.45"
-        """), encoding="utf-8")
+        """),
+        encoding="utf-8",
+    )
     proc = run_policy_test(str(cases))
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert summary_of(proc) == (1, 1)
@@ -92,15 +102,20 @@ def test_wrong_expectation_fails_and_shows_both_values(tmp_path):
     assert "right expectation" not in out.replace("deliberately wrong expectation", "")
     reputation = next(line for line in out.splitlines() if "classification.reputation" in line)
     assert '"high"' in reputation and '"medium"' in reputation, reputation
-    assert reputation.index("expected") < reputation.index('"high"') < reputation.index("got") \
-        < reputation.index('"medium"'), reputation
+    assert (
+        reputation.index("expected")
+        < reputation.index('"high"')
+        < reputation.index("got")
+        < reputation.index('"medium"')
+    ), reputation
     limit = next(line for line in out.splitlines() if "credit.limit" in line)
     assert "123.45" in limit and "200000.00" in limit, limit
 
 
 def test_expected_error_on_valid_input_fails(tmp_path):
     cases = tmp_path / "error.yaml"
-    cases.write_text(textwrap.dedent("""\
+    cases.write_text(
+        textwrap.dedent("""\
         cases:
           - note: valid input, so the expected refusal does not happen
             as_of: 2026-11-22
@@ -114,7 +129,9 @@ def test_expected_error_on_valid_input_fails(tmp_path):
               customer: {id: C-X, type: enterprise, industry: mining, region: local, size: medium,
                          since: 2020-01-01}
             expect_error: E_CURRENCY
-        """), encoding="utf-8")
+        """),
+        encoding="utf-8",
+    )
     proc = run_policy_test(str(cases))
     assert proc.returncode == 1
     assert summary_of(proc) == (0, 2)

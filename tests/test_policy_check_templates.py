@@ -1,6 +1,7 @@
 """`creditctl policy check` also checks the document templates beside the policy (templates/ next to it):
 each problem FILE:LINE:COL: CODE: message, exit 1; no folder is an error when the policy's actions send
 documents."""
+
 from __future__ import annotations
 
 import json

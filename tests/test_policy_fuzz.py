@@ -9,6 +9,7 @@ hang. Each text is compiled in a separate process (tests/compile_worker.py) that
 text: that bound is a correctness bound (a hang or a crash fails the case instead of pytest), not a
 speed measurement. The larger variant (3,300 texts) is marked soak: `make soak` runs it.
 """
+
 from __future__ import annotations
 
 import random
@@ -27,8 +28,24 @@ CODE = re.compile(r"\bE_[A-Z][A-Z0-9_]*[A-Z0-9]\b")
 DOCUMENTED = set(CODE.findall((ROOT / "docs" / "policy-language.md").read_text(encoding="utf-8")))
 
 NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w.])")
-HUGE = ["1e400", "1" + "0" * 400, "-0", "NaN", ".nan", ".inf", "-.inf", "1e-400", "99999999999999999999", '"1e400"',
-        '"-1E+999999"', "0x1F", "1_000", "9" * 5000, "1.0e+400", '"0.' + "0" * 60 + '1"']
+HUGE = [
+    "1e400",
+    "1" + "0" * 400,
+    "-0",
+    "NaN",
+    ".nan",
+    ".inf",
+    "-.inf",
+    "1e-400",
+    "99999999999999999999",
+    '"1e400"',
+    '"-1E+999999"',
+    "0x1F",
+    "1_000",
+    "9" * 5000,
+    "1.0e+400",
+    '"0.' + "0" * 60 + '1"',
+]
 KEY = re.compile(r"^(\s*(?:- )?)([A-Za-z_]+):", re.M)
 STRAY = list("[]{}:,-#&*!|>'\"%@?`") + ["\t", "\r", "\u2028", "\ufeff"]
 BAD_BYTES = [b"\x00", b"\xff", b"\xc3", b"\xed\xa0\x80", b"\x1b", b"\xef\xbb\xbf", b"\xfe\xff", b"\x80\x80"]
@@ -63,15 +80,26 @@ def reindent_line(rnd, text):
     i = rnd.randrange(len(lines))
     body = lines[i].lstrip(" ")
     depth = len(lines[i]) - len(body)
-    lines[i] = rnd.choice([" " * (depth + 1), " " * (depth + 2), " " * max(depth - 1, 0), " " * max(depth - 2, 0),
-                           "\t" + " " * max(depth - 2, 0), ""]) + body
+    lines[i] = (
+        rnd.choice(
+            [
+                " " * (depth + 1),
+                " " * (depth + 2),
+                " " * max(depth - 1, 0),
+                " " * max(depth - 2, 0),
+                "\t" + " " * max(depth - 2, 0),
+                "",
+            ]
+        )
+        + body
+    )
     return "".join(lines)
 
 
 def huge_number(rnd, text):
     spots = list(NUMBER.finditer(text))
     m = rnd.choice(spots)
-    return text[:m.start()] + rnd.choice(HUGE) + text[m.end():]
+    return text[: m.start()] + rnd.choice(HUGE) + text[m.end() :]
 
 
 def swap_keys(rnd, text):
@@ -79,12 +107,12 @@ def swap_keys(rnd, text):
     a, b = rnd.sample(keys, 2)
     if a.start() > b.start():
         a, b = b, a
-    return (text[:a.start(2)] + b.group(2) + text[a.end(2):b.start(2)] + a.group(2) + text[b.end(2):])
+    return text[: a.start(2)] + b.group(2) + text[a.end(2) : b.start(2)] + a.group(2) + text[b.end(2) :]
 
 
 def truncate(rnd, text):
     data = text.encode("utf-8")
-    return data[:rnd.randrange(len(data))]             # may cut a character in two
+    return data[: rnd.randrange(len(data))]  # may cut a character in two
 
 
 def alias_bomb(rnd, text):
@@ -101,8 +129,8 @@ def deep_nesting(rnd, text):
     values = [m for m in re.finditer(r": (\S[^\n]*)$", text, re.M)]
     m = rnd.choice(values)
     if rnd.random() < 0.3:
-        deep = "\n" + "- " * n + "x"                  # block lists, on a line of their own
-    return text[:m.start(1)] + deep + text[m.end(1):]
+        deep = "\n" + "- " * n + "x"  # block lists, on a line of their own
+    return text[: m.start(1)] + deep + text[m.end(1) :]
 
 
 def bad_bytes(rnd, text):
@@ -116,16 +144,27 @@ def bad_bytes(rnd, text):
 def delete_when(rnd, text):
     spots = list(re.finditer(r"\n *when: [^\n]*(?=\n)|, when: (?:always|\{[^\n]*\})(?=\})", text))
     m = rnd.choice(spots)
-    return text[:m.start()] + text[m.end():]
+    return text[: m.start()] + text[m.end() :]
 
 
 def stray_character(rnd, text):
     at = rnd.randrange(len(text))
-    return text[:at] + rnd.choice(STRAY) + text[at + rnd.choice([0, 1]):]
+    return text[:at] + rnd.choice(STRAY) + text[at + rnd.choice([0, 1]) :]
 
 
-KINDS = [delete_line, duplicate_line, reindent_line, huge_number, swap_keys, truncate, alias_bomb, deep_nesting,
-         bad_bytes, delete_when, stray_character]
+KINDS = [
+    delete_line,
+    duplicate_line,
+    reindent_line,
+    huge_number,
+    swap_keys,
+    truncate,
+    alias_bomb,
+    deep_nesting,
+    bad_bytes,
+    delete_when,
+    stray_character,
+]
 
 
 def mutations(per_kind: int, seed: int = SEED):
@@ -135,7 +174,7 @@ def mutations(per_kind: int, seed: int = SEED):
         rnd = random.Random(seed * 100 + k)
         for i in range(per_kind):
             text = kind(rnd, SHIPPED)
-            while text == SHIPPED:          # e.g. two keys of the same name swapped
+            while text == SHIPPED:  # e.g. two keys of the same name swapped
                 text = kind(rnd, SHIPPED)
             out.append((f"{kind.__name__}#{i}", text))
     return out
@@ -175,19 +214,26 @@ def test_the_mutations_are_deterministic_and_change_the_text():
 
 
 def test_mutated_policies_compile_or_are_refused_with_coded_errors():
-    cases = mutations(27)                                  # 297 texts
+    cases = mutations(27)  # 297 texts
     problems, seen = fuzz(cases)
     assert problems == [], "\n\n".join(problems[:20])
     assert sum(seen[o] for o in ("compiled", "invalid")) == len(cases)
     # the mutations reach every kind of refusal they are meant to, and some still compile
     assert seen["compiled"] > 10 and seen["evaluated: decision"] > 10
-    assert {"E_YAML_SYNTAX", "E_YAML_ALIAS", "E_YAML_DEPTH", "E_ENCODING", "E_MISSING_CONDITION", "E_SHAPE",
-            "E_YAML_DUPLICATE_KEY"} <= set(seen), seen
+    assert {
+        "E_YAML_SYNTAX",
+        "E_YAML_ALIAS",
+        "E_YAML_DEPTH",
+        "E_ENCODING",
+        "E_MISSING_CONDITION",
+        "E_SHAPE",
+        "E_YAML_DUPLICATE_KEY",
+    } <= set(seen), seen
 
 
 @pytest.mark.soak
 def test_many_more_mutated_policies_compile_or_are_refused_with_coded_errors():
-    cases = mutations(300, seed=SEED + 1)                  # 3,300 texts
+    cases = mutations(300, seed=SEED + 1)  # 3,300 texts
     problems, seen = fuzz(cases)
     assert problems == [], "\n\n".join(problems[:20])
     assert seen["compiled"] > 100

@@ -2,6 +2,7 @@
 in it are bounded, and a YAML mistake is placed where the construct it breaks began. Each refusal
 is a coded PolicyError at a line and column; texts that could hang or crash the process go through
 a separate compile process (tests/compile_worker.py) that fails the test instead."""
+
 from __future__ import annotations
 
 import pytest
@@ -64,7 +65,7 @@ def test_more_aliases_than_the_cap_are_refused_at_the_first_one_too_many():
     text = "a: &a x\nb: [" + ", ".join(["*a"] * (MAX_ALIASES + 5)) + "]\n"
     error = only_error(text)
     assert (error.code, error.line) == ("E_YAML_ALIAS", 2)
-    assert error.column == len("b: [") + MAX_ALIASES * len("*a, ") + 1       # the 101st alias
+    assert error.column == len("b: [") + MAX_ALIASES * len("*a, ") + 1  # the 101st alias
     assert error.message == f"more than {MAX_ALIASES} aliases"
 
 
@@ -76,8 +77,11 @@ def test_an_alias_inside_the_node_it_names_is_refused():
 
 def test_aliases_within_the_caps_still_work(policy, policy_text):
     # the same condition written once and used twice: an ordinary use of anchors
-    text = edit(policy_text, "when: {field: reputation, eq: high}\n      limit",
-                "when: &high {field: reputation, eq: high}\n      limit")
+    text = edit(
+        policy_text,
+        "when: {field: reputation, eq: high}\n      limit",
+        "when: &high {field: reputation, eq: high}\n      limit",
+    )
     text = edit(text, "when: {field: reputation, eq: high}\n    every_months", "when: *high\n    every_months")
     with compiled(text) as variant:
         assert variant.version == policy.version
@@ -99,18 +103,23 @@ def test_10_kb_of_nested_flow_lists_is_a_depth_error_at_the_first_level_too_many
     assert error["message"] == f"more than {MAX_DEPTH} levels of nested mappings and lists"
 
 
-@pytest.mark.parametrize("deep", [
-    "a:\n" + "- " * 3000 + "x\n",                                      # block lists on one line
-    "".join(" " * i + f"k{i}:\n" for i in range(40)) + " " * 40 + "x: 1\n",    # block mappings
-    "a: " + "{b: " * 3000 + "1" + "}" * 3000 + "\n",                   # flow mappings
-], ids=["block-lists", "block-mappings", "flow-mappings"])
+@pytest.mark.parametrize(
+    "deep",
+    [
+        "a:\n" + "- " * 3000 + "x\n",  # block lists on one line
+        "".join(" " * i + f"k{i}:\n" for i in range(40)) + " " * 40 + "x: 1\n",  # block mappings
+        "a: " + "{b: " * 3000 + "1" + "}" * 3000 + "\n",  # flow mappings
+    ],
+    ids=["block-lists", "block-mappings", "flow-mappings"],
+)
 def test_every_kind_of_deep_nesting_is_a_depth_error(worker, deep):
     assert worker_error(worker, deep)["code"] == "E_YAML_DEPTH"
 
 
 def test_32_levels_are_allowed_and_33_are_not():
-    def nested(levels):        # the top-level mapping and levels - 1 lists
+    def nested(levels):  # the top-level mapping and levels - 1 lists
         return "a: " + "[" * (levels - 1) + "1" + "]" * (levels - 1) + "\n"
+
     loaded, errors = load_yaml(nested(MAX_DEPTH), "f.yaml")
     assert errors == [] and loaded.positions
     assert [e.code for e in load_yaml(nested(MAX_DEPTH + 1), "f.yaml")[1]] == ["E_YAML_DEPTH"]
@@ -119,7 +128,7 @@ def test_32_levels_are_allowed_and_33_are_not():
 def test_a_condition_nested_within_the_limit_compiles(policy_text):
     deep = "{field: score_drop, gte: 10}"
     for _ in range(20):
-        deep = "{not: " + deep + "}"          # 20 levels of `not`: an even number, so still score_drop ≥ 10
+        deep = "{not: " + deep + "}"  # 20 levels of `not`: an even number, so still score_drop ≥ 10
     with compiled(edit(policy_text, "{field: score_drop, gte: 10}", deep)) as variant:
         assert variant.rules_by_id["alert.score_drop"].condition == ("cmp", "score_drop", "gte", 10, False)
 
@@ -131,7 +140,7 @@ def test_the_fast_and_the_pure_loader_refuse_deep_nesting_alike(monkeypatch):
 
 # ---------------------------------------------------------------- size
 def test_a_text_over_1_mib_is_refused_where_it_crosses_the_limit(policy_text):
-    filler = "# " + "x" * 97 + "\n"                             # 100-byte comment lines
+    filler = "# " + "x" * 97 + "\n"  # 100-byte comment lines
     text = policy_text + filler * ((MAX_TEXT_BYTES - len(policy_text.encode())) // 100 + 1)
     assert len(text.encode()) > MAX_TEXT_BYTES
     error = only_error(text.encode("utf-8"))
@@ -148,18 +157,21 @@ def test_a_text_of_exactly_1_mib_compiles(policy, policy_text):
 
 
 def test_the_limit_counts_utf8_bytes_not_characters(policy_text):
-    comment = "# " + "信" * ((MAX_TEXT_BYTES // 3) + 10) + "\n"        # fewer characters than bytes allowed
+    comment = "# " + "信" * ((MAX_TEXT_BYTES // 3) + 10) + "\n"  # fewer characters than bytes allowed
     assert len(comment) < MAX_TEXT_BYTES < len(comment.encode())
     assert only_error(policy_text + comment).code == "E_POLICY_TOO_LARGE"
 
 
 # ---------------------------------------------------------------- encoding
-@pytest.mark.parametrize("encoding, message", [
-    ("utf-16", "the file is UTF-16 (it starts with the byte order mark FF FE); save it as UTF-8"),
-    ("utf-16-le", "the file looks like UTF-16 (little-endian, without a byte order mark)"),
-    ("utf-16-be", "the file looks like UTF-16 (big-endian, without a byte order mark)"),
-    ("utf-32", "the file is UTF-32"),
-])
+@pytest.mark.parametrize(
+    "encoding, message",
+    [
+        ("utf-16", "the file is UTF-16 (it starts with the byte order mark FF FE); save it as UTF-8"),
+        ("utf-16-le", "the file looks like UTF-16 (little-endian, without a byte order mark)"),
+        ("utf-16-be", "the file looks like UTF-16 (big-endian, without a byte order mark)"),
+        ("utf-32", "the file is UTF-32"),
+    ],
+)
 def test_a_utf16_or_utf32_file_is_an_encoding_error_at_its_start(policy_text, encoding, message):
     error = only_error(policy_text.encode(encoding), "p.yaml")
     assert (error.code, error.file, error.line, error.column) == ("E_ENCODING", "p.yaml", 1, 1)
@@ -168,7 +180,7 @@ def test_a_utf16_or_utf32_file_is_an_encoding_error_at_its_start(policy_text, en
 
 def test_invalid_utf8_is_an_encoding_error_at_the_bad_byte(policy_text):
     text = edit(policy_text, "  name: default", "  name: défault")
-    data = text.encode("utf-8").replace("é".encode(), b"\xe9")          # Latin-1 é
+    data = text.encode("utf-8").replace("é".encode(), b"\xe9")  # Latin-1 é
     error = only_error(data)
     assert error.code == "E_ENCODING"
     assert (error.line, error.column) == position(text, "éfault")
@@ -181,12 +193,17 @@ def test_the_column_of_an_encoding_error_counts_characters_not_bytes(policy_text
     assert (error.code, error.line, error.column) == ("E_ENCODING",) + position(text, "\x00")
 
 
-@pytest.mark.parametrize("char, words", [("\x00", "a NUL character (is the file UTF-16?)"),
-                                         ("\x07", "the character U+0007, which YAML does not allow"),
-                                         ("\ud800", "the character U+D800, which YAML does not allow")])
+@pytest.mark.parametrize(
+    "char, words",
+    [
+        ("\x00", "a NUL character (is the file UTF-16?)"),
+        ("\x07", "the character U+0007, which YAML does not allow"),
+        ("\ud800", "the character U+D800, which YAML does not allow"),
+    ],
+)
 def test_a_character_yaml_does_not_allow_is_an_encoding_error_at_its_position(policy_text, char, words):
     text = edit(policy_text, "  currency: CNY", f"  currency: C{char}NY")
-    error = only_error(text)                                # as text (str), as the API passes it
+    error = only_error(text)  # as text (str), as the API passes it
     assert (error.code, error.line, error.column) == ("E_ENCODING",) + position(text, char)
     assert error.message == f"the text contains {words}"
 
@@ -208,7 +225,7 @@ def test_an_unclosed_bracket_is_reported_where_it_opens(policy_text):
     error = only_error(text)
     assert error.code == "E_YAML_SYNTAX"
     assert (error.line, error.column) == position(text, "[individual")
-    noticed = position(text, "industry:")        # the next key is where the parser notices
+    noticed = position(text, "industry:")  # the next key is where the parser notices
     assert error.message.startswith("while parsing a flow sequence that begins here: expected ',' or ']'")
     assert error.message.endswith(f"(noticed at line {noticed[0]}, column {noticed[1]})")
 
@@ -229,8 +246,10 @@ def test_an_unclosed_quote_is_reported_where_it_opens(policy_text):
     text = "".join(lines)
     error = only_error(text)
     assert (error.code, error.line, error.column) == ("E_YAML_SYNTAX", last + 1, opening + 1)
-    assert error.message == ("while scanning a quoted scalar that begins here: found unexpected end of stream "
-                             f"(noticed at line {text.count(chr(10)) + 1}, column 1)")
+    assert error.message == (
+        "while scanning a quoted scalar that begins here: found unexpected end of stream "
+        f"(noticed at line {text.count(chr(10)) + 1}, column 1)"
+    )
 
 
 def test_a_bad_indentation_is_still_reported_where_it_is(policy_text):
@@ -253,12 +272,16 @@ def test_an_impossible_date_or_a_huge_integer_is_a_syntax_error_at_the_value(pol
 
 
 # ---------------------------------------------------------------- numbers
-@pytest.mark.parametrize("value, message", [
-    ('"1e400"', "1e400 is out of range (at most 15 digits before the decimal point)"),
-    ("1" + "0" * 400, "1" + "0" * 400 + " is out of range (at most 15 digits before the decimal point)"),
-    ('"1E+999999"', "1E+999999 is out of range (at most 15 digits before the decimal point)"),
-    ('"0.' + "0" * 40 + '1"', "0." + "0" * 40 + "1 has more than 40 decimal places"),
-], ids=["1e400", "10**400", "exponent-999999", "41-decimals"])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ('"1e400"', "1e400 is out of range (at most 15 digits before the decimal point)"),
+        ("1" + "0" * 400, "1" + "0" * 400 + " is out of range (at most 15 digits before the decimal point)"),
+        ('"1E+999999"', "1E+999999 is out of range (at most 15 digits before the decimal point)"),
+        ('"0.' + "0" * 40 + '1"', "0." + "0" * 40 + "1 has more than 40 decimal places"),
+    ],
+    ids=["1e400", "10**400", "exponent-999999", "41-decimals"],
+)
 def test_a_number_beyond_the_bounds_is_refused_at_its_place(policy_text, value, message):
     text = edit(policy_text, 'limit: "500000"', f"limit: {value}")
     error = only_error(text)

@@ -10,6 +10,7 @@
   second compilation of the same policy) gives byte-identical JSON, whose rule-driven parts
   agree with the reference.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -32,9 +33,19 @@ from rules.alerts import SEVERITIES
 from rules.classification import BAND_CLASSES, rank
 from rules.common import find_band
 
-sys.path.insert(0, os.path.dirname(__file__))   # tests/ is not a package: make `reference` importable
-from reference import (BIG, field_domains, holds, holds_yaml, matching_rule_ids,  # noqa: E402
-                       random_case, random_fact, random_order, replace_category, replace_section)
+sys.path.insert(0, os.path.dirname(__file__))  # tests/ is not a package: make `reference` importable
+from reference import (
+    BIG,
+    field_domains,
+    holds,
+    holds_yaml,
+    matching_rule_ids,  # noqa: E402
+    random_case,
+    random_fact,
+    random_order,
+    replace_category,
+    replace_section,
+)
 
 POLICY_PATH = Path(__file__).resolve().parent.parent / "policies.yaml"
 SHIPPED_TEXT = POLICY_PATH.read_text(encoding="utf-8")
@@ -71,6 +82,7 @@ def value_strategy(domain):
 
 def facts_strategy(domains, refs):
     """Facts over `domains`; each field comparison's left side is often set to meet the right."""
+
     @st.composite
     def fact(draw):
         out = {"t": 1}
@@ -81,18 +93,39 @@ def facts_strategy(domains, refs):
             if nudge is not None:
                 out[left] = out[right] + nudge if numeric else out[right]
         return out
+
     return fact()
 
 
-PROFILE_POOL = ("industry", "region", "amount_tier", "reputation", "customer_age_days", "collectable_days_overdue",
-                "score_drop", "outstanding", "overdue_amount", "on_time_ratio", "has_collector", "manual_score")
-DECISION_POOL = PROFILE_POOL + ("credit_limit", "exposure_after_order", "utilisation", "utilisation_after_order",
-                                "dunning_stage", "aging_bucket", "aging_worsened")
+PROFILE_POOL = (
+    "industry",
+    "region",
+    "amount_tier",
+    "reputation",
+    "customer_age_days",
+    "collectable_days_overdue",
+    "score_drop",
+    "outstanding",
+    "overdue_amount",
+    "on_time_ratio",
+    "has_collector",
+    "manual_score",
+)
+DECISION_POOL = PROFILE_POOL + (
+    "credit_limit",
+    "exposure_after_order",
+    "utilisation",
+    "utilisation_after_order",
+    "dunning_stage",
+    "aging_bucket",
+    "aging_worsened",
+)
 ENUMS = {
-    "industry": ("manufacturing", "services", "engineering_project", "manufacturer", "retail_mall", "trading",
-                 "other"),
-    "region": tuple(REGIONS), "amount_tier": ("small", "medium", "large"),
-    "reputation": ("low", "medium", "high"), "aging_bucket": ("current", "short", "medium", "long"),
+    "industry": ("manufacturing", "services", "engineering_project", "manufacturer", "retail_mall", "trading", "other"),
+    "region": tuple(REGIONS),
+    "amount_tier": ("small", "medium", "large"),
+    "reputation": ("low", "medium", "high"),
+    "aging_bucket": ("current", "short", "medium", "long"),
 }
 CONSTANTS = {
     INT: (0, 1, 2, 3, 10, 15, 30, 31, 90, 91, 180),
@@ -120,12 +153,13 @@ def leaf(pool):
         ops = ORDERED_OPS if kind in (INT, MONEY, PERCENT) else ("eq", "ne")
         form = draw(st.sampled_from(("value", "value", "list", "field")))
         if form == "list":
-            values = draw(st.lists(constants(name), min_size=1, max_size=3))   # duplicates on purpose
+            values = draw(st.lists(constants(name), min_size=1, max_size=3))  # duplicates on purpose
             return {"field": name, draw(st.sampled_from(("in", "not_in"))): values}
         if form == "field":
-            other = draw(st.sampled_from([n for n in pool if FIELDS[n].kind == kind]))   # itself included
+            other = draw(st.sampled_from([n for n in pool if FIELDS[n].kind == kind]))  # itself included
             return {"field": name, draw(st.sampled_from(ops)): {"field": other}}
         return {"field": name, draw(st.sampled_from(ops)): draw(constants(name))}
+
     return comparison()
 
 
@@ -135,8 +169,10 @@ def condition(pool):
         lambda children: st.one_of(
             st.lists(children, min_size=1, max_size=3).map(lambda xs: {"all": xs}),
             st.lists(children, min_size=1, max_size=3).map(lambda xs: {"any": xs}),
-            children.map(lambda c: {"not": c})),
-        max_leaves=6)
+            children.map(lambda c: {"not": c}),
+        ),
+        max_leaves=6,
+    )
 
 
 @st.composite
@@ -145,10 +181,23 @@ def policy_variant(draw):
     n_alerts, n_segments = draw(st.integers(0, 7)), draw(st.integers(0, 5))
     alert_names = draw(st.permutations(range(n_alerts)))
     segment_names = draw(st.permutations(range(n_segments)))
-    alerts = [{"id": f"alert.g{alert_names[i]}", "when": draw(condition(DECISION_POOL)),
-               "severity": draw(st.sampled_from(SEVERITIES)), "message": ""} for i in range(n_alerts)]
-    segments = [{"id": f"segment.g{segment_names[i]}", "when": draw(st.just("always") | condition(PROFILE_POOL)),
-                 "strategy": ["generated"]} for i in range(n_segments)]
+    alerts = [
+        {
+            "id": f"alert.g{alert_names[i]}",
+            "when": draw(condition(DECISION_POOL)),
+            "severity": draw(st.sampled_from(SEVERITIES)),
+            "message": "",
+        }
+        for i in range(n_alerts)
+    ]
+    segments = [
+        {
+            "id": f"segment.g{segment_names[i]}",
+            "when": draw(st.just("always") | condition(PROFILE_POOL)),
+            "strategy": ["generated"],
+        }
+        for i in range(n_segments)
+    ]
     return alerts, segments
 
 
@@ -163,26 +212,53 @@ def test_reference_evaluates_conditions_by_hand():
     assert holds(("all", ()), fact) and not holds(("any", ()), fact)
     assert holds(("any", (("cmp", "b", "eq", False, False), ("cmp", "n", "gte", 5, False))), fact)
     assert not holds(("all", (("cmp", "b", "eq", True, False), ("cmp", "n", "gt", 5, False))), fact)
-    with pytest.raises(TypeError):                      # a bool never silently equals 1
+    with pytest.raises(TypeError):  # a bool never silently equals 1
         holds(("cmp", "b", "eq", 1, False), fact)
     money = {"outstanding": 999_999, "customer_age_days": 179, "region": "本地"}
     assert holds_yaml({"field": "outstanding", "lte": "9999.99"}, money)
     assert not holds_yaml({"field": "outstanding", "gte": "10000"}, money)
     assert holds_yaml({"not": {"field": "region", "in": ["local", "remote"]}}, money)
-    assert holds_yaml({"all": [{"field": "customer_age_days", "lt": 180},
-                               {"any": [{"field": "region", "eq": "本地"}, {"field": "outstanding", "eq": 0}]}]},
-                      money)
+    assert holds_yaml(
+        {
+            "all": [
+                {"field": "customer_age_days", "lt": 180},
+                {"any": [{"field": "region", "eq": "本地"}, {"field": "outstanding", "eq": 0}]},
+            ]
+        },
+        money,
+    )
 
 
 def test_shipped_profile_rules_by_hand(shipped):
-    fact = {"t": 1, "amount_tier": "large", "arrears_reason": "none", "collectable_days_overdue": 40,
-            "customer_age_days": 1000, "industry": "manufacturing", "region": "local", "reputation": "high",
-            "overdue_amount_tier": "large", "customer_type": "enterprise", "deal_type": "standard"}
-    expected = ["credit.limit.high", "owner.dedicated", "owner.messages", "owner.team", "dunning.stage1",
-                "dunning.stage2",
-                "dunning.stage2.large", "dunning.stage2.visit", "dunning.stage2.lawyer",
-                "repayment.instalments.manufacturing", "repayment.instalments.default", "repayment.deferral.high",
-                "review.high", "segment.manufacturing_large"]
+    fact = {
+        "t": 1,
+        "amount_tier": "large",
+        "arrears_reason": "none",
+        "collectable_days_overdue": 40,
+        "customer_age_days": 1000,
+        "industry": "manufacturing",
+        "region": "local",
+        "reputation": "high",
+        "overdue_amount_tier": "large",
+        "customer_type": "enterprise",
+        "deal_type": "standard",
+    }
+    expected = [
+        "credit.limit.high",
+        "owner.dedicated",
+        "owner.messages",
+        "owner.team",
+        "dunning.stage1",
+        "dunning.stage2",
+        "dunning.stage2.large",
+        "dunning.stage2.visit",
+        "dunning.stage2.lawyer",
+        "repayment.instalments.manufacturing",
+        "repayment.instalments.default",
+        "repayment.deferral.high",
+        "review.high",
+        "segment.manufacturing_large",
+    ]
     assert matching_rule_ids(shipped, PROFILE, fact) == expected
     assert shipped.matchers[PROFILE].match(fact) == expected
 
@@ -202,7 +278,7 @@ def test_random_facts_exercise_every_shipped_rule(shipped, phase):
         seen_match.update(expected)
         seen_miss.update(set(ids) - set(expected))
     assert seen_match == set(ids)
-    always = {r.id for r in shipped.rules if r.phase == phase and r.condition == ("all", ())}   # e.g. owner.team
+    always = {r.id for r in shipped.rules if r.phase == phase and r.condition == ("all", ())}  # e.g. owner.team
     assert seen_miss == set(ids) - always
 
 
@@ -219,12 +295,26 @@ def test_shipped_policy_matches_reference(shipped, phase, data):
 # ---------------------------------------------------------------- generated policies
 def test_overlapping_any_reports_a_rule_once():
     """`any`/`in` compile to $or, which durable_rules fires once per true branch."""
-    alerts = [{"id": "alert.both", "severity": "info", "message": "",
-               "when": {"any": [{"field": "dunning_stage", "gte": 1}, {"field": "dunning_stage", "gte": 2}]}},
-              {"id": "alert.dup", "severity": "info", "message": "",
-               "when": {"field": "aging_bucket", "in": ["long", "long"]}},
-              {"id": "alert.not_all", "severity": "info", "message": "",
-               "when": {"not": {"all": [{"field": "dunning_stage", "eq": 0}, {"field": "aging_worsened", "eq": True}]}}}]
+    alerts = [
+        {
+            "id": "alert.both",
+            "severity": "info",
+            "message": "",
+            "when": {"any": [{"field": "dunning_stage", "gte": 1}, {"field": "dunning_stage", "gte": 2}]},
+        },
+        {
+            "id": "alert.dup",
+            "severity": "info",
+            "message": "",
+            "when": {"field": "aging_bucket", "in": ["long", "long"]},
+        },
+        {
+            "id": "alert.not_all",
+            "severity": "info",
+            "message": "",
+            "when": {"not": {"all": [{"field": "dunning_stage", "eq": 0}, {"field": "aging_worsened", "eq": True}]}},
+        },
+    ]
     policy = compile_policy(replace_section(SHIPPED_TEXT, "alerts", alerts), "overlap.yaml")
     try:
         domains, refs = field_domains(policy, DECISION)
@@ -245,7 +335,7 @@ def test_generated_policies_match_reference(variant, data):
     try:
         policy = compile_policy(text, "generated.yaml")
     except PolicyInvalid as exc:
-        assert {e.code for e in exc.errors} == {"E_UNREACHABLE"}, exc    # contradictions are refused
+        assert {e.code for e in exc.errors} == {"E_UNREACHABLE"}, exc  # contradictions are refused
         reject()
     try:
         written = {r["id"]: r["when"] for r in alerts + segments}
@@ -258,12 +348,16 @@ def test_generated_policies_match_reference(variant, data):
                 assert policy.matchers[phase].match(fact) == expected
                 matched.update(set(written) & set(expected))
                 missed.update(set(written) - set(expected))
-                for rule in policy.rules:      # the compiled AST means what the YAML says
+                for rule in policy.rules:  # the compiled AST means what the YAML says
                     if rule.phase == phase and rule.id in written:
                         assert holds(rule.condition, fact) == holds_yaml(written[rule.id], fact), rule.id
         if written:
-            event(f"generated rules seen matching: {'all' if matched == set(written) else 'some' if matched else 'none'}")
-            event(f"generated rules seen not matching: {'all' if missed == set(written) else 'some' if missed else 'none'}")
+            event(
+                f"generated rules seen matching: {'all' if matched == set(written) else 'some' if matched else 'none'}"
+            )
+            event(
+                f"generated rules seen not matching: {'all' if missed == set(written) else 'some' if missed else 'none'}"
+            )
     finally:
         policy.dispose()
 
@@ -280,21 +374,27 @@ def _reference_facts(policy, case, as_of, order, decision):
     fact["overdue_amount_tier"] = find_band(policy.band_classes["amount_tier"].bands, fact["overdue_amount"]).value
     fact["credit_score"] = decision["score"]["value"]
     labels = policy.band_classes["aging_bucket"].labels
-    fact["aging_worsened"] = (facts.previous_bucket in labels and
-                              rank(policy.band_classes, "aging_bucket", fact["aging_bucket"])
-                              > rank(policy.band_classes, "aging_bucket", facts.previous_bucket))
+    fact["aging_worsened"] = facts.previous_bucket in labels and rank(
+        policy.band_classes, "aging_bucket", fact["aging_bucket"]
+    ) > rank(policy.band_classes, "aging_bucket", facts.previous_bucket)
     fact["score_drop"] = facts.previous_score - fact["credit_score"] if facts.previous_score is not None else 0
     profile = {k: fact[k] for k in policy.phase_fields[PROFILE]}
     credit = decision["credit"]
     check = credit.get("check")
-    fact.update({
-        "credit_limit": to_minor(credit["limit"]), "terms_days": credit["terms_days"],
-        "deposit_pct": to_minor(credit["deposit_pct"]), "dunning_stage": decision["dunning"]["stage"],
-        "exposure_after_order": fact["exposure"] + fact["order_amount"],
-        "available_credit": to_minor(credit["available"]), "utilisation": to_minor(credit["utilisation_pct"]),
-        "utilisation_after_order": to_minor(check["utilisation_after_order_pct"] if check
-                                            else credit["utilisation_pct"]),
-    })
+    fact.update(
+        {
+            "credit_limit": to_minor(credit["limit"]),
+            "terms_days": credit["terms_days"],
+            "deposit_pct": to_minor(credit["deposit_pct"]),
+            "dunning_stage": decision["dunning"]["stage"],
+            "exposure_after_order": fact["exposure"] + fact["order_amount"],
+            "available_credit": to_minor(credit["available"]),
+            "utilisation": to_minor(credit["utilisation_pct"]),
+            "utilisation_after_order": to_minor(
+                check["utilisation_after_order_pct"] if check else credit["utilisation_pct"]
+            ),
+        }
+    )
     # terms enforcement (issue 11): open invoices due later after their issue than the resolved terms
     beyond = [s for s in facts.invoices if s.open_minor > 0 and (s.due_on - s.issued_on).days > credit["terms_days"]]
     fact["invoices_beyond_terms"], fact["invoice_terms_exceeded"] = len(beyond), bool(beyond)
@@ -307,8 +407,7 @@ def _tolerated_stage(policy, fired, profile_fact) -> int:
     stage = dunning.resolve_stage(fired)[0]
     amount = profile_fact["collectable_overdue_amount"]
     while stage and amount < policy.content["dunning"]["stages"][stage - 1].get("min_balance", 0):
-        stage = dunning.resolve_stage([r for r in fired if r.family == "dunning.stage"
-                                       and r.get("stage") < stage])[0]
+        stage = dunning.resolve_stage([r for r in fired if r.family == "dunning.stage" and r.get("stage") < stage])[0]
     return stage
 
 
@@ -322,13 +421,13 @@ def _tolerated_checks(policy, later, decision_fact) -> list:
 
 
 @settings(max_examples=100, **SETTINGS)
-@given(seed=st.integers(0, 2 ** 32 - 1), as_of=st.dates(dt.date(2024, 1, 1), dt.date(2027, 12, 31)))
+@given(seed=st.integers(0, 2**32 - 1), as_of=st.dates(dt.date(2024, 1, 1), dt.date(2027, 12, 31)))
 def test_evaluation_is_deterministic_and_agrees_with_reference(shipped, twin, seed, as_of):
     rnd = random.Random(seed)
     case, order = random_case(rnd, shipped, as_of, ident=seed), random_order(rnd)
     other, other_order = random_case(rnd, shipped, as_of, ident=seed + 1), random_order(rnd)
     first = evaluate(shipped, case, as_of, order=order)
-    evaluate(shipped, other, as_of, order=other_order)          # something else in between
+    evaluate(shipped, other, as_of, order=other_order)  # something else in between
     second = evaluate(shipped, case, as_of, order=order)
     assert second.json == first.json
     assert twin.version == shipped.version
@@ -338,11 +437,10 @@ def test_evaluation_is_deterministic_and_agrees_with_reference(shipped, twin, se
     profile, decision_fact, whole = _reference_facts(shipped, case, as_of, order, decision)
     fired = [shipped.rules_by_id[i] for i in matching_rule_ids(shipped, PROFILE, profile)]
     segments_fired = [r for r in fired if r.family == "segments"]
-    limit_rules = decision["credit"]["limit_rules"]          # the limit rules, then segments that changed a figure
+    limit_rules = decision["credit"]["limit_rules"]  # the limit rules, then segments that changed a figure
     base = [r.id for r in fired if r.family == "credit.limit"]
-    assert limit_rules[:len(base)] == base and set(limit_rules[len(base):]) <= {r.id for r in segments_fired}
-    assert [s["id"] for s in decision["classification"]["segments"]] == [r.id for r in fired
-                                                                         if r.family == "segments"]
+    assert limit_rules[: len(base)] == base and set(limit_rules[len(base) :]) <= {r.id for r in segments_fired}
+    assert [s["id"] for s in decision["classification"]["segments"]] == [r.id for r in fired if r.family == "segments"]
     assert decision["dunning"]["stage"] == _tolerated_stage(shipped, fired, whole)
     options = repayment.options(fired, shipped.waiver_mode)
     for option, key, param in (("instalments", "max_count", "instalments"), ("deferral", "max_days", "deferral_days")):
@@ -354,9 +452,10 @@ def test_evaluation_is_deterministic_and_agrees_with_reference(shipped, twin, se
     assert [a["id"] for a in decision["alerts"]] == [r.id for r in alerts]
     if order is not None:
         from rules import credit
+
         checks = _tolerated_checks(shipped, later, whole)
         outcome, _ = credit.check_outcome(checks)
-        if outcome == "reject":          # a reject lists no condition (a deposit) that only an approval has
+        if outcome == "reject":  # a reject lists no condition (a deposit) that only an approval has
             checks = [r for r in checks if not (r.get("condition") and r.get("outcome") != "reject")]
         assert decision["credit"]["check"]["outcome"] == outcome
         assert decision["credit"]["check"]["rules"] == [r.id for r in checks]

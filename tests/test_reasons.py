@@ -9,6 +9,7 @@
   engine reason in Chinese), and the stored form renders to the same decision again;
 - `message_zh` is checked at compile time like `message`, with its position.
 """
+
 from __future__ import annotations
 
 import json
@@ -57,7 +58,8 @@ def test_the_shipped_policy_without_its_chinese_messages_is_the_version_of_befor
 def test_chinese_messages_change_no_english_decision(policy, policy_text, decisions):
     with compiled(without_zh(policy_text), "policies.yaml") as before:
         for (name, data, as_of, order), (_, ours) in zip(
-                [i for i in policy_inputs() if i[0] in {n for n, _ in decisions}], decisions):
+            [i for i in policy_inputs() if i[0] in {n for n, _ in decisions}], decisions
+        ):
             theirs = evaluate(before, data, as_of, order=order)
             assert ours.json.replace(policy.version, before.version) == theirs.json, name
             assert ours.stored.replace(policy.version, before.version) == theirs.stored, name
@@ -83,7 +85,7 @@ def test_the_catalogue_has_both_locales_and_every_engine_reason_names_it(decisio
                 seen.add(r["key"])
             else:
                 assert r["rule"] in d.policy.rules_by_id, (name, r)
-    assert len(seen) >= 15, sorted(seen)          # the cases reach most of the catalogue
+    assert len(seen) >= 15, sorted(seen)  # the cases reach most of the catalogue
 
 
 def _plain(value, path="$"):
@@ -103,11 +105,14 @@ def test_values_are_plain_json_and_money_stays_in_minor_units(decisions):
         _plain(d.body["reasons"])
         stored = json.loads(d.stored, parse_float=lambda s: pytest.fail(f"{name}: a float {s}"))
         assert stored["format"] == 2 and stored["reasons"] == d.body["reasons"]
-        assert '"message":' not in d.stored.split('"reasons"')[1]        # the stored reasons carry no text
-    over = next(d for name, d in decisions if d.outcome == "reject"
-                and any(r["rule"] == "check.over_limit" for r in d.body["reasons"]))
+        assert '"message":' not in d.stored.split('"reasons"')[1]  # the stored reasons carry no text
+    over = next(
+        d
+        for name, d in decisions
+        if d.outcome == "reject" and any(r["rule"] == "check.over_limit" for r in d.body["reasons"])
+    )
     values = next(r["values"] for r in over.body["reasons"] if r["rule"] == "check.over_limit")
-    assert values["exposure_after_order"] > values["credit_limit"]       # what it compared, in fen
+    assert values["exposure_after_order"] > values["credit_limit"]  # what it compared, in fen
     assert type(values["credit_limit"]) is int
 
 
@@ -124,14 +129,14 @@ def test_every_decision_reads_in_chinese(decisions):
         zh = d.render("zh")
         en = d.data
         assert [(r["rule"], r["family"]) for r in zh["reasons"]] == [(r["rule"], r["family"]) for r in en["reasons"]]
-        assert {k: v for k, v in zh.items() if k not in ("reasons", "alerts")} == \
-               {k: v for k, v in en.items() if k not in ("reasons", "alerts")}, name
+        assert {k: v for k, v in zh.items() if k not in ("reasons", "alerts")} == {
+            k: v for k, v in en.items() if k not in ("reasons", "alerts")
+        }, name
         assert [a["id"] for a in zh["alerts"]] == [a["id"] for a in en["alerts"]]
         for r in zh["reasons"] + zh["alerts"]:
             assert r["message"] and not re.search(r"\{[a-z_]+\}", r["message"]), (name, r)
             assert _CJK.search(r["message"]), (name, r)
-        engine_reasons = [(x, y) for x, y, raw in zip(zh["reasons"], en["reasons"], d.body["reasons"])
-                          if "key" in raw]
+        engine_reasons = [(x, y) for x, y, raw in zip(zh["reasons"], en["reasons"], d.body["reasons"]) if "key" in raw]
         assert all(x["message"] != y["message"] for x, y in engine_reasons), name
 
 
@@ -149,8 +154,16 @@ def test_chinese_texts_of_a_few_reasons(policy, decisions):
 
 
 def test_reader_locales():
-    assert [normal_locale(v) for v in ("zh", "zh-CN", "zh_CN", "ZH-tw", None, "", "en-GB", "fr")] == \
-           ["zh", "zh", "zh", "zh", "en", "en", "en", "en"]
+    assert [normal_locale(v) for v in ("zh", "zh-CN", "zh_CN", "ZH-tw", None, "", "en-GB", "fr")] == [
+        "zh",
+        "zh",
+        "zh",
+        "zh",
+        "en",
+        "en",
+        "en",
+        "en",
+    ]
 
 
 def test_render_leaves_the_body_as_it_was(decisions):
@@ -161,8 +174,15 @@ def test_render_leaves_the_body_as_it_was(decisions):
     assert json.dumps(d.body, sort_keys=True) == before
 
 
-ALERT = [{"id": "alert.odd", "severity": "info", "when": {"field": "credit_score", "gte": 0},
-          "message": "score {credit_score}", "message_zh": "评分 {credit_scor}"}]
+ALERT = [
+    {
+        "id": "alert.odd",
+        "severity": "info",
+        "when": {"field": "credit_score", "gte": 0},
+        "message": "score {credit_score}",
+        "message_zh": "评分 {credit_scor}",
+    }
+]
 
 
 def _with_alerts(policy_text, alerts):
@@ -191,6 +211,7 @@ def test_message_zh_is_checked_at_compile_time_with_its_position(policy_text):
 def test_the_cli_prints_the_reasons_in_the_locale_asked(policy, tmp_path, capsys, make_case):
     from engine.cli import main
     from helpers import AS_OF, customer, invoice
+
     case = make_case(customer(), invoices=[invoice("INV-1", "5000.00", due=-40)])
     path = tmp_path / "case.json"
     path.write_text(json.dumps(case, ensure_ascii=False), encoding="utf-8")

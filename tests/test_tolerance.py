@@ -2,6 +2,7 @@
 (`credit.min_overdue_balance`); DOMAIN.md's default 100.00 in the shipped policy. Boundaries are policy cases
 (tests/policy/money.yaml); these tests cover a policy without it, the reasons, a stage per its own minimum and
 the workflow's step down."""
+
 import datetime as dt
 
 from engine import evaluate
@@ -11,8 +12,12 @@ from helpers import AS_OF, compiled, customer, edit, invoice, make_case, payment
 
 def _tiny_balance_case(**kw):
     # 0.01 left open on an invoice 31 days overdue
-    return make_case(customer(id="TINY"), invoices=[invoice("INV-1", "30000.00", due=-31)],
-                     payments=[payment("29999.99", on=-20, invoice_id="INV-1")], **kw)
+    return make_case(
+        customer(id="TINY"),
+        invoices=[invoice("INV-1", "30000.00", due=-31)],
+        payments=[payment("29999.99", on=-20, invoice_id="INV-1")],
+        **kw,
+    )
 
 
 def _without_tolerance(text):
@@ -35,9 +40,10 @@ def test_the_shipped_tolerance_says_it_applied(policy):
     assert d["dunning"]["stage"] == 0 and d["dunning"]["actions"] == []
     assert d["credit"]["check"]["outcome"] == "approve"
     why = [r["message"] for r in d["reasons"] if r["rule"] == "dunning.tolerance"]
-    assert why == ["collectable overdue 0.01 is below stage 2's minimum balance 100.00 (tolerance): stage 2 not "
-                   "entered", "collectable overdue 0.01 is below stage 1's minimum balance 100.00 (tolerance): "
-                   "stage 1 not entered"]
+    assert why == [
+        "collectable overdue 0.01 is below stage 2's minimum balance 100.00 (tolerance): stage 2 not entered",
+        "collectable overdue 0.01 is below stage 1's minimum balance 100.00 (tolerance): stage 1 not entered",
+    ]
     # the overdue balance still shows in aging
     assert d["classification"]["aging_bucket"] == "medium" and d["credit"]["overdue"] == "0.01"
 
@@ -52,17 +58,23 @@ def test_the_credit_check_tolerance_sets_aside_only_rules_on_overdue_fields(poli
 
 def test_each_stage_has_its_own_minimum(policy_text):
     # stage 3 only from 5,000.00 overdue: 4,000 overdue 95 days on a medium account stays in stage 2
-    text = edit(policy_text, '      cadence_days: 30\n      min_balance: "100.00"',
-                '      cadence_days: 30\n      min_balance: "5000.00"')
-    case = make_case(customer(id="MED"), invoices=[invoice("OLD", "4000.00", due=-95),
-                                                   invoice("NEW", "20000.00", due=10)])
+    text = edit(
+        policy_text,
+        '      cadence_days: 30\n      min_balance: "100.00"',
+        '      cadence_days: 30\n      min_balance: "5000.00"',
+    )
+    case = make_case(
+        customer(id="MED"), invoices=[invoice("OLD", "4000.00", due=-95), invoice("NEW", "20000.00", due=10)]
+    )
     with compiled(text) as variant:
         d = evaluate(variant, case, AS_OF).data
         assert d["classification"]["amount_tier"] == "medium" and d["dunning"]["stage"] == 2
         assert [r["message"] for r in d["reasons"] if r["rule"] == "dunning.tolerance"] == [
-            "collectable overdue 4,000.00 is below stage 3's minimum balance 5,000.00 (tolerance): stage 3 not entered"]
-        more = make_case(customer(id="MED"), invoices=[invoice("OLD", "5000.00", due=-95),
-                                                       invoice("NEW", "20000.00", due=10)])
+            "collectable overdue 4,000.00 is below stage 3's minimum balance 5,000.00 (tolerance): stage 3 not entered"
+        ]
+        more = make_case(
+            customer(id="MED"), invoices=[invoice("OLD", "5000.00", due=-95), invoice("NEW", "20000.00", due=10)]
+        )
         assert evaluate(variant, more, AS_OF).data["dunning"]["stage"] == 3
 
 
@@ -74,6 +86,12 @@ def test_a_customer_in_stage_2_paid_down_below_the_tolerance_leaves_collection_a
 
 def test_min_balance_is_money_in_the_policy(policy_text):
     from helpers import only_error
-    err = only_error(edit(policy_text, '      cadence_days: 7\n      min_balance: "100.00"',
-                          '      cadence_days: 7\n      min_balance: "1.001"'))
+
+    err = only_error(
+        edit(
+            policy_text,
+            '      cadence_days: 7\n      min_balance: "100.00"',
+            '      cadence_days: 7\n      min_balance: "1.001"',
+        )
+    )
     assert "min_balance" in err.format() and "decimal places" in err.format()

@@ -4,6 +4,7 @@ An HTTP adapter beside api/http (same layer): every page reads through api/repor
 every change goes through the same use-case functions as the API, with the signed-in person as
 the actor. Roles and permissions are the API's (api/service/auth.py PERMISSIONS). See docs/console.md.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,7 +19,7 @@ from flask_babel import Babel
 from ..service.users import DEFAULT_LOCALE, LOCALES
 
 HERE = pathlib.Path(__file__).resolve().parent
-IDLE_SECONDS = 30 * 60          # a session unused this long is signed out
+IDLE_SECONDS = 30 * 60  # a session unused this long is signed out
 
 
 class _SessionInterface(SecureCookieSessionInterface):
@@ -53,11 +54,21 @@ def _locale() -> str:
 def init_app(app: Flask) -> None:
     """Register the console under /console (called by api/http/app.py create_app)."""
     from . import views
-    app.config.update(SESSION_COOKIE_NAME=app.config.get("CONSOLE_COOKIE_NAME", "creditctl_console"), SECRET_KEY=_secret_key(app), SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
-                      WTF_CSRF_TIME_LIMIT=None)        # the token lives as long as the (idle-limited) session
+
+    app.config.update(
+        SESSION_COOKIE_NAME=app.config.get("CONSOLE_COOKIE_NAME", "creditctl_console"),
+        SECRET_KEY=_secret_key(app),
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        WTF_CSRF_TIME_LIMIT=None,
+    )  # the token lives as long as the (idle-limited) session
     app.config.setdefault("CONSOLE_IDLE_SECONDS", IDLE_SECONDS)
     app.config.setdefault("CONSOLE_CLOCK", time.time)
     app.session_interface = _SessionInterface()
-    Babel(app, locale_selector=_locale, default_locale=DEFAULT_LOCALE,
-          default_translation_directories=str(HERE / "translations"))
+    Babel(
+        app,
+        locale_selector=_locale,
+        default_locale=DEFAULT_LOCALE,
+        default_translation_directories=str(HERE / "translations"),
+    )
     app.register_blueprint(views.bp, url_prefix="/console")

@@ -1,5 +1,6 @@
 """The console's pages. Each view: check the signed-in person's permission (the API's table), read
 through api/reports or call one use case, render a template (a partial for an htmx request)."""
+
 from __future__ import annotations
 
 import csv
@@ -33,19 +34,26 @@ from ..reports import console as views_data
 from ..reports import figures
 from ..service import actions, auth, decisions, events, policies, referrals, users
 from ..service.validation import DATE_MAX, DATE_MIN
-from ..http.schemas import CONDITION_TYPES, ActionCompleteRequest, EventRequest, ReferralRejectRequest, ReferralReleaseRequest
+from ..http.schemas import (
+    CONDITION_TYPES,
+    ActionCompleteRequest,
+    EventRequest,
+    ReferralRejectRequest,
+    ReferralReleaseRequest,
+)
 
-bp = Blueprint("console", __name__, template_folder="templates", static_folder="static",
-               static_url_path="/static")
+bp = Blueprint("console", __name__, template_folder="templates", static_folder="static", static_url_path="/static")
 
 # (endpoint, label, permission): the navigation, each entry shown only to roles that may open it
-NAV = (("console.overview", "Overview", "reports:read"),
-       ("console.customers", "Customers", "customers:read"),
-       ("console.worklist", "Worklist", "actions:read"),
-       ("console.referrals", "Referrals", "referrals:read"),
-       ("console.policy", "Policy", "policies:read"),
-       ("console.trail", "Trail", "audit:verify"),
-       ("console.runs", "Sweeps and jobs", "sweeps:read"))
+NAV = (
+    ("console.overview", "Overview", "reports:read"),
+    ("console.customers", "Customers", "customers:read"),
+    ("console.worklist", "Worklist", "actions:read"),
+    ("console.referrals", "Referrals", "referrals:read"),
+    ("console.policy", "Policy", "policies:read"),
+    ("console.trail", "Trail", "audit:verify"),
+    ("console.runs", "Sweeps and jobs", "sweeps:read"),
+)
 PUBLIC = {"console.sign_in", "console.static", "console.language"}
 OUTCOMES = ("contacted", "promised", "paid", "no_answer", "disputed", "escalated")
 CHANNELS = ("phone", "email", "sms", "visit", "letter")
@@ -94,8 +102,11 @@ def _session():
             session.clear()
             g.expired = True
         else:
-            found = (users.current(ctx(), name) if session.get("kind") == "user"
-                     else (users.key_principal(ctx(), name), session.get("locale")))
+            found = (
+                users.current(ctx(), name)
+                if session.get("kind") == "user"
+                else (users.key_principal(ctx(), name), session.get("locale"))
+            )
             if found[0] is None:
                 session.clear()
             else:
@@ -105,8 +116,9 @@ def _session():
         try:
             validate_csrf(request.form.get("csrf_token") or request.headers.get("X-CSRFToken"))
         except (WTFValidationError, CSRFError) as exc:
-            raise DomainError("E_CSRF", f"the form's CSRF token is missing or invalid ({exc}); reload the page") \
-                from None
+            raise DomainError(
+                "E_CSRF", f"the form's CSRF token is missing or invalid ({exc}); reload the page"
+            ) from None
     if g.user is None and request.endpoint not in PUBLIC:
         if is_htmx():
             return Response("", 401, headers={"HX-Redirect": url_for("console.sign_in")})
@@ -131,6 +143,7 @@ def _reader_locale() -> str:
 
 def _current_locale():
     from flask_babel import get_locale
+
     return get_locale()
 
 
@@ -162,7 +175,7 @@ def _when(value) -> str:
 @bp.errorhandler(DomainError)
 def _domain_error(exc: DomainError):
     status = http_status(exc.code)
-    if is_htmx():                     # shown above the page, whatever the form's own target was
+    if is_htmx():  # shown above the page, whatever the form's own target was
         return render_template("_error.html", error=exc), status, {"HX-Retarget": "#flash", "HX-Reswap": "innerHTML"}
     return render_template("error.html", error=exc), status
 
@@ -187,19 +200,18 @@ def sign_in():
         try:
             key = (request.form.get("api_key") or "").strip()
             if key:
-                principal = auth.authenticate(current_app.extensions["creditctl.keys"], ctx().read_tx,
-                                              f"Bearer {key}", ctx().clock())
+                principal = auth.authenticate(
+                    current_app.extensions["creditctl.keys"], ctx().read_tx, f"Bearer {key}", ctx().clock()
+                )
                 kind, locale = "key", request.cookies.get("creditctl_lang") or users.DEFAULT_LOCALE
             else:
-                principal, locale = users.sign_in(ctx(), request.form.get("name", ""),
-                                                  request.form.get("password", ""))
+                principal, locale = users.sign_in(ctx(), request.form.get("name", ""), request.form.get("password", ""))
                 kind = "user"
         except DomainError:
             error = gettext("Unknown user or wrong password, or an unknown or revoked API key.")
         else:
-            session.clear()            # a new session (and CSRF token) at every sign-in
-            session.update(user=principal.name, kind=kind, locale=locale,
-                           seen=current_app.config["CONSOLE_CLOCK"]())
+            session.clear()  # a new session (and CSRF token) at every sign-in
+            session.update(user=principal.name, kind=kind, locale=locale, seen=current_app.config["CONSOLE_CLOCK"]())
             session.permanent = False
             return redirect(url_for("console.home"))
     return render_template("sign_in.html", error=error, expired=request.args.get("expired")), 401 if error else 200
@@ -222,8 +234,9 @@ def language():
             users.set_locale(ctx(), g.user.name, locale)
     target = request.form.get("next") or url_for("console.home")
     response = redirect(target if target.startswith("/console") else url_for("console.home"))
-    response.set_cookie("creditctl_lang", locale, max_age=365 * 86400, httponly=True, samesite="Lax",
-                        secure=request.is_secure)
+    response.set_cookie(
+        "creditctl_lang", locale, max_age=365 * 86400, httponly=True, samesite="Lax", secure=request.is_secure
+    )
     return response
 
 
@@ -234,12 +247,17 @@ def overview():
     need("reports:read")
     as_of = as_of_arg()
     svc = ctx()
-    return render_template("overview.html", as_of=as_of, stages=views_data.stages(svc),
-                           alerts=views_data.alerts_of_day(svc, svc.today(), locale=_reader_locale()), runs=views_data.runs(svc, 5))
+    return render_template(
+        "overview.html",
+        as_of=as_of,
+        stages=views_data.stages(svc),
+        alerts=views_data.alerts_of_day(svc, svc.today(), locale=_reader_locale()),
+        runs=views_data.runs(svc, 5),
+    )
 
 
-FIGURES_SECONDS = 300           # how long live book figures are reused (per process, as_of, policy)
-LIVE_FIGURES_MAX = 5000         # customers: a book this small without a snapshot is read whole for the figures
+FIGURES_SECONDS = 300  # how long live book figures are reused (per process, as_of, policy)
+LIVE_FIGURES_MAX = 5000  # customers: a book this small without a snapshot is read whole for the figures
 
 
 @bp.get("/overview/figures")
@@ -266,8 +284,9 @@ def overview_figures():
             hit = cache[key] = (now, views_data.book_figures(svc, as_of), svc.clock())
         return render_template("_overview_figures.html", f=hit[1], computed_at=hit[2], live=True)
     older = figures.latest_snapshot(svc)
-    return render_template("_overview_figures.html", f=older["figures"] if older else None, snap=older,
-                           live=False, stale=True, as_of=as_of)
+    return render_template(
+        "_overview_figures.html", f=older["figures"] if older else None, snap=older, live=False, stale=True, as_of=as_of
+    )
 
 
 # ---------------------------------------------------------------------------------------- customers
@@ -292,14 +311,25 @@ def customers():
 
     def list_url(cursor=None):
         return url_for("console.customers") + "?" + urlencode({**query, **({"cursor": cursor} if cursor else {})})
+
     with ctx().read_tx() as s:
         classes = ctx().registry.active(s).band_classes
-        labels = {k: list(classes[c].labels) for k, c in (("bucket", "aging_bucket"), ("tier", "amount_tier"),
-                                                          ("reputation", "reputation"))}
+        labels = {
+            k: list(classes[c].labels)
+            for k, c in (("bucket", "aging_bucket"), ("tier", "amount_tier"), ("reputation", "reputation"))
+        }
     template = "_customer_rows.html" if is_htmx() else "customers.html"
-    return render_template(template, data=data, args=args, list_url=list_url, labels=labels,
-                           first_page=bool(request.args.get("cursor")), segments=views_data.segments(ctx()),
-                           collectors=views_data.collectors(ctx()), stages=range(0, 4))
+    return render_template(
+        template,
+        data=data,
+        args=args,
+        list_url=list_url,
+        labels=labels,
+        first_page=bool(request.args.get("cursor")),
+        segments=views_data.segments(ctx()),
+        collectors=views_data.collectors(ctx()),
+        stages=range(0, 4),
+    )
 
 
 @bp.get("/customers/<customer_id>")
@@ -307,15 +337,22 @@ def customer(customer_id):
     need("customers:read")
     as_of = as_of_arg()
     from ..service.customers import get_customer
+
     file = get_customer(ctx(), customer_id, as_of)
     decision = views_data.current_decision(ctx(), customer_id, as_of, locale=_reader_locale())
     credit = decision["credit"]
     limit = Decimal(credit["limit"])
     exposure = Decimal(credit["exposure"])
     used_pct = min(100, int(exposure * 100 / limit)) if limit else 100
-    return render_template("customer.html", c=file, d=decision, as_of=as_of, used_pct=used_pct,
-                           timeline=views_data.timeline(ctx(), customer_id),
-                           statement_from=(as_of.replace(day=1) - dt.timedelta(days=1)).replace(day=1))
+    return render_template(
+        "customer.html",
+        c=file,
+        d=decision,
+        as_of=as_of,
+        used_pct=used_pct,
+        timeline=views_data.timeline(ctx(), customer_id),
+        statement_from=(as_of.replace(day=1) - dt.timedelta(days=1)).replace(day=1),
+    )
 
 
 @bp.get("/customers/<customer_id>/statement.csv")
@@ -333,8 +370,12 @@ def statement(customer_id):
     w = csv.writer(out)
     w.writerow(book.STATEMENT_CSV_COLUMNS)
     w.writerows(book.statement_csv_rows(st))
-    return Response(out.getvalue(), 200, mimetype="text/csv", headers={
-        "Content-Disposition": f'attachment; filename="statement-{customer_id}-{start}-{end}.csv"'})
+    return Response(
+        out.getvalue(),
+        200,
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="statement-{customer_id}-{start}-{end}.csv"'},
+    )
 
 
 # ---------------------------------------------------------------------------------------- worklist
@@ -342,16 +383,29 @@ def statement(customer_id):
 def worklist():
     need("actions:read")
     owner = request.args.get("owner", "").strip() or None
-    return render_template("worklist.html", rows=views_data.worklist(ctx(), owner=owner), owner=owner or "",
-                           outcomes=OUTCOMES, channels=CHANNELS)
+    return render_template(
+        "worklist.html",
+        rows=views_data.worklist(ctx(), owner=owner),
+        owner=owner or "",
+        outcomes=OUTCOMES,
+        channels=CHANNELS,
+    )
 
 
 @bp.post("/actions/<int:action_id>/complete")
 def complete(action_id):
     user = need("actions:write")
-    body = ActionCompleteRequest().load({k: v for k, v in {
-        "outcome": request.form.get("outcome", ""), "channel": request.form.get("channel") or None,
-        "note": request.form.get("note") or None}.items() if v is not None})
+    body = ActionCompleteRequest().load(
+        {
+            k: v
+            for k, v in {
+                "outcome": request.form.get("outcome", ""),
+                "channel": request.form.get("channel") or None,
+                "note": request.form.get("note") or None,
+            }.items()
+            if v is not None
+        }
+    )
     done = actions.complete_action(ctx(), action_id, body, user.name)
     return render_template("_action_done.html", a=done)
 
@@ -365,8 +419,12 @@ def record_from_action(action_id):
     today = ctx().today().isoformat()
     kind = request.form.get("record", "")
     if kind == "promise":
-        data = {"invoice_id": a["invoice_id"], "amount": request.form.get("amount", "").strip(), "made_on": today,
-                "promised_on": request.form.get("promised_on", "").strip()}
+        data = {
+            "invoice_id": a["invoice_id"],
+            "amount": request.form.get("amount", "").strip(),
+            "made_on": today,
+            "promised_on": request.form.get("promised_on", "").strip(),
+        }
         event_type = "promise_to_pay"
     elif kind == "dispute":
         reason = request.form.get("reason", "").strip()
@@ -375,18 +433,18 @@ def record_from_action(action_id):
         data, event_type = {"invoice_id": a["invoice_id"], "opened_on": today, "reason": reason}, "dispute_opened"
     else:
         raise invalid({"record": ["promise or dispute"]})
-    raw = {"event_id": f"console-{uuid.uuid4().hex}", "type": event_type, "customer_id": a["customer_id"],
-           "data": data}
+    raw = {"event_id": f"console-{uuid.uuid4().hex}", "type": event_type, "customer_id": a["customer_id"], "data": data}
     _status, response = events.post_event(ctx(), raw, EventRequest().load(raw), user.name, g.request_id)
     return render_template("_recorded.html", a=a, kind=kind, data=data, decision_id=json.loads(response)["decision_id"])
 
 
 # ---------------------------------------------------------------------------------------- referrals
-@bp.get("/referrals", endpoint="referrals")      # the function is not named so: the service module is
+@bp.get("/referrals", endpoint="referrals")  # the function is not named so: the service module is
 def referrals_page():
     user = need("referrals:read")
-    return render_template("referrals.html", data=views_data.referral_queue(ctx(), held=user.authority),
-                           conditions=CONDITION_TYPES)
+    return render_template(
+        "referrals.html", data=views_data.referral_queue(ctx(), held=user.authority), conditions=CONDITION_TYPES
+    )
 
 
 def _release_request() -> dict:
@@ -422,8 +480,13 @@ def referral_reject(referral_id):
 def referral_recheck(referral_id):
     user = need("referrals:write")
     got = referrals.recheck(ctx(), referral_id, user, g.request_id)
-    return render_template("_referral_done.html", r=got["referral"], outcome=got["outcome"],
-                           reasons=got["reasons"], decision_id=got["decision_id"])
+    return render_template(
+        "_referral_done.html",
+        r=got["referral"],
+        outcome=got["outcome"],
+        reasons=got["reasons"],
+        decision_id=got["decision_id"],
+    )
 
 
 # ---------------------------------------------------------------------------------------- policy
@@ -484,8 +547,9 @@ def policy_simulate():
         return render_template("_policy_check.html", errors=errors, version=None)
     spool = simulate_job.ChangeSpool()
     try:
-        decision_id, summary = simulate_job.simulate(ctx(), text, _policy_source(), as_of_arg(), actor=user.name,
-                                                     request_id=g.request_id, sink=spool)
+        decision_id, summary = simulate_job.simulate(
+            ctx(), text, _policy_source(), as_of_arg(), actor=user.name, request_id=g.request_id, sink=spool
+        )
     finally:
         spool.close()
     return render_template("_policy_simulation.html", decision_id=decision_id, s=summary)
@@ -498,7 +562,7 @@ def policy_publish():
     errors, _ = _check(text)
     if errors:
         return render_template("_policy_check.html", errors=errors, version=None)
-    result, changed = policies.publish(ctx(), text, _policy_source(), user.name, user)      # four-eyes applies
+    result, changed = policies.publish(ctx(), text, _policy_source(), user.name, user)  # four-eyes applies
     return render_template("_policy_published.html", r=result, changed=changed)
 
 
@@ -514,18 +578,27 @@ def trail():
                 dates[k] = dt.date.fromisoformat(f[k])
             except ValueError:
                 raise invalid({k: ["an ISO date (YYYY-MM-DD)"]}) from None
-    rows, cursor = decisions.list_decisions(ctx(), customer=f["customer"] or None, kind=f["kind"] or None,
-                                            outcome=f["outcome"] or None, since=dates.get("since"),
-                                            until=dates.get("until"), cursor=request.args.get("cursor") or None,
-                                            limit=50)
-    more = url_for("console.trail") + "?" + urlencode({**{k: v for k, v in f.items() if v}, "cursor": cursor}) \
-        if cursor else None
+    rows, cursor = decisions.list_decisions(
+        ctx(),
+        customer=f["customer"] or None,
+        kind=f["kind"] or None,
+        outcome=f["outcome"] or None,
+        since=dates.get("since"),
+        until=dates.get("until"),
+        cursor=request.args.get("cursor") or None,
+        limit=50,
+    )
+    more = (
+        url_for("console.trail") + "?" + urlencode({**{k: v for k, v in f.items() if v}, "cursor": cursor})
+        if cursor
+        else None
+    )
     return render_template("trail.html", rows=rows, f=f, more=more)
 
 
 @bp.get("/decisions/<decision_id>")
 def decision(decision_id):
-    need("decisions:replay")         # the trail's readers (sales reads only its own checks, through the API)
+    need("decisions:replay")  # the trail's readers (sales reads only its own checks, through the API)
     rec = decisions.get_decision(ctx(), decision_id)
     # the reasons in the user's locale (zh_CN → zh; a record of format 1 keeps its English text)
     d = decisions.decision_views(ctx(), [rec], include_facts=True, locale=_reader_locale())[0]

@@ -1,5 +1,6 @@
 """Backends chosen by configuration (a mapping, e.g. the app's DELIVERY setting); secrets only from
 the environment, never from the configuration file. See docs/documents.md for the keys."""
+
 from __future__ import annotations
 
 import os
@@ -24,6 +25,7 @@ class DeliveryConfigError(CreditctlError):
 
 class ChannelRouter:
     """Sends each message with its channel's notifier."""
+
     name = "router"
 
     def __init__(self, routes: Mapping[str, Notifier], default: Notifier):
@@ -63,9 +65,16 @@ def _build(kind: str, config: Mapping, environ: Mapping[str, str]) -> Notifier:
             password = _env(environ, cfg.get("password_env", "CREDITCTL_SMTP_PASSWORD"), "SMTP login") if user else None
             # ca_file: a private relay's CA; without it the system's trusted CAs
             context = ssl.create_default_context(cafile=cfg["ca_file"]) if cfg.get("ca_file") else None
-            return SmtpNotifier(cfg["host"], int(_positive("smtp", cfg, "port", 25)), sender=cfg["sender"],
-                                starttls=bool(cfg.get("starttls", False)), username=user, password=password,
-                                timeout=_positive("smtp", cfg, "timeout", 30), ssl_context=context)
+            return SmtpNotifier(
+                cfg["host"],
+                int(_positive("smtp", cfg, "port", 25)),
+                sender=cfg["sender"],
+                starttls=bool(cfg.get("starttls", False)),
+                username=user,
+                password=password,
+                timeout=_positive("smtp", cfg, "timeout", 30),
+                ssl_context=context,
+            )
         if kind in ("webhook", "sms"):
             cfg = config.get(kind) or {}
             if not cfg.get("url"):
@@ -74,7 +83,7 @@ def _build(kind: str, config: Mapping, environ: Mapping[str, str]) -> Notifier:
             secret = _env(environ, cfg.get("secret_env", default_env), f"{kind} signing secret")
             cls = WebhookNotifier if kind == "webhook" else SmsNotifier
             return cls(cfg["url"], secret, timeout=_positive(kind, cfg, "timeout", 10))
-    except (ValueError, OSError) as exc:            # the backends' own argument checks, an unreadable ca_file
+    except (ValueError, OSError) as exc:  # the backends' own argument checks, an unreadable ca_file
         raise DeliveryConfigError(f"delivery.{kind}: {exc}") from None
     raise DeliveryConfigError(f"unknown delivery backend '{kind}' (one of {', '.join(BACKENDS)})")
 
@@ -89,8 +98,9 @@ def notifier_from_config(config: Mapping | None, environ: Mapping[str, str] | No
     kinds = {channel: default_kind for channel in CHANNELS if channel != "sms"} | {"sms": "log"}
     for channel, kind in (config.get("channels") or {}).items():
         if channel not in CHANNELS:
-            raise DeliveryConfigError(f"unknown channel '{channel}' in delivery.channels "
-                                      f"(one of {', '.join(CHANNELS)})")
+            raise DeliveryConfigError(
+                f"unknown channel '{channel}' in delivery.channels (one of {', '.join(CHANNELS)})"
+            )
         kinds[channel] = kind
     built: dict[str, Notifier] = {}
     for kind in {*kinds.values(), default_kind}:

@@ -1,6 +1,7 @@
 """When to try a failed message again: exponential backoff with a cap and a maximum number of
 attempts, then the dead letters. Pure: the outbox worker stores attempts and next_attempt_at and
 asks `decide` after each failure; `deliver_with_retry` is the same loop in one process (tests, CLI)."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -13,8 +14,8 @@ from .base import DeliveryError, DeliveryResult
 
 @dataclass(frozen=True)
 class RetryDecision:
-    retry: bool                          # False: dead letter (give up, a person looks at it)
-    delay_seconds: float | None          # wait before the next attempt, when retry
+    retry: bool  # False: dead letter (give up, a person looks at it)
+    delay_seconds: float | None  # wait before the next attempt, when retry
     next_attempt_at: dt.datetime | None  # now + delay, when retry and a `now` was given
     reason: str
 
@@ -25,6 +26,7 @@ class RetryPolicy:
     receiver asked for (Retry-After) when that is longer, up to the cap. `jitter` (0…1) shortens each delay
     by up to that fraction, by an amount fixed per message (a hash of its key), so a burst of messages
     that failed together does not come back together, yet a decision is repeatable."""
+
     base_seconds: float = 60.0
     factor: float = 2.0
     cap_seconds: float = 3600.0
@@ -32,8 +34,13 @@ class RetryPolicy:
     jitter: float = 0.0
 
     def __post_init__(self):
-        if not (self.base_seconds > 0 and self.factor >= 1 and self.cap_seconds >= self.base_seconds
-                and self.max_attempts >= 1 and 0 <= self.jitter < 1):
+        if not (
+            self.base_seconds > 0
+            and self.factor >= 1
+            and self.cap_seconds >= self.base_seconds
+            and self.max_attempts >= 1
+            and 0 <= self.jitter < 1
+        ):
             raise ValueError(f"invalid retry policy {self}")
 
     def delay(self, attempt: int, key: str = "") -> float:
@@ -43,12 +50,13 @@ class RetryPolicy:
         # exponent capped: factor ** 10_000 would overflow a float long after the cap is reached
         raw = min(self.cap_seconds, self.base_seconds * self.factor ** min(attempt - 1, 1000))
         if self.jitter and key:
-            u = int.from_bytes(hashlib.sha256(f"{key}:{attempt}".encode()).digest()[:8], "big") / 2 ** 64
+            u = int.from_bytes(hashlib.sha256(f"{key}:{attempt}".encode()).digest()[:8], "big") / 2**64
             raw *= 1 - self.jitter * u
         return raw
 
-    def decide(self, attempts: int, error: DeliveryError, *, key: str = "",
-               now: dt.datetime | None = None) -> RetryDecision:
+    def decide(
+        self, attempts: int, error: DeliveryError, *, key: str = "", now: dt.datetime | None = None
+    ) -> RetryDecision:
         """After `attempts` attempts, the last of which raised `error`: retry when, or dead letter."""
         if not error.retryable:
             return RetryDecision(False, None, None, f"not retryable: {error.message}")
@@ -57,8 +65,12 @@ class RetryPolicy:
         wait = self.delay(attempts, key)
         if error.retry_after is not None:
             wait = min(self.cap_seconds, max(wait, error.retry_after))
-        return RetryDecision(True, wait, now + dt.timedelta(seconds=wait) if now is not None else None,
-                             f"attempt {attempts} failed: {error.message}")
+        return RetryDecision(
+            True,
+            wait,
+            now + dt.timedelta(seconds=wait) if now is not None else None,
+            f"attempt {attempts} failed: {error.message}",
+        )
 
 
 class DeadLetter(Exception):

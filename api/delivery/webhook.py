@@ -1,6 +1,7 @@
 """HTTP POST of a message as JSON, signed: `X-Creditctl-Signature: sha256=<hex HMAC-SHA256 of the
 body>`, `Idempotency-Key` stable per action (receivers drop repeats), a timeout. The SMS backend
 is the same POST to a gateway, with the text alone."""
+
 from __future__ import annotations
 
 import hashlib
@@ -40,7 +41,7 @@ def _retry_after(value: str | None) -> float | None:
     try:
         return max(0.0, float(value)) if value is not None else None
     except ValueError:
-        return None                    # an HTTP date: left to the retry policy's own delay
+        return None  # an HTTP date: left to the retry policy's own delay
 
 
 class WebhookNotifier:
@@ -63,9 +64,17 @@ class WebhookNotifier:
 
     def deliver(self, message: Message) -> DeliveryResult:
         body = self.body(message)
-        request = urllib.request.Request(self.url, data=body, method="POST", headers={
-            "Content-Type": "application/json; charset=utf-8", "User-Agent": "creditctl-delivery/1",
-            "Idempotency-Key": message.idempotency_key, SIGNATURE_HEADER: sign(self.secret, body)})
+        request = urllib.request.Request(
+            self.url,
+            data=body,
+            method="POST",
+            headers={
+                "Content-Type": "application/json; charset=utf-8",
+                "User-Agent": "creditctl-delivery/1",
+                "Idempotency-Key": message.idempotency_key,
+                SIGNATURE_HEADER: sign(self.secret, body),
+            },
+        )
         try:
             with self.opener.open(request, timeout=self.timeout) as response:
                 status, answer = response.status, response.read(65536)
@@ -73,19 +82,35 @@ class WebhookNotifier:
             with exc:
                 status = exc.code
                 retryable = status >= 500 or status in RETRYABLE_STATUS
-                raise DeliveryError(f"{self.url}: HTTP {status} {exc.reason}", retryable=retryable, backend=self.name,
-                                    code="E_DELIVERY_REFUSED" if not retryable else "E_DELIVERY_UNAVAILABLE",
-                                    retry_after=_retry_after(exc.headers.get("Retry-After"))) from None
+                raise DeliveryError(
+                    f"{self.url}: HTTP {status} {exc.reason}",
+                    retryable=retryable,
+                    backend=self.name,
+                    code="E_DELIVERY_REFUSED" if not retryable else "E_DELIVERY_UNAVAILABLE",
+                    retry_after=_retry_after(exc.headers.get("Retry-After")),
+                ) from None
         except (TimeoutError, socket.timeout) as exc:
-            raise DeliveryError(f"{self.url}: no answer within {self.timeout} s", retryable=True,
-                                backend=self.name, code="E_DELIVERY_TIMEOUT") from exc
+            raise DeliveryError(
+                f"{self.url}: no answer within {self.timeout} s",
+                retryable=True,
+                backend=self.name,
+                code="E_DELIVERY_TIMEOUT",
+            ) from exc
         except urllib.error.URLError as exc:
             timed_out = isinstance(exc.reason, (TimeoutError, socket.timeout))
-            raise DeliveryError(f"{self.url}: {exc.reason}", retryable=True, backend=self.name,
-                                code="E_DELIVERY_TIMEOUT" if timed_out else "E_DELIVERY_UNAVAILABLE") from exc
-        except (http.client.HTTPException, OSError) as exc:     # reset, closed mid-answer
-            raise DeliveryError(f"{self.url}: {type(exc).__name__}: {exc}", retryable=True, backend=self.name,
-                                code="E_DELIVERY_UNAVAILABLE") from exc
+            raise DeliveryError(
+                f"{self.url}: {exc.reason}",
+                retryable=True,
+                backend=self.name,
+                code="E_DELIVERY_TIMEOUT" if timed_out else "E_DELIVERY_UNAVAILABLE",
+            ) from exc
+        except (http.client.HTTPException, OSError) as exc:  # reset, closed mid-answer
+            raise DeliveryError(
+                f"{self.url}: {type(exc).__name__}: {exc}",
+                retryable=True,
+                backend=self.name,
+                code="E_DELIVERY_UNAVAILABLE",
+            ) from exc
         reference = None
         try:
             parsed = orjson.loads(answer) if answer else None
@@ -98,15 +123,24 @@ class WebhookNotifier:
 
 class SmsNotifier(WebhookNotifier):
     """SMS through a gateway that takes the webhook's signed POST: the text alone, no HTML, no files."""
+
     name = "sms"
 
     def body(self, message: Message) -> bytes:
-        return orjson.dumps({"idempotency_key": message.idempotency_key, "channel": "sms", "to": list(message.to),
-                             "text": message.text, "action": message.action.to_json() if message.action else None},
-                            option=orjson.OPT_SORT_KEYS)
+        return orjson.dumps(
+            {
+                "idempotency_key": message.idempotency_key,
+                "channel": "sms",
+                "to": list(message.to),
+                "text": message.text,
+                "action": message.action.to_json() if message.action else None,
+            },
+            option=orjson.OPT_SORT_KEYS,
+        )
 
     def deliver(self, message: Message) -> DeliveryResult:
         if not message.to:
-            raise DeliveryError("no phone number to send to", retryable=False, backend=self.name,
-                                code="E_DELIVERY_NO_ADDRESS")
+            raise DeliveryError(
+                "no phone number to send to", retryable=False, backend=self.name, code="E_DELIVERY_NO_ADDRESS"
+            )
         return super().deliver(message)

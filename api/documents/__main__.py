@@ -1,4 +1,5 @@
 """python -m api.documents [FOLDER]: check a template folder (until `creditctl policy check` does)."""
+
 import sys
 
 from .check import main

@@ -10,6 +10,7 @@ printed `FILE:LINE:COL: CODE: message`.
 - E_TEMPLATE_RENDER: the template fails on a sample document of its kind (e.g. formats a date that is
   empty for that kind); the line is the template's when Jinja knows it. Checked once the rest is clean.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -49,7 +50,7 @@ def check_templates(folder: str | os.PathLike, default_locale: str = DEFAULT_LOC
         if not found:
             parsed_ok.add(name)
     errors += _check_layout(root, default_locale)
-    if not errors:        # a broken partial would fail every document that includes it: fix those first
+    if not errors:  # a broken partial would fail every document that includes it: fix those first
         errors += _check_samples(root, parsed_ok)
     return errors
 
@@ -58,20 +59,24 @@ def _check_source(env, source: str, name: str, file: str, known: set[str]) -> li
     lines = source.splitlines()
     try:
         ast = env.parse(source, name, file)
-        env.compile(ast, name, file)          # unknown filters and tests are found here, not by parse
-    except TemplateSyntaxError as exc:       # TemplateAssertionError (unknown filter, test) included
-        return [PolicyError("E_TEMPLATE_SYNTAX", exc.message or str(exc), file=file, line=exc.lineno or 0,
-                            column=1)]
+        env.compile(ast, name, file)  # unknown filters and tests are found here, not by parse
+    except TemplateSyntaxError as exc:  # TemplateAssertionError (unknown filter, test) included
+        return [PolicyError("E_TEMPLATE_SYNTAX", exc.message or str(exc), file=file, line=exc.lineno or 0, column=1)]
     errors = []
     unknown = meta.find_undeclared_variables(ast) - known
     seen = set()
     for node in ast.find_all(nodes.Name):
         if node.ctx == "load" and node.name in unknown and (node.name, node.lineno) not in seen:
             seen.add((node.name, node.lineno))
-            errors.append(PolicyError(
-                "E_TEMPLATE_UNKNOWN_VARIABLE",
-                f"unknown variable '{node.name}'{did_you_mean(node.name, known - set(env.globals))}",
-                file=file, line=node.lineno, column=_column(lines, node.lineno, rf"\b{re.escape(node.name)}\b")))
+            errors.append(
+                PolicyError(
+                    "E_TEMPLATE_UNKNOWN_VARIABLE",
+                    f"unknown variable '{node.name}'{did_you_mean(node.name, known - set(env.globals))}",
+                    file=file,
+                    line=node.lineno,
+                    column=_column(lines, node.lineno, rf"\b{re.escape(node.name)}\b"),
+                )
+            )
     errors += _FieldChecker(file, lines, _assigned_names(ast)).run(ast)
     errors.sort(key=lambda e: (e.line, e.column))
     return errors
@@ -91,12 +96,14 @@ def _assigned_names(ast) -> set[str]:
         targets = [node.target] if not isinstance(node, nodes.With) else node.targets
         for target in targets:
             names |= {n.name for n in target.find_all(nodes.Name)} | (
-                {target.name} if isinstance(target, nodes.Name) else set())
+                {target.name} if isinstance(target, nodes.Name) else set()
+            )
     for node in ast.find_all((nodes.Macro, nodes.CallBlock)):
         names |= {a.name for a in node.args}
     for node in ast.find_all((nodes.Import, nodes.FromImport)):
-        names |= {node.target} if isinstance(node, nodes.Import) else {
-            n if isinstance(n, str) else n[1] for n in node.names}
+        names |= (
+            {node.target} if isinstance(node, nodes.Import) else {n if isinstance(n, str) else n[1] for n in node.names}
+        )
     return names
 
 
@@ -145,12 +152,17 @@ class _FieldChecker:
                 return None
             if node.attr not in _record_attributes(base):
                 path = self._path(node)
-                self.errors.setdefault((node.lineno, path), PolicyError(
-                    "E_TEMPLATE_UNKNOWN_FIELD",
-                    f"'{path}': {base.__name__} has no field '{node.attr}'"
-                    f"{did_you_mean(node.attr, _record_attributes(base))}",
-                    file=self.file, line=node.lineno,
-                    column=_column(self.lines, node.lineno, rf"\.\s*{re.escape(node.attr)}\b") + 1))
+                self.errors.setdefault(
+                    (node.lineno, path),
+                    PolicyError(
+                        "E_TEMPLATE_UNKNOWN_FIELD",
+                        f"'{path}': {base.__name__} has no field '{node.attr}'"
+                        f"{did_you_mean(node.attr, _record_attributes(base))}",
+                        file=self.file,
+                        line=node.lineno,
+                        column=_column(self.lines, node.lineno, rf"\.\s*{re.escape(node.attr)}\b") + 1,
+                    ),
+                )
                 return None
             hints = typing.get_type_hints(base)
             return hints.get(node.attr)
@@ -188,26 +200,39 @@ def _check_layout(root: pathlib.Path, default_locale: str) -> list[PolicyError]:
     errors = []
     locales = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
     if default_locale not in locales:
-        errors.append(PolicyError("E_TEMPLATE_MISSING", f"no folder for the default locale '{default_locale}'",
-                                  file=str(root)))
+        errors.append(
+            PolicyError("E_TEMPLATE_MISSING", f"no folder for the default locale '{default_locale}'", file=str(root))
+        )
     wanted = {f"{kind}{PARTS[part]}" for kind in KINDS for part in REQUIRED_PARTS[kind]}
     optional = {f"{kind}{suffix}" for kind in KINDS for suffix in PARTS.values()}
     for loc in locales:
         present = {p.name for p in (root / loc).iterdir() if p.is_file() and p.name.endswith(".j2")}
         for name in sorted(wanted - present):
-            errors.append(PolicyError("E_TEMPLATE_MISSING", f"locale '{loc}' has no '{name}'"
-                                      f"{did_you_mean(name, present - optional)}", file=str(root / loc)))
+            errors.append(
+                PolicyError(
+                    "E_TEMPLATE_MISSING",
+                    f"locale '{loc}' has no '{name}'{did_you_mean(name, present - optional)}",
+                    file=str(root / loc),
+                )
+            )
         for name in sorted(present - optional):
             if not name.startswith("_"):
-                errors.append(PolicyError(
-                    "E_TEMPLATE_UNKNOWN_FILE", f"'{name}' is no document part (partials start with '_')"
-                    f"{did_you_mean(name, wanted - present)}", file=str(root / loc / name), line=1, column=1))
+                errors.append(
+                    PolicyError(
+                        "E_TEMPLATE_UNKNOWN_FILE",
+                        f"'{name}' is no document part (partials start with '_'){did_you_mean(name, wanted - present)}",
+                        file=str(root / loc / name),
+                        line=1,
+                        column=1,
+                    )
+                )
     return errors
 
 
 def _check_samples(root: pathlib.Path, parsed_ok: set[str]) -> list[PolicyError]:
     """Render each kind's parts on a sample document: finds what only shows at render time."""
     from .samples import sample_context
+
     renderer = DocumentRenderer(root)
     errors = []
     locales = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
@@ -217,14 +242,21 @@ def _check_samples(root: pathlib.Path, parsed_ok: set[str]) -> list[PolicyError]
             values = {**context.template_vars(), "locale": loc}
             for suffix in PARTS.values():
                 name = f"{loc}/{kind}{suffix}"
-                if name not in parsed_ok:      # missing or already reported
+                if name not in parsed_ok:  # missing or already reported
                     continue
                 try:
                     renderer.env.get_template(name).render(values)
                 except (TemplateError, DocumentError) as exc:
                     file, line = _template_frame(exc, root)
-                    errors.append(PolicyError("E_TEMPLATE_RENDER", f"fails on a sample {kind}: {exc}",
-                                              file=file or str(root / name), line=line, column=1 if line else 0))
+                    errors.append(
+                        PolicyError(
+                            "E_TEMPLATE_RENDER",
+                            f"fails on a sample {kind}: {exc}",
+                            file=file or str(root / name),
+                            line=line,
+                            column=1 if line else 0,
+                        )
+                    )
     return errors
 
 
@@ -239,7 +271,6 @@ def _template_frame(exc: BaseException, root: pathlib.Path) -> tuple[str | None,
             file, line = str(root / path.relative_to(resolved)), tb.tb_lineno
         tb = tb.tb_next
     return file, line
-
 
 
 def main(argv: list[str] | None = None) -> int:

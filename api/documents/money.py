@@ -1,5 +1,6 @@
 """The few money and message helpers documents and delivery need, on Decimal. Kept here rather than
 imported from the core, whose money module is moving (engine/ → rules/) while this lands."""
+
 from __future__ import annotations
 
 import difflib

@@ -5,6 +5,7 @@ Python internals, no mutation of the context) with StrictUndefined (a misspelt n
 instead of printing nothing into a legal letter). PDFs come from WeasyPrint, which may read files
 below the template folder only (a logo, a stylesheet) and nothing over the network.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -30,8 +31,9 @@ DEFAULT_LOCALE = "zh_CN"
 # file name of each part of a document: <locale>/<kind><suffix>
 PARTS = {"subject": ".subject.j2", "text": ".txt.j2", "html": ".html.j2", "sms": ".sms.j2"}
 # documents a channel may send by SMS also need their short `sms` part
-REQUIRED_PARTS = {kind: ("subject", "text", "html") + (("sms",) if kind.endswith("_reminder") else ())
-                  for kind in KINDS}
+REQUIRED_PARTS = {
+    kind: ("subject", "text", "html") + (("sms",) if kind.endswith("_reminder") else ()) for kind in KINDS
+}
 # names every template may read besides the context's fields
 RENDER_GLOBALS = frozenset({"locale"})
 # the CSS font stacks name these; without one installed, Chinese renders as empty boxes
@@ -67,8 +69,13 @@ def _date(ctx, value, fmt: str = "long") -> str:
 def make_environment(folder: str | os.PathLike) -> ImmutableSandboxedEnvironment:
     """The one environment templates are rendered and checked with."""
     env = ImmutableSandboxedEnvironment(
-        loader=FileSystemLoader(str(folder), encoding="utf-8"), undefined=StrictUndefined,
-        autoescape=_autoescape, trim_blocks=True, lstrip_blocks=True, auto_reload=False)
+        loader=FileSystemLoader(str(folder), encoding="utf-8"),
+        undefined=StrictUndefined,
+        autoescape=_autoescape,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        auto_reload=False,
+    )
     env.filters["money"] = _money
     env.filters["date"] = _date
     return env
@@ -87,13 +94,13 @@ def normalise_locale(locale: str) -> str:
 @dataclass(frozen=True)
 class RenderedDocument:
     kind: str
-    locale: str                 # the locale formatted with (the templates may be its language's, e.g. en)
+    locale: str  # the locale formatted with (the templates may be its language's, e.g. en)
     reference: str
     subject: str
     text: str
     html: str
-    sms: str | None = None      # only for kinds with an sms part
-    pdf: bytes | None = None    # when asked for
+    sms: str | None = None  # only for kinds with an sms part
+    pdf: bytes | None = None  # when asked for
 
     @property
     def pdf_filename(self) -> str:
@@ -132,7 +139,7 @@ class DocumentRenderer:
                 parts[part] = self.env.get_template(name).render(values)
             except DocumentError:
                 raise
-            except TemplateError as exc:       # StrictUndefined, sandbox refusals, missing templates
+            except TemplateError as exc:  # StrictUndefined, sandbox refusals, missing templates
                 line = getattr(exc, "lineno", None)
                 where = f"{name}:{line}" if line else name
                 raise DocumentError("E_DOCUMENT_TEMPLATE", f"{where}: {exc}") from exc
@@ -140,9 +147,16 @@ class DocumentRenderer:
         subject = " ".join(parts["subject"].split())
         sms = parts["sms"].strip() if parts["sms"] is not None else None
         html = parts["html"]
-        return RenderedDocument(kind=context.kind, locale=locale, reference=context.reference, subject=subject,
-                                text=parts["text"].strip() + "\n", html=html, sms=sms,
-                                pdf=render_pdf(html, self.folder) if pdf else None)
+        return RenderedDocument(
+            kind=context.kind,
+            locale=locale,
+            reference=context.reference,
+            subject=subject,
+            text=parts["text"].strip() + "\n",
+            html=html,
+            sms=sms,
+            pdf=render_pdf(html, self.folder) if pdf else None,
+        )
 
 
 # ---------------------------------------------------------------------------------------- PDF
@@ -160,10 +174,12 @@ def _fetcher_class():
         def fetch(self, url, headers=None):
             if url.startswith("file:"):
                 from urllib.request import url2pathname
+
                 path = pathlib.Path(url2pathname(url.split("?")[0].removeprefix("file:"))).resolve()
                 if not path.is_relative_to(self.root):
                     raise ValueError(f"{url} is outside the template folder")
             return super().fetch(url, headers)
+
     return FolderFetcher
 
 
@@ -171,8 +187,9 @@ def _fetcher_class():
 def cjk_fonts() -> tuple[str, ...]:
     """Installed font families that cover Chinese (fontconfig), e.g. ('Noto Sans CJK SC', …)."""
     try:
-        out = subprocess.run(["fc-list", ":lang=zh", "family"], capture_output=True, text=True, timeout=30,
-                             check=True).stdout
+        out = subprocess.run(
+            ["fc-list", ":lang=zh", "family"], capture_output=True, text=True, timeout=30, check=True
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return ()
     return tuple(sorted({name.strip() for line in out.splitlines() for name in line.split(",") if name.strip()}))
@@ -182,13 +199,17 @@ def render_pdf(html: str, folder: str | os.PathLike) -> bytes:
     """An HTML document → PDF bytes (A4; page setup in the template's CSS). Refuses to render without a
     CJK font: a letter whose Chinese came out as boxes must not be sent."""
     if not set(cjk_fonts()) & set(CJK_FAMILIES):
-        raise DocumentError("E_DOCUMENT_FONT", f"no CJK font installed (want one of {', '.join(CJK_FAMILIES)}; "
-                                               f"Debian: fonts-noto-cjk, installed by make setup)")
-    import weasyprint                  # imported late: loading Pango costs ~0.3 s, and only PDFs need it
+        raise DocumentError(
+            "E_DOCUMENT_FONT",
+            f"no CJK font installed (want one of {', '.join(CJK_FAMILIES)}; "
+            f"Debian: fonts-noto-cjk, installed by make setup)",
+        )
+    import weasyprint  # imported late: loading Pango costs ~0.3 s, and only PDFs need it
     from weasyprint.urls import FatalURLFetchingError
+
     root = pathlib.Path(folder).resolve()
     try:
         doc = weasyprint.HTML(string=html, base_url=root.as_uri() + "/", url_fetcher=_fetcher_class()(root))
         return doc.write_pdf()
-    except FatalURLFetchingError as exc:      # a BaseException: keep it from escaping as one
+    except FatalURLFetchingError as exc:  # a BaseException: keep it from escaping as one
         raise DocumentError("E_DOCUMENT_RESOURCE", f"{exc} ({exc.__cause__})") from None

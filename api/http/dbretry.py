@@ -6,6 +6,7 @@ commit was under way: it may or may not have landed) or when the retry fails too
 E_DATABASE_UNAVAILABLE with Retry-After; a credit check or event retried with the same order or event
 id is safe (api/service/credit_checks.py, api/service/events.py).
 """
+
 from __future__ import annotations
 
 import functools
@@ -41,13 +42,20 @@ def install(app, sessionmaker) -> None:
     def _database_error(exc: DBAPIError):
         if not unavailable(exc):
             log.exception("unhandled error")
-            return json_response({"code": "E_INTERNAL", "message": "internal error; nothing was changed",
-                                  "errors": {}}, http_status("E_INTERNAL"))
+            return json_response(
+                {"code": "E_INTERNAL", "message": "internal error; nothing was changed", "errors": {}},
+                http_status("E_INTERNAL"),
+            )
         log.warning("database unavailable: %s", exc.__class__.__name__)
-        response = json_response({"code": "E_DATABASE_UNAVAILABLE",
-                                  "message": "the database connection failed; retry the request (a credit check or "
-                                             "event with the same order or event id is applied once)",
-                                  "errors": {}}, http_status("E_DATABASE_UNAVAILABLE"))
+        response = json_response(
+            {
+                "code": "E_DATABASE_UNAVAILABLE",
+                "message": "the database connection failed; retry the request (a credit check or "
+                "event with the same order or event id is applied once)",
+                "errors": {},
+            },
+            http_status("E_DATABASE_UNAVAILABLE"),
+        )
         response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
 
@@ -64,4 +72,5 @@ def _retrying(view):
             log.warning("database connection lost before any commit; retrying the request once")
         g.db_commit_started = False
         return view(*args, **kwargs)
+
     return run

@@ -1,5 +1,6 @@
 """What every route needs from the request: the JSON body, the caller's key, the JSON answer,
 and the process's unit of work. Routes import this module; it imports no route."""
+
 from __future__ import annotations
 
 import codecs
@@ -40,7 +41,7 @@ def reader_locale() -> str:
         if asked not in LOCALES:
             raise invalid({"locale": [f"one of {', '.join(LOCALES)}"]})
         return asked
-    for tag, _quality in request.accept_languages:          # best first
+    for tag, _quality in request.accept_languages:  # best first
         primary = tag.split("-")[0].split("_")[0].lower()
         if primary in LOCALES:
             return primary
@@ -48,13 +49,14 @@ def reader_locale() -> str:
 
 
 def json_response(body, status=200) -> Response:
-    return Response(json.dumps(body, ensure_ascii=False, sort_keys=True, default=str), status,
-                    mimetype="application/json")
+    return Response(
+        json.dumps(body, ensure_ascii=False, sort_keys=True, default=str), status, mimetype="application/json"
+    )
 
 
 # Bodies: JSON is UTF-8 (RFC 8259), one object, nested at most this deep (Python's parser recurses per level)
 MAX_JSON_DEPTH = 32
-MAX_BODY_BYTES = 1024 * 1024            # Flask MAX_CONTENT_LENGTH (api/http/app.py): larger is 413
+MAX_BODY_BYTES = 1024 * 1024  # Flask MAX_CONTENT_LENGTH (api/http/app.py): larger is 413
 # a string, or an unterminated one to the end: every match succeeds where it starts (possessive, no
 # backtracking), so the scan is linear even for '"\\"\\"\\…'
 _STRINGS = re.compile(r'"(?:[^"\\]|\\[\s\S]?)*+(?:"|\Z)')
@@ -84,7 +86,7 @@ def json_depth_exceeds(text: str, limit: int = MAX_JSON_DEPTH) -> bool:
         if not brackets:
             return False
         brackets, removed = _LEAVES.subn("", brackets)
-        if not removed:             # unbalanced (never valid JSON): the parser may still open each one left
+        if not removed:  # unbalanced (never valid JSON): the parser may still open each one left
             return level + brackets.count("[") + brackets.count("{") > limit
     return bool(brackets)
 
@@ -97,14 +99,17 @@ def json_body() -> dict:
         raise DomainError("E_BAD_REQUEST", "a JSON body is required")
     mimetype = request.mimetype
     if mimetype != "application/json" and not (mimetype.startswith("application/") and mimetype.endswith("+json")):
-        raise DomainError("E_UNSUPPORTED_MEDIA_TYPE",
-                          f"the body must be JSON (Content-Type: application/json), not {mimetype or 'untyped'}")
+        raise DomainError(
+            "E_UNSUPPORTED_MEDIA_TYPE",
+            f"the body must be JSON (Content-Type: application/json), not {mimetype or 'untyped'}",
+        )
     charset = request.mimetype_params.get("charset", "utf-8").lower()
     if charset not in ("utf-8", "utf8"):
         raise DomainError("E_UNSUPPORTED_MEDIA_TYPE", f"JSON is UTF-8, not {charset}")
     if raw.startswith(codecs.BOM_UTF8):
-        raise DomainError("E_MALFORMED_JSON", "malformed JSON: the body starts with a byte order mark (send UTF-8 "
-                                              "without one)")
+        raise DomainError(
+            "E_MALFORMED_JSON", "malformed JSON: the body starts with a byte order mark (send UTF-8 without one)"
+        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -115,16 +120,20 @@ def json_body() -> dict:
         data = json.loads(text, parse_float=JsonFloat, object_pairs_hook=_object)
     except _DuplicateKey as exc:
         key = _printable(exc.args[0])
-        raise DomainError("E_JSON_DUPLICATE_KEY", f"the key '{key}' appears twice in one JSON object",
-                          {key: ["appears more than once in the same object"]}) from None
-    except ValueError as exc:       # JSONDecodeError, and an integer of more digits than Python converts
+        raise DomainError(
+            "E_JSON_DUPLICATE_KEY",
+            f"the key '{key}' appears twice in one JSON object",
+            {key: ["appears more than once in the same object"]},
+        ) from None
+    except ValueError as exc:  # JSONDecodeError, and an integer of more digits than Python converts
         raise DomainError("E_MALFORMED_JSON", f"malformed JSON: {exc}") from None
     if not isinstance(data, dict):
         raise DomainError("E_BAD_REQUEST", "the body must be a JSON object")
     bad = _bad_text_fields(data)
     if bad:
-        raise invalid({f: ["must not contain NUL characters or lone surrogates (text is Unicode scalar values)"]
-                       for f in bad})
+        raise invalid(
+            {f: ["must not contain NUL characters or lone surrogates (text is Unicode scalar values)"] for f in bad}
+        )
     return data
 
 
@@ -151,9 +160,10 @@ def _bad_text_fields(value, path: str = "") -> list[str]:
 def current_key(permission: str) -> auth.Principal:
     extensions = current_app.extensions
     service = extensions["creditctl"]
-    key = auth.authenticate(extensions["creditctl.keys"], service.read_tx, request.headers.get("Authorization"),
-                            service.clock())
-    g.actor = key.name            # before the permission check: the access log names a refused key too
+    key = auth.authenticate(
+        extensions["creditctl.keys"], service.read_tx, request.headers.get("Authorization"), service.clock()
+    )
+    g.actor = key.name  # before the permission check: the access log names a refused key too
     g.role = key.role
     auth.require(key, permission)
     return key

@@ -1,4 +1,5 @@
 """Request schemas of the HTTP API (unknown fields rejected)."""
+
 from __future__ import annotations
 
 import re
@@ -22,7 +23,7 @@ class _Strict(Schema):
 class CreditCheckRequest(_Strict):
     customer_id = fields.String(required=True, validate=validate.Length(min=1, max=128))
     order_id = fields.String(required=True, validate=validate.Length(min=1, max=128))
-    amount = AmountField(required=True, metadata={"description": "decimal string, e.g. \"30000.00\""})
+    amount = AmountField(required=True, metadata={"description": 'decimal string, e.g. "30000.00"'})
     currency = fields.String(required=True, validate=validate.Length(equal=3))
     reserve = StrictBoolean(load_default=False)
     as_of = fields.Date(load_default=None, validate=IN_RANGE)
@@ -60,6 +61,7 @@ class PublishRequest(PolicyTextRequest):
 
 class PublishQuery(_Strict):
     """A YAML body's publish options, in the query string."""
+
     source = fields.String(load_default="api", validate=validate.Length(min=1, max=512))
     effective_from = fields.Date(load_default=None, validate=IN_RANGE)
     reason = fields.String(load_default=None, validate=validate.Length(max=1000))
@@ -71,16 +73,19 @@ class CancelActivationRequest(_Strict):
 
 def _ordered(low: str, high: str, relation: str = "after"):
     """A range filter whose ends are crossed can't match: refused (422) rather than an empty list."""
+
     @validates_schema
     def check(self, data, **kw):
         if data.get(low) is not None and data.get(high) is not None and data[low] > data[high]:
             raise ValidationError(f"{low} is {relation} {high}: nothing can match", low)
+
     return check
 
 
 class DecisionQuery(Schema):
     class Meta:
         unknown = RAISE
+
     customer = fields.String()
     kind = fields.String(validate=validate.OneOf(RECORD_KINDS))
     outcome = fields.String(validate=validate.OneOf(RECORD_OUTCOMES))
@@ -90,7 +95,7 @@ class DecisionQuery(Schema):
     cursor = fields.String()
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
     format = fields.String(load_default="json", validate=validate.OneOf(["json", "jsonl", "csv"]))
-    locale = fields.String(validate=validate.OneOf(["en", "zh"]))     # read by request.reader_locale
+    locale = fields.String(validate=validate.OneOf(["en", "zh"]))  # read by request.reader_locale
 
 
 def _action_cursor(value: str) -> None:
@@ -102,7 +107,11 @@ def _action_cursor(value: str) -> None:
 class ActionQuery(Schema):
     class Meta:
         unknown = RAISE
-    status = fields.String(load_default="open", validate=validate.OneOf(["open", "queued", "sent", "failed", "done", "closed", "cancelled"]))
+
+    status = fields.String(
+        load_default="open",
+        validate=validate.OneOf(["open", "queued", "sent", "failed", "done", "closed", "cancelled"]),
+    )
     owner = fields.String()
     customer = fields.String()
     cursor = fields.String(validate=_action_cursor)
@@ -112,6 +121,7 @@ class ActionQuery(Schema):
 class OutboxQuery(Schema):
     class Meta:
         unknown = RAISE
+
     status = fields.String(validate=validate.OneOf(["queued", "sending", "sent", "failed", "dead"]))
     customer = fields.String(validate=validate.Length(min=1, max=128))
     action = fields.String(validate=_action_cursor)
@@ -140,8 +150,10 @@ class SimulateRequest(_Strict):
 
 class SimulateQuery(Schema):
     """Query of POST /v1/policies/simulate; `as_of` and `source` there go with a YAML body."""
+
     class Meta:
         unknown = RAISE
+
     format = fields.String(load_default="json", validate=validate.OneOf(["json", "csv"]))
     as_of = fields.Date(load_default=None, validate=IN_RANGE)
     source = fields.String(validate=validate.Length(min=1, max=512))
@@ -159,7 +171,7 @@ def _not_blank(value: str) -> None:
 
 class ReleaseCondition(_Strict):
     type = fields.String(required=True, validate=validate.OneOf(CONDITION_TYPES))
-    amount = AmountField(load_default=None, metadata={"description": "decimal string, e.g. \"15000.00\""})
+    amount = AmountField(load_default=None, metadata={"description": 'decimal string, e.g. "15000.00"'})
     note = fields.String(load_default=None, validate=validate.Length(max=500))
 
 
@@ -179,6 +191,7 @@ class ReferralExpireRequest(_Strict):
 class ReferralQuery(Schema):
     class Meta:
         unknown = RAISE
+
     status = fields.String(load_default="open", validate=validate.OneOf(REFERRAL_STATUSES))
     customer = fields.String(validate=validate.Length(min=1, max=128))
     min_amount = AmountField()
@@ -202,8 +215,12 @@ class KeyRevokeRequest(_Strict):
 
 class KeyRotateRequest(_Strict):
     reason = fields.String(required=True, validate=[validate.Length(min=1, max=2000), _not_blank])
-    grace_seconds = fields.Integer(strict=True, load_default=0, validate=validate.Range(min=0, max=7 * 24 * 3600),
-                                   metadata={"description": "how long the old secret keeps working (0: not at all)"})
+    grace_seconds = fields.Integer(
+        strict=True,
+        load_default=0,
+        validate=validate.Range(min=0, max=7 * 24 * 3600),
+        metadata={"description": "how long the old secret keeps working (0: not at all)"},
+    )
 
 
 class KeyQuery(_Strict):
@@ -211,11 +228,13 @@ class KeyQuery(_Strict):
 
 
 class LimitGrantRequest(_Strict):
-    limit = AmountField(required=True, metadata={"description": "decimal string, e.g. \"800000.00\""})
+    limit = AmountField(required=True, metadata={"description": 'decimal string, e.g. "800000.00"'})
     reason = fields.String(required=True, validate=[validate.Length(min=1, max=2000), _not_blank])
     until = fields.Date(load_default=None, validate=IN_RANGE, metadata={"description": "the grant's last day"})
-    refer = fields.Boolean(load_default=False, metadata={
-        "description": "above the key's authority: wait for a key at the level needed instead of refusing"})
+    refer = fields.Boolean(
+        load_default=False,
+        metadata={"description": "above the key's authority: wait for a key at the level needed instead of refusing"},
+    )
 
 
 class ApprovalDecisionRequest(_Strict):
@@ -229,13 +248,17 @@ class ApprovalQuery(_Strict):
 
 class GroupRequest(_Strict):
     name = fields.String(required=True, validate=[validate.Length(min=1, max=256), _not_blank])
-    limit = AmountField(required=True, metadata={"description": "the group limit, e.g. \"2000000.00\""})
+    limit = AmountField(required=True, metadata={"description": 'the group limit, e.g. "2000000.00"'})
     reason = fields.String(required=True, validate=[validate.Length(min=1, max=2000), _not_blank])
 
 
 class GroupMemberRequest(_Strict):
-    group_id = fields.String(required=True, allow_none=True, validate=validate.Length(min=1, max=128),
-                             metadata={"description": "the group to join; null leaves the customer's group"})
+    group_id = fields.String(
+        required=True,
+        allow_none=True,
+        validate=validate.Length(min=1, max=128),
+        metadata={"description": "the group to join; null leaves the customer's group"},
+    )
     reason = fields.String(required=True, validate=[validate.Length(min=1, max=2000), _not_blank])
 
 
@@ -246,17 +269,24 @@ def _in_date_range(value) -> None:
 
 class CollectionRecordRequest(_Strict):
     """A contact logged without a prior action (POST /v1/customers/{id}/collection-records)."""
+
     channel = fields.String(required=True, validate=[validate.Length(min=1, max=32), _not_blank])
     outcome = fields.String(required=True, validate=[validate.Length(min=1, max=64), _not_blank])
     note = fields.String(load_default=None, validate=validate.Length(max=4000))
     invoice_id = fields.String(load_default=None, validate=validate.Length(min=1, max=128))
-    at = fields.DateTime(load_default=None, validate=_in_date_range,
-                         metadata={"description": "when the contact happened (ISO date-time, UTC when no offset); "
-                                                  "now when omitted; never in the future"})
+    at = fields.DateTime(
+        load_default=None,
+        validate=_in_date_range,
+        metadata={
+            "description": "when the contact happened (ISO date-time, UTC when no offset); "
+            "now when omitted; never in the future"
+        },
+    )
 
 
 class LegalStatusRequest(_Strict):
     """A legal case's next status (POST /v1/legal-cases/{id}/status): one way, with the reason."""
+
     status = fields.String(required=True, validate=validate.OneOf(list(LEGAL_STATUSES)))
     reason = fields.String(required=True, validate=[validate.Length(min=1, max=2000), _not_blank])
     note = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=4000))
@@ -265,6 +295,7 @@ class LegalStatusRequest(_Strict):
 class LegalCaseQuery(Schema):
     class Meta:
         unknown = RAISE
+
     status = fields.String(validate=validate.OneOf(["open", "closed", *LEGAL_STATUSES]))
     cursor = fields.String(validate=_action_cursor)
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))

@@ -6,6 +6,7 @@ The master keeps a run folder for the life of the service: `prometheus/` (promet
 multiprocess files, so /metrics sums every worker) and one marker per reload generation whose
 policy file failed, so the errors are logged at ERROR once per reload rather than once per worker.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,13 +19,14 @@ import tempfile
 from gunicorn import util as gunicorn_util
 from gunicorn.app.base import BaseApplication
 from gunicorn.workers.sync import SyncWorker
+
 # imported here, not in the SIGCHLD hook: a second child's signal arriving during that first import
 # re-entered it half-initialised (AttributeError at shutdown)
 from prometheus_client import multiprocess
 
 LOG_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
 LOG_DATEFMT = "%Y-%m-%d %H:%M:%S %z"
-_generation = 0           # reloads (SIGHUP) so far; read in the master, inherited by each forked worker
+_generation = 0  # reloads (SIGHUP) so far; read in the master, inherited by each forked worker
 
 
 class _Stderr(logging.StreamHandler):
@@ -74,10 +76,14 @@ _GUNICORN_CODES = {400: "E_BAD_HTTP", 431: "E_HEADERS_TOO_LARGE", 403: "E_FORBID
 
 
 def _write_json_error(sock, status_int, reason, mesg) -> None:
-    body = json.dumps({"code": _GUNICORN_CODES.get(status_int, f"E_HTTP_{status_int}"),
-                       "message": mesg or reason, "errors": {}}, ensure_ascii=False).encode("utf-8")
-    head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode("latin-1")
+    body = json.dumps(
+        {"code": _GUNICORN_CODES.get(status_int, f"E_HTTP_{status_int}"), "message": mesg or reason, "errors": {}},
+        ensure_ascii=False,
+    ).encode("utf-8")
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode("latin-1")
     gunicorn_util.write_nonblock(sock, head + body)
 
 
@@ -95,7 +101,7 @@ class JsonErrorWorker(SyncWorker):
 
 
 def _child_exit(arbiter, worker) -> None:
-    multiprocess.mark_process_dead(worker.pid)        # its live gauges leave the sums; its counters stay
+    multiprocess.mark_process_dead(worker.pid)  # its live gauges leave the sums; its counters stay
 
 
 def _worker_exit(arbiter, worker) -> None:
@@ -112,15 +118,20 @@ def first_report(run_dir: str | None):
     """A callable for the workers (and the master at start): report(what) is True for the first process of
     this reload generation to report its policy file's failure as `what` ("log": at ERROR; "count": in
     creditctl_policy_reload_failures_total), False for the others."""
+
     def report(what: str) -> bool:
         if not run_dir:
             return True
         try:
-            os.close(os.open(os.path.join(run_dir, f"policy-failed-{_generation}-{what}"),
-                             os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            os.close(
+                os.open(
+                    os.path.join(run_dir, f"policy-failed-{_generation}-{what}"), os.O_CREAT | os.O_EXCL | os.O_WRONLY
+                )
+            )
             return True
         except FileExistsError:
             return False
+
     return report
 
 
@@ -130,26 +141,44 @@ def make_run_dir() -> str:
     return run_dir
 
 
-def run_gunicorn(database_url: str, policy_file: str, host: str, port: int, workers: int,
-                 run_dir: str | None = None) -> None:
+def run_gunicorn(
+    database_url: str, policy_file: str, host: str, port: int, workers: int, run_dir: str | None = None
+) -> None:
     from .app import create_app
+
     run_dir = run_dir or make_run_dir()
     prometheus_dir = os.path.join(run_dir, "prometheus")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = prometheus_dir        # read by prometheus_client in the workers
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = prometheus_dir  # read by prometheus_client in the workers
 
     def factory():
         configure_logging()
-        return create_app({"DATABASE_URL": database_url, "POLICY_FILE": policy_file, "MIGRATE": False,
-                           "METRICS_MULTIPROC_DIR": prometheus_dir, "POLICY_FILE_FALLBACK": True,
-                           "POLICY_FAILURE_FIRST": first_report(run_dir)})
+        return create_app(
+            {
+                "DATABASE_URL": database_url,
+                "POLICY_FILE": policy_file,
+                "MIGRATE": False,
+                "METRICS_MULTIPROC_DIR": prometheus_dir,
+                "POLICY_FILE_FALLBACK": True,
+                "POLICY_FAILURE_FIRST": first_report(run_dir),
+            }
+        )
 
     # sync workers: a credit check is CPU-bound Python, so one process per core (threads would share a GIL)
-    options = {"bind": f"{host}:{port}", "workers": workers, "worker_class": f"{__name__}.JsonErrorWorker",
-               "timeout": 60,
-               "accesslog": None, "errorlog": "-", "loglevel": "warning", "preload_app": False,
-               "on_reload": _on_reload, "child_exit": _child_exit, "worker_exit": _worker_exit}
+    options = {
+        "bind": f"{host}:{port}",
+        "workers": workers,
+        "worker_class": f"{__name__}.JsonErrorWorker",
+        "timeout": 60,
+        "accesslog": None,
+        "errorlog": "-",
+        "loglevel": "warning",
+        "preload_app": False,
+        "on_reload": _on_reload,
+        "child_exit": _child_exit,
+        "worker_exit": _worker_exit,
+    }
     if os.path.isdir("/dev/shm"):
-        options["worker_tmp_dir"] = "/dev/shm"      # the heartbeat file is touched per request: keep it off disk
+        options["worker_tmp_dir"] = "/dev/shm"  # the heartbeat file is touched per request: keep it off disk
     try:
         _Gunicorn(factory, options).run()
     finally:

@@ -23,6 +23,7 @@ rows (events for them wait), reads their ledgers (api.store.book.typed_cases →
 invoices' last accruals, and inserts the new rows. The run is recorded in the trail (subject
 SUBJECT, kind KIND) once every batch is done; its rows carry the run id, the record's request_id.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -51,14 +52,25 @@ KIND = "interest_accrual"
 def _last_accruals(s, customer_ids) -> dict[tuple[str, str], tuple]:
     """(customer, invoice) → (last accrued_on, its chargeable_days, cumulative, fees so far)."""
     ia = InterestAccrual
-    last = (select(ia.customer_id, ia.invoice_id, func.max(ia.accrued_on).label("last_on"),
-                   func.sum(ia.fee_minor).label("fees"))
-            .where(ia.customer_id.in_(customer_ids)).group_by(ia.customer_id, ia.invoice_id).subquery())
-    q = (select(ia.customer_id, ia.invoice_id, ia.accrued_on, ia.chargeable_days, ia.cumulative_minor, last.c.fees)
-         .join(last, and_(ia.customer_id == last.c.customer_id, ia.invoice_id == last.c.invoice_id,
-                          ia.accrued_on == last.c.last_on)))
-    return {(cid, iid): (on, chargeable, int(cumulative), int(fees))
-            for cid, iid, on, chargeable, cumulative, fees in s.execute(q)}
+    last = (
+        select(
+            ia.customer_id,
+            ia.invoice_id,
+            func.max(ia.accrued_on).label("last_on"),
+            func.sum(ia.fee_minor).label("fees"),
+        )
+        .where(ia.customer_id.in_(customer_ids))
+        .group_by(ia.customer_id, ia.invoice_id)
+        .subquery()
+    )
+    q = select(ia.customer_id, ia.invoice_id, ia.accrued_on, ia.chargeable_days, ia.cumulative_minor, last.c.fees).join(
+        last,
+        and_(ia.customer_id == last.c.customer_id, ia.invoice_id == last.c.invoice_id, ia.accrued_on == last.c.last_on),
+    )
+    return {
+        (cid, iid): (on, chargeable, int(cumulative), int(fees))
+        for cid, iid, on, chargeable, cumulative, fees in s.execute(q)
+    }
 
 
 def accrual_rows(section, facts, last: dict, as_of: dt.date) -> tuple[int, list[dict]]:
@@ -83,9 +95,19 @@ def accrual_rows(section, facts, last: dict, as_of: dt.date) -> tuple[int, list[
         if section.cap_pct is not None:
             interest = max(0, min(interest, st.open_minor * section.cap_pct // 10000 - interest_before))
         amount = interest + fee
-        rows.append({"customer_id": facts.customer_id, "invoice_id": st.id, "accrued_on": as_of, "days": days,
-                     "chargeable_days": chargeable, "base_minor": st.open_minor, "fee_minor": fee,
-                     "amount_minor": amount, "cumulative_minor": cumulative_before + amount})
+        rows.append(
+            {
+                "customer_id": facts.customer_id,
+                "invoice_id": st.id,
+                "accrued_on": as_of,
+                "days": days,
+                "chargeable_days": chargeable,
+                "base_minor": st.open_minor,
+                "fee_minor": fee,
+                "amount_minor": amount,
+                "cumulative_minor": cumulative_before + amount,
+            }
+        )
     return eligible, rows
 
 
@@ -93,12 +115,12 @@ def accrue(service, as_of: dt.date, actor: str, *, batch: int | None = None) -> 
     """Accrue every customer's late interest for as_of; record the run in the trail. Returns its summary."""
     run_id = uuid.uuid4().hex
     with service.read_tx() as s:
-        version = service.registry.version_on(s, as_of)     # the version in force on the run's day
+        version = service.registry.version_on(s, as_of)  # the version in force on the run's day
     customers = invoices = rows_written = total = 0
     after = None
     while True:
         with service.tx() as s:
-            policy = service.registry.get(s, version)      # the run's version, whatever is published meanwhile
+            policy = service.registry.get(s, version)  # the run's version, whatever is published meanwhile
             q = select(Customer).order_by(Customer.id).limit(batch or BATCH).with_for_update()
             if after is not None:
                 q = q.where(Customer.id > after)
@@ -124,16 +146,37 @@ def accrue(service, as_of: dt.date, actor: str, *, batch: int | None = None) -> 
     summary = {"run_id": run_id, "rows": rows_written, "total": minor_str(total, exp), "currency": currency}
     facts = {"as_of": as_of.isoformat(), "policy_version": version, "customers": customers, "invoices": invoices}
     with service.tx() as s:
-        rec = trail.append(s, subject=SUBJECT, kind=KIND, actor=actor, request_id=run_id, as_of=as_of,
-                           facts=canonical_json(facts), policy_version=version, result=canonical_json(summary),
-                           outcome=None, created_at=service.clock())
+        rec = trail.append(
+            s,
+            subject=SUBJECT,
+            kind=KIND,
+            actor=actor,
+            request_id=run_id,
+            as_of=as_of,
+            facts=canonical_json(facts),
+            policy_version=version,
+            result=canonical_json(summary),
+            outcome=None,
+            created_at=service.clock(),
+        )
         decision_id = rec.id
     return {**facts, **summary, "decision_id": decision_id}
 
 
 # ---------------------------------------------------------------------------------------- the report
-CSV_COLUMNS = ["customer_id", "invoice_id", "accrued_on", "days", "chargeable_days", "base", "fee", "amount",
-               "cumulative", "policy_version", "run_id"]
+CSV_COLUMNS = [
+    "customer_id",
+    "invoice_id",
+    "accrued_on",
+    "days",
+    "chargeable_days",
+    "base",
+    "fee",
+    "amount",
+    "cumulative",
+    "policy_version",
+    "run_id",
+]
 
 
 def csv_row(row: dict) -> list:
@@ -144,12 +187,12 @@ GROUP_CSV_COLUMNS = ["group_id", "name", "customers", "rows", "invoices", "days"
 
 
 def group_csv_row(row: dict) -> list:
-    return [row["key"] if row["key"] is not None else "", row["name"] or "",
-            *[row[k] for k in GROUP_CSV_COLUMNS[2:]]]
+    return [row["key"] if row["key"] is not None else "", row["name"] or "", *[row[k] for k in GROUP_CSV_COLUMNS[2:]]]
 
 
-def report(service, start: dt.date, end: dt.date, customer: str | None = None, on_row=None,
-           by: str = "customer") -> dict:
+def report(
+    service, start: dt.date, end: dt.date, customer: str | None = None, on_row=None, by: str = "customer"
+) -> dict:
     """The ledger's rows accrued in [start, end] (one customer's, or everyone's), by customer, invoice and
     date: on_row(row) for each, in that order. Returns the header and the totals per customer and overall;
     by="group": `groups` too, the totals summed per customer group (key null: customers in no group)."""
@@ -159,14 +202,27 @@ def report(service, start: dt.date, end: dt.date, customer: str | None = None, o
         exp = policy.exponent
         if customer is not None and s.get(Customer, customer) is None:
             raise not_found("customer", customer)
-        q = (select(ia.customer_id, ia.invoice_id, ia.accrued_on, ia.days, ia.chargeable_days, ia.base_minor,
-                    ia.fee_minor, ia.amount_minor, ia.cumulative_minor, ia.policy_version, ia.run_id)
-             .where(ia.accrued_on >= start, ia.accrued_on <= end)
-             .order_by(ia.customer_id, ia.invoice_id, ia.accrued_on)
-             .execution_options(yield_per=READ_BATCH))
+        q = (
+            select(
+                ia.customer_id,
+                ia.invoice_id,
+                ia.accrued_on,
+                ia.days,
+                ia.chargeable_days,
+                ia.base_minor,
+                ia.fee_minor,
+                ia.amount_minor,
+                ia.cumulative_minor,
+                ia.policy_version,
+                ia.run_id,
+            )
+            .where(ia.accrued_on >= start, ia.accrued_on <= end)
+            .order_by(ia.customer_id, ia.invoice_id, ia.accrued_on)
+            .execution_options(yield_per=READ_BATCH)
+        )
         if customer is not None:
             q = q.where(ia.customer_id == customer)
-        totals: dict[str, list[int]] = {}          # customer → [rows, invoices, days, amount]
+        totals: dict[str, list[int]] = {}  # customer → [rows, invoices, days, amount]
         last_invoice = None
         index = book.Groups(s) if by == "group" else None
         for cid, iid, on, days, chargeable, base, fee, amount, cumulative, version, run_id in s.execute(q):
@@ -178,13 +234,24 @@ def report(service, start: dt.date, end: dt.date, customer: str | None = None, o
             t[2] += days
             t[3] += amount
             if on_row is not None:
-                on_row({"customer_id": cid, "invoice_id": iid, "accrued_on": on.isoformat(), "days": days,
-                        "chargeable_days": chargeable, "base": minor_str(base, exp), "fee": minor_str(fee, exp),
-                        "amount": minor_str(amount, exp), "cumulative": minor_str(cumulative, exp),
-                        "policy_version": version, "run_id": run_id})
+                on_row(
+                    {
+                        "customer_id": cid,
+                        "invoice_id": iid,
+                        "accrued_on": on.isoformat(),
+                        "days": days,
+                        "chargeable_days": chargeable,
+                        "base": minor_str(base, exp),
+                        "fee": minor_str(fee, exp),
+                        "amount": minor_str(amount, exp),
+                        "cumulative": minor_str(cumulative, exp),
+                        "policy_version": version,
+                        "run_id": run_id,
+                    }
+                )
     by_group = None
     if index is not None:
-        sums: dict = {}                  # group → [customers, rows, invoices, days, amount]
+        sums: dict = {}  # group → [customers, rows, invoices, days, amount]
         for cid, t in totals.items():
             e = sums.setdefault(index.of(cid), [0, 0, 0, 0, 0])
             e[0] += 1
@@ -194,16 +261,25 @@ def report(service, start: dt.date, end: dt.date, customer: str | None = None, o
         def view(v):
             v = v or [0, 0, 0, 0, 0]
             return {"customers": v[0], "rows": v[1], "invoices": v[2], "days": v[3], "amount": minor_str(v[4], exp)}
+
         by_group = index.rows(sums, view, exp)
     return {
         **({"groups": by_group} if by_group is not None else {}),
-        "from": start.isoformat(), "to": end.isoformat(), "customer": customer, "currency": policy.currency,
-        "totals": [{"customer_id": cid, "rows": n, "invoices": inv, "days": days, "amount": minor_str(amount, exp)}
-                   for cid, (n, inv, days, amount) in totals.items()],
-        "total": {"customers": len(totals), "rows": sum(t[0] for t in totals.values()),
-                  "amount": minor_str(sum(t[3] for t in totals.values()), exp)},
+        "from": start.isoformat(),
+        "to": end.isoformat(),
+        "customer": customer,
+        "currency": policy.currency,
+        "totals": [
+            {"customer_id": cid, "rows": n, "invoices": inv, "days": days, "amount": minor_str(amount, exp)}
+            for cid, (n, inv, days, amount) in totals.items()
+        ],
+        "total": {
+            "customers": len(totals),
+            "rows": sum(t[0] for t in totals.values()),
+            "amount": minor_str(sum(t[3] for t in totals.values()), exp),
+        },
         "notes": "Rows of the late-interest ledger accrued between from and to inclusive (accrued_on), by customer, "
-                 "invoice and date. amount = interest for the row's days on base (the open balance on accrued_on, "
-                 "rounded half-up per row, capped by the policy's cap_pct) + fee (the fixed fee, on an invoice's "
-                 "first row); cumulative is the invoice's running total since its first row. See docs/interest.md.",
+        "invoice and date. amount = interest for the row's days on base (the open balance on accrued_on, "
+        "rounded half-up per row, capped by the policy's cap_pct) + fee (the fixed fee, on an invoice's "
+        "first row); cumulative is the invoice's running total since its first row. See docs/interest.md.",
     }

@@ -1,4 +1,5 @@
 """Garbage-collector settings for the batch jobs (sweep, simulation) that go through the whole book."""
+
 from __future__ import annotations
 
 import contextlib

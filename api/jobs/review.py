@@ -6,6 +6,7 @@ credit file. Lower or equal values (and a first assessment) apply at once — a 
 the safe direction; higher ones wait as a proposal until a controller approves them. Every
 review is a decision in the trail (kind `review`, outcome `applied` or `pending`).
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -34,11 +35,21 @@ def review_customer(service, s, c: Customer, day: dt.date, actor: str, force: bo
             raise NotDue(c.id)
         limit, terms = _proposal(data)
         raises = (c.approved_limit_minor is not None and limit > c.approved_limit_minor) or (
-            c.approved_terms_days is not None and terms > c.approved_terms_days)
+            c.approved_terms_days is not None and terms > c.approved_terms_days
+        )
         return "pending" if raises else "applied"
 
-    rec, decision = decide(service, s, c, day, kind="review", actor=actor, request_id=f"review:{day}",
-                                    persist_actions=False, outcome_of=outcome_of)
+    rec, decision = decide(
+        service,
+        s,
+        c,
+        day,
+        kind="review",
+        actor=actor,
+        request_id=f"review:{day}",
+        persist_actions=False,
+        outcome_of=outcome_of,
+    )
     limit, terms = _proposal(decision.body)
     if rec.outcome == "pending":
         c.proposed_limit_minor, c.proposed_terms_days, c.proposal_decision_id = limit, terms, rec.id
@@ -46,8 +57,13 @@ def review_customer(service, s, c: Customer, day: dt.date, actor: str, force: bo
         c.approved_limit_minor, c.approved_terms_days = limit, terms
         c.proposed_limit_minor = c.proposed_terms_days = c.proposal_decision_id = None
     c.last_reviewed_on = day
-    return {"customer_id": c.id, "decision_id": rec.id, "outcome": rec.outcome,
-            "proposed_limit": minor_str(limit, 2), "proposed_terms_days": terms}
+    return {
+        "customer_id": c.id,
+        "decision_id": rec.id,
+        "outcome": rec.outcome,
+        "proposed_limit": minor_str(limit, 2),
+        "proposed_terms_days": terms,
+    }
 
 
 def run_reviews(service, day: dt.date, actor: str, batch: int = 200) -> dict:
@@ -56,8 +72,11 @@ def run_reviews(service, day: dt.date, actor: str, batch: int = 200) -> dict:
     last = ""
     while True:
         with service.tx() as s:
-            ids = s.execute(select(Customer.id).where(Customer.id > last).order_by(Customer.id)
-                            .limit(batch)).scalars().all()
+            ids = (
+                s.execute(select(Customer.id).where(Customer.id > last).order_by(Customer.id).limit(batch))
+                .scalars()
+                .all()
+            )
         if not ids:
             return counts
         for cid in ids:
@@ -85,19 +104,42 @@ def approve(service, customer_id: str, actor: str) -> dict:
         c.approved_limit_minor, c.approved_terms_days = c.proposed_limit_minor, c.proposed_terms_days
         c.proposed_limit_minor = c.proposed_terms_days = c.proposal_decision_id = None
         s.flush()
-        rec, decision = decide(service, s, c, service.today(), kind="review_approval", actor=actor,
-                                        request_id=f"approve:{proposal}", persist_actions=False,
-                                        outcome_of=lambda data: "approved")
-        return {"customer_id": c.id, "decision_id": rec.id, "proposal_decision_id": proposal,
-                "approved_limit": minor_str(c.approved_limit_minor, 2), "approved_terms_days": c.approved_terms_days}
+        rec, decision = decide(
+            service,
+            s,
+            c,
+            service.today(),
+            kind="review_approval",
+            actor=actor,
+            request_id=f"approve:{proposal}",
+            persist_actions=False,
+            outcome_of=lambda data: "approved",
+        )
+        return {
+            "customer_id": c.id,
+            "decision_id": rec.id,
+            "proposal_decision_id": proposal,
+            "approved_limit": minor_str(c.approved_limit_minor, 2),
+            "approved_terms_days": c.approved_terms_days,
+        }
 
 
 def pending(service) -> list[dict]:
     with service.tx() as s:
-        rows = s.execute(select(Customer).where(Customer.proposal_decision_id.is_not(None))
-                         .order_by(Customer.id)).scalars().all()
-        return [{"customer_id": c.id, "name": c.name,
-                 "approved_limit": None if c.approved_limit_minor is None else minor_str(c.approved_limit_minor, 2),
-                 "approved_terms_days": c.approved_terms_days,
-                 "proposed_limit": minor_str(c.proposed_limit_minor, 2), "proposed_terms_days": c.proposed_terms_days,
-                 "decision_id": c.proposal_decision_id} for c in rows]
+        rows = (
+            s.execute(select(Customer).where(Customer.proposal_decision_id.is_not(None)).order_by(Customer.id))
+            .scalars()
+            .all()
+        )
+        return [
+            {
+                "customer_id": c.id,
+                "name": c.name,
+                "approved_limit": None if c.approved_limit_minor is None else minor_str(c.approved_limit_minor, 2),
+                "approved_terms_days": c.approved_terms_days,
+                "proposed_limit": minor_str(c.proposed_limit_minor, 2),
+                "proposed_terms_days": c.proposed_terms_days,
+                "decision_id": c.proposal_decision_id,
+            }
+            for c in rows
+        ]

@@ -5,6 +5,7 @@ a second `creditctl scheduler` waits until the first one's lease (a heartbeat ro
 database) lapses. Jobs live in APScheduler's SQLAlchemy job store in the same database, have
 explicit ids, coalesce missed runs into one and run late within a grace period.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -27,8 +28,8 @@ log = logging.getLogger("creditctl.scheduler")
 LEASE_SECONDS = 60
 CHECKPOINT_MINUTES = int(os.environ.get("CREDITCTL_CHECKPOINT_MINUTES", "60"))
 OUTBOX_MINUTES = int(os.environ.get("CREDITCTL_OUTBOX_MINUTES", "1"))
-MISFIRE_GRACE_SECONDS = 6 * 3600       # a job missed while the process was down still runs if < 6 h late
-_service = None                        # set by run(): job functions are looked up by reference
+MISFIRE_GRACE_SECONDS = 6 * 3600  # a job missed while the process was down still runs if < 6 h late
+_service = None  # set by run(): job functions are looked up by reference
 _scheduler = None
 
 
@@ -46,6 +47,7 @@ def record(service, job_id: str, as_of: dt.date, fn) -> dict:
         detail, outcome = {"error": traceback.format_exc(limit=5)}, "failed"
         log.exception("job %s failed", job_id)
     import json
+
     with service.tx() as s:
         run = s.get(JobRun, run_id)
         run.finished_at, run.outcome = service.clock(), outcome
@@ -58,26 +60,28 @@ def collections_sweep(as_of: dt.date | None = None) -> dict:
     """Daily: reminders before the due date, stage escalation, pauses, interest — one evaluation
     per customer (api/jobs/sweep.py)."""
     from . import sweep
+
     day = as_of or _service.today()
-    return record(_service, "collections-sweep", day,
-                  lambda: sweep.run_sweep(_service, day, "scheduler:collections-sweep"))
+    return record(
+        _service, "collections-sweep", day, lambda: sweep.run_sweep(_service, day, "scheduler:collections-sweep")
+    )
 
 
 def credit_review(as_of: dt.date | None = None) -> dict:
     """Daily: customers whose review (cadence by risk class, from the policy) is due."""
     from .review import run_reviews
+
     day = as_of or _service.today()
-    return record(_service, "credit-review", day,
-                  lambda: run_reviews(_service, day, "scheduler:credit-review"))
+    return record(_service, "credit-review", day, lambda: run_reviews(_service, day, "scheduler:credit-review"))
 
 
 def interest_accrual(as_of: dt.date | None = None) -> dict:
     """Daily, after the sweep: each overdue invoice's late interest since its last accrual, written to
     the interest_accruals ledger (api/jobs/accrual.py, docs/interest.md)."""
     from .accrual import accrue
+
     day = as_of or _service.today()
-    return record(_service, "interest-accrual", day,
-                  lambda: accrue(_service, day, "scheduler:interest-accrual"))
+    return record(_service, "interest-accrual", day, lambda: accrue(_service, day, "scheduler:interest-accrual"))
 
 
 def monthly_statements(as_of: dt.date | None = None, folder: str | None = None) -> dict:
@@ -91,8 +95,10 @@ def monthly_statements(as_of: dt.date | None = None, folder: str | None = None) 
         settings = getattr(_service, "delivery", None)
         if settings is not None and settings.leave_queued:
             from .statements import queue_statements
+
             detail["outbox"] = queue_statements(_service, day, "scheduler:monthly-statements")
         return detail
+
     return record(_service, "monthly-statements", day, run)
 
 
@@ -104,6 +110,7 @@ def write_statements(service, day: dt.date, folder: str | None = None) -> dict:
 
     from ..reports import book as reports
     from ..store.tables import Customer
+
     end = day.replace(day=1) - dt.timedelta(days=1)
     start = end.replace(day=1)
     target = os.path.join(folder or os.path.join("var", "statements"), start.strftime("%Y-%m"))
@@ -123,6 +130,7 @@ def audit_checkpoint(as_of: dt.date | None = None) -> dict:
     """Hourly (CREDITCTL_CHECKPOINT_MINUTES): a signed checkpoint of every trail chain, appended to the
     log outside the database (api/service/audit.py, docs/audit.md)."""
     from ..service import audit
+
     day = as_of or _service.today()
     return record(_service, "audit-checkpoint", day, lambda: audit.checkpoint(_service))
 
@@ -131,6 +139,7 @@ def outbox_delivery(as_of: dt.date | None = None) -> dict:
     """Every OUTBOX_MINUTES: send the automated actions the sweep queued (api/jobs/outbox.py); retries fall
     due by their next_attempt_at, so a minute's resolution is enough for backoffs of a minute or more."""
     from .outbox import run_once
+
     day = as_of or _service.today()
     return record(_service, "outbox-delivery", day, lambda: run_once(_service, _service.delivery))
 
@@ -145,9 +154,11 @@ def policy_activation(as_of: dt.date | None = None) -> dict:
     """Just after midnight (UTC): scheduled policy versions whose effective date has come are recorded in
     force, once (api/service/policies.py; evaluations already pick them by their as_of)."""
     from ..service import policies
+
     day = as_of or _service.today()
-    return record(_service, "policy-activation", day,
-                  lambda: {"activated": [a["id"] for a in policies.bring_in_force(_service)]})
+    return record(
+        _service, "policy-activation", day, lambda: {"activated": [a["id"] for a in policies.bring_in_force(_service)]}
+    )
 
 
 JOBS = (
@@ -168,7 +179,9 @@ def hold_lock(service, holder: str) -> bool:
         try:
             with service.tx() as s:
                 now = service.clock()
-                lock = s.execute(select(SchedulerLock).where(SchedulerLock.id == 1).with_for_update()).scalar_one_or_none()
+                lock = s.execute(
+                    select(SchedulerLock).where(SchedulerLock.id == 1).with_for_update()
+                ).scalar_one_or_none()
                 if lock is None:
                     s.add(SchedulerLock(id=1, holder=holder, heartbeat=now))
                     return True
@@ -192,7 +205,8 @@ def build(service, engine) -> BlockingScheduler:
     scheduler = BlockingScheduler(
         jobstores={"default": SQLAlchemyJobStore(engine=engine)},
         job_defaults={"coalesce": True, "misfire_grace_time": MISFIRE_GRACE_SECONDS, "max_instances": 1},
-        timezone="UTC")
+        timezone="UTC",
+    )
     for job_id, fn, trigger in JOBS:
         scheduler.add_job(fn, trigger, id=job_id, name=job_id, replace_existing=True)
     return scheduler
@@ -209,8 +223,14 @@ def run(service, engine, *, wait_for_lock: bool = True) -> int:
         log.warning("another scheduler holds the lease; waiting")
         time.sleep(LEASE_SECONDS / 3)
     scheduler = _scheduler = build(service, engine)
-    scheduler.add_job(heartbeat, IntervalTrigger(seconds=LEASE_SECONDS // 3), args=[holder], id="scheduler-lease",
-                      replace_existing=True, jobstore="default")
+    scheduler.add_job(
+        heartbeat,
+        IntervalTrigger(seconds=LEASE_SECONDS // 3),
+        args=[holder],
+        id="scheduler-lease",
+        replace_existing=True,
+        jobstore="default",
+    )
     log.info("scheduler %s running jobs: %s", holder, ", ".join(j for j, _, _ in JOBS))
     try:
         scheduler.start()

@@ -12,6 +12,7 @@ to a temporary file past SPOOL_MEMORY bytes, so memory stays bounded for any siz
 summary holds counts keyed by transitions between policy values (tiers, buckets, limits, …),
 whose number depends on the policies, not on the book.
 """
+
 from __future__ import annotations
 
 import csv
@@ -47,7 +48,7 @@ from ..store.tables import Customer
 from .batchgc import fewer_gc_passes
 
 BATCH_SIZE = 50
-MAX_WORKERS = 32           # worker processes (`--workers`, SIMULATE_WORKERS)
+MAX_WORKERS = 32  # worker processes (`--workers`, SIMULATE_WORKERS)
 SPOOL_MEMORY = 4 << 20
 KIND = "simulation"
 # compared per customer, in this order; each held reservation's credit check comes after them
@@ -118,10 +119,17 @@ def outcomes(policy, case: dict, as_of: dt.date) -> dict:
     except InputInvalid as exc:
         return {"error": _error_text(exc)}
     c = d["classification"]
-    return {"amount_tier": c["amount_tier"], "aging_bucket": c["aging_bucket"], "reputation": c["reputation"],
-            "limit": d["credit"]["limit"], "terms_days": d["credit"]["terms_days"],
-            "dunning_stage": d["dunning"]["stage"], "interest": d["interest"]["total"],
-            "exposure": d["credit"]["exposure"], "checks": checks}
+    return {
+        "amount_tier": c["amount_tier"],
+        "aging_bucket": c["aging_bucket"],
+        "reputation": c["reputation"],
+        "limit": d["credit"]["limit"],
+        "terms_days": d["credit"]["terms_days"],
+        "dunning_stage": d["dunning"]["stage"],
+        "interest": d["interest"]["total"],
+        "exposure": d["credit"]["exposure"],
+        "checks": checks,
+    }
 
 
 def _side(policy, case: dict, as_of: dt.date, shared=None) -> tuple[dict, tuple | None]:
@@ -130,17 +138,21 @@ def _side(policy, case: dict, as_of: dt.date, shared=None) -> tuple[dict, tuple 
     built from this case), engine.outcomes.base_outcomes, and a full evaluation per held reservation
     for its credit-check outcome. Returns (outcomes, the facts to share: None when refused)."""
     try:
-        check_case(case, policy)        # per policy (its categories); amounts the same under an equal key
+        check_case(case, policy)  # per policy (its categories); amounts the same under an equal key
         if shared is None:
             orders = []
             for r in case["reservations"]:
                 minor, order_id = parse_order({"amount": r["amount"], "order_id": r["order_id"]}, policy)
                 orders.append((order_id, minor))
-            shared = (build_facts(case, policy, as_of),
-                      tuple((order_id, build_facts(case, policy, as_of, minor, order_id)) for order_id, minor in orders))
+            shared = (
+                build_facts(case, policy, as_of),
+                tuple((order_id, build_facts(case, policy, as_of, minor, order_id)) for order_id, minor in orders),
+            )
         facts, orders = shared
         out = base_outcomes(policy, facts)
-        out["checks"] = {order_id: evaluate_facts(policy, f).body["credit"]["check"]["outcome"] for order_id, f in orders}
+        out["checks"] = {
+            order_id: evaluate_facts(policy, f).body["credit"]["check"]["outcome"] for order_id, f in orders
+        }
     except InputInvalid as exc:
         return {"error": _error_text(exc)}, None
     return out, shared
@@ -155,8 +167,9 @@ def diff(before: dict, after: dict) -> list[dict]:
     out = [{"field": f, "before": before[f], "after": after[f]} for f in FIELDS if before[f] != after[f]]
     for order_id, outcome in before["checks"].items():
         if after["checks"].get(order_id) != outcome:
-            out.append({"field": "check", "order_id": order_id, "before": outcome,
-                        "after": after["checks"].get(order_id)})
+            out.append(
+                {"field": "check", "order_id": order_id, "before": outcome, "after": after["checks"].get(order_id)}
+            )
     if before["interest"] != after["interest"]:
         out.append({"field": "interest", "before": before["interest"], "after": after["interest"]})
     return out
@@ -189,13 +202,16 @@ class Tally:
             self.limits[i] += to_minor(side["limit"], self.exponent)
             self.interest[i] += to_minor(side["interest"], self.exponent)
         ok = next((side for side in sides if "error" not in side), None)
-        if ok is not None:       # exposure comes from the ledger: the same under both policies
+        if ok is not None:  # exposure comes from the ledger: the same under both policies
             self.exposure += to_minor(ok["exposure"], self.exponent)
             self.reservations += len(ok["checks"])
         for c in changes:
             if c["field"] == "interest":
-                key = ("increased" if to_minor(c["after"], self.exponent) > to_minor(c["before"], self.exponent)
-                       else "decreased")
+                key = (
+                    "increased"
+                    if to_minor(c["after"], self.exponent) > to_minor(c["before"], self.exponent)
+                    else "decreased"
+                )
             elif c["field"] == "error":
                 key = f"{'error' if c['before'] else 'ok'}→{'error' if c['after'] else 'ok'}"
             else:
@@ -209,8 +225,11 @@ class Tally:
         self.changed += other["changed"]
         self.reservations += other["reservations"]
         self.exposure += other["exposure"]
-        for mine, theirs in ((self.limits, other["limits"]), (self.interest, other["interest"]),
-                             (self.errors, other["errors"])):
+        for mine, theirs in (
+            (self.limits, other["limits"]),
+            (self.interest, other["interest"]),
+            (self.errors, other["errors"]),
+        ):
             mine[0] += theirs[0]
             mine[1] += theirs[1]
         for field, keys in other["counts"].items():
@@ -220,11 +239,15 @@ class Tally:
 
     def totals(self) -> dict:
         money = lambda v: minor_str(v, self.exponent)  # noqa: E731
-        return {"exposure": money(self.exposure),
-                "limits": {"before": money(self.limits[0]), "after": money(self.limits[1])},
-                "utilisation_pct": {"before": _pct(self.exposure, self.limits[0]),
-                                    "after": _pct(self.exposure, self.limits[1])},
-                "interest": {"before": money(self.interest[0]), "after": money(self.interest[1])}}
+        return {
+            "exposure": money(self.exposure),
+            "limits": {"before": money(self.limits[0]), "after": money(self.limits[1])},
+            "utilisation_pct": {
+                "before": _pct(self.exposure, self.limits[0]),
+                "after": _pct(self.exposure, self.limits[1]),
+            },
+            "interest": {"before": money(self.interest[0]), "after": money(self.interest[1])},
+        }
 
 
 def _pct(part: int, whole: int) -> str | None:
@@ -250,7 +273,7 @@ def _batches(service, exponent: int, as_of: dt.date, size: int, low: str | None 
             if high is not None:
                 q = q.where(Customer.id < high)
             customers = s.execute(q).scalars().all()
-            cases = load_cases(s, customers, exponent, as_of, plain=False)     # no facts recorded per customer
+            cases = load_cases(s, customers, exponent, as_of, plain=False)  # no facts recorded per customer
             batch = [(c.id, cases[c.id].typed) for c in customers]
         if not batch:
             return
@@ -333,12 +356,13 @@ def _worker_process() -> None:
     lines) in spec["changes"]; an engine failure as {"engine_failure": text}, a database error as
     {"database_failure": text}, anything else as {"failure": traceback}."""
     from sqlalchemy.exc import SQLAlchemyError
+
     spec = pickle.load(sys.stdin.buffer)
     try:
         result = _worker(spec)
     except SQLAlchemyError as exc:
         result = {"database_failure": f"{exc.__class__.__name__}: {str(exc).splitlines()[0]}"}
-    except BaseException:          # noqa: BLE001 — reported to the parent, which raises
+    except BaseException:  # noqa: BLE001 — reported to the parent, which raises
         result = {"failure": traceback.format_exc()}
     sys.stdout.buffer.write(pickle.dumps(result))
     sys.stdout.flush()
@@ -355,30 +379,34 @@ def _worker(spec: dict) -> dict:
             active = _Active(service, spec["active_version"], service.registry.get(s, spec["active_version"]))
         tally = Tally(active.policy.exponent)
         with open(spec["changes"], "w", encoding="utf-8") as fh:
+
             def add(entry):
                 fh.write(canonical_json(entry) + "\n")
+
             try:
-                _run(service, active, candidate, spec["as_of"], spec["batch_size"], spec["low"], spec["high"], tally,
-                     add)
+                _run(
+                    service, active, candidate, spec["as_of"], spec["batch_size"], spec["low"], spec["high"], tally, add
+                )
             except EngineFailure as exc:
                 return {"engine_failure": str(exc)}
         return {"tally": vars(tally)}
     finally:
         if candidate is not None:
             candidate.dispose()
-        engine.dispose()           # the active policy's rulesets go with the process
+        engine.dispose()  # the active policy's rulesets go with the process
 
 
 class _Workers:
     """The worker processes of partitions 1…n-1 (the caller's process runs partition 0)."""
 
     def __init__(self, specs: list[dict]):
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))   # the parent's code
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))  # the parent's code
         self.running = []
         try:
             for spec in specs:
-                proc = subprocess.Popen([sys.executable, "-c", _WORKER_CODE], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, env=env)
+                proc = subprocess.Popen(
+                    [sys.executable, "-c", _WORKER_CODE], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
+                )
                 self.running.append((spec, proc))
                 proc.stdin.write(pickle.dumps(spec))
                 proc.stdin.close()
@@ -389,11 +417,11 @@ class _Workers:
     def results(self):
         """(spec, result) of each partition in order, as each worker finishes."""
         for k, (spec, proc) in enumerate(self.running, 1):
-            out = proc.stdout.read()        # a Tally: far below a pipe's buffer, so no worker blocks on it
+            out = proc.stdout.read()  # a Tally: far below a pipe's buffer, so no worker blocks on it
             proc.wait()
             try:
                 result = pickle.loads(out)
-            except Exception:               # noqa: BLE001 — it died before answering
+            except Exception:  # noqa: BLE001 — it died before answering
                 result = {"failure": f"simulation worker {k} exited with code {proc.returncode}"}
             yield spec, result
 
@@ -413,8 +441,18 @@ class WorkerDatabaseFailed(WorkerFailed):
     """A simulation worker's database connection or statement failed (its error's first line)."""
 
 
-def simulate(service, text: str, source: str, as_of: dt.date | None, *, actor: str, request_id: str,
-             sink: ChangeSpool, batch_size: int = BATCH_SIZE, workers: int = 1) -> tuple[str, dict]:
+def simulate(
+    service,
+    text: str,
+    source: str,
+    as_of: dt.date | None,
+    *,
+    actor: str,
+    request_id: str,
+    sink: ChangeSpool,
+    batch_size: int = BATCH_SIZE,
+    workers: int = 1,
+) -> tuple[str, dict]:
     """Evaluate every customer under the active policy and under the candidate `text`; add each
     changed customer's {customer_id, changes} to `sink`; record the simulation in the trail.
     Returns (decision id, summary). Raises PolicyInvalid for an invalid candidate (nothing is
@@ -432,25 +470,42 @@ def simulate(service, text: str, source: str, as_of: dt.date | None, *, actor: s
     pool = None
     try:
         with service.tx() as s:
-            active_policy = service.registry.active(s, as_of)      # the version in force on as_of
+            active_policy = service.registry.active(s, as_of)  # the version in force on as_of
         active = _Active(service, active_policy.version, active_policy)
         if candidate.currency != active_policy.currency:
-            raise invalid({"text": [f"the candidate's currency {candidate.currency} is not the active policy's "
-                                    f"currency {active_policy.currency}, the ledger's"]})
+            raise invalid(
+                {
+                    "text": [
+                        f"the candidate's currency {candidate.currency} is not the active policy's "
+                        f"currency {active_policy.currency}, the ledger's"
+                    ]
+                }
+            )
         tally = Tally(active_policy.exponent)
         url = _database_url(service) if workers > 1 else None
         parts = _partitions(service, workers) if url else [(None, None)]
         with tempfile.TemporaryDirectory(prefix="creditctl-simulate-") as tmp:
-            specs = [{"url": url, "text": text, "source": source, "active_version": active.version, "as_of": as_of,
-                      "batch_size": batch_size, "low": low, "high": high,
-                      "limits": {name: getattr(compiler, name) for name in _LIMITS},
-                      "changes": os.path.join(tmp, f"part{k}.jsonl")} for k, (low, high) in enumerate(parts)]
+            specs = [
+                {
+                    "url": url,
+                    "text": text,
+                    "source": source,
+                    "active_version": active.version,
+                    "as_of": as_of,
+                    "batch_size": batch_size,
+                    "low": low,
+                    "high": high,
+                    "limits": {name: getattr(compiler, name) for name in _LIMITS},
+                    "changes": os.path.join(tmp, f"part{k}.jsonl"),
+                }
+                for k, (low, high) in enumerate(parts)
+            ]
             pool = _Workers(specs[1:]) if len(specs) > 1 else None
             try:
                 _run(service, active, candidate, as_of, batch_size, parts[0][0], parts[0][1], tally, sink.add)
             except EngineFailure as exc:
                 raise engine_failed(exc, "the simulation was not recorded") from None
-            for spec, result in (pool.results() if pool else ()):
+            for spec, result in pool.results() if pool else ():
                 if "engine_failure" in result:
                     raise engine_failed(EngineFailure(result["engine_failure"]), "the simulation was not recorded")
                 if "database_failure" in result:
@@ -461,17 +516,40 @@ def simulate(service, text: str, source: str, as_of: dt.date | None, *, actor: s
                 with open(spec["changes"], encoding="utf-8") as fh:
                     for line in fh:
                         sink.add_line(line.rstrip("\n"))
-        summary = {"as_of": as_of.isoformat(), "active_version": active.version,
-                   "candidate_version": candidate.version, "currency": candidate.currency,
-                   "customers": tally.customers, "customers_changed": tally.changed,
-                   "reservations": tally.reservations, "changes": tally.counts,
-                   "errors": {"before": tally.errors[0], "after": tally.errors[1]}, "totals": tally.totals()}
-        facts = canonical({"as_of": as_of, "active_version": active.version, "candidate_version": candidate.version,
-                           "customers": tally.customers})
+        summary = {
+            "as_of": as_of.isoformat(),
+            "active_version": active.version,
+            "candidate_version": candidate.version,
+            "currency": candidate.currency,
+            "customers": tally.customers,
+            "customers_changed": tally.changed,
+            "reservations": tally.reservations,
+            "changes": tally.counts,
+            "errors": {"before": tally.errors[0], "after": tally.errors[1]},
+            "totals": tally.totals(),
+        }
+        facts = canonical(
+            {
+                "as_of": as_of,
+                "active_version": active.version,
+                "candidate_version": candidate.version,
+                "customers": tally.customers,
+            }
+        )
         with service.tx() as s:
-            rec = trail.append(s, subject=f"policy:{candidate.version}", kind=KIND, actor=actor,
-                               request_id=request_id, as_of=as_of, facts=facts, policy_version=candidate.version,
-                               result=canonical_json(summary), outcome=None, created_at=service.clock())
+            rec = trail.append(
+                s,
+                subject=f"policy:{candidate.version}",
+                kind=KIND,
+                actor=actor,
+                request_id=request_id,
+                as_of=as_of,
+                facts=facts,
+                policy_version=candidate.version,
+                result=canonical_json(summary),
+                outcome=None,
+                created_at=service.clock(),
+            )
             decision_id = rec.id
         return decision_id, summary
     finally:
@@ -483,8 +561,13 @@ def simulate(service, text: str, source: str, as_of: dt.date | None, *, actor: s
 # ---------------------------------------------------------------------------------------- output
 def json_chunks(decision_id: str, summary: dict, spool: ChangeSpool):
     """The report as JSON text, streamed: {"decision_id", "summary", "customers": [...]}."""
-    yield ('{"decision_id": ' + json.dumps(decision_id) + ', "summary": '
-           + json.dumps(summary, ensure_ascii=False, sort_keys=True) + ', "customers": [')
+    yield (
+        '{"decision_id": '
+        + json.dumps(decision_id)
+        + ', "summary": '
+        + json.dumps(summary, ensure_ascii=False, sort_keys=True)
+        + ', "customers": ['
+    )
     for i, line in enumerate(spool.lines()):
         yield ("," if i else "") + "\n  " + line
     yield "\n]}\n"
@@ -497,8 +580,7 @@ def csv_chunks(spool: ChangeSpool):
     w.writerow(CSV_COLUMNS)
     for entry in spool:
         for c in entry["changes"]:
-            w.writerow([entry["customer_id"], c["field"], c.get("order_id", ""), _cell(c["before"]),
-                        _cell(c["after"])])
+            w.writerow([entry["customer_id"], c["field"], c.get("order_id", ""), _cell(c["before"]), _cell(c["after"])])
         if buf.tell() > 1 << 16:
             yield buf.getvalue()
             buf.seek(0)
@@ -517,6 +599,7 @@ def open_service(url: str):
     from ..service.context import Context
     from ..store.database import make_engine, make_sessionmaker
     from ..store.policy_store import PolicyRegistry
+
     engine = make_engine(url)
     return engine, Context(make_sessionmaker(engine), PolicyRegistry())
 
@@ -524,14 +607,19 @@ def open_service(url: str):
 def _cli_actor() -> str:
     try:
         import getpass
+
         return f"cli:{getpass.getuser()}"[:128]
-    except Exception:           # noqa: BLE001 — no user name in this environment
+    except Exception:  # noqa: BLE001 — no user name in this environment
         return "cli"
 
 
 def _fail(code: str, message: str, field: str | None = None) -> int:
-    print(json.dumps({"code": code, "message": message, "errors": {field: [message]} if field else {}},
-                     ensure_ascii=False), file=sys.stderr)
+    print(
+        json.dumps(
+            {"code": code, "message": message, "errors": {field: [message]} if field else {}}, ensure_ascii=False
+        ),
+        file=sys.stderr,
+    )
     return 2
 
 
@@ -542,6 +630,7 @@ def run_cli(args, url: str) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
     from engine.cli import _print_policy_errors
+
     try:
         with open(args.file, encoding="utf-8") as fh:
             text = fh.read()
@@ -559,14 +648,22 @@ def run_cli(args, url: str) -> int:
         return _fail("E_INPUT_INVALID", f"no folder for the output file {args.output}", "output")
     if not 1 <= args.workers <= MAX_WORKERS:
         return _fail("E_INPUT_INVALID", f"--workers must be from 1 to {MAX_WORKERS}", "workers")
-    if url.startswith("sqlite:///") and not os.path.exists(url[len("sqlite:///"):]):
+    if url.startswith("sqlite:///") and not os.path.exists(url[len("sqlite:///") :]):
         return _fail("E_DATABASE", f"no database at {url}")
     engine, service = open_service(url)
     spool = ChangeSpool()
     try:
         try:
-            decision_id, summary = simulate(service, text, args.file, as_of, actor=_cli_actor(),
-                                            request_id=f"cli-{uuid.uuid4().hex}", sink=spool, workers=args.workers)
+            decision_id, summary = simulate(
+                service,
+                text,
+                args.file,
+                as_of,
+                actor=_cli_actor(),
+                request_id=f"cli-{uuid.uuid4().hex}",
+                sink=spool,
+                workers=args.workers,
+            )
         except PolicyInvalid as exc:
             _print_policy_errors(exc)
             return 1
@@ -586,14 +683,18 @@ def run_cli(args, url: str) -> int:
                 with open(args.output, "w", encoding="utf-8", newline="") as out:
                     out.writelines(chunks)
             except OSError as exc:
-                return _fail("E_OUTPUT", f"{args.output}: {exc.strerror} (simulation {decision_id} is recorded)",
-                             "output")
+                return _fail(
+                    "E_OUTPUT", f"{args.output}: {exc.strerror} (simulation {decision_id} is recorded)", "output"
+                )
         else:
             sys.stdout.writelines(chunks)
             sys.stdout.flush()
-        print(f"simulation {decision_id}: {summary['customers']} customers, {summary['customers_changed']} "
-              f"changed (active {summary['active_version'][:12]} → candidate {summary['candidate_version'][:12]}, "
-              f"as of {summary['as_of']})", file=sys.stderr)
+        print(
+            f"simulation {decision_id}: {summary['customers']} customers, {summary['customers_changed']} "
+            f"changed (active {summary['active_version'][:12]} → candidate {summary['candidate_version'][:12]}, "
+            f"as of {summary['as_of']})",
+            file=sys.stderr,
+        )
         return 0
     finally:
         spool.close()

@@ -1,5 +1,6 @@
 """The aging report as an SVG bar chart (no JavaScript, no external fonts): one bar per segment,
 stacked by aging bucket, amounts on the axis in the policy's currency."""
+
 from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal
@@ -21,17 +22,23 @@ $body
 </svg>
 """)
 _RECT = Template('<rect x="$x" y="$y" width="$w" height="$h" fill="$fill"$extra/>')
-_BAR = Template('<rect x="$x" y="$y" width="$w" height="$h" fill="$fill" stroke="#ffffff" stroke-width="1">'
-                '<title>$tip</title></rect>')
+_BAR = Template(
+    '<rect x="$x" y="$y" width="$w" height="$h" fill="$fill" stroke="#ffffff" stroke-width="1">'
+    "<title>$tip</title></rect>"
+)
 _TEXT = Template('<text x="$x" y="$y" font-size="$size" fill="$fill"$extra>$text</text>')
 
 
 def _bucket_colours(n: int) -> list[str]:
     """Green (current) through amber to red (oldest)."""
-    fixed = {1: ["#3a9d5d"], 2: ["#3a9d5d", "#d64541"], 3: ["#3a9d5d", "#f0b429", "#d64541"],
-             4: ["#3a9d5d", "#f0b429", "#ef7d22", "#d64541"],
-             5: ["#3a9d5d", "#a3c644", "#f0b429", "#ef7d22", "#d64541"],
-             6: ["#3a9d5d", "#a3c644", "#f0b429", "#ef7d22", "#d64541", "#8e1b1b"]}
+    fixed = {
+        1: ["#3a9d5d"],
+        2: ["#3a9d5d", "#d64541"],
+        3: ["#3a9d5d", "#f0b429", "#d64541"],
+        4: ["#3a9d5d", "#f0b429", "#ef7d22", "#d64541"],
+        5: ["#3a9d5d", "#a3c644", "#f0b429", "#ef7d22", "#d64541"],
+        6: ["#3a9d5d", "#a3c644", "#f0b429", "#ef7d22", "#d64541", "#8e1b1b"],
+    }
     if n in fixed:
         return fixed[n]
     return [f"hsl({round(130 - 130 * i / max(1, n - 1))}, 60%, {48 - 12 * i // max(1, n - 1)}%)" for i in range(n)]
@@ -103,18 +110,35 @@ def render_aging_svg(report: dict, by: str) -> str:
         x = 24 + i * col_w
         amount = minor(total["buckets"][label])
         share = f"{(Decimal(amount) * 100 / book).quantize(Decimal('0.1'), ROUND_HALF_UP)} %" if book else "–"
-        parts.append(_RECT.substitute(x=f"{x:.1f}", y=legend_y, w=14, h=14, fill=colours[label],
-                                      extra=' rx="2"'))
-        parts.append(_TEXT.substitute(x=f"{x + 20:.1f}", y=legend_y + 12, size=13, fill="#111",
-                                      extra=' font-weight="bold"', text=escape(label)))
-        parts.append(_TEXT.substitute(x=f"{x + 20:.1f}", y=legend_y + 28, size=11, fill="#555", extra="",
-                                      text=escape(ranges[label])))
-        parts.append(_TEXT.substitute(x=f"{x + 20:.1f}", y=legend_y + 46, size=13, fill="#111",
-                                      extra=f' class="bucket-total" data-bucket={quoteattr(label)}',
-                                      text=escape(f"{minor_display(amount, exp)}  ({share})")))
+        parts.append(_RECT.substitute(x=f"{x:.1f}", y=legend_y, w=14, h=14, fill=colours[label], extra=' rx="2"'))
+        parts.append(
+            _TEXT.substitute(
+                x=f"{x + 20:.1f}",
+                y=legend_y + 12,
+                size=13,
+                fill="#111",
+                extra=' font-weight="bold"',
+                text=escape(label),
+            )
+        )
+        parts.append(
+            _TEXT.substitute(
+                x=f"{x + 20:.1f}", y=legend_y + 28, size=11, fill="#555", extra="", text=escape(ranges[label])
+            )
+        )
+        parts.append(
+            _TEXT.substitute(
+                x=f"{x + 20:.1f}",
+                y=legend_y + 46,
+                size=13,
+                fill="#111",
+                extra=f' class="bucket-total" data-bucket={quoteattr(label)}',
+                text=escape(f"{minor_display(amount, exp)}  ({share})"),
+            )
+        )
 
     top = legend_y + 70
-    bar_h, gap, section = 30, 18, 30          # the segments start below a caption naming the dimension
+    bar_h, gap, section = 30, 18, 30  # the segments start below a caption naming the dimension
     ys = [top] + [top + section + n * (bar_h + gap) for n in range(1, len(rows))]
     scale_max = max(sum(b.values()) for _, _, b, _ in rows)
     step = _nice_step(scale_max) if scale_max else 0
@@ -128,60 +152,141 @@ def render_aging_svg(report: dict, by: str) -> str:
     tick = 0
     while True:
         x = xpos(tick)
-        parts.append(f'<line x1="{x:.1f}" y1="{top - 8}" x2="{x:.1f}" y2="{plot_bottom}" '
-                     f'stroke="{"#999" if tick == 0 else "#e3e3e3"}" stroke-width="1"/>')
-        parts.append(_TEXT.substitute(x=f"{x:.1f}", y=plot_bottom + 16, size=11, fill="#555",
-                                      extra=' text-anchor="middle"', text=escape(_short_amount(tick, exp))))
+        parts.append(
+            f'<line x1="{x:.1f}" y1="{top - 8}" x2="{x:.1f}" y2="{plot_bottom}" '
+            f'stroke="{"#999" if tick == 0 else "#e3e3e3"}" stroke-width="1"/>'
+        )
+        parts.append(
+            _TEXT.substitute(
+                x=f"{x:.1f}",
+                y=plot_bottom + 16,
+                size=11,
+                fill="#555",
+                extra=' text-anchor="middle"',
+                text=escape(_short_amount(tick, exp)),
+            )
+        )
         tick += step
         if not step or tick > axis_max:
             break
-    parts.append(_TEXT.substitute(x=left + plot_w / 2, y=plot_bottom + 34, size=11, fill="#555",
-                                  extra=' text-anchor="middle"', text=escape(f"open balance ({report['currency']})")))
+    parts.append(
+        _TEXT.substitute(
+            x=left + plot_w / 2,
+            y=plot_bottom + 34,
+            size=11,
+            fill="#555",
+            extra=' text-anchor="middle"',
+            text=escape(f"open balance ({report['currency']})"),
+        )
+    )
     if not scale_max:
-        parts.append(_TEXT.substitute(x=left + 14, y=top + bar_h / 2 + 5, size=13, fill="#666",
-                                      extra=' font-style="italic"', text="no open invoices"))
+        parts.append(
+            _TEXT.substitute(
+                x=left + 14,
+                y=top + bar_h / 2 + 5,
+                size=13,
+                fill="#666",
+                extra=' font-style="italic"',
+                text="no open invoices",
+            )
+        )
 
     if len(rows) > 1:
         line_y = ys[0] + bar_h + 12
-        parts.append(f'<line x1="24" y1="{line_y}" x2="{width - 24}" y2="{line_y}" stroke="#cccccc" '
-                     f'stroke-dasharray="4 3"/>')
-        caption = {"amount_tier": "by amount tier", "industry": "by industry", "region": "by region",
-                   "group": "by customer group"}[by]
-        parts.append(_TEXT.substitute(x=24, y=line_y + 16, size=12, fill="#555",
-                                      extra=' font-style="italic" font-weight="bold"', text=escape(caption)))
+        parts.append(
+            f'<line x1="24" y1="{line_y}" x2="{width - 24}" y2="{line_y}" stroke="#cccccc" stroke-dasharray="4 3"/>'
+        )
+        caption = {
+            "amount_tier": "by amount tier",
+            "industry": "by industry",
+            "region": "by region",
+            "group": "by customer group",
+        }[by]
+        parts.append(
+            _TEXT.substitute(
+                x=24,
+                y=line_y + 16,
+                size=12,
+                fill="#555",
+                extra=' font-style="italic" font-weight="bold"',
+                text=escape(caption),
+            )
+        )
     for (name, customers, buckets, is_total), y in zip(rows, ys):
         weight = ' font-weight="bold"' if is_total else ""
-        parts.append(_TEXT.substitute(x=left - 10, y=y + 13, size=13, fill="#111",
-                                      extra=f' text-anchor="end"{weight}', text=escape(name)))
-        parts.append(_TEXT.substitute(x=left - 10, y=y + 27, size=10, fill="#666", extra=' text-anchor="end"',
-                                      text=escape(f"{customers} customer{'s' if customers != 1 else ''}")))
+        parts.append(
+            _TEXT.substitute(
+                x=left - 10, y=y + 13, size=13, fill="#111", extra=f' text-anchor="end"{weight}', text=escape(name)
+            )
+        )
+        parts.append(
+            _TEXT.substitute(
+                x=left - 10,
+                y=y + 27,
+                size=10,
+                fill="#666",
+                extra=' text-anchor="end"',
+                text=escape(f"{customers} customer{'s' if customers != 1 else ''}"),
+            )
+        )
         x = left
         for label in labels:
             amount = buckets.get(label, 0)
             if amount <= 0:
                 continue
             w = plot_w * amount / axis_max
-            parts.append(_BAR.substitute(x=f"{x:.1f}", y=y, w=f"{w:.1f}", h=bar_h, fill=colours[label],
-                                         tip=escape(f"{name} · {label}: {minor_display(amount, exp)}")))
+            parts.append(
+                _BAR.substitute(
+                    x=f"{x:.1f}",
+                    y=y,
+                    w=f"{w:.1f}",
+                    h=bar_h,
+                    fill=colours[label],
+                    tip=escape(f"{name} · {label}: {minor_display(amount, exp)}"),
+                )
+            )
             text_ = _short_amount(amount, exp)
-            if w >= 7 * len(text_) + 8:        # the amount fits inside its segment
-                parts.append(_TEXT.substitute(x=f"{x + w / 2:.1f}", y=y + bar_h / 2 + 4, size=11,
-                                              fill=_text_colour(colours[label]), extra=' text-anchor="middle"',
-                                              text=escape(text_)))
+            if w >= 7 * len(text_) + 8:  # the amount fits inside its segment
+                parts.append(
+                    _TEXT.substitute(
+                        x=f"{x + w / 2:.1f}",
+                        y=y + bar_h / 2 + 4,
+                        size=11,
+                        fill=_text_colour(colours[label]),
+                        extra=' text-anchor="middle"',
+                        text=escape(text_),
+                    )
+                )
             x += w
         if scale_max:
-            parts.append(_TEXT.substitute(x=f"{x + 6:.1f}", y=y + bar_h / 2 + 5, size=13, fill="#111",
-                                          extra=f' class="bar-total"{weight}',
-                                          text=escape(minor_display(sum(buckets.values()), exp))))
+            parts.append(
+                _TEXT.substitute(
+                    x=f"{x + 6:.1f}",
+                    y=y + bar_h / 2 + 5,
+                    size=13,
+                    fill="#111",
+                    extra=f' class="bar-total"{weight}',
+                    text=escape(minor_display(sum(buckets.values()), exp)),
+                )
+            )
 
     height = plot_bottom + 70
     title = f"Receivables aging as of {report['as_of']}"
-    subtitle = (f"Total outstanding {report['currency']} {minor_display(book, exp)} · {total['customers']} "
-                f"customer{'s' if total['customers'] != 1 else ''} with open invoices · "
-                f"overdue {minor_display(minor(total['overdue']), exp)}")
+    subtitle = (
+        f"Total outstanding {report['currency']} {minor_display(book, exp)} · {total['customers']} "
+        f"customer{'s' if total['customers'] != 1 else ''} with open invoices · "
+        f"overdue {minor_display(minor(total['overdue']), exp)}"
+    )
     return _SVG.substitute(
-        width=width, height=height, title=escape(title), subtitle=escape(subtitle),
+        width=width,
+        height=height,
+        title=escape(title),
+        subtitle=escape(subtitle),
         desc=escape(f"{subtitle}. " + "; ".join(f"{k}: {v}" for k, v in total["buckets"].items())),
-        body="\n".join(parts), foot_y=height - 18,
-        footer=escape(f"Each open invoice counts in the bucket of its own days overdue; buckets from policy "
-                      f"{report['policy_version'][:12]}."))
+        body="\n".join(parts),
+        foot_y=height - 18,
+        footer=escape(
+            f"Each open invoice counts in the bucket of its own days overdue; buckets from policy "
+            f"{report['policy_version'][:12]}."
+        ),
+    )

@@ -4,6 +4,7 @@ current decision, the worklist, the overview's counters, the sweep and job runs.
 The customer list is api/service/customer_list.py's (the same as GET /v1/customers): stored, indexed
 columns only (migrations 0008, 0020), a keyset page and a capped count at any size of book.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -47,14 +48,31 @@ def customers(service, args: dict, per_page: int = PAGE_SIZE) -> dict:
         f = customer_list.validate(service.registry.active(s), args)
     got = customer_list.search(service, f, limit=per_page, count=True)
     exp = got["exponent"]
-    rows = [{"id": c.id, "name": c.name, "collector": c.collector, "last_bucket": c.last_bucket,
-             "last_score": c.last_score, "tier": c.last_tier, "reputation": c.last_reputation,
-             "stage": c.last_stage, "segments": list(c.last_segments or []), "on_hold": held,
-             "outstanding": None if c.last_as_of is None else minor_str(c.last_outstanding_minor or 0, exp),
-             "approved_limit": None if c.approved_limit_minor is None else minor_str(c.approved_limit_minor, exp)}
-            for c, held in got["rows"]]
-    return {"rows": rows, "total": got["total"], "total_capped": got["total_capped"],
-            "next_cursor": got["next_cursor"], "filters": f, "per_page": per_page}
+    rows = [
+        {
+            "id": c.id,
+            "name": c.name,
+            "collector": c.collector,
+            "last_bucket": c.last_bucket,
+            "last_score": c.last_score,
+            "tier": c.last_tier,
+            "reputation": c.last_reputation,
+            "stage": c.last_stage,
+            "segments": list(c.last_segments or []),
+            "on_hold": held,
+            "outstanding": None if c.last_as_of is None else minor_str(c.last_outstanding_minor or 0, exp),
+            "approved_limit": None if c.approved_limit_minor is None else minor_str(c.approved_limit_minor, exp),
+        }
+        for c, held in got["rows"]
+    ]
+    return {
+        "rows": rows,
+        "total": got["total"],
+        "total_capped": got["total_capped"],
+        "next_cursor": got["next_cursor"],
+        "filters": f,
+        "per_page": per_page,
+    }
 
 
 def distinct_values(s, col, limit: int = 200) -> list:
@@ -63,23 +81,29 @@ def distinct_values(s, col, limit: int = 200) -> list:
     collectors or segments on every list page (PostgreSQL has no skip scan before 18); a handful of
     collectors and segments are a handful of index probes. col: a column with an index that leads with it."""
     table, name = col.table.name, col.name
-    return list(s.execute(text(
-        f"WITH RECURSIVE vals(v, n) AS ("
-        f"SELECT (SELECT {name} FROM {table} WHERE {name} IS NOT NULL ORDER BY {name} LIMIT 1), 1 "
-        f"UNION ALL SELECT (SELECT {name} FROM {table} WHERE {name} > vals.v ORDER BY {name} LIMIT 1), n + 1 "
-        f"FROM vals WHERE vals.v IS NOT NULL AND n < :limit) "
-        f"SELECT v FROM vals WHERE v IS NOT NULL"), {"limit": limit}).scalars())
+    return list(
+        s.execute(
+            text(
+                f"WITH RECURSIVE vals(v, n) AS ("
+                f"SELECT (SELECT {name} FROM {table} WHERE {name} IS NOT NULL ORDER BY {name} LIMIT 1), 1 "
+                f"UNION ALL SELECT (SELECT {name} FROM {table} WHERE {name} > vals.v ORDER BY {name} LIMIT 1), n + 1 "
+                f"FROM vals WHERE vals.v IS NOT NULL AND n < :limit) "
+                f"SELECT v FROM vals WHERE v IS NOT NULL"
+            ),
+            {"limit": limit},
+        ).scalars()
+    )
 
 
 def segments(service) -> list[str]:
     """The segments customers' last decisions put them in (the list's segment filter)."""
     with service.read_tx() as s:
-        return distinct_values(s, CustomerSegment.segment)       # the primary key (segment, customer_id)
+        return distinct_values(s, CustomerSegment.segment)  # the primary key (segment, customer_id)
 
 
 def collectors(service) -> list[str]:
     with service.read_tx() as s:
-        return distinct_values(s, Customer.collector)            # ix_customers_collector (collector, id)
+        return distinct_values(s, Customer.collector)  # ix_customers_collector (collector, id)
 
 
 def current_decision(service, customer_id: str, as_of: dt.date, locale: str = "en") -> dict:
@@ -102,32 +126,91 @@ def timeline(service, customer_id: str, limit: int = 300) -> list[dict]:
         if s.get(Customer, customer_id) is None:
             raise not_found("customer", customer_id)
         exp = service.registry.active(s).exponent
-        m = (lambda v: minor_str(v, exp))       # noqa: E731
+        m = lambda v: minor_str(v, exp)  # noqa: E731
         for i in s.execute(select(Invoice).where(Invoice.customer_id == customer_id)).scalars():
-            out.append({"on": i.issued_on, "kind": "invoice", "ref": i.id, "amount": m(i.amount_minor),
-                        "text": f"due {i.due_on.isoformat()}"})
+            out.append(
+                {
+                    "on": i.issued_on,
+                    "kind": "invoice",
+                    "ref": i.id,
+                    "amount": m(i.amount_minor),
+                    "text": f"due {i.due_on.isoformat()}",
+                }
+            )
         for p in s.execute(select(Payment).where(Payment.customer_id == customer_id)).scalars():
-            out.append({"on": p.paid_on, "kind": "payment", "ref": p.id, "amount": m(p.amount_minor),
-                        "text": p.invoice_id or ""})
+            out.append(
+                {
+                    "on": p.paid_on,
+                    "kind": "payment",
+                    "ref": p.id,
+                    "amount": m(p.amount_minor),
+                    "text": p.invoice_id or "",
+                }
+            )
         for p in s.execute(select(Promise).where(Promise.customer_id == customer_id)).scalars():
-            out.append({"on": p.made_on, "kind": "promise", "ref": p.id, "amount": m(p.amount_minor),
-                        "text": f"→ {p.promised_on.isoformat()}"})
+            out.append(
+                {
+                    "on": p.made_on,
+                    "kind": "promise",
+                    "ref": p.id,
+                    "amount": m(p.amount_minor),
+                    "text": f"→ {p.promised_on.isoformat()}",
+                }
+            )
         for d in s.execute(select(Dispute).where(Dispute.customer_id == customer_id)).scalars():
-            out.append({"on": d.opened_on, "kind": "dispute", "ref": d.invoice_id, "amount": None,
-                        "text": d.reason + (f" (resolved {d.resolved_on.isoformat()})" if d.resolved_on else "")})
+            out.append(
+                {
+                    "on": d.opened_on,
+                    "kind": "dispute",
+                    "ref": d.invoice_id,
+                    "amount": None,
+                    "text": d.reason + (f" (resolved {d.resolved_on.isoformat()})" if d.resolved_on else ""),
+                }
+            )
         for r in s.execute(select(Reservation).where(Reservation.customer_id == customer_id)).scalars():
-            out.append({"on": r.created_at.date(), "kind": "reservation", "ref": r.order_id,
-                        "amount": m(r.amount_minor), "text": r.status})
-        for d in s.execute(select(DecisionRecord.id, DecisionRecord.kind, DecisionRecord.as_of,
-                                  DecisionRecord.outcome, DecisionRecord.actor)
-                           .where(DecisionRecord.subject == customer_id)
-                           .order_by(DecisionRecord.seq.desc()).limit(limit)):
-            out.append({"on": d.as_of, "kind": d.kind, "ref": d.id[:12], "id": d.id, "amount": None,
-                        "text": f"{d.outcome or ''} · {d.actor}"})
-        for a in s.execute(select(Action).where(Action.customer_id == customer_id)
-                           .order_by(Action.id.desc()).limit(limit)).scalars():
-            out.append({"on": a.due_on, "kind": "action", "ref": a.invoice_id, "amount": m(a.amount_minor),
-                        "text": f"{a.type} · {a.channel} · {a.status}" + (f" · {a.outcome}" if a.outcome else "")})
+            out.append(
+                {
+                    "on": r.created_at.date(),
+                    "kind": "reservation",
+                    "ref": r.order_id,
+                    "amount": m(r.amount_minor),
+                    "text": r.status,
+                }
+            )
+        for d in s.execute(
+            select(
+                DecisionRecord.id,
+                DecisionRecord.kind,
+                DecisionRecord.as_of,
+                DecisionRecord.outcome,
+                DecisionRecord.actor,
+            )
+            .where(DecisionRecord.subject == customer_id)
+            .order_by(DecisionRecord.seq.desc())
+            .limit(limit)
+        ):
+            out.append(
+                {
+                    "on": d.as_of,
+                    "kind": d.kind,
+                    "ref": d.id[:12],
+                    "id": d.id,
+                    "amount": None,
+                    "text": f"{d.outcome or ''} · {d.actor}",
+                }
+            )
+        for a in s.execute(
+            select(Action).where(Action.customer_id == customer_id).order_by(Action.id.desc()).limit(limit)
+        ).scalars():
+            out.append(
+                {
+                    "on": a.due_on,
+                    "kind": "action",
+                    "ref": a.invoice_id,
+                    "amount": m(a.amount_minor),
+                    "text": f"{a.type} · {a.channel} · {a.status}" + (f" · {a.outcome}" if a.outcome else ""),
+                }
+            )
     out.sort(key=lambda e: (e["on"], e["kind"]), reverse=True)
     return out[:limit]
 
@@ -135,16 +218,32 @@ def timeline(service, customer_id: str, limit: int = 300) -> list[dict]:
 def worklist(service, *, owner=None, limit=200) -> list[dict]:
     """Open actions, most urgent first: highest stage, then earliest due date, then largest amount."""
     with service.read_tx() as s:
-        q = (select(Action, Customer.name).join(Customer, Customer.id == Action.customer_id)
-             .where(Action.status == "open"))
+        q = (
+            select(Action, Customer.name)
+            .join(Customer, Customer.id == Action.customer_id)
+            .where(Action.status == "open")
+        )
         if owner:
             q = q.where(Action.owner == owner)
-        rows = s.execute(q.order_by(Action.stage.desc(), Action.due_on, Action.amount_minor.desc(), Action.id)
-                         .limit(limit)).all()
+        rows = s.execute(
+            q.order_by(Action.stage.desc(), Action.due_on, Action.amount_minor.desc(), Action.id).limit(limit)
+        ).all()
         exp = service.registry.active(s).exponent
-    return [{"id": a.id, "customer_id": a.customer_id, "name": name, "invoice_id": a.invoice_id, "type": a.type,
-             "channel": a.channel, "owner": a.owner, "stage": a.stage, "due_on": a.due_on,
-             "amount": minor_str(a.amount_minor, exp)} for a, name in rows]
+    return [
+        {
+            "id": a.id,
+            "customer_id": a.customer_id,
+            "name": name,
+            "invoice_id": a.invoice_id,
+            "type": a.type,
+            "channel": a.channel,
+            "owner": a.owner,
+            "stage": a.stage,
+            "due_on": a.due_on,
+            "amount": minor_str(a.amount_minor, exp),
+        }
+        for a, name in rows
+    ]
 
 
 def action(service, action_id: int) -> dict:
@@ -171,16 +270,17 @@ def alerts_of_day(service, day: dt.date, limit: int = 50, locale: str = "en") ->
     start = dt.datetime.combine(day, dt.time())
     out = []
     with service.read_tx() as s:
-        for rec in s.execute(select(DecisionRecord.id, DecisionRecord.subject, DecisionRecord.result,
-                                    DecisionRecord.policy_version)
-                             .where(DecisionRecord.created_at >= start,
-                                    DecisionRecord.created_at < start + dt.timedelta(days=1))
-                             .order_by(DecisionRecord.created_at.desc()).limit(2000)):
+        for rec in s.execute(
+            select(DecisionRecord.id, DecisionRecord.subject, DecisionRecord.result, DecisionRecord.policy_version)
+            .where(DecisionRecord.created_at >= start, DecisionRecord.created_at < start + dt.timedelta(days=1))
+            .order_by(DecisionRecord.created_at.desc())
+            .limit(2000)
+        ):
             result = json.loads(rec.result)
             if result.get("alerts") and stored_format(result) == FORMAT:
                 try:
                     result = render(result, with_retry(lambda: service.registry.get(s, rec.policy_version)), locale)
-                except DomainError:           # a tampered version: the alerts without their message
+                except DomainError:  # a tampered version: the alerts without their message
                     pass
             for alert in result.get("alerts") or []:
                 out.append({"customer_id": rec.subject, "decision_id": rec.id, **alert})
@@ -192,22 +292,50 @@ def alerts_of_day(service, day: dt.date, limit: int = 50, locale: str = "en") ->
 def runs(service, limit: int = 20) -> dict:
     """The latest sweep runs (with their error counts) and job runs."""
     with service.read_tx() as s:
-        sweeps = s.execute(select(SweepRun).order_by(SweepRun.started_at.desc(), SweepRun.id.desc())
-                           .limit(limit)).scalars().all()
+        sweeps = (
+            s.execute(select(SweepRun).order_by(SweepRun.started_at.desc(), SweepRun.id.desc()).limit(limit))
+            .scalars()
+            .all()
+        )
         ids = [r.id for r in sweeps]
         counts = {}
-        for run_id, outcome, n in s.execute(select(SweepItem.run_id, SweepItem.outcome, func.count())
-                                            .where(SweepItem.run_id.in_(ids))
-                                            .group_by(SweepItem.run_id, SweepItem.outcome)):
+        for run_id, outcome, n in s.execute(
+            select(SweepItem.run_id, SweepItem.outcome, func.count())
+            .where(SweepItem.run_id.in_(ids))
+            .group_by(SweepItem.run_id, SweepItem.outcome)
+        ):
             counts.setdefault(run_id, {})[outcome] = n
-        jobs = s.execute(select(JobRun).order_by(JobRun.started_at.desc(), JobRun.id.desc())
-                         .limit(limit)).scalars().all()
-    return {"sweeps": [{"id": r.id, "as_of": r.as_of, "status": r.status, "actor": r.actor,
-                        "started_at": r.started_at, "finished_at": r.finished_at, "customers": r.customers,
-                        "processed": counts.get(r.id, {}).get("done", 0),
-                        "errors": counts.get(r.id, {}).get("error", 0)} for r in sweeps],
-            "jobs": [{"id": j.id, "job_id": j.job_id, "as_of": j.as_of, "started_at": j.started_at,
-                      "finished_at": j.finished_at, "outcome": j.outcome, "detail": j.detail} for j in jobs]}
+        jobs = (
+            s.execute(select(JobRun).order_by(JobRun.started_at.desc(), JobRun.id.desc()).limit(limit)).scalars().all()
+        )
+    return {
+        "sweeps": [
+            {
+                "id": r.id,
+                "as_of": r.as_of,
+                "status": r.status,
+                "actor": r.actor,
+                "started_at": r.started_at,
+                "finished_at": r.finished_at,
+                "customers": r.customers,
+                "processed": counts.get(r.id, {}).get("done", 0),
+                "errors": counts.get(r.id, {}).get("error", 0),
+            }
+            for r in sweeps
+        ],
+        "jobs": [
+            {
+                "id": j.id,
+                "job_id": j.job_id,
+                "as_of": j.as_of,
+                "started_at": j.started_at,
+                "finished_at": j.finished_at,
+                "outcome": j.outcome,
+                "detail": j.detail,
+            }
+            for j in jobs
+        ],
+    }
 
 
 def book_figures(service, as_of: dt.date, dso_days: int = figures.DSO_DAYS) -> dict:
@@ -241,4 +369,3 @@ def referral_queue(service, held: str | None = None, limit: int = 200) -> dict:
         r["may_release"] = needed is None or (rank is not None and rank >= authority.rank(needed.name))
     data["levels"] = [level.name for level in authority.levels]
     return data
-

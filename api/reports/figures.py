@@ -8,6 +8,7 @@ shares into a `book_snapshots` row with the DSO's credit sales. The figures are 
 for the sweep's day, as the sweep saw each customer. The console shows the latest snapshot for the day
 under the active policy version with its time; a small book without one is computed live.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -34,8 +35,14 @@ def customer_share(bands: Bands, facts) -> tuple:
             n += 1
             label = bands.bucket(st.days_overdue)
             buckets[label] = buckets.get(label, 0) + st.open_minor
-    return (bands.tier(facts), facts.fields["outstanding"], facts.fields["overdue_amount"], n, buckets,
-            facts.unapplied_minor)
+    return (
+        bands.tier(facts),
+        facts.fields["outstanding"],
+        facts.fields["overdue_amount"],
+        n,
+        buckets,
+        facts.unapplied_minor,
+    )
 
 
 class Sums:
@@ -43,14 +50,14 @@ class Sums:
 
     def __init__(self, policy_version: str):
         self.policy_version = policy_version
-        self.tiers: dict[str, list] = {}       # tier: [customers, outstanding, overdue, open invoices, {bucket: v}]
+        self.tiers: dict[str, list] = {}  # tier: [customers, outstanding, overdue, open invoices, {bucket: v}]
         self.unapplied = self.evaluated = 0
 
     def add(self, share: tuple) -> None:
         tier, outstanding, overdue, n, buckets, unapplied = share
         self.evaluated += 1
         self.unapplied += unapplied
-        if not n:                               # book.aging lists customers with open invoices only
+        if not n:  # book.aging lists customers with open invoices only
             return
         t = self.tiers.setdefault(tier, [0, 0, 0, 0, {}])
         t[0] += 1
@@ -70,8 +77,12 @@ class Sums:
                 t[4][label] = t[4].get(label, 0) + v
 
     def to_json(self) -> dict:
-        return {"policy_version": self.policy_version, "unapplied": self.unapplied, "evaluated": self.evaluated,
-                "tiers": self.tiers}
+        return {
+            "policy_version": self.policy_version,
+            "unapplied": self.unapplied,
+            "evaluated": self.evaluated,
+            "tiers": self.tiers,
+        }
 
     @classmethod
     def from_json(cls, raw: dict) -> Sums:
@@ -95,16 +106,26 @@ class Sums:
                     into.buckets[label] = into.buckets.get(label, 0) + v
         total_view = total.view(exp)
         total_view["unapplied"] = minor_str(self.unapplied, exp)
-        return {"as_of": as_of.isoformat(), "policy_version": policy.version, "currency": policy.currency,
-                "buckets": bands.describe(), "total": total_view,
-                "segments": {"amount_tier": [{"key": k, **v.view(exp)} for k, v in tiers.items()]}}
+        return {
+            "as_of": as_of.isoformat(),
+            "policy_version": policy.version,
+            "currency": policy.currency,
+            "buckets": bands.describe(),
+            "total": total_view,
+            "segments": {"amount_tier": [{"key": k, **v.view(exp)} for k, v in tiers.items()]},
+        }
 
 
 def credit_sales(s, as_of: dt.date, days: int = DSO_DAYS) -> int:
     """Amounts of the invoices issued in the `days` days to as_of (book.dso's window), minor units."""
     start = as_of - dt.timedelta(days=days - 1)
-    return int(s.execute(select(func.coalesce(func.sum(Invoice.amount_minor), 0))
-                         .where(Invoice.issued_on >= start, Invoice.issued_on <= as_of)).scalar_one())
+    return int(
+        s.execute(
+            select(func.coalesce(func.sum(Invoice.amount_minor), 0)).where(
+                Invoice.issued_on >= start, Invoice.issued_on <= as_of
+            )
+        ).scalar_one()
+    )
 
 
 def from_aging(aging: dict, sales: int, exp: int, as_of: dt.date, dso_days: int = DSO_DAYS) -> dict:
@@ -120,11 +141,22 @@ def from_aging(aging: dict, sales: int, exp: int, as_of: dt.date, dso_days: int 
 
     def pct(part):
         return str((part * 100 / outstanding).quantize(Decimal("0.1"), ROUND_HALF_UP)) if outstanding else None
-    return {"as_of": as_of.isoformat(), "policy_version": aging["policy_version"], "currency": aging["currency"],
-            "receivables": total["outstanding"], "overdue": total["overdue"], "overdue_pct": pct(overdue),
-            "oldest_bucket": oldest, "oldest_pct": pct(old), "dso_days": dso, "dso_window_days": dso_days,
-            "credit_sales": minor_str(sales, exp), "customers_with_open_invoices": total["customers"],
-            "chart": render_aging_svg(aging, "amount_tier")}
+
+    return {
+        "as_of": as_of.isoformat(),
+        "policy_version": aging["policy_version"],
+        "currency": aging["currency"],
+        "receivables": total["outstanding"],
+        "overdue": total["overdue"],
+        "overdue_pct": pct(overdue),
+        "oldest_bucket": oldest,
+        "oldest_pct": pct(old),
+        "dso_days": dso,
+        "dso_window_days": dso_days,
+        "credit_sales": minor_str(sales, exp),
+        "customers_with_open_invoices": total["customers"],
+        "chart": render_aging_svg(aging, "amount_tier"),
+    }
 
 
 # ---------------------------------------------------------------------------------------- the sweep's part
@@ -154,8 +186,14 @@ def snapshot_of(s, policy, total: Sums, source: str, as_of: dt.date, errors: int
     customer of the book)."""
     figures = from_aging(total.aging(policy, as_of), credit_sales(s, as_of), policy.exponent, as_of)
     figures["errors"] = errors
-    snap = BookSnapshot(as_of=as_of, policy_version=policy.version, source=source, computed_at=now,
-                        customers=total.evaluated, figures=figures)
+    snap = BookSnapshot(
+        as_of=as_of,
+        policy_version=policy.version,
+        source=source,
+        computed_at=now,
+        customers=total.evaluated,
+        figures=figures,
+    )
     s.add(snap)
     return snap
 
@@ -173,8 +211,14 @@ def latest_snapshot(service, as_of: dt.date | None = None, policy_version: str |
         snap = s.execute(q.order_by(BookSnapshot.as_of.desc(), BookSnapshot.id.desc()).limit(1)).scalar_one_or_none()
         if snap is None:
             return None
-        return {"figures": snap.figures, "computed_at": snap.computed_at, "source": snap.source,
-                "as_of": snap.as_of, "policy_version": snap.policy_version, "customers": snap.customers}
+        return {
+            "figures": snap.figures,
+            "computed_at": snap.computed_at,
+            "source": snap.source,
+            "as_of": snap.as_of,
+            "policy_version": snap.policy_version,
+            "customers": snap.customers,
+        }
 
 
 def book_size(service) -> int:

@@ -1,4 +1,5 @@
 """Collection actions: the work queue the sweep and events fill, and its completion."""
+
 from __future__ import annotations
 
 from sqlalchemy import select
@@ -9,7 +10,7 @@ from ..errors import conflict, not_found
 from ..store.tables import Action, Delivery
 from .collection_records import append_record
 
-MAX_ACTION_ID = 2**31 - 1                                    # actions.id is a 32-bit integer
+MAX_ACTION_ID = 2**31 - 1  # actions.id is a 32-bit integer
 
 
 def list_actions(ctx, *, status="open", owner=None, customer=None, cursor=None, limit=100):
@@ -27,30 +28,56 @@ def list_actions(ctx, *, status="open", owner=None, customer=None, cursor=None, 
         more = len(rows) > limit
         rows = rows[:limit]
         # the outbox's state of each automated action's message (api/jobs/outbox.py), None for the others
-        outbox = {d.action_id: d for d in s.execute(select(Delivery).where(
-            Delivery.action_id.in_([a.id for a in rows if a.owner == "automated"]))).scalars()} if rows else {}
-        return ([{**action_view(a), "delivery": _delivery(outbox.get(a.id))} for a in rows],
-                (str(rows[-1].id) if more and rows else None))
+        outbox = (
+            {
+                d.action_id: d
+                for d in s.execute(
+                    select(Delivery).where(Delivery.action_id.in_([a.id for a in rows if a.owner == "automated"]))
+                ).scalars()
+            }
+            if rows
+            else {}
+        )
+        return (
+            [{**action_view(a), "delivery": _delivery(outbox.get(a.id))} for a in rows],
+            (str(rows[-1].id) if more and rows else None),
+        )
 
 
 def _delivery(d) -> dict | None:
     if d is None:
         return None
-    return {"status": d.status, "attempts": d.attempts, "last_error_code": d.last_error_code,
-            "next_attempt_at": d.next_attempt_at.isoformat() + "Z" if d.next_attempt_at else None}
+    return {
+        "status": d.status,
+        "attempts": d.attempts,
+        "last_error_code": d.last_error_code,
+        "next_attempt_at": d.next_attempt_at.isoformat() + "Z" if d.next_attempt_at else None,
+    }
 
 
 def action_view(a: Action) -> dict:
-    return {"id": a.id, "customer_id": a.customer_id, "invoice_id": a.invoice_id, "type": a.type,
-            "channel": a.channel, "owner": a.owner, "stage": a.stage, "due_on": a.due_on.isoformat(),
-            "amount": minor_str(a.amount_minor, 2), "status": a.status, "outcome": a.outcome, "note": a.note,
-            "completed_at": a.completed_at.isoformat() + "Z" if a.completed_at else None,
-            "completed_by": a.completed_by, "decision_id": a.decision_id}
+    return {
+        "id": a.id,
+        "customer_id": a.customer_id,
+        "invoice_id": a.invoice_id,
+        "type": a.type,
+        "channel": a.channel,
+        "owner": a.owner,
+        "stage": a.stage,
+        "due_on": a.due_on.isoformat(),
+        "amount": minor_str(a.amount_minor, 2),
+        "status": a.status,
+        "outcome": a.outcome,
+        "note": a.note,
+        "completed_at": a.completed_at.isoformat() + "Z" if a.completed_at else None,
+        "completed_by": a.completed_by,
+        "decision_id": a.decision_id,
+    }
 
 
 def complete_action(ctx, action_id: int, body: dict, actor: str, request_id: str | None = None) -> dict:
     """Record an action's outcome; the collection record is chained in the customer's trail (evidence)."""
-    if not 0 < action_id <= MAX_ACTION_ID:          # beyond the id column: cannot exist
+    if not 0 < action_id <= MAX_ACTION_ID:  # beyond the id column: cannot exist
         raise not_found("action", action_id)
     with ctx.tx() as s:
         a = s.execute(select(Action).where(Action.id == action_id).with_for_update()).scalar_one_or_none()
@@ -63,9 +90,18 @@ def complete_action(ctx, action_id: int, body: dict, actor: str, request_id: str
             a.channel = body["channel"]
         a.completed_at, a.completed_by = ctx.clock(), actor
         view = action_view(a)
-        evidence = {"action_id": a.id, "invoice_id": a.invoice_id, "type": a.type, "channel": a.channel,
-                    "outcome": a.outcome, "note": a.note, "at": a.completed_at, "stage": a.stage,
-                    "amount": view["amount"]}
-        view["record_id"] = append_record(ctx, s, a.customer_id, evidence, actor=actor,
-                                          request_id=request_id or f"action:{a.id}")["decision_id"]
+        evidence = {
+            "action_id": a.id,
+            "invoice_id": a.invoice_id,
+            "type": a.type,
+            "channel": a.channel,
+            "outcome": a.outcome,
+            "note": a.note,
+            "at": a.completed_at,
+            "stage": a.stage,
+            "amount": view["amount"],
+        }
+        view["record_id"] = append_record(
+            ctx, s, a.customer_id, evidence, actor=actor, request_id=request_id or f"action:{a.id}"
+        )["decision_id"]
         return view

@@ -8,6 +8,7 @@ with actor, person and reason. The approver must be another person than the requ
 person the key belongs to: E_SAME_PERSON), and for a grant hold the authority level it needs.
 This module is the mechanics; api/service/four_eyes.py carries out an approved change.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -24,11 +25,22 @@ STATUSES = ("pending", "approved", "rejected")
 
 
 def approval_dict(a: Approval, with_payload: bool = True) -> dict:
-    out = {"id": a.id, "kind": a.kind, "subject": a.subject, "status": a.status, "requested_by": a.requested_by,
-           "requested_person": a.requested_person, "reason": a.reason, "requested_at": a.requested_at.isoformat(),
-           "request_decision_id": a.request_decision_id, "decided_by": a.decided_by,
-           "decided_person": a.decided_person, "decided_at": a.decided_at.isoformat() if a.decided_at else None,
-           "decision_reason": a.decision_reason, "decision_id": a.decision_id}
+    out = {
+        "id": a.id,
+        "kind": a.kind,
+        "subject": a.subject,
+        "status": a.status,
+        "requested_by": a.requested_by,
+        "requested_person": a.requested_person,
+        "reason": a.reason,
+        "requested_at": a.requested_at.isoformat(),
+        "request_decision_id": a.request_decision_id,
+        "decided_by": a.decided_by,
+        "decided_person": a.decided_person,
+        "decided_at": a.decided_at.isoformat() if a.decided_at else None,
+        "decision_reason": a.decision_reason,
+        "decision_id": a.decision_id,
+    }
     if with_payload:
         out["payload"] = {k: v for k, v in a.payload.items() if k not in ("text", "limit_minor")}
     return out
@@ -39,23 +51,59 @@ def person_of(key) -> str:
 
 
 def append(ctx, s, subject, kind, outcome, actor, request_id, policy_version, body: dict):
-    return trail.append(s, subject=subject, kind=kind, actor=actor, request_id=request_id, as_of=ctx.today(),
-                        facts=canonical(body), policy_version=policy_version, result=canonical(body),
-                        outcome=outcome, created_at=ctx.clock())
+    return trail.append(
+        s,
+        subject=subject,
+        kind=kind,
+        actor=actor,
+        request_id=request_id,
+        as_of=ctx.today(),
+        facts=canonical(body),
+        policy_version=policy_version,
+        result=canonical(body),
+        outcome=outcome,
+        created_at=ctx.clock(),
+    )
 
 
-def request(ctx, s, kind: str, subject: str, payload: dict, key, request_id: str, *, why: str,
-            record_kind: str, policy_version: str | None = None) -> dict:
+def request(
+    ctx,
+    s,
+    kind: str,
+    subject: str,
+    payload: dict,
+    key,
+    request_id: str,
+    *,
+    why: str,
+    record_kind: str,
+    policy_version: str | None = None,
+) -> dict:
     """A pending approval of `payload` and its record (`record_kind` → pending) in the subject's chain."""
     approval_id = uuid.uuid4().hex
-    body = {"approval_id": approval_id, "kind": kind, "why": why, "person": person_of(key),
-            "authority": key.authority, "reason": payload.get("reason"),
-            "change": {k: v for k, v in payload.items() if k not in ("text", "limit_minor")}}
+    body = {
+        "approval_id": approval_id,
+        "kind": kind,
+        "why": why,
+        "person": person_of(key),
+        "authority": key.authority,
+        "reason": payload.get("reason"),
+        "change": {k: v for k, v in payload.items() if k not in ("text", "limit_minor")},
+    }
     version = policy_version or ctx.registry.active(s).version
     rec = append(ctx, s, subject, record_kind, "pending", key.name, request_id, version, body)
-    a = Approval(id=approval_id, kind=kind, subject=subject, payload=payload, status="pending",
-                 requested_by=key.name, requested_person=person_of(key), reason=payload.get("reason") or "",
-                 requested_at=ctx.clock(), request_decision_id=rec.id)
+    a = Approval(
+        id=approval_id,
+        kind=kind,
+        subject=subject,
+        payload=payload,
+        status="pending",
+        requested_by=key.name,
+        requested_person=person_of(key),
+        reason=payload.get("reason") or "",
+        requested_at=ctx.clock(),
+        request_decision_id=rec.id,
+    )
     s.add(a)
     return {"status": "pending", "why": why, "approval": approval_dict(a)}
 
@@ -74,8 +122,11 @@ def same_person(s, key, requested_by: str, requested_person: str | None = None) 
 
 def refuse_same_person(s, key, requested_by, requested_person, what: str) -> None:
     if same_person(s, key, requested_by, requested_person):
-        raise DomainError("E_SAME_PERSON", f"separation of duties: {what} was asked for by '{requested_by}'"
-                          f"{f' ({requested_person})' if requested_person else ''}; another person decides it")
+        raise DomainError(
+            "E_SAME_PERSON",
+            f"separation of duties: {what} was asked for by '{requested_by}'"
+            f"{f' ({requested_person})' if requested_person else ''}; another person decides it",
+        )
 
 
 def locked_pending(s, approval_id: str) -> Approval:

@@ -3,6 +3,7 @@
 Where the key and the log are comes from AuditSettings (the adapters build it from their config
 and the environment); the database never holds the private key. See docs/audit.md.
 """
+
 from __future__ import annotations
 
 import logging
@@ -18,9 +19,9 @@ DEFAULT_CHECKPOINTS = os.path.join("var", "checkpoints.jsonl")
 
 
 class AuditSettings(NamedTuple):
-    key: str | None = None            # private key: PEM text or a file path (signs checkpoints)
-    public_key: str | None = None     # public key (or the private one) that verifies them
-    checkpoints: str | None = None    # the JSON-lines log; None: no checkpoints
+    key: str | None = None  # private key: PEM text or a file path (signs checkpoints)
+    public_key: str | None = None  # public key (or the private one) that verifies them
+    checkpoints: str | None = None  # the JSON-lines log; None: no checkpoints
 
     @classmethod
     def from_env(cls, key=None, public_key=None, checkpoints_path=None, environ=os.environ) -> AuditSettings:
@@ -39,17 +40,26 @@ def checkpoint(ctx) -> dict:
     """Sign and append one checkpoint of every chain as it is now."""
     cfg = _settings(ctx)
     if not cfg.key:
-        raise DomainError("E_AUDIT_KEY", "no audit key: set CREDITCTL_AUDIT_KEY or create one with "
-                                         "`creditctl audit keygen --out FILE`")
+        raise DomainError(
+            "E_AUDIT_KEY",
+            "no audit key: set CREDITCTL_AUDIT_KEY or create one with `creditctl audit keygen --out FILE`",
+        )
     if not cfg.checkpoints:
         raise DomainError("E_AUDIT_KEY", "no checkpoint log configured (CREDITCTL_CHECKPOINTS)")
     private = checkpoints.load_private_key(cfg.key)
     now = ctx.clock()
     with ctx.read_tx() as s:
         line = checkpoints.write_checkpoint(s, cfg.checkpoints, private, now)
-    return {"file": cfg.checkpoints, "n": line["n"], "time": line["time"], "root": line["root"],
-            "subjects": line["subjects"], "records": line["records"], "heads_changed": len(line["heads"]),
-            "key_id": line["key_id"]}
+    return {
+        "file": cfg.checkpoints,
+        "n": line["n"],
+        "time": line["time"],
+        "root": line["root"],
+        "subjects": line["subjects"],
+        "records": line["records"],
+        "heads_changed": len(line["heads"]),
+        "key_id": line["key_id"],
+    }
 
 
 def checkpoint_if_configured(ctx) -> dict | None:
@@ -78,13 +88,23 @@ def verify(ctx) -> dict:
         cps, findings = checkpoints.verify_log(lines, public)
         findings += checkpoints.verify_against(s, cps)
     last = cps[-1] if cps else None
-    result["checkpoints"] = {"configured": True, "file": cfg.checkpoints, "count": len(cps),
-                             "signatures": "checked" if public else "unchecked (no public key)",
-                             "last": None if last is None else {"n": last["n"], "time": last["time"].isoformat(),
-                                                                "records": last["records"],
-                                                                "subjects": last["subjects"]},
-                             "findings": findings}
-    result["findings"] = sorted(result["findings"] + findings,
-                                key=lambda f: (f["subject"] or "", f["seq"] or 0, f["kind"]))
+    result["checkpoints"] = {
+        "configured": True,
+        "file": cfg.checkpoints,
+        "count": len(cps),
+        "signatures": "checked" if public else "unchecked (no public key)",
+        "last": None
+        if last is None
+        else {
+            "n": last["n"],
+            "time": last["time"].isoformat(),
+            "records": last["records"],
+            "subjects": last["subjects"],
+        },
+        "findings": findings,
+    }
+    result["findings"] = sorted(
+        result["findings"] + findings, key=lambda f: (f["subject"] or "", f["seq"] or 0, f["kind"])
+    )
     result["ok"] = not result["findings"]
     return result

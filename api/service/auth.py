@@ -7,6 +7,7 @@ KeyCache): a revoked key then keeps working in a worker that cached it for up to
 Unknown and revoked keys are never cached. A rotated key's old secret (previous_hash) keeps working
 until its grace ends (previous_until, on the service's clock).
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -30,14 +31,14 @@ PERMISSIONS = {
     "events:write": {"backoffice", "controller", "admin"},
     "credit_checks:write": {"sales", "controller", "admin"},
     "evaluate": {"backoffice", "controller", "admin"},
-    "decisions:read": {"sales", "auditor", "controller", "admin"},      # sales: own credit checks only
+    "decisions:read": {"sales", "auditor", "controller", "admin"},  # sales: own credit checks only
     "decisions:replay": {"auditor", "controller", "admin"},
     "audit:verify": {"auditor", "controller", "admin"},
-    "policies:read": {"controller", "auditor", "admin"},      # auditors read every version and its timeline
+    "policies:read": {"controller", "auditor", "admin"},  # auditors read every version and its timeline
     "policies:write": {"controller", "admin"},
     "actions:read": {"backoffice", "controller", "admin"},
     "actions:write": {"backoffice", "controller", "admin"},
-    "outbox:write": {"backoffice", "controller", "admin"},        # requeue a dead letter
+    "outbox:write": {"backoffice", "controller", "admin"},  # requeue a dead letter
     "sweeps:write": {"controller", "admin"},
     "sweeps:read": {"controller", "backoffice", "admin"},
     "imports:write": {"backoffice", "controller", "admin"},
@@ -48,7 +49,7 @@ PERMISSIONS = {
     "reviews:read": {"controller", "admin"},
     "reviews:write": {"controller", "admin"},
     "reports:read": {"backoffice", "controller", "auditor", "admin"},
-    "credit_checks:read": {"sales", "controller", "auditor", "admin"},     # sales: orders it checked only
+    "credit_checks:read": {"sales", "controller", "auditor", "admin"},  # sales: orders it checked only
     "referrals:read": {"controller", "auditor", "admin"},
     "referrals:write": {"controller", "admin"},
     "holds:write": {"controller", "admin"},
@@ -62,40 +63,51 @@ PERMISSIONS = {
     "groups:write": {"controller", "admin"},
     # legal cases (api/service/legal_cases.py): controllers move them, auditors read them (诉讼 evidence)
     "legal:read": {"controller", "auditor", "admin"},
-    "legal:write": {"controller", "admin"},          # customer groups and their limits (api/service/groups.py)
+    "legal:write": {"controller", "admin"},  # customer groups and their limits (api/service/groups.py)
 }
 
 
-AUTHORITY_LEVEL = re.compile(r"[a-z][a-z0-9_]{0,31}")     # rules/authority.py LEVEL_NAME
+AUTHORITY_LEVEL = re.compile(r"[a-z][a-z0-9_]{0,31}")  # rules/authority.py LEVEL_NAME
 
 
 def hash_key(raw: str) -> str:
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()
 
 
-def create_key(session, name: str, role: str, now: dt.datetime, *, person: str | None = None,
-               authority: str | None = None) -> str:
+def create_key(
+    session, name: str, role: str, now: dt.datetime, *, person: str | None = None, authority: str | None = None
+) -> str:
     """person: who holds the key (default its name); authority: a level of the policy's authority matrix."""
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
     if authority is not None and not AUTHORITY_LEVEL.fullmatch(authority):
         raise ValueError(f"authority level {authority!r}: lower-case letters, digits and _ (e.g. team_lead)")
     raw = f"cc_{role}_{secrets.token_urlsafe(24)}"
-    session.add(ApiKey(name=name, role=role, key_hash=hash_key(raw), created_at=now, revoked=False,
-                       person=person or name, authority=authority))
+    session.add(
+        ApiKey(
+            name=name,
+            role=role,
+            key_hash=hash_key(raw),
+            created_at=now,
+            revoked=False,
+            person=person or name,
+            authority=authority,
+        )
+    )
     return raw
 
 
 class Principal(NamedTuple):
     """Who a verified key belongs to: what the request handlers need, detached from any session."""
+
     name: str
     role: str
     person: str | None = None
-    authority: str | None = None         # a level of the policy's authority matrix (rules/authority.py)
+    authority: str | None = None  # a level of the policy's authority matrix (rules/authority.py)
 
 
-KEY_CACHE_SECONDS = 0.0        # opt-in: the longest a revoked key keeps working in a worker that cached it
-KEY_CACHE_MAX = 4096           # distinct keys per worker; beyond that the cache starts over
+KEY_CACHE_SECONDS = 0.0  # opt-in: the longest a revoked key keeps working in a worker that cached it
+KEY_CACHE_MAX = 4096  # distinct keys per worker; beyond that the cache starts over
 
 
 class KeyCache:
@@ -128,8 +140,15 @@ def bearer_hash(header: str | None) -> str:
     return hash_key(header[7:].strip())
 
 
-_KEY_COLUMNS = (ApiKey.name, ApiKey.role, ApiKey.revoked, ApiKey.person, ApiKey.authority, ApiKey.key_hash,
-                ApiKey.previous_until)
+_KEY_COLUMNS = (
+    ApiKey.name,
+    ApiKey.role,
+    ApiKey.revoked,
+    ApiKey.person,
+    ApiKey.authority,
+    ApiKey.key_hash,
+    ApiKey.previous_until,
+)
 
 
 def authenticate(cache: KeyCache, read_tx, header: str | None, now: dt.datetime | None = None) -> Principal:
@@ -142,7 +161,7 @@ def authenticate(cache: KeyCache, read_tx, header: str | None, now: dt.datetime 
     started = cache.clock()
     with read_tx() as s:
         row = s.execute(select(*_KEY_COLUMNS).where(ApiKey.key_hash == key_hash)).one_or_none()
-        if row is None:         # the secret a rotation replaced, during its grace
+        if row is None:  # the secret a rotation replaced, during its grace
             row = s.execute(select(*_KEY_COLUMNS).where(ApiKey.previous_hash == key_hash)).one_or_none()
             now = now or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
             if row is not None and (row.previous_until is None or row.previous_until <= now):
@@ -150,7 +169,7 @@ def authenticate(cache: KeyCache, read_tx, header: str | None, now: dt.datetime 
     if row is None or row.revoked:
         raise DomainError("E_UNAUTHENTICATED", "unknown or revoked API key")
     principal = Principal(row.name, row.role, row.person, row.authority)
-    if row.key_hash == key_hash:        # an old secret in its grace is never cached: its end is a clock time
+    if row.key_hash == key_hash:  # an old secret in its grace is never cached: its end is a clock time
         cache.put(key_hash, principal, started)
     return principal
 

@@ -3,6 +3,7 @@
 Contact data is personal data. It is never part of a decision's facts (so the trail holds none), and a
 role that does not need it (auditors) reads a sha256 of each personal field instead of the value.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -18,12 +19,13 @@ CHANNELS = ("email", "sms", "phone", "visit", "letter")
 LANGUAGES = ("zh_CN", "en")
 PERSONAL = ("name", "email", "mobile", "address")
 MAX_CONTACTS = 50
-MASKED_ROLES = {"auditor"}        # they check decisions, not reach customers
+MASKED_ROLES = {"auditor"}  # they check decisions, not reach customers
 
 
 class ContactSchema(Schema):
     class Meta:
         unknown = RAISE
+
     customer_id = fields.String(load_default=None, validate=validate.Length(min=1, max=128))
     name = fields.String(required=True, validate=validate.Length(min=1, max=128))
     role = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=128))
@@ -38,8 +40,12 @@ class ContactSchema(Schema):
 class _ContactList(Schema):
     class Meta:
         unknown = RAISE
-    contacts = fields.List(fields.Nested(ContactSchema(exclude=("customer_id",))), required=True,
-                           validate=validate.Length(max=MAX_CONTACTS))
+
+    contacts = fields.List(
+        fields.Nested(ContactSchema(exclude=("customer_id",))),
+        required=True,
+        validate=validate.Length(max=MAX_CONTACTS),
+    )
 
     @validates_schema
     def _one_primary_per_channel(self, data, **kw):
@@ -56,14 +62,27 @@ def check_primaries(contacts: list[dict]) -> None:
         if c.get("primary"):
             channel = c.get("preferred_channel") or "any"
             if channel in primaries:
-                raise ValidationError({"contacts": {i: {"primary": [
-                    f"contact {primaries[channel]} is already the primary one for {channel}"]}}})
+                raise ValidationError(
+                    {
+                        "contacts": {
+                            i: {"primary": [f"contact {primaries[channel]} is already the primary one for {channel}"]}
+                        }
+                    }
+                )
             primaries[channel] = i
 
 
 def view(c: Contact, masked: bool) -> dict:
-    out = {"name": c.name, "role": c.role, "email": c.email, "mobile": c.mobile, "address": c.address,
-           "preferred_channel": c.preferred_channel, "language": c.language, "primary": c.is_primary}
+    out = {
+        "name": c.name,
+        "role": c.role,
+        "email": c.email,
+        "mobile": c.mobile,
+        "address": c.address,
+        "preferred_channel": c.preferred_channel,
+        "language": c.language,
+        "primary": c.is_primary,
+    }
     if masked:
         for key in PERSONAL:
             if out[key] is not None:
@@ -89,7 +108,17 @@ def replace_contacts(ctx, customer_id: str, body: dict) -> dict:
             raise not_found("customer", customer_id)
         s.execute(delete(Contact).where(Contact.customer_id == customer_id))
         for c in loaded["contacts"]:
-            s.add(Contact(customer_id=customer_id, name=c["name"], role=c["role"], email=c["email"],
-                          mobile=c["mobile"], address=c["address"], preferred_channel=c["preferred_channel"],
-                          language=c["language"], is_primary=c["primary"]))
+            s.add(
+                Contact(
+                    customer_id=customer_id,
+                    name=c["name"],
+                    role=c["role"],
+                    email=c["email"],
+                    mobile=c["mobile"],
+                    address=c["address"],
+                    preferred_channel=c["preferred_channel"],
+                    language=c["language"],
+                    is_primary=c["primary"],
+                )
+            )
     return list_contacts(ctx, customer_id, masked=False)

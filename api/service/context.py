@@ -3,6 +3,7 @@
 Built once per process by an adapter (the Flask app, the CLI, the scheduler) and passed to the
 use-case functions; nothing here reads a global.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -16,10 +17,10 @@ class Context:
         self.sessionmaker = sessionmaker
         # api.jobs.outbox.OutboxSettings: how automated actions are sent (None: the sweep logs them as sent)
         self.delivery = delivery
-        self.audit = audit            # api.service.audit.AuditSettings: the checkpoint key and log
+        self.audit = audit  # api.service.audit.AuditSettings: the checkpoint key and log
         self.registry = registry
         self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
-        registry.clock = self.clock          # "today" for the version in force (effective dates)
+        registry.clock = self.clock  # "today" for the version in force (effective dates)
 
     def today(self) -> dt.date:
         return self.clock().date()
@@ -42,4 +43,4 @@ class Context:
             session.connection(execution_options={"creditctl_readonly": True})
             yield session
         finally:
-            session.close()      # ends the transaction; unlike rollback() it leaves loaded objects readable
+            session.close()  # ends the transaction; unlike rollback() it leaves loaded objects readable

@@ -6,6 +6,7 @@ record's result is its decision, replayable as ever), and the trail record's out
 record just before it in the customer's chain saying why. Placing, replacing and lifting a hold are each a
 trail record (before/after, actor, reason) carrying a critical alert, also logged on `creditctl.alerts`.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -25,8 +26,13 @@ HOLD_RULE = "credit.hold"
 def hold_dict(h: CreditHold | None) -> dict | None:
     if h is None:
         return None
-    return {"reason": h.reason, "placed_on": h.placed_on.isoformat(),
-            "until": h.until.isoformat() if h.until else None, "placed_by": h.placed_by, "decision_id": h.decision_id}
+    return {
+        "reason": h.reason,
+        "placed_on": h.placed_on.isoformat(),
+        "until": h.until.isoformat() if h.until else None,
+        "placed_by": h.placed_by,
+        "decision_id": h.decision_id,
+    }
 
 
 def hold_in_force(s, customer_id: str, as_of: dt.date) -> CreditHold | None:
@@ -41,8 +47,11 @@ def held_check(check: dict, reasons: list[dict], hold: CreditHold | None) -> tup
     if hold is None:
         return check, reasons
     until = f" until {hold.until.isoformat()}" if hold.until else ""
-    why = {"rule": HOLD_RULE, "family": "credit.check",
-           "message": f"停止赊销 credit hold since {hold.placed_on.isoformat()}{until} by {hold.placed_by}: {hold.reason}"}
+    why = {
+        "rule": HOLD_RULE,
+        "family": "credit.check",
+        "message": f"停止赊销 credit hold since {hold.placed_on.isoformat()}{until} by {hold.placed_by}: {hold.reason}",
+    }
     return dict(check, outcome="reject", conditions=[]), [why, *reasons]
 
 
@@ -54,13 +63,26 @@ def _reason(req: dict) -> str:
 
 
 def _record(ctx, s, customer_id, kind, actor, request_id, before, after, reason, outcome):
-    alert = {"severity": "critical", "customer_id": customer_id,
-             "message": f"credit hold {'lifted' if after is None else 'placed'}: {reason}"}
+    alert = {
+        "severity": "critical",
+        "customer_id": customer_id,
+        "message": f"credit hold {'lifted' if after is None else 'placed'}: {reason}",
+    }
     policy = ctx.registry.active(s)
     body = {"customer_id": customer_id, "before": before, "after": after, "reason": reason, "alerts": [alert]}
-    rec = trail.append(s, subject=customer_id, kind=kind, actor=actor, request_id=request_id, as_of=ctx.today(),
-                       facts=canonical({"before": before, "reason": reason}), policy_version=policy.version,
-                       result=canonical(body), outcome=outcome, created_at=ctx.clock())
+    rec = trail.append(
+        s,
+        subject=customer_id,
+        kind=kind,
+        actor=actor,
+        request_id=request_id,
+        as_of=ctx.today(),
+        facts=canonical({"before": before, "reason": reason}),
+        policy_version=policy.version,
+        result=canonical(body),
+        outcome=outcome,
+        created_at=ctx.clock(),
+    )
     log.warning("customer %s: %s (by %s)", customer_id, alert["message"], actor)
     return rec, alert
 
@@ -75,16 +97,25 @@ def place_hold(ctx, customer_id: str, req: dict, actor: str, request_id: str) ->
         lock_customer(s, customer_id)
         h = s.get(CreditHold, customer_id)
         before = hold_dict(h)
-        after = {"reason": reason, "placed_on": today.isoformat(), "until": until.isoformat() if until else None,
-                 "placed_by": actor}
+        after = {
+            "reason": reason,
+            "placed_on": today.isoformat(),
+            "until": until.isoformat() if until else None,
+            "placed_by": actor,
+        }
         rec, alert = _record(ctx, s, customer_id, "hold_set", actor, request_id, before, after, reason, "on_hold")
         if h is None:
             h = CreditHold(customer_id=customer_id)
             s.add(h)
         h.reason, h.placed_on, h.until, h.placed_by = reason, today, until, actor
         h.placed_at, h.decision_id = ctx.clock(), rec.id
-        return {"customer_id": customer_id, "hold": hold_dict(h), "before": before, "decision_id": rec.id,
-                "alerts": [alert]}
+        return {
+            "customer_id": customer_id,
+            "hold": hold_dict(h),
+            "before": before,
+            "decision_id": rec.id,
+            "alerts": [alert],
+        }
 
 
 def lift_hold(ctx, customer_id: str, req: dict, actor: str, request_id: str) -> dict:
@@ -107,6 +138,9 @@ def get_hold(ctx, customer_id: str) -> dict:
         lock = s.get(CreditHold, customer_id)
         today = ctx.today()
         # the hold it inherits from its group (api/service/groups.py), reported beside its own
-        return {"customer_id": customer_id, "hold": hold_dict(lock),
-                "in_force": lock is not None and hold_in_force(s, customer_id, today) is not None,
-                "group_hold": groups.member_hold(s, customer_id, today)}
+        return {
+            "customer_id": customer_id,
+            "hold": hold_dict(lock),
+            "in_force": lock is not None and hold_in_force(s, customer_id, today) is not None,
+            "group_hold": groups.member_hold(s, customer_id, today),
+        }

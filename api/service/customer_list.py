@@ -14,6 +14,7 @@ by GET /v1/customers and the console (api/reports/console.customers).
   the last row of a page (a keyset: the same cost at any depth, stable under filters). For sort=id the cursor
   is the last id (as before); otherwise an opaque token of (sort, value, id).
 """
+
 from __future__ import annotations
 
 import base64
@@ -30,11 +31,15 @@ from rules.money import minor_str
 from ..errors import invalid
 from ..store.tables import CreditHold, Customer, CustomerSegment, GroupHold, GroupMember
 
-SORTS = {"id": Customer.id, "name": Customer.name, "outstanding": Customer.last_outstanding_minor,
-         "stage": Customer.last_stage}
+SORTS = {
+    "id": Customer.id,
+    "name": Customer.name,
+    "outstanding": Customer.last_outstanding_minor,
+    "stage": Customer.last_stage,
+}
 FILTERS = ("bucket", "tier", "reputation", "stage", "segment", "collector", "hold")
 LIMIT_MAX = 200
-COUNT_CAP = 10_000            # a count stops here: a page never reads the whole book to say how many match
+COUNT_CAP = 10_000  # a count stops here: a page never reads the whole book to say how many match
 TRIGRAM = 3
 _MAX_CHAR = "\U0010ffff"
 _CLASSES = {"bucket": "aging_bucket", "tier": "amount_tier", "reputation": "reputation"}
@@ -97,8 +102,14 @@ def decode_cursor(sort: str, cursor: str) -> tuple:
         got = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (binascii.Error, ValueError, UnicodeDecodeError):
         raise ValueError(cursor) from None
-    if not (isinstance(got, list) and len(got) == 3 and got[0] == sort and isinstance(got[2], str)
-            and isinstance(got[1], str if sort == "name" else int) and not isinstance(got[1], bool)):
+    if not (
+        isinstance(got, list)
+        and len(got) == 3
+        and got[0] == sort
+        and isinstance(got[2], str)
+        and isinstance(got[1], str if sort == "name" else int)
+        and not isinstance(got[1], bool)
+    ):
         raise ValueError(cursor)
     return got[1], got[2]
 
@@ -107,9 +118,9 @@ def _like(text_: str) -> str:
     return "%" + text_.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-RARE = 2_000                  # SQLite: a term with at most this many trigram hits is looked up; more, scanned
-WINDOW = 2_000                # PostgreSQL: a search first reads this many rows in the list's order (below)
-COUNT_WALK = 3 * COUNT_CAP    # …and a term that filled its page from them is counted from this many rows
+RARE = 2_000  # SQLite: a term with at most this many trigram hits is looked up; more, scanned
+WINDOW = 2_000  # PostgreSQL: a search first reads this many rows in the list's order (below)
+COUNT_WALK = 3 * COUNT_CAP  # …and a term that filled its page from them is counted from this many rows
 PLANS = ("auto", "window", "direct")
 
 
@@ -118,15 +129,17 @@ def _uncased(q: str) -> bool:
     lower() of a name can then only match q where the name has q itself, so LIKE is the same match without
     lower-casing every name it reads (PostgreSQL; several times cheaper per row). Unassigned characters (a
     newer Unicode than Python's) count as cased."""
-    return all(unicodedata.category(ch) == "Lo" or (ch.isascii() and not ch.isalpha())
-               or unicodedata.category(ch)[0] in "PZ" for ch in q)
+    return all(
+        unicodedata.category(ch) == "Lo" or (ch.isascii() and not ch.isalpha()) or unicodedata.category(ch)[0] in "PZ"
+        for ch in q
+    )
 
 
 def _scan(q: str, dialect: str, c, indexed: bool):
     if dialect == "postgresql":
         if indexed and _uncased(q):
-            return c.name.like(_like(q), escape="\\")          # pg_trgm's GIN index serves LIKE too
-        return c.name.ilike(_like(q), escape="\\")             # pg_trgm's GIN index serves it (3+ characters)
+            return c.name.like(_like(q), escape="\\")  # pg_trgm's GIN index serves LIKE too
+        return c.name.ilike(_like(q), escape="\\")  # pg_trgm's GIN index serves it (3+ characters)
     if not any(ch.isascii() and ch.isalpha() for ch in q):
         # no letter LIKE would fold: instr() is the same match, a plain substring search several times cheaper
         return func.instr(c.name, q) > 0
@@ -140,9 +153,15 @@ def name_matches(s, q: str, dialect: str, indexed: bool = True, c=Customer):
         return scan
     # the trigram table's hits in rowid order, stopped after RARE: a rare term's few candidates (re-checked by
     # the scan's predicate) are looked up by rowid; a common one is a scan that fills a page after a few rows
-    phrase = '"' + q.replace('"', '""') + '"'          # one FTS5 string: the substring, no query syntax
-    hits = s.execute(text("SELECT rowid FROM customer_search WHERE customer_search MATCH :p LIMIT :n"),
-                     {"p": phrase, "n": RARE + 1}).scalars().all()
+    phrase = '"' + q.replace('"', '""') + '"'  # one FTS5 string: the substring, no query syntax
+    hits = (
+        s.execute(
+            text("SELECT rowid FROM customer_search WHERE customer_search MATCH :p LIMIT :n"),
+            {"p": phrase, "n": RARE + 1},
+        )
+        .scalars()
+        .all()
+    )
     if len(hits) > RARE:
         return scan
     return and_(literal_column("customers.rowid").in_(hits), scan)
@@ -156,14 +175,19 @@ def matches(s, q: str, dialect: str, indexed: bool = True, c=Customer):
 def _filters(f: dict, today: dt.date) -> list:
     """Every filter but the search."""
     conds = []
-    for key, col in (("bucket", Customer.last_bucket), ("tier", Customer.last_tier),
-                     ("reputation", Customer.last_reputation), ("stage", Customer.last_stage),
-                     ("collector", Customer.collector)):
+    for key, col in (
+        ("bucket", Customer.last_bucket),
+        ("tier", Customer.last_tier),
+        ("reputation", Customer.last_reputation),
+        ("stage", Customer.last_stage),
+        ("collector", Customer.collector),
+    ):
         if f.get(key) is not None:
             conds.append(col == f[key])
     if f.get("segment"):
-        conds.append(Customer.id.in_(select(CustomerSegment.customer_id)
-                                     .where(CustomerSegment.segment == f["segment"])))
+        conds.append(
+            Customer.id.in_(select(CustomerSegment.customer_id).where(CustomerSegment.segment == f["segment"]))
+        )
     if f.get("hold"):
         held, group_held = _held(today)
         on = or_(Customer.id.in_(held), Customer.id.in_(group_held))
@@ -180,10 +204,14 @@ def _filtered(s, f: dict, dialect: str, today: dt.date, indexed: bool):
 
 def _held(today: dt.date):
     """(customers on a credit hold in force today, members of a group whose hold is in force today): selects."""
-    own = select(CreditHold.customer_id).where(CreditHold.placed_on <= today,
-                                               or_(CreditHold.until.is_(None), CreditHold.until >= today))
-    group = (select(GroupMember.customer_id).join(GroupHold, GroupHold.group_id == GroupMember.group_id)
-             .where(GroupHold.placed_on <= today, or_(GroupHold.until.is_(None), GroupHold.until >= today)))
+    own = select(CreditHold.customer_id).where(
+        CreditHold.placed_on <= today, or_(CreditHold.until.is_(None), CreditHold.until >= today)
+    )
+    group = (
+        select(GroupMember.customer_id)
+        .join(GroupHold, GroupHold.group_id == GroupMember.group_id)
+        .where(GroupHold.placed_on <= today, or_(GroupHold.until.is_(None), GroupHold.until >= today))
+    )
     return own, group
 
 
@@ -216,8 +244,12 @@ def _window_page(s, q: str, dialect: str, indexed: bool, base: list, sort: str, 
     inner = select(Customer, rn).where(*base).order_by(*_order(Customer, sort, desc)).limit(WINDOW).subquery()
     w = aliased(Customer, inner)
     hit = matches(s, q, dialect, indexed, w)
-    got = s.execute(select(w, inner.c.rn, hit.label("hit"), name_matches(s, q, dialect, indexed, w).label("named"))
-                    .where(or_(hit, inner.c.rn == WINDOW)).order_by(*_order(w, sort, desc)).limit(n + 1)).all()
+    got = s.execute(
+        select(w, inner.c.rn, hit.label("hit"), name_matches(s, q, dialect, indexed, w).label("named"))
+        .where(or_(hit, inner.c.rn == WINDOW))
+        .order_by(*_order(w, sort, desc))
+        .limit(n + 1)
+    ).all()
     hits = [row for row in got if row.hit][:n]
     if len(hits) < n and any(row.rn == WINDOW for row in got):
         return None, 0
@@ -238,8 +270,7 @@ def _count_walk(s, f: dict, dialect: str, today: dt.date, indexed: bool) -> int 
     return hits if hits > COUNT_CAP or seen < COUNT_WALK else None
 
 
-def search(ctx, f: dict, *, limit: int = 50, count: bool = False, indexed: bool = True,
-           plan: str = "auto") -> dict:
+def search(ctx, f: dict, *, limit: int = 50, count: bool = False, indexed: bool = True, plan: str = "auto") -> dict:
     """One page of customers matching the validated filters `f` (validate()): {rows, next_cursor[, total,
     total_capped]}. Each row: the Customer and whether a hold is in force. `plan` (the same rows whichever):
     "auto" = a search on PostgreSQL reads a window of the list's order first (_window_page), else one query;
@@ -260,8 +291,11 @@ def search(ctx, f: dict, *, limit: int = 50, count: bool = False, indexed: bool 
             dense = rows is not None and len(rows) > limit and 2 * named > len(rows)
         if rows is None:
             conds = _filtered(s, f, dialect, today, indexed) + _after(sort, desc, after)
-            rows = s.execute(select(Customer).where(*conds).order_by(*_order(Customer, sort, desc))
-                             .limit(limit + 1)).scalars().all()
+            rows = (
+                s.execute(select(Customer).where(*conds).order_by(*_order(Customer, sort, desc)).limit(limit + 1))
+                .scalars()
+                .all()
+            )
         page, more = rows[:limit], len(rows) > limit
         held = set()
         if page:
@@ -275,7 +309,7 @@ def search(ctx, f: dict, *, limit: int = 50, count: bool = False, indexed: bool 
             out["next_cursor"] = encode_cursor(sort, getattr(last, col.key), last.id)
         if count:
             if after is None and not more:
-                total = len(page)                   # the first page is the last: it saw every match
+                total = len(page)  # the first page is the last: it saw every match
             elif dense and (walked := _count_walk(s, f, dialect, today, indexed)) is not None:
                 total = walked
             else:
@@ -294,7 +328,16 @@ def summary_dict(c: Customer, held: bool, exponent: int) -> dict:
     """The last recorded decision's classification as the list shows it (None before the first decision)."""
     if c.last_as_of is None:
         return {"last_decision": None, "on_hold": held}
-    return {"on_hold": held, "last_decision": {
-        "as_of": c.last_as_of.isoformat(), "aging_bucket": c.last_bucket, "amount_tier": c.last_tier,
-        "reputation": c.last_reputation, "stage": c.last_stage, "segments": list(c.last_segments or []),
-        "outstanding": minor_str(c.last_outstanding_minor or 0, exponent), "credit_score": c.last_score}}
+    return {
+        "on_hold": held,
+        "last_decision": {
+            "as_of": c.last_as_of.isoformat(),
+            "aging_bucket": c.last_bucket,
+            "amount_tier": c.last_tier,
+            "reputation": c.last_reputation,
+            "stage": c.last_stage,
+            "segments": list(c.last_segments or []),
+            "outstanding": minor_str(c.last_outstanding_minor or 0, exponent),
+            "credit_score": c.last_score,
+        },
+    }

@@ -1,4 +1,5 @@
 """The trail as readers see it: list and read decisions, replay one, verify the chains."""
+
 from __future__ import annotations
 
 import base64
@@ -22,22 +23,28 @@ from ..store.policy_store import with_retry
 from ..store.tables import DecisionRecord
 
 log = logging.getLogger("creditctl.trail")
-_DECISION_ID = re.compile(r"[0-9a-f]{1,64}")                 # trail.append: uuid4().hex
+_DECISION_ID = re.compile(r"[0-9a-f]{1,64}")  # trail.append: uuid4().hex
 # kinds that record a run over the book, not one case: nothing to re-evaluate
 _NOT_REPLAYABLE = {
     "simulation": "a simulation is not replayed: simulate the candidate again",
     "interest_accrual": "an interest accrual run is not replayed: its rows are in GET /v1/reports/interest-accruals",
-    **{f"referral_{step}": "a step on a referral is a person's (or the expiry's) act, not an evaluation: its "
-       "facts and reason are the record" for step in ("release", "reject", "expire")},
-    **{kind: "placing or lifting a credit hold is a controller's act, not an evaluation: the record holds it"
-       for kind in ("hold_set", "hold_lift", "group_hold_set", "group_hold_lift")},
+    **{
+        f"referral_{step}": "a step on a referral is a person's (or the expiry's) act, not an evaluation: its "
+        "facts and reason are the record"
+        for step in ("release", "reject", "expire")
+    },
+    **{
+        kind: "placing or lifting a credit hold is a controller's act, not an evaluation: the record holds it"
+        for kind in ("hold_set", "hold_lift", "group_hold_set", "group_hold_lift")
+    },
     "collection_record": "a collection record (催收记录) is evidence of a contact, not an evaluation: the record "
-                         "holds it",
+    "holds it",
 }
 
 
-def list_decisions(ctx, *, customer=None, kind=None, outcome=None, since=None, until=None, actor=None,
-                   cursor=None, limit=100) -> tuple[list[DecisionRecord], str | None]:
+def list_decisions(
+    ctx, *, customer=None, kind=None, outcome=None, since=None, until=None, actor=None, cursor=None, limit=100
+) -> tuple[list[DecisionRecord], str | None]:
     with ctx.read_tx() as s:
         q = select(DecisionRecord)
         if customer:
@@ -54,8 +61,10 @@ def list_decisions(ctx, *, customer=None, kind=None, outcome=None, since=None, u
             q = q.where(DecisionRecord.actor == actor)
         if cursor:
             created, rid = _decode_cursor(cursor)
-            q = q.where((DecisionRecord.created_at > created) |
-                        ((DecisionRecord.created_at == created) & (DecisionRecord.id > rid)))
+            q = q.where(
+                (DecisionRecord.created_at > created)
+                | ((DecisionRecord.created_at == created) & (DecisionRecord.id > rid))
+            )
         rows = s.execute(q.order_by(DecisionRecord.created_at, DecisionRecord.id).limit(limit + 1)).scalars().all()
         more = len(rows) > limit
         rows = rows[:limit]
@@ -73,10 +82,21 @@ def get_decision(ctx, decision_id: str) -> DecisionRecord:
 
 def decision_view(rec: DecisionRecord, include_facts: bool = False, decision: dict | None = None) -> dict:
     """A record as readers see it; `decision`: its result rendered (decision_views), else the result as stored."""
-    out = {"id": rec.id, "kind": rec.kind, "subject": rec.subject, "seq": rec.seq, "actor": rec.actor,
-           "request_id": rec.request_id, "as_of": rec.as_of.isoformat(), "policy_version": rec.policy_version,
-           "outcome": rec.outcome, "created_at": rec.created_at.isoformat() + "Z", "hash": rec.hash,
-           "prev_hash": rec.prev_hash, "decision": json.loads(rec.result) if decision is None else decision}
+    out = {
+        "id": rec.id,
+        "kind": rec.kind,
+        "subject": rec.subject,
+        "seq": rec.seq,
+        "actor": rec.actor,
+        "request_id": rec.request_id,
+        "as_of": rec.as_of.isoformat(),
+        "policy_version": rec.policy_version,
+        "outcome": rec.outcome,
+        "created_at": rec.created_at.isoformat() + "Z",
+        "hash": rec.hash,
+        "prev_hash": rec.prev_hash,
+        "decision": json.loads(rec.result) if decision is None else decision,
+    }
     if include_facts:
         out["facts"] = json.loads(rec.facts)
     return out
@@ -123,8 +143,9 @@ def replay(ctx, decision_id: str) -> dict:
         try:
             facts = json.loads(rec.facts, parse_float=Decimal)
             as_of = dt.date.fromisoformat(facts["as_of"])
-            decision = with_retry(lambda: evaluate(ctx.registry.get(s, rec.policy_version), facts["case"], as_of,
-                                                   order=facts["order"]))
+            decision = with_retry(
+                lambda: evaluate(ctx.registry.get(s, rec.policy_version), facts["case"], as_of, order=facts["order"])
+            )
         except (ValueError, KeyError, TypeError, InputInvalid, DomainError) as exc:
             if not problem:
                 raise
@@ -161,16 +182,26 @@ def field_diff(recorded, replayed, path: str = "", out: list | None = None) -> l
         for k in sorted(set(recorded) | set(replayed)):
             sub = f"{path}.{k}" if path else str(k)
             if k not in recorded or k not in replayed:
-                out.append({"path": sub, **({"recorded": recorded[k]} if k in recorded else {}),
-                            **({"replayed": replayed[k]} if k in replayed else {})})
+                out.append(
+                    {
+                        "path": sub,
+                        **({"recorded": recorded[k]} if k in recorded else {}),
+                        **({"replayed": replayed[k]} if k in replayed else {}),
+                    }
+                )
             else:
                 field_diff(recorded[k], replayed[k], sub, out)
     elif isinstance(recorded, list) and isinstance(replayed, list):
         for i in range(max(len(recorded), len(replayed))):
             sub = f"{path}[{i}]"
             if i >= len(recorded) or i >= len(replayed):
-                out.append({"path": sub, **({"recorded": recorded[i]} if i < len(recorded) else {}),
-                            **({"replayed": replayed[i]} if i < len(replayed) else {})})
+                out.append(
+                    {
+                        "path": sub,
+                        **({"recorded": recorded[i]} if i < len(recorded) else {}),
+                        **({"replayed": replayed[i]} if i < len(replayed) else {}),
+                    }
+                )
             else:
                 field_diff(recorded[i], replayed[i], sub, out)
     elif recorded != replayed or type(recorded) is not type(replayed):
@@ -179,7 +210,7 @@ def field_diff(recorded, replayed, path: str = "", out: list | None = None) -> l
 
 
 def verify(ctx) -> dict:
-    return audit.verify(ctx)            # the chains and the signed checkpoints
+    return audit.verify(ctx)  # the chains and the signed checkpoints
 
 
 def _encode_cursor(rec: DecisionRecord) -> str:

@@ -1,5 +1,6 @@
 """The document an action sends to the customer (reminder, written demand, lawyer's letter), built
 from the ledger as of the action's due day and rendered from the templates beside the policy."""
+
 from __future__ import annotations
 
 from sqlalchemy import select
@@ -20,8 +21,13 @@ FORMATS = ("html", "txt", "pdf")
 
 
 def _contact(s, customer_id: str, channel: str) -> DocumentContact | None:
-    rows = s.execute(select(Contact).where(Contact.customer_id == customer_id)
-                     .order_by(Contact.is_primary.desc(), Contact.id)).scalars().all()
+    rows = (
+        s.execute(
+            select(Contact).where(Contact.customer_id == customer_id).order_by(Contact.is_primary.desc(), Contact.id)
+        )
+        .scalars()
+        .all()
+    )
     best = next((c for c in rows if c.preferred_channel == channel), rows[0] if rows else None)
     if best is None:
         return None
@@ -43,8 +49,16 @@ def action_document(ctx, action_id: int, fmt: str, settings: dict, templates: st
     return "text/plain; charset=utf-8", f"{rendered.subject}\n\n{rendered.text}"
 
 
-def render_action(ctx, action_id: int, settings: dict, templates: str, locale: str | None = None, *,
-                  pdf: bool = False, contact: DocumentContact | None = None):
+def render_action(
+    ctx,
+    action_id: int,
+    settings: dict,
+    templates: str,
+    locale: str | None = None,
+    *,
+    pdf: bool = False,
+    contact: DocumentContact | None = None,
+):
     """The action's RenderedDocument (raises DocumentError), addressed to `contact` (default: the customer's
     contact for the action's channel, the primary one first)."""
     if not 0 < action_id <= MAX_ACTION_ID:
@@ -61,6 +75,14 @@ def render_action(ctx, action_id: int, settings: dict, templates: str, locale: s
             contact = _contact(s, customer.id, action.channel)
     interest = {c.invoice_id: c.interest + c.fee for c in interest_due(policy.interest, facts.invoices)}
     doc_settings = DocumentSettings.from_mapping(settings)
-    context = build_context(action, customer, facts.invoices, settings=doc_settings, as_of=action.due_on,
-                            currency=policy.currency, contact=contact, interest_minor=interest)
+    context = build_context(
+        action,
+        customer,
+        facts.invoices,
+        settings=doc_settings,
+        as_of=action.due_on,
+        currency=policy.currency,
+        contact=contact,
+        interest_minor=interest,
+    )
     return DocumentRenderer(templates, doc_settings.default_locale).render(context, locale, pdf=pdf)

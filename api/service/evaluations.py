@@ -1,4 +1,5 @@
 """Evaluate a stored customer (recorded, with its actions) or a case sent whole (stateless)."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -36,18 +37,29 @@ def evaluate_stateless(ctx, body: dict, actor, request_id, locale="en") -> dict:
     try:
         check_dates(CaseSchema().load(body))
     except ValidationError:
-        pass                                 # evaluate() reports every problem of the case
+        pass  # evaluate() reports every problem of the case
     with ctx.tx() as s:
+
         def run():
             policy = ctx.registry.active(s, as_of)
             return policy, evaluate(policy, body, as_of, order=order)
+
         try:
             policy, decision = with_retry(run)
         except EngineFailure as exc:
             raise engine_failed(exc) from None
         subject = f"stateless:{body['customer']['id']}"
-        rec = trail.append(s, subject=subject, kind="evaluate_stateless", actor=actor, request_id=request_id,
-                           as_of=as_of, facts=canonical({"case": body, "as_of": as_of, "order": order}),
-                           policy_version=policy.version, result=decision.stored, outcome=decision.outcome,
-                           created_at=ctx.clock())
+        rec = trail.append(
+            s,
+            subject=subject,
+            kind="evaluate_stateless",
+            actor=actor,
+            request_id=request_id,
+            as_of=as_of,
+            facts=canonical({"case": body, "as_of": as_of, "order": order}),
+            policy_version=policy.version,
+            result=decision.stored,
+            outcome=decision.outcome,
+            created_at=ctx.clock(),
+        )
         return {"decision_id": rec.id, "decision": decision.render(locale)}

@@ -5,6 +5,7 @@ the authority level the amount above the policy's limit needs under the active p
 stored and activated. Either way the requester can't decide it (E_SAME_PERSON), and a rejection changes
 nothing but the approval and the trail.
 """
+
 from __future__ import annotations
 
 from rules.money import to_minor
@@ -22,7 +23,7 @@ def decide(ctx, approval_id: str, req: dict, key, request_id: str, approve: bool
         if found is None:
             raise not_found("approval", approval_id)
         if found.kind == "limit_grant":
-            lock_customer(s, found.subject)          # the customer's lock before the approval's, as a grant takes
+            lock_customer(s, found.subject)  # the customer's lock before the approval's, as a grant takes
         a = approvals.locked_pending(s, approval_id)
         what = "this limit grant" if a.kind == "limit_grant" else "this policy version"
         approvals.refuse_same_person(s, key, a.requested_by, a.requested_person, what)
@@ -38,19 +39,44 @@ def _grant(ctx, s, a: Approval, key, reason: str, request_id: str, approve: bool
     policy = ctx.registry.active(s)
     level = grants.needed_level(policy, to_minor(grant["above_policy"], policy.exponent))
     if approve and not grants.holds_level(policy, key, level):
-        raise DomainError("E_GRANT_AUTHORITY",
-                          f"approving this grant ({grant['above_policy']} above the policy's limit) needs authority "
-                          f"level '{level.name}' or higher; key '{key.name}' holds "
-                          f"{repr(key.authority) if key.authority else 'no level'}",
-                          {"authority": [f"needs '{level.name}'"]})
+        raise DomainError(
+            "E_GRANT_AUTHORITY",
+            f"approving this grant ({grant['above_policy']} above the policy's limit) needs authority "
+            f"level '{level.name}' or higher; key '{key.name}' holds "
+            f"{repr(key.authority) if key.authority else 'no level'}",
+            {"authority": [f"needs '{level.name}'"]},
+        )
     if approve:
-        out = grants.apply(ctx, s, a.subject, grant, actor=key.name, person=a.requested_person,
-                           authority=key.authority, request_id=request_id, approved_by=key.name,
-                           approval_id=a.id, granted_by=a.requested_by)
+        out = grants.apply(
+            ctx,
+            s,
+            a.subject,
+            grant,
+            actor=key.name,
+            person=a.requested_person,
+            authority=key.authority,
+            request_id=request_id,
+            approved_by=key.name,
+            approval_id=a.id,
+            granted_by=a.requested_by,
+        )
         approvals.close(ctx, a, "approved", key, reason, out["decision_id"])
         return out
-    rec = grants.record(ctx, s, a.subject, "limit_grant_reject", "rejected", key.name, request_id,
-                        {"approval_id": a.id, "reason": reason, "person": approvals.person_of(key),
-                         "requested_by": a.requested_by, "change": {k: grant[k] for k in ("limit", "until")}})
+    rec = grants.record(
+        ctx,
+        s,
+        a.subject,
+        "limit_grant_reject",
+        "rejected",
+        key.name,
+        request_id,
+        {
+            "approval_id": a.id,
+            "reason": reason,
+            "person": approvals.person_of(key),
+            "requested_by": a.requested_by,
+            "change": {k: grant[k] for k in ("limit", "until")},
+        },
+    )
     approvals.close(ctx, a, "rejected", key, reason, rec.id)
     return {"customer_id": a.subject, "status": "rejected", "decision_id": rec.id}

@@ -12,6 +12,7 @@ A key below it is refused (E_GRANT_AUTHORITY), or with `refer: true` the grant w
 a second, different person. Granting, revoking, requesting and approving are each a record in the customer's
 chain with before/after, actor, person and reason. A grant below the policy's limit needs no level.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -32,10 +33,18 @@ from .validation import canonical, money_minor
 def grant_dict(g: LimitGrant | None, exp: int = 2) -> dict | None:
     if g is None:
         return None
-    return {"limit": minor_str(g.limit_minor, exp), "policy_limit_at_grant": minor_str(g.policy_limit_minor, exp),
-            "until": g.until.isoformat() if g.until else None, "reason": g.reason, "granted_by": g.granted_by,
-            "person": g.person, "authority": g.authority, "approved_by": g.approved_by,
-            "granted_at": g.granted_at.isoformat(), "decision_id": g.decision_id}
+    return {
+        "limit": minor_str(g.limit_minor, exp),
+        "policy_limit_at_grant": minor_str(g.policy_limit_minor, exp),
+        "until": g.until.isoformat() if g.until else None,
+        "reason": g.reason,
+        "granted_by": g.granted_by,
+        "person": g.person,
+        "authority": g.authority,
+        "approved_by": g.approved_by,
+        "granted_at": g.granted_at.isoformat(),
+        "decision_id": g.decision_id,
+    }
 
 
 def policy_limit(ctx, s, c: Customer, policy, as_of: dt.date) -> int:
@@ -72,10 +81,19 @@ def holds_level(policy, key, level) -> bool:
 
 def record(ctx, s, customer_id, kind, outcome, actor, request_id, body: dict):
     policy = ctx.registry.active(s)
-    return trail.append(s, subject=customer_id, kind=kind, actor=actor, request_id=request_id, as_of=ctx.today(),
-                        facts=canonical({"customer_id": customer_id, **body}), policy_version=policy.version,
-                        result=canonical({"customer_id": customer_id, **body}), outcome=outcome,
-                        created_at=ctx.clock())
+    return trail.append(
+        s,
+        subject=customer_id,
+        kind=kind,
+        actor=actor,
+        request_id=request_id,
+        as_of=ctx.today(),
+        facts=canonical({"customer_id": customer_id, **body}),
+        policy_version=policy.version,
+        result=canonical({"customer_id": customer_id, **body}),
+        outcome=outcome,
+        created_at=ctx.clock(),
+    )
 
 
 def prepare(ctx, s, customer_id: str, req: dict) -> dict:
@@ -91,24 +109,49 @@ def prepare(ctx, s, customer_id: str, req: dict) -> dict:
     limit = money_minor(req["limit"], exp, "limit")
     figure = policy_limit(ctx, s, c, policy, today)
     level = needed_level(policy, limit - figure)
-    return {"limit": minor_str(limit, exp), "limit_minor": limit, "policy_limit": minor_str(figure, exp),
-            "above_policy": minor_str(max(0, limit - figure), exp), "until": until.isoformat() if until else None,
-            "reason": reason, "authority_needed": level.name if level else None,
-            "four_eyes": policy.authority.four_eyes_above is not None
-            and limit - figure > policy.authority.four_eyes_above}
+    return {
+        "limit": minor_str(limit, exp),
+        "limit_minor": limit,
+        "policy_limit": minor_str(figure, exp),
+        "above_policy": minor_str(max(0, limit - figure), exp),
+        "until": until.isoformat() if until else None,
+        "reason": reason,
+        "authority_needed": level.name if level else None,
+        "four_eyes": policy.authority.four_eyes_above is not None and limit - figure > policy.authority.four_eyes_above,
+    }
 
 
-def apply(ctx, s, customer_id: str, grant: dict, *, actor, person, authority, request_id, approved_by=None,
-          approval_id=None, granted_by=None) -> dict:
+def apply(
+    ctx,
+    s,
+    customer_id: str,
+    grant: dict,
+    *,
+    actor,
+    person,
+    authority,
+    request_id,
+    approved_by=None,
+    approval_id=None,
+    granted_by=None,
+) -> dict:
     """Write the grant (replacing any) and its trail record by `actor` (the approver, when approved); the caller
     holds the customer's lock. granted_by: who asked (default the actor)."""
     exp = ctx.registry.active(s).exponent
     g = s.get(LimitGrant, customer_id)
     before = grant_dict(g, exp)
-    body = {"before": before, "after": {k: grant[k] for k in ("limit", "until", "reason")},
-            "policy_limit": grant["policy_limit"], "above_policy": grant["above_policy"],
-            "authority_needed": grant["authority_needed"], "person": person, "authority": authority,
-            "approved_by": approved_by, "approval_id": approval_id, "reason": grant["reason"]}
+    body = {
+        "before": before,
+        "after": {k: grant[k] for k in ("limit", "until", "reason")},
+        "policy_limit": grant["policy_limit"],
+        "above_policy": grant["above_policy"],
+        "authority_needed": grant["authority_needed"],
+        "person": person,
+        "authority": authority,
+        "approved_by": approved_by,
+        "approval_id": approval_id,
+        "reason": grant["reason"],
+    }
     rec = record(ctx, s, customer_id, "limit_grant", "granted", actor, request_id, body)
     if g is None:
         g = LimitGrant(customer_id=customer_id)
@@ -117,8 +160,14 @@ def apply(ctx, s, customer_id: str, grant: dict, *, actor, person, authority, re
     g.until = dt.date.fromisoformat(grant["until"]) if grant["until"] else None
     g.reason, g.granted_by, g.person, g.authority = grant["reason"], granted_by or actor, person, authority
     g.approved_by, g.granted_at, g.decision_id = approved_by, ctx.clock(), rec.id
-    return {"customer_id": customer_id, "status": "granted", "grant": grant_dict(g, exp), "before": before,
-            "policy_limit": grant["policy_limit"], "decision_id": rec.id}
+    return {
+        "customer_id": customer_id,
+        "status": "granted",
+        "grant": grant_dict(g, exp),
+        "before": before,
+        "policy_limit": grant["policy_limit"],
+        "decision_id": rec.id,
+    }
 
 
 def grant_limit(ctx, customer_id: str, req: dict, key, request_id: str) -> tuple[dict, bool]:
@@ -135,14 +184,41 @@ def grant_limit(ctx, customer_id: str, req: dict, key, request_id: str) -> tuple
                     f"{grant['above_policy']} above the policy's limit {grant['policy_limit']}: it needs authority "
                     f"level '{level.name}' or higher; key '{key.name}' holds "
                     f"{repr(key.authority) if key.authority else 'no level'} (send refer: true to ask that level)",
-                    {"limit": [f"needs '{level.name}'"]})
-            return approvals.request(ctx, s, "limit_grant", customer_id, grant, key, request_id,
-                                     why="authority", record_kind="limit_grant_request"), False
+                    {"limit": [f"needs '{level.name}'"]},
+                )
+            return approvals.request(
+                ctx,
+                s,
+                "limit_grant",
+                customer_id,
+                grant,
+                key,
+                request_id,
+                why="authority",
+                record_kind="limit_grant_request",
+            ), False
         if grant["four_eyes"]:
-            return approvals.request(ctx, s, "limit_grant", customer_id, grant, key, request_id,
-                                     why="four_eyes", record_kind="limit_grant_request"), False
-        return apply(ctx, s, customer_id, grant, actor=key.name, person=person_of(key), authority=key.authority,
-                     request_id=request_id), True
+            return approvals.request(
+                ctx,
+                s,
+                "limit_grant",
+                customer_id,
+                grant,
+                key,
+                request_id,
+                why="four_eyes",
+                record_kind="limit_grant_request",
+            ), False
+        return apply(
+            ctx,
+            s,
+            customer_id,
+            grant,
+            actor=key.name,
+            person=person_of(key),
+            authority=key.authority,
+            request_id=request_id,
+        ), True
 
 
 def revoke_grant(ctx, customer_id: str, req: dict, key, request_id: str) -> dict:
@@ -155,11 +231,18 @@ def revoke_grant(ctx, customer_id: str, req: dict, key, request_id: str) -> dict
             raise conflict(f"customer '{customer_id}' has no granted limit", "E_NO_GRANT")
         exp = ctx.registry.active(s).exponent
         before = grant_dict(g, exp)
-        rec = record(ctx, s, customer_id, "limit_grant_revoke", "revoked", key.name, request_id,
-                     {"before": before, "after": None, "reason": reason, "person": person_of(key)})
+        rec = record(
+            ctx,
+            s,
+            customer_id,
+            "limit_grant_revoke",
+            "revoked",
+            key.name,
+            request_id,
+            {"before": before, "after": None, "reason": reason, "person": person_of(key)},
+        )
         s.delete(g)
-        return {"customer_id": customer_id, "status": "revoked", "grant": None, "before": before,
-                "decision_id": rec.id}
+        return {"customer_id": customer_id, "status": "revoked", "grant": None, "before": before, "decision_id": rec.id}
 
 
 def get_grant(ctx, customer_id: str) -> dict:
@@ -169,5 +252,8 @@ def get_grant(ctx, customer_id: str) -> dict:
         g = s.get(LimitGrant, customer_id)
         today = ctx.today()
         exp = ctx.registry.active(s).exponent
-        return {"customer_id": customer_id, "grant": grant_dict(g, exp),
-                "in_force": g is not None and (g.until is None or today <= g.until)}
+        return {
+            "customer_id": customer_id,
+            "grant": grant_dict(g, exp),
+            "in_force": g is not None and (g.until is None or today <= g.until),
+        }

@@ -20,6 +20,7 @@ member's decisions is in the member's own chain); the join or leave record names
 leaves; and each check it rejects keeps the hold in its facts (`group_hold`) beside the case, so the record says
 why its outcome is `reject` while its result stays the engine's decision (a replay is identical).
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -52,14 +53,30 @@ def _reason(req: dict) -> str:
 def group_dict(g: CustomerGroup | None, exp: int = 2) -> dict | None:
     if g is None:
         return None
-    return {"id": g.id, "name": g.name, "limit": minor_str(g.limit_minor, exp), "updated_by": g.updated_by,
-            "updated_at": g.updated_at.isoformat(), "decision_id": g.decision_id}
+    return {
+        "id": g.id,
+        "name": g.name,
+        "limit": minor_str(g.limit_minor, exp),
+        "updated_by": g.updated_by,
+        "updated_at": g.updated_at.isoformat(),
+        "decision_id": g.decision_id,
+    }
 
 
 def _record(ctx, s, subject, kind, outcome, actor, request_id, body):
-    return trail.append(s, subject=subject, kind=kind, actor=actor, request_id=request_id, as_of=ctx.today(),
-                        facts=canonical(body), policy_version=ctx.registry.active(s).version,
-                        result=canonical(body), outcome=outcome, created_at=ctx.clock())
+    return trail.append(
+        s,
+        subject=subject,
+        kind=kind,
+        actor=actor,
+        request_id=request_id,
+        as_of=ctx.today(),
+        facts=canonical(body),
+        policy_version=ctx.registry.active(s).version,
+        result=canonical(body),
+        outcome=outcome,
+        created_at=ctx.clock(),
+    )
 
 
 def lock_group_of(s, customer_id: str) -> CustomerGroup | None:
@@ -70,10 +87,13 @@ def lock_group_of(s, customer_id: str) -> CustomerGroup | None:
     return s.execute(select(CustomerGroup).where(CustomerGroup.id == group_id).with_for_update()).scalar_one()
 
 
-_LOCK_GROUP_ID_OF = (select(CustomerGroup.id)
-                     .where(CustomerGroup.id.in_(select(GroupMember.group_id)
-                                                 .where(GroupMember.customer_id == bindparam("customer_id"))))
-                     .with_for_update())        # built once; FOR UPDATE locks customer_groups' row only
+_LOCK_GROUP_ID_OF = (
+    select(CustomerGroup.id)
+    .where(
+        CustomerGroup.id.in_(select(GroupMember.group_id).where(GroupMember.customer_id == bindparam("customer_id")))
+    )
+    .with_for_update()
+)  # built once; FOR UPDATE locks customer_groups' row only
 
 
 def lock_group_id_of(s, customer_id: str) -> str | None:
@@ -82,8 +102,11 @@ def lock_group_id_of(s, customer_id: str) -> str | None:
 
 
 def members(s, group_id: str) -> list[str]:
-    return list(s.execute(select(GroupMember.customer_id).where(GroupMember.group_id == group_id)
-                          .order_by(GroupMember.customer_id)).scalars())
+    return list(
+        s.execute(
+            select(GroupMember.customer_id).where(GroupMember.group_id == group_id).order_by(GroupMember.customer_id)
+        ).scalars()
+    )
 
 
 def exposure(ctx, s, policy, group_id: str, as_of: dt.date, exclude: str | None = None) -> int:
@@ -125,17 +148,30 @@ class GroupTest:
         g, exp = self.group, self.exp
         after = self.after(data)
         own = to_minor(data["credit"]["exposure"], exp)
-        view = {"id": g.id, "name": g.name, "limit": minor_str(g.limit_minor, exp),
-                "exposure": minor_str(self.others + own, exp), "exposure_after_order": minor_str(after, exp),
-                "available": minor_str(max(0, g.limit_minor - self.others - own), exp)}
-        figures = (f"集团 group {g.id} ({g.name}): exposure {minor_display(self.others + own, exp)} + order "
-                   f"{data['credit']['check']['order_amount']} = {minor_display(after, exp)}")
+        view = {
+            "id": g.id,
+            "name": g.name,
+            "limit": minor_str(g.limit_minor, exp),
+            "exposure": minor_str(self.others + own, exp),
+            "exposure_after_order": minor_str(after, exp),
+            "available": minor_str(max(0, g.limit_minor - self.others - own), exp),
+        }
+        figures = (
+            f"集团 group {g.id} ({g.name}): exposure {minor_display(self.others + own, exp)} + order "
+            f"{data['credit']['check']['order_amount']} = {minor_display(after, exp)}"
+        )
         if after > g.limit_minor:
-            why = {"rule": GROUP_LIMIT_RULE, "family": "credit.check",
-                   "message": f"{figures} > group limit {minor_display(g.limit_minor, exp)}"}
+            why = {
+                "rule": GROUP_LIMIT_RULE,
+                "family": "credit.check",
+                "message": f"{figures} > group limit {minor_display(g.limit_minor, exp)}",
+            }
             return dict(check, outcome="reject", conditions=[]), [why, *reasons], view
-        why = {"rule": GROUP_RULE, "family": "credit.check",
-               "message": f"{figures} ≤ group limit {minor_display(g.limit_minor, exp)}"}
+        why = {
+            "rule": GROUP_RULE,
+            "family": "credit.check",
+            "message": f"{figures} ≤ group limit {minor_display(g.limit_minor, exp)}",
+        }
         return check, [*reasons, why], view
 
 
@@ -150,8 +186,16 @@ def put_group(ctx, group_id: str, req: dict, key, request_id: str) -> dict:
         g = s.execute(select(CustomerGroup).where(CustomerGroup.id == group_id).with_for_update()).scalar_one_or_none()
         before = group_dict(g, policy.exponent)
         after = {"id": group_id, "name": name, "limit": minor_str(limit, policy.exponent)}
-        rec = _record(ctx, s, f"group:{group_id}", "group_set", "set", key.name, request_id,
-                      {"before": before, "after": after, "reason": reason, "person": key.person or key.name})
+        rec = _record(
+            ctx,
+            s,
+            f"group:{group_id}",
+            "group_set",
+            "set",
+            key.name,
+            request_id,
+            {"before": before, "after": after, "reason": reason, "person": key.person or key.name},
+        )
         if g is None:
             g = CustomerGroup(id=group_id)
             s.add(g)
@@ -164,8 +208,12 @@ def _lock_groups(s, group_ids) -> dict[str, CustomerGroup]:
     ids = sorted({g for g in group_ids if g is not None})
     if not ids:
         return {}
-    return {g.id: g for g in s.execute(select(CustomerGroup).where(CustomerGroup.id.in_(ids))
-                                       .order_by(CustomerGroup.id).with_for_update()).scalars()}
+    return {
+        g.id: g
+        for g in s.execute(
+            select(CustomerGroup).where(CustomerGroup.id.in_(ids)).order_by(CustomerGroup.id).with_for_update()
+        ).scalars()
+    }
 
 
 def set_member(ctx, customer_id: str, req: dict, key, request_id: str) -> dict:
@@ -183,29 +231,40 @@ def set_member(ctx, customer_id: str, req: dict, key, request_id: str) -> dict:
             lock_customer(s, customer_id)
             m = s.get(GroupMember, customer_id)
             before = m.group_id if m else None
-            if before == seen:          # else it moved before our locks: lock its group now
+            if before == seen:  # else it moved before our locks: lock its group now
                 break
         today = ctx.today()
-        body = {"customer_id": customer_id, "before": before, "after": group_id, "reason": reason,
-                "person": key.person or key.name}
+        body = {
+            "customer_id": customer_id,
+            "before": before,
+            "after": group_id,
+            "reason": reason,
+            "person": key.person or key.name,
+        }
         alerts = []
         if before != group_id:
             left = s.get(GroupHold, before) if before is not None else None
             joined = s.get(GroupHold, group_id) if group_id is not None else None
-            for field, gid, h, verb in (("hold_left", before, left, "released from"),
-                                        ("hold_inherited", group_id, joined, "inherits")):
+            for field, gid, h, verb in (
+                ("hold_left", before, left, "released from"),
+                ("hold_inherited", group_id, joined, "inherits"),
+            ):
                 if h is None:
                     continue
                 in_force = _in_force(h, today)
                 body[field] = {"group_id": gid, **hold_dict(h), "in_force": in_force}
                 if in_force:
-                    alerts.append({"severity": "critical", "customer_id": customer_id, "group_id": gid,
-                                   "message": f"customer {customer_id} {verb} the credit hold of 集团 group {gid}: "
-                                              f"{h.reason}"})
+                    alerts.append(
+                        {
+                            "severity": "critical",
+                            "customer_id": customer_id,
+                            "group_id": gid,
+                            "message": f"customer {customer_id} {verb} the credit hold of 集团 group {gid}: {h.reason}",
+                        }
+                    )
         if alerts:
             body["alerts"] = alerts
-        rec = _record(ctx, s, customer_id, "group_member", "joined" if group_id else "left", key.name, request_id,
-                      body)
+        rec = _record(ctx, s, customer_id, "group_member", "joined" if group_id else "left", key.name, request_id, body)
         for a in alerts:
             log.warning("customer %s: %s (by %s)", customer_id, a["message"], key.name)
         if group_id is None and m is not None:
@@ -215,9 +274,15 @@ def set_member(ctx, customer_id: str, req: dict, key, request_id: str) -> dict:
                 s.add(GroupMember(customer_id=customer_id, group_id=group_id))
             else:
                 m.group_id = group_id
-        return {"customer_id": customer_id, "group_id": group_id, "before": before, "decision_id": rec.id,
-                "hold_inherited": body.get("hold_inherited"), "hold_left": body.get("hold_left"),
-                "alerts": alerts}
+        return {
+            "customer_id": customer_id,
+            "group_id": group_id,
+            "before": before,
+            "decision_id": rec.id,
+            "hold_inherited": body.get("hold_inherited"),
+            "hold_left": body.get("hold_left"),
+            "alerts": alerts,
+        }
 
 
 def get_group(ctx, group_id: str) -> dict:
@@ -228,18 +293,28 @@ def get_group(ctx, group_id: str) -> dict:
         policy = ctx.registry.active(s)
         total = exposure(ctx, s, policy, group_id, ctx.today())
         h = s.get(GroupHold, group_id)
-        return {**group_dict(g, policy.exponent), "members": members(s, group_id),
-                "hold": hold_dict(h), "hold_in_force": h is not None and _in_force(h, ctx.today()),
-                "exposure": minor_str(total, policy.exponent),
-                "available": minor_str(max(0, g.limit_minor - total), policy.exponent), "as_of": ctx.today().isoformat()}
+        return {
+            **group_dict(g, policy.exponent),
+            "members": members(s, group_id),
+            "hold": hold_dict(h),
+            "hold_in_force": h is not None and _in_force(h, ctx.today()),
+            "exposure": minor_str(total, policy.exponent),
+            "available": minor_str(max(0, g.limit_minor - total), policy.exponent),
+            "as_of": ctx.today().isoformat(),
+        }
 
 
 # ------------------------------------------------------------------------------------------ group holds
 def hold_dict(h: GroupHold | None) -> dict | None:
     if h is None:
         return None
-    return {"reason": h.reason, "placed_on": h.placed_on.isoformat(),
-            "until": h.until.isoformat() if h.until else None, "placed_by": h.placed_by, "decision_id": h.decision_id}
+    return {
+        "reason": h.reason,
+        "placed_on": h.placed_on.isoformat(),
+        "until": h.until.isoformat() if h.until else None,
+        "placed_by": h.placed_by,
+        "decision_id": h.decision_id,
+    }
 
 
 def in_force(h, as_of: dt.date) -> bool:
@@ -262,20 +337,25 @@ def hold_context(group: CustomerGroup | None, hold: GroupHold | None) -> dict | 
     return {"group_hold": {"group_id": group.id, "name": group.name, **hold_dict(hold)}}
 
 
-def held_check(check: dict, reasons: list[dict], group: CustomerGroup | None,
-               hold: GroupHold | None) -> tuple[dict, list[dict]]:
+def held_check(
+    check: dict, reasons: list[dict], group: CustomerGroup | None, hold: GroupHold | None
+) -> tuple[dict, list[dict]]:
     """A member's credit check under its group's hold in force (unchanged without one)."""
     if group is None or hold is None:
         return check, reasons
     until = f" until {hold.until.isoformat()}" if hold.until else ""
-    why = {"rule": GROUP_HOLD_RULE, "family": "credit.check",
-           "message": f"停止赊销 credit hold of 集团 group {group.id} ({group.name}) since "
-                      f"{hold.placed_on.isoformat()}{until} by {hold.placed_by}: {hold.reason}"}
+    why = {
+        "rule": GROUP_HOLD_RULE,
+        "family": "credit.check",
+        "message": f"停止赊销 credit hold of 集团 group {group.id} ({group.name}) since "
+        f"{hold.placed_on.isoformat()}{until} by {hold.placed_by}: {hold.reason}",
+    }
     return dict(check, outcome="reject", conditions=[]), [why, *reasons]
 
 
-def _hold_change(ctx, s, g: CustomerGroup, kind: str, outcome: str, actor: str, request_id: str, before, after,
-                 reason: str) -> tuple:
+def _hold_change(
+    ctx, s, g: CustomerGroup, kind: str, outcome: str, actor: str, request_id: str, before, after, reason: str
+) -> tuple:
     """The group's record, then one in each member's chain (ids in order: the heads' one lock order)."""
     ids = members(s, g.id)
     verb = "lifted" if after is None else "placed"
@@ -288,18 +368,49 @@ def _hold_change(ctx, s, g: CustomerGroup, kind: str, outcome: str, actor: str, 
     policy = ctx.registry.active(s)
     today, now = ctx.today(), ctx.clock()
     body = {"group_id": g.id, "before": before, "after": after, "reason": reason, "members": ids, "alerts": [alert]}
-    rec = trail.append(s, subject=f"group:{g.id}", kind=kind, actor=actor, request_id=request_id, as_of=today,
-                       facts=canonical({"before": before, "reason": reason, "members": ids}),
-                       policy_version=policy.version, result=canonical(body), outcome=outcome, created_at=now)
+    rec = trail.append(
+        s,
+        subject=f"group:{g.id}",
+        kind=kind,
+        actor=actor,
+        request_id=request_id,
+        as_of=today,
+        facts=canonical({"before": before, "reason": reason, "members": ids}),
+        policy_version=policy.version,
+        result=canonical(body),
+        outcome=outcome,
+        created_at=now,
+    )
     # the members' records in one batch: their heads locked in id order (as the sweep locks them)
     heads = trail.lock_heads(s, ids, now)
-    rows = trail.chain([dict(subject=cid, kind=kind, actor=actor, request_id=request_id, as_of=today,
-                             facts=canonical({"group_id": g.id, "before": before, "reason": reason}),
-                             policy_version=policy.version, outcome=outcome, created_at=now,
-                             result=canonical({"customer_id": cid, "group_id": g.id, "before": before, "after": after,
-                                               "reason": reason, "group_decision_id": rec.id,
-                                               "alerts": [alert_of(cid)]}))
-                        for cid in ids], heads)
+    rows = trail.chain(
+        [
+            dict(
+                subject=cid,
+                kind=kind,
+                actor=actor,
+                request_id=request_id,
+                as_of=today,
+                facts=canonical({"group_id": g.id, "before": before, "reason": reason}),
+                policy_version=policy.version,
+                outcome=outcome,
+                created_at=now,
+                result=canonical(
+                    {
+                        "customer_id": cid,
+                        "group_id": g.id,
+                        "before": before,
+                        "after": after,
+                        "reason": reason,
+                        "group_decision_id": rec.id,
+                        "alerts": [alert_of(cid)],
+                    }
+                ),
+            )
+            for cid in ids
+        ],
+        heads,
+    )
     trail.insert_chained(s, rows)
     member_records = {row["subject"]: row["id"] for row in rows}
     log.warning("group %s (%d members): %s (by %s)", g.id, len(ids), alert["message"], actor)
@@ -320,21 +431,40 @@ def place_hold(ctx, group_id: str, req: dict, actor: str, request_id: str) -> di
     if until is not None and until < today:
         raise invalid({"until": [f"the last day of the hold may not be before today ({today.isoformat()})"]})
     with ctx.tx() as s:
-        g = _locked_group(s, group_id)          # members' checks and joins wait on it
+        g = _locked_group(s, group_id)  # members' checks and joins wait on it
         h = s.get(GroupHold, group_id)
         before = hold_dict(h)
-        after = {"reason": reason, "placed_on": today.isoformat(), "until": until.isoformat() if until else None,
-                 "placed_by": actor}
-        rec, member_records, alert = _hold_change(ctx, s, g, kind="group_hold_set", outcome="on_hold",
-                                                  actor=actor, request_id=request_id, before=before, after=after,
-                                                  reason=reason)
+        after = {
+            "reason": reason,
+            "placed_on": today.isoformat(),
+            "until": until.isoformat() if until else None,
+            "placed_by": actor,
+        }
+        rec, member_records, alert = _hold_change(
+            ctx,
+            s,
+            g,
+            kind="group_hold_set",
+            outcome="on_hold",
+            actor=actor,
+            request_id=request_id,
+            before=before,
+            after=after,
+            reason=reason,
+        )
         if h is None:
             h = GroupHold(group_id=group_id)
             s.add(h)
         h.reason, h.placed_on, h.until, h.placed_by = reason, today, until, actor
         h.placed_at, h.decision_id = ctx.clock(), rec.id
-        return {"group_id": group_id, "hold": hold_dict(h), "before": before, "decision_id": rec.id,
-                "member_decisions": member_records, "alerts": [alert]}
+        return {
+            "group_id": group_id,
+            "hold": hold_dict(h),
+            "before": before,
+            "decision_id": rec.id,
+            "member_decisions": member_records,
+            "alerts": [alert],
+        }
 
 
 def lift_hold(ctx, group_id: str, req: dict, actor: str, request_id: str) -> dict:
@@ -345,12 +475,27 @@ def lift_hold(ctx, group_id: str, req: dict, actor: str, request_id: str) -> dic
         if h is None:
             raise conflict(f"customer group '{group_id}' is not on credit hold", "E_NOT_ON_HOLD")
         before = hold_dict(h)
-        rec, member_records, alert = _hold_change(ctx, s, g, kind="group_hold_lift", outcome="lifted",
-                                                  actor=actor, request_id=request_id, before=before, after=None,
-                                                  reason=reason)
+        rec, member_records, alert = _hold_change(
+            ctx,
+            s,
+            g,
+            kind="group_hold_lift",
+            outcome="lifted",
+            actor=actor,
+            request_id=request_id,
+            before=before,
+            after=None,
+            reason=reason,
+        )
         s.delete(h)
-        return {"group_id": group_id, "hold": None, "before": before, "decision_id": rec.id,
-                "member_decisions": member_records, "alerts": [alert]}
+        return {
+            "group_id": group_id,
+            "hold": None,
+            "before": before,
+            "decision_id": rec.id,
+            "member_decisions": member_records,
+            "alerts": [alert],
+        }
 
 
 def get_hold(ctx, group_id: str) -> dict:
@@ -358,15 +503,22 @@ def get_hold(ctx, group_id: str) -> dict:
         if s.get(CustomerGroup, group_id) is None:
             raise not_found("customer group", group_id)
         h = s.get(GroupHold, group_id)
-        return {"group_id": group_id, "hold": hold_dict(h), "in_force": h is not None and _in_force(h, ctx.today()),
-                "members": members(s, group_id)}
+        return {
+            "group_id": group_id,
+            "hold": hold_dict(h),
+            "in_force": h is not None and _in_force(h, ctx.today()),
+            "members": members(s, group_id),
+        }
 
 
 def member_hold(s, customer_id: str, as_of: dt.date) -> dict | None:
     """The hold a customer inherits from its group, if its group has one: {group_id, name, ..., in_force}."""
-    row = s.execute(select(CustomerGroup, GroupHold).join(GroupHold, GroupHold.group_id == CustomerGroup.id)
-                    .join(GroupMember, GroupMember.group_id == CustomerGroup.id)
-                    .where(GroupMember.customer_id == customer_id)).first()
+    row = s.execute(
+        select(CustomerGroup, GroupHold)
+        .join(GroupHold, GroupHold.group_id == CustomerGroup.id)
+        .join(GroupMember, GroupMember.group_id == CustomerGroup.id)
+        .where(GroupMember.customer_id == customer_id)
+    ).first()
     if row is None:
         return None
     g, h = row

@@ -6,6 +6,7 @@ secret under the same name (the actor in the trail stays the same person); the o
 `grace_seconds` (0: refused at once), then never again. Each change is a record in the key's own chain
 (subject `key:<name>`) with actor and reason; the record never holds a secret or its hash.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -19,16 +20,24 @@ from ..store.tables import ApiKey
 from .auth import hash_key
 from .validation import canonical
 
-MAX_GRACE_SECONDS = 7 * 24 * 3600          # a rotated secret works at most a week longer
+MAX_GRACE_SECONDS = 7 * 24 * 3600  # a rotated secret works at most a week longer
 
 
 def key_dict(k: ApiKey, now: dt.datetime) -> dict:
     in_grace = k.previous_hash is not None and k.previous_until is not None and k.previous_until > now
-    return {"name": k.name, "role": k.role, "person": k.person, "authority": k.authority,
-            "created_at": k.created_at.isoformat(), "revoked": bool(k.revoked),
-            "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None, "revoked_by": k.revoked_by,
-            "revoke_reason": k.revoke_reason, "rotated_at": k.rotated_at.isoformat() if k.rotated_at else None,
-            "previous_secret_until": k.previous_until.isoformat() if in_grace and not k.revoked else None}
+    return {
+        "name": k.name,
+        "role": k.role,
+        "person": k.person,
+        "authority": k.authority,
+        "created_at": k.created_at.isoformat(),
+        "revoked": bool(k.revoked),
+        "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None,
+        "revoked_by": k.revoked_by,
+        "revoke_reason": k.revoke_reason,
+        "rotated_at": k.rotated_at.isoformat() if k.rotated_at else None,
+        "previous_secret_until": k.previous_until.isoformat() if in_grace and not k.revoked else None,
+    }
 
 
 def list_keys(ctx, include_revoked: bool = True) -> dict:
@@ -52,16 +61,27 @@ def _locked(s, name: str) -> ApiKey:
     if k is None:
         raise not_found("API key", name)
     if k.revoked:
-        raise conflict(f"API key '{name}' was revoked on {k.revoked_at.isoformat() if k.revoked_at else '?'}",
-                       "E_KEY_REVOKED")
+        raise conflict(
+            f"API key '{name}' was revoked on {k.revoked_at.isoformat() if k.revoked_at else '?'}", "E_KEY_REVOKED"
+        )
     return k
 
 
 def _record(ctx, s, k: ApiKey, kind: str, outcome: str, actor: str, request_id: str, body: dict):
     body = {"key": k.name, "role": k.role, "person": k.person, **body}
-    return trail.append(s, subject=f"key:{k.name}", kind=kind, actor=actor, request_id=request_id,
-                        as_of=ctx.today(), facts=canonical(body), policy_version="-", result=canonical(body),
-                        outcome=outcome, created_at=ctx.clock())
+    return trail.append(
+        s,
+        subject=f"key:{k.name}",
+        kind=kind,
+        actor=actor,
+        request_id=request_id,
+        as_of=ctx.today(),
+        facts=canonical(body),
+        policy_version="-",
+        result=canonical(body),
+        outcome=outcome,
+        created_at=ctx.clock(),
+    )
 
 
 def revoke(ctx, name: str, req: dict, actor: str, request_id: str) -> dict:
@@ -85,9 +105,16 @@ def rotate(ctx, name: str, req: dict, actor: str, request_id: str) -> dict:
         k = _locked(s, name)
         now = ctx.clock()
         until = now + dt.timedelta(seconds=grace) if grace else None
-        rec = _record(ctx, s, k, "key_rotate", "rotated", actor, request_id,
-                      {"reason": reason, "grace_seconds": grace,
-                       "previous_secret_until": until.isoformat() if until else None})
+        rec = _record(
+            ctx,
+            s,
+            k,
+            "key_rotate",
+            "rotated",
+            actor,
+            request_id,
+            {"reason": reason, "grace_seconds": grace, "previous_secret_until": until.isoformat() if until else None},
+        )
         raw = f"cc_{k.role}_{secrets.token_urlsafe(24)}"
         k.previous_hash, k.previous_until = (k.key_hash, until) if until else (None, None)
         k.key_hash, k.rotated_at = hash_key(raw), now

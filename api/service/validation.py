@@ -1,5 +1,6 @@
 """Checks shared by the use cases: date ranges, text lengths, the policy's categories, the
 canonical JSON of what the trail stores."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -13,13 +14,22 @@ from rules.money import to_minor
 
 from ..errors import invalid
 
-CUSTOMER_TEXT_LIMITS = {"name": 256, "collector": 128}      # api/store/tables.py Customer columns
+CUSTOMER_TEXT_LIMITS = {"name": 256, "collector": 128}  # api/store/tables.py Customer columns
 # dates the API accepts: the engine adds days and months to them, which overflows near year 1 and 9999
 DATE_MIN, DATE_MAX = dt.date(1900, 1, 1), dt.date(2999, 12, 31)
 DATE_RANGE_MESSAGE = f"must be between {DATE_MIN} and {DATE_MAX}"
 
-EVENT_TYPES = ("invoice_issued", "payment_received", "credit_note", "promise_to_pay", "dispute_opened",
-               "dispute_resolved", "instalment_plan_agreed", "arrears_reason_recorded", "customer_updated")
+EVENT_TYPES = (
+    "invoice_issued",
+    "payment_received",
+    "credit_note",
+    "promise_to_pay",
+    "dispute_opened",
+    "dispute_resolved",
+    "instalment_plan_agreed",
+    "arrears_reason_recorded",
+    "customer_updated",
+)
 
 
 class StrictBoolean(fields.Boolean):
@@ -53,8 +63,11 @@ def check_dates(value, prefix: str = "") -> None:
 
 def check_lengths(customer: dict, prefix: str) -> None:
     """What the database columns hold (PostgreSQL refuses longer text)."""
-    errors = {f"{prefix}{key}": [f"at most {n} characters"] for key, n in CUSTOMER_TEXT_LIMITS.items()
-              if isinstance(customer.get(key), str) and len(customer[key]) > n}
+    errors = {
+        f"{prefix}{key}": [f"at most {n} characters"]
+        for key, n in CUSTOMER_TEXT_LIMITS.items()
+        if isinstance(customer.get(key), str) and len(customer[key]) > n
+    }
     if errors:
         raise invalid(errors)
 
@@ -65,8 +78,9 @@ def check_categories(policy, customer: dict, prefix: str) -> None:
     for key, category in CATEGORY_OF.items():
         value = customer.get(key)
         if value is not None and value not in cats[category]:
-            errors[f"{prefix}{key}"] = [f"'{value}' is not a {category} of the policy "
-                                        f"(one of {', '.join(cats[category])})"]
+            errors[f"{prefix}{key}"] = [
+                f"'{value}' is not a {category} of the policy (one of {', '.join(cats[category])})"
+            ]
     if errors:
         raise invalid(errors)
 

@@ -1,4 +1,5 @@
 """Reading the whole book in batches, in one consistent snapshot: what reports and jobs share."""
+
 from __future__ import annotations
 
 import contextlib
@@ -32,8 +33,11 @@ def typed_cases(s, customers, policy, as_of: dt.date) -> dict[str, dict]:
     for cid, case in load_cases(s, customers, policy.exponent, as_of).items():
         for inv in case.typed["invoices"]:
             if inv["currency"] != policy.currency:
-                raise DomainError("E_LEDGER_POLICY_MISMATCH", f"invoice '{inv['id']}' of customer '{cid}' is in "
-                               f"{inv['currency']}, not the active policy's currency {policy.currency}")
+                raise DomainError(
+                    "E_LEDGER_POLICY_MISMATCH",
+                    f"invoice '{inv['id']}' of customer '{cid}' is in "
+                    f"{inv['currency']}, not the active policy's currency {policy.currency}",
+                )
         cases[cid] = case.typed
     return cases
 
@@ -45,5 +49,5 @@ def iter_facts(s, policy, as_of: dt.date, batch: int | None = None):
         cases = typed_cases(s, part, policy, as_of)
         for c in part:
             yield c, build_facts(cases[c.id], policy, as_of)
-        for c in part:             # the batch's customers leave the session: memory holds one batch
+        for c in part:  # the batch's customers leave the session: memory holds one batch
             s.expunge(c)

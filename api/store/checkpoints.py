@@ -13,6 +13,7 @@ verify_against() checks that every head each checkpoint recorded is still in the
 chains as checkpointed are prefixes of the chains now) and that no record older than the last
 checkpoint (by more than GRACE) is missing from it. See docs/audit.md.
 """
+
 from __future__ import annotations
 
 import base64
@@ -41,12 +42,11 @@ GRACE = dt.timedelta(minutes=5)
 def generate_key(path: str) -> str:
     """Write a new Ed25519 private key (PEM, mode 0600) to `path`; return its public key (PEM)."""
     key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     folder = os.path.dirname(path)
     if folder:
         os.makedirs(folder, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)     # never overwrite a key
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # never overwrite a key
     with os.fdopen(fd, "wb") as fh:
         fh.write(pem)
     return public_pem(key.public_key())
@@ -97,10 +97,14 @@ def key_id(public: Ed25519PublicKey) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ state
-_LAST = select(DecisionRecord.subject, func.max(DecisionRecord.seq).label("seq")).group_by(
-    DecisionRecord.subject).subquery()
+_LAST = (
+    select(DecisionRecord.subject, func.max(DecisionRecord.seq).label("seq"))
+    .group_by(DecisionRecord.subject)
+    .subquery()
+)
 _HEADS = select(DecisionRecord.subject, DecisionRecord.seq, DecisionRecord.hash).join(
-    _LAST, (DecisionRecord.subject == _LAST.c.subject) & (DecisionRecord.seq == _LAST.c.seq))
+    _LAST, (DecisionRecord.subject == _LAST.c.subject) & (DecisionRecord.seq == _LAST.c.seq)
+)
 
 
 def current_heads(session) -> dict[str, tuple[int, str]]:
@@ -156,10 +160,18 @@ def write_checkpoint(session, path: str, private_key: Ed25519PrivateKey, now: dt
         fcntl.flock(lock_fd, fcntl.LOCK_EX)
         state, prev, n = _fold(read_log(path))
         delta = {s: list(h) for s, h in sorted(heads.items()) if state.get(s) != h}
-        state.update(heads)          # a chain gone since the last checkpoint stays in the state: verify names it
-        line = {"v": VERSION, "n": n, "prev": prev, "time": now.isoformat(timespec="seconds"),
-                "root": state_root(state), "subjects": len(state), "records": sum(seq for seq, _ in state.values()),
-                "heads": delta, "key_id": key_id(private_key.public_key())}
+        state.update(heads)  # a chain gone since the last checkpoint stays in the state: verify names it
+        line = {
+            "v": VERSION,
+            "n": n,
+            "prev": prev,
+            "time": now.isoformat(timespec="seconds"),
+            "root": state_root(state),
+            "subjects": len(state),
+            "records": sum(seq for seq, _ in state.values()),
+            "heads": delta,
+            "key_id": key_id(private_key.public_key()),
+        }
         line["sig"] = base64.b64encode(private_key.sign(_signed_bytes(line))).decode()
         text = json.dumps(line, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -169,7 +181,7 @@ def write_checkpoint(session, path: str, private_key: Ed25519PrivateKey, now: dt
         finally:
             os.close(fd)
     finally:
-        os.close(lock_fd)              # releases the flock
+        os.close(lock_fd)  # releases the flock
     return line
 
 
@@ -182,8 +194,10 @@ def verify_log(lines: list[str], public_key: Ed25519PublicKey | None) -> tuple[l
     prev = GENESIS
 
     def finding(n, kind, problem):
-        findings.append({"subject": None, "seq": None, "decision_id": None, "checkpoint": n, "kind": kind,
-                         "problem": problem})
+        findings.append(
+            {"subject": None, "seq": None, "decision_id": None, "checkpoint": n, "kind": kind, "problem": problem}
+        )
+
     for n, text in enumerate(lines):
         try:
             line = json.loads(text)
@@ -194,23 +208,39 @@ def verify_log(lines: list[str], public_key: Ed25519PublicKey | None) -> tuple[l
             prev = _line_hash(text)
             continue
         if line.get("prev") != prev or line.get("n") != n:
-            finding(n, "checkpoint_link", f"checkpoint line {n + 1} does not follow the line before it "
-                                          "(a line was removed, inserted or reordered)")
+            finding(
+                n,
+                "checkpoint_link",
+                f"checkpoint line {n + 1} does not follow the line before it "
+                "(a line was removed, inserted or reordered)",
+            )
         if public_key is not None:
             if line.get("key_id") != key_id(public_key):
-                finding(n, "checkpoint_key", f"checkpoint line {n + 1} was signed with another key "
-                                             f"({line.get('key_id')})")
+                finding(
+                    n, "checkpoint_key", f"checkpoint line {n + 1} was signed with another key ({line.get('key_id')})"
+                )
             else:
                 try:
                     public_key.verify(base64.b64decode(line.get("sig", "")), _signed_bytes(line))
                 except (InvalidSignature, ValueError):
-                    finding(n, "checkpoint_signature", f"checkpoint line {n + 1} has an invalid signature "
-                                                       "(the line was edited)")
+                    finding(
+                        n,
+                        "checkpoint_signature",
+                        f"checkpoint line {n + 1} has an invalid signature (the line was edited)",
+                    )
         state = {**state, **delta}
         if line.get("root") != state_root(state):
             finding(n, "checkpoint_root", f"checkpoint line {n + 1}: its root does not match its heads")
-        checkpoints.append({"n": n, "time": time, "heads": delta, "state": state, "records": line.get("records"),
-                            "subjects": line.get("subjects")})
+        checkpoints.append(
+            {
+                "n": n,
+                "time": time,
+                "heads": delta,
+                "state": state,
+                "records": line.get("records"),
+                "subjects": line.get("subjects"),
+            }
+        )
         prev = _line_hash(text)
     return checkpoints, findings
 
@@ -221,7 +251,7 @@ def verify_against(session, checkpoints: list[dict], batch: int = 5000) -> list[
     chain_not_in_checkpoint."""
     if not checkpoints:
         return []
-    expected: dict[tuple[str, int], tuple[str, int]] = {}      # (subject, seq) → (hash, checkpoint n)
+    expected: dict[tuple[str, int], tuple[str, int]] = {}  # (subject, seq) → (hash, checkpoint n)
     for cp in checkpoints:
         for subject, (seq, hash_) in cp["heads"].items():
             expected[(subject, seq)] = (hash_, cp["n"])
@@ -232,37 +262,83 @@ def verify_against(session, checkpoints: list[dict], batch: int = 5000) -> list[
     max_seq: dict[str, int] = {}
 
     def finding(subject, seq, kind, problem, n, decision_id=None):
-        found.setdefault(subject, {"subject": subject, "seq": seq, "decision_id": decision_id, "checkpoint": n,
-                                   "kind": kind, "problem": problem})
-    stmt = (select(DecisionRecord.subject, DecisionRecord.seq, DecisionRecord.hash, DecisionRecord.created_at,
-                   DecisionRecord.id)
-            .order_by(DecisionRecord.subject, DecisionRecord.seq).execution_options(yield_per=batch))
+        found.setdefault(
+            subject,
+            {
+                "subject": subject,
+                "seq": seq,
+                "decision_id": decision_id,
+                "checkpoint": n,
+                "kind": kind,
+                "problem": problem,
+            },
+        )
+
+    stmt = (
+        select(
+            DecisionRecord.subject,
+            DecisionRecord.seq,
+            DecisionRecord.hash,
+            DecisionRecord.created_at,
+            DecisionRecord.id,
+        )
+        .order_by(DecisionRecord.subject, DecisionRecord.seq)
+        .execution_options(yield_per=batch)
+    )
     for subject, seq, hash_, created_at, rid in session.execute(stmt):
         max_seq[subject] = max(seq, max_seq.get(subject, 0))
         want = expected.get((subject, seq))
         if want is not None and want[0] != hash_:
-            finding(subject, seq, "record_changed",
-                    f"record {seq} is not the one checkpoint {want[1] + 1} signed (the chain was rewritten)",
-                    want[1], rid)
+            finding(
+                subject,
+                seq,
+                "record_changed",
+                f"record {seq} is not the one checkpoint {want[1] + 1} signed (the chain was rewritten)",
+                want[1],
+                rid,
+            )
         if seq > covered.get(subject, (0, None))[0] and created_at < cutoff:
             if subject in covered:
-                finding(subject, seq, "record_not_in_checkpoint",
-                        f"record {seq} is dated {created_at.isoformat()}, before checkpoint {last['n'] + 1} "
-                        f"({last['time'].isoformat()}), which ends this chain at {covered[subject][0]} "
-                        "(the record was added afterwards)", last["n"], rid)
+                finding(
+                    subject,
+                    seq,
+                    "record_not_in_checkpoint",
+                    f"record {seq} is dated {created_at.isoformat()}, before checkpoint {last['n'] + 1} "
+                    f"({last['time'].isoformat()}), which ends this chain at {covered[subject][0]} "
+                    "(the record was added afterwards)",
+                    last["n"],
+                    rid,
+                )
             else:
-                finding(subject, seq, "chain_not_in_checkpoint",
-                        f"the chain has records dated before checkpoint {last['n'] + 1} "
-                        f"({last['time'].isoformat()}), which does not know it (the chain was added afterwards)",
-                        last["n"], rid)
+                finding(
+                    subject,
+                    seq,
+                    "chain_not_in_checkpoint",
+                    f"the chain has records dated before checkpoint {last['n'] + 1} "
+                    f"({last['time'].isoformat()}), which does not know it (the chain was added afterwards)",
+                    last["n"],
+                    rid,
+                )
     for subject, (seq, _) in covered.items():
         n = next((cp["n"] for cp in reversed(checkpoints) if subject in cp["heads"]), last["n"])
         if subject not in max_seq:
-            found[subject] = {"subject": subject, "seq": seq, "decision_id": None, "checkpoint": n,
-                              "kind": "chain_deleted", "problem": f"checkpoint {n + 1} recorded {seq} records "
-                              "of this chain; none is left (the chain was deleted)"}
+            found[subject] = {
+                "subject": subject,
+                "seq": seq,
+                "decision_id": None,
+                "checkpoint": n,
+                "kind": "chain_deleted",
+                "problem": f"checkpoint {n + 1} recorded {seq} records "
+                "of this chain; none is left (the chain was deleted)",
+            }
         elif max_seq[subject] < seq:
-            found[subject] = {"subject": subject, "seq": max_seq[subject], "decision_id": None, "checkpoint": n,
-                              "kind": "records_deleted", "problem": f"checkpoint {n + 1} recorded {seq} records of "
-                              f"this chain; it now ends at {max_seq[subject]} (records were deleted)"}
+            found[subject] = {
+                "subject": subject,
+                "seq": max_seq[subject],
+                "decision_id": None,
+                "checkpoint": n,
+                "kind": "records_deleted",
+                "problem": f"checkpoint {n + 1} recorded {seq} records of "
+                f"this chain; it now ends at {max_seq[subject]} (records were deleted)",
+            }
     return [found[s] for s in sorted(found)]

@@ -1,5 +1,6 @@
 """Connections: the engine per backend (SQLite write queue, PostgreSQL idle pings), sessions,
 migrations, and the dialect-specific INSERT … ON CONFLICT DO NOTHING."""
+
 from __future__ import annotations
 
 import fcntl
@@ -15,13 +16,13 @@ from sqlalchemy.orm import sessionmaker
 
 def make_engine(url: str):
     if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _):
-            dbapi_conn.isolation_level = None          # we issue BEGIN ourselves (IMMEDIATE for writes)
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (IMMEDIATE for writes)
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA foreign_keys=ON")
@@ -84,7 +85,7 @@ class _WriteQueue:
         fd = record.info.pop("writelock_fd", None)
         record.info.pop("writelock_held", None)
         if fd is not None:
-            os.close(fd)                       # also releases the flock
+            os.close(fd)  # also releases the flock
 
 
 PING_IDLE_SECONDS = 10.0
@@ -95,19 +96,20 @@ def _ping_idle_connections(engine) -> None:
     for PING_IDLE_SECONDS: under load none has, and one dropped while idle (server restart, idle
     timeout) is replaced before a request uses it. A connection dropped in the last few seconds fails
     the one request that uses it; SQLAlchemy then invalidates the rest of the worker's pool."""
+
     @event.listens_for(engine, "checkin")
     def _idle_since(dbapi_conn, record):
         record.info["idle_since"] = time.monotonic()
 
     @event.listens_for(engine, "checkout")
     def _ping_if_idle(dbapi_conn, record, proxy):
-        idle_since = record.info.get("idle_since")        # None: a new connection
+        idle_since = record.info.get("idle_since")  # None: a new connection
         if idle_since is None or time.monotonic() - idle_since <= PING_IDLE_SECONDS:
             return
         try:
             engine.dialect.do_ping(dbapi_conn)
         except engine.dialect.loaded_dbapi.Error as error:
-            raise exc.DisconnectionError(str(error)) from error       # the pool connects anew
+            raise exc.DisconnectionError(str(error)) from error  # the pool connects anew
 
 
 def insert_ignoring_duplicates(session, model, values=None):
@@ -146,7 +148,7 @@ def insert_row(table):
 
 
 # ------------------------------------------------------------------ writes sent together (PostgreSQL)
-_WRITES = "creditctl.writes"          # session.info: the writes collected since collect_writes()
+_WRITES = "creditctl.writes"  # session.info: the writes collected since collect_writes()
 _TOGETHER: dict = {}
 
 
@@ -182,18 +184,21 @@ def send_writes(session) -> None:
     if together is None:
         stmts = [_renamed(stmt, f"w{i}_") for i, (stmt, _) in enumerate(pending)]
         together = stmts[-1].add_cte(*(st.cte(f"w{i}") for i, st in enumerate(stmts[:-1])))
-        _TOGETHER[key] = together, [stmt for stmt, _ in pending]        # the statements kept: ids stay theirs
+        _TOGETHER[key] = together, [stmt for stmt, _ in pending]  # the statements kept: ids stay theirs
         together = _TOGETHER[key]
-    session.connection().execute(together[0], {f"w{i}_{k}": v for i, (_, params) in enumerate(pending)
-                                                for k, v in params.items()})
+    session.connection().execute(
+        together[0], {f"w{i}_{k}": v for i, (_, params) in enumerate(pending) for k, v in params.items()}
+    )
 
 
 def _renamed(stmt, prefix: str):
     """stmt with each bind parameter's name prefixed (the parts of one statement need distinct names)."""
+
     def rename(element):
-        if isinstance(element, BindParameter) and not element.unique:      # a literal's own (anonymous) stays
+        if isinstance(element, BindParameter) and not element.unique:  # a literal's own (anonymous) stays
             return bindparam(prefix + element.key, type_=element.type, expanding=element.expanding)
         return None
+
     return visitors.replacement_traverse(stmt, {}, rename)
 
 
@@ -205,6 +210,7 @@ def migrate(engine) -> None:
     """Bring the schema to the latest alembic revision."""
     from alembic import command
     from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", os.path.join(os.path.dirname(__file__), "migrations"))
     with engine.begin() as conn:

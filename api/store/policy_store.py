@@ -11,6 +11,7 @@ version in force on that first day (nothing older is recorded). The same state-r
 `timeline_seq`, which every change of the timeline bumps: a worker reloads its in-memory timeline only
 when it moved, so picking the version for an as_of costs no extra query.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -35,29 +36,37 @@ NAME_MAX = 128
 # session.info key: (root transaction, active version). A request asks for the active policy several
 # times; it reads the row once per transaction and every later ask in that transaction agrees with it.
 _ACTIVE = "creditctl.active_version"
-_DIRTY = "creditctl.timeline_dirty"           # session.info: this transaction changed the timeline
-_ACTIVE_VERSION = select(PolicyState.active_version).where(PolicyState.id == 1)     # built once
+_DIRTY = "creditctl.timeline_dirty"  # session.info: this transaction changed the timeline
+_ACTIVE_VERSION = select(PolicyState.active_version).where(PolicyState.id == 1)  # built once
 _STATE = select(PolicyState.active_version, PolicyState.timeline_seq).where(PolicyState.id == 1)
-_TIMELINE = (select(PolicyActivation.effective_from, PolicyActivation.id, PolicyActivation.version)
-             .where(PolicyActivation.cancelled_at.is_(None))
-             .order_by(PolicyActivation.effective_from, PolicyActivation.id))
+_TIMELINE = (
+    select(PolicyActivation.effective_from, PolicyActivation.id, PolicyActivation.version)
+    .where(PolicyActivation.cancelled_at.is_(None))
+    .order_by(PolicyActivation.effective_from, PolicyActivation.id)
+)
 _ANY_INVOICE_CURRENCY = select(Invoice.currency).limit(1)
 _ANY_CUSTOMER = select(Customer.id).limit(1)
 
 
 def _tampered(version: str, hashes_to: str | None) -> NoReturn:
-    log.warning("ALERT policy version %s: its stored text hashes to %s; refused", version,
-                hashes_to or "nothing (it does not compile)")
-    raise DomainError("E_POLICY_TAMPERED", f"the stored text of policy version '{version}' does not match "
-                                           "its version hash (it was edited in the database); not loaded")
+    log.warning(
+        "ALERT policy version %s: its stored text hashes to %s; refused",
+        version,
+        hashes_to or "nothing (it does not compile)",
+    )
+    raise DomainError(
+        "E_POLICY_TAMPERED",
+        f"the stored text of policy version '{version}' does not match "
+        "its version hash (it was edited in the database); not loaded",
+    )
 
 
 class PolicyRegistry:
     def __init__(self, clock=None):
         self._compiled: OrderedDict = OrderedDict()
-        self._checked: dict[str, set[str]] = {}      # version → stored texts seen to hash to it (stored_text)
+        self._checked: dict[str, set[str]] = {}  # version → stored texts seen to hash to it (stored_text)
         self._lock = threading.Lock()
-        self._timeline: tuple[int, list, list] | None = None       # (seq, [(effective_from, id)], [version])
+        self._timeline: tuple[int, list, list] | None = None  # (seq, [(effective_from, id)], [version])
         # what "today" is for the version in force (the Context sets its clock here)
         self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc).replace(tzinfo=None))
 
@@ -74,7 +83,7 @@ class PolicyRegistry:
         except PolicyInvalid:
             if not from_database:
                 raise
-            policy = None            # stored text that no longer compiles was edited after it was published
+            policy = None  # stored text that no longer compiles was edited after it was published
         if from_database and (policy is None or policy.version != version):
             # a version is the hash of its text: text stored under a version it does not hash to was
             # edited in the database, and is never run under a version that was not published
@@ -85,7 +94,7 @@ class PolicyRegistry:
             self._compiled[version] = policy
             while len(self._compiled) > KEEP_COMPILED:
                 _, old = self._compiled.popitem(last=False)
-                old.dispose()          # a caller still using it gets Disposed and retries
+                old.dispose()  # a caller still using it gets Disposed and retries
         return policy
 
     def active(self, session, as_of: dt.date | None = None):
@@ -143,7 +152,7 @@ class PolicyRegistry:
             return cached[1], cached[2]
         rows = session.execute(_TIMELINE).all()
         keys, versions = [(r[0], r[1]) for r in rows], [r[2] for r in rows]
-        if not session.info.get(_DIRTY):           # uncommitted changes are never shared with other sessions
+        if not session.info.get(_DIRTY):  # uncommitted changes are never shared with other sessions
             with self._lock:
                 self._timeline = (seq, keys, versions)
         return keys, versions
@@ -151,8 +160,8 @@ class PolicyRegistry:
     def version_on(self, session, day: dt.date) -> str:
         keys, versions = self.timeline(session)
         if not keys:
-            return self._state(session)[0]         # a database from before effective dating, not migrated
-        day = max(day, keys[0][0])                 # before the first effective date: as on that first day
+            return self._state(session)[0]  # a database from before effective dating, not migrated
+        day = max(day, keys[0][0])  # before the first effective date: as on that first day
         return versions[bisect.bisect_right(keys, (day, float("inf"))) - 1]
 
     def get(self, session, version: str):
@@ -165,25 +174,41 @@ class PolicyRegistry:
             raise DomainError("E_NOT_FOUND", f"policy version '{version}' not found")
         return self._compiled_for(row.version, row.text, row.source, from_database=True)
 
-    def publish(self, session, text: str, source: str, actor: str, now: dt.datetime,
-                from_file: bool = False) -> tuple[object, bool]:
+    def publish(
+        self, session, text: str, source: str, actor: str, now: dt.datetime, from_file: bool = False
+    ) -> tuple[object, bool]:
         """Compile (raises PolicyInvalid), store and activate from today. Returns (policy, changed)."""
         policy, activation = self.publish_dated(session, text, source, actor, now, from_file=from_file)
         return policy, activation is not None
 
-    def publish_dated(self, session, text: str, source: str, actor: str, now: dt.datetime, *,
-                      effective_from: dt.date | None = None, reason: str = "",
-                      from_file: bool = False) -> tuple[object, PolicyActivation | None]:
+    def publish_dated(
+        self,
+        session,
+        text: str,
+        source: str,
+        actor: str,
+        now: dt.datetime,
+        *,
+        effective_from: dt.date | None = None,
+        reason: str = "",
+        from_file: bool = False,
+    ) -> tuple[object, PolicyActivation | None]:
         """Compile (raises PolicyInvalid), store, and put in force from `effective_from` (default: today; a
         later day schedules it). Returns (policy, the new activation, or None when nothing changed: the
         version is already in force today, or already scheduled for that day)."""
         today = now.date()
         effective_from = effective_from or today
         if effective_from < today:
-            raise invalid({"effective_from": [f"must not be before today ({today.isoformat()}): decisions "
-                                              "already made under the version then in force stay as made"]})
+            raise invalid(
+                {
+                    "effective_from": [
+                        f"must not be before today ({today.isoformat()}): decisions "
+                        "already made under the version then in force stay as made"
+                    ]
+                }
+            )
         policy = compile_policy(text, source)
-        if len(policy.name) > NAME_MAX:            # policy_versions.name; PostgreSQL refuses longer text
+        if len(policy.name) > NAME_MAX:  # policy_versions.name; PostgreSQL refuses longer text
             policy.dispose()
             raise invalid({"policy.name": [f"at most {NAME_MAX} characters to be stored"]})
         try:
@@ -197,31 +222,57 @@ class PolicyRegistry:
         # second then finds the version stored (PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises)
         state = session.execute(select(PolicyState).where(PolicyState.id == 1).with_for_update()).scalar_one_or_none()
         if state is None and effective_from > today:
-            raise invalid({"effective_from": ["the first policy version is in force from today: nothing else "
-                                              "would decide until then"]})
+            raise invalid(
+                {
+                    "effective_from": [
+                        "the first policy version is in force from today: nothing else would decide until then"
+                    ]
+                }
+            )
         if session.get(PolicyVersion, policy.version) is None:
-            session.add(PolicyVersion(version=policy.version, name=policy.name, text=text, source=source,
-                                      created_at=now, created_by=actor))
+            session.add(
+                PolicyVersion(
+                    version=policy.version, name=policy.name, text=text, source=source, created_at=now, created_by=actor
+                )
+            )
             session.flush()
         if from_file and state is not None:
             state.file_version = policy.version
         if state is not None:
-            session.info.pop(_ACTIVE, None)        # read the locked row afresh
+            session.info.pop(_ACTIVE, None)  # read the locked row afresh
             if effective_from == today:
                 unchanged = self.version_on(session, today) == policy.version
             else:
-                unchanged = session.execute(select(PolicyActivation.id).where(
-                    PolicyActivation.version == policy.version, PolicyActivation.effective_from == effective_from,
-                    PolicyActivation.cancelled_at.is_(None))).first() is not None
+                unchanged = (
+                    session.execute(
+                        select(PolicyActivation.id).where(
+                            PolicyActivation.version == policy.version,
+                            PolicyActivation.effective_from == effective_from,
+                            PolicyActivation.cancelled_at.is_(None),
+                        )
+                    ).first()
+                    is not None
+                )
             if unchanged:
                 return policy, None
-        activation = PolicyActivation(version=policy.version, effective_from=effective_from, created_at=now,
-                                      created_by=actor, reason=reason or "",
-                                      activated_at=now if effective_from == today else None)
+        activation = PolicyActivation(
+            version=policy.version,
+            effective_from=effective_from,
+            created_at=now,
+            created_by=actor,
+            reason=reason or "",
+            activated_at=now if effective_from == today else None,
+        )
         session.add(activation)
         if state is None:
-            state = PolicyState(id=1, active_version=policy.version, activated_at=now, activated_by=actor,
-                                timeline_seq=1, file_version=policy.version if from_file else None)
+            state = PolicyState(
+                id=1,
+                active_version=policy.version,
+                activated_at=now,
+                activated_by=actor,
+                timeline_seq=1,
+                file_version=policy.version if from_file else None,
+            )
             session.add(state)
         else:
             state.timeline_seq = (state.timeline_seq or 0) + 1
@@ -242,10 +293,19 @@ class PolicyRegistry:
         state = session.execute(select(PolicyState).where(PolicyState.id == 1).with_for_update()).scalar_one_or_none()
         if state is None:
             return []
-        due = session.execute(select(PolicyActivation).where(
-            PolicyActivation.activated_at.is_(None), PolicyActivation.cancelled_at.is_(None),
-            PolicyActivation.effective_from <= now.date()).order_by(PolicyActivation.effective_from,
-                                                                    PolicyActivation.id)).scalars().all()
+        due = (
+            session.execute(
+                select(PolicyActivation)
+                .where(
+                    PolicyActivation.activated_at.is_(None),
+                    PolicyActivation.cancelled_at.is_(None),
+                    PolicyActivation.effective_from <= now.date(),
+                )
+                .order_by(PolicyActivation.effective_from, PolicyActivation.id)
+            )
+            .scalars()
+            .all()
+        )
         if not due:
             return []
         for a in due:
@@ -274,11 +334,14 @@ class PolicyRegistry:
         """A policy in another currency than the ledger's would make every credit check and report fail."""
         ledger = self.ledger_currency(session)
         if ledger is not None and policy.currency != ledger:
-            message = (f"the policy's currency {policy.currency} is not the ledger's currency {ledger}: the stored "
-                       f"invoices, limits and reservations are amounts in {ledger}; keep `currency: {ledger}`")
+            message = (
+                f"the policy's currency {policy.currency} is not the ledger's currency {ledger}: the stored "
+                f"invoices, limits and reservations are amounts in {ledger}; keep `currency: {ledger}`"
+            )
             exc = DomainError("E_POLICY_CURRENCY", message, {"policy.currency": [message]})
-            exc.line = next((n for n, line in enumerate(policy.text.splitlines(), 1)
-                             if line.strip().startswith("currency:")), 0)
+            exc.line = next(
+                (n for n, line in enumerate(policy.text.splitlines(), 1) if line.strip().startswith("currency:")), 0
+            )
             exc.column = 0
             raise exc
 

@@ -1,5 +1,6 @@
 """The HTTP API test harness: create_app on a real database, one API key per role, a real
 threaded HTTP server (werkzeug make_server on 127.0.0.1, port 0) and requests for the calls."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -39,7 +40,7 @@ def uid(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
-SERVER_ERRORS: list[str] = []          # every 5xx any test server answered, in order
+SERVER_ERRORS: list[str] = []  # every 5xx any test server answered, in order
 
 # the werkzeug dev server logs every request at INFO; keep the output readable
 logging.getLogger("werkzeug").setLevel(logging.WARNING)
@@ -53,17 +54,27 @@ class Api:
         self.backend = backend_name
         self.database_url = database_url
         # no checkpoint log unless a test asks for one: never the working directory's var/checkpoints.jsonl
-        self.app = create_app({"DATABASE_URL": database_url, "POLICY_FILE": POLICY_FILE, "CLOCK": clock,
-                               "AUDIT_CHECKPOINTS": None, **(config or {})})
+        self.app = create_app(
+            {
+                "DATABASE_URL": database_url,
+                "POLICY_FILE": POLICY_FILE,
+                "CLOCK": clock,
+                "AUDIT_CHECKPOINTS": None,
+                **(config or {}),
+            }
+        )
         self.service = self.app.extensions["creditctl"]
         self.engine = self.app.extensions["creditctl.engine"]
 
         @self.app.after_request
         def _record_5xx(response):
             from flask import request
+
             if response.status_code >= 500:
-                SERVER_ERRORS.append(f"{request.method} {request.full_path} → {response.status_code}: "
-                                          f"{response.get_data(as_text=True)[:500]}")
+                SERVER_ERRORS.append(
+                    f"{request.method} {request.full_path} → {response.status_code}: "
+                    f"{response.get_data(as_text=True)[:500]}"
+                )
             if not response.is_streamed:
                 response_check.check(request, response)
             return response
@@ -74,14 +85,16 @@ class Api:
             for role in ROLES:
                 self.key_names[role] = f"test-{role}"
                 # controller and admin at the top of the policy's authority matrix: releases are theirs
-                self.keys[role] = create_key(s, f"test-{role}", role, clock(),
-                                             authority="cfo" if role in ("controller", "admin") else None)
-            self.key_names["sales2"] = "test-sales2"          # a second salesperson
+                self.keys[role] = create_key(
+                    s, f"test-{role}", role, clock(), authority="cfo" if role in ("controller", "admin") else None
+                )
+            self.key_names["sales2"] = "test-sales2"  # a second salesperson
             self.keys["sales2"] = create_key(s, "test-sales2", "sales", clock())
         self.server = make_server("127.0.0.1", 0, self.app, threaded=True)
         self.base_url = f"http://127.0.0.1:{self.server.server_port}"
-        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"api-{backend_name}", daemon=True)
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"api-{backend_name}", daemon=True
+        )
         self._thread.start()
         self.http = requests.Session()
 
@@ -96,13 +109,14 @@ class Api:
     def headers(self, role: str | None) -> dict:
         return {"Authorization": f"Bearer {self.keys[role]}"} if role else {}
 
-    def request(self, method: str, path: str, role: str | None = "admin", *, headers=None, session=None,
-                **kwargs) -> requests.Response:
+    def request(
+        self, method: str, path: str, role: str | None = "admin", *, headers=None, session=None, **kwargs
+    ) -> requests.Response:
         h = dict(self.headers(role))
         h.update(headers or {})
         kwargs.setdefault("timeout", 60)
         if session is None and threading.current_thread() is not threading.main_thread():
-            with requests.Session() as s:         # requests.Session is not shared across threads
+            with requests.Session() as s:  # requests.Session is not shared across threads
                 return s.request(method, self.base_url + path, headers=h, **kwargs)
         return (session or self.http).request(method, self.base_url + path, headers=h, **kwargs)
 
@@ -122,8 +136,10 @@ class Api:
     def counts(self) -> dict[str, int]:
         """Row count of every table (what "nothing was written" is checked against)."""
         with self.engine.connect() as conn:
-            out = {t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
-                   for t in Base.metadata.sorted_tables}
+            out = {
+                t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
+                for t in Base.metadata.sorted_tables
+            }
             conn.rollback()
         return out
 
@@ -131,16 +147,32 @@ class Api:
     def customer(self, cid: str | None = None, **overrides) -> str:
         """An established, manually scored (85 → high reputation, limit 500000) customer."""
         cid = cid or uid("C")
-        body = {"name": "测试客户 test customer", "type": "enterprise", "industry": "trading", "region": "local",
-                "size": "large", "since": "2015-01-01", "credit_score": 85}
+        body = {
+            "name": "测试客户 test customer",
+            "type": "enterprise",
+            "industry": "trading",
+            "region": "local",
+            "size": "large",
+            "since": "2015-01-01",
+            "credit_score": 85,
+        }
         body.update(overrides)
         # a manual score is a decision field: a controller's (back office opens files without one)
         r = self.put(f"/v1/customers/{cid}", body, role="controller", params={"reason": "test file"})
         assert r.status_code == 201, r.text
         return cid
 
-    def event(self, customer_id: str, type_: str, data: dict, *, event_id: str | None = None, as_of=None,
-              role="backoffice", expect: int | None = 201) -> requests.Response:
+    def event(
+        self,
+        customer_id: str,
+        type_: str,
+        data: dict,
+        *,
+        event_id: str | None = None,
+        as_of=None,
+        role="backoffice",
+        expect: int | None = 201,
+    ) -> requests.Response:
         body = {"event_id": event_id or uid("ev"), "type": type_, "customer_id": customer_id, "data": data}
         if as_of:
             body["as_of"] = as_of
@@ -149,16 +181,37 @@ class Api:
             assert r.status_code == expect, r.text
         return r
 
-    def invoice(self, customer_id: str, amount: str, *, due: int, issued: int | None = None,
-                invoice_id: str | None = None, **extra) -> str:
+    def invoice(
+        self,
+        customer_id: str,
+        amount: str,
+        *,
+        due: int,
+        issued: int | None = None,
+        invoice_id: str | None = None,
+        **extra,
+    ) -> str:
         invoice_id = invoice_id or uid("INV")
-        data = {"id": invoice_id, "amount": amount, "currency": "CNY",
-                "issued_on": day(issued if issued is not None else due - 30), "due_on": day(due), **extra}
+        data = {
+            "id": invoice_id,
+            "amount": amount,
+            "currency": "CNY",
+            "issued_on": day(issued if issued is not None else due - 30),
+            "due_on": day(due),
+            **extra,
+        }
         self.event(customer_id, "invoice_issued", data)
         return invoice_id
 
-    def credit_check(self, customer_id: str, amount: str, *, order_id: str | None = None, reserve=False,
-                     role="sales", **extra) -> requests.Response:
-        body = {"customer_id": customer_id, "order_id": order_id or uid("O"), "amount": amount, "currency": "CNY",
-                "reserve": reserve, **extra}
+    def credit_check(
+        self, customer_id: str, amount: str, *, order_id: str | None = None, reserve=False, role="sales", **extra
+    ) -> requests.Response:
+        body = {
+            "customer_id": customer_id,
+            "order_id": order_id or uid("O"),
+            "amount": amount,
+            "currency": "CNY",
+            "reserve": reserve,
+            **extra,
+        }
         return self.post("/v1/credit-checks", body, role=role)

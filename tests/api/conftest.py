@@ -8,6 +8,7 @@ with the trail, publish policies or need exact global counts.
 PostgreSQL: a fresh database `creditctl_t_<random>` is created per session (more with a suffix
 for `fresh`) and dropped at the end. Unreachable → those params are skipped, or fail under CI=true.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -27,6 +28,7 @@ PG_ADMIN_URL = os.environ.get("CREDITCTL_TEST_PG_ADMIN_URL", "postgresql://postg
 class _PgDatabases:
     def __init__(self, admin_url: str):
         import psycopg
+
         self._psycopg = psycopg
         self.admin_url = admin_url
         self.prefix = f"creditctl_t_{secrets.token_hex(5)}"
@@ -53,6 +55,7 @@ class _PgDatabases:
 def _pg_unreachable_reason() -> str | None:
     try:
         import psycopg
+
         with psycopg.connect(PG_ADMIN_URL, connect_timeout=3) as conn:
             conn.execute("SELECT 1")
     except Exception as exc:  # noqa: BLE001 — any failure means "not reachable"
@@ -76,9 +79,11 @@ def backend(request, tmp_path_factory):
     reason = _pg_unreachable_reason()
     if reason:
         if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}. CI=true: the PostgreSQL API tests must run in CI, so this is a failure, "
-                        f"not a skip. Start PostgreSQL or point CREDITCTL_TEST_PG_ADMIN_URL at one.",
-                        pytrace=False)
+            pytest.fail(
+                f"{reason}. CI=true: the PostgreSQL API tests must run in CI, so this is a failure, "
+                f"not a skip. Start PostgreSQL or point CREDITCTL_TEST_PG_ADMIN_URL at one.",
+                pytrace=False,
+            )
         pytest.skip(reason)
     pg = _PgDatabases(PG_ADMIN_URL)
     try:
@@ -119,6 +124,7 @@ def fresh(backend):
 @pytest.fixture(autouse=True)
 def _no_server_errors():
     """Every test also asserts the service answered no request with a 5xx and logged no unhandled error."""
+
     class _Collect(logging.Handler):
         def __init__(self):
             super().__init__(logging.ERROR)

@@ -2,6 +2,7 @@
 operation and status (openapi-schema-validator, OpenAPI 3.0 semantics: nullable, formats). So the whole
 suite, not only the fuzzing run, proves the declared response schemas: an answer with an undeclared
 status, an undeclared media type or a body that doesn't match is a violation the autouse fixture fails on."""
+
 from __future__ import annotations
 
 import json
@@ -16,6 +17,7 @@ VIOLATIONS: list[str] = []
 @lru_cache(maxsize=1)
 def _spec() -> dict:
     from api.http.openapi import spec
+
     return spec()
 
 
@@ -32,7 +34,7 @@ def _validator(path: str, method: str, status: str, media: str):
     if not content:
         return None, None if media == "" else f"status {status} declares no body, got {media}"
     if media == "" and any(m != "application/json" for m in content):
-        return None, None               # an empty listing in a text format (CSV, JSON Lines) has no bytes
+        return None, None  # an empty listing in a text format (CSV, JSON Lines) has no bytes
     if media not in content:
         return None, f"status {status} declares {sorted(content)}, got {media or 'no body'}"
     if media != "application/json":

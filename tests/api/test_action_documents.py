@@ -1,5 +1,6 @@
 """GET /v1/actions/{id}/document: the document an action sends, rendered from the templates beside the
 policy, in Chinese (default) or English, as HTML, text or a PDF with a CJK font."""
+
 from __future__ import annotations
 
 import io
@@ -12,7 +13,9 @@ from test_imports import _load_book
 def _actions(api, **params):
     out = []
     for status in ("open", "queued", "sent"):
-        out += api.get("/v1/actions", role="backoffice", params={"status": status, "limit": 1000, **params}).json()["actions"]
+        out += api.get("/v1/actions", role="backoffice", params={"status": status, "limit": 1000, **params}).json()[
+            "actions"
+        ]
     return out
 
 
@@ -27,8 +30,9 @@ def test_an_actions_document_renders_in_chinese_and_english_as_html_text_and_pdf
     assert customer["name"] in html.text and "¥" in html.text
     text = fresh.get(f"/v1/actions/{letter['id']}/document", role="backoffice", params={"format": "txt"})
     assert text.status_code == 200 and customer["name"] in text.text
-    english = fresh.get(f"/v1/actions/{letter['id']}/document", role="backoffice",
-                        params={"format": "txt", "locale": "en"})
+    english = fresh.get(
+        f"/v1/actions/{letter['id']}/document", role="backoffice", params={"format": "txt", "locale": "en"}
+    )
     assert english.status_code == 200 and english.text != text.text and "CN¥" in english.text
     pdf = fresh.get(f"/v1/actions/{letter['id']}/document", role="backoffice", params={"format": "pdf"})
     assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")

@@ -3,6 +3,7 @@ verified API keys (api/service/auth.py KeyCache: off by default, so a revocation
 here with KEY_CACHE_SECONDS, a revoked key works at most that long) and the active policy (read once
 per transaction, so a publish is live in every worker for the next request). "Another worker" is a
 second app on the same database with its own HTTP server, as a gunicorn worker would be."""
+
 from __future__ import annotations
 
 import contextlib
@@ -21,7 +22,7 @@ from api_harness import POLICY_FILE, Api, fixed_clock
 from test_api_policies import with_high_limit
 
 
-KEY_CACHE_SECONDS = 5.0        # the cache a deployment may opt into (the default, 0, checks every request)
+KEY_CACHE_SECONDS = 5.0  # the cache a deployment may opt into (the default, 0, checks every request)
 
 
 class FakeMonotonic:
@@ -37,8 +38,9 @@ class FakeMonotonic:
 @contextlib.contextmanager
 def another_worker(api: Api, **config):
     """A second app (no migration, policy file already published) with its own HTTP server."""
-    app = create_app({"DATABASE_URL": api.database_url, "POLICY_FILE": POLICY_FILE, "CLOCK": fixed_clock,
-                      "MIGRATE": False, **config})
+    app = create_app(
+        {"DATABASE_URL": api.database_url, "POLICY_FILE": POLICY_FILE, "CLOCK": fixed_clock, "MIGRATE": False, **config}
+    )
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
@@ -46,8 +48,10 @@ def another_worker(api: Api, **config):
     base = f"http://127.0.0.1:{server.server_port}"
 
     def call(method, path, role, **kw):
-        return http.request(method, base + path, headers={"Authorization": f"Bearer {api.keys[role]}"},
-                            timeout=60, **kw)
+        return http.request(
+            method, base + path, headers={"Authorization": f"Bearer {api.keys[role]}"}, timeout=60, **kw
+        )
+
     try:
         yield call
     finally:
@@ -62,8 +66,9 @@ def another_worker(api: Api, **config):
 def clocked(backend):
     """A fresh database and server with the opt-in key cache, on a FakeMonotonic clock."""
     clock = FakeMonotonic()
-    api = Api(backend.name, backend.new_url(),
-              config={"KEY_CACHE_CLOCK": clock, "KEY_CACHE_SECONDS": KEY_CACHE_SECONDS})
+    api = Api(
+        backend.name, backend.new_url(), config={"KEY_CACHE_CLOCK": clock, "KEY_CACHE_SECONDS": KEY_CACHE_SECONDS}
+    )
     api.key_clock = clock
     yield api
     api.close()
@@ -76,7 +81,7 @@ def _revoke(api: Api, role: str) -> None:
 
 def test_a_revoked_key_stops_working_within_key_cache_seconds(clocked):
     api = clocked
-    assert api.get("/v1/audit/verify", role="auditor").status_code == 200       # now cached by this worker
+    assert api.get("/v1/audit/verify", role="auditor").status_code == 200  # now cached by this worker
     _revoke(api, "auditor")
     with another_worker(api) as other:
         # a worker that has not verified the key refuses it at once
@@ -104,6 +109,7 @@ def test_a_cached_key_is_looked_up_again_once_it_expires(clocked):
     def count(conn, cursor, statement, *args):
         if "api_keys" in statement:
             lookups.append(statement)
+
     event.listen(api.engine, "before_cursor_execute", count)
     try:
         for _ in range(3):
@@ -124,8 +130,7 @@ def test_unknown_keys_are_not_cached(clocked):
     headers = {"Authorization": f"Bearer {raw}"}
     assert api.get("/v1/audit/verify", role=None, headers=headers).status_code == 401
     with api.service.tx() as s:
-        s.add(ApiKey(name="late-key", role="auditor", key_hash=hash_key(raw), created_at=fixed_clock(),
-                     revoked=False))
+        s.add(ApiKey(name="late-key", role="auditor", key_hash=hash_key(raw), created_at=fixed_clock(), revoked=False))
     assert api.get("/v1/audit/verify", role=None, headers=headers).status_code == 200
 
 
@@ -143,14 +148,22 @@ def test_a_publish_in_one_worker_is_live_in_another_at_once(fresh):
     api = fresh
     cid = api.customer()
     with another_worker(api) as other:
-        before = other("POST", "/v1/credit-checks", "sales",
-                       json={"customer_id": cid, "order_id": "O-before", "amount": "10.00", "currency": "CNY"})
+        before = other(
+            "POST",
+            "/v1/credit-checks",
+            "sales",
+            json={"customer_id": cid, "order_id": "O-before", "amount": "10.00", "currency": "CNY"},
+        )
         assert before.status_code == 201 and before.json()["limit"] == "500000.00", before.text
         r = api.post("/v1/policies", {"text": with_high_limit(410000), "source": "elsewhere"}, role="controller")
         assert r.status_code == 201, r.text
         v2 = r.json()["version"]
-        after = other("POST", "/v1/credit-checks", "sales",
-                      json={"customer_id": cid, "order_id": "O-after", "amount": "10.00", "currency": "CNY"})
+        after = other(
+            "POST",
+            "/v1/credit-checks",
+            "sales",
+            json={"customer_id": cid, "order_id": "O-after", "amount": "10.00", "currency": "CNY"},
+        )
         assert after.status_code == 201, after.text
         assert (after.json()["policy_version"], after.json()["limit"]) == (v2, "410000.00")
         assert other("GET", f"/v1/customers/{cid}", "sales").json()["credit"]["limit"] == "410000.00"
@@ -166,6 +179,7 @@ def test_the_active_policy_is_read_once_per_transaction(fresh):
     def count(conn, cursor, statement, *args):
         if "policy_state" in statement:
             reads.append(statement)
+
     session = sessionmaker()
     try:
         event.listen(api.engine, "before_cursor_execute", count)
@@ -185,19 +199,22 @@ def test_the_active_policy_is_read_once_per_transaction(fresh):
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)   # SQLite has no server to drop connections
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)  # SQLite has no server to drop connections
 def test_an_idle_postgresql_connection_that_died_is_replaced(fresh, monkeypatch):
     """Without pool_pre_ping: a pooled connection idle longer than PING_IDLE_SECONDS is pinged at checkout,
     and one the server dropped meanwhile is replaced before a request uses it."""
     api = fresh
     import psycopg
+
     cid = api.customer()
-    assert api.credit_check(cid, "10.00").status_code == 201        # the pool now holds live connections
+    assert api.credit_check(cid, "10.00").status_code == 201  # the pool now holds live connections
     with psycopg.connect(api.database_url, autocommit=True) as admin:
-        dropped = admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                "WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchall()
+        dropped = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
     assert dropped and all(ok for (ok,) in dropped)
-    monkeypatch.setattr(db, "PING_IDLE_SECONDS", 0.0)          # every pooled connection counts as idle
+    monkeypatch.setattr(db, "PING_IDLE_SECONDS", 0.0)  # every pooled connection counts as idle
     r = api.credit_check(cid, "10.00")
     assert r.status_code == 201, r.text
     assert api.get("/v1/audit/verify", role="auditor").status_code == 200

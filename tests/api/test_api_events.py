@@ -1,5 +1,6 @@
 """POST /v1/events: every event type changes the ledger and returns a decision; event_id makes
 posting idempotent (same body → the first response, byte for byte; other body → 409)."""
+
 from __future__ import annotations
 
 import json
@@ -31,8 +32,11 @@ def ledger(api):
 
 def _dispute(api, cid, invoice):
     dispute_id = uid("D")
-    api.event(cid, "dispute_opened", {"id": dispute_id, "invoice_id": invoice, "opened_on": day(-1),
-                                      "reason": "wrong quantity"})
+    api.event(
+        cid,
+        "dispute_opened",
+        {"id": dispute_id, "invoice_id": invoice, "opened_on": day(-1), "reason": "wrong quantity"},
+    )
     return dispute_id
 
 
@@ -57,8 +61,12 @@ def _cases():
         return {"dispute_id": _dispute(api, cid, a), "resolved_on": day(0)}
 
     def plan(api, cid, a, b):
-        return {"id": uid("P"), "invoice_ids": [a], "agreed_on": day(0),
-                "instalments": [{"due_on": day(10), "amount": "5000.00"}, {"due_on": day(40), "amount": "5000.00"}]}
+        return {
+            "id": uid("P"),
+            "invoice_ids": [a],
+            "agreed_on": day(0),
+            "instalments": [{"due_on": day(10), "amount": "5000.00"}, {"due_on": day(40), "amount": "5000.00"}],
+        }
 
     def reason(api, cid, a, b):
         return {"reason": "malicious_delay"}
@@ -67,23 +75,33 @@ def _cases():
         return {"region": "remote", "collector": "李雷"}
 
     return {
-        "invoice_issued": (invoice, "invoices",
-                           lambda d, before, a: _credit(d, "outstanding") == before + Decimal("2000.00")),
-        "payment_received": (payment, "payments",
-                             lambda d, before, a: _credit(d, "outstanding") == before - Decimal("4000.00")),
-        "credit_note": (credit_note, "credit_notes",
-                        lambda d, before, a: _credit(d, "outstanding") == before - Decimal("1000.00")),
+        "invoice_issued": (
+            invoice,
+            "invoices",
+            lambda d, before, a: _credit(d, "outstanding") == before + Decimal("2000.00"),
+        ),
+        "payment_received": (
+            payment,
+            "payments",
+            lambda d, before, a: _credit(d, "outstanding") == before - Decimal("4000.00"),
+        ),
+        "credit_note": (
+            credit_note,
+            "credit_notes",
+            lambda d, before, a: _credit(d, "outstanding") == before - Decimal("1000.00"),
+        ),
         "promise_to_pay": (promise, "promises", lambda d, before, a: _paused(d) == {a: "promise"}),
         "dispute_opened": (dispute, "disputes", lambda d, before, a: _paused(d) == {a: "dispute"}),
         "dispute_resolved": (resolved, None, lambda d, before, a: _paused(d) == {}),
-        "instalment_plan_agreed": (plan, "instalment_plans",
-                                   lambda d, before, a: _paused(d) == {a: "instalment_plan"}),
+        "instalment_plan_agreed": (plan, "instalment_plans", lambda d, before, a: _paused(d) == {a: "instalment_plan"}),
         # malicious delay and > 30 days overdue: straight to stage 3 (dunning.stage3.malicious)
-        "arrears_reason_recorded": (reason, None,
-                                    lambda d, before, a: d["classification"]["arrears_reason"] == "malicious_delay"
-                                    and d["dunning"]["stage"] == 3),
-        "customer_updated": (updated, None,
-                             lambda d, before, a: d["classification"]["region"] == "remote"),
+        "arrears_reason_recorded": (
+            reason,
+            None,
+            lambda d, before, a: d["classification"]["arrears_reason"] == "malicious_delay"
+            and d["dunning"]["stage"] == 3,
+        ),
+        "customer_updated": (updated, None, lambda d, before, a: d["classification"]["region"] == "remote"),
     }
 
 
@@ -92,6 +110,7 @@ CASES = _cases()
 
 def test_every_event_type_is_covered():
     from api.service.validation import EVENT_TYPES
+
     assert set(CASES) == set(EVENT_TYPES)
 
 
@@ -119,8 +138,9 @@ def test_event_updates_the_ledger_and_returns_a_decision(api, ledger, event_type
     # a controller's change of decision fields is a record of its own; so is the legal case that malicious
     # delay's stage-3 litigation referral opens (docs/dunning.md "Legal cases")
     opened = event_type == "arrears_reason_recorded"
-    assert after["decisions"] == counts["decisions"] + (2 if event_type in ("customer_updated",
-                                                                            "arrears_reason_recorded") else 1)
+    assert after["decisions"] == counts["decisions"] + (
+        2 if event_type in ("customer_updated", "arrears_reason_recorded") else 1
+    )
     assert after["legal_cases"] == counts["legal_cases"] + opened
     if table:
         assert after[table] == counts[table] + 1
@@ -142,8 +162,12 @@ def test_event_updates_the_ledger_and_returns_a_decision(api, ledger, event_type
 
 def test_same_event_id_returns_the_first_response_and_changes_nothing(api, ledger):
     cid, a, b = ledger
-    body = {"event_id": uid("ev"), "type": "payment_received", "customer_id": cid,
-            "data": {"invoice_id": a, "amount": "123.45", "paid_on": day(0)}}
+    body = {
+        "event_id": uid("ev"),
+        "type": "payment_received",
+        "customer_id": cid,
+        "data": {"invoice_id": a, "amount": "123.45", "paid_on": day(0)},
+    }
     first = api.post("/v1/events", body, role="backoffice")
     assert first.status_code == 201, first.text
     counts = api.counts()
@@ -151,25 +175,38 @@ def test_same_event_id_returns_the_first_response_and_changes_nothing(api, ledge
     assert again.status_code == 200
     assert again.content == first.content
     # the same JSON written differently (key order, spacing) is the same body
-    reordered = json.dumps({"data": {"paid_on": day(0), "amount": "123.45", "invoice_id": a},
-                            "customer_id": cid, "type": "payment_received", "event_id": body["event_id"]}, indent=3)
-    third = api.request("POST", "/v1/events", "admin", data=reordered.encode(),
-                        headers={"Content-Type": "application/json"})
+    reordered = json.dumps(
+        {
+            "data": {"paid_on": day(0), "amount": "123.45", "invoice_id": a},
+            "customer_id": cid,
+            "type": "payment_received",
+            "event_id": body["event_id"],
+        },
+        indent=3,
+    )
+    third = api.request(
+        "POST", "/v1/events", "admin", data=reordered.encode(), headers={"Content-Type": "application/json"}
+    )
     assert third.status_code == 200 and third.content == first.content
     assert api.counts() == counts
 
 
 def test_same_event_id_with_another_body_is_a_conflict(api, ledger):
     cid, a, b = ledger
-    body = {"event_id": uid("ev"), "type": "payment_received", "customer_id": cid,
-            "data": {"invoice_id": a, "amount": "100.00", "paid_on": day(0)}}
+    body = {
+        "event_id": uid("ev"),
+        "type": "payment_received",
+        "customer_id": cid,
+        "data": {"invoice_id": a, "amount": "100.00", "paid_on": day(0)},
+    }
     first = api.post("/v1/events", body, role="backoffice")
     assert first.status_code == 201, first.text
     counts = api.counts()
-    for changed in ({**body, "data": {**body["data"], "amount": "100.01"}},
-                    {**body, "type": "credit_note", "data": {"invoice_id": a, "amount": "100.00",
-                                                              "issued_on": day(0)}},
-                    {**body, "as_of": day(0)}):
+    for changed in (
+        {**body, "data": {**body["data"], "amount": "100.01"}},
+        {**body, "type": "credit_note", "data": {"invoice_id": a, "amount": "100.00", "issued_on": day(0)}},
+        {**body, "as_of": day(0)},
+    ):
         r = api.post("/v1/events", changed, role="backoffice")
         assert r.status_code == 409, r.text
         assert r.json()["code"] == "E_EVENT_CONFLICT"
@@ -181,8 +218,12 @@ def test_same_event_id_with_another_body_is_a_conflict(api, ledger):
 def test_a_rejected_event_does_not_use_up_its_id(api, ledger):
     cid, a, b = ledger
     event_id = uid("ev")
-    bad = {"event_id": event_id, "type": "payment_received", "customer_id": cid,
-           "data": {"invoice_id": "no-such-invoice", "amount": "10.00", "paid_on": day(0)}}
+    bad = {
+        "event_id": event_id,
+        "type": "payment_received",
+        "customer_id": cid,
+        "data": {"invoice_id": "no-such-invoice", "amount": "10.00", "paid_on": day(0)},
+    }
     counts = api.counts()
     assert api.post("/v1/events", bad, role="backoffice").status_code == 422
     assert api.counts() == counts
@@ -194,10 +235,17 @@ def test_a_rejected_event_does_not_use_up_its_id(api, ledger):
 def test_concurrent_duplicates_are_processed_once(api, event_type):
     """Twelve clients post the same event at the same moment: one applies it, all get its response."""
     cid = api.customer()
-    data = {"invoice_issued": {"id": uid("INV"), "amount": "700.00", "currency": "CNY", "issued_on": day(-5),
-                               "due_on": day(25)},
-            "payment_received": {"amount": "70.00", "paid_on": day(0)},
-            "arrears_reason_recorded": {"reason": "cash_flow_problem"}}[event_type]
+    data = {
+        "invoice_issued": {
+            "id": uid("INV"),
+            "amount": "700.00",
+            "currency": "CNY",
+            "issued_on": day(-5),
+            "due_on": day(25),
+        },
+        "payment_received": {"amount": "70.00", "paid_on": day(0)},
+        "arrears_reason_recorded": {"reason": "cash_flow_problem"},
+    }[event_type]
     body = {"event_id": uid("ev"), "type": event_type, "customer_id": cid, "data": data}
     counts = api.counts()
     n = 12
@@ -237,12 +285,22 @@ def test_one_new_id_posted_for_two_customers_at_once(api, event_type):
         new_id = uid("X")
 
         def data(c):
-            return {"invoice_issued": {"id": new_id, "amount": "10.00", "currency": "CNY", "issued_on": day(0),
-                                       "due_on": day(30)},
-                    "credit_note": {"id": new_id, "invoice_id": invoices[c], "amount": "1.00", "issued_on": day(0)},
-                    "instalment_plan_agreed": {"id": new_id, "invoice_ids": [invoices[c]], "agreed_on": day(0),
-                                               "instalments": [{"due_on": day(20), "amount": "500.00"}]},
-                    }[event_type]
+            return {
+                "invoice_issued": {
+                    "id": new_id,
+                    "amount": "10.00",
+                    "currency": "CNY",
+                    "issued_on": day(0),
+                    "due_on": day(30),
+                },
+                "credit_note": {"id": new_id, "invoice_id": invoices[c], "amount": "1.00", "issued_on": day(0)},
+                "instalment_plan_agreed": {
+                    "id": new_id,
+                    "invoice_ids": [invoices[c]],
+                    "agreed_on": day(0),
+                    "instalments": [{"due_on": day(20), "amount": "500.00"}],
+                },
+            }[event_type]
 
         counts = api.counts()
         barrier = threading.Barrier(2)
@@ -257,8 +315,7 @@ def test_one_new_id_posted_for_two_customers_at_once(api, event_type):
             t.start()
         for t in threads:
             t.join(60)
-        assert sorted(r.status_code for r in results.values()) == [201, 409], {c: r.text for c, r in
-                                                                               results.items()}
+        assert sorted(r.status_code for r in results.values()) == [201, 409], {c: r.text for c, r in results.items()}
         assert [r.json()["code"] for r in results.values() if r.status_code == 409] == ["E_CONFLICT"]
         after = api.counts()
         assert after["events"] == counts["events"] + 1 and after["decisions"] == counts["decisions"] + 1
@@ -266,15 +323,15 @@ def test_one_new_id_posted_for_two_customers_at_once(api, event_type):
 
 def test_unallocated_payment_settles_the_oldest_invoice_first(api):
     cid = api.customer()
-    newer = api.invoice(cid, "5000.00", due=-10, issued=-40, invoice_id=uid("INV-newer"))   # posted first
+    newer = api.invoice(cid, "5000.00", due=-10, issued=-40, invoice_id=uid("INV-newer"))  # posted first
     older = api.invoice(cid, "10000.00", due=-30, issued=-60, invoice_id=uid("INV-older"))
-    r = api.event(cid, "payment_received", {"amount": "10000.00", "paid_on": day(-1)})     # no invoice_id
+    r = api.event(cid, "payment_received", {"amount": "10000.00", "paid_on": day(-1)})  # no invoice_id
     d = r.json()["decision"]
     assert d["credit"]["outstanding"] == "5000.00"
     # the older invoice is settled: only the newer one is still open, overdue and charged interest
     assert d["dunning"]["anchor_invoice_id"] == newer
     assert [i["invoice_id"] for i in d["interest"]["invoices"]] == [newer]
-    assert d["classification"]["aging_bucket"] == "short"          # 10 days, not 30
+    assert d["classification"]["aging_bucket"] == "short"  # 10 days, not 30
     with api.service.tx() as s:
         assert s.get(Invoice, older) is not None
 

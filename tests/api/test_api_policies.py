@@ -1,5 +1,6 @@
 """Policies over HTTP: validate reports what `creditctl policy check` reports; a bad publish changes
 nothing; a good one swaps atomically, also under load."""
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,9 @@ BAD_POLICIES = {
     "unknown fact field": POLICY_TEXT.replace("field: reputation, eq: high}", "field: reputashun, eq: high}"),
     "bad amount": with_high_limit(0).replace('limit: "0"', 'limit: "lots"'),
     "yaml syntax": POLICY_TEXT.replace("customer_type: [individual, enterprise]", "customer_type: [individual,"),
-    "several problems": POLICY_TEXT.replace("currency: CNY", "currency: XXX")
-                                   .replace("outcome: reject", "outcome: maybe"),
+    "several problems": POLICY_TEXT.replace("currency: CNY", "currency: XXX").replace(
+        "outcome: reject", "outcome: maybe"
+    ),
     "not a mapping": "- just\n- a list\n",
 }
 
@@ -39,13 +41,18 @@ BAD_POLICIES = {
 def cli_results(tmp_path_factory):
     """`creditctl policy check --format json FILE` for every variant (the command line, run once)."""
     folder = tmp_path_factory.mktemp("policies")
-    (folder / "templates").symlink_to(ROOT / "templates")      # policy check also checks the templates beside it
+    (folder / "templates").symlink_to(ROOT / "templates")  # policy check also checks the templates beside it
     out = {}
     for name, text in {**BAD_POLICIES, "valid": POLICY_TEXT}.items():
         path = folder / (name.replace(" ", "_") + ".yaml")
         path.write_text(text, encoding="utf-8")
-        p = subprocess.run([sys.executable, "-m", "api.cli", "policy", "check", "--format", "json", str(path)],
-                           cwd=ROOT, capture_output=True, text=True, timeout=120)
+        p = subprocess.run(
+            [sys.executable, "-m", "api.cli", "policy", "check", "--format", "json", str(path)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         out[name] = (str(path), p.returncode, p.stdout, p.stderr)
     return out
 
@@ -63,11 +70,22 @@ def test_validate_reports_what_policy_check_reports(api, cli_results, name):
     assert body["code"] == "E_POLICY_INVALID"
     assert body["policy_errors"] == expected
     assert [(e["code"], e["line"]) for e in body["policy_errors"]] == [(e["code"], e["line"]) for e in expected]
-    assert body["errors"] == {"policy": [f"{e['file']}:{e['line']}:{e['column']}: {e['code']}: {e['message']}"
-                                         + (f" (at {e['path']})" if e["path"] else "") for e in expected]}
+    assert body["errors"] == {
+        "policy": [
+            f"{e['file']}:{e['line']}:{e['column']}: {e['code']}: {e['message']}"
+            + (f" (at {e['path']})" if e["path"] else "")
+            for e in expected
+        ]
+    }
     # the same text sent as YAML gives the same answer
-    r = api.request("POST", "/v1/policies/validate", "controller", data=BAD_POLICIES[name].encode("utf-8"),
-                    params={"source": path}, headers={"Content-Type": "application/yaml"})
+    r = api.request(
+        "POST",
+        "/v1/policies/validate",
+        "controller",
+        data=BAD_POLICIES[name].encode("utf-8"),
+        params={"source": path},
+        headers={"Content-Type": "application/yaml"},
+    )
     assert r.status_code == 422 and r.json()["policy_errors"] == expected
     assert api.counts() == counts
 
@@ -76,7 +94,7 @@ def test_validate_accepts_what_policy_check_accepts(api, cli_results):
     path, rc, stdout, stderr = cli_results["valid"]
     assert rc == 0, stderr
     expected = json.loads(stdout)
-    templates = expected.pop("templates")          # the CLI also checks the document templates beside the file
+    templates = expected.pop("templates")  # the CLI also checks the document templates beside the file
     assert templates["files"] > 0
     r = api.post("/v1/policies/validate", {"text": POLICY_TEXT, "source": path}, role="admin")
     assert r.status_code == 200 and r.json() == expected
@@ -86,11 +104,17 @@ def test_validate_accepts_what_policy_check_accepts(api, cli_results):
 def test_policy_check_text_output_matches_the_api_messages(api, cli_results, tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text(BAD_POLICIES["several problems"], encoding="utf-8")
-    p = subprocess.run([sys.executable, "-m", "api.cli", "policy", "check", str(path)], cwd=ROOT,
-                       capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-m", "api.cli", "policy", "check", str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 1
-    r = api.post("/v1/policies/validate", {"text": path.read_text(encoding="utf-8"), "source": str(path)},
-                 role="controller")
+    r = api.post(
+        "/v1/policies/validate", {"text": path.read_text(encoding="utf-8"), "source": str(path)}, role="controller"
+    )
     assert r.json()["errors"]["policy"] == p.stderr.splitlines()
 
 
@@ -127,11 +151,26 @@ def test_a_good_publish_swaps(fresh):
     r = api.post("/v1/policies", {"text": with_high_limit(400000), "source": "limits-2027"}, role="controller")
     assert r.status_code == 201, r.text
     v2 = r.json()["version"]
-    assert r.json() == {"version": v2, "name": "default", "changed": True, "active": True, "scheduled": False,
-                        "effective_from": "2026-12-15", "activation_id": r.json()["activation_id"]} and v2 != v1
+    assert (
+        r.json()
+        == {
+            "version": v2,
+            "name": "default",
+            "changed": True,
+            "active": True,
+            "scheduled": False,
+            "effective_from": "2026-12-15",
+            "activation_id": r.json()["activation_id"],
+        }
+        and v2 != v1
+    )
     active = api.get("/v1/policies/active", role="controller").json()
     assert (active["version"], active["activated_by"], active["source"], active["active"]) == (
-        v2, "test-controller", "limits-2027", True)
+        v2,
+        "test-controller",
+        "limits-2027",
+        True,
+    )
     assert active["text"] == with_high_limit(400000)
     assert api.get(f"/v1/policies/{v1}", role="controller").json()["active"] is False
     assert api.get("/healthz", role=None).json()["policy_version"] == v2
@@ -141,12 +180,22 @@ def test_a_good_publish_swaps(fresh):
     assert api.get(f"/v1/customers/{cid}", role="sales").json()["credit"]["limit"] == "400000.00"
     # decisions keep the version they were made with, and replay with it
     assert api.post(f"/v1/decisions/{old['decision_id']}/replay", role="auditor").json() == {
-        "decision_id": old["decision_id"], "policy_version": v1, "identical": True, "tampered": False}
+        "decision_id": old["decision_id"],
+        "policy_version": v1,
+        "identical": True,
+        "tampered": False,
+    }
     # publishing the live text again changes nothing; the old text swaps back
     r = api.post("/v1/policies", {"text": with_high_limit(400000)}, role="admin")
     assert r.status_code == 200 and r.json()["changed"] is False
-    r = api.request("POST", "/v1/policies", "admin", data=POLICY_TEXT.encode("utf-8"),
-                    headers={"Content-Type": "application/yaml"}, params={"source": "rollback"})
+    r = api.request(
+        "POST",
+        "/v1/policies",
+        "admin",
+        data=POLICY_TEXT.encode("utf-8"),
+        headers={"Content-Type": "application/yaml"},
+        params={"source": "rollback"},
+    )
     assert r.status_code == 201 and r.json()["version"] == v1 and r.json()["changed"] is True
     assert api.credit_check(cid, "1000.00").json()["limit"] == "500000.00"
 
@@ -170,7 +219,7 @@ def test_hot_publish_under_load(fresh):
                 r = api.credit_check(cid, "1000.00", order_id=uid("O"))
                 with lock:
                     results.append((r.status_code, r.json()))
-            except Exception as exc:          # noqa: BLE001 — a failed request is what we count
+            except Exception as exc:  # noqa: BLE001 — a failed request is what we count
                 errors.append(repr(exc))
 
     def served(version: str) -> None:
@@ -190,7 +239,7 @@ def test_hot_publish_under_load(fresh):
                 assert r.status_code == 201, r.text
                 limits[r.json()["version"]] = f"{490000 - 10000 * k}.00"
                 served(r.json()["version"])
-        except Exception as exc:              # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001
             errors.append(repr(exc))
         finally:
             stop.set()
@@ -258,10 +307,11 @@ def test_a_policy_in_another_currency_than_the_ledgers_is_refused(fresh, tmp_pat
     import logging
 
     from api.http.app import create_app
+
     api = fresh
     usd = POLICY_TEXT.replace("currency: CNY", "currency: USD", 1)
     empty = api.post("/v1/policies/validate", {"text": usd, "source": "usd.yaml"}, role="controller")
-    assert empty.status_code == 200, empty.text               # an empty book has no currency yet
+    assert empty.status_code == 200, empty.text  # an empty book has no currency yet
     cid = api.customer()
     api.invoice(cid, "1000.00", due=10)
     active, counts = _active(api), api.counts()
@@ -278,11 +328,18 @@ def test_a_policy_in_another_currency_than_the_ledgers_is_refused(fresh, tmp_pat
     path.write_text(usd, encoding="utf-8")
     line = next(n for n, text in enumerate(usd.splitlines(), 1) if text.strip() == "currency: USD")
     logger = logging.getLogger("creditctl")
-    watching, logger.handlers = logger.handlers, []        # these ERROR lines are expected: not a failure
+    watching, logger.handlers = logger.handlers, []  # these ERROR lines are expected: not a failure
     try:
         with caplog.at_level(logging.INFO, logger="creditctl"):
-            app = create_app({"DATABASE_URL": api.database_url, "POLICY_FILE": str(path), "MIGRATE": False,
-                              "POLICY_FILE_FALLBACK": True, "AUDIT_CHECKPOINTS": None})
+            app = create_app(
+                {
+                    "DATABASE_URL": api.database_url,
+                    "POLICY_FILE": str(path),
+                    "MIGRATE": False,
+                    "POLICY_FILE_FALLBACK": True,
+                    "AUDIT_CHECKPOINTS": None,
+                }
+            )
     finally:
         logger.handlers = watching
     try:
@@ -301,6 +358,7 @@ def test_a_version_by_the_short_prefix_the_tools_print(fresh):
     import datetime as dt
 
     from api.store.tables import PolicyVersion
+
     api = fresh
     full = _active(api)
     whole = api.get(f"/v1/policies/{full}", role="controller").json()
@@ -311,10 +369,18 @@ def test_a_version_by_the_short_prefix_the_tools_print(fresh):
     assert r.status_code == 422 and list(r.json()["errors"]) == ["version"]
     unknown = "f" * 12 if not full.startswith("f" * 12) else "0" * 12
     assert api.get(f"/v1/policies/{unknown}", role="controller").status_code == 404
-    with api.service.tx() as s:                 # two versions that share 10 characters (no hash collision needed)
+    with api.service.tx() as s:  # two versions that share 10 characters (no hash collision needed)
         for tail in ("0", "1"):
-            s.add(PolicyVersion(version="abcdef0123" + tail * 54, name="x", text="x", source="test",
-                                created_at=dt.datetime(2026, 1, 1), created_by="test"))
+            s.add(
+                PolicyVersion(
+                    version="abcdef0123" + tail * 54,
+                    name="x",
+                    text="x",
+                    source="test",
+                    created_at=dt.datetime(2026, 1, 1),
+                    created_by="test",
+                )
+            )
     r = api.get("/v1/policies/abcdef0123", role="controller")
     assert r.status_code == 409 and r.json()["code"] == "E_VERSION_AMBIGUOUS", r.text
     # the longer prefix finds the one version; its made-up text does not hash to it, so it is refused
@@ -323,4 +389,4 @@ def test_a_version_by_the_short_prefix_the_tools_print(fresh):
     assert r.status_code == 503 and r.json()["code"] == "E_POLICY_TAMPERED", r.text
     assert f"'abcdef0123{'1' * 54}'" in r.json()["message"]
     assert "503" in SERVER_ERRORS[-1]
-    del SERVER_ERRORS[-1]                  # the one 5xx this test provokes (the autouse fixture fails on any)
+    del SERVER_ERRORS[-1]  # the one 5xx this test provokes (the autouse fixture fails on any)

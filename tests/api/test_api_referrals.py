@@ -2,6 +2,7 @@
 in exposure; controllers release (within their authority), reject or recheck; open referrals expire. Every
 step is a record in the customer's chain and the trail verifies after each flow (real HTTP, SQLite and
 PostgreSQL)."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -36,8 +37,11 @@ def _exposure(api, cid) -> Decimal:
 
 def _chain(api, cid) -> list[DecisionRecord]:
     with api.service.tx() as s:
-        return s.execute(select(DecisionRecord).where(DecisionRecord.subject == cid)
-                         .order_by(DecisionRecord.seq)).scalars().all()
+        return (
+            s.execute(select(DecisionRecord).where(DecisionRecord.subject == cid).order_by(DecisionRecord.seq))
+            .scalars()
+            .all()
+        )
 
 
 def _verified(api) -> None:
@@ -92,8 +96,8 @@ def test_refer_holds_provisionally_and_a_controller_releases(gov):
     assert ref["status"] == "open" and ref["amount"] == "460000.00" and ref["limit"] == "500000.00"
     assert ref["exposure"] == "0.00" and ref["over_limit"] == "0.00" and ref["requested_by"] == "test-sales"
     assert [x["rule"] for x in ref["reasons"]] == ["check.high_utilisation"]
-    assert ref["expires_on"] == day(7)                          # policies.yaml: referral_expiry_days 7
-    assert _exposure(api, cid) == Decimal("460000.00")          # the provisional hold counts in exposure
+    assert ref["expires_on"] == day(7)  # policies.yaml: referral_expiry_days 7
+    assert _exposure(api, cid) == Decimal("460000.00")  # the provisional hold counts in exposure
     # so the next order sees it: 460,000 + 60,000 > 500,000
     assert api.credit_check(cid, "60000.00").json()["outcome"] == "reject"
 
@@ -101,7 +105,10 @@ def test_refer_holds_provisionally_and_a_controller_releases(gov):
     mine = api.get(f"/v1/credit-checks/{order}", role="sales")
     assert mine.status_code == 200, mine.text
     assert mine.json()["status"] == "referred" and mine.json()["reservation"] == {
-        "status": "provisional", "amount": "460000.00", "expires_on": day(7)}
+        "status": "provisional",
+        "amount": "460000.00",
+        "expires_on": day(7),
+    }
     other = api.get(f"/v1/credit-checks/{order}", role="sales2")
     assert other.status_code == 403 and other.json()["code"] == "E_FORBIDDEN"
 
@@ -117,16 +124,24 @@ def test_refer_holds_provisionally_and_a_controller_releases(gov):
     blank = api.post(f"/v1/referrals/{ref['id']}/release", {"reason": "  "}, role=lead)
     assert blank.status_code == 422 and "reason" in blank.json()["errors"], blank.text
     assert api.post(f"/v1/referrals/{ref['id']}/release", {}, role=lead).json()["errors"].keys() == {"reason"}
-    bad = api.post(f"/v1/referrals/{ref['id']}/release",
-                   {"reason": "ok", "conditions": [{"type": "deposit", "amount": "1.001"}]}, role=lead)
+    bad = api.post(
+        f"/v1/referrals/{ref['id']}/release",
+        {"reason": "ok", "conditions": [{"type": "deposit", "amount": "1.001"}]},
+        role=lead,
+    )
     assert bad.status_code == 422 and "conditions[0].amount" in bad.json()["errors"], bad.text
     assert api.counts() == before
     sales = api.post(f"/v1/referrals/{ref['id']}/release", {"reason": "please"}, role="sales")
     assert sales.status_code == 403
 
-    r = api.post(f"/v1/referrals/{ref['id']}/release",
-                 {"reason": "long-standing customer; 30 % deposit taken",
-                  "conditions": [{"type": "deposit", "amount": "138000.00", "note": "paid by wire"}]}, role=lead)
+    r = api.post(
+        f"/v1/referrals/{ref['id']}/release",
+        {
+            "reason": "long-standing customer; 30 % deposit taken",
+            "conditions": [{"type": "deposit", "amount": "138000.00", "note": "paid by wire"}],
+        },
+        role=lead,
+    )
     assert r.status_code == 200, r.text
     out = r.json()
     assert out["status"] == "released" and out["closed_by"] == lead
@@ -134,15 +149,18 @@ def test_refer_holds_provisionally_and_a_controller_releases(gov):
     order_now = api.get(f"/v1/credit-checks/{order}", role="sales").json()
     assert order_now["status"] == "released" and order_now["reservation"]["status"] == "held"
     assert order_now["reservation"]["expires_on"] == day(30)
-    assert _exposure(api, cid) == Decimal("460000.00")          # now an ordinary hold
+    assert _exposure(api, cid) == Decimal("460000.00")  # now an ordinary hold
     twice = api.post(f"/v1/referrals/{ref['id']}/release", {"reason": "again"}, role=lead)
     assert twice.status_code == 409 and twice.json()["code"] == "E_REFERRAL_CLOSED"
 
     chain = _chain(api, cid)
     kinds = [(rec.kind, rec.outcome, rec.actor) for rec in chain]
-    assert kinds == [("credit_check", "refer", "test-sales"), ("credit_check", "reject", "test-sales"),
-                     ("referral_release", "released", lead)]
-    assert chain[0].id == ref["decision_id"]                    # the referring check opened it
+    assert kinds == [
+        ("credit_check", "refer", "test-sales"),
+        ("credit_check", "reject", "test-sales"),
+        ("referral_release", "released", lead),
+    ]
+    assert chain[0].id == ref["decision_id"]  # the referring check opened it
     released = json.loads(chain[-1].result)
     assert released["reason"] == "long-standing customer; 30 % deposit taken"
     assert released["authority"] == "team_lead" and released["authority_needed"] == "team_lead"
@@ -176,9 +194,9 @@ def test_recheck_under_todays_ledger(gov):
     api = gov
     cid = api.customer()
     inv = api.invoice(cid, "100000.00", due=16, issued=-14)
-    ref = _refer(api, cid, "360000.00")["referral"]            # 100,000 + 360,000 = 92 %
+    ref = _refer(api, cid, "360000.00")["referral"]  # 100,000 + 360,000 = 92 %
     assert ref["exposure"] == "100000.00"
-    controller = _key(api, "controller", None)                  # a recheck needs no authority level
+    controller = _key(api, "controller", None)  # a recheck needs no authority level
     still = api.post(f"/v1/referrals/{ref['id']}/recheck", role=controller)
     assert still.status_code == 200 and still.json()["outcome"] == "refer", still.text
     assert still.json()["referral"]["status"] == "open"
@@ -204,14 +222,26 @@ def test_a_hold_placed_after_the_referral_blocks_its_release_and_rejects_its_rec
     own, member = api.customer(), api.customer()
     own_ref, member_ref = _refer(api, own)["referral"], _refer(api, member)["referral"]
     gid = uid("G")
-    assert api.put(f"/v1/groups/{gid}", {"name": "华东集团", "limit": "5000000.00", "reason": "集团授信"},
-                   role="controller").status_code == 200
-    assert api.put(f"/v1/customers/{member}/group", {"group_id": gid, "reason": "subsidiary"},
-                   role="controller").status_code == 200
-    assert api.put(f"/v1/customers/{own}/hold", {"reason": "担保失效 guarantee lapsed"},
-                   role="controller").status_code == 200
-    assert api.put(f"/v1/groups/{gid}/hold", {"reason": "母公司违约 parent defaulted"},
-                   role="controller").status_code == 200
+    assert (
+        api.put(
+            f"/v1/groups/{gid}", {"name": "华东集团", "limit": "5000000.00", "reason": "集团授信"}, role="controller"
+        ).status_code
+        == 200
+    )
+    assert (
+        api.put(
+            f"/v1/customers/{member}/group", {"group_id": gid, "reason": "subsidiary"}, role="controller"
+        ).status_code
+        == 200
+    )
+    assert (
+        api.put(f"/v1/customers/{own}/hold", {"reason": "担保失效 guarantee lapsed"}, role="controller").status_code
+        == 200
+    )
+    assert (
+        api.put(f"/v1/groups/{gid}/hold", {"reason": "母公司违约 parent defaulted"}, role="controller").status_code
+        == 200
+    )
 
     before = api.counts()
     for ref, words in ((own_ref, "guarantee lapsed"), (member_ref, "parent defaulted")):
@@ -227,14 +257,16 @@ def test_a_hold_placed_after_the_referral_blocks_its_release_and_rejects_its_rec
     assert out["outcome"] == "reject" and out["referral"]["status"] == "rejected", out
     assert out["reasons"][0]["rule"] == "credit.group_hold" and "parent defaulted" in out["reasons"][0]["message"]
     assert "parent defaulted" in out["referral"]["close_reason"]
-    assert _exposure(api, member) == 0                          # the provisional hold is freed
+    assert _exposure(api, member) == 0  # the provisional hold is freed
     recheck = [rec for rec in _chain(api, member) if rec.kind == "referral_recheck"][-1]
     assert recheck.outcome == "reject" and json.loads(recheck.facts)["group_hold"]["group_id"] == gid
     replay = api.post(f"/v1/decisions/{recheck.id}/replay", role="auditor")
     assert replay.status_code == 200 and replay.json()["identical"] is True
 
-    assert api.post(f"/v1/customers/{own}/hold/lift", {"reason": "new guarantee signed"},
-                    role="controller").status_code == 200
+    assert (
+        api.post(f"/v1/customers/{own}/hold/lift", {"reason": "new guarantee signed"}, role="controller").status_code
+        == 200
+    )
     r = api.post(f"/v1/referrals/{own_ref['id']}/release", {"reason": "guarantee renewed"}, role=lead)
     assert r.status_code == 200 and r.json()["status"] == "released", r.text
     _verified(api)
@@ -243,9 +275,9 @@ def test_a_hold_placed_after_the_referral_blocks_its_release_and_rejects_its_rec
 def test_expiry_frees_the_hold_once(gov):
     api = gov
     cid = api.customer()
-    ref = _refer_days_ago(api, cid, 10)["referral"]         # opened 10 days ago: last open day was day -3
+    ref = _refer_days_ago(api, cid, 10)["referral"]  # opened 10 days ago: last open day was day -3
     assert ref["expires_on"] == day(-3)
-    assert _exposure(api, cid) == 0                              # past its last day the hold no longer counts
+    assert _exposure(api, cid) == 0  # past its last day the hold no longer counts
     lead = _key(api, "controller", "team_lead")
     late = api.post(f"/v1/referrals/{ref['id']}/release", {"reason": "late"}, role=lead)
     assert late.status_code == 409 and late.json()["code"] == "E_REFERRAL_CLOSED"
@@ -256,8 +288,9 @@ def test_expiry_frees_the_hold_once(gov):
     assert order["status"] == "expired" and order["reservation"]["status"] == "released"
     last = _chain(api, cid)[-1]
     assert last.kind == "referral_expire" and last.actor == "api:test-controller"
-    assert api.get("/v1/referrals", role="auditor", params={"status": "expired"}).json()["referrals"][0]["id"] \
-        == ref["id"]
+    assert (
+        api.get("/v1/referrals", role="auditor", params={"status": "expired"}).json()["referrals"][0]["id"] == ref["id"]
+    )
     _verified(api)
 
 
@@ -266,7 +299,7 @@ def test_list_filters_and_order(gov):
     a, b = api.customer(), api.customer()
     old = _refer_days_ago(api, a, 3)["referral"]
     big = _refer(api, b, "470000.00")["referral"]
-    small = _refer(api, a, "20000.00", order_id=uid("O"))      # 460,000 held + 20,000: 96 %
+    small = _refer(api, a, "20000.00", order_id=uid("O"))  # 460,000 held + 20,000: 96 %
     listed = api.get("/v1/referrals", role="controller").json()["referrals"]
     # oldest first (the test clock stands still: the two opened today tie on time)
     assert [x["id"] for x in listed][0] == old["id"]
@@ -294,10 +327,13 @@ def test_authority_matrix(fresh):
     api = fresh
     _publish(api, _refer_over_limit_policy())
     cid = api.customer()
-    ref = _refer(api, cid, "650000.00")["referral"]            # 150,000 over the 500,000 limit
+    ref = _refer(api, cid, "650000.00")["referral"]  # 150,000 over the 500,000 limit
     assert ref["over_limit"] == "150000.00"
-    lead, manager, nobody = (_key(api, "controller", "team_lead"), _key(api, "controller", "credit_manager"),
-                             _key(api, "admin", None))
+    lead, manager, nobody = (
+        _key(api, "controller", "team_lead"),
+        _key(api, "controller", "credit_manager"),
+        _key(api, "admin", None),
+    )
     before = api.counts()
     for key in (lead, nobody):
         r = api.post(f"/v1/referrals/{ref['id']}/release", {"reason": "ok"}, role=key)
@@ -309,16 +345,19 @@ def test_authority_matrix(fresh):
     assert json.loads(_chain(api, cid)[-1].result)["authority_needed"] == "credit_manager"
     # above 1,000,000 over the limit only the CFO
     big = _refer(api, api.customer(), "1600000.00")["referral"]
-    assert api.post(f"/v1/referrals/{big['id']}/release", {"reason": "x"}, role=manager).json()["message"] \
-        .count("'cfo'") == 1
+    assert (
+        api.post(f"/v1/referrals/{big['id']}/release", {"reason": "x"}, role=manager).json()["message"].count("'cfo'")
+        == 1
+    )
     cfo = _key(api, "controller", "cfo")
     assert api.post(f"/v1/referrals/{big['id']}/release", {"reason": "board approved"}, role=cfo).status_code == 200
     _verified(api)
 
 
 def _cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "api.cli", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=180)
+    return subprocess.run(
+        [sys.executable, "-m", "api.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=180
+    )
 
 
 def test_command_line_keys_with_authority_and_expiry(fresh):
@@ -326,15 +365,26 @@ def test_command_line_keys_with_authority_and_expiry(fresh):
     url = api.database_url
     bad = _cli("keys", "create", "x", "--role", "controller", "--authority", "Team Lead", "--database-url", url)
     assert bad.returncode == 2 and "authority level" in bad.stderr
-    made = _cli("keys", "create", "li.na", "--role", "controller", "--authority", "team_lead",
-                "--person", "李娜", "--database-url", url)
+    made = _cli(
+        "keys",
+        "create",
+        "li.na",
+        "--role",
+        "controller",
+        "--authority",
+        "team_lead",
+        "--person",
+        "李娜",
+        "--database-url",
+        url,
+    )
     assert made.returncode == 0, made.stderr
     raw = made.stdout.strip()
     assert raw.startswith("cc_controller_")
     api.keys["li.na"] = raw
     cid = api.customer()
-    ref = _refer_days_ago(api, cid, 8)["referral"]            # last open day: yesterday
-    ok = _refer(api, cid, reserve=False)["referral"]            # the expired hold no longer counts: refers again
+    ref = _refer_days_ago(api, cid, 8)["referral"]  # last open day: yesterday
+    ok = _refer(api, cid, reserve=False)["referral"]  # the expired hold no longer counts: refers again
     r = api.post(f"/v1/referrals/{ok['id']}/release", {"reason": "CLI key"}, role="li.na")
     assert r.status_code == 200 and r.json()["closed_by"] == "li.na", r.text
     assert json.loads(_chain(api, cid)[-1].result)["person"] == "李娜"

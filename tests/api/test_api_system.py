@@ -1,4 +1,5 @@
 """/healthz, /metrics, /openapi.json, /docs, and schemathesis over the live server."""
+
 from __future__ import annotations
 
 import re
@@ -40,16 +41,16 @@ def _delta(before, after, name, **labels) -> float:
 
 
 def test_metrics_count_requests_and_decisions_by_outcome(api):
-    cid = api.customer(credit_score=65)                     # limit 200,000
+    cid = api.customer(credit_score=65)  # limit 200,000
     before = _samples(api)
     for _ in range(3):
         api.get("/healthz", role=None)
     for amount in ("10.00", "20.00"):
         assert api.credit_check(cid, amount).json()["outcome"] == "approve"
     assert api.credit_check(cid, "250000.00").json()["outcome"] == "reject"
-    assert api.credit_check(cid, "185000.00").json()["outcome"] == "refer"        # 92.5 % of the limit
+    assert api.credit_check(cid, "185000.00").json()["outcome"] == "refer"  # 92.5 % of the limit
     api.get("/v1/no-such-route")
-    api.get("/v1/audit/verify", role="sales")               # 403
+    api.get("/v1/audit/verify", role="sales")  # 403
     api.event(cid, "payment_received", {"amount": "1.00", "paid_on": day(0)})
     after = _samples(api)
 
@@ -58,7 +59,7 @@ def test_metrics_count_requests_and_decisions_by_outcome(api):
     assert _delta(before, after, req, method="POST", route="/v1/credit-checks", status="201") == 4
     assert _delta(before, after, req, method="GET", route="unmatched", status="404") == 1
     assert _delta(before, after, req, method="GET", route="/v1/audit/verify", status="403") == 1
-    assert _delta(before, after, req, method="GET", route="/metrics", status="200") == 1      # the first scrape
+    assert _delta(before, after, req, method="GET", route="/metrics", status="200") == 1  # the first scrape
     dec = "creditctl_decisions_total"
     assert _delta(before, after, dec, kind="credit_check", outcome="approve") == 2
     assert _delta(before, after, dec, kind="credit_check", outcome="reject") == 1
@@ -78,7 +79,7 @@ def _flask_routes(app) -> set[tuple[str, str]]:
 
 def test_openapi_is_valid_and_complete(api):
     from jsonschema import Draft4Validator
-    from schemathesis.specs.openapi.definitions import OPENAPI_30   # the official OpenAPI 3.0 JSON Schema
+    from schemathesis.specs.openapi.definitions import OPENAPI_30  # the official OpenAPI 3.0 JSON Schema
 
     r = api.get("/openapi.json", role=None)
     assert r.status_code == 200 and r.headers["Content-Type"].startswith("application/json")
@@ -103,7 +104,7 @@ def test_openapi_is_valid_and_complete(api):
 def test_docs_page(api):
     r = api.get("/docs", role=None)
     assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/html")
-    assert 'href=/openapi.json' in r.text
+    assert "href=/openapi.json" in r.text
     for method, path in _flask_routes(api.app):
         assert f"<code>{method.upper()}</code></td><td><code>{path}</code>" in r.text, (method, path)
 
@@ -112,11 +113,12 @@ def _schemathesis(api, tmp_path, role: str, max_examples: int, coverage: bool) -
     """One schemathesis run from /openapi.json against the live server with `role`'s key: no 5xx, and
     every answer has a declared status, media type and body schema. Returns its output."""
     cid = api.customer(f"C-st-{role}")
-    api.invoice(cid, "1000.00", due=7, issued=-3)           # and a payment reminder action
+    api.invoice(cid, "1000.00", due=7, issued=-3)  # and a payment reminder action
     decision = api.credit_check(cid, "100.00", reserve=True, order_id=f"O-st-{role}").json()["decision_id"]
     version = api.get("/healthz", role=None).json()["policy_version"]
     config = tmp_path / f"schemathesis-{role}.toml"
-    config.write_text(f"""
+    config.write_text(
+        f"""
 seed = 20261215
 # one worker: with two, schemathesis 4.1.4 now and then reports a hypothesis "Flaky" fuzzing result
 # with no failing request behind it (the server answered no 5xx); one worker is as fast on two cores
@@ -156,18 +158,33 @@ phases.coverage.enabled = false
 [[operations]]
 include-name = "GET /v1/customers"
 phases.coverage.enabled = false
-""", encoding="utf-8")
-    p = subprocess.run([sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "run",
-                        f"{api.base_url}/openapi.json", "--no-color"],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=900)   # a hang guard: 60-odd operations
+""",
+        encoding="utf-8",
+    )
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "schemathesis.cli",
+            "--config-file",
+            str(config),
+            "run",
+            f"{api.base_url}/openapi.json",
+            "--no-color",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )  # a hang guard: 60-odd operations
     out = p.stdout + p.stderr
     assert p.returncode == 0, out[-6000:]
-    cases = re.search(r"(\d+) generated, (\d+) passed", out)      # and none failed, errored or skipped
+    cases = re.search(r"(\d+) generated, (\d+) passed", out)  # and none failed, errored or skipped
     assert cases and cases.group(1) == cases.group(2) and re.search(r"(\d+) generated, \d+ passed\n", out), out[-6000:]
-    if role == "admin":            # a key that may do everything reaches every operation with valid data
+    if role == "admin":  # a key that may do everything reaches every operation with valid data
         assert "No issues found" in out, out[-6000:]
     tested = re.search(r"Tested:\s+(\d+)", out)
-    assert tested and int(tested.group(1)) == len(_flask_routes(api.app)) + 2, out[-3000:]   # + /healthz, /metrics
+    assert tested and int(tested.group(1)) == len(_flask_routes(api.app)) + 2, out[-3000:]  # + /healthz, /metrics
     return out
 
 
@@ -187,6 +204,7 @@ def test_schemathesis_with_every_roles_key(api, tmp_path, role):
 
 def test_customers_list_searches_by_id_or_name_and_pages_in_id_order(api):
     from api_harness import uid
+
     prefix = uid("L")
     token = prefix[-6:]
     ids = [f"{prefix}-{n}" for n in range(5)]

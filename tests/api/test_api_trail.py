@@ -1,5 +1,6 @@
 """The decision trail: filters, cursor pagination, CSV / JSON Lines export, one record,
 tamper detection by /v1/audit/verify, and replay of 1,000 decisions."""
+
 from __future__ import annotations
 
 import csv
@@ -43,22 +44,42 @@ def _walk(api, role="auditor", limit=7, **params) -> tuple[list[str], int]:
 @pytest.fixture
 def history(api):
     """One customer's decisions of every kind on known dates; returns (customer, {label: decision id})."""
-    cid = api.customer(credit_score=65)                          # medium: limit 200,000
+    cid = api.customer(credit_score=65)  # medium: limit 200,000
     ids = {}
-    r = api.event(cid, "invoice_issued", {"id": uid("INV"), "amount": "1000.00", "currency": "CNY",
-                                          "issued_on": day(-30), "due_on": day(0)}, as_of=day(-20))
+    r = api.event(
+        cid,
+        "invoice_issued",
+        {"id": uid("INV"), "amount": "1000.00", "currency": "CNY", "issued_on": day(-30), "due_on": day(0)},
+        as_of=day(-20),
+    )
     ids["event@-20"] = r.json()["decision_id"]
-    for label, amount, as_of in (("approve@-10", "100.00", -10), ("reject@-5", "999999.00", -5),
-                                 ("approve@0", "200.00", 0)):
+    for label, amount, as_of in (
+        ("approve@-10", "100.00", -10),
+        ("reject@-5", "999999.00", -5),
+        ("approve@0", "200.00", 0),
+    ):
         # another day than today is a what-if: controller keys only, labelled credit_check_what_if (issue 10)
         r = api.credit_check(cid, amount, as_of=day(as_of), role="sales" if as_of == 0 else "controller")
         assert r.json()["outcome"] == label.split("@")[0], r.text
         ids[label] = r.json()["decision_id"]
     r = api.post(f"/v1/customers/{cid}/evaluate", {"as_of": day(-3)}, role="backoffice")
     ids["evaluate@-3"] = r.json()["decision_id"]
-    r = api.post("/v1/evaluate", {"customer": {"id": cid, "type": "enterprise", "industry": "trading",
-                                               "region": "local", "size": "large", "since": "2015-01-01"},
-                                  "as_of": day(-1), "order_amount": "10.00"}, role="backoffice")
+    r = api.post(
+        "/v1/evaluate",
+        {
+            "customer": {
+                "id": cid,
+                "type": "enterprise",
+                "industry": "trading",
+                "region": "local",
+                "size": "large",
+                "since": "2015-01-01",
+            },
+            "as_of": day(-1),
+            "order_amount": "10.00",
+        },
+        role="backoffice",
+    )
     ids["stateless@-1"] = r.json()["decision_id"]
     return cid, ids
 
@@ -96,18 +117,40 @@ def test_one_decision(api, history):
     r = api.get(f"/v1/decisions/{ids['reject@-5']}", role="auditor")
     assert r.status_code == 200
     d = r.json()
-    assert set(d) == {"id", "kind", "subject", "seq", "actor", "request_id", "as_of", "policy_version", "outcome",
-                      "created_at", "hash", "prev_hash", "decision", "facts"}
+    assert set(d) == {
+        "id",
+        "kind",
+        "subject",
+        "seq",
+        "actor",
+        "request_id",
+        "as_of",
+        "policy_version",
+        "outcome",
+        "created_at",
+        "hash",
+        "prev_hash",
+        "decision",
+        "facts",
+    }
     assert (d["id"], d["kind"], d["subject"], d["actor"], d["outcome"], d["as_of"]) == (
-        ids["reject@-5"], "credit_check_what_if", cid, "test-controller", "reject", day(-5))
+        ids["reject@-5"],
+        "credit_check_what_if",
+        cid,
+        "test-controller",
+        "reject",
+        day(-5),
+    )
     assert d["created_at"] == NOW.isoformat() + "Z"
     assert d["facts"]["order"] == {"amount": "999999.00", "order_id": d["facts"]["order"]["order_id"]}
     assert d["facts"]["case"]["customer"]["id"] == cid and d["facts"]["as_of"] == day(-5)
     assert d["decision"]["credit"]["check"]["outcome"] == "reject"
     assert d["policy_version"] == d["decision"]["policy_version"]
     # the customer's chain: seq 1, 2, … each pointing at the previous hash
-    chain = sorted((api.get(f"/v1/decisions/{i}", role="auditor").json() for k, i in ids.items()
-                    if k != "stateless@-1"), key=lambda x: x["seq"])
+    chain = sorted(
+        (api.get(f"/v1/decisions/{i}", role="auditor").json() for k, i in ids.items() if k != "stateless@-1"),
+        key=lambda x: x["seq"],
+    )
     assert [c["seq"] for c in chain] == list(range(1, len(chain) + 1))
     assert chain[0]["prev_hash"] == "0" * 64
     assert all(b["prev_hash"] == a["hash"] for a, b in zip(chain, chain[1:]))
@@ -122,7 +165,7 @@ def test_cursor_pagination_walks_everything_once(api, history):
     for limit in (1, 4, 7, 23, 24):
         walked, pages = _walk(api, customer=cid, limit=limit)
         assert walked == expected, limit
-        assert pages == -(-len(expected) // limit)          # no empty last page
+        assert pages == -(-len(expected) // limit)  # no empty last page
     # the whole trail, unfiltered, against the table itself
     walked, _ = _walk(api, limit=97)
     with api.service.tx() as s:
@@ -134,7 +177,7 @@ def test_cursor_pagination_with_a_moving_clock(backend):
     """Records created at different and at equal times: both branches of the (created_at, id) cursor."""
     ticks = iter(range(10_000))
 
-    def clock():                       # three records per second
+    def clock():  # three records per second
         return NOW + dt.timedelta(seconds=next(ticks) // 3)
 
     api = Api(backend.name, backend.new_url(), clock=clock)
@@ -164,8 +207,20 @@ def test_exports(api, history):
     assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/csv")
     rows = list(csv.reader(io.StringIO(r.text)))
     assert rows[0] == ["id", "created_at", "kind", "subject", "actor", "as_of", "policy_version", "outcome", "hash"]
-    assert rows[1:] == [[d["id"], d["created_at"], d["kind"], d["subject"], d["actor"], d["as_of"],
-                         d["policy_version"], d["outcome"] or "", d["hash"]] for d in listed]
+    assert rows[1:] == [
+        [
+            d["id"],
+            d["created_at"],
+            d["kind"],
+            d["subject"],
+            d["actor"],
+            d["as_of"],
+            d["policy_version"],
+            d["outcome"] or "",
+            d["hash"],
+        ]
+        for d in listed
+    ]
 
     # exports page with the same cursor (X-Next-Cursor header)
     for fmt in ("csv", "jsonl"):
@@ -200,8 +255,11 @@ def chains(fresh):
         for amount in ("10.00", "20.00", "30.00", "40.00"):
             fresh.credit_check(cid, amount)
         with fresh.service.tx() as s:
-            out[cid] = s.execute(select(DecisionRecord).where(DecisionRecord.subject == cid)
-                                 .order_by(DecisionRecord.seq)).scalars().all()
+            out[cid] = (
+                s.execute(select(DecisionRecord).where(DecisionRecord.subject == cid).order_by(DecisionRecord.seq))
+                .scalars()
+                .all()
+            )
         assert [r.seq for r in out[cid]] == [1, 2, 3, 4, 5]
     v = _verify(fresh)
     assert v["ok"] and v["records_checked"] == 10 and v["chains"] == 2 and v["first_broken"] is None
@@ -223,9 +281,13 @@ def test_an_edited_result_is_named(chains):
     _set(api, fourth.id, result=fourth.result.replace('"approve"', '"reject"'))
     v = _verify(api)
     assert v["ok"] is False
-    assert v["first_broken"] == {"subject": a, "decision_id": second.id, "seq": 2,
-                                 "problem": "content does not match its hash (the record was edited)"}
-    assert [b["subject"] for b in v["broken"]] == [a]          # the other chain is intact
+    assert v["first_broken"] == {
+        "subject": a,
+        "decision_id": second.id,
+        "seq": 2,
+        "problem": "content does not match its hash (the record was edited)",
+    }
+    assert [b["subject"] for b in v["broken"]] == [a]  # the other chain is intact
     _set(api, second.id, result=second.result)
     v = _verify(api)
     assert v["first_broken"]["decision_id"] == fourth.id and v["first_broken"]["seq"] == 4
@@ -238,8 +300,13 @@ def test_any_edited_column_is_detected(chains, column):
     api, recs = chains
     b = sorted(recs)[1]
     rec = recs[b][2]
-    new = {"outcome": "reject", "as_of": TODAY - dt.timedelta(days=400), "facts": rec.facts.replace("1000.00", "1.00"),
-           "actor": "someone-else", "policy_version": "f" * 64}[column]
+    new = {
+        "outcome": "reject",
+        "as_of": TODAY - dt.timedelta(days=400),
+        "facts": rec.facts.replace("1000.00", "1.00"),
+        "actor": "someone-else",
+        "policy_version": "f" * 64,
+    }[column]
     assert new != getattr(rec, column)
     _set(api, rec.id, **{column: new})
     v = _verify(api)
@@ -256,8 +323,12 @@ def test_a_rehashed_edit_is_still_caught(chains):
         row.result = row.result.replace('"approve"', '"reject"')
         row.hash = record_hash(row.prev_hash, _values(row))
     v = _verify(api)
-    assert v["first_broken"] == {"subject": a, "decision_id": nxt.id, "seq": 4,
-                                 "problem": "prev_hash does not match the previous record"}
+    assert v["first_broken"] == {
+        "subject": a,
+        "decision_id": nxt.id,
+        "seq": 4,
+        "problem": "prev_hash does not match the previous record",
+    }
 
 
 def test_a_deleted_record_is_named(chains):
@@ -267,8 +338,12 @@ def test_a_deleted_record_is_named(chains):
         s.execute(delete(DecisionRecord).where(DecisionRecord.id == recs[b][2].id))
     v = _verify(api)
     assert v["ok"] is False
-    assert v["first_broken"] == {"subject": b, "decision_id": recs[b][3].id, "seq": 4,
-                                 "problem": "expected seq 3, found 4 (a record is missing)"}
+    assert v["first_broken"] == {
+        "subject": b,
+        "decision_id": recs[b][3].id,
+        "seq": 4,
+        "problem": "expected seq 3, found 4 (a record is missing)",
+    }
     assert v["records_checked"] == 9
 
 
@@ -278,8 +353,12 @@ def test_a_deleted_last_record_is_detected(chains):
     with api.service.tx() as s:
         s.execute(delete(DecisionRecord).where(DecisionRecord.id == recs[a][4].id))
     v = _verify(api)
-    assert v["first_broken"] == {"subject": a, "decision_id": None, "seq": 5,
-                                 "problem": "the chain ends before its recorded head (records were deleted)"}
+    assert v["first_broken"] == {
+        "subject": a,
+        "decision_id": None,
+        "seq": 5,
+        "problem": "the chain ends before its recorded head (records were deleted)",
+    }
 
 
 def test_replay_notices_an_edited_result(chains):
@@ -287,7 +366,11 @@ def test_replay_notices_an_edited_result(chains):
     a = sorted(recs)[0]
     rec = recs[a][1]
     assert api.post(f"/v1/decisions/{rec.id}/replay", role="auditor").json() == {
-        "decision_id": rec.id, "policy_version": rec.policy_version, "identical": True, "tampered": False}
+        "decision_id": rec.id,
+        "policy_version": rec.policy_version,
+        "identical": True,
+        "tampered": False,
+    }
     forged = json.loads(rec.result)
     forged["score"]["value"] = 7
     _set(api, rec.id, result=json.dumps(forged, sort_keys=True, separators=(",", ":")))
@@ -305,8 +388,13 @@ def test_replay_of_an_edited_row_whose_result_still_replays_is_tampered_not_iden
     rec = recs[sorted(recs)[1]][1]
     _set(api, rec.id, actor="someone-else")
     r = api.post(f"/v1/decisions/{rec.id}/replay", role="auditor").json()
-    assert r == {"decision_id": rec.id, "policy_version": rec.policy_version, "identical": False, "tampered": True,
-                 "problem": "content does not match its hash (the record was edited)"}
+    assert r == {
+        "decision_id": rec.id,
+        "policy_version": rec.policy_version,
+        "identical": False,
+        "tampered": True,
+        "problem": "content does not match its hash (the record was edited)",
+    }
 
 
 def test_replay_of_a_rehashed_edit_is_tampered(chains):
@@ -340,42 +428,70 @@ def random_case(rng: random.Random, n: int) -> dict:
     def d(offset):
         return (as_of + dt.timedelta(days=offset)).isoformat()
 
-    customer = {"id": f"R-{n % 40:02d}", "type": rng.choice(["individual", "enterprise"]),
-                "industry": rng.choice(INDUSTRIES), "region": rng.choice(["local", "remote"]),
-                "size": rng.choice(["large", "medium", "small"]), "since": d(-rng.randrange(1, 4000))}
+    customer = {
+        "id": f"R-{n % 40:02d}",
+        "type": rng.choice(["individual", "enterprise"]),
+        "industry": rng.choice(INDUSTRIES),
+        "region": rng.choice(["local", "remote"]),
+        "size": rng.choice(["large", "medium", "small"]),
+        "since": d(-rng.randrange(1, 4000)),
+    }
     if rng.random() < 0.4:
         customer["credit_score"] = rng.randrange(0, 101)
     if rng.random() < 0.5:
         customer["external_rating"] = rng.randrange(0, 101)
     if rng.random() < 0.3:
-        customer["arrears_reason"] = rng.choice(["none", "operating_pressure", "cash_flow_problem",
-                                                 "malicious_delay"])
+        customer["arrears_reason"] = rng.choice(["none", "operating_pressure", "cash_flow_problem", "malicious_delay"])
     if rng.random() < 0.3:
         customer["collector"] = "王芳"
     if rng.random() < 0.2:
         customer["deal_type"] = rng.choice(["standard", "project"])
-    case = {"customer": customer, "invoices": [], "payments": [], "credit_notes": [], "promises": [],
-            "disputes": [], "as_of": as_of.isoformat()}
+    case = {
+        "customer": customer,
+        "invoices": [],
+        "payments": [],
+        "credit_notes": [],
+        "promises": [],
+        "disputes": [],
+        "as_of": as_of.isoformat(),
+    }
     for i in range(rng.randrange(0, 6)):
         issued = -rng.randrange(0, 200)
-        inv = {"id": f"I{i}", "amount": _money(rng, 100, 300_000), "currency": "CNY", "issued_on": d(issued),
-               "due_on": d(issued + rng.choice([0, 15, 30, 60, 90]))}
+        inv = {
+            "id": f"I{i}",
+            "amount": _money(rng, 100, 300_000),
+            "currency": "CNY",
+            "issued_on": d(issued),
+            "due_on": d(issued + rng.choice([0, 15, 30, 60, 90])),
+        }
         case["invoices"].append(inv)
         roll = rng.random()
         if roll < 0.4:
-            case["payments"].append({"invoice_id": inv["id"] if rng.random() < 0.7 else None,
-                                     "amount": _money(rng, 1, 300_000),
-                                     "paid_on": d(rng.randrange(issued, 1))})
+            case["payments"].append(
+                {
+                    "invoice_id": inv["id"] if rng.random() < 0.7 else None,
+                    "amount": _money(rng, 1, 300_000),
+                    "paid_on": d(rng.randrange(issued, 1)),
+                }
+            )
         elif roll < 0.5:
-            case["credit_notes"].append({"invoice_id": inv["id"], "amount": _money(rng, 1, 5_000),
-                                         "issued_on": d(rng.randrange(issued, 1))})
+            case["credit_notes"].append(
+                {"invoice_id": inv["id"], "amount": _money(rng, 1, 5_000), "issued_on": d(rng.randrange(issued, 1))}
+            )
         elif roll < 0.6:
             made = rng.randrange(issued, 1)
-            case["promises"].append({"invoice_id": inv["id"], "amount": _money(rng, 1, 50_000), "made_on": d(made),
-                                     "promised_on": d(made + rng.randrange(0, 20))})
+            case["promises"].append(
+                {
+                    "invoice_id": inv["id"],
+                    "amount": _money(rng, 1, 50_000),
+                    "made_on": d(made),
+                    "promised_on": d(made + rng.randrange(0, 20)),
+                }
+            )
         elif roll < 0.7:
-            case["disputes"].append({"invoice_id": inv["id"], "opened_on": d(rng.randrange(issued, 1)),
-                                     "reason": "quality"})
+            case["disputes"].append(
+                {"invoice_id": inv["id"], "opened_on": d(rng.randrange(issued, 1)), "reason": "quality"}
+            )
     if rng.random() < 0.5:
         case["order_amount"] = _money(rng, 1, 400_000)
     return case
@@ -403,7 +519,7 @@ def test_replay_of_a_thousand_decisions_is_identical(fresh):
         every = s.execute(select(DecisionRecord.id)).scalars().all()
     assert len(every) == 1004 and set(made) <= set(every)
     outcomes = {api.get(f"/v1/decisions/{i}", role="auditor").json()["outcome"] for i in made[:200]}
-    assert {"approve", "reject", None} <= outcomes             # the cases are varied
+    assert {"approve", "reject", None} <= outcomes  # the cases are varied
 
     def replay(decision_id):
         r = api.post(f"/v1/decisions/{decision_id}/replay", role="auditor")

@@ -2,6 +2,7 @@
 rewrites below passes the chain walk alone (the hashes are unkeyed); a signed checkpoint kept outside
 the database catches it, and the finding names the subject and the kind of break. A deleted chain head
 is a finding and the next decision still goes through (the head is rebuilt, on the record)."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -39,8 +40,12 @@ def audited(backend, tmp_path):
     key = str(tmp_path / "audit-key")
     checkpoints.generate_key(key)
     clock = Clock()
-    api = Api(backend.name, backend.new_url(), clock=clock,
-              config={"AUDIT_KEY": key, "AUDIT_CHECKPOINTS": str(tmp_path / "checkpoints.jsonl")})
+    api = Api(
+        backend.name,
+        backend.new_url(),
+        clock=clock,
+        config={"AUDIT_KEY": key, "AUDIT_CHECKPOINTS": str(tmp_path / "checkpoints.jsonl")},
+    )
     api.clock, api.key_file, api.log_file = clock, key, str(tmp_path / "checkpoints.jsonl")
     yield api
     api.close()
@@ -56,10 +61,10 @@ def _book(api, n=3):
         api.credit_check(cid, "11.00")
         api.clock.advance(seconds=1)
         cids.append(cid)
-    api.clock.advance(minutes=10)          # the records are older than the checkpoint by more than its GRACE
+    api.clock.advance(minutes=10)  # the records are older than the checkpoint by more than its GRACE
     line = audit.checkpoint(api.service)
     assert line["n"] == 0 and line["records"] == 3 * n and line["subjects"] == n
-    api.clock.advance(minutes=10)          # past checkpoints.GRACE
+    api.clock.advance(minutes=10)  # past checkpoints.GRACE
     return sorted(cids)
 
 
@@ -70,14 +75,18 @@ def _verify(api) -> dict:
 
 
 def _rows(conn, subject):
-    return [dict(r._mapping) for r in conn.execute(
-        text("SELECT * FROM decisions WHERE subject = :s ORDER BY seq"), {"s": subject})]
+    return [
+        dict(r._mapping)
+        for r in conn.execute(text("SELECT * FROM decisions WHERE subject = :s ORDER BY seq"), {"s": subject})
+    ]
 
 
 def _values(row) -> dict:
     """A decision row as record_hash() takes it (what an attacker who read trail.py would compute)."""
+
     def iso(v):
         return v.isoformat() if hasattr(v, "isoformat") else dt.datetime.fromisoformat(str(v)).isoformat()
+
     as_of = row["as_of"]
     as_of = as_of.isoformat() if hasattr(as_of, "isoformat") else str(as_of)
     return {**row, "as_of": as_of, "created_at": iso(row["created_at"])}
@@ -90,13 +99,19 @@ def _rechain(conn, subject, rows):
     for seq, row in enumerate(rows, 1):
         row = {**row, "seq": seq, "prev_hash": prev}
         row["hash"] = record_hash(prev, _values(row))
-        conn.execute(text("INSERT INTO decisions (id, subject, seq, kind, actor, request_id, as_of, facts, "
-                          "policy_version, result, outcome, created_at, prev_hash, hash) VALUES (:id, :subject, "
-                          ":seq, :kind, :actor, :request_id, :as_of, :facts, :policy_version, :result, :outcome, "
-                          ":created_at, :prev_hash, :hash)"), row)
+        conn.execute(
+            text(
+                "INSERT INTO decisions (id, subject, seq, kind, actor, request_id, as_of, facts, "
+                "policy_version, result, outcome, created_at, prev_hash, hash) VALUES (:id, :subject, "
+                ":seq, :kind, :actor, :request_id, :as_of, :facts, :policy_version, :result, :outcome, "
+                ":created_at, :prev_hash, :hash)"
+            ),
+            row,
+        )
         prev = row["hash"]
-    conn.execute(text("UPDATE chain_heads SET seq = :n, hash = :h WHERE subject = :s"),
-                 {"n": len(rows), "h": prev, "s": subject})
+    conn.execute(
+        text("UPDATE chain_heads SET seq = :n, hash = :h WHERE subject = :s"), {"n": len(rows), "h": prev, "s": subject}
+    )
 
 
 def delete_tail(conn, cid):
@@ -105,7 +120,7 @@ def delete_tail(conn, cid):
 
 def forge_append(conn, cid):
     rows = _rows(conn, cid)
-    forged = {**rows[-1], "id": uid("f").replace("-", ""), "outcome": "approve"}     # dated like the last one
+    forged = {**rows[-1], "id": uid("f").replace("-", ""), "outcome": "approve"}  # dated like the last one
     _rechain(conn, cid, rows + [forged])
 
 
@@ -177,7 +192,7 @@ def test_a_deleted_chain_head_is_rebuilt_on_the_record_not_a_500(audited):
     before = api.counts()
     r = api.credit_check(victim, "20.00", reserve=True)
     assert r.status_code == 201 and r.json()["reserved"] is True, r.text
-    assert api.counts()["decisions"] == before["decisions"] + 2          # the repair record, then the decision
+    assert api.counts()["decisions"] == before["decisions"] + 2  # the repair record, then the decision
     with api.engine.connect() as conn:
         kinds = [row["kind"] for row in _rows(conn, victim)]
     assert kinds[-2:] == [trail.REPAIR_KIND, "credit_check"]
@@ -190,8 +205,7 @@ def test_a_head_behind_its_chain_is_rebuilt_in_a_sweep_too(audited):
     api = audited
     cids = _book(api, n=2)
     with api.engine.begin() as conn:
-        conn.execute(text("UPDATE chain_heads SET seq = 1, hash = :g WHERE subject = :s"),
-                     {"g": GENESIS, "s": cids[1]})
+        conn.execute(text("UPDATE chain_heads SET seq = 1, hash = :g WHERE subject = :s"), {"g": GENESIS, "s": cids[1]})
     r = api.post("/v1/sweeps", {"as_of": NOW.date().isoformat()}, role="controller")
     assert r.status_code == 201 and r.json()["errors"] == 0 and r.json()["processed"] == 2, r.text
     v = _verify(api)
@@ -205,17 +219,18 @@ def test_the_checkpoint_log_itself_is_checked(audited, tmp_path):
     audit.checkpoint(api.service)
     lines = checkpoints.read_log(api.log_file)
     assert len(lines) == 2 and json.loads(lines[1])["prev"] != GENESIS
-    assert len(json.loads(lines[1])["heads"]) == 1            # only the chain that moved
+    assert len(json.loads(lines[1])["heads"]) == 1  # only the chain that moved
 
     def write(new_lines):
         with open(api.log_file, "w", encoding="utf-8") as fh:
             fh.write("".join(x + "\n" for x in new_lines))
+
     edited = json.loads(lines[0])
     edited["records"] += 1
     write([json.dumps(edited, sort_keys=True, separators=(",", ":")), lines[1]])
     kinds = [f["kind"] for f in _verify(api)["findings"]]
     assert "checkpoint_signature" in kinds and "checkpoint_link" in kinds, kinds
-    write(lines[1:])                                            # the first line removed
+    write(lines[1:])  # the first line removed
     assert "checkpoint_link" in [f["kind"] for f in _verify(api)["findings"]]
     write(lines)
     assert _verify(api)["ok"] is True
@@ -233,14 +248,14 @@ def test_scheduler_job_and_sweep_write_checkpoints(audited):
     trigger = {j: t for j, _, t in scheduler.JOBS}["audit-checkpoint"]
     assert trigger.interval == dt.timedelta(minutes=scheduler.CHECKPOINT_MINUTES)
     if "CREDITCTL_CHECKPOINT_MINUTES" not in os.environ:
-        assert scheduler.CHECKPOINT_MINUTES == 60                        # hourly unless the operator says
+        assert scheduler.CHECKPOINT_MINUTES == 60  # hourly unless the operator says
     scheduler._service = api.service
     result = scheduler.audit_checkpoint()
-    assert result["outcome"] == "ok" and result["detail"]["records"] == 1, result   # the invoice's decision
+    assert result["outcome"] == "ok" and result["detail"]["records"] == 1, result  # the invoice's decision
     r = api.post("/v1/sweeps", {"as_of": NOW.date().isoformat()}, role="controller")
     assert r.status_code == 201, r.text
     lines = checkpoints.read_log(api.log_file)
-    assert len(lines) == 2 and json.loads(lines[1])["records"] == 2       # the sweep's record is signed
+    assert len(lines) == 2 and json.loads(lines[1])["records"] == 2  # the sweep's record is signed
 
 
 def test_checkpoint_without_a_key_is_a_clear_error(backend, tmp_path):
@@ -255,8 +270,14 @@ def test_checkpoint_without_a_key_is_a_clear_error(backend, tmp_path):
 
 
 def _cli(*args, cwd, env=None):
-    return subprocess.run([sys.executable, "-m", "api.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=180, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "api.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+    )
 
 
 @pytest.mark.stress
@@ -271,9 +292,9 @@ def test_cli_keygen_checkpoint_verify(audited, tmp_path):
     pub = str(tmp_path / "k2.pub")
     with open(pub, "w") as fh:
         fh.write(r.stdout)
-    assert _cli("audit", "keygen", "--out", key, cwd=tmp_path).returncode == 2        # never overwritten
+    assert _cli("audit", "keygen", "--out", key, cwd=tmp_path).returncode == 2  # never overwritten
     r = _cli("audit", "checkpoint", *db, "--checkpoints", log_file, "--key", key, cwd=tmp_path)
-    assert r.returncode == 0 and json.loads(r.stdout)["records"] == 6, r.stderr        # 2 x 3
+    assert r.returncode == 0 and json.loads(r.stdout)["records"] == 6, r.stderr  # 2 x 3
     r = _cli("audit", "verify", *db, "--checkpoints", log_file, "--public-key", pub, cwd=tmp_path)
     assert r.returncode == 0 and json.loads(r.stdout)["ok"] is True, r.stdout + r.stderr
     with api.engine.begin() as conn:

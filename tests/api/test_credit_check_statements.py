@@ -5,6 +5,7 @@ around one request (BEGIN included, the key's lookup too): a change that adds a 
 fails here, whatever it costs in time. The shapes: a plain check, a reserving check that approves, a check
 that refers (the referral written), and a group member's reserving check; each on a customer that has been
 checked before (its chain head and segment rows there, as for almost every check)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -27,6 +28,7 @@ def _counted(api):
 
     def count(conn, cursor, statement, *_):
         seen.append(" ".join(statement.split())[:120])
+
     event.listen(api.engine, "before_cursor_execute", count)
     try:
         yield seen
@@ -42,8 +44,9 @@ def _check(api, cid, amount, **kw):
 
 def _group(api, members) -> str:
     gid = uid("G")
-    r = api.put(f"/v1/groups/{gid}", {"name": "集团 test group", "limit": "5000000.00", "reason": "集团授信"},
-                role="controller")
+    r = api.put(
+        f"/v1/groups/{gid}", {"name": "集团 test group", "limit": "5000000.00", "reason": "集团授信"}, role="controller"
+    )
     assert r.status_code in (200, 201), r.text
     for cid in members:
         r = api.put(f"/v1/customers/{cid}/group", {"group_id": gid, "reason": "subsidiary"}, role="controller")
@@ -56,7 +59,7 @@ def test_statements_per_credit_check(api, shape):
     cid = api.customer()
     if shape == "group":
         _group(api, [cid, api.customer()])
-    _check(api, cid, "1000.00", reserve=True)          # the customer checked before: head and segments there
+    _check(api, cid, "1000.00", reserve=True)  # the customer checked before: head and segments there
     with _counted(api) as seen:
         if shape == "plain":
             body = _check(api, cid, "1000.00")
@@ -65,7 +68,7 @@ def test_statements_per_credit_check(api, shape):
             body = _check(api, cid, "2000.00", reserve=True)
             assert body["reserved"] is True
         elif shape == "refer":
-            body = _check(api, cid, "455000.00", reserve=True)       # > 90 % of the 500,000 limit: refer
+            body = _check(api, cid, "455000.00", reserve=True)  # > 90 % of the 500,000 limit: refer
             assert body["outcome"] == "refer" and body["referral"]["status"] == "open"
         else:
             body = _check(api, cid, "3000.00", reserve=True)

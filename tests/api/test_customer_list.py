@@ -1,6 +1,7 @@
 """GET /v1/customers (issue 14): the last recorded decision's classification kept by both decision writers
 (the request path's decide and the sweep's batch), filters on it, sort, keyset cursor, the indexed name
 search answering exactly as the plain scan, and bad filters refused naming the field."""
+
 from __future__ import annotations
 
 import pytest
@@ -36,8 +37,12 @@ def test_filters_on_the_last_decision_written_by_the_request_path(api):
     assert sorted(listed) == [big, small, low, fresh]
     assert listed[fresh]["last_decision"] is None and listed[fresh]["on_hold"] is False
     last = listed[big]["last_decision"]
-    assert (last["amount_tier"], last["aging_bucket"], last["reputation"], last["outstanding"]) == \
-        ("large", "medium", "high", "150000.00")
+    assert (last["amount_tier"], last["aging_bucket"], last["reputation"], last["outstanding"]) == (
+        "large",
+        "medium",
+        "high",
+        "150000.00",
+    )
     assert last["segments"] == ["segment.manufacturing_large"] and last["as_of"] == day(0)
     assert _ids(api, collector=team, tier="large") == [big]
     assert _ids(api, collector=team, tier="small") == [small]
@@ -56,13 +61,17 @@ def test_filters_on_the_last_decision_written_by_the_request_path(api):
 
 def test_the_sweeps_batch_writer_keeps_the_same_summary(api):
     team, big, small, low, fresh = _book(api)
-    before = {c["id"]: c["last_decision"] for c in api.get("/v1/customers", params={"collector": team}).json()["customers"]}
+    before = {
+        c["id"]: c["last_decision"] for c in api.get("/v1/customers", params={"collector": team}).json()["customers"]
+    }
     r = api.post("/v1/sweeps", {"as_of": day(20)}, role="controller")
     assert r.status_code == 201, r.text
-    after = {c["id"]: c["last_decision"] for c in api.get("/v1/customers", params={"collector": team}).json()["customers"]}
-    assert after[fresh] is not None and after[fresh]["as_of"] == day(20)    # first decided by the sweep
+    after = {
+        c["id"]: c["last_decision"] for c in api.get("/v1/customers", params={"collector": team}).json()["customers"]
+    }
+    assert after[fresh] is not None and after[fresh]["as_of"] == day(20)  # first decided by the sweep
     assert after[big]["as_of"] == day(20) and after[big]["segments"] == before[big]["segments"]
-    assert after[small]["aging_bucket"] == "short" and before[small]["aging_bucket"] == "current"   # due day 10
+    assert after[small]["aging_bucket"] == "short" and before[small]["aging_bucket"] == "current"  # due day 10
     assert _ids(api, collector=team, bucket="short") == [small, low]
     assert _ids(api, collector=team, segment="segment.services") == [small]
     # an earlier day's decision after the sweep does not take the place of the later one
@@ -79,14 +88,23 @@ def test_sorts_page_with_a_keyset_cursor_under_filters(api):
     for sort, direction in (("name", "desc"), ("outstanding", "desc"), ("stage", "asc"), ("id", "desc")):
         whole = api.get("/v1/customers", params={"collector": team, "sort": sort, "dir": direction}).json()
         rows = whole["customers"]
-        key = {"name": lambda c: c["name"], "id": lambda c: c["id"],
-               "outstanding": lambda c: float(c["last_decision"]["outstanding"]) if c["last_decision"] else 0,
-               "stage": lambda c: c["last_decision"]["stage"] if c["last_decision"] else 0}[sort]
+        key = {
+            "name": lambda c: c["name"],
+            "id": lambda c: c["id"],
+            "outstanding": lambda c: float(c["last_decision"]["outstanding"]) if c["last_decision"] else 0,
+            "stage": lambda c: c["last_decision"]["stage"] if c["last_decision"] else 0,
+        }[sort]
         expected = sorted(rows, key=lambda c: (key(c), c["id"]), reverse=direction == "desc")
         assert [c["id"] for c in rows] == [c["id"] for c in expected] and len(rows) == 11, sort
         pages, cursor = [], None
         while True:
-            params = {"collector": team, "sort": sort, "dir": direction, "limit": 3, **({"cursor": cursor} if cursor else {})}
+            params = {
+                "collector": team,
+                "sort": sort,
+                "dir": direction,
+                "limit": 3,
+                **({"cursor": cursor} if cursor else {}),
+            }
             r = api.get("/v1/customers", role="backoffice", params=params)
             assert r.status_code == 200, r.text
             pages += [c["id"] for c in r.json()["customers"]]
@@ -100,8 +118,25 @@ def test_sorts_page_with_a_keyset_cursor_under_filters(api):
     assert r.status_code == 422 and "cursor" in r.json()["errors"], r.text
 
 
-TERMS = ["宏", "宏达", "宏达机", "宏达机械", "有限公司", "acme", "ACME trad", "me T", "Ltd", "a", "%", "_", '"', "x\"y",
-         "C-", "深圳小微服务商行", "不存在的名字"]
+TERMS = [
+    "宏",
+    "宏达",
+    "宏达机",
+    "宏达机械",
+    "有限公司",
+    "acme",
+    "ACME trad",
+    "me T",
+    "Ltd",
+    "a",
+    "%",
+    "_",
+    '"',
+    'x"y',
+    "C-",
+    "深圳小微服务商行",
+    "不存在的名字",
+]
 
 
 def test_the_indexed_search_answers_exactly_as_the_scan(api):
@@ -112,7 +147,7 @@ def test_the_indexed_search_answers_exactly_as_the_scan(api):
         dialect = s.get_bind().dialect.name
     rare = customer_list.RARE
     try:
-        for customer_list.RARE in (rare, 1):      # SQLite: a rare term's trigram hits, and a common term's scan
+        for customer_list.RARE in (rare, 1):  # SQLite: a rare term's trigram hits, and a common term's scan
             for term in TERMS + [team[:8], big, f"{team}-"]:
                 f = {"q": term, "collector": team, "sort": "id", "desc": False}
                 indexed = [c.id for c, _ in customer_list.search(svc, f, limit=200)["rows"]]
@@ -128,8 +163,14 @@ def test_the_indexed_search_answers_exactly_as_the_scan(api):
     # the index is really there and used
     with svc.read_tx() as s:
         if dialect == "sqlite":
-            plan = " ".join(str(r) for r in s.execute(text(
-                "EXPLAIN QUERY PLAN SELECT rowid FROM customer_search WHERE customer_search MATCH '\"宏达机\"'")))
+            plan = " ".join(
+                str(r)
+                for r in s.execute(
+                    text(
+                        "EXPLAIN QUERY PLAN SELECT rowid FROM customer_search WHERE customer_search MATCH '\"宏达机\"'"
+                    )
+                )
+            )
             assert "VIRTUAL TABLE INDEX" in plan, plan
         else:
             got = s.execute(text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_customers_name_trgm'")).scalar()
@@ -140,15 +181,35 @@ def test_a_renamed_customer_is_found_by_its_new_name_only(api):
     team = uid("ren")
     cid = api.customer(f"{team}-a", name="北京旧名称有限公司", collector=team)
     assert _ids(api, q="旧名称", collector=team) == [cid]
-    body = {"name": "北京新名称有限公司", "type": "enterprise", "industry": "trading", "region": "local",
-            "size": "large", "since": "2015-01-01", "credit_score": 85, "collector": team}
+    body = {
+        "name": "北京新名称有限公司",
+        "type": "enterprise",
+        "industry": "trading",
+        "region": "local",
+        "size": "large",
+        "since": "2015-01-01",
+        "credit_score": 85,
+        "collector": team,
+    }
     assert api.put(f"/v1/customers/{cid}", body, role="controller").status_code == 200
     assert _ids(api, q="旧名称", collector=team) == [] and _ids(api, q="新名称", collector=team) == [cid]
 
 
-@pytest.mark.parametrize("param,value", [("tier", "huge"), ("bucket", "ancient"), ("reputation", "stellar"),
-                                         ("stage", "x"), ("stage", "100"), ("hold", "maybe"), ("sort", "score"),
-                                         ("dir", "up"), ("segment", "s" * 129), ("collector", "c" * 129)])
+@pytest.mark.parametrize(
+    "param,value",
+    [
+        ("tier", "huge"),
+        ("bucket", "ancient"),
+        ("reputation", "stellar"),
+        ("stage", "x"),
+        ("stage", "100"),
+        ("hold", "maybe"),
+        ("sort", "score"),
+        ("dir", "up"),
+        ("segment", "s" * 129),
+        ("collector", "c" * 129),
+    ],
+)
 def test_bad_filters_are_refused_naming_the_field(api, param, value):
     before = api.counts()
     r = api.get("/v1/customers", params={param: value})
@@ -211,7 +272,7 @@ def test_the_window_plan_answers_exactly_as_the_one_query(api):
     plans = ("auto", "window") if api.backend == "postgresql" else ("window",)
     pages = {}
     try:
-        customer_list.COUNT_CAP = 20                  # the common terms' counts are capped, the others exact
+        customer_list.COUNT_CAP = 20  # the common terms' counts are capped, the others exact
         for term in WINDOW_TERMS + [team[:7]]:
             for sort, desc in (("id", False), ("id", True), ("name", True), ("outstanding", True)):
                 f = {"q": term, "collector": team, "sort": sort, "desc": desc}
@@ -232,12 +293,14 @@ def test_the_window_plan_answers_exactly_as_the_one_query(api):
     f = {"collector": team, "sort": "id", "desc": False}
     every = [c for c, _ in customer_list.search(svc, f, limit=200)["rows"]]
     assert len(every) == 42
-    for term, expected in (("有限公司", [c.id for c in every if "有限公司" in c.name]),
-                           ("深圳华信电子", [c.id for c in every if "深圳华信电子" in c.name]),
-                           ("ärzte", [c.id for c in every if "rzte" in c.name.lower()])):
+    for term, expected in (
+        ("有限公司", [c.id for c in every if "有限公司" in c.name]),
+        ("深圳华信电子", [c.id for c in every if "深圳华信电子" in c.name]),
+        ("ärzte", [c.id for c in every if "rzte" in c.name.lower()]),
+    ):
         got = [c.id for c, _ in customer_list.search(svc, {**f, "q": term}, limit=200)["rows"]]
         if term == "ärzte" and api.backend == "sqlite":
-            expected = [c.id for c in every if "ärzte" in c.name]     # SQLite's LIKE folds ASCII letters only
+            expected = [c.id for c in every if "ärzte" in c.name]  # SQLite's LIKE folds ASCII letters only
         assert got == expected and got, term
     assert len([c for c in every if "深圳华信电子" in c.name]) == 1
 
@@ -257,15 +320,17 @@ def test_the_window_holds_a_common_terms_page_and_passes_a_rare_one_on(api):
             assert len(common) == 5 and all("有限公司" in c.name for c in common) and named == 5
             assert customer_list._window_page(s, "深圳华信电子", dialect, True, base, "id", False, 5) == (None, 0)
             ids, named = customer_list._window_page(s, team[:7], dialect, True, base, "id", False, 5)
-            assert len(ids) == 5 and named == 0          # dense by id prefix, not by name: no count walk
-            customer_list.WINDOW = 100                  # the window is the whole list: its answer is complete
+            assert len(ids) == 5 and named == 0  # dense by id prefix, not by name: no count walk
+            customer_list.WINDOW = 100  # the window is the whole list: its answer is complete
             rare, named = customer_list._window_page(s, "深圳华信电子", dialect, True, base, "id", False, 5)
             assert len(rare) == 1 and "深圳华信电子" in rare[0].name and named == 1
         finally:
             customer_list.WINDOW = window
     # PostgreSQL's search is LIKE (no lower() of each name) exactly when no character of the term has a case
-    assert [customer_list._uncased(t) for t in ("有限公司", "宏达 机械（上海）", "100%_-", "ｱｲｳ", "ltd", "Ä", "ß", "ⓐ",
-                                                 "ǅ", "上海Ltd")] == [True] * 4 + [False] * 6
+    assert [
+        customer_list._uncased(t)
+        for t in ("有限公司", "宏达 机械（上海）", "100%_-", "ｱｲｳ", "ltd", "Ä", "ß", "ⓐ", "ǅ", "上海Ltd")
+    ] == [True] * 4 + [False] * 6
 
 
 def test_the_filters_choices_walk_the_index_and_answer_as_distinct(api):
@@ -275,10 +340,11 @@ def test_the_filters_choices_walk_the_index_and_answer_as_distinct(api):
 
     from api.reports import console
     from api.store.tables import Customer, CustomerSegment
+
     team = uid("dv")
     for n, collector in enumerate([f"{team}-张三", f"{team}-a", f"{team}-a", None, f"{team}-B", f"{team}-李四"]):
         api.customer(f"{team}-{n}", **({"collector": collector} if collector else {}))
-    for n, industry in ((6, "manufacturing"), (7, "services")):      # decided: segments
+    for n, industry in ((6, "manufacturing"), (7, "services")):  # decided: segments
         api.invoice(api.customer(f"{team}-{n}", industry=industry), "150000.00", due=-40, issued=-70)
     with api.service.read_tx() as s:
         for col in (Customer.collector, CustomerSegment.segment):

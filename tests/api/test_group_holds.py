@@ -2,6 +2,7 @@
 rejects with the group's reason until lifted or past its last day; a customer joining the group inherits it,
 one leaving is released; each change is a record in the group's chain and in each member's; a check it rejects
 keeps the hold in its facts and replays identically (real HTTP, SQLite and PostgreSQL)."""
+
 from __future__ import annotations
 
 import json
@@ -15,14 +16,20 @@ from api_harness import day, uid
 
 def _chain(api, subject) -> list[DecisionRecord]:
     with api.service.tx() as s:
-        return s.execute(select(DecisionRecord).where(DecisionRecord.subject == subject)
-                         .order_by(DecisionRecord.seq)).scalars().all()
+        return (
+            s.execute(select(DecisionRecord).where(DecisionRecord.subject == subject).order_by(DecisionRecord.seq))
+            .scalars()
+            .all()
+        )
 
 
 def _group(api, members, limit="5000000.00") -> str:
     gid = uid("G")
-    r = api.put(f"/v1/groups/{gid}", {"name": "宝钢集团 Baosteel group", "limit": limit, "reason": "集团授信"},
-                role="controller")
+    r = api.put(
+        f"/v1/groups/{gid}",
+        {"name": "宝钢集团 Baosteel group", "limit": limit, "reason": "集团授信"},
+        role="controller",
+    )
     assert r.status_code == 200, r.text
     for cid in members:
         r = api.put(f"/v1/customers/{cid}/group", {"group_id": gid, "reason": "subsidiary"}, role="controller")
@@ -46,8 +53,12 @@ def test_a_group_hold_rejects_every_members_check_until_lifted(api, caplog):
     assert api.credit_check(a, "1000.00").json()["outcome"] == "approve"
 
     before = api.counts()
-    for body, field in (({}, "reason"), ({"reason": " "}, "reason"), ({"reason": "x", "until": day(-1)}, "until"),
-                        ({"reason": "x", "until": "soon"}, "until")):
+    for body, field in (
+        ({}, "reason"),
+        ({"reason": " "}, "reason"),
+        ({"reason": "x", "until": day(-1)}, "until"),
+        ({"reason": "x", "until": "soon"}, "until"),
+    ):
         r = api.put(f"/v1/groups/{gid}/hold", body, role="controller")
         assert r.status_code == 422 and field in r.json()["errors"], (body, r.text)
     for role in ("backoffice", "sales", "auditor"):
@@ -62,7 +73,9 @@ def test_a_group_hold_rejects_every_members_check_until_lifted(api, caplog):
     placed = r.json()
     assert placed["before"] is None and placed["hold"]["reason"] == "母公司破产重整 parent in restructuring"
     assert set(placed["member_decisions"]) == {a, b}
-    assert placed["alerts"][0]["severity"] == "critical" and sorted(placed["alerts"][0]["customer_ids"]) == sorted([a, b])
+    assert placed["alerts"][0]["severity"] == "critical" and sorted(placed["alerts"][0]["customer_ids"]) == sorted(
+        [a, b]
+    )
     assert any("parent in restructuring" in m and gid in m for m in caplog.messages)
 
     # every member's check rejects with the group's reason; a customer outside the group is untouched
@@ -79,10 +92,15 @@ def test_a_group_hold_rejects_every_members_check_until_lifted(api, caplog):
     # the member's record: outcome reject, the hold in its facts, the engine's decision as result (replayable)
     rec = api.get(f"/v1/decisions/{body['decision_id']}", role="auditor").json()
     assert rec["outcome"] == "reject" and rec["kind"] == "credit_check"
-    assert rec["facts"]["group_hold"] == {"group_id": gid, "name": "宝钢集团 Baosteel group",
-                                          "reason": "母公司破产重整 parent in restructuring", "placed_on": day(0),
-                                          "until": None, "placed_by": "test-controller",
-                                          "decision_id": placed["decision_id"]}
+    assert rec["facts"]["group_hold"] == {
+        "group_id": gid,
+        "name": "宝钢集团 Baosteel group",
+        "reason": "母公司破产重整 parent in restructuring",
+        "placed_on": day(0),
+        "until": None,
+        "placed_by": "test-controller",
+        "decision_id": placed["decision_id"],
+    }
     replay = api.post(f"/v1/decisions/{body['decision_id']}/replay", role="auditor").json()
     assert replay["identical"] is True, replay
     # the change itself is in the member's own chain, linked to the group's record
@@ -95,7 +113,7 @@ def test_a_group_hold_rejects_every_members_check_until_lifted(api, caplog):
     assert api.get(f"/v1/groups/{gid}/hold", role="sales").json()["in_force"] is True
     assert api.get(f"/v1/groups/{gid}", role="sales").json()["hold_in_force"] is True
     held = api.get(f"/v1/customers/{a}/hold", role="sales").json()
-    assert held["hold"] is None and held["in_force"] is False        # its own: none
+    assert held["hold"] is None and held["in_force"] is False  # its own: none
     assert held["group_hold"]["group_id"] == gid and held["group_hold"]["in_force"] is True
     assert _on_hold(api, a) is True and _on_hold(api, outsider) is False
 
@@ -106,15 +124,17 @@ def test_a_group_hold_rejects_every_members_check_until_lifted(api, caplog):
     assert joined.status_code == 200 and joined.json()["hold_inherited"]["in_force"] is True, joined.text
     assert joined.json()["alerts"][0]["severity"] == "critical"
     assert api.credit_check(newcomer, "1000.00").json()["reasons"][0]["rule"] == "credit.group_hold"
-    left = api.put(f"/v1/customers/{b}/group", {"group_id": None, "reason": "sold to a third party"},
-                   role="controller")
+    left = api.put(f"/v1/customers/{b}/group", {"group_id": None, "reason": "sold to a third party"}, role="controller")
     assert left.status_code == 200 and left.json()["hold_left"]["group_id"] == gid, left.text
     assert left.json()["hold_inherited"] is None
     assert api.credit_check(b, "1000.00").json()["outcome"] == "approve"
 
     # replaced, then lifted: the members at the time each get the record
-    r = api.put(f"/v1/groups/{gid}/hold", {"reason": "restructuring: until the court's ruling", "until": day(30)},
-                role="controller")
+    r = api.put(
+        f"/v1/groups/{gid}/hold",
+        {"reason": "restructuring: until the court's ruling", "until": day(30)},
+        role="controller",
+    )
     assert r.status_code == 200 and r.json()["before"]["reason"] == "母公司破产重整 parent in restructuring"
     assert set(r.json()["member_decisions"]) == {a, newcomer}
     assert api.post(f"/v1/groups/{gid}/hold/lift", {}, role="controller").status_code == 422
@@ -126,18 +146,29 @@ def test_a_group_hold_rejects_every_members_check_until_lifted(api, caplog):
     assert api.credit_check(newcomer, "1000.00").json()["outcome"] == "approve"
     assert _on_hold(api, a) is False
 
-    kinds = lambda subject: [(x.kind, x.outcome) for x in _chain(api, subject)   # noqa: E731
-                             if x.kind.startswith("group_")]
-    assert kinds(f"group:{gid}") == [("group_set", "set"), ("group_hold_set", "on_hold"),
-                                     ("group_hold_set", "on_hold"), ("group_hold_lift", "lifted")]
-    assert kinds(a) == [("group_member", "joined"), ("group_hold_set", "on_hold"), ("group_hold_set", "on_hold"),
-                        ("group_hold_lift", "lifted")]
+    kinds = lambda subject: [  # noqa: E731
+        (x.kind, x.outcome) for x in _chain(api, subject) if x.kind.startswith("group_")
+    ]
+    assert kinds(f"group:{gid}") == [
+        ("group_set", "set"),
+        ("group_hold_set", "on_hold"),
+        ("group_hold_set", "on_hold"),
+        ("group_hold_lift", "lifted"),
+    ]
+    assert kinds(a) == [
+        ("group_member", "joined"),
+        ("group_hold_set", "on_hold"),
+        ("group_hold_set", "on_hold"),
+        ("group_hold_lift", "lifted"),
+    ]
     assert kinds(b) == [("group_member", "joined"), ("group_hold_set", "on_hold"), ("group_member", "left")]
-    assert kinds(newcomer) == [("group_member", "joined"), ("group_hold_set", "on_hold"),
-                               ("group_hold_lift", "lifted")]
+    assert kinds(newcomer) == [("group_member", "joined"), ("group_hold_set", "on_hold"), ("group_hold_lift", "lifted")]
     lifted = json.loads(_chain(api, f"group:{gid}")[-1].result)
-    assert lifted["reason"] == "plan approved" and lifted["after"] is None and sorted(lifted["members"]) == sorted(
-        [a, newcomer])
+    assert (
+        lifted["reason"] == "plan approved"
+        and lifted["after"] is None
+        and sorted(lifted["members"]) == sorted([a, newcomer])
+    )
     join_record = json.loads([x for x in _chain(api, newcomer) if x.kind == "group_member"][0].result)
     assert join_record["hold_inherited"]["reason"] == "母公司破产重整 parent in restructuring"
     _verified(api)
@@ -193,6 +224,7 @@ def test_a_group_hold_placed_between_a_checks_read_and_its_write_rejects_the_che
     the lock, so the check rejects, reserves nothing and keeps the hold in its facts. (PostgreSQL decides under
     the group's row lock: no such window.)"""
     from api.service import credit_checks
+
     a, b = api.customer(), api.customer()
     gid = _group(api, [a, b])
     order = uid("O")
@@ -203,19 +235,26 @@ def test_a_group_hold_placed_between_a_checks_read_and_its_write_rejects_the_che
             r = api.put(f"/v1/groups/{gid}/hold", {"reason": "担保人失联 guarantor unreachable"}, role="controller")
             assert r.status_code == 200, r.text
             placed.append(r.json())
+
     credit_checks.AFTER_READ.append(hold_now)
     try:
         r = api.credit_check(a, "1000.00", order_id=order, reserve=True)
     finally:
         credit_checks.AFTER_READ.remove(hold_now)
     assert placed or api.backend != "sqlite", "the check never ran between a read and a write"
-    if api.backend != "sqlite":       # the hook never runs there: place the hold the ordinary way and check again
-        assert api.put(f"/v1/groups/{gid}/hold", {"reason": "担保人失联 guarantor unreachable"},
-                       role="controller").status_code == 200
+    if api.backend != "sqlite":  # the hook never runs there: place the hold the ordinary way and check again
+        assert (
+            api.put(
+                f"/v1/groups/{gid}/hold", {"reason": "担保人失联 guarantor unreachable"}, role="controller"
+            ).status_code
+            == 200
+        )
         r = api.credit_check(a, "1000.00", order_id=uid("O"), reserve=True)
     body = r.json()
     assert r.status_code == 201 and body["outcome"] == "reject" and body["reserved"] is False, r.text
-    assert body["reasons"][0]["rule"] == "credit.group_hold" and "guarantor unreachable" in body["reasons"][0]["message"]
+    assert (
+        body["reasons"][0]["rule"] == "credit.group_hold" and "guarantor unreachable" in body["reasons"][0]["message"]
+    )
     rec = api.get(f"/v1/decisions/{body['decision_id']}", role="auditor").json()
     assert rec["facts"]["group_hold"]["reason"] == "担保人失联 guarantor unreachable"
     _verified(api)

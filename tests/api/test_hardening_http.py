@@ -1,6 +1,7 @@
 """Hardening of the HTTP input (issue 9): bodies that are too deep, too large, not UTF-8 JSON, with duplicate
 keys or lone surrogates; the one money rule; strict booleans; dates that can't be meant; event data schemas;
 filters that can't match. Every refusal is the one JSON error shape, a 4xx, and writes nothing."""
+
 from __future__ import annotations
 
 import json
@@ -11,10 +12,19 @@ from api_harness import day, uid
 
 JSON = {"Content-Type": "application/json"}
 # every endpoint that reads a JSON body (path templates filled per test)
-JSON_ENDPOINTS = [("POST", "/v1/credit-checks"), ("POST", "/v1/events"), ("PUT", "/v1/customers/{cid}"),
-                  ("POST", "/v1/evaluate"), ("POST", "/v1/customers/{cid}/evaluate"), ("POST", "/v1/sweeps"),
-                  ("POST", "/v1/policies/validate"), ("PUT", "/v1/customers/{cid}/contacts"),
-                  ("PUT", "/v1/customers/{cid}/hold"), ("POST", "/v1/reviews"), ("POST", "/v1/referrals/expire")]
+JSON_ENDPOINTS = [
+    ("POST", "/v1/credit-checks"),
+    ("POST", "/v1/events"),
+    ("PUT", "/v1/customers/{cid}"),
+    ("POST", "/v1/evaluate"),
+    ("POST", "/v1/customers/{cid}/evaluate"),
+    ("POST", "/v1/sweeps"),
+    ("POST", "/v1/policies/validate"),
+    ("PUT", "/v1/customers/{cid}/contacts"),
+    ("PUT", "/v1/customers/{cid}/hold"),
+    ("POST", "/v1/reviews"),
+    ("POST", "/v1/referrals/expire"),
+]
 
 
 @pytest.fixture(scope="session")
@@ -67,14 +77,29 @@ def test_the_depth_scan_is_linear_on_quotes_and_backslashes(api, cid):
 
 def test_json_depth_is_counted_outside_strings_and_32_levels_pass_the_parser(api, cid):
     # brackets inside strings are text, not nesting: the request reaches the schema (which names the field)
-    r = send(api, "POST", "/v1/credit-checks", json.dumps(credit_check(cid, order_id="[[[[" * 20 + '"\\"{{{{' * 20))
-             .encode(), role="sales")
+    r = send(
+        api,
+        "POST",
+        "/v1/credit-checks",
+        json.dumps(credit_check(cid, order_id="[[[[" * 20 + '"\\"{{{{' * 20)).encode(),
+        role="sales",
+    )
     assert r.status_code == 422 and "order_id" in r.json()["errors"], r.text
-    r = send(api, "POST", "/v1/credit-checks", json.dumps({**credit_check(cid), "x": json.loads(nested(31))})
-             .encode(), role="sales")
-    refused(r, 422, "E_INPUT_INVALID", ("x",))           # 32 levels with the body itself: parsed, then refused
-    r = send(api, "POST", "/v1/credit-checks", json.dumps({**credit_check(cid), "x": json.loads(nested(32))})
-             .encode(), role="sales")
+    r = send(
+        api,
+        "POST",
+        "/v1/credit-checks",
+        json.dumps({**credit_check(cid), "x": json.loads(nested(31))}).encode(),
+        role="sales",
+    )
+    refused(r, 422, "E_INPUT_INVALID", ("x",))  # 32 levels with the body itself: parsed, then refused
+    r = send(
+        api,
+        "POST",
+        "/v1/credit-checks",
+        json.dumps({**credit_check(cid), "x": json.loads(nested(32))}).encode(),
+        role="sales",
+    )
     refused(r, 400, "E_JSON_DEPTH")
 
 
@@ -91,23 +116,32 @@ def test_a_body_over_1_mib_is_413_in_the_json_shape(api, cid):
     refused(send(api, "POST", "/v1/credit-checks", small, role="sales"), 422, "E_INPUT_INVALID", ("pad",))
 
 
-@pytest.mark.parametrize("name,body,headers,status,code", [
-    ("utf-16 with BOM", "utf-16", {}, 400, "E_MALFORMED_JSON"),
-    ("utf-16-le", "utf-16-le", {}, 400, "E_MALFORMED_JSON"),
-    ("utf-32", "utf-32", {}, 400, "E_MALFORMED_JSON"),
-    ("utf-8 BOM", "utf-8-sig", {}, 400, "E_MALFORMED_JSON"),
-    ("latin-1 bytes", "latin-1", {}, 400, "E_MALFORMED_JSON"),
-    ("text/plain", "utf-8", {"Content-Type": "text/plain"}, 415, "E_UNSUPPORTED_MEDIA_TYPE"),
-    ("form", "utf-8", {"Content-Type": "application/x-www-form-urlencoded"}, 415, "E_UNSUPPORTED_MEDIA_TYPE"),
-    ("xml", "utf-8", {"Content-Type": "application/xml"}, 415, "E_UNSUPPORTED_MEDIA_TYPE"),
-    ("charset utf-16", "utf-8", {"Content-Type": "application/json; charset=utf-16"}, 415,
-     "E_UNSUPPORTED_MEDIA_TYPE"),
-])
+@pytest.mark.parametrize(
+    "name,body,headers,status,code",
+    [
+        ("utf-16 with BOM", "utf-16", {}, 400, "E_MALFORMED_JSON"),
+        ("utf-16-le", "utf-16-le", {}, 400, "E_MALFORMED_JSON"),
+        ("utf-32", "utf-32", {}, 400, "E_MALFORMED_JSON"),
+        ("utf-8 BOM", "utf-8-sig", {}, 400, "E_MALFORMED_JSON"),
+        ("latin-1 bytes", "latin-1", {}, 400, "E_MALFORMED_JSON"),
+        ("text/plain", "utf-8", {"Content-Type": "text/plain"}, 415, "E_UNSUPPORTED_MEDIA_TYPE"),
+        ("form", "utf-8", {"Content-Type": "application/x-www-form-urlencoded"}, 415, "E_UNSUPPORTED_MEDIA_TYPE"),
+        ("xml", "utf-8", {"Content-Type": "application/xml"}, 415, "E_UNSUPPORTED_MEDIA_TYPE"),
+        (
+            "charset utf-16",
+            "utf-8",
+            {"Content-Type": "application/json; charset=utf-16"},
+            415,
+            "E_UNSUPPORTED_MEDIA_TYPE",
+        ),
+    ],
+)
 def test_bodies_that_are_not_utf8_json_are_refused(api, cid, name, body, headers, status, code):
     before = api.counts()
     payload = credit_check(cid, customer_id=cid + ("é" if name == "latin-1 bytes" else ""))
-    r = send(api, "POST", "/v1/credit-checks", json.dumps(payload, ensure_ascii=False).encode(body), headers,
-             role="sales")
+    r = send(
+        api, "POST", "/v1/credit-checks", json.dumps(payload, ensure_ascii=False).encode(body), headers, role="sales"
+    )
     refused(r, status, code)
     assert api.counts() == before
 
@@ -120,8 +154,14 @@ def test_multipart_and_xml_bodies_are_415(api, cid):
 
 
 def test_json_with_a_json_suffix_media_type_and_explicit_utf8_is_read(api, cid):
-    r = send(api, "POST", "/v1/credit-checks", json.dumps(credit_check(cid)).encode(),
-             {"Content-Type": "application/json; charset=UTF-8"}, role="sales")
+    r = send(
+        api,
+        "POST",
+        "/v1/credit-checks",
+        json.dumps(credit_check(cid)).encode(),
+        {"Content-Type": "application/json; charset=UTF-8"},
+        role="sales",
+    )
     assert r.status_code == 201, r.text
 
 
@@ -134,13 +174,17 @@ def test_werkzeug_errors_answer_the_json_shape(api):
 # ---------------------------------------------------------------------------------------- 3. duplicate keys
 def test_duplicate_json_keys_are_refused_naming_the_key(api, cid):
     before = api.counts()
-    body = ('{"customer_id": "%s", "order_id": "%s", "amount": "100.00", "amount": "900000.00", "currency": "CNY"}'
-            % (cid, uid("O"))).encode()
+    body = (
+        '{"customer_id": "%s", "order_id": "%s", "amount": "100.00", "amount": "900000.00", "currency": "CNY"}'
+        % (cid, uid("O"))
+    ).encode()
     err = refused(send(api, "POST", "/v1/credit-checks", body, role="sales"), 400, "E_JSON_DUPLICATE_KEY", ("amount",))
     assert "amount" in err["message"]
     # nested objects too
-    body = ('{"event_id": "%s", "type": "payment_received", "customer_id": "%s", "data": {"amount": "1.00", '
-            '"paid_on": "%s", "amount": "2.00"}}' % (uid("ev"), cid, day(0))).encode()
+    body = (
+        '{"event_id": "%s", "type": "payment_received", "customer_id": "%s", "data": {"amount": "1.00", '
+        '"paid_on": "%s", "amount": "2.00"}}' % (uid("ev"), cid, day(0))
+    ).encode()
     refused(send(api, "POST", "/v1/events", body), 400, "E_JSON_DUPLICATE_KEY", ("amount",))
     assert api.counts() == before
 
@@ -149,7 +193,7 @@ def test_duplicate_json_keys_are_refused_naming_the_key(api, cid):
 @pytest.mark.parametrize("field", ["customer_id", "order_id"])
 def test_a_lone_surrogate_in_a_credit_check_is_422_naming_the_field(api, cid, field):
     before = api.counts()
-    body = json.dumps(credit_check(cid, **{field: "C\ud800x"})).encode()      # json.dumps writes "\ud800"
+    body = json.dumps(credit_check(cid, **{field: "C\ud800x"})).encode()  # json.dumps writes "\ud800"
     assert b"\\ud800" in body
     refused(send(api, "POST", "/v1/credit-checks", body, role="sales"), 422, "E_INPUT_INVALID", (field,))
     assert api.counts() == before
@@ -157,15 +201,26 @@ def test_a_lone_surrogate_in_a_credit_check_is_422_naming_the_field(api, cid, fi
 
 def test_a_lone_surrogate_in_an_event_or_a_name_is_422_naming_the_field(api, cid):
     before = api.counts()
-    ev = {"event_id": "ev-\udc00", "type": "payment_received", "customer_id": cid,
-          "data": {"amount": "1.00", "paid_on": day(0)}}
+    ev = {
+        "event_id": "ev-\udc00",
+        "type": "payment_received",
+        "customer_id": cid,
+        "data": {"amount": "1.00", "paid_on": day(0)},
+    }
     refused(send(api, "POST", "/v1/events", json.dumps(ev).encode()), 422, "E_INPUT_INVALID", ("event_id",))
     ev = {**ev, "event_id": uid("ev"), "data": {"amount": "1.00", "paid_on": day(0), "id": "P\ud83d"}}
     refused(send(api, "POST", "/v1/events", json.dumps(ev).encode()), 422, "E_INPUT_INVALID", ("data.id",))
-    customer = {"name": "客户\ud800", "type": "enterprise", "industry": "services", "region": "local",
-                "size": "large", "since": "2015-01-01"}
-    refused(send(api, "PUT", f"/v1/customers/{uid('C')}", json.dumps(customer).encode()), 422, "E_INPUT_INVALID",
-            ("name",))
+    customer = {
+        "name": "客户\ud800",
+        "type": "enterprise",
+        "industry": "services",
+        "region": "local",
+        "size": "large",
+        "since": "2015-01-01",
+    }
+    refused(
+        send(api, "PUT", f"/v1/customers/{uid('C')}", json.dumps(customer).encode()), 422, "E_INPUT_INVALID", ("name",)
+    )
     assert api.counts() == before
     # a real astral character (a surrogate pair in JSON) is text, and is stored
     astral = uid("C")
@@ -175,11 +230,27 @@ def test_a_lone_surrogate_in_an_event_or_a_name_is_422_naming_the_field(api, cid
 
 
 # ---------------------------------------------------------------------------------------- 5. the money rule
-BAD_AMOUNTS = [("float", 1.5), ("float with zeros", 30000.50), ("float integral", 100.0), ("exponent number", 1e6),
-               ("exponent string", "1e6"), ("padded", " 100.00 "), ("full-width digits", "１００"),
-               ("underscore", "1_000"), ("plus sign", "+100"), ("leading point", ".5"), ("trailing point", "100."),
-               ("three decimals", "100.000"), ("comma", "1,000.00"), ("arabic-indic digits", "١٠٠"),
-               ("infinity", "Infinity"), ("NaN", "NaN"), ("bool", True), ("null", None), ("list", ["100"])]
+BAD_AMOUNTS = [
+    ("float", 1.5),
+    ("float with zeros", 30000.50),
+    ("float integral", 100.0),
+    ("exponent number", 1e6),
+    ("exponent string", "1e6"),
+    ("padded", " 100.00 "),
+    ("full-width digits", "１００"),
+    ("underscore", "1_000"),
+    ("plus sign", "+100"),
+    ("leading point", ".5"),
+    ("trailing point", "100."),
+    ("three decimals", "100.000"),
+    ("comma", "1,000.00"),
+    ("arabic-indic digits", "١٠٠"),
+    ("infinity", "Infinity"),
+    ("NaN", "NaN"),
+    ("bool", True),
+    ("null", None),
+    ("list", ["100"]),
+]
 
 
 @pytest.mark.parametrize("name,value", BAD_AMOUNTS, ids=[n for n, _ in BAD_AMOUNTS])
@@ -193,9 +264,14 @@ def test_amounts_are_decimal_strings_or_integers_on_credit_checks(api, cid, name
     assert api.counts() == before
 
 
-@pytest.mark.parametrize("name,value", [b for b in BAD_AMOUNTS if b[0] in ("float", "exponent string", "padded",
-                                                                           "full-width digits", "underscore",
-                                                                           "three decimals")])
+@pytest.mark.parametrize(
+    "name,value",
+    [
+        b
+        for b in BAD_AMOUNTS
+        if b[0] in ("float", "exponent string", "padded", "full-width digits", "underscore", "three decimals")
+    ],
+)
 def test_amounts_follow_the_rule_on_invoices_payments_instalments_and_credit_files(api, cid, name, value):
     before = api.counts()
     inv = {"id": uid("INV"), "amount": value, "currency": "CNY", "issued_on": day(-1), "due_on": day(29)}
@@ -205,13 +281,24 @@ def test_amounts_follow_the_rule_on_invoices_payments_instalments_and_credit_fil
     refused(r, 422, "E_INPUT_INVALID", ("data.amount",))
     r = api.event(cid, "promise_to_pay", {"amount": value, "made_on": day(0), "promised_on": day(3)}, expect=None)
     refused(r, 422, "E_INPUT_INVALID", ("data.amount",))
-    customer = {"type": "enterprise", "industry": "services", "region": "local", "size": "large",
-                "since": "2015-01-01", "approved_limit": value}
-    refused(api.put(f"/v1/customers/{uid('C')}", customer, role="backoffice"), 422, "E_INPUT_INVALID",
-            ("approved_limit",))
-    if isinstance(value, str):              # a query string is text: the string rule applies
-        refused(api.get("/v1/referrals", role="controller", params={"min_amount": value}), 422, "E_INPUT_INVALID",
-                ("min_amount",))
+    customer = {
+        "type": "enterprise",
+        "industry": "services",
+        "region": "local",
+        "size": "large",
+        "since": "2015-01-01",
+        "approved_limit": value,
+    }
+    refused(
+        api.put(f"/v1/customers/{uid('C')}", customer, role="backoffice"), 422, "E_INPUT_INVALID", ("approved_limit",)
+    )
+    if isinstance(value, str):  # a query string is text: the string rule applies
+        refused(
+            api.get("/v1/referrals", role="controller", params={"min_amount": value}),
+            422,
+            "E_INPUT_INVALID",
+            ("min_amount",),
+        )
     assert api.counts() == before
 
 
@@ -232,6 +319,7 @@ def test_the_openapi_money_schema_is_the_rule(api):
     string = amount
     assert string["type"] == "string" and "JSON integer" in string["description"]
     import re
+
     pattern = re.compile(string["pattern"])
     assert pattern.search("30000.00") and pattern.search("7")
     for bad in ("1e6", " 100", "１００", "1_000", "100.000", "-1", "1.", ".5"):
@@ -259,7 +347,7 @@ def test_a_reservation_expiring_before_today_is_refused(api, cid):
     r = api.credit_check(cid, "100.00", reserve=True, expires_on=day(-1))
     refused(r, 422, "E_INPUT_INVALID", ("expires_on",))
     assert api.counts() == before
-    r = api.credit_check(cid, "100.00", reserve=True, expires_on=day(0))          # its last day is today
+    r = api.credit_check(cid, "100.00", reserve=True, expires_on=day(0))  # its last day is today
     assert r.status_code == 201 and r.json()["reserved"] is True, r.text
 
 
@@ -283,23 +371,40 @@ def test_every_date_of_something_that_happened_is_at_most_the_events_day(api, ci
     api.event(cid, "dispute_opened", {"id": dispute, "invoice_id": inv, "opened_on": day(-1), "reason": "x"})
     before = api.counts()
     cases = [
-        ("invoice_issued", {"id": uid("INV"), "amount": "10.00", "currency": "CNY", "issued_on": day(1),
-                            "due_on": day(31)}, "data.issued_on"),
+        (
+            "invoice_issued",
+            {"id": uid("INV"), "amount": "10.00", "currency": "CNY", "issued_on": day(1), "due_on": day(31)},
+            "data.issued_on",
+        ),
         ("credit_note", {"id": uid("CN"), "invoice_id": inv, "amount": "1.00", "issued_on": day(2)}, "data.issued_on"),
-        ("promise_to_pay", {"id": uid("PR"), "amount": "10.00", "made_on": day(1), "promised_on": day(9)},
-         "data.made_on"),
+        (
+            "promise_to_pay",
+            {"id": uid("PR"), "amount": "10.00", "made_on": day(1), "promised_on": day(9)},
+            "data.made_on",
+        ),
         ("dispute_opened", {"id": uid("D"), "invoice_id": inv, "opened_on": day(3), "reason": "x"}, "data.opened_on"),
         ("dispute_resolved", {"dispute_id": dispute, "resolved_on": day(1)}, "data.resolved_on"),
-        ("instalment_plan_agreed", {"id": uid("IP"), "invoice_ids": [inv], "agreed_on": day(1),
-                                    "instalments": [{"due_on": day(30), "amount": "500.00"}]}, "data.agreed_on"),
+        (
+            "instalment_plan_agreed",
+            {
+                "id": uid("IP"),
+                "invoice_ids": [inv],
+                "agreed_on": day(1),
+                "instalments": [{"due_on": day(30), "amount": "500.00"}],
+            },
+            "data.agreed_on",
+        ),
     ]
     for type_, data, field in cases:
         refused(api.event(cid, type_, data, expect=None), 422, "E_INPUT_INVALID", (field,))
     assert api.counts() == before
     # the same days are accepted with an event as_of at or after them, and due / promised days ahead are fine
     api.event(cid, "promise_to_pay", {"id": uid("PR"), "amount": "10.00", "made_on": day(0), "promised_on": day(9)})
-    api.event(cid, "invoice_issued", {"id": uid("INV"), "amount": "10.00", "currency": "CNY", "issued_on": day(0),
-                                      "due_on": day(31)})
+    api.event(
+        cid,
+        "invoice_issued",
+        {"id": uid("INV"), "amount": "10.00", "currency": "CNY", "issued_on": day(0), "due_on": day(31)},
+    )
 
 
 def test_a_customer_since_a_future_day_is_refused(api):
@@ -323,8 +428,7 @@ def test_arrears_reason_and_dispute_resolved_refuse_unknown_fields(api):
     before = api.counts()
     r = api.event(cid, "arrears_reason_recorded", {"reason": "dispute", "note": "x"}, expect=None)
     refused(r, 422, "E_INPUT_INVALID", ("data.note",))
-    r = api.event(cid, "dispute_resolved", {"dispute_id": dispute, "resolved_on": day(0), "winner": "us"},
-                  expect=None)
+    r = api.event(cid, "dispute_resolved", {"dispute_id": dispute, "resolved_on": day(0), "winner": "us"}, expect=None)
     refused(r, 422, "E_INPUT_INVALID", ("data.winner",))
     r = api.event(cid, "dispute_resolved", {"dispute_id": dispute}, expect=None)
     refused(r, 422, "E_INPUT_INVALID", ("data.resolved_on",))
@@ -341,8 +445,10 @@ def test_openapi_gives_every_event_type_its_data_schema(api):
 
     def resolve(node):
         return schemas[node["$ref"].rsplit("/", 1)[1]] if "$ref" in node else node
+
     mapping = body["discriminator"]["mapping"]
     from api.service.validation import EVENT_TYPES
+
     assert body["discriminator"]["propertyName"] == "type" and set(mapping) == set(EVENT_TYPES)
     assert sorted(o["$ref"] for o in body["anyOf"]) == sorted(mapping.values())
     for type_, target in mapping.items():
@@ -351,35 +457,57 @@ def test_openapi_gives_every_event_type_its_data_schema(api):
         data = resolve(event["properties"]["data"])
         assert data["additionalProperties"] is False and data["properties"], type_
     assert set(resolve(resolve({"$ref": mapping["dispute_resolved"]})["properties"]["data"])["required"]) == {
-        "dispute_id", "resolved_on"}
+        "dispute_id",
+        "resolved_on",
+    }
 
 
 # ---------------------------------------------------------------------------------------- 9. filters that can't match
-@pytest.mark.parametrize("params,field", [({"outcome": "rejection"}, "outcome"), ({"outcome": "bogus"}, "outcome"),
-                                          ({"kind": "bogus"}, "kind"), ({"kind": "credit-check"}, "kind"),
-                                          ({"since": "2026-12-10", "until": "2026-12-01"}, "since"),
-                                          ({"since": "0001-01-01"}, "since")])
+@pytest.mark.parametrize(
+    "params,field",
+    [
+        ({"outcome": "rejection"}, "outcome"),
+        ({"outcome": "bogus"}, "outcome"),
+        ({"kind": "bogus"}, "kind"),
+        ({"kind": "credit-check"}, "kind"),
+        ({"since": "2026-12-10", "until": "2026-12-01"}, "since"),
+        ({"since": "0001-01-01"}, "since"),
+    ],
+)
 def test_decision_filters_that_cannot_match_are_422(api, params, field):
     refused(api.get("/v1/decisions", role="auditor", params=params), 422, "E_INPUT_INVALID", (field,))
 
 
 def test_known_filters_still_answer(api):
-    for params in ({"outcome": "reject"}, {"outcome": "rejected"}, {"kind": "trail_repair"},
-                   {"since": "2026-12-01", "until": "2026-12-01"}):
+    for params in (
+        {"outcome": "reject"},
+        {"outcome": "rejected"},
+        {"kind": "trail_repair"},
+        {"since": "2026-12-01", "until": "2026-12-01"},
+    ):
         r = api.get("/v1/decisions", role="auditor", params=params)
         assert r.status_code == 200 and isinstance(r.json()["decisions"], list), r.text
 
 
-@pytest.mark.parametrize("params,field", [({"min_amount": "10.00", "max_amount": "5.00"}, "min_amount"),
-                                          ({"min_age_days": "9", "max_age_days": "3"}, "min_age_days"),
-                                          ({"status": "closed"}, "status")])
+@pytest.mark.parametrize(
+    "params,field",
+    [
+        ({"min_amount": "10.00", "max_amount": "5.00"}, "min_amount"),
+        ({"min_age_days": "9", "max_age_days": "3"}, "min_age_days"),
+        ({"status": "closed"}, "status"),
+    ],
+)
 def test_referral_filters_that_cannot_match_are_422(api, params, field):
     refused(api.get("/v1/referrals", role="controller", params=params), 422, "E_INPUT_INVALID", (field,))
 
 
 def test_report_and_action_ranges_that_cannot_match_are_422(api):
-    refused(api.get("/v1/reports/collections", role="auditor", params={"since": day(0), "until": day(-1)}), 422,
-            "E_INPUT_INVALID", ("since",))
+    refused(
+        api.get("/v1/reports/collections", role="auditor", params={"since": day(0), "until": day(-1)}),
+        422,
+        "E_INPUT_INVALID",
+        ("since",),
+    )
     refused(api.get("/v1/actions", params={"status": "bogus"}), 422, "E_INPUT_INVALID", ("status",))
 
 
@@ -391,19 +519,31 @@ def test_every_record_kind_the_code_writes_is_a_known_kind():
     import pathlib
 
     from api.store.trail import RECORD_KINDS
+
     root = pathlib.Path(__file__).resolve().parents[2] / "api"
-    not_records = {"importer/columns.py", "documents", "console", "delivery", "codes.py",     # other meanings
-                   "http/responses.py"}
+    not_records = {
+        "importer/columns.py",
+        "documents",
+        "console",
+        "delivery",
+        "codes.py",  # other meanings
+        "http/responses.py",
+    }
     found: dict[str, str] = {}
 
     def strings(node):
         return [n.value for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+
     helper_names = ("_record", "record", "append")
 
     def defined(tree) -> dict[str, int | None]:
         """{name: position of its `kind` argument, or None} of the module's functions named like a record helper."""
-        return {f.name: [a.arg for a in f.args.args].index("kind") if "kind" in [a.arg for a in f.args.args] else None
-                for f in ast.walk(tree) if isinstance(f, ast.FunctionDef) and f.name in helper_names}
+        return {
+            f.name: [a.arg for a in f.args.args].index("kind") if "kind" in [a.arg for a in f.args.args] else None
+            for f in ast.walk(tree)
+            if isinstance(f, ast.FunctionDef) and f.name in helper_names
+        }
+
     modules = []
     for path in root.rglob("*.py"):
         rel = path.relative_to(root).as_posix()
@@ -420,10 +560,11 @@ def test_every_record_kind_the_code_writes_is_a_known_kind():
                 hits += [v for kw in node.keywords if kw.arg in ("kind", "record_kind") for v in strings(kw.value)]
                 if name in helpers and len(node.args) > helpers[name]:
                     hits += strings(node.args[helpers[name]])
-            elif isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id.endswith("KIND")
-                                                      for t in node.targets):
+            elif isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id.endswith("KIND") for t in node.targets
+            ):
                 hits += strings(node.value)
-            elif isinstance(node, ast.Dict):          # a record built as a dict: it has a subject and a kind
+            elif isinstance(node, ast.Dict):  # a record built as a dict: it has a subject and a kind
                 keys = {k.value: v for k, v in zip(node.keys, node.values) if isinstance(k, ast.Constant)}
                 if {"subject", "kind", "actor"} <= set(keys):
                     hits += strings(keys["kind"])
@@ -436,14 +577,19 @@ def test_every_record_kind_the_code_writes_is_a_known_kind():
 
 def test_imports_follow_the_money_rule_decimals_as_written(api):
     import io
+
     cust = uid("X")
     customers = f"id,name,type,industry,region,size,since\n{cust},导入客户,enterprise,services,local,large,2020-01-01\n"
-    invoices = ("id,customer_id,amount,currency,issued_on,due_on\n"
-                f"{uid('I')},{cust},100.000,CNY,2026-10-01,2026-10-31\n"       # worth 100.00, but 3 decimals
-                f"{uid('I')},{cust},100.5,CNY,2026-10-01,2026-10-31\n")        # fine
-    files = [("files", (n, io.BytesIO(t.encode()))) for n, t in (("customers.csv", customers),
-                                                                ("invoices.csv", invoices))]
+    invoices = (
+        "id,customer_id,amount,currency,issued_on,due_on\n"
+        f"{uid('I')},{cust},100.000,CNY,2026-10-01,2026-10-31\n"  # worth 100.00, but 3 decimals
+        f"{uid('I')},{cust},100.5,CNY,2026-10-01,2026-10-31\n"
+    )  # fine
+    files = [
+        ("files", (n, io.BytesIO(t.encode()))) for n, t in (("customers.csv", customers), ("invoices.csv", invoices))
+    ]
     r = api.request("POST", "/v1/imports", "backoffice", files=files)
     err = refused(r, 422, "E_IMPORT_INVALID", ("import",))
     assert [line for line in err["errors"]["import"] if line.startswith("invoices.csv:")] == [
-        "invoices.csv:2:3: E_AMOUNT: amount: 100.000 has more than 2 decimal places"], err
+        "invoices.csv:2:3: E_AMOUNT: amount: 100.000 has more than 2 decimal places"
+    ], err

@@ -1,5 +1,6 @@
 """The import's decide phase in worker processes (run_import(workers=2)): the same decisions, byte for byte,
 as in one process, each customer decided once, chains intact; on SQLite and PostgreSQL."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -36,7 +37,7 @@ def _decisions(api) -> dict[str, tuple]:
 
 
 def test_two_decide_workers_make_the_decisions_one_process_makes(backend):
-    n = DECIDE_GROUP + 60                       # two groups: both workers get one
+    n = DECIDE_GROUP + 60  # two groups: both workers get one
     results = {}
     for workers in (1, 2):
         api = Api(backend.name, backend.new_url())
@@ -50,7 +51,7 @@ def test_two_decide_workers_make_the_decisions_one_process_makes(backend):
         finally:
             api.close()
     assert len(results[2]) == n and results[1] == results[2]
-    assert {seq for seq, *_ in results[2].values()} == {1}          # one decision per customer
+    assert {seq for seq, *_ in results[2].values()} == {1}  # one decision per customer
     assert all(json.loads(result)["policy_version"] for *_, result in results[2].values())
 
 
@@ -62,14 +63,19 @@ def test_a_controllers_score_changes_are_chained_before_the_workers_decisions(ba
     try:
         assert run_import(api.service, _book(n), actor="test", as_of=AS_OF)["decisions"] == n
         scored = ["id,name,type,industry,region,size,since,credit_score"] + [
-            f"W{k:05d},客户{k},enterprise,services,local,small,2020-01-01,{50 + k % 40}" for k in range(n)]
+            f"W{k:05d},客户{k},enterprise,services,local,small,2020-01-01,{50 + k % 40}" for k in range(n)
+        ]
         source = Source("customers.csv", lambda: io.BytesIO(("\n".join(scored) + "\n").encode("utf-8")))
-        got = run_import(api.service, [source], actor="controller-x", as_of=AS_OF, workers=2, role="controller",
-                         reason="年度评估")
+        got = run_import(
+            api.service, [source], actor="controller-x", as_of=AS_OF, workers=2, role="controller", reason="年度评估"
+        )
         assert got["status"] == "done" and got["decisions"] == n and got["decision_failures"] == [], got
         with api.service.read_tx() as s:
-            rows = s.execute(select(DecisionRecord.subject, DecisionRecord.seq, DecisionRecord.kind)
-                             .order_by(DecisionRecord.subject, DecisionRecord.seq)).all()
+            rows = s.execute(
+                select(DecisionRecord.subject, DecisionRecord.seq, DecisionRecord.kind).order_by(
+                    DecisionRecord.subject, DecisionRecord.seq
+                )
+            ).all()
         chains: dict = {}
         for subject, _seq, kind in rows:
             chains.setdefault(subject, []).append(kind)

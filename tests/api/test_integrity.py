@@ -1,5 +1,6 @@
 """Issue 10 B–D: a key touches only what it owns; jobs finish once or say they didn't; dead connections
 and retried requests. Real databases (SQLite and PostgreSQL), real HTTP server, real durable_rules."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -29,7 +30,7 @@ def _reservation(api, order):
 
 # ------------------------------------------------------------------------------------------ B: as_of, expiry
 def test_a_sales_key_cannot_backdate_a_reserving_check(api):
-    cid = api.customer(credit_score=40, since="2026-11-01")          # new: limit 50,000 today
+    cid = api.customer(credit_score=40, since="2026-11-01")  # new: limit 50,000 today
     counts = api.counts()
     r = api.credit_check(cid, "900000.00", reserve=True, as_of="2000-01-01", expires_on="2999-12-31")
     assert r.status_code == 403 and r.json()["code"] == "E_FORBIDDEN" and "as_of" in r.json()["errors"], r.text
@@ -92,7 +93,7 @@ def test_an_expired_order_is_never_held_again(api):
     first = api.credit_check(cid, "800.00", order_id=order, reserve=True, expires_on=day(1))
     assert first.status_code == 201 and first.json()["reserved"] is True, first.text
     clock = api.service.clock
-    api.service.clock = lambda: NOW + dt.timedelta(days=2)       # the hold lapsed yesterday
+    api.service.clock = lambda: NOW + dt.timedelta(days=2)  # the hold lapsed yesterday
     try:
         counts = api.counts()
         r = api.credit_check(cid, "900.00", order_id=order, reserve=True)
@@ -111,8 +112,14 @@ def test_a_reservations_life_is_bounded_by_the_policy(fresh):
     refuses an expiry 8 days ahead and holds an order without expires_on for 7 days."""
     text = pathlib.Path(POLICY_FILE).read_text(encoding="utf-8")
     assert "  reservation_days: 30 " in text
-    r = fresh.post("/v1/policies", {"text": text.replace("  reservation_days: 30 ", "  reservation_days: 7 ", 1),
-                                    "source": "reservation-days-test"}, role="admin")
+    r = fresh.post(
+        "/v1/policies",
+        {
+            "text": text.replace("  reservation_days: 30 ", "  reservation_days: 7 ", 1),
+            "source": "reservation-days-test",
+        },
+        role="admin",
+    )
     assert r.status_code == 201, r.text
     cid = fresh.customer()
     counts = fresh.counts()
@@ -138,7 +145,7 @@ def test_only_the_owner_or_a_controller_writes_a_held_reservation(api):
     assert api.counts() == counts
     held = _reservation(api, order)
     assert (held.status, held.amount_minor, held.owner) == ("held", 100000, "test-sales")
-    r = api.credit_check(cid, "1500.00", order_id=order, reserve=True, role="sales")     # the owner may
+    r = api.credit_check(cid, "1500.00", order_id=order, reserve=True, role="sales")  # the owner may
     assert r.status_code == 201 and _reservation(api, order).amount_minor == 150000, r.text
     assert api.delete(f"/v1/credit-checks/{order}", role="controller").json()["status"] == "released"
 
@@ -162,8 +169,8 @@ def test_a_retried_credit_check_gets_the_first_decision_back(api):
     again = api.credit_check(cid, "2000.00", order_id=order, reserve=True)
     assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
     assert again.json() == first.json()
-    assert api.counts() == counts                                     # no second decision, nothing held twice
-    changed = api.credit_check(cid, "2500.00", order_id=order, reserve=True)   # another body: decided again
+    assert api.counts() == counts  # no second decision, nothing held twice
+    changed = api.credit_check(cid, "2500.00", order_id=order, reserve=True)  # another body: decided again
     assert changed.status_code == 201 and changed.json()["decision_id"] != first.json()["decision_id"]
     assert _reservation(api, order).amount_minor == 250000
 
@@ -172,7 +179,7 @@ def test_a_retried_referred_check_gets_the_first_decision_back(api):
     """A reserving check that came out `refer` opened a referral: its retry (the answer was lost) is the
     first answer again, not 409 E_REFERRAL_OPEN, and opens nothing twice. Another key's same body is no
     retry; once a controller acted on the referral the order's next check is decided again."""
-    cid = api.customer()                                   # limit 500,000: 460,000 is 92 % → refer
+    cid = api.customer()  # limit 500,000: 460,000 is 92 % → refer
     order = uid("O")
     first = api.credit_check(cid, "460000.00", order_id=order, reserve=True)
     assert first.status_code == 201 and first.json()["outcome"] == "refer", first.text
@@ -225,11 +232,19 @@ def test_a_retried_check_of_a_group_member_is_the_first_answer_to_the_byte(api):
     result does not: a retry returns the answer as it was given."""
     a, b = api.customer(), api.customer()
     gid = uid("G")
-    assert api.put(f"/v1/groups/{gid}", {"name": "华东集团", "limit": "600000.00", "reason": "集团授信"},
-                   role="controller").status_code == 200
+    assert (
+        api.put(
+            f"/v1/groups/{gid}", {"name": "华东集团", "limit": "600000.00", "reason": "集团授信"}, role="controller"
+        ).status_code
+        == 200
+    )
     for cid in (a, b):
-        assert api.put(f"/v1/customers/{cid}/group", {"group_id": gid, "reason": "subsidiary"},
-                       role="controller").status_code == 200
+        assert (
+            api.put(
+                f"/v1/customers/{cid}/group", {"group_id": gid, "reason": "subsidiary"}, role="controller"
+            ).status_code
+            == 200
+        )
     order = uid("O")
     first = api.credit_check(a, "1000.00", order_id=order, reserve=True)
     assert first.status_code == 201 and first.json()["reserved"] and first.json()["group"]["id"] == gid, first.text
@@ -246,11 +261,20 @@ def test_a_policy_text_edited_in_the_database_is_refused(fresh, caplog):
         row = s.execute(select(PolicyVersion)).scalars().one()
         version = row.version
         assert "500000" in row.text
-        s.execute(update(PolicyVersion).where(PolicyVersion.version == version)
-                  .values(text=row.text.replace("500000", "900000")))
+        s.execute(
+            update(PolicyVersion)
+            .where(PolicyVersion.version == version)
+            .values(text=row.text.replace("500000", "900000"))
+        )
     # a new process: nothing compiled yet, the policy file not loaded (its publish would compile the file)
-    app = create_app({"DATABASE_URL": fresh.database_url, "POLICY_FILE": POLICY_FILE, "LOAD_POLICY_FILE": False,
-                      "AUDIT_CHECKPOINTS": None})
+    app = create_app(
+        {
+            "DATABASE_URL": fresh.database_url,
+            "POLICY_FILE": POLICY_FILE,
+            "LOAD_POLICY_FILE": False,
+            "AUDIT_CHECKPOINTS": None,
+        }
+    )
     try:
         ctx = app.extensions["creditctl"]
         counts = fresh.counts()
@@ -273,17 +297,27 @@ def test_a_policy_text_edited_in_the_database_is_refused(fresh, caplog):
             assert "900000" not in r.text
     assert any("ALERT" in m and version in m for m in caplog.messages)
     assert len(SERVER_ERRORS) >= 3 and all("503" in e for e in SERVER_ERRORS[-3:]), SERVER_ERRORS
-    del SERVER_ERRORS[-3:]                 # the 5xx this test provokes (the autouse fixture fails on any)
+    del SERVER_ERRORS[-3:]  # the 5xx this test provokes (the autouse fixture fails on any)
 
 
 # ------------------------------------------------------------------------------------------ B: --demo
 def test_serve_demo_refuses_a_real_book(fresh, tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)                       # var/audit-key is created here, not in the repository
+    monkeypatch.chdir(tmp_path)  # var/audit-key is created here, not in the repository
     monkeypatch.delenv("CREDITCTL_AUDIT_KEY", raising=False)
     fresh.customer()
     counts = fresh.counts()
-    code = cli.main(["serve", "--demo", "--database-url", fresh.database_url, "--policy", POLICY_FILE,
-                     "--book", str(ROOT / "examples" / "book")])
+    code = cli.main(
+        [
+            "serve",
+            "--demo",
+            "--database-url",
+            fresh.database_url,
+            "--policy",
+            POLICY_FILE,
+            "--book",
+            str(ROOT / "examples" / "book"),
+        ]
+    )
     assert code == 2 and "refusing --demo" in capsys.readouterr().err
     after = fresh.counts()
     assert after["api_keys"] == counts["api_keys"] and after["customers"] == counts["customers"]
@@ -294,12 +328,12 @@ def test_serve_demo_refuses_a_real_book(fresh, tmp_path, monkeypatch, capsys):
 def test_serve_demo_marks_an_empty_database_and_accepts_it_again(backend):
     api = Api(backend.name, backend.new_url())
     try:
-        with api.engine.begin() as conn:                   # the harness's keys: an otherwise empty database
+        with api.engine.begin() as conn:  # the harness's keys: an otherwise empty database
             conn.execute(text("DELETE FROM api_keys"))
         assert cli.demo_refusal(api.service) is None
         api.service.clock = lambda: NOW
         assert cli.seed_demo(api.service, str(ROOT / "examples" / "book")) > 0
-        assert cli.demo_refusal(api.service) is None              # the demo's own database
+        assert cli.demo_refusal(api.service) is None  # the demo's own database
         with api.engine.begin() as conn:
             assert conn.execute(text("SELECT value FROM db_marks WHERE name = 'demo'")).scalar_one()
     finally:
@@ -311,7 +345,7 @@ def _late_customers(api, n):
     cids = []
     for _ in range(n):
         cid = api.customer()
-        api.invoice(cid, "1000.00", due=7, issued=-1)      # its automated payment reminder is due today
+        api.invoice(cid, "1000.00", due=7, issued=-1)  # its automated payment reminder is due today
         cids.append(cid)
     return cids
 
@@ -326,11 +360,12 @@ def test_a_sweep_killed_before_notifying_delivers_on_resume(fresh):
 
     def dying(action):
         raise _Crash()
+
     with pytest.raises(_Crash):
         sweep.work(fresh.service, run_id, notifier=dying)
     with fresh.service.tx() as s:
         automated = s.execute(select(Action).where(Action.owner == "automated", Action.due_on == TODAY)).scalars().all()
-    assert automated and {a.status for a in automated} == {"queued"}     # committed, never handed over
+    assert automated and {a.status for a in automated} == {"queued"}  # committed, never handed over
     got = []
     sweep.work(fresh.service, sweep.start(fresh.service, TODAY, "test"), notifier=got.append)
     assert sorted(a["id"] for a in got) == sorted(a.id for a in automated)
@@ -342,7 +377,7 @@ def test_a_sweep_killed_before_notifying_delivers_on_resume(fresh):
     assert {(a.status, a.delivered_at is not None) for a in rows} == {("sent", True)}
     again = []
     sweep.work(fresh.service, run_id, notifier=again.append)
-    assert again == []                                                    # delivered once the notifier had it
+    assert again == []  # delivered once the notifier had it
     # a failing notifier leaves the action queued; the next delivery hands it over with the same key
     with fresh.service.tx() as s:
         s.execute(update(Action).where(Action.id == got[0]["id"]).values(status="queued", delivered_at=None))
@@ -353,10 +388,27 @@ def test_a_sweep_killed_before_notifying_delivers_on_resume(fresh):
 
 
 def _sweep_cli(api, cwd, *extra):
-    return subprocess.run([sys.executable, "-m", "api.cli", "sweep", "--as-of", TODAY.isoformat(), "--quiet",
-                           "--database-url", api.database_url, "--policy", POLICY_FILE, *extra],
-                          cwd=cwd, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "api.cli",
+            "sweep",
+            "--as-of",
+            TODAY.isoformat(),
+            "--quiet",
+            "--database-url",
+            api.database_url,
+            "--policy",
+            POLICY_FILE,
+            *extra,
+        ],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
 
 
 @pytest.mark.stress
@@ -376,17 +428,24 @@ def test_a_plain_rerun_finishes_a_run_whose_worker_died(fresh, tmp_path):
 def test_partitions_of_live_workers_are_not_taken_and_the_rest_is_said(fresh):
     _late_customers(fresh, 2)
     run_id = sweep.start(fresh.service, TODAY, "test", partition_size=1)
-    live = f"{sweep.HOST}:{os.getpid()}:alive"            # this process: provably alive
-    gone = f"{sweep.HOST}:999999999:dead"                 # no such pid
+    live = f"{sweep.HOST}:{os.getpid()}:alive"  # this process: provably alive
+    gone = f"{sweep.HOST}:999999999:dead"  # no such pid
     assert sweep.worker_gone(gone) and not sweep.worker_gone(live) and not sweep.worker_gone("otherhost:1:x")
     with fresh.service.tx() as s:
         from api.store.tables import SweepPartition
-        s.execute(update(SweepPartition).where(SweepPartition.run_id == run_id, SweepPartition.number == 0)
-                  .values(status="claimed", worker=live, heartbeat=NOW))
-        s.execute(update(SweepPartition).where(SweepPartition.run_id == run_id, SweepPartition.number == 1)
-                  .values(status="claimed", worker=gone, heartbeat=NOW))
+
+        s.execute(
+            update(SweepPartition)
+            .where(SweepPartition.run_id == run_id, SweepPartition.number == 0)
+            .values(status="claimed", worker=live, heartbeat=NOW)
+        )
+        s.execute(
+            update(SweepPartition)
+            .where(SweepPartition.run_id == run_id, SweepPartition.number == 1)
+            .values(status="claimed", worker=gone, heartbeat=NOW)
+        )
     counts = sweep.work(fresh.service, run_id)
-    assert counts["done"] == 1                               # the dead worker's partition, at once
+    assert counts["done"] == 1  # the dead worker's partition, at once
     left = sweep.left_over(fresh.service, run_id)
     assert [(p["partition"], p["worker"]) for p in left] == [(0, live)] and left[0]["lease_until"]
 
@@ -397,23 +456,30 @@ def test_a_rerun_that_cannot_finish_exits_non_zero_saying_what_is_left_and_when(
     exits 4 instead of 0 with the run still open. Once that worker is provably gone, a plain rerun
     finishes the run."""
     from api.store.tables import SweepPartition
+
     _late_customers(fresh, 2)
     run_id = sweep.start(fresh.service, TODAY, "test", partition_size=1)
-    live = f"{sweep.HOST}:{os.getpid()}:alive"              # this test process: alive, on this host
+    live = f"{sweep.HOST}:{os.getpid()}:alive"  # this test process: alive, on this host
     beat = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     with fresh.service.tx() as s:
-        s.execute(update(SweepPartition).where(SweepPartition.run_id == run_id, SweepPartition.number == 0)
-                  .values(status="claimed", worker=live, heartbeat=beat))
+        s.execute(
+            update(SweepPartition)
+            .where(SweepPartition.run_id == run_id, SweepPartition.number == 0)
+            .values(status="claimed", worker=live, heartbeat=beat)
+        )
     r = _sweep_cli(fresh, tmp_path, "--no-wait")
     assert r.returncode == 4, r.stdout + r.stderr
     lease = (beat + dt.timedelta(seconds=sweep.LEASE_SECONDS)).isoformat() + "Z"
     assert f"sweep {run_id} not finished: partition 0 claimed by {live}, lease lapses at {lease}" in r.stderr
     out = json.loads(r.stdout)
-    assert out["status"] == "running" and out["processed"] == 1, out          # the other partition is done
+    assert out["status"] == "running" and out["processed"] == 1, out  # the other partition is done
     assert [(p["partition"], p["worker"], p["lease_until"]) for p in out["left_over"]] == [(0, live, lease)]
-    with fresh.service.tx() as s:                           # that worker dies (a pid that does not exist)
-        s.execute(update(SweepPartition).where(SweepPartition.run_id == run_id, SweepPartition.number == 0)
-                  .values(worker=f"{sweep.HOST}:999999999:dead"))
+    with fresh.service.tx() as s:  # that worker dies (a pid that does not exist)
+        s.execute(
+            update(SweepPartition)
+            .where(SweepPartition.run_id == run_id, SweepPartition.number == 0)
+            .values(worker=f"{sweep.HOST}:999999999:dead")
+        )
     r = _sweep_cli(fresh, tmp_path, "--no-wait")
     assert r.returncode == 0, r.stdout + r.stderr
     out = json.loads(r.stdout)
@@ -430,6 +496,7 @@ def _kill_pooled_connections(api):
         pids = [e.dbapi_connection.info.backend_pid for e in entries]
         import psycopg
         from conftest import PG_ADMIN_URL
+
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
             for pid in pids:
                 admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
@@ -459,10 +526,12 @@ def test_a_connection_lost_during_commit_is_a_503_with_retry_after(fresh):
         if fresh.backend == "postgresql":
             import psycopg
             from conftest import PG_ADMIN_URL
+
             with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
                 admin.execute("SELECT pg_terminate_backend(%s)", (dbapi.info.backend_pid,))
         else:
             dbapi.close()
+
     counts = fresh.counts()
     event.listen(sessionmaker, "before_commit", die)
     try:
@@ -472,9 +541,9 @@ def test_a_connection_lost_during_commit_is_a_503_with_retry_after(fresh):
     assert r.status_code == 503 and r.json()["code"] == "E_DATABASE_UNAVAILABLE", r.text
     assert r.headers["Retry-After"] == "1"
     assert "503" in SERVER_ERRORS[-1]
-    del SERVER_ERRORS[-1]                  # the one 5xx this test provokes (the autouse fixture fails on any)
+    del SERVER_ERRORS[-1]  # the one 5xx this test provokes (the autouse fixture fails on any)
     assert fresh.counts() == counts
-    r = fresh.credit_check(cid, "10.00", order_id=order, reserve=True)          # the client's retry
+    r = fresh.credit_check(cid, "10.00", order_id=order, reserve=True)  # the client's retry
     assert r.status_code == 201 and r.json()["reserved"] is True, r.text
     with fresh.service.tx() as s:
         assert len(s.execute(select(DecisionRecord).where(DecisionRecord.subject == cid)).scalars().all()) == 1

@@ -5,6 +5,7 @@ Every figure is worked out by hand from the shipped policy (DOMAIN.md): 0.05 % a
 for the days beyond 5 grace days, rounded half-up to the fen per row; no fixed fee and no cap unless a test
 publishes them. TODAY = 2026-12-15 (the harness clock); an invoice due on day(−15) is 15 days overdue.
 """
+
 from __future__ import annotations
 
 import csv
@@ -46,8 +47,19 @@ def _rows(api, invoice_id=None):
     if invoice_id is not None:
         q = q.where(InterestAccrual.invoice_id == invoice_id)
     with api.service.tx() as s:
-        return [(r.invoice_id, r.accrued_on, r.days, r.chargeable_days, r.base_minor, r.fee_minor, r.amount_minor,
-                 r.cumulative_minor) for r in s.execute(q).scalars()]
+        return [
+            (
+                r.invoice_id,
+                r.accrued_on,
+                r.days,
+                r.chargeable_days,
+                r.base_minor,
+                r.fee_minor,
+                r.amount_minor,
+                r.cumulative_minor,
+            )
+            for r in s.execute(q).scalars()
+        ]
 
 
 def _accrue(api, as_of, **kw):
@@ -63,15 +75,14 @@ def _decision_interest(api, cid, as_of) -> dict:
 # ------------------------------------------------------------------------------------------------ accrual
 def test_the_first_run_accrues_every_chargeable_day_so_far(fresh):
     cid = fresh.customer()
-    inv = fresh.invoice(cid, "100000.00", due=-15, invoice_id="I-15")      # 15 overdue − 5 grace = 10 days
-    fresh.invoice(cid, "50000.00", due=-5, invoice_id="I-5")               # within the grace days
+    inv = fresh.invoice(cid, "100000.00", due=-15, invoice_id="I-15")  # 15 overdue − 5 grace = 10 days
+    fresh.invoice(cid, "50000.00", due=-5, invoice_id="I-5")  # within the grace days
     fresh.invoice(cid, "70000.00", due=3, invoice_id="I-not-due")
     out = _accrue(fresh, TODAY)
     # 100,000.00 × 0.0005 × 10 = 500.00, the decision's own figure (DOMAIN.md)
     assert _rows(fresh) == [(inv, TODAY, 10, 10, 100000_00, 0, 500_00, 500_00)]
     assert _decision_interest(fresh, cid, TODAY)[inv] == "500.00"
-    assert (out["rows"], out["total"], out["currency"], out["customers"], out["invoices"]) == (1, "500.00", "CNY",
-                                                                                                1, 1)
+    assert (out["rows"], out["total"], out["currency"], out["customers"], out["invoices"]) == (1, "500.00", "CNY", 1, 1)
 
 
 def test_day_by_day_runs_accrue_one_day_each_and_reruns_add_nothing(fresh):
@@ -80,12 +91,15 @@ def test_day_by_day_runs_accrue_one_day_each_and_reruns_add_nothing(fresh):
     for n in range(4):
         assert _accrue(fresh, TODAY + n * D)["rows"] == 1
     assert [(r[1], r[2], r[3], r[6], r[7]) for r in _rows(fresh)] == [
-        (TODAY, 10, 10, 500_00, 500_00), (TODAY + D, 1, 11, 50_00, 550_00),
-        (TODAY + 2 * D, 1, 12, 50_00, 600_00), (TODAY + 3 * D, 1, 13, 50_00, 650_00)]
+        (TODAY, 10, 10, 500_00, 500_00),
+        (TODAY + D, 1, 11, 50_00, 550_00),
+        (TODAY + 2 * D, 1, 12, 50_00, 600_00),
+        (TODAY + 3 * D, 1, 13, 50_00, 650_00),
+    ]
     before = _rows(fresh)
-    again = _accrue(fresh, TODAY + 3 * D)                       # the same day again
+    again = _accrue(fresh, TODAY + 3 * D)  # the same day again
     assert (again["rows"], again["total"], again["invoices"]) == (0, "0.00", 1)
-    assert _accrue(fresh, TODAY + D)["rows"] == 0               # a day before the invoice's last accrual
+    assert _accrue(fresh, TODAY + D)["rows"] == 0  # a day before the invoice's last accrual
     assert _rows(fresh) == before
     # a day the job did not run is caught up on the next run: 3 days at once
     assert _accrue(fresh, TODAY + 6 * D)["total"] == "150.00"
@@ -98,8 +112,9 @@ def test_a_partial_payment_lowers_the_next_accrual_and_does_not_reverse_the_past
     cid = fresh.customer()
     inv = fresh.invoice(cid, "100000.00", due=-15)
     _accrue(fresh, TODAY)
-    fresh.event(cid, "payment_received", {"id": "P1", "invoice_id": inv, "amount": "40000.00", "paid_on": day(1)},
-                as_of=day(1))
+    fresh.event(
+        cid, "payment_received", {"id": "P1", "invoice_id": inv, "amount": "40000.00", "paid_on": day(1)}, as_of=day(1)
+    )
     _accrue(fresh, TODAY + D)
     # 60,000.00 × 0.0005 × 1 = 30.00; the 500.00 accrued on 100,000.00 stays
     assert _rows(fresh)[-1][1:] == (TODAY + D, 1, 11, 60000_00, 0, 30_00, 530_00)
@@ -110,10 +125,11 @@ def test_a_partial_payment_lowers_the_next_accrual_and_does_not_reverse_the_past
 def test_a_paid_invoice_stops_accruing(fresh):
     cid = fresh.customer()
     inv = fresh.invoice(cid, "100000.00", due=-15)
-    other = fresh.invoice(cid, "20000.00", due=-10)                       # 5 days: 50.00, then 10.00 a day
+    other = fresh.invoice(cid, "20000.00", due=-10)  # 5 days: 50.00, then 10.00 a day
     _accrue(fresh, TODAY)
-    fresh.event(cid, "payment_received", {"id": "P1", "invoice_id": inv, "amount": "100000.00", "paid_on": day(1)},
-                as_of=day(1))
+    fresh.event(
+        cid, "payment_received", {"id": "P1", "invoice_id": inv, "amount": "100000.00", "paid_on": day(1)}, as_of=day(1)
+    )
     for n in (1, 2):
         out = _accrue(fresh, TODAY + n * D)
         assert (out["rows"], out["total"], out["invoices"]) == (1, "10.00", 1)
@@ -148,14 +164,16 @@ def test_a_disputed_invoice_is_skipped_with_exclude_disputed(fresh):
 
 
 def test_the_cap_and_the_fixed_fee(fresh):
-    _policy(fresh, cap_pct="2", fixed_fee="100")              # interest at most 2 % of the balance; 100.00 once
+    _policy(fresh, cap_pct="2", fixed_fee="100")  # interest at most 2 % of the balance; 100.00 once
     cid = fresh.customer()
-    big = fresh.invoice(cid, "100000.00", due=-50, invoice_id="BIG")      # 45 days × 50.00 = 2,250.00 > 2,000.00
-    small = fresh.invoice(cid, "10000.00", due=-15, invoice_id="SMALL")   # 10 days × 5.00 = 50.00
+    big = fresh.invoice(cid, "100000.00", due=-50, invoice_id="BIG")  # 45 days × 50.00 = 2,250.00 > 2,000.00
+    small = fresh.invoice(cid, "10000.00", due=-15, invoice_id="SMALL")  # 10 days × 5.00 = 50.00
     _accrue(fresh, TODAY)
-    assert _rows(fresh) == [(big, TODAY, 45, 45, 100000_00, 100_00, 2100_00, 2100_00),
-                            (small, TODAY, 10, 10, 10000_00, 100_00, 150_00, 150_00)]
-    decision = _decision_interest(fresh, cid, TODAY)                       # the decision caps the same way
+    assert _rows(fresh) == [
+        (big, TODAY, 45, 45, 100000_00, 100_00, 2100_00, 2100_00),
+        (small, TODAY, 10, 10, 10000_00, 100_00, 150_00, 150_00),
+    ]
+    decision = _decision_interest(fresh, cid, TODAY)  # the decision caps the same way
     assert (decision[big], decision[small]) == ("2000.00", "50.00")
     _accrue(fresh, TODAY + D)
     # the cap is reached: the day is accrued at 0; the fee is charged on the first row only
@@ -188,17 +206,24 @@ def test_the_run_is_recorded_in_the_trail(fresh):
     with fresh.service.tx() as s:
         rec = s.execute(select(DecisionRecord).where(DecisionRecord.subject == accrual.SUBJECT)).scalar_one()
         run_ids = set(s.execute(select(InterestAccrual.run_id)).scalars())
-    assert (rec.kind, rec.actor, rec.as_of, rec.policy_version, rec.id) == ("interest_accrual", "test", TODAY, version,
-                                                                           out["decision_id"])
-    assert json.loads(rec.facts) == {"as_of": "2026-12-15", "policy_version": version, "customers": 1,
-                                     "invoices": 1}
+    assert (rec.kind, rec.actor, rec.as_of, rec.policy_version, rec.id) == (
+        "interest_accrual",
+        "test",
+        TODAY,
+        version,
+        out["decision_id"],
+    )
+    assert json.loads(rec.facts) == {"as_of": "2026-12-15", "policy_version": version, "customers": 1, "invoices": 1}
     assert rec.facts == '{"as_of":"2026-12-15","customers":1,"invoices":1,"policy_version":"%s"}' % version
     assert json.loads(rec.result) == {"run_id": rec.request_id, "rows": 1, "total": "500.00", "currency": "CNY"}
     assert run_ids == {rec.request_id}
-    _accrue(fresh, TODAY)                                   # a rerun is recorded too, on the same chain
+    _accrue(fresh, TODAY)  # a rerun is recorded too, on the same chain
     with fresh.service.tx() as s:
-        seqs = s.execute(select(DecisionRecord.seq, DecisionRecord.result).where(
-            DecisionRecord.subject == accrual.SUBJECT).order_by(DecisionRecord.seq)).all()
+        seqs = s.execute(
+            select(DecisionRecord.seq, DecisionRecord.result)
+            .where(DecisionRecord.subject == accrual.SUBJECT)
+            .order_by(DecisionRecord.seq)
+        ).all()
     assert [(seq, json.loads(result)["rows"]) for seq, result in seqs] == [(1, 1), (2, 0)]
     assert fresh.get("/v1/audit/verify", role="auditor").json()["ok"] is True
     r = fresh.get(f"/v1/decisions/{rec.id}", role="auditor")
@@ -227,19 +252,30 @@ def test_the_scheduler_job_is_recorded(fresh):
 def test_run_now_from_the_command_line(fresh):
     cid = fresh.customer()
     fresh.invoice(cid, "100000.00", due=-15)
-    cmd = [sys.executable, "-m", "api.cli", "scheduler", "--database-url", fresh.database_url, "--policy",
-           POLICY_FILE, "--run-now", "interest-accrual", "--as-of"]
-    for bad in ("2026-13-01", "0001-01-01"):             # a clear message, exit 2, nothing run
-        done = subprocess.run(cmd + [bad], cwd=ROOT, env=dict(os.environ), capture_output=True, text=True,
-                              timeout=120)
+    cmd = [
+        sys.executable,
+        "-m",
+        "api.cli",
+        "scheduler",
+        "--database-url",
+        fresh.database_url,
+        "--policy",
+        POLICY_FILE,
+        "--run-now",
+        "interest-accrual",
+        "--as-of",
+    ]
+    for bad in ("2026-13-01", "0001-01-01"):  # a clear message, exit 2, nothing run
+        done = subprocess.run(cmd + [bad], cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=120)
         assert done.returncode == 2 and done.stderr.startswith("--as-of: "), (bad, done.stderr[-2000:])
     assert _rows(fresh) == []
-    done = subprocess.run(cmd + ["2026-12-16"], cwd=ROOT, env=dict(os.environ), capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        cmd + ["2026-12-16"], cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
     assert (out["job_id"], out["as_of"], out["outcome"]) == ("interest-accrual", "2026-12-16", "ok")
-    assert (out["detail"]["rows"], out["detail"]["total"]) == (1, "550.00")     # 11 days
+    assert (out["detail"]["rows"], out["detail"]["total"]) == (1, "550.00")  # 11 days
     assert _rows(fresh)[0][1:] == (TODAY + D, 11, 11, 100000_00, 0, 550_00, 550_00)
 
 
@@ -259,31 +295,48 @@ def accrued(fresh):
 
 
 def test_the_report_as_json(accrued):
-    r = accrued.get("/v1/reports/interest-accruals", role="auditor",
-                    params={"from": "2026-12-01", "to": "2026-12-31"})
+    r = accrued.get("/v1/reports/interest-accruals", role="auditor", params={"from": "2026-12-01", "to": "2026-12-31"})
     assert r.status_code == 200 and r.headers["Content-Type"].startswith("application/json"), r.text
     rep = r.json()
     with accrued.service.tx() as s:
         run_ids = list(s.execute(select(InterestAccrual.run_id).order_by(InterestAccrual.accrued_on)).scalars())
     first, second = run_ids[0], run_ids[-1]
-    view = [(x["customer_id"], x["invoice_id"], x["accrued_on"], x["days"], x["chargeable_days"], x["base"], x["fee"],
-             x["amount"], x["cumulative"], x["run_id"]) for x in rep["rows"]]
+    view = [
+        (
+            x["customer_id"],
+            x["invoice_id"],
+            x["accrued_on"],
+            x["days"],
+            x["chargeable_days"],
+            x["base"],
+            x["fee"],
+            x["amount"],
+            x["cumulative"],
+            x["run_id"],
+        )
+        for x in rep["rows"]
+    ]
     assert view == [
         ("ACC-A", "I-A1", "2026-12-15", 10, 10, "100000.00", "0.00", "500.00", "500.00", first),
         ("ACC-A", "I-A1", "2026-12-16", 1, 11, "100000.00", "0.00", "50.00", "550.00", second),
         ("ACC-A", "I-A2", "2026-12-15", 1, 1, "333.33", "0.00", "0.17", "0.17", first),
         ("ACC-A", "I-A2", "2026-12-16", 1, 2, "333.33", "0.00", "0.17", "0.34", second),
         ("ACC-B", "I-B", "2026-12-15", 5, 5, "20000.00", "0.00", "50.00", "50.00", first),
-        ("ACC-B", "I-B", "2026-12-16", 1, 6, "20000.00", "0.00", "10.00", "60.00", second)]
+        ("ACC-B", "I-B", "2026-12-16", 1, 6, "20000.00", "0.00", "10.00", "60.00", second),
+    ]
     assert {x["policy_version"] for x in rep["rows"]} == {accrued.get("/v1/policies/active").json()["version"]}
     assert rep["totals"] == [
         {"customer_id": "ACC-A", "rows": 4, "invoices": 2, "days": 13, "amount": "550.34"},
-        {"customer_id": "ACC-B", "rows": 2, "invoices": 1, "days": 6, "amount": "60.00"}]
+        {"customer_id": "ACC-B", "rows": 2, "invoices": 1, "days": 6, "amount": "60.00"},
+    ]
     assert rep["total"] == {"customers": 2, "rows": 6, "amount": "610.34"}
     assert (rep["from"], rep["to"], rep["customer"], rep["currency"]) == ("2026-12-01", "2026-12-31", None, "CNY")
     # one customer, one day
-    rep = accrued.get("/v1/reports/interest-accruals", role="controller",
-                      params={"from": "2026-12-16", "to": "2026-12-16", "customer": "ACC-A"}).json()
+    rep = accrued.get(
+        "/v1/reports/interest-accruals",
+        role="controller",
+        params={"from": "2026-12-16", "to": "2026-12-16", "customer": "ACC-A"},
+    ).json()
     assert [(x["invoice_id"], x["amount"]) for x in rep["rows"]] == [("I-A1", "50.00"), ("I-A2", "0.17")]
     assert rep["totals"] == [{"customer_id": "ACC-A", "rows": 2, "invoices": 2, "days": 2, "amount": "50.17"}]
     # the default period is this month up to today (the harness clock: 2026-12-15)
@@ -295,27 +348,48 @@ def test_the_report_as_json(accrued):
 
 
 def test_the_report_as_csv(accrued):
-    r = accrued.get("/v1/reports/interest-accruals", role="controller",
-                    params={"from": "2026-12-16", "to": "2026-12-16", "format": "csv"})
+    r = accrued.get(
+        "/v1/reports/interest-accruals",
+        role="controller",
+        params={"from": "2026-12-16", "to": "2026-12-16", "format": "csv"},
+    )
     assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/csv"), r.text
     assert 'filename="interest-accruals-2026-12-16-2026-12-16.csv"' in r.headers["Content-Disposition"]
     rows = list(csv.reader(io.StringIO(r.text)))
-    assert rows[0] == ["customer_id", "invoice_id", "accrued_on", "days", "chargeable_days", "base", "fee", "amount",
-                       "cumulative", "policy_version", "run_id"]
+    assert rows[0] == [
+        "customer_id",
+        "invoice_id",
+        "accrued_on",
+        "days",
+        "chargeable_days",
+        "base",
+        "fee",
+        "amount",
+        "cumulative",
+        "policy_version",
+        "run_id",
+    ]
     assert [row[:9] for row in rows[1:]] == [
         ["ACC-A", "I-A1", "2026-12-16", "1", "11", "100000.00", "0.00", "50.00", "550.00"],
         ["ACC-A", "I-A2", "2026-12-16", "1", "2", "333.33", "0.00", "0.17", "0.34"],
-        ["ACC-B", "I-B", "2026-12-16", "1", "6", "20000.00", "0.00", "10.00", "60.00"]]
+        ["ACC-B", "I-B", "2026-12-16", "1", "6", "20000.00", "0.00", "10.00", "60.00"],
+    ]
 
 
 def test_the_report_refuses_the_wrong_role_and_bad_input(accrued):
     before = accrued.counts()
     r = accrued.get("/v1/reports/interest-accruals", role="sales")
     assert r.status_code == 403 and r.json()["code"] == "E_FORBIDDEN", r.text
-    for params, field in (({"from": "2026-13-01"}, "from"), ({"to": "yesterday"}, "to"),
-                          ({"from": "2026-12-20", "to": "2026-12-10"}, "from"), ({"from": "2026-12-20"}, "from"),
-                          ({"to": "3000-01-01"}, "to"), ({"format": "xml"}, "format"), ({"customer": ""}, "customer"),
-                          ({"until": "2026-12-01"}, "until")):
+    for params, field in (
+        ({"from": "2026-13-01"}, "from"),
+        ({"to": "yesterday"}, "to"),
+        ({"from": "2026-12-20", "to": "2026-12-10"}, "from"),
+        ({"from": "2026-12-20"}, "from"),
+        ({"to": "3000-01-01"}, "to"),
+        ({"format": "xml"}, "format"),
+        ({"customer": ""}, "customer"),
+        ({"until": "2026-12-01"}, "until"),
+    ):
         r = accrued.get("/v1/reports/interest-accruals", role="controller", params=params)
         assert r.status_code == 422, (params, r.text)
         assert r.json()["code"] == "E_INPUT_INVALID" and field in r.json()["errors"], (params, r.json())
@@ -335,6 +409,7 @@ def test_migration_created_the_table_with_its_unique_key(fresh):
     with fresh.service.tx() as s:
         assert s.execute(select(func.count()).select_from(InterestAccrual)).scalar_one() == 0
     from sqlalchemy import inspect
+
     insp = inspect(fresh.engine)
     uniques = {tuple(u["column_names"]) for u in insp.get_unique_constraints("interest_accruals")}
     assert ("customer_id", "invoice_id", "accrued_on") in uniques

@@ -1,5 +1,6 @@
 """A policy version stored before `when: always` became required still compiles from the database
 (its decisions must replay), while a new publish of the same text is refused."""
+
 from __future__ import annotations
 
 import re
@@ -22,6 +23,7 @@ def _legacy_text() -> str:
 
 def test_a_stored_pre_always_version_compiles_but_is_not_published_again(fresh):
     from api.store.tables import PolicyVersion
+
     legacy = _legacy_text()
     with pytest.raises(PolicyInvalid) as refused:
         compile_policy(legacy, "old.yaml")
@@ -29,8 +31,16 @@ def test_a_stored_pre_always_version_compiles_but_is_not_published_again(fresh):
     old = compile_policy(legacy, "old.yaml", legacy_when=True)
     old.dispose()
     with fresh.service.tx() as s:
-        s.add(PolicyVersion(version=old.version, name=old.name, text=legacy, source="old.yaml",
-                            created_at=fresh.service.clock(), created_by="before-the-upgrade"))
+        s.add(
+            PolicyVersion(
+                version=old.version,
+                name=old.name,
+                text=legacy,
+                source="old.yaml",
+                created_at=fresh.service.clock(),
+                created_by="before-the-upgrade",
+            )
+        )
     with fresh.service.read_tx() as s:
         policy = fresh.service.registry.get(s, old.version)
     assert policy.version == old.version and len(policy.rules) == len(old.rules)

@@ -1,6 +1,7 @@
 """The ledger's typed cases (api/store/ledger.py: engine.facts.MinorCase) take check_case's fast path, and give
 what the full conversion gives on a generated book (bench/sweep_bench.py's generator, bulk-inserted): every
 evaluation, every refusal, the simulation's outcomes; `plain=False` builds the same typed cases."""
+
 from __future__ import annotations
 
 import copy
@@ -37,13 +38,27 @@ def ledger(backend):
                         conn.execute(insert(Base.metadata.tables[name]), batch[name])
             # a grant and an approved limit on some: the case's other amounts
             for i in range(0, N, 7):
-                conn.execute(insert(Base.metadata.tables["limit_grants"]), [{
-                    "customer_id": f"C{i:07d}", "limit_minor": 70000000 + i, "policy_limit_minor": 20000000,
-                    "until": None if i % 2 else AS_OF, "reason": "r", "granted_by": "王芳",
-                    "granted_at": dt.datetime(2026, 1, 1), "decision_id": f"{i:032x}"}])
-            conn.execute(Base.metadata.tables["customers"].update()
-                         .where(Base.metadata.tables["customers"].c.id.in_([f"C{i:07d}" for i in range(0, N, 5)]))
-                         .values(approved_limit_minor=8000000, approved_terms_days=20))
+                conn.execute(
+                    insert(Base.metadata.tables["limit_grants"]),
+                    [
+                        {
+                            "customer_id": f"C{i:07d}",
+                            "limit_minor": 70000000 + i,
+                            "policy_limit_minor": 20000000,
+                            "until": None if i % 2 else AS_OF,
+                            "reason": "r",
+                            "granted_by": "王芳",
+                            "granted_at": dt.datetime(2026, 1, 1),
+                            "decision_id": f"{i:032x}",
+                        }
+                    ],
+                )
+            conn.execute(
+                Base.metadata.tables["customers"]
+                .update()
+                .where(Base.metadata.tables["customers"].c.id.in_([f"C{i:07d}" for i in range(0, N, 5)]))
+                .values(approved_limit_minor=8000000, approved_terms_days=20)
+            )
         yield api
     finally:
         api.close()
@@ -78,8 +93,9 @@ def test_ledger_cases_give_the_full_paths_results(ledger):
         assert check_case(copy.deepcopy(typed), policy) == check_case(full, policy), c.id
         orders = [None] + [{"amount": r["amount"], "order_id": r["order_id"]} for r in typed["reservations"]]
         for order in orders:
-            assert (_outcome(lambda: evaluate_loaded(policy, copy.deepcopy(typed), AS_OF, order=order))
-                    == _outcome(lambda: evaluate_loaded(policy, _full(typed), AS_OF, order=order))), (c.id, order)
+            assert _outcome(lambda: evaluate_loaded(policy, copy.deepcopy(typed), AS_OF, order=order)) == _outcome(
+                lambda: evaluate_loaded(policy, _full(typed), AS_OF, order=order)
+            ), (c.id, order)
         assert _side(policy, copy.deepcopy(typed), AS_OF)[0] == _side(policy, _full(typed), AS_OF)[0], c.id
         seen["reservations"] += bool(typed["reservations"])
         seen["plans"] += bool(typed["instalment_plans"])

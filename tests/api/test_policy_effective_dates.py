@@ -2,6 +2,7 @@
 `effective_from` is scheduled (listed, cancellable until its day), every evaluation uses the version in force on
 its as_of (a back-dated one and its replay the version then in force), the day's coming is recorded once, and
 each activation, scheduling and cancellation is a record in the trail with actor and reason."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -39,18 +40,25 @@ def test_a_future_version_is_scheduled_listed_and_decides_only_from_its_day(fres
     api = fresh
     cid = api.customer()
     v1 = _in_force(api)
-    r = api.post("/v1/policies", {"text": with_high_limit(300000), "source": "limits-2027",
-                                  "effective_from": day(10), "reason": "新年度额度 new year's limits"},
-                 role="controller")
+    r = api.post(
+        "/v1/policies",
+        {
+            "text": with_high_limit(300000),
+            "source": "limits-2027",
+            "effective_from": day(10),
+            "reason": "新年度额度 new year's limits",
+        },
+        role="controller",
+    )
     assert r.status_code == 201, r.text
     body = r.json()
     v2 = body["version"]
     assert (body["scheduled"], body["active"], body["effective_from"], body["changed"]) == (True, False, day(10), True)
     listing = api.get("/v1/policies", role="controller").json()
     assert listing["in_force"] == v1 and listing["today"] == day(0)
-    assert [(a["version"], a["effective_from"], a["status"], a["reason"], a["created_by"])
-            for a in listing["scheduled"]] == [(v2, day(10), "scheduled", "新年度额度 new year's limits",
-                                               "test-controller")]
+    assert [
+        (a["version"], a["effective_from"], a["status"], a["reason"], a["created_by"]) for a in listing["scheduled"]
+    ] == [(v2, day(10), "scheduled", "新年度额度 new year's limits", "test-controller")]
     assert {v["version"] for v in listing["versions"]} == {v1, v2}
     assert "text" not in listing["versions"][0]
     # the active version is still v1; evaluations pick by their as_of
@@ -65,9 +73,13 @@ def test_a_future_version_is_scheduled_listed_and_decides_only_from_its_day(fres
     check = api.credit_check(cid, "1000.00").json()
     assert (check["policy_version"], check["limit"]) == (v1, "500000.00")
     # the scheduling is a trail record with actor and reason; the version's page lists its activation
-    rec, = _kinds(api, "policy_schedule")
+    (rec,) = _kinds(api, "policy_schedule")
     assert (rec["actor"], rec["outcome"], rec["policy_version"], rec["subject"]) == (
-        "test-controller", "scheduled", v2, "policy:timeline")
+        "test-controller",
+        "scheduled",
+        v2,
+        "policy:timeline",
+    )
     page = api.get(f"/v1/policies/{v2}", role="auditor").json()
     assert [(a["status"], a["decision_id"]) for a in page["activations"]] == [("scheduled", rec["id"])]
     assert api.get("/v1/audit/verify", role="auditor").json()["ok"] is True
@@ -77,27 +89,31 @@ def test_a_scheduled_version_is_cancelled_before_its_day_and_never_decides(fresh
     api = fresh
     cid = api.customer()
     v1 = _in_force(api)
-    r = api.post("/v1/policies", {"text": with_high_limit(300000), "effective_from": day(5), "reason": "plan"},
-                 role="controller")
+    r = api.post(
+        "/v1/policies", {"text": with_high_limit(300000), "effective_from": day(5), "reason": "plan"}, role="controller"
+    )
     activation = r.json()["activation_id"]
     before = api.counts()
     bad = api.post(f"/v1/policies/activations/{activation}/cancel", {"reason": ""}, role="controller")
     assert bad.status_code == 422 and "reason" in bad.json()["errors"], bad.text
     assert api.counts() == before
-    r = api.post(f"/v1/policies/activations/{activation}/cancel", {"reason": "撤销 board said no"},
-                 role="controller")
+    r = api.post(f"/v1/policies/activations/{activation}/cancel", {"reason": "撤销 board said no"}, role="controller")
     assert r.status_code == 200, r.text
     assert (r.json()["status"], r.json()["cancelled_by"], r.json()["cancel_reason"]) == (
-        "cancelled", "test-controller", "撤销 board said no")
+        "cancelled",
+        "test-controller",
+        "撤销 board said no",
+    )
     assert _evaluate(api, cid, day(6))["decision"]["policy_version"] == v1
     assert api.get("/v1/policies", role="controller").json()["scheduled"] == []
     again = api.post(f"/v1/policies/activations/{activation}/cancel", {"reason": "again"}, role="controller")
     assert again.status_code == 409 and again.json()["code"] == "E_ACTIVATION_CLOSED", again.text
-    rec, = _kinds(api, "policy_cancel")
+    (rec,) = _kinds(api, "policy_cancel")
     assert (rec["actor"], rec["outcome"]) == ("test-controller", "cancelled")
     # what is in force is history: cancelling it is refused, nothing changes
-    in_force = next(a for a in api.get("/v1/policies", role="controller").json()["activations"]
-                    if a["status"] == "in_force")
+    in_force = next(
+        a for a in api.get("/v1/policies", role="controller").json()["activations"] if a["status"] == "in_force"
+    )
     before = api.counts()
     r = api.post(f"/v1/policies/activations/{in_force['id']}/cancel", {"reason": "x"}, role="controller")
     assert r.status_code == 409 and r.json()["code"] == "E_ACTIVATION_CLOSED", r.text
@@ -111,8 +127,12 @@ def test_a_back_dated_effective_from_is_refused_and_changes_nothing(fresh):
     before = api.counts()
     r = api.post("/v1/policies", {"text": with_high_limit(300000), "effective_from": day(-1)}, role="controller")
     assert r.status_code == 422 and r.json()["code"] == "E_INPUT_INVALID" and "effective_from" in r.json()["errors"]
-    r = api.post("/v1/policies?effective_from=yesterday", data=with_high_limit(300000).encode(),
-                 headers={"Content-Type": "application/yaml"}, role="controller")
+    r = api.post(
+        "/v1/policies?effective_from=yesterday",
+        data=with_high_limit(300000).encode(),
+        headers={"Content-Type": "application/yaml"},
+        role="controller",
+    )
     assert r.status_code == 422 and "effective_from" in r.json()["errors"], r.text
     assert api.counts() == before
 
@@ -134,8 +154,9 @@ def test_an_auditor_reads_the_versions_and_their_timeline_but_publishes_nothing(
     assert listing.status_code == 200 and len(listing.json()["activations"]) == 2
     v2 = listing.json()["scheduled"][0]["version"]
     assert api.get(f"/v1/policies/{v2}", role="auditor").json()["text"] == with_high_limit(300000)
-    r = api.post(f"/v1/policies/activations/{listing.json()['scheduled'][0]['id']}/cancel", {"reason": "x"},
-                 role="auditor")
+    r = api.post(
+        f"/v1/policies/activations/{listing.json()['scheduled'][0]['id']}/cancel", {"reason": "x"}, role="auditor"
+    )
     assert r.status_code == 403 and r.json()["code"] == "E_FORBIDDEN"
     assert api.get("/v1/policies", role="sales").status_code == 403
 
@@ -154,15 +175,18 @@ def test_the_day_comes_the_version_is_in_force_once_and_back_dated_decisions_rep
     api = moving
     cid = api.customer()
     v1 = _in_force(api)
-    v2 = api.post("/v1/policies", {"text": with_high_limit(300000), "effective_from": day(5),
-                                   "reason": "from the 20th"}, role="controller").json()["version"]
-    early = _evaluate(api, cid, day(2))                       # decided before the day, under v1
+    v2 = api.post(
+        "/v1/policies",
+        {"text": with_high_limit(300000), "effective_from": day(5), "reason": "from the 20th"},
+        role="controller",
+    ).json()["version"]
+    early = _evaluate(api, cid, day(2))  # decided before the day, under v1
     api.now[0] = NOW + dt.timedelta(days=6)
     listing = api.get("/v1/policies", role="controller").json()
     assert listing["in_force"] == v2 and listing["scheduled"] == []
     assert api.get("/v1/policies/active", role="controller").json()["version"] == v2
     api.get("/v1/policies", role="controller")
-    rec, = _kinds(api, "policy_in_force")                      # recorded once, however often it is read
+    (rec,) = _kinds(api, "policy_in_force")  # recorded once, however often it is read
     assert (rec["outcome"], rec["policy_version"], rec["actor"]) == ("in_force", v2, "scheduler:policy-activation")
     # a back-dated evaluation sees the version in force then; today's sees the new one
     back = _evaluate(api, cid, day(3))["decision"]
@@ -180,9 +204,11 @@ def test_the_day_comes_the_version_is_in_force_once_and_back_dated_decisions_rep
 
 def test_the_scheduler_job_records_the_day_once(moving):
     from api.jobs import scheduler
+
     api = moving
-    v2 = api.post("/v1/policies", {"text": with_high_limit(300000), "effective_from": day(1)},
-                  role="controller").json()["version"]
+    v2 = api.post(
+        "/v1/policies", {"text": with_high_limit(300000), "effective_from": day(1)}, role="controller"
+    ).json()["version"]
     api.now[0] = NOW + dt.timedelta(days=1)
     scheduler._service = api.service
     first = scheduler.policy_activation()
@@ -196,11 +222,16 @@ def test_the_cli_schedules_lists_and_cancels(fresh, tmp_path, capsys):
     import json
 
     from api import cli
+
     candidate = tmp_path / "limits.yaml"
     candidate.write_text(with_high_limit(250000), encoding="utf-8")
     common = ["--database-url", fresh.database_url, "--policy", POLICY_FILE]
-    assert cli.main(["policy", "publish", str(candidate), "--effective-from", "2030-01-01", "--reason", "计划 plan",
-                     *common]) == 0
+    assert (
+        cli.main(
+            ["policy", "publish", str(candidate), "--effective-from", "2030-01-01", "--reason", "计划 plan", *common]
+        )
+        == 0
+    )
     published = json.loads(capsys.readouterr().out)
     assert (published["scheduled"], published["effective_from"]) == (True, "2030-01-01")
     assert cli.main(["policy", "versions", *common]) == 0
@@ -223,13 +254,17 @@ def test_a_four_eyes_proposal_carries_its_effective_date_to_the_approval(fresh):
     candidate = four_eyes.replace(HIGH_LIMIT, 'limit: "450000"')
     r = api.post("/v1/policies", {"text": candidate, "effective_from": day(7), "reason": "Q1"}, role="controller")
     assert r.status_code == 202 and r.json()["effective_from"] == day(7), r.text
-    assert api.get("/v1/policies", role="controller").json()["scheduled"] == []        # nothing until approved
+    assert api.get("/v1/policies", role="controller").json()["scheduled"] == []  # nothing until approved
     approved = api.post(f"/v1/approvals/{r.json()['approval']['id']}/approve", {"reason": "ok"}, role="admin")
     assert approved.status_code == 200, approved.text
     assert (approved.json()["effective_from"], approved.json()["active"]) == (day(7), False)
-    scheduled, = api.get("/v1/policies", role="auditor").json()["scheduled"]
+    (scheduled,) = api.get("/v1/policies", role="auditor").json()["scheduled"]
     assert (scheduled["version"], scheduled["effective_from"], scheduled["created_by"], scheduled["reason"]) == (
-        r.json()["version"], day(7), "test-admin", "Q1")
+        r.json()["version"],
+        day(7),
+        "test-admin",
+        "Q1",
+    )
 
 
 def test_migration_0018_puts_the_live_version_on_the_timeline_from_its_activation_day(backend):
@@ -241,6 +276,7 @@ def test_migration_0018_puts_the_live_version_on_the_timeline_from_its_activatio
     from sqlalchemy import text
 
     import api.store.database as database
+
     engine = database.make_engine(backend.new_url())
     cfg = Config()
     cfg.set_main_option("script_location", os.path.join(os.path.dirname(database.__file__), "migrations"))
@@ -248,13 +284,22 @@ def test_migration_0018_puts_the_live_version_on_the_timeline_from_its_activatio
         with engine.begin() as conn:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "0009")
-            conn.execute(text("INSERT INTO policy_versions (version, name, text, source, created_at, created_by) "
-                              "VALUES ('v-old', 'default', 'x', 'file', '2026-03-04 05:06:07', 'file:p')"))
-            conn.execute(text("INSERT INTO policy_state (id, active_version, activated_at, activated_by) "
-                              "VALUES (1, 'v-old', '2026-03-04 05:06:07', 'file:p')"))
+            conn.execute(
+                text(
+                    "INSERT INTO policy_versions (version, name, text, source, created_at, created_by) "
+                    "VALUES ('v-old', 'default', 'x', 'file', '2026-03-04 05:06:07', 'file:p')"
+                )
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO policy_state (id, active_version, activated_at, activated_by) "
+                    "VALUES (1, 'v-old', '2026-03-04 05:06:07', 'file:p')"
+                )
+            )
             command.upgrade(cfg, "head")
-            rows = conn.execute(text("SELECT version, effective_from, created_by, activated_at, cancelled_at "
-                                     "FROM policy_activations")).all()
+            rows = conn.execute(
+                text("SELECT version, effective_from, created_by, activated_at, cancelled_at FROM policy_activations")
+            ).all()
             seq = conn.execute(text("SELECT timeline_seq FROM policy_state")).scalar_one()
         assert [(r[0], str(r[1]), r[2], r[4]) for r in rows] == [("v-old", "2026-03-04", "file:p", None)]
         assert rows[0][3] is not None and seq == 0

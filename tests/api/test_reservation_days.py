@@ -1,4 +1,5 @@
 """A reservation's life is bounded by the policy (credit.reservation_days), 30 days when it says nothing."""
+
 from __future__ import annotations
 
 import pathlib
@@ -23,6 +24,7 @@ def test_the_policy_bounds_how_long_an_order_is_held(fresh):
     assert fresh.credit_check(cid, "10.00", reserve=True, expires_on=day(10)).json()["reserved"] is True
     order = fresh.credit_check(cid, "10.00", reserve=True).json()["order_id"]
     from api.store.tables import Reservation
+
     with fresh.service.read_tx() as s:
         assert s.get(Reservation, order).expires_on.isoformat() == day(10)
     bad = fresh.post("/v1/policies/validate", {"text": _with_reservation_days(0)}, role="controller")

@@ -8,6 +8,7 @@ a temporary SQLite database and a temporary policy file.
 - /metrics sums every worker's counters (prometheus_client multiprocess mode).
 - One access-log line per request at the default level.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,9 +29,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from helpers import ROOT
 
-HANG_GUARD = 90          # seconds: a server that never comes up fails the test instead of hanging it
-ACCESS = re.compile(r"^\[[^]]+\] \[(\d+)\] \[INFO\] creditctl\.access: (\w+) (\S+) (\d{3}) [\d.]+ms "
-                    r"request_id=(\S+) key=(\S+) role=(\S+)$", re.M)
+HANG_GUARD = 90  # seconds: a server that never comes up fails the test instead of hanging it
+ACCESS = re.compile(
+    r"^\[[^]]+\] \[(\d+)\] \[INFO\] creditctl\.access: (\w+) (\S+) (\d{3}) [\d.]+ms "
+    r"request_id=(\S+) key=(\S+) role=(\S+)$",
+    re.M,
+)
 
 
 def _free_port() -> int:
@@ -40,8 +44,15 @@ def _free_port() -> int:
 
 
 def creditctl(*args, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "api.cli", *map(str, args)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)}, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "api.cli", *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        **kw,
+    )
 
 
 class Served:
@@ -53,9 +64,25 @@ class Served:
         self.log_path = tmp / f"serve-{self.port}.log"
         self._log = open(self.log_path, "w", encoding="utf-8")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "api.cli", "serve", "--port", str(self.port), "--database-url", db_url,
-             "--policy", str(policy), "--workers", str(workers)],
-            cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+            [
+                sys.executable,
+                "-m",
+                "api.cli",
+                "serve",
+                "--port",
+                str(self.port),
+                "--database-url",
+                db_url,
+                "--policy",
+                str(policy),
+                "--workers",
+                str(workers),
+            ],
+            cwd=ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
         self.until(lambda: len(self.workers()) == workers and self.healthz() is not None, "the service is up")
 
     def log(self) -> str:
@@ -101,15 +128,20 @@ class Served:
     def metrics(self) -> dict:
         status, text = self.request("GET", "/metrics")
         assert status == 200
-        return {(s.name, tuple(sorted(s.labels.items()))): s.value
-                for family in text_string_to_metric_families(text) for s in family.samples}
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
 
     def hup(self) -> None:
         """SIGHUP to the gunicorn master; returns once every old worker is replaced and one answers."""
         old = self.workers()
         self.proc.send_signal(signal.SIGHUP)
-        self.until(lambda: (lambda now: len(now) == len(old) and not now & old)(self.workers())
-                   and self.healthz() is not None, "the workers replaced after SIGHUP")
+        self.until(
+            lambda: (lambda now: len(now) == len(old) and not now & old)(self.workers()) and self.healthz() is not None,
+            "the workers replaced after SIGHUP",
+        )
 
     def stop(self) -> str:
         if self.proc.poll() is None:
@@ -127,7 +159,7 @@ class Served:
 def setup(tmp_path):
     policy = tmp_path / "policies.yaml"
     policy.write_text((ROOT / "policies.yaml").read_text(encoding="utf-8"), encoding="utf-8")
-    shutil.copytree(ROOT / "templates", tmp_path / "templates")      # the documents' templates sit beside the policy
+    shutil.copytree(ROOT / "templates", tmp_path / "templates")  # the documents' templates sit beside the policy
     db_url = f"sqlite:///{tmp_path / 'creditctl.sqlite3'}"
     # the key's command migrates the database and publishes the file: a good version is stored from here on
     p = creditctl("keys", "create", "ops", "--role", "controller", "--database-url", db_url, "--policy", policy)
@@ -159,7 +191,7 @@ def test_sighup_with_a_broken_policy_keeps_serving_the_last_good_version(setup):
         v1 = good["policy_version"]
         assert good["policy_file"]["valid"] is True and good["policy_file"]["version"] == v1
 
-        served.hup()                                                  # a routine reload: nothing to say
+        served.hup()  # a routine reload: nothing to say
         assert _errors(served.log()) == []
 
         good_text = _break(policy)
@@ -171,7 +203,7 @@ def test_sighup_with_a_broken_policy_keeps_serving_the_last_good_version(setup):
         assert failed["valid"] is False and failed["serving_version"] == v1
         assert (failed["file"], failed["code"], failed["line"]) == (str(policy), "E_UNKNOWN_KEY", line)
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", failed["at"])
-        for _ in range(4):                                            # every worker serves the old version
+        for _ in range(4):  # every worker serves the old version
             status, body = served.request("GET", "/v1/policies/active", key)
             assert status == 200 and json.loads(body)["version"] == v1
         m = served.metrics()
@@ -180,7 +212,8 @@ def test_sighup_with_a_broken_policy_keeps_serving_the_last_good_version(setup):
         errors = _errors(served.log())
         # once, by the first worker to boot, however many workers there are
         assert [e for e in errors if f"{policy}:{line}:3: E_UNKNOWN_KEY" in e] and len(
-            [e for e in errors if "E_UNKNOWN_KEY" in e]) == 1, errors
+            [e for e in errors if "E_UNKNOWN_KEY" in e]
+        ) == 1, errors
         assert len(errors) == 2 and "still serving the stored active version " + v1[:12] in errors[1], errors
 
         policy.write_text(good_text.replace("  name: default", "  name: default-2", 1), encoding="utf-8")
@@ -192,11 +225,11 @@ def test_sighup_with_a_broken_policy_keeps_serving_the_last_good_version(setup):
         assert status == 200 and json.loads(body)["version"] == v2
         m = served.metrics()
         assert m[("creditctl_policy_file_valid", ())] == 1
-        assert m[("creditctl_policy_reload_failures_total", ())] == 1       # the count of failures so far
+        assert m[("creditctl_policy_reload_failures_total", ())] == 1  # the count of failures so far
     finally:
         log = served.stop()
     assert "Traceback" not in log, log
-    assert len(_errors(log)) == 2, _errors(log)            # the broken reload's, nothing from the routine ones
+    assert len(_errors(log)) == 2, _errors(log)  # the broken reload's, nothing from the routine ones
 
 
 def test_start_with_a_broken_policy_serves_the_stored_version_loudly(setup):
@@ -224,8 +257,9 @@ def test_start_with_a_broken_policy_and_nothing_stored_exits_2(tmp_path):
     policy = tmp_path / "policies.yaml"
     policy.write_text((ROOT / "policies.yaml").read_text(encoding="utf-8"), encoding="utf-8")
     _break(policy)
-    p = creditctl("serve", "--port", _free_port(), "--database-url", f"sqlite:///{tmp_path / 'x.sqlite3'}",
-                  "--policy", policy)
+    p = creditctl(
+        "serve", "--port", _free_port(), "--database-url", f"sqlite:///{tmp_path / 'x.sqlite3'}", "--policy", policy
+    )
     assert p.returncode == 2
     assert "E_UNKNOWN_KEY" in p.stderr and "nothing to serve" in p.stderr and "Traceback" not in p.stderr
 
@@ -234,8 +268,10 @@ def test_metrics_sum_every_worker_and_each_request_is_logged(setup):
     tmp, db_url, policy, key = setup
     served = Served(tmp, db_url, policy)
     try:
-        before = served.metrics().get(("creditctl_http_requests_total",
-                                       (("method", "GET"), ("route", "/v1/policies/active"), ("status", "200"))), 0)
+        before = served.metrics().get(
+            ("creditctl_http_requests_total", (("method", "GET"), ("route", "/v1/policies/active"), ("status", "200"))),
+            0,
+        )
         sent = 0
         # until both workers have answered some (the kernel picks the worker; each request is a new connection)
         while sent < 400:
@@ -245,19 +281,22 @@ def test_metrics_sum_every_worker_and_each_request_is_logged(setup):
             if sent >= 10 and len(pids) == 2:
                 break
         assert len(pids) == 2, "one worker answered every request"
-        for _ in range(3):                   # whichever worker answers the scrape, it sees both workers' counts
+        for _ in range(3):  # whichever worker answers the scrape, it sees both workers' counts
             after = served.metrics()
-            key_ = ("creditctl_http_requests_total",
-                    (("method", "GET"), ("route", "/v1/policies/active"), ("status", "200")))
+            key_ = (
+                "creditctl_http_requests_total",
+                (("method", "GET"), ("route", "/v1/policies/active"), ("status", "200")),
+            )
             assert after[key_] - before == sent
         assert served.request("GET", "/v1/audit/verify", "not-a-key")[0] == 401
     finally:
         log = served.stop()
     lines = [m.groups() for m in ACCESS.finditer(log)]
     ours = [g for g in lines if g[2] == "/v1/policies/active"]
-    assert len(ours) == sent and all(g[1:4] == ("GET", "/v1/policies/active", "200") and g[5:] == ("ops", "controller")
-                                     for g in ours)
-    assert len({g[4] for g in ours}) == sent                               # a request id each
+    assert len(ours) == sent and all(
+        g[1:4] == ("GET", "/v1/policies/active", "200") and g[5:] == ("ops", "controller") for g in ours
+    )
+    assert len({g[4] for g in ours}) == sent  # a request id each
     assert any(g[1:4] == ("GET", "/v1/audit/verify", "401") and g[5:] == ("-", "-") for g in lines)
 
 
@@ -280,16 +319,17 @@ def test_what_gunicorn_refuses_answers_the_json_error_shape(setup):
     tmp, db_url, policy, key = setup
     served = Served(tmp, db_url, policy, workers=1)
     try:
-        cases = [(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 20000 + b"\r\n\r\n", 431,
-                  "E_HEADERS_TOO_LARGE"),
-                 (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 400, "E_BAD_HTTP"),
-                 (b"GARBAGE\r\n\r\n", 400, "E_BAD_HTTP")]
+        cases = [
+            (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 20000 + b"\r\n\r\n", 431, "E_HEADERS_TOO_LARGE"),
+            (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 400, "E_BAD_HTTP"),
+            (b"GARBAGE\r\n\r\n", 400, "E_BAD_HTTP"),
+        ]
         for request, status, code in cases:
             got, headers, body = _raw(served.port, request)
             assert got == status and headers["Content-Type"] == "application/json", (got, headers, body[:200])
             answer = json.loads(body)
             assert answer["code"] == code and answer["message"] and answer["errors"] == {}, answer
-        status, _ = served.request("GET", "/healthz")          # the worker serves on
+        status, _ = served.request("GET", "/healthz")  # the worker serves on
         assert status == 200
     finally:
         log = served.stop()
@@ -301,13 +341,32 @@ def test_the_demo_finds_its_book_from_any_folder_and_a_missing_book_is_one_line(
     traceback on the relative examples/book); a --book that is no folder exits 2 with one line, before
     any database or key is made."""
     from api import cli
+
     monkeypatch.chdir(tmp_path)
     book = pathlib.Path(cli.build_parser().parse_args(["serve", "--demo"]).book)
     assert book.is_dir() and any(book.glob("*.csv")), book
     db = tmp_path / "x.sqlite3"
-    p = subprocess.run([sys.executable, "-m", "api.cli", "serve", "--demo", "--book", "nope", "--port", str(_free_port()),
-                        "--database-url", f"sqlite:///{db}", "--policy", str(ROOT / "policies.yaml")],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "api.cli",
+            "serve",
+            "--demo",
+            "--book",
+            "nope",
+            "--port",
+            str(_free_port()),
+            "--database-url",
+            f"sqlite:///{db}",
+            "--policy",
+            str(ROOT / "policies.yaml"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert p.returncode == 2 and "--book: no folder 'nope'" in p.stderr and "Traceback" not in p.stderr, p.stderr
     assert not db.exists() and not (tmp_path / "var").exists()

@@ -3,6 +3,7 @@ PostgreSQL, werkzeug on 127.0.0.1, see tests/api/api_harness.py), console users 
 real browser (Playwright driving Debian's /usr/bin/chromium; Playwright never downloads one).
 
 Screenshots of the pages go to var/screenshots/ (git-ignored)."""
+
 from __future__ import annotations
 
 import itertools
@@ -25,13 +26,19 @@ CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = ROOT / "var" / "screenshots"
 PASSWORD = "correct horse battery"
 # one console user per role; "collector" is the back-office role that works the worklist
-PEOPLE = {"controller": "王经理", "backoffice": "li.collector", "sales": "zhang.sales", "auditor": "audit.chen",
-          "admin": "root.admin"}
+PEOPLE = {
+    "controller": "王经理",
+    "backoffice": "li.collector",
+    "sales": "zhang.sales",
+    "auditor": "audit.chen",
+    "admin": "root.admin",
+}
 
 
 class _Pg:
     def __init__(self):
         import psycopg
+
         self.psycopg, self.prefix, self.created = psycopg, f"creditctl_c_{secrets.token_hex(5)}", []
 
     def create(self) -> str:
@@ -50,6 +57,7 @@ class _Pg:
 def _pg_reason() -> str | None:
     try:
         import psycopg
+
         with psycopg.connect(PG_ADMIN_URL, connect_timeout=3) as conn:
             conn.execute("SELECT 1")
     except Exception as exc:  # noqa: BLE001 — any failure means "not reachable"
@@ -89,8 +97,15 @@ class Clock:
 def console(db_factory, tmp_path):
     backend, new_url = db_factory
     clock = Clock()
-    api = Api(backend, new_url(), config={"SECRET_KEY": "console-tests-" + secrets.token_hex(8),
-                                          "CONSOLE_CLOCK": clock, "CONSOLE_IDLE_SECONDS": 600})
+    api = Api(
+        backend,
+        new_url(),
+        config={
+            "SECRET_KEY": "console-tests-" + secrets.token_hex(8),
+            "CONSOLE_CLOCK": clock,
+            "CONSOLE_IDLE_SECONDS": 600,
+        },
+    )
     api.clock = clock
     api.people = dict(PEOPLE)
     for role, name in PEOPLE.items():
@@ -102,6 +117,7 @@ def console(db_factory, tmp_path):
 @pytest.fixture(scope="session")
 def browser():
     from playwright.sync_api import sync_playwright
+
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM)
         yield b

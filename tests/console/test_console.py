@@ -1,5 +1,6 @@
 """The console end to end, in a real browser (Playwright + Debian's chromium) against a real server
 on SQLite and PostgreSQL: a journey per role, navigation by role, CSRF, sessions, languages, /docs."""
+
 from __future__ import annotations
 
 import re
@@ -11,19 +12,29 @@ from console_harness import PASSWORD, nav_labels, shot, sign_in
 from api.errors import DomainError
 from api.service import users
 
-NAV_ZH = {"reports:read": "概览", "customers:read": "客户", "actions:read": "工作清单", "referrals:read": "审批",
-          "policies:read": "策略", "audit:verify": "决策记录", "sweeps:read": "批处理与任务"}
+NAV_ZH = {
+    "reports:read": "概览",
+    "customers:read": "客户",
+    "actions:read": "工作清单",
+    "referrals:read": "审批",
+    "policies:read": "策略",
+    "audit:verify": "决策记录",
+    "sweeps:read": "批处理与任务",
+}
 
 
 def _book(api) -> dict:
     """Three customers (Chinese names) with overdue invoices: each invoice event is a decision and
     opens collection actions."""
     ids = {}
-    for key, name, size in (("big", "上海宏达机械制造有限公司", "large"), ("mid", "杭州云帆信息服务有限公司", "medium"),
-                            ("small", "深圳小微贸易商行", "small")):
+    for key, name, size in (
+        ("big", "上海宏达机械制造有限公司", "large"),
+        ("mid", "杭州云帆信息服务有限公司", "medium"),
+        ("small", "深圳小微贸易商行", "small"),
+    ):
         cid = api.customer(f"C-{key}-{api.backend}", name=name, size=size, collector="li.collector")
         api.invoice(cid, "120000.00" if key == "big" else "8000.00", due=-40 if key == "big" else -1, issued=-70)
-        api.invoice(cid, "3000.00", due=3, issued=-27)                 # a payment reminder is due today
+        api.invoice(cid, "3000.00", due=3, issued=-27)  # a payment reminder is due today
         ids[key] = cid
     r = api.post("/v1/sweeps", {"as_of": api.service.today().isoformat()}, role="controller")
     assert r.status_code == 201, r.text
@@ -32,6 +43,7 @@ def _book(api) -> dict:
 
 def _expected_nav(role: str) -> list[str]:
     from api.service.auth import PERMISSIONS
+
     return [label for perm, label in NAV_ZH.items() if role in PERMISSIONS[perm]]
 
 
@@ -79,8 +91,8 @@ def test_controller_fixes_a_policy_error_at_its_line_publishes_and_sweeps(consol
     assert nav_labels(page) == _expected_nav("controller") == list(NAV_ZH.values())
     page.click("header nav >> text=概览")
     page.wait_for_selector("#kpi-receivables")
-    assert page.inner_text("#kpi-receivables") == "145,000.00"     # 120000 + 2 × 8000 + 3 × 3000
-    assert page.get_attribute("#figures-source", "data-source") == "snapshot"      # the sweep's, not a pass
+    assert page.inner_text("#kpi-receivables") == "145,000.00"  # 120000 + 2 × 8000 + 3 × 3000
+    assert page.get_attribute("#figures-source", "data-source") == "snapshot"  # the sweep's, not a pass
     assert page.locator(".chart svg").count() == 1
     # one pass over the book gives the same DSO as the API's report
     dso = api.get("/v1/reports/dso", role="controller", params={"as_of": "2026-12-15", "days": 90}).json()
@@ -100,13 +112,13 @@ def test_controller_fixes_a_policy_error_at_its_line_publishes_and_sweeps(consol
     error = page.locator("#policy-errors li").first
     assert error.locator("a.goto").get_attribute("data-line") == str(target + 1)
     assert "E_UNKNOWN_FIELD" in error.inner_text() and f"第 {target + 1} 行" in error.inner_text()
-    assert page.locator("#gutter .bad").all_inner_texts() == [str(target + 1)]       # marked in the gutter
+    assert page.locator("#gutter .bad").all_inner_texts() == [str(target + 1)]  # marked in the gutter
     shot(page, api.backend, "policy-error")
     # publishing the broken draft is refused and changes nothing
     page.on("dialog", lambda d: d.accept())
-    page.eval_on_selector("#policy-errors", "e => e.dataset.stale = '1'")     # the check's list, not the answer
+    page.eval_on_selector("#policy-errors", "e => e.dataset.stale = '1'")  # the check's list, not the answer
     page.click("#publish")
-    page.wait_for_selector("#policy-errors:not([data-stale])")              # the publish's answer swapped in
+    page.wait_for_selector("#policy-errors:not([data-stale])")  # the publish's answer swapped in
     assert api.get("/v1/policies/active", role="controller").json()["version"] == before["version"]
     fixed = lines.copy()
     name_line = next(i for i, ln in enumerate(lines) if ln.startswith("  description:"))
@@ -130,7 +142,7 @@ def test_controller_fixes_a_policy_error_at_its_line_publishes_and_sweeps(consol
     page.wait_for_selector("#sweeps")
     page.click("#start-sweep")
     page.wait_for_selector("#sweep-done")
-    assert "3 个客户" in page.inner_text("#sweep-done")          # a second run of the day
+    assert "3 个客户" in page.inner_text("#sweep-done")  # a second run of the day
     page.reload()
     assert f"console:{api.people['controller']}" in page.inner_text("#sweeps")
     shot(page, api.backend, "runs")
@@ -150,7 +162,7 @@ def test_auditor_replays_and_verifies_and_may_not_change_anything(console, page)
     page.click("#search")
     page.wait_for_url(re.compile(r"customer="))
     links = page.locator("#decisions tbody a")
-    assert links.count() == 3                                        # two invoice events and the sweep
+    assert links.count() == 3  # two invoice events and the sweep
     shot(page, api.backend, "trail")
     links.first.click()
     page.wait_for_selector("#replay")
@@ -188,10 +200,10 @@ def test_sales_finds_a_customer_by_its_chinese_name_and_reads_the_decision(conso
     plain = page.inner_text("#plain-decision")
     assert "信用额度 500,000.00 CNY" in plain and "催收阶段" in plain
     assert page.locator("ol.reasons li").count() > 3
-    assert page.locator(".timeline tbody tr").count() >= 4            # 2 invoices, 2 decisions, its actions
-    assert page.locator("#statement").count() == 0                  # statements are reports: not for sales
+    assert page.locator(".timeline tbody tr").count() >= 4  # 2 invoices, 2 decisions, its actions
+    assert page.locator("#statement").count() == 0  # statements are reports: not for sales
     shot(page, api.backend, "customer")
-    page.set_viewport_size({"width": 820, "height": 1180})          # a tablet
+    page.set_viewport_size({"width": 820, "height": 1180})  # a tablet
     page.reload()
     assert page.evaluate("document.documentElement.scrollWidth") <= 820
     shot(page, api.backend, "customer-tablet")
@@ -214,16 +226,16 @@ def test_customer_list_filters_sorts_and_pages(console, page):
     page.click("#next-page")
     page.wait_for_selector("#first-page")
     assert page.locator("#customer-rows tbody tr").count() == 7 and page.locator("#next-page").count() == 0
-    assert "cursor=" in page.url                                     # hx-push-url: the page can be linked
+    assert "cursor=" in page.url  # hx-push-url: the page can be linked
     r = page.goto(api.base_url + "/console/customers?tier=huge")
     assert r.status == 422 and "tier" in page.content()
 
 
 def test_customer_list_filters_by_the_last_decisions_classification_and_hold(console, page):
     api = console
-    ids = _book(api)                      # decided by their events and the sweep: large / medium / small tier
+    ids = _book(api)  # decided by their events and the sweep: large / medium / small tier
     plant = api.customer(f"C-plant-{api.backend}", name="苏州精工机械厂", industry="manufacturing")
-    api.invoice(plant, "180000.00", due=-10, issued=-40)              # manufacturing + large: a segment
+    api.invoice(plant, "180000.00", due=-10, issued=-40)  # manufacturing + large: a segment
     r = api.put(f"/v1/customers/{ids['small']}/hold", {"reason": "对账争议"}, role="controller")
     assert r.status_code in (200, 201), r.text
     sign_in(page, api, "controller")
@@ -232,6 +244,7 @@ def test_customer_list_filters_by_the_last_decisions_classification_and_hold(con
 
     def listed():
         return page.locator("#customer-rows tbody td:first-child a").all_inner_texts()
+
     with page.expect_response(lambda r: "tier=large" in r.url):
         page.select_option("select[name=tier]", "large")
     page.wait_for_function("document.querySelectorAll('#customer-rows tbody a').length === 2")
@@ -259,8 +272,11 @@ def _signed_in_session(api, role="controller") -> tuple[requests.Session, str]:
     s = requests.Session()
     r = s.get(api.base_url + "/console/sign-in")
     token = re.search(r'name="csrf_token" value="([^"]+)"', r.text).group(1)
-    r = s.post(api.base_url + "/console/sign-in", data={"csrf_token": token, "name": api.people[role],
-                                                        "password": PASSWORD}, allow_redirects=False)
+    r = s.post(
+        api.base_url + "/console/sign-in",
+        data={"csrf_token": token, "name": api.people[role], "password": PASSWORD},
+        allow_redirects=False,
+    )
     assert r.status_code == 302
     page = s.get(api.base_url + "/console/runs")
     return s, re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
@@ -288,18 +304,24 @@ def test_session_cookie_flags_sign_out_and_idle_expiry(console):
     s = requests.Session()
     r = s.get(api.base_url + "/console/sign-in")
     token = re.search(r'name="csrf_token" value="([^"]+)"', r.text).group(1)
-    r = s.post(api.base_url + "/console/sign-in", data={"csrf_token": token, "name": api.people["auditor"],
-                                                        "password": "wrong password!"}, allow_redirects=False)
+    r = s.post(
+        api.base_url + "/console/sign-in",
+        data={"csrf_token": token, "name": api.people["auditor"], "password": "wrong password!"},
+        allow_redirects=False,
+    )
     assert r.status_code == 401 and "用户名或密码错误" in r.text
-    r = s.post(api.base_url + "/console/sign-in", data={"csrf_token": token, "name": api.people["auditor"],
-                                                        "password": PASSWORD}, allow_redirects=False)
+    r = s.post(
+        api.base_url + "/console/sign-in",
+        data={"csrf_token": token, "name": api.people["auditor"], "password": PASSWORD},
+        allow_redirects=False,
+    )
     cookie = r.headers["Set-Cookie"]
     assert "creditctl_console=" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
-    assert "Secure" not in cookie                                     # plain HTTP here; see the TLS test
+    assert "Secure" not in cookie  # plain HTTP here; see the TLS test
     assert s.get(api.base_url + "/console/trail").status_code == 200
-    api.clock.now += 599                                              # used within the idle limit: still in
+    api.clock.now += 599  # used within the idle limit: still in
     assert s.get(api.base_url + "/console/trail", allow_redirects=False).status_code == 200
-    api.clock.now += 601                                              # idle past CONSOLE_IDLE_SECONDS
+    api.clock.now += 601  # idle past CONSOLE_IDLE_SECONDS
     r = s.get(api.base_url + "/console/trail", allow_redirects=False)
     assert r.status_code == 302 and "/console/sign-in?expired=1" in r.headers["Location"]
     assert s.get(api.base_url + "/console/trail", allow_redirects=False).status_code == 302
@@ -313,8 +335,11 @@ def test_session_cookie_is_secure_over_tls(console):
     client = console.app.test_client()
     r = client.get("/console/sign-in", base_url="https://console.example")
     token = re.search(r'name="csrf_token" value="([^"]+)"', r.text).group(1)
-    r = client.post("/console/sign-in", base_url="https://console.example",
-                    data={"csrf_token": token, "name": console.people["sales"], "password": PASSWORD})
+    r = client.post(
+        "/console/sign-in",
+        base_url="https://console.example",
+        data={"csrf_token": token, "name": console.people["sales"], "password": PASSWORD},
+    )
     assert r.status_code == 302 and "Secure" in r.headers["Set-Cookie"]
 
 
@@ -324,15 +349,21 @@ def test_sign_in_with_an_api_key_and_revocation_ends_the_session(console, page):
     page.fill("input[name=api_key]", api.keys["auditor"])
     page.click("#sign-in")
     page.wait_for_selector("span.who")
-    assert page.inner_text("span.who").startswith("test-auditor") and nav_labels(page) == ["概览", "审批", "策略", "决策记录"]
+    assert page.inner_text("span.who").startswith("test-auditor") and nav_labels(page) == [
+        "概览",
+        "审批",
+        "策略",
+        "决策记录",
+    ]
     from sqlalchemy import update
 
     from api.store.tables import ApiKey
+
     with api.service.tx() as s:
         s.execute(update(ApiKey).where(ApiKey.name == "test-auditor").values(revoked=True))
     try:
         page.goto(api.base_url + "/console/trail")
-    except PlaywrightError as exc:        # chromium may abort the first navigation for the redirect it follows
+    except PlaywrightError as exc:  # chromium may abort the first navigation for the redirect it follows
         assert "ERR_ABORTED" in str(exc), exc
     page.wait_for_url("**/console/sign-in**")
     assert "/console/sign-in" in page.url
@@ -349,7 +380,7 @@ def test_language_is_chosen_per_user_and_formats_follow_it(console, page):
     assert nav_labels(page)[0] == "Overview" and "Dec 15, 2026" in page.inner_text("main")
     shot(page, api.backend, "customer-en")
     page.click("#sign-out")
-    page.context.clear_cookies()                                     # the choice is the user's, not the browser's
+    page.context.clear_cookies()  # the choice is the user's, not the browser's
     sign_in(page, api, "controller")
     assert nav_labels(page)[0] == "Overview"
     assert users.current(api.service, api.people["controller"])[1] == "en"
@@ -385,7 +416,9 @@ def test_an_auditor_reads_the_policy_page_without_a_publish_form(console, page):
     page.click("header nav >> text=策略")
     page.wait_for_load_state()
     assert console.get("/v1/policies/active", role="auditor").json()["version"][:12] in page.content()
-    assert page.locator("#policy-text").input_value() == console.get("/v1/policies/active", role="auditor").json()["text"]
+    assert (
+        page.locator("#policy-text").input_value() == console.get("/v1/policies/active", role="auditor").json()["text"]
+    )
     assert page.locator("#publish").count() == 0 and page.locator("#simulate").count() == 0
 
 
@@ -400,8 +433,9 @@ def test_a_chinese_user_reads_the_reasons_in_chinese(console, page):
     texts = page.locator("ol.reasons li").all_inner_texts()
     assert any("由信用档案设定（人工评估）" in t for t in texts), texts
     assert any("信誉高（评分 85）：额度 500,000.00" in t for t in texts), texts
-    decision_id = api.get("/v1/decisions", role="auditor", params={"customer": ids["big"], "kind": "sweep"}
-                          ).json()["decisions"][0]["id"]
+    decision_id = api.get("/v1/decisions", role="auditor", params={"customer": ids["big"], "kind": "sweep"}).json()[
+        "decisions"
+    ][0]["id"]
     english = api.get(f"/v1/decisions/{decision_id}", role="auditor").json()["decision"]["reasons"]
     page.goto(api.base_url + f"/console/decisions/{decision_id}")
     items = page.locator("ol.reasons li").all_inner_texts()

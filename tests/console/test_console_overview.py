@@ -1,6 +1,7 @@
 """The overview's book figures come from the sweep's snapshot (api/reports/figures.py) with its day, source
 and time; without one for the day and the active policy, a small book is computed live and a large one shows
 the latest snapshot marked as such (no browser needed: the console's own app, signed in)."""
+
 from __future__ import annotations
 
 import pathlib
@@ -32,7 +33,7 @@ def test_overview_figures_from_the_snapshot_then_live_or_marked_stale(console):
     cid = api.customer(f"C-ov-{api.backend}", name="重庆山城建材有限公司")
     api.invoice(cid, "64000.00", due=-35, issued=-65)
     client = _signed_in(api)
-    api.app.config["CONSOLE_LIVE_FIGURES_MAX"] = 0                 # as if the book were large
+    api.app.config["CONSOLE_LIVE_FIGURES_MAX"] = 0  # as if the book were large
     html = client.get("/console/overview/figures").text
     assert _source(html) == "none" and "kpi-receivables" not in html
     r = api.post("/v1/sweeps", {"as_of": api.service.today().isoformat()}, role="controller")
@@ -45,7 +46,7 @@ def test_overview_figures_from_the_snapshot_then_live_or_marked_stale(console):
     assert api.post("/v1/policies", {"text": text, "source": "test"}, role="admin").status_code == 201
     html = client.get("/console/overview/figures").text
     assert _source(html) == "stale" and "下次批处理后更新" in html and _receivables(html) == "64,000.00"
-    api.app.config["CONSOLE_LIVE_FIGURES_MAX"] = 5000                # a small book: read whole
+    api.app.config["CONSOLE_LIVE_FIGURES_MAX"] = 5000  # a small book: read whole
     api.invoice(cid, "1000.00", due=20, issued=-10)
     html = client.get("/console/overview/figures").text
     assert _source(html) == "live" and _receivables(html) == "65,000.00"

@@ -2,6 +2,7 @@
 a credit check that refers is in the queue with its order, amount, customer, reasons, age and the level its
 release needs; a controller without that level may not release it, one with it releases it with a
 condition, it leaves the queue, and the trail has the release with the person as actor."""
+
 from __future__ import annotations
 
 import re
@@ -76,7 +77,7 @@ def test_reject_needs_a_reason_release_needs_the_level_and_an_auditor_only_reads
     api = console
     ref = _referred(api, "广州南方电子有限公司")["referral"]
     path = f"/console/referrals/{ref['id']}"
-    boss, token = _client(api, "controller")                        # no authority level
+    boss, token = _client(api, "controller")  # no authority level
     before = api.counts()
     r = boss.post(path + "/reject", data={"csrf_token": token, "reason": "  "}, headers={"HX-Request": "true"})
     assert r.status_code == 422 and "reason" in r.text and r.headers["HX-Retarget"] == "#flash"
@@ -84,7 +85,7 @@ def test_reject_needs_a_reason_release_needs_the_level_and_an_auditor_only_reads
     assert r.status_code == 403 and "E_AUTHORITY_REQUIRED" in r.text and "team_lead" in r.text
     auditor, atoken = _client(api, "auditor")
     page = auditor.get("/console/referrals")
-    assert page.status_code == 200 and ref["order_id"] in page.text and "button class=\"release\"" not in page.text
+    assert page.status_code == 200 and ref["order_id"] in page.text and 'button class="release"' not in page.text
     r = auditor.post(path + "/reject", data={"csrf_token": atoken, "reason": "不行"})
     assert r.status_code == 403 and "E_FORBIDDEN" in r.text
     assert api.counts() == before

@@ -8,6 +8,7 @@ of the refusal). tests/test_golden_decisions.py evaluates the same inputs with t
 compares: the decision a client reads must stay byte-identical (issue 8, structured reasons). The
 corpus in tests/golden/ was recorded at commit 883bf6a, before reasons became structured.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -29,7 +30,7 @@ def tag(value):
         return {"$dt": value.isoformat()}
     if isinstance(value, dt.date):
         return {"$d": value.isoformat()}
-    if isinstance(value, Decimal):         # JsonFloat: a JSON number with a fraction (the CLI's reading)
+    if isinstance(value, Decimal):  # JsonFloat: a JSON number with a fraction (the CLI's reading)
         return {"$jf" if type(value).__name__ == "JsonFloat" else "$n": str(value)}
     if isinstance(value, float):
         return {"$f": repr(value)}
@@ -52,6 +53,7 @@ def untag(value):
             return Decimal(value["$n"])
         if "$jf" in value:
             from rules.money import JsonFloat
+
             return JsonFloat(value["$jf"])
         if "$f" in value:
             return float(value["$f"])
@@ -69,6 +71,7 @@ _texts: dict = {}
 def _wrap(fn, name):
     def wrapper(policy, case, as_of, order=None):
         import copy
+
         snapshot = copy.deepcopy((case, as_of, order))
         try:
             result = fn(policy, case, as_of, order)
@@ -85,15 +88,17 @@ def _wrap(fn, name):
                 key = digest(text)
                 _texts.setdefault(key, text)
                 _calls.append({"fn": name, "policy": key, "input": tag(list(snapshot)), **out})
-            except Exception:            # an input that cannot be recorded (e.g. a deliberately odd type)
+            except Exception:  # an input that cannot be recorded (e.g. a deliberately odd type)
                 pass
         return result
+
     return wrapper
 
 
 def pytest_configure(config):
     import engine
     from engine import evaluator
+
     evaluator.evaluate = engine.evaluate = _wrap(evaluator.evaluate, "evaluate")
     evaluator.evaluate_loaded_with_facts = _wrap(evaluator.evaluate_loaded_with_facts, "evaluate_loaded")
 

@@ -1,4 +1,5 @@
 """One blueprint per resource, all under /v1 (system routes at the root)."""
+
 from . import (
     actions,
     credit_checks,
@@ -20,8 +21,25 @@ from . import (
     system,
 )
 
-_V1 = (actions, credit_checks, credit_file, customers, decisions, evaluate, events, imports, policies, referrals, reports,
-       reviews, sweeps, outbox, keys, governance, legal_cases)
+_V1 = (
+    actions,
+    credit_checks,
+    credit_file,
+    customers,
+    decisions,
+    evaluate,
+    events,
+    imports,
+    policies,
+    referrals,
+    reports,
+    reviews,
+    sweeps,
+    outbox,
+    keys,
+    governance,
+    legal_cases,
+)
 
 
 def register(app):

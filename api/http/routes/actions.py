@@ -32,6 +32,12 @@ def document(action_id):
     config = current_app.config
     # who writes the documents: the DOCUMENTS configuration (docs/documents.md), at least the creditor's name
     settings = config.get("DOCUMENTS") or {"creditor": {"name": os.environ.get("CREDITCTL_CREDITOR_NAME", "creditctl")}}
-    media, body = documents.action_document(ctx(), action_id, request.args.get("format", "html"), settings,
-                                            str(default_folder(config["POLICY_FILE"])), request.args.get("locale"))
+    media, body = documents.action_document(
+        ctx(),
+        action_id,
+        request.args.get("format", "html"),
+        settings,
+        str(default_folder(config["POLICY_FILE"])),
+        request.args.get("locale"),
+    )
     return Response(body, 200, content_type=media)

@@ -1,20 +1,11 @@
 from flask import Blueprint
 
 from ...service import credit_checks
-from ..request import (
-    actor,
-    ctx,
-    current_key,
-    json_body,
-    json_response,
-    metrics,
-    reader_locale,
-    request_id,
-)
+from ..request import actor, ctx, current_key, json_body, json_response, metrics, reader_locale, request_id
 from ..schemas import CreditCheckRequest
 
 bp = Blueprint("credit_checks", __name__)
-_REQUEST = CreditCheckRequest()          # built once: loading keeps no state on the schema
+_REQUEST = CreditCheckRequest()  # built once: loading keeps no state on the schema
 
 
 @bp.post("/credit-checks")
@@ -26,7 +17,7 @@ def credit_check():
     if not replayed:
         metrics().decision("credit_check", result["outcome"])
     response = json_response(result, 201)
-    if replayed:                  # a retry: the first decision, not a new one
+    if replayed:  # a retry: the first decision, not a new one
         response.headers["Idempotent-Replayed"] = "true"
     return response
 

@@ -1,4 +1,5 @@
 """A controller's settings on a credit file outside the policy: the credit hold (api/service/credit_file.py)."""
+
 from flask import Blueprint
 
 from ...service import credit_file
@@ -6,7 +7,7 @@ from ..request import actor, ctx, current_key, json_body, json_response, request
 from ..schemas import HoldRequest, ReferralRejectRequest
 
 bp = Blueprint("credit_file", __name__)
-_HOLD, _LIFT = HoldRequest(), ReferralRejectRequest()      # lifting takes a reason, as a rejection does
+_HOLD, _LIFT = HoldRequest(), ReferralRejectRequest()  # lifting takes a reason, as a rejection does
 
 
 @bp.get("/customers/<customer_id>/hold")

@@ -20,8 +20,9 @@ def list_customers():
     raw = args.get("limit", "50")
     if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= customers.LIST_LIMIT_MAX:
         raise invalid({"limit": [f"an integer from 1 to {customers.LIST_LIMIT_MAX}"]})
-    return json_response(customers.list_customers(ctx(), {k: args.get(k) for k in customers.LIST_PARAMS},
-                                                  limit=int(raw)))
+    return json_response(
+        customers.list_customers(ctx(), {k: args.get(k) for k in customers.LIST_PARAMS}, limit=int(raw))
+    )
 
 
 @bp.put("/customers/<customer_id>")
@@ -30,8 +31,9 @@ def put_customer(customer_id):
     reason = request.args.get("reason")
     if reason is not None and len(reason) > 1000:
         raise invalid({"reason": ["at most 1000 characters"]})
-    created, body = customers.put_customer(ctx(), customer_id, json_body(), role=key.role, actor=actor(),
-                                           request_id=request_id(), reason=reason)
+    created, body = customers.put_customer(
+        ctx(), customer_id, json_body(), role=key.role, actor=actor(), request_id=request_id(), reason=reason
+    )
     return json_response(body, 201 if created else 200)
 
 
@@ -39,6 +41,7 @@ def put_customer(customer_id):
 def get_customer(customer_id):
     current_key("customers:read")
     import datetime as dt
+
     as_of = request.args.get("as_of")
     try:
         day = dt.date.fromisoformat(as_of) if as_of else None

@@ -18,7 +18,7 @@ def list_decisions():
     q = DecisionQuery().load(request.args.to_dict())
     fmt = q.pop("format")
     q.pop("locale", None)
-    if key.role == "sales":                   # sales see their own credit checks only
+    if key.role == "sales":  # sales see their own credit checks only
         q["kind"], q["actor"] = "credit_check", key.name
     locale = reader_locale()
     rows, cursor = decisions.list_decisions(ctx(), **q)
@@ -32,8 +32,19 @@ def list_decisions():
         w = csv.writer(out)
         w.writerow(["id", "created_at", "kind", "subject", "actor", "as_of", "policy_version", "outcome", "hash"])
         for v in views:
-            w.writerow([v["id"], v["created_at"], v["kind"], v["subject"], v["actor"], v["as_of"],
-                        v["policy_version"], v["outcome"] or "", v["hash"]])
+            w.writerow(
+                [
+                    v["id"],
+                    v["created_at"],
+                    v["kind"],
+                    v["subject"],
+                    v["actor"],
+                    v["as_of"],
+                    v["policy_version"],
+                    v["outcome"] or "",
+                    v["hash"],
+                ]
+            )
         return Response(out.getvalue(), 200, mimetype="text/csv", headers=headers)
     return json_response({"decisions": views, "next_cursor": cursor})
 

@@ -1,16 +1,7 @@
 from flask import Blueprint, request
 
 from ...service import evaluations
-from ..request import (
-    actor,
-    ctx,
-    current_key,
-    json_body,
-    json_response,
-    metrics,
-    reader_locale,
-    request_id,
-)
+from ..request import actor, ctx, current_key, json_body, json_response, metrics, reader_locale, request_id
 from ..schemas import EvaluateRequest
 
 bp = Blueprint("evaluate", __name__)
@@ -20,8 +11,9 @@ bp = Blueprint("evaluate", __name__)
 def evaluate_customer(customer_id):
     current_key("evaluate")
     req = EvaluateRequest().load(json_body() if request.get_data() else {})
-    result = evaluations.evaluate_customer(ctx(), customer_id, req["as_of"], actor(), request_id(),
-                                           locale=reader_locale())
+    result = evaluations.evaluate_customer(
+        ctx(), customer_id, req["as_of"], actor(), request_id(), locale=reader_locale()
+    )
     metrics().decision("evaluate", None)
     return json_response(result, 201)
 

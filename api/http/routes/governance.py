@@ -1,5 +1,6 @@
 """Granted limits (api/service/grants.py), four-eyes approvals (api/service/approvals.py, four_eyes.py) and
 customer groups and their holds (api/service/groups.py)."""
+
 from flask import Blueprint, request
 
 from ...service import approvals, four_eyes, grants, groups
@@ -17,7 +18,7 @@ from ..schemas import (
 
 bp = Blueprint("governance", __name__)
 _GRANT, _REVOKE, _DECIDE, _QUERY = LimitGrantRequest(), KeyRevokeRequest(), ApprovalDecisionRequest(), ApprovalQuery()
-_HOLD, _LIFT = HoldRequest(), ReferralRejectRequest()      # as a customer's hold (routes/credit_file.py)
+_HOLD, _LIFT = HoldRequest(), ReferralRejectRequest()  # as a customer's hold (routes/credit_file.py)
 
 
 @bp.get("/customers/<customer_id>/limit-grant")
@@ -37,7 +38,7 @@ def grant(customer_id):
 @bp.post("/customers/<customer_id>/limit-grant/revoke")
 def revoke_grant(customer_id):
     key = current_key("grants:write")
-    req = _REVOKE.load(json_body())          # a reason, as a key's revocation takes
+    req = _REVOKE.load(json_body())  # a reason, as a key's revocation takes
     return json_response(grants.revoke_grant(ctx(), customer_id, req, key, request_id()))
 
 
@@ -74,8 +75,9 @@ def put_group(group_id):
 @bp.put("/customers/<customer_id>/group")
 def set_member(customer_id):
     key = current_key("groups:write")
-    return json_response(groups.set_member(ctx(), customer_id, GroupMemberRequest().load(json_body()), key,
-                                           request_id()))
+    return json_response(
+        groups.set_member(ctx(), customer_id, GroupMemberRequest().load(json_body()), key, request_id())
+    )
 
 
 # a group's credit hold: as a customer's (routes/credit_file.py), inherited by every member

@@ -1,4 +1,5 @@
 """Bulk import over HTTP: POST /v1/imports (multipart: one or more `files`), the template, one run."""
+
 import os
 import tempfile
 
@@ -32,19 +33,34 @@ def post_import():
             path = os.path.join(folder, str(i))
             f.save(path)
             sources.append(Source(f.filename, (lambda path=path: open(path, "rb")), q["encoding"]))
-        result = run_import(ctx(), sources, actor=actor(), as_of=q["as_of"], dry_run=q["dry_run"],
-                            skip_invalid=q["skip_invalid"], role=key.role, reason=q["reason"])
+        result = run_import(
+            ctx(),
+            sources,
+            actor=actor(),
+            as_of=q["as_of"],
+            dry_run=q["dry_run"],
+            skip_invalid=q["skip_invalid"],
+            role=key.role,
+            reason=q["reason"],
+        )
     if result["status"] == "rejected":
-        raise DomainError("E_IMPORT_INVALID", f"{result['error_count']} error(s); nothing was written "
-                          f"(import {result['id']})", {"import": result["errors"]})
+        raise DomainError(
+            "E_IMPORT_INVALID",
+            f"{result['error_count']} error(s); nothing was written (import {result['id']})",
+            {"import": result["errors"]},
+        )
     return json_response(result, 201)
 
 
 @bp.get("/imports/template.xlsx")
 def template():
     current_key("imports:read")
-    return Response(template_xlsx(), 200, mimetype=XLSX,
-                    headers={"Content-Disposition": "attachment; filename=creditctl-import-template.xlsx"})
+    return Response(
+        template_xlsx(),
+        200,
+        mimetype=XLSX,
+        headers={"Content-Disposition": "attachment; filename=creditctl-import-template.xlsx"},
+    )
 
 
 @bp.get("/imports/<import_id>")

@@ -1,4 +1,5 @@
 """API keys for admins (api/service/keys.py): list without secrets, revoke, rotate."""
+
 from flask import Blueprint, request
 
 from ...service import keys

@@ -1,4 +1,5 @@
 """Legal cases a litigation referral opened, and their one-way status (api/service/legal_cases.py)."""
+
 from flask import Blueprint, request
 
 from ...service import legal_cases

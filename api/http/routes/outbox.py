@@ -5,7 +5,7 @@ from ..request import actor, ctx, current_key, json_body, json_response, request
 from ..schemas import OutboxQuery, ReferralRejectRequest
 
 bp = Blueprint("outbox", __name__)
-_REQUEUE = ReferralRejectRequest()          # a requeue takes a reason, as a rejection does
+_REQUEUE = ReferralRejectRequest()  # a requeue takes a reason, as a rejection does
 
 
 @bp.get("/outbox")

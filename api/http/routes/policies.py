@@ -3,15 +3,7 @@ from flask import Blueprint, Response, current_app, request
 from ...errors import invalid
 from ...jobs import simulate
 from ...service import policies
-from ..request import (
-    actor,
-    ctx,
-    current_key,
-    json_body,
-    json_response,
-    metrics,
-    request_id,
-)
+from ..request import actor, ctx, current_key, json_body, json_response, metrics, request_id
 from ..schemas import (
     CancelActivationRequest,
     PolicyTextRequest,
@@ -30,7 +22,7 @@ YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/plain
 def _policy_text() -> tuple[str, str]:
     if request.mimetype in YAML_TYPES:
         source = request.args.get("source") or "api"
-        if len(source) > 512:                    # policy_versions.source
+        if len(source) > 512:  # policy_versions.source
             raise invalid({"source": ["at most 512 characters"]})
         return request.get_data(as_text=True), source
     req = PolicyTextRequest().load(json_body())
@@ -78,8 +70,9 @@ def publish():
     else:
         opts = PublishRequest().load(json_body())
         text, source = opts["text"], opts["source"]
-    body, changed = policies.publish(ctx(), text, source, actor(), key, request_id(),
-                                     effective_from=opts["effective_from"], reason=opts["reason"])
+    body, changed = policies.publish(
+        ctx(), text, source, actor(), key, request_id(), effective_from=opts["effective_from"], reason=opts["reason"]
+    )
     return json_response(body, 202 if body.get("pending") else 201 if changed else 200)
 
 
@@ -95,9 +88,16 @@ def simulate_candidate():
         text, source, as_of = req["text"], req["source"], req["as_of"] or query["as_of"]
     spool = simulate.ChangeSpool()
     try:
-        decision_id, summary = simulate.simulate(ctx(), text, source, as_of, actor=actor(),
-                                                 request_id=request_id(), sink=spool,
-                                                 workers=current_app.config["SIMULATE_WORKERS"])
+        decision_id, summary = simulate.simulate(
+            ctx(),
+            text,
+            source,
+            as_of,
+            actor=actor(),
+            request_id=request_id(),
+            sink=spool,
+            workers=current_app.config["SIMULATE_WORKERS"],
+        )
     except BaseException:
         spool.close()
         raise

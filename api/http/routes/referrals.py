@@ -1,18 +1,18 @@
 """Referred credit checks (api/service/referrals.py) and where a checked order stands."""
+
 from flask import Blueprint, request
 
 from ...service import referrals
 from ..request import actor, ctx, current_key, json_body, json_response, request_id
-from ..schemas import (
-    ReferralExpireRequest,
-    ReferralQuery,
-    ReferralRejectRequest,
-    ReferralReleaseRequest,
-)
+from ..schemas import ReferralExpireRequest, ReferralQuery, ReferralRejectRequest, ReferralReleaseRequest
 
 bp = Blueprint("referrals", __name__)
-_QUERY, _RELEASE, _REJECT, _EXPIRE = (ReferralQuery(), ReferralReleaseRequest(), ReferralRejectRequest(),
-                                      ReferralExpireRequest())
+_QUERY, _RELEASE, _REJECT, _EXPIRE = (
+    ReferralQuery(),
+    ReferralReleaseRequest(),
+    ReferralRejectRequest(),
+    ReferralExpireRequest(),
+)
 
 
 @bp.get("/credit-checks/<order_id>")

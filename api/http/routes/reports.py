@@ -4,6 +4,7 @@ Large outputs (the aging report) are written to a spooled temporary file while t
 is open and sent from it after the transaction has ended: memory holds a bounded part of the output and
 no transaction waits on a slow client.
 """
+
 import csv
 import datetime as dt
 import io
@@ -11,14 +12,7 @@ import json
 import tempfile
 
 from flask import Blueprint, Response, request
-from marshmallow import (
-    RAISE,
-    Schema,
-    ValidationError,
-    fields,
-    validate,
-    validates_schema,
-)
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from ...jobs import accrual
 from ...reports import book as reports
@@ -26,7 +20,7 @@ from ..request import ctx, current_key, json_response
 from ..schemas import IN_RANGE
 
 bp = Blueprint("reports", __name__)
-SPOOL_IN_MEMORY = 1 << 20          # bytes of output kept in memory before the spool moves to disk
+SPOOL_IN_MEMORY = 1 << 20  # bytes of output kept in memory before the spool moves to disk
 MAX_DSO_DAYS = 3650
 MAX_OVERDUE_ROWS = 10000
 
@@ -50,8 +44,7 @@ class AgingQuery(_Query):
 
 class AgingChartQuery(_Query):
     as_of = fields.Date(load_default=None, validate=IN_RANGE)
-    by = fields.String(load_default="amount_tier",
-                       validate=validate.OneOf([*reports.SEGMENT_DIMENSIONS, "group"]))
+    by = fields.String(load_default="amount_tier", validate=validate.OneOf([*reports.SEGMENT_DIMENSIONS, "group"]))
 
 
 class OverdueQuery(_Query):
@@ -141,13 +134,16 @@ def aging():
     q = _query(AgingQuery)
     as_of = q["as_of"] or _today()
     if q["format"] == "csv" and q["by"] == "group":
+
         def write_groups(emit):
             summary = reports.aging(ctx(), as_of)
             emit(_csv_line(reports.aging_group_csv_columns([b["label"] for b in summary["buckets"]])))
             for g in summary["groups"]:
                 emit(_csv_line(reports.aging_group_csv_row(g)))
+
         return _spooled(write_groups, "text/csv", f"aging-by-group-{as_of.isoformat()}.csv")
     if q["format"] == "csv":
+
         def write(emit):
             started = []
 
@@ -156,9 +152,11 @@ def aging():
                     emit(_csv_line(reports.aging_csv_columns(r["buckets"])))
                     started.append(True)
                 emit(_csv_line(reports.aging_csv_row(r)))
+
             summary = reports.aging(ctx(), as_of, row)
             if not started:
                 emit(_csv_line(reports.aging_csv_columns([b["label"] for b in summary["buckets"]])))
+
         return _spooled(write, "text/csv", f"aging-{as_of.isoformat()}.csv")
 
     def write_json(emit):
@@ -168,11 +166,13 @@ def aging():
         def row(r):
             emit(("," if first else "") + _dumps(r))
             first.append(True)
+
         summary = reports.aging(ctx(), as_of, row)
         emit("]")
         for key in sorted(summary):
             emit(f", {_dumps(key)}: {_dumps(summary[key])}")
         emit("}")
+
     return _spooled(write_json, "application/json")
 
 
@@ -204,7 +204,7 @@ def collections():
     q = _query(CollectionsQuery)
     until = q["until"] or _today()
     since = q["since"] or (until - dt.timedelta(days=29))
-    if since > until:               # only `since` given, after today
+    if since > until:  # only `since` given, after today
         raise ValidationError({"since": ["since is after until"]})
     return json_response(reports.collections(ctx(), since, until, q["by"]))
 
@@ -215,14 +215,16 @@ def statement(customer_id):
     q = _query(StatementQuery)
     end = q["to"] or _today()
     start = q["from_"] or end.replace(day=1)
-    if start > end:                 # only `from` given, after `to`'s default
+    if start > end:  # only `from` given, after `to`'s default
         raise ValidationError({"from": ["from is after to"]})
     st = reports.statement(ctx(), customer_id, start, end)
     if q["format"] == "csv":
+
         def write(emit):
             emit(_csv_line(reports.STATEMENT_CSV_COLUMNS))
             for r in reports.statement_csv_rows(st):
                 emit(_csv_line(r))
+
         return _spooled(write, "text/csv", f"statement-{start.isoformat()}-{end.isoformat()}.csv")
     return json_response(st)
 
@@ -248,19 +250,24 @@ def interest_accruals():
     q = _query(InterestAccrualsQuery)
     end = q["to"] or _today()
     start = q["from_"] or end.replace(day=1)
-    if start > end:                 # only `from` given, after `to`'s default
+    if start > end:  # only `from` given, after `to`'s default
         raise ValidationError({"from": ["from is after to"]})
     if q["format"] == "csv" and q["by"] == "group":
+
         def write_groups(emit):
             emit(_csv_line(accrual.GROUP_CSV_COLUMNS))
             for g in accrual.report(ctx(), start, end, q["customer"], by="group")["groups"]:
                 emit(_csv_line(accrual.group_csv_row(g)))
-        return _spooled(write_groups, "text/csv",
-                        f"interest-accruals-by-group-{start.isoformat()}-{end.isoformat()}.csv")
+
+        return _spooled(
+            write_groups, "text/csv", f"interest-accruals-by-group-{start.isoformat()}-{end.isoformat()}.csv"
+        )
     if q["format"] == "csv":
+
         def write(emit):
             emit(_csv_line(accrual.CSV_COLUMNS))
             accrual.report(ctx(), start, end, q["customer"], lambda r: emit(_csv_line(accrual.csv_row(r))))
+
         return _spooled(write, "text/csv", f"interest-accruals-{start.isoformat()}-{end.isoformat()}.csv")
 
     def write_json(emit):
@@ -270,9 +277,11 @@ def interest_accruals():
         def row(r):
             emit(("," if first else "") + _dumps(r))
             first.append(True)
+
         summary = accrual.report(ctx(), start, end, q["customer"], row, by=q["by"])
         emit("]")
         for key in sorted(summary):
             emit(f", {_dumps(key)}: {_dumps(summary[key])}")
         emit("}")
+
     return _spooled(write_json, "application/json")

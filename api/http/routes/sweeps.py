@@ -12,6 +12,7 @@ def start_sweep():
     """Run (or resume) the collections sweep for a day, synchronously, and return its summary."""
     current_key("sweeps:write")
     from flask import request
+
     req = SweepRequest().load(json_body() if request.get_data() else {})
     svc = ctx()
     result = sweep.run_sweep(svc, req["as_of"] or svc.today(), f"api:{actor()}")

@@ -1,5 +1,6 @@
 """Reading import files as tables of cells, streamed: CSV (UTF-8 with or without BOM, GB18030
 detected or chosen) and XLSX (one sheet per kind). A table yields (row number, cells)."""
+
 from __future__ import annotations
 
 import codecs
@@ -12,8 +13,8 @@ from typing import Iterator, NamedTuple
 
 from .columns import kind_of_name
 
-SNIFF_BYTES = 1 << 20                # read to tell UTF-8 from GB18030
-HASH_BLOCK = 1 << 20                 # read at a time for the file's sha256
+SNIFF_BYTES = 1 << 20  # read to tell UTF-8 from GB18030
+HASH_BLOCK = 1 << 20  # read at a time for the file's sha256
 ENCODINGS = ("utf-8", "gb18030")
 
 
@@ -24,17 +25,18 @@ class ImportFileError(Exception):
 
 
 class Table(NamedTuple):
-    file: str              # what errors name: the file, or file[sheet] for a workbook
+    file: str  # what errors name: the file, or file[sheet] for a workbook
     kind: str | None
-    open_rows: object      # () -> iterator of (row number, [cell, ...]); the header is row 1
+    open_rows: object  # () -> iterator of (row number, [cell, ...]); the header is row 1
 
 
 class Source(NamedTuple):
     """One uploaded or named file: its name (which says its kind, or the sheets do) and its bytes' opener."""
+
     name: str
-    open: object           # () -> binary file object
-    encoding: str | None = None   # None: detect (UTF-8, else GB18030)
-    kind: str | None = None       # None: from the name
+    open: object  # () -> binary file object
+    encoding: str | None = None  # None: detect (UTF-8, else GB18030)
+    kind: str | None = None  # None: from the name
 
 
 def file_sha256(source: Source) -> str:
@@ -59,8 +61,13 @@ def _detect_encoding(source: Source) -> str:
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         raise ImportFileError(source.name, 1, 1, "E_ENCODING", "the file is UTF-16; save it as UTF-8 or GB18030 CSV")
     if b"\x00" in head:
-        raise ImportFileError(source.name, head[:head.index(b"\x00")].count(b"\n") + 1, 1, "E_ENCODING",
-                              "the file holds NUL bytes: it is not a CSV text file")
+        raise ImportFileError(
+            source.name,
+            head[: head.index(b"\x00")].count(b"\n") + 1,
+            1,
+            "E_ENCODING",
+            "the file holds NUL bytes: it is not a CSV text file",
+        )
     for encoding in ENCODINGS:
         try:
             # a multi-byte character cut at the end of the sample is not an error
@@ -79,8 +86,9 @@ def _csv_rows(source: Source, encoding: str) -> Iterator[tuple[int, list]]:
             for cells in reader:
                 yield reader.line_num, cells
         except UnicodeDecodeError:
-            raise ImportFileError(source.name, reader.line_num + 1, 1, "E_ENCODING",
-                                  f"a byte sequence that is not {encoding}") from None
+            raise ImportFileError(
+                source.name, reader.line_num + 1, 1, "E_ENCODING", f"a byte sequence that is not {encoding}"
+            ) from None
         except csv.Error as exc:
             raise ImportFileError(source.name, reader.line_num, 1, "E_CSV", str(exc)) from None
 
@@ -88,6 +96,7 @@ def _csv_rows(source: Source, encoding: str) -> Iterator[tuple[int, list]]:
 def _open_workbook(source: Source, fh):
     import openpyxl
     from openpyxl.utils.exceptions import InvalidFileException
+
     try:
         # read_only: rows are parsed from the zip as iterated; the file object is read, not copied into memory
         return openpyxl.load_workbook(fh, read_only=True, data_only=True)
@@ -104,8 +113,10 @@ def _workbook_tables(source: Source) -> list[Table]:
     for title in titles:
         kind = kind_of_name(title)
         if kind is None and len(titles) > 1:
-            continue                     # a notes or instructions sheet
-        out.append(Table(f"{source.name}[{title}]", kind or source.kind, lambda title=title: _sheet_rows(source, title)))
+            continue  # a notes or instructions sheet
+        out.append(
+            Table(f"{source.name}[{title}]", kind or source.kind, lambda title=title: _sheet_rows(source, title))
+        )
     return out
 
 

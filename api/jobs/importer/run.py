@@ -19,6 +19,7 @@
    follow, as after any decision.
 The import run itself (files and their sha256, counts, errors, actor) is a row of `imports`.
 """
+
 from __future__ import annotations
 
 import collections
@@ -61,50 +62,59 @@ from ...service.decide import remember_last_evaluations, summary_of
 from ...service.validation import DATE_MAX, DATE_MIN
 from ...store import trail
 from ...store.ledger import load_cases
-from ...store.tables import (
-    Contact,
-    CreditNote,
-    Customer,
-    Dispute,
-    ImportRun,
-    InstalmentPlan,
-    Invoice,
-    Payment,
-    Promise,
-)
+from ...store.tables import Contact, CreditNote, Customer, Dispute, ImportRun, InstalmentPlan, Invoice, Payment, Promise
 from .columns import KINDS, WRITE_ORDER, Kind, header_index
 from .reader import ImportFileError, Source, Table, file_sha256, tables
 from .spool import Spool, key_text
 
-MAX_ERRORS = 200          # reported; counting goes on
-BATCH = 2000              # rows per write transaction
-DECIDE_GROUP = 250        # customers per decision transaction
+MAX_ERRORS = 200  # reported; counting goes on
+BATCH = 2000  # rows per write transaction
+DECIDE_GROUP = 250  # customers per decision transaction
 KIND = "import"
 _INT = re.compile(r"-?[0-9]{1,9}")
 _DATE = re.compile(r"([0-9]{4})[-/.]([0-9]{1,2})[-/.]([0-9]{1,2})")
 _TRUE, _FALSE = {"true", "1", "yes", "y", "是", "x"}, {"false", "0", "no", "n", "否", ""}
 
 
-_SCHEMAS = {"customers": CustomerSchema(), "contacts": ContactSchema(), "invoices": InvoiceSchema(),
-            "payments": PaymentSchema(), "credit_notes": CreditNoteSchema(), "promises": PromiseSchema(), "disputes": DisputeSchema(),
-            "instalment_plans": InstalmentPlanSchema()}
+_SCHEMAS = {
+    "customers": CustomerSchema(),
+    "contacts": ContactSchema(),
+    "invoices": InvoiceSchema(),
+    "payments": PaymentSchema(),
+    "credit_notes": CreditNoteSchema(),
+    "promises": PromiseSchema(),
+    "disputes": DisputeSchema(),
+    "instalment_plans": InstalmentPlanSchema(),
+}
 # fields a row carries besides what the engine's schema validates
-_OUTSIDE_SCHEMA = {"invoices": ("customer_id", "order_id"), "payments": ("customer_id",), "credit_notes": ("customer_id",),
-                   "promises": ("customer_id",), "disputes": ("customer_id",), "instalment_plans": ("customer_id",)}
+_OUTSIDE_SCHEMA = {
+    "invoices": ("customer_id", "order_id"),
+    "payments": ("customer_id",),
+    "credit_notes": ("customer_id",),
+    "promises": ("customer_id",),
+    "disputes": ("customer_id",),
+    "instalment_plans": ("customer_id",),
+}
 # dates of what has already happened: none may be after the import's as_of (a payment not yet received is a
 # promise, a customer not yet a customer; the HTTP refuses paid_on and since alike, E_INPUT_INVALID).
 # Due dates, promised_on and instalment dates look ahead and may.
-NOT_AFTER_AS_OF = {"customers": ("since", "last_reviewed_on"), "invoices": ("issued_on",), "payments": ("paid_on",),
-                   "credit_notes": ("issued_on",), "promises": ("made_on",), "disputes": ("opened_on", "resolved_on"),
-                   "instalment_plans": ("agreed_on",)}
-INPUT_CODE = "E_INPUT_INVALID"           # the HTTP's code for the same refusals (a future date, no reason)
+NOT_AFTER_AS_OF = {
+    "customers": ("since", "last_reviewed_on"),
+    "invoices": ("issued_on",),
+    "payments": ("paid_on",),
+    "credit_notes": ("issued_on",),
+    "promises": ("made_on",),
+    "disputes": ("opened_on", "resolved_on"),
+    "instalment_plans": ("agreed_on",),
+}
+INPUT_CODE = "E_INPUT_INVALID"  # the HTTP's code for the same refusals (a future date, no reason)
 # a customers row's decision field as stored: approved_limit is kept in minor units
 _STORED_AS = {"approved_limit": "approved_limit_minor"}
 _DECISION_COLUMNS = (Customer.id, *(getattr(Customer, _STORED_AS.get(f, f)) for f in DECISION_FIELDS))
 # the ids of an IN (...) passed at execution, not built into the statement: a statement's literal IN list is
 # held by a reference cycle (its BindParameter) until a full garbage collection, thousands of ids per batch
 _IDS = bindparam("ids", expanding=True)
-CHUNK = 1000                             # rows checked together (duplicates, references, stored files)
+CHUNK = 1000  # rows checked together (duplicates, references, stored files)
 
 
 @dataclass(frozen=True)
@@ -112,6 +122,7 @@ class Rules:
     """What an import is checked against besides its cells: its as_of (no past event after it), the
     importer's role (None: the operator's CLI, which may do what a controller does) and the reason
     a change of an existing credit file's decision fields is recorded with."""
+
     as_of: dt.date
     role: str | None = None
     reason: str | None = None
@@ -135,9 +146,9 @@ class Counts:
 
 @dataclass
 class _Validation:
-    errors: list = field(default_factory=list)            # the first MAX_ERRORS
+    errors: list = field(default_factory=list)  # the first MAX_ERRORS
     error_count: int = 0
-    counts: dict = field(default_factory=dict)            # kind → Counts
+    counts: dict = field(default_factory=dict)  # kind → Counts
     # every per-row fact (keys seen, the customers and invoices held, rejected rows, customers written) is
     # on disk, so the import's memory does not grow with the book
     spool: Spool = field(default_factory=Spool)
@@ -151,6 +162,7 @@ class _Validation:
 
 class _Row:
     """One converted row: its values by field key and the column number of each key (for errors)."""
+
     __slots__ = ("number", "values", "columns")
 
     def __init__(self, number, values, columns):
@@ -174,18 +186,34 @@ def _convert(table: Table, kind: Kind) -> tuple[list, object]:
             continue
         key = index.get(name.lower())
         if key is None:
-            problems.append(ImportFileError(table.file, number, col, "E_IMPORT_COLUMN",
-                                            f"unknown column '{name}' for {kind.name} "
-                                            f"(one of {', '.join(c.key for c in kind.columns)})"))
+            problems.append(
+                ImportFileError(
+                    table.file,
+                    number,
+                    col,
+                    "E_IMPORT_COLUMN",
+                    f"unknown column '{name}' for {kind.name} (one of {', '.join(c.key for c in kind.columns)})",
+                )
+            )
         elif key in keys:
-            problems.append(ImportFileError(table.file, number, col, "E_IMPORT_COLUMN",
-                                            f"column '{name}' repeats column {keys.index(key) + 1}"))
+            problems.append(
+                ImportFileError(
+                    table.file, number, col, "E_IMPORT_COLUMN", f"column '{name}' repeats column {keys.index(key) + 1}"
+                )
+            )
             key = None
         keys.append(key)
     for c in kind.columns:
         if c.required and c.key not in keys:
-            problems.append(ImportFileError(table.file, number, len(header) + 1, "E_IMPORT_COLUMN",
-                                            f"required column '{c.key}' ({c.zh}) is missing"))
+            problems.append(
+                ImportFileError(
+                    table.file,
+                    number,
+                    len(header) + 1,
+                    "E_IMPORT_COLUMN",
+                    f"required column '{c.key}' ({c.zh}) is missing",
+                )
+            )
     if problems:
         raise _HeaderErrors(problems)
     return [None if k is None else kind.column(k) for k in keys], rows
@@ -213,22 +241,29 @@ def _cells(table: Table, kind: Kind, keys: list, number: int, cells: list) -> tu
             # an amount is read as written (the one money rule: no padding either), the rest stripped
             values[key] = _typed(spec.kind, raw if spec.kind == "amount" else text)
         except ValueError as exc:
-            errors.append(ImportFileError(table.file, number, col, _code_of(spec.kind), f"{spec.key} ({spec.zh}): {exc}"))
-    if len(cells) > len(keys) and any((c or "").strip() for c in cells[len(keys):]):
-        errors.append(ImportFileError(table.file, number, len(keys) + 1, "E_IMPORT_COLUMN",
-                                      "a value beyond the last column of the header"))
+            errors.append(
+                ImportFileError(table.file, number, col, _code_of(spec.kind), f"{spec.key} ({spec.zh}): {exc}")
+            )
+    if len(cells) > len(keys) and any((c or "").strip() for c in cells[len(keys) :]):
+        errors.append(
+            ImportFileError(
+                table.file, number, len(keys) + 1, "E_IMPORT_COLUMN", "a value beyond the last column of the header"
+            )
+        )
     return values, columns, errors
 
 
 def _code_of(kind: str) -> str:
-    return {"amount": "E_AMOUNT", "date": "E_DATE", "int": "E_INVALID", "instalments": "E_INVALID"}.get(kind, "E_INVALID")
+    return {"amount": "E_AMOUNT", "date": "E_DATE", "int": "E_INVALID", "instalments": "E_INVALID"}.get(
+        kind, "E_INVALID"
+    )
 
 
 def _typed(kind: str, text: str):
     if kind == "text":
         return text
     if kind == "amount":
-        parse_amount(text)                  # rules/money.py: the HTTP's rule; the schema refuses negatives
+        parse_amount(text)  # rules/money.py: the HTTP's rule; the schema refuses negatives
         return text
     if kind == "int":
         if not _INT.fullmatch(text):
@@ -273,9 +308,11 @@ def _date(text: str) -> dt.date:
     return day
 
 
-def _check_row(table: Table, kind: Kind, number: int, values: dict, columns: dict, policy,
-               rules: Rules) -> tuple[dict, list]:
+def _check_row(
+    table: Table, kind: Kind, number: int, values: dict, columns: dict, policy, rules: Rules
+) -> tuple[dict, list]:
     """Schema and policy checks of one converted row → (loaded row, errors)."""
+
     def err(key, code, message):
         col = columns.get(key.split(".")[0].split("[")[0], 1)
         return ImportFileError(table.file, number, col, code, message)
@@ -295,11 +332,21 @@ def _check_row(table: Table, kind: Kind, number: int, values: dict, columns: dic
         for key, category in CATEGORY_OF.items():
             value = loaded.get(key)
             if value is not None and value not in cats[category]:
-                errors.append(err(key, "E_CATEGORY", f"{key}: '{value}' is not a {category} of the policy "
-                                                      f"(one of {', '.join(cats[category])})"))
+                errors.append(
+                    err(
+                        key,
+                        "E_CATEGORY",
+                        f"{key}: '{value}' is not a {category} of the policy (one of {', '.join(cats[category])})",
+                    )
+                )
     if loaded.get("currency") not in (None, policy.currency):
-        errors.append(err("currency", "E_CURRENCY", f"currency: '{loaded['currency']}' is not the policy's "
-                                                    f"currency {policy.currency}"))
+        errors.append(
+            err(
+                "currency",
+                "E_CURRENCY",
+                f"currency: '{loaded['currency']}' is not the policy's currency {policy.currency}",
+            )
+        )
     for key in ("amount", "approved_limit"):
         if loaded.get(key) is not None:
             try:
@@ -310,8 +357,14 @@ def _check_row(table: Table, kind: Kind, number: int, values: dict, columns: dic
         errors.append(err("amount", "E_AMOUNT", "amount: must be positive"))
     for key in NOT_AFTER_AS_OF.get(kind.name, ()):
         if loaded.get(key) is not None and loaded[key] > rules.as_of:
-            errors.append(err(key, INPUT_CODE, f"{key}: {loaded[key].isoformat()} is after the import's as_of "
-                                                f"({rules.as_of.isoformat()}): it has not happened yet"))
+            errors.append(
+                err(
+                    key,
+                    INPUT_CODE,
+                    f"{key}: {loaded[key].isoformat()} is after the import's as_of "
+                    f"({rules.as_of.isoformat()}): it has not happened yet",
+                )
+            )
     if kind.name == "promises" and loaded["promised_on"] < loaded["made_on"]:
         errors.append(err("promised_on", "E_INVALID", "promised_on: before made_on"))
     if kind.name == "instalment_plans":
@@ -331,19 +384,34 @@ def _references(table, kind, number, row, columns, customers: set, invoices: dic
 
     def err(key, code, message):
         return ImportFileError(table.file, number, columns.get(key, 1), code, message)
+
     if kind.name != "customers" and cid not in customers:
-        errors.append(err("customer_id", "E_UNKNOWN_CUSTOMER", f"customer_id: no customer '{cid}' in the import "
-                                                              "or the database"))
-    refs = row.get("invoice_ids") if kind.name == "instalment_plans" else (
-        [row["invoice_id"]] if row.get("invoice_id") else [])
+        errors.append(
+            err("customer_id", "E_UNKNOWN_CUSTOMER", f"customer_id: no customer '{cid}' in the import or the database")
+        )
+    refs = (
+        row.get("invoice_ids")
+        if kind.name == "instalment_plans"
+        else ([row["invoice_id"]] if row.get("invoice_id") else [])
+    )
     for ref in refs or ():
         owner = invoices.get(ref)
         if owner is None:
-            errors.append(err("invoice_ids" if kind.name == "instalment_plans" else "invoice_id", "E_UNKNOWN_INVOICE",
-                              f"no invoice '{ref}' in the import or the database"))
+            errors.append(
+                err(
+                    "invoice_ids" if kind.name == "instalment_plans" else "invoice_id",
+                    "E_UNKNOWN_INVOICE",
+                    f"no invoice '{ref}' in the import or the database",
+                )
+            )
         elif owner != cid:
-            errors.append(err("invoice_ids" if kind.name == "instalment_plans" else "invoice_id", "E_UNKNOWN_INVOICE",
-                              f"invoice '{ref}' belongs to customer '{owner}', not '{cid}'"))
+            errors.append(
+                err(
+                    "invoice_ids" if kind.name == "instalment_plans" else "invoice_id",
+                    "E_UNKNOWN_INVOICE",
+                    f"invoice '{ref}' belongs to customer '{owner}', not '{cid}'",
+                )
+            )
     return errors
 
 
@@ -360,7 +428,7 @@ def _iter_rows(table: Table, kind: Kind, policy, rules: Rules):
     keys, rows = _convert(table, kind)
     for number, cells in rows:
         if not any((c or "").strip() for c in cells):
-            continue                                   # blank line
+            continue  # blank line
         values, columns, errors = _cells(table, kind, keys, number, cells)
         loaded = {}
         if not errors:
@@ -369,8 +437,11 @@ def _iter_rows(table: Table, kind: Kind, policy, rules: Rules):
 
 
 def _referenced(kind: Kind, row: dict) -> tuple[str | None, list]:
-    refs = row.get("invoice_ids") if kind.name == "instalment_plans" else (
-        [row["invoice_id"]] if row.get("invoice_id") else [])
+    refs = (
+        row.get("invoice_ids")
+        if kind.name == "instalment_plans"
+        else ([row["invoice_id"]] if row.get("invoice_id") else [])
+    )
     return (None if kind.name == "customers" else row.get("customer_id")), list(refs or ())
 
 
@@ -382,17 +453,22 @@ def _lookup(ctx, customer_ids: set, invoice_ids: set) -> tuple[set, dict]:
     with ctx.read_tx() as s:
         ids = sorted(c for c in customer_ids if c)
         for i in range(0, len(ids), 1000):
-            known_customers |= set(s.execute(select(Customer.id).where(Customer.id.in_(_IDS)),
-                                             {"ids": ids[i:i + 1000]}).scalars())
+            known_customers |= set(
+                s.execute(select(Customer.id).where(Customer.id.in_(_IDS)), {"ids": ids[i : i + 1000]}).scalars()
+            )
         refs = sorted(invoice_ids)
         for i in range(0, len(refs), 1000):
-            known_invoices.update(s.execute(select(Invoice.id, Invoice.customer_id)
-                                            .where(Invoice.id.in_(_IDS)), {"ids": refs[i:i + 1000]}).all())
+            known_invoices.update(
+                s.execute(
+                    select(Invoice.id, Invoice.customer_id).where(Invoice.id.in_(_IDS)), {"ids": refs[i : i + 1000]}
+                ).all()
+            )
     return known_customers, known_invoices
 
 
-def validate_files(ctx, sources: list[Source], policy, rules: Rules | None = None
-                   ) -> tuple[list, _Validation, list[dict], dict]:
+def validate_files(
+    ctx, sources: list[Source], policy, rules: Rules | None = None
+) -> tuple[list, _Validation, list[dict], dict]:
     """Check every table; nothing is written. Tables are read in WRITE_ORDER, so a reference to a
     customer or invoice of the import is known when the referring row is read; references to neither
     are looked up in the database after each table. Customers rows are compared with their stored files
@@ -410,20 +486,28 @@ def validate_files(ctx, sources: list[Source], policy, rules: Rules | None = Non
             continue
         for t in found:
             if t.kind is None:
-                v.add(ImportFileError(t.file, 1, 1, "E_IMPORT_KIND",
-                                      "cannot tell what the file holds: name it customers, contacts, invoices, "
-                                      "payments, credit_notes, promises, disputes or instalment_plans (or 客户, 发票 …)"))
+                v.add(
+                    ImportFileError(
+                        t.file,
+                        1,
+                        1,
+                        "E_IMPORT_KIND",
+                        "cannot tell what the file holds: name it customers, contacts, invoices, "
+                        "payments, credit_notes, promises, disputes or instalment_plans (or 客户, 发票 …)",
+                    )
+                )
             else:
                 all_tables.append(t)
-        files.append({"name": source.name, "sha256": file_sha256(source),
-                      "kinds": sorted({t.kind for t in found if t.kind})})
+        files.append(
+            {"name": source.name, "sha256": file_sha256(source), "kinds": sorted({t.kind for t in found if t.kind})}
+        )
     plan = _ordered(all_tables)
     spools: dict = {}
     try:
         for table, kind in plan:
             stats = v.counts.setdefault(kind.name, Counts())
             spool = spools[table.file] = tempfile.TemporaryFile()
-            chunk: list = []                           # (number, row, columns, errors) in file order
+            chunk: list = []  # (number, row, columns, errors) in file order
             try:
                 for item in _iter_rows(table, kind, policy, rules):
                     stats.rows += 1
@@ -435,7 +519,7 @@ def validate_files(ctx, sources: list[Source], policy, rules: Rules | None = Non
                 for e in exc.errors:
                     v.add(e)
             except ImportFileError as e:
-                _check_chunk(ctx, table, kind, chunk, v, stats, spool, rules)    # the rows before it
+                _check_chunk(ctx, table, kind, chunk, v, stats, spool, rules)  # the rows before it
                 v.add(e)
     except BaseException:
         for spool in spools.values():
@@ -445,8 +529,9 @@ def validate_files(ctx, sources: list[Source], policy, rules: Rules | None = Non
     return plan, v, files, spools
 
 
-def _check_chunk(ctx, table: Table, kind: Kind, chunk: list, v: _Validation, stats: Counts, spool,
-                 rules: Rules) -> None:
+def _check_chunk(
+    ctx, table: Table, kind: Kind, chunk: list, v: _Validation, stats: Counts, spool, rules: Rules
+) -> None:
     """The checks across rows of a chunk of converted rows, then each row accepted (spooled) or rejected, in file
     order: a natural key seen before (this file or an earlier one of the kind), a second primary contact per
     channel, references to customers and invoices (the import's — earlier kinds, complete by now — else the
@@ -458,25 +543,40 @@ def _check_chunk(ctx, table: Table, kind: Kind, chunk: list, v: _Validation, sta
 
     def good() -> list[int]:
         return [i for i, p in enumerate(problems) if not p]
+
     idx = good()
     keys = [_natural_key(kind, chunk[i][1]) for i in idx]
     firsts = v.spool.first_seen("seen", kind.name, [(key_text(k), file_no, chunk[i][0]) for k, i in zip(keys, idx)])
     for i, key, where in zip(idx, keys, firsts):
         if where is not None:
             number, _, columns, _ = chunk[i]
-            problems[i] = [ImportFileError(table.file, number, columns.get(kind.key.split("+")[0], 1),
-                                           "E_DUPLICATE_ROW", f"{kind.key} {key!r} is also on {where[0]} row {where[1]}")]
+            problems[i] = [
+                ImportFileError(
+                    table.file,
+                    number,
+                    columns.get(kind.key.split("+")[0], 1),
+                    "E_DUPLICATE_ROW",
+                    f"{kind.key} {key!r} is also on {where[0]} row {where[1]}",
+                )
+            ]
     if kind.name == "contacts":
         idx = [i for i in good() if chunk[i][1]["primary"]]
         channels = [(chunk[i][1]["customer_id"], chunk[i][1]["preferred_channel"] or "any") for i in idx]
-        firsts = v.spool.first_seen("primaries", None,
-                                    [(key_text(c), file_no, chunk[i][0]) for c, i in zip(channels, idx)])
+        firsts = v.spool.first_seen(
+            "primaries", None, [(key_text(c), file_no, chunk[i][0]) for c, i in zip(channels, idx)]
+        )
         for i, channel, where in zip(idx, channels, firsts):
             if where is not None:
                 number, _, columns, _ = chunk[i]
-                problems[i] = [ImportFileError(table.file, number, columns.get("primary", 1), "E_INVALID",
-                                               f"primary: {where[0]} row {where[1]} is already the primary "
-                                               f"contact for {channel[1]}")]
+                problems[i] = [
+                    ImportFileError(
+                        table.file,
+                        number,
+                        columns.get("primary", 1),
+                        "E_INVALID",
+                        f"primary: {where[0]} row {where[1]} is already the primary contact for {channel[1]}",
+                    )
+                ]
     if kind.name == "customers":
         idx = good()
         for i, errors in zip(idx, _guard_errors(ctx, table, [chunk[i] for i in idx], rules)):
@@ -489,7 +589,7 @@ def _check_chunk(ctx, table: Table, kind: Kind, chunk: list, v: _Validation, sta
         invoices = v.spool.held_invoices(refs)
         known_customers, known_invoices = _lookup(ctx, cids - customers, refs - invoices.keys())
         customers |= known_customers
-        invoices = {**known_invoices, **invoices}       # the import's row is what the invoice will be
+        invoices = {**known_invoices, **invoices}  # the import's row is what the invoice will be
         for i in idx:
             number, row, columns, _ = chunk[i]
             problems[i] = _references(table, kind, number, row, columns, customers, invoices)
@@ -513,7 +613,7 @@ def _customer_row(row: dict, columns: dict) -> dict:
     """A customers row's table columns, without the decision fields the file has no column for."""
     out = _rows_for_table("customers", row)
     for key in _absent_decision_fields(columns):
-        del out[_STORED_AS.get(key, key)]              # a column the file lacks leaves the stored value
+        del out[_STORED_AS.get(key, key)]  # a column the file lacks leaves the stored value
     return out
 
 
@@ -560,16 +660,28 @@ def _guard_errors(ctx, table: Table, group: list, rules: Rules) -> list[list]:
         if not rules.decides:
             for f in changes:
                 if not (old is None and f in SEGMENT_FIELDS):
-                    errors.append(ImportFileError(
-                        table.file, number, columns.get(f, 1), "E_DECISION_FIELD",
-                        f"{f}: a decision field: changed by {DECISION_FIELDS[f]}, not by role '{rules.role}' "
-                        "(back office imports identity, contacts and the ledger)"))
+                    errors.append(
+                        ImportFileError(
+                            table.file,
+                            number,
+                            columns.get(f, 1),
+                            "E_DECISION_FIELD",
+                            f"{f}: a decision field: changed by {DECISION_FIELDS[f]}, not by role '{rules.role}' "
+                            "(back office imports identity, contacts and the ledger)",
+                        )
+                    )
         elif old is not None and changes and not rules.reason:
             first = min(changes, key=lambda f: columns.get(f, 1))
-            errors.append(ImportFileError(
-                table.file, number, columns.get(first, 1), INPUT_CODE,
-                f"{', '.join(changes)}: a reason is required to change decision fields of an existing credit file "
-                "(?reason=… / --reason)"))
+            errors.append(
+                ImportFileError(
+                    table.file,
+                    number,
+                    columns.get(first, 1),
+                    INPUT_CODE,
+                    f"{', '.join(changes)}: a reason is required to change decision fields of an existing credit file "
+                    "(?reason=… / --reason)",
+                )
+            )
         out.append(errors)
     return out
 
@@ -587,49 +699,109 @@ def _spooled(spool):
 def _rows_for_table(kind_name: str, row: dict) -> dict:
     """A loaded import row → the columns of its table."""
     if kind_name == "customers":
-        return {"id": row["id"], "name": row["name"], "type": row["type"], "industry": row["industry"],
-                "region": row["region"], "size": row["size"], "since": row["since"],
-                "credit_score": row["credit_score"], "external_rating": row["external_rating"],
-                "collector": row["collector"], "last_reviewed_on": row["last_reviewed_on"],
-                "arrears_reason": row["arrears_reason"], "deal_type": row["deal_type"], "tags": row["tags"],
-                "approved_limit_minor": row.get("approved_limit_minor"),
-                "approved_terms_days": row["approved_terms_days"]}
+        return {
+            "id": row["id"],
+            "name": row["name"],
+            "type": row["type"],
+            "industry": row["industry"],
+            "region": row["region"],
+            "size": row["size"],
+            "since": row["since"],
+            "credit_score": row["credit_score"],
+            "external_rating": row["external_rating"],
+            "collector": row["collector"],
+            "last_reviewed_on": row["last_reviewed_on"],
+            "arrears_reason": row["arrears_reason"],
+            "deal_type": row["deal_type"],
+            "tags": row["tags"],
+            "approved_limit_minor": row.get("approved_limit_minor"),
+            "approved_terms_days": row["approved_terms_days"],
+        }
     if kind_name == "contacts":
-        return {"customer_id": row["customer_id"], "name": row["name"], "role": row["role"], "email": row["email"],
-                "mobile": row["mobile"], "address": row["address"], "preferred_channel": row["preferred_channel"],
-                "language": row["language"], "is_primary": row["primary"]}
+        return {
+            "customer_id": row["customer_id"],
+            "name": row["name"],
+            "role": row["role"],
+            "email": row["email"],
+            "mobile": row["mobile"],
+            "address": row["address"],
+            "preferred_channel": row["preferred_channel"],
+            "language": row["language"],
+            "is_primary": row["primary"],
+        }
     if kind_name == "invoices":
-        return {"id": row["id"], "customer_id": row["customer_id"], "amount_minor": row["amount_minor"],
-                "currency": row["currency"], "issued_on": row["issued_on"], "due_on": row["due_on"],
-                "order_id": row.get("order_id")}
+        return {
+            "id": row["id"],
+            "customer_id": row["customer_id"],
+            "amount_minor": row["amount_minor"],
+            "currency": row["currency"],
+            "issued_on": row["issued_on"],
+            "due_on": row["due_on"],
+            "order_id": row.get("order_id"),
+        }
     if kind_name == "payments":
-        return {"id": row["id"], "customer_id": row["customer_id"], "invoice_id": row["invoice_id"],
-                "amount_minor": row["amount_minor"], "paid_on": row["paid_on"]}
+        return {
+            "id": row["id"],
+            "customer_id": row["customer_id"],
+            "invoice_id": row["invoice_id"],
+            "amount_minor": row["amount_minor"],
+            "paid_on": row["paid_on"],
+        }
     if kind_name == "credit_notes":
-        return {"id": row["id"], "customer_id": row["customer_id"], "invoice_id": row["invoice_id"],
-                "amount_minor": row["amount_minor"], "issued_on": row["issued_on"]}
+        return {
+            "id": row["id"],
+            "customer_id": row["customer_id"],
+            "invoice_id": row["invoice_id"],
+            "amount_minor": row["amount_minor"],
+            "issued_on": row["issued_on"],
+        }
     if kind_name == "promises":
-        return {"id": row["id"], "customer_id": row["customer_id"], "invoice_id": row["invoice_id"],
-                "amount_minor": row["amount_minor"], "made_on": row["made_on"], "promised_on": row["promised_on"]}
+        return {
+            "id": row["id"],
+            "customer_id": row["customer_id"],
+            "invoice_id": row["invoice_id"],
+            "amount_minor": row["amount_minor"],
+            "made_on": row["made_on"],
+            "promised_on": row["promised_on"],
+        }
     if kind_name == "disputes":
-        return {"id": row["id"], "customer_id": row["customer_id"], "invoice_id": row["invoice_id"],
-                "opened_on": row["opened_on"], "resolved_on": row["resolved_on"], "reason": row["reason"]}
+        return {
+            "id": row["id"],
+            "customer_id": row["customer_id"],
+            "invoice_id": row["invoice_id"],
+            "opened_on": row["opened_on"],
+            "resolved_on": row["resolved_on"],
+            "reason": row["reason"],
+        }
     if kind_name == "instalment_plans":
-        return {"id": row["id"], "customer_id": row["customer_id"], "agreed_on": row["agreed_on"],
-                "invoice_ids": row["invoice_ids"],
-                "instalments": [{"due_on": i["due_on"].isoformat(), "amount_minor": i["amount_minor"]}
-                                for i in row["instalments"]]}
+        return {
+            "id": row["id"],
+            "customer_id": row["customer_id"],
+            "agreed_on": row["agreed_on"],
+            "invoice_ids": row["invoice_ids"],
+            "instalments": [
+                {"due_on": i["due_on"].isoformat(), "amount_minor": i["amount_minor"]} for i in row["instalments"]
+            ],
+        }
     raise AssertionError(kind_name)
 
 
-_MODELS = {"customers": Customer, "contacts": Contact, "invoices": Invoice, "payments": Payment,
-           "credit_notes": CreditNote,
-           "promises": Promise, "disputes": Dispute, "instalment_plans": InstalmentPlan}
+_MODELS = {
+    "customers": Customer,
+    "contacts": Contact,
+    "invoices": Invoice,
+    "payments": Payment,
+    "credit_notes": CreditNote,
+    "promises": Promise,
+    "disputes": Dispute,
+    "instalment_plans": InstalmentPlan,
+}
 
 
 @dataclass(frozen=True)
 class _Writer:
     """Who writes (for the credit-file changes' trail records); None in a dry run's count."""
+
     ctx: object
     policy: object
     rules: Rules
@@ -651,9 +823,18 @@ def _file_changes(s, writer: _Writer | None, old, row: dict) -> None:
             row[col] = getattr(old, col)
         return
     # (approved_limit is compared in minor units; the record shows it as a decimal string)
-    record_decision_changes(writer.ctx, s, old, changes, False, writer.policy, actor=writer.actor,
-                            request_id=writer.import_id, as_of=writer.rules.as_of,
-                            reason=writer.rules.reason or f"import {writer.import_id}")
+    record_decision_changes(
+        writer.ctx,
+        s,
+        old,
+        changes,
+        False,
+        writer.policy,
+        actor=writer.actor,
+        request_id=writer.import_id,
+        as_of=writer.rules.as_of,
+        reason=writer.rules.reason or f"import {writer.import_id}",
+    )
 
 
 def _write_batch(s, kind_name: str, batch: list[dict], stats: Counts, now, writer: _Writer | None = None) -> list:
@@ -663,12 +844,18 @@ def _write_batch(s, kind_name: str, batch: list[dict], stats: Counts, now, write
     cols = [c for c in batch[0] if c not in ("id",)]
     if kind_name == "contacts":
         keys = {(r["customer_id"], r["name"]) for r in batch}
-        existing = {(r.customer_id, r.name): r for r in s.execute(
-            select(table).where(table.c.customer_id.in_(_IDS)), {"ids": list({k[0] for k in keys})}).all()
-            if (r.customer_id, r.name) in keys}
+        existing = {
+            (r.customer_id, r.name): r
+            for r in s.execute(
+                select(table).where(table.c.customer_id.in_(_IDS)), {"ids": list({k[0] for k in keys})}
+            ).all()
+            if (r.customer_id, r.name) in keys
+        }
     else:
-        existing = {r.id: r for r in s.execute(select(table).where(table.c.id.in_(_IDS)),
-                                               {"ids": [r["id"] for r in batch]}).all()}
+        existing = {
+            r.id: r
+            for r in s.execute(select(table).where(table.c.id.in_(_IDS)), {"ids": [r["id"] for r in batch]}).all()
+        }
     inserts, updates, touched = [], [], []
     for row in batch:
         key = (row["customer_id"], row["name"]) if kind_name == "contacts" else row["id"]
@@ -678,12 +865,17 @@ def _write_batch(s, kind_name: str, batch: list[dict], stats: Counts, now, write
         if old is None:
             inserts.append({**row, "updated_at": now} if kind_name == "customers" else row)
         elif any(getattr(old, c) != row[c] for c in cols):
-            updates.append({**{f"b_{c}": v for c, v in row.items()}, "b_key": old.id,
-                            **({"b_updated_at": now} if kind_name == "customers" else {})})
+            updates.append(
+                {
+                    **{f"b_{c}": v for c, v in row.items()},
+                    "b_key": old.id,
+                    **({"b_updated_at": now} if kind_name == "customers" else {}),
+                }
+            )
         else:
             stats.unchanged += 1
             continue
-        if kind_name != "contacts":               # a contact moves no decision
+        if kind_name != "contacts":  # a contact moves no decision
             touched.append(row["id"] if kind_name == "customers" else row["customer_id"])
     conn = s.connection()
     if inserts:
@@ -712,6 +904,7 @@ def _write(ctx, plan, v: _Validation, spools: dict, progress, writer: _Writer) -
                 if progress:
                     progress(kind.name, len(batch))
                 batch.clear()
+
         for row in _spooled(spools[table.file]):
             batch.append(row)
             if len(batch) >= BATCH:
@@ -728,11 +921,20 @@ def _groups(ids: Iterable[str]) -> Iterator[list[str]]:
 
 def _keep(failures: list, more: list) -> None:
     """Decision failures, the first MAX_ERRORS (a policy failing every customer must not fill the memory)."""
-    failures.extend(more[:max(0, MAX_ERRORS - len(failures))])
+    failures.extend(more[: max(0, MAX_ERRORS - len(failures))])
 
 
-def _decide_all(ctx, customer_ids: Iterable[str], as_of: dt.date, actor: str, import_id: str, progress,
-                workers: int = 1, sums: dict | None = None, count: int | None = None) -> tuple[int, list]:
+def _decide_all(
+    ctx,
+    customer_ids: Iterable[str],
+    as_of: dt.date,
+    actor: str,
+    import_id: str,
+    progress,
+    workers: int = 1,
+    sums: dict | None = None,
+    count: int | None = None,
+) -> tuple[int, list]:
     """One decision per customer, in groups: evaluated and chained inside one write transaction each; with
     `workers` > 1 evaluated in that many processes (see _decide_parallel). `customer_ids` may be a stream
     (the spool's, in id order; `count` says how many). `sums` ({policy version: figures.Sums}) gathers the
@@ -745,8 +947,14 @@ def _decide_all(ctx, customer_ids: Iterable[str], as_of: dt.date, actor: str, im
     decided, failures = 0, []
     for group in _groups(customer_ids):
         with ctx.tx() as s:
-            customers = s.execute(select(Customer).where(Customer.id.in_(_IDS)).order_by(Customer.id)
-                                  .with_for_update(), {"ids": group}).scalars().all()
+            customers = (
+                s.execute(
+                    select(Customer).where(Customer.id.in_(_IDS)).order_by(Customer.id).with_for_update(),
+                    {"ids": group},
+                )
+                .scalars()
+                .all()
+            )
             heads = trail.lock_heads(s, [c.id for c in customers])
             records, last, failed, shares = _evaluate_group(ctx, s, customers, as_of, actor, import_id)
             _store_group(ctx, s, records, last, heads, as_of)
@@ -793,9 +1001,19 @@ def _evaluate_group(ctx, s, customers, as_of: dt.date, actor: str, import_id: st
         except (InputInvalid, EngineFailure) as exc:
             failures.append(f"{c.id}: {exc}")
             continue
-        records.append({"subject": c.id, "kind": KIND, "actor": actor, "request_id": import_id, "as_of": as_of,
-                        "facts": canonical_json({"case": cases[c.id].plain, "as_of": iso_day, "order": None}),
-                        "policy_version": policy.version, "result": decision.stored, "outcome": decision.outcome})
+        records.append(
+            {
+                "subject": c.id,
+                "kind": KIND,
+                "actor": actor,
+                "request_id": import_id,
+                "as_of": as_of,
+                "facts": canonical_json({"case": cases[c.id].plain, "as_of": iso_day, "order": None}),
+                "policy_version": policy.version,
+                "result": decision.stored,
+                "outcome": decision.outcome,
+            }
+        )
         # what remember_last_evaluations reads: all a worker process sends back of the decision's data
         last.append((c.id, summary_of(decision.body, policy.exponent)))
         shares[c.id] = (policy.version, figures.customer_share(bands, facts))
@@ -818,6 +1036,7 @@ def _worker_start(database_url: str) -> None:
     from ...service.context import Context
     from ...store.database import make_engine, make_sessionmaker
     from ...store.policy_store import PolicyRegistry
+
     _worker_ctx = Context(make_sessionmaker(make_engine(database_url)), PolicyRegistry())
 
 
@@ -825,20 +1044,25 @@ def _worker_group(job: tuple) -> tuple:
     """Evaluate one group in a worker: (ids, chain heads seen before reading, records, last, failures, shares)."""
     group, as_of, actor, import_id = job
     with _worker_ctx.read_tx() as s:
-        seen = trail.read_heads(s, group)      # first: a decision written after this is caught by the parent
-        customers = s.execute(select(Customer).where(Customer.id.in_(_IDS)).order_by(Customer.id),
-                              {"ids": group}).scalars().all()
+        seen = trail.read_heads(s, group)  # first: a decision written after this is caught by the parent
+        customers = (
+            s.execute(select(Customer).where(Customer.id.in_(_IDS)).order_by(Customer.id), {"ids": group})
+            .scalars()
+            .all()
+        )
         records, last, failures, shares = _evaluate_group(_worker_ctx, s, customers, as_of, actor, import_id)
     return group, seen, records, last, failures, shares
 
 
-def _decide_parallel(ctx, customer_ids, as_of, actor, import_id, progress, workers: int,
-                     sums: dict | None) -> tuple[int, list]:
+def _decide_parallel(
+    ctx, customer_ids, as_of, actor, import_id, progress, workers: int, sums: dict | None
+) -> tuple[int, list]:
     """The decide phase over processes: `workers` processes read and evaluate groups (the CPU-heavy part,
     durable_rules), the parent writes each group's records as they come back, in one short transaction
     per group, so SQLite's single writer is never contended. A customer whose chain grew between the
     worker's read and the parent's write (an event meanwhile) is evaluated again by the parent, under lock."""
     import multiprocessing
+
     url = ctx.sessionmaker.kw["bind"].url.render_as_string(hide_password=False)
     jobs = ((group, as_of, actor, import_id) for group in _groups(customer_ids))
     decided, failures = 0, []
@@ -846,14 +1070,21 @@ def _decide_parallel(ctx, customer_ids, as_of, actor, import_id, progress, worke
     with multiprocessing.get_context("spawn").Pool(workers, _worker_start, (url,)) as pool:
         for group, seen, records, last, failed, shares in _bounded_imap(pool, _worker_group, jobs, 2 * workers):
             with ctx.tx() as s:
-                locked = s.execute(select(Customer).where(Customer.id.in_(_IDS)).order_by(Customer.id)
-                                   .with_for_update(), {"ids": group}).scalars().all()
+                locked = (
+                    s.execute(
+                        select(Customer).where(Customer.id.in_(_IDS)).order_by(Customer.id).with_for_update(),
+                        {"ids": group},
+                    )
+                    .scalars()
+                    .all()
+                )
                 heads = trail.lock_heads(s, [c.id for c in locked])
                 stale = {cid for cid, head in heads.items() if head != seen.get(cid)}
                 if stale:
                     keep = [r for r in records if r["subject"] not in stale]
                     again, again_last, again_failed, again_shares = _evaluate_group(
-                        ctx, s, [c for c in locked if c.id in stale], as_of, actor, import_id)
+                        ctx, s, [c for c in locked if c.id in stale], as_of, actor, import_id
+                    )
                     records = sorted(keep + again, key=lambda r: r["subject"])
                     last = [x for x in last if x[0] not in stale] + again_last
                     failed = [f for f in failed if f.split(":", 1)[0] not in stale] + again_failed
@@ -880,9 +1111,19 @@ def _bounded_imap(pool, fn, jobs: Iterator, window: int) -> Iterator:
         yield result
 
 
-def run_import(ctx, sources: list[Source], *, actor: str, as_of: dt.date | None = None, dry_run: bool = False,
-               skip_invalid: bool = False, progress=None, workers: int = 1, role: str | None = None,
-               reason: str | None = None) -> dict:
+def run_import(
+    ctx,
+    sources: list[Source],
+    *,
+    actor: str,
+    as_of: dt.date | None = None,
+    dry_run: bool = False,
+    skip_invalid: bool = False,
+    progress=None,
+    workers: int = 1,
+    role: str | None = None,
+    reason: str | None = None,
+) -> dict:
     """Validate, write and decide (see the module's doc). `role` is the importing key's (None: the operator,
     CLI), `reason` what a change of existing credit files' decision fields is recorded with. Returns the
     import record as a dict, with `rejected_csv` (the rejected rows and why) when rows were refused."""
@@ -898,8 +1139,9 @@ def run_import(ctx, sources: list[Source], *, actor: str, as_of: dt.date | None 
         if status == "done":
             touched = _write(ctx, plan, v, spools, progress, _Writer(ctx, policy, rules, actor, import_id))
             sums: dict = {}
-            decisions, failures = _decide_all(ctx, v.spool.touched_ids(), as_of, actor, import_id, progress, workers,
-                                              sums, count=touched)
+            decisions, failures = _decide_all(
+                ctx, v.spool.touched_ids(), as_of, actor, import_id, progress, workers, sums, count=touched
+            )
             _snapshot_if_whole_book(ctx, sums, decisions, failures, as_of, import_id)
         elif status == "checked":
             _count_changes(ctx, plan, v, spools)
@@ -908,21 +1150,46 @@ def run_import(ctx, sources: list[Source], *, actor: str, as_of: dt.date | None 
         for spool in spools.values():
             spool.close()
         v.spool.close()
-    record = {"id": import_id, "actor": actor, "as_of": as_of.isoformat(), "status": status, "dry_run": dry_run,
-              "files": files, "counts": {k: c.as_dict() for k, c in v.counts.items()}, "errors": v.errors,
-              "error_count": v.error_count, "decisions": decisions, "decision_failures": failures[:MAX_ERRORS]}
+    record = {
+        "id": import_id,
+        "actor": actor,
+        "as_of": as_of.isoformat(),
+        "status": status,
+        "dry_run": dry_run,
+        "files": files,
+        "counts": {k: c.as_dict() for k, c in v.counts.items()},
+        "errors": v.errors,
+        "error_count": v.error_count,
+        "decisions": decisions,
+        "decision_failures": failures[:MAX_ERRORS],
+    }
     with ctx.tx() as s:
-        s.add(ImportRun(id=import_id, created_at=ctx.clock(), finished_at=ctx.clock(), actor=actor, status=status,
-                        dry_run=dry_run, as_of=as_of, files=files, counts=record["counts"], errors=v.errors,
-                        error_count=v.error_count, decisions=decisions))
+        s.add(
+            ImportRun(
+                id=import_id,
+                created_at=ctx.clock(),
+                finished_at=ctx.clock(),
+                actor=actor,
+                status=status,
+                dry_run=dry_run,
+                as_of=as_of,
+                files=files,
+                counts=record["counts"],
+                errors=v.errors,
+                error_count=v.error_count,
+                decisions=decisions,
+            )
+        )
     record["rejected_csv"] = rejected_csv
     return record
 
 
 def _count_changes(ctx, plan, v: _Validation, spools: dict) -> None:
     """A dry run's new / changed / unchanged counts: the write pass inside a transaction rolled back."""
+
     class _Rollback(Exception):
         pass
+
     now = ctx.clock()
     try:
         with ctx.tx() as s:
@@ -955,6 +1222,16 @@ def get_import(ctx, import_id: str) -> dict:
         r = s.get(ImportRun, import_id)
         if r is None:
             raise DomainError("E_NOT_FOUND", f"import '{import_id}' not found")
-        return {"id": r.id, "actor": r.actor, "as_of": r.as_of.isoformat(), "status": r.status, "dry_run": r.dry_run,
-                "files": r.files, "counts": r.counts, "errors": r.errors, "error_count": r.error_count,
-                "decisions": r.decisions, "created_at": r.created_at.isoformat() + "Z"}
+        return {
+            "id": r.id,
+            "actor": r.actor,
+            "as_of": r.as_of.isoformat(),
+            "status": r.status,
+            "dry_run": r.dry_run,
+            "files": r.files,
+            "counts": r.counts,
+            "errors": r.errors,
+            "error_count": r.error_count,
+            "decisions": r.decisions,
+            "created_at": r.created_at.isoformat() + "Z",
+        }

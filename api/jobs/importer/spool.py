@@ -4,14 +4,15 @@ only memory it takes). Natural keys seen (duplicates, with the file and row of t
 contacts per channel, the customers and invoices the import holds (references), the rejected rows
 and their first error, the customers whose rows were written (decided afterwards). A book of any size
 costs the same memory: chunks of rows go in and out with executemany / IN (...) reads."""
+
 from __future__ import annotations
 
 import json
 import sqlite3
 from typing import Iterable, Iterator
 
-CACHE_KIB = 8 * 1024                 # the spool's page cache: its whole memory
-IN_CHUNK = 500                       # ids per IN (...) read (under SQLite's 999 variables of old builds)
+CACHE_KIB = 8 * 1024  # the spool's page cache: its whole memory
+IN_CHUNK = 500  # ids per IN (...) read (under SQLite's 999 variables of old builds)
 
 _SCHEMA = (
     # kind + natural key → where it was first seen (file number, row)
@@ -41,7 +42,7 @@ class Spool:
         # one transaction for the spool's life: autocommit would make every row of an executemany its own
         # commit (a write of its pages to the file each); nothing here needs to survive the import
         self.db.execute("BEGIN")
-        self._files: dict[str, int] = {}                # file (or file[sheet]) name → number (a few)
+        self._files: dict[str, int] = {}  # file (or file[sheet]) name → number (a few)
         self._names: list[str] = []
         self.rejected_rows = 0
 
@@ -58,7 +59,7 @@ class Spool:
     def _in(self, sql: str, values: list, params: tuple = ()) -> Iterator[tuple]:
         """Rows of `sql` (one `{}` for the IN list) over `values` in chunks."""
         for i in range(0, len(values), IN_CHUNK):
-            part = values[i:i + IN_CHUNK]
+            part = values[i : i + IN_CHUNK]
             yield from self.db.execute(sql.format(",".join("?" * len(part))), (*params, *part))
 
     # -------------------------------------------------------------------- first occurrences
@@ -66,9 +67,12 @@ class Spool:
         """For each (key text, file number, row), in order: None for a key's first occurrence (remembered from
         now on), else (file name, row) of the first (seen before, or earlier in `keys`)."""
         where, params = ("kind = ? AND key", (kind,)) if kind is not None else ("key", ())
-        before = {k: (self._names[f], r) for k, f, r in
-                  self._in(f"SELECT key, file, row FROM {table} WHERE {where} IN ({{}})",
-                           list({k for k, _, _ in keys}), params)}
+        before = {
+            k: (self._names[f], r)
+            for k, f, r in self._in(
+                f"SELECT key, file, row FROM {table} WHERE {where} IN ({{}})", list({k for k, _, _ in keys}), params
+            )
+        }
         new: dict = {}
         out = []
         for k, f, r in keys:
@@ -81,8 +85,10 @@ class Spool:
             out.append(first)
         if new:
             cols = ("kind, " if kind is not None else "") + "key, file, row"
-            self.db.executemany(f"INSERT INTO {table} ({cols}) VALUES ({', '.join('?' * (len(params) + 3))})",
-                                ((*params, k, f, r) for k, (f, r) in new.items()))
+            self.db.executemany(
+                f"INSERT INTO {table} ({cols}) VALUES ({', '.join('?' * (len(params) + 3))})",
+                ((*params, k, f, r) for k, (f, r) in new.items()),
+            )
         return out
 
     # -------------------------------------------------------------------- what the import holds
@@ -101,8 +107,9 @@ class Spool:
     # -------------------------------------------------------------------- rejected rows
     def reject(self, file: str, row: int, error: str) -> None:
         """A row's first error is the one the rejected CSV gives."""
-        cur = self.db.execute("INSERT OR IGNORE INTO rejected (file, row, error) VALUES (?, ?, ?)",
-                              (self.file_number(file), row, error))
+        cur = self.db.execute(
+            "INSERT OR IGNORE INTO rejected (file, row, error) VALUES (?, ?, ?)", (self.file_number(file), row, error)
+        )
         self.rejected_rows += cur.rowcount
 
     def rejected(self) -> Iterator[tuple[str, int, str]]:
@@ -122,8 +129,9 @@ class Spool:
         is code point order), read a page at a time by key (no cursor held open across pages)."""
         after = ""
         while True:
-            ids = [r[0] for r in self.db.execute("SELECT id FROM touched WHERE id > ? ORDER BY id LIMIT ?",
-                                                 (after, page))]
+            ids = [
+                r[0] for r in self.db.execute("SELECT id FROM touched WHERE id > ? ORDER BY id LIMIT ?", (after, page))
+            ]
             yield from ids
             if len(ids) < page:
                 return

@@ -1,4 +1,5 @@
 """Alembic environment: runs on the connection creditctl hands it (api.store.database.migrate)."""
+
 from alembic import context
 
 from api.store.tables import Base
