@@ -16,7 +16,7 @@ export GLIBC_TUNABLES ?= glibc.malloc.trim_threshold=268435456:glibc.malloc.mmap
 SYSTEM_PACKAGES := chromium libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fontconfig fonts-noto-cjk poppler-utils openssl
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system-packages browser run lint test soak bench bench-http bench-sweep bench-import bench-console bench-credit-check clean
+.PHONY: setup system-packages browser run lint test soak bench bench-http bench-sweep bench-import bench-console bench-credit-check bench-simulate clean
 
 $(STAMP): pyproject.toml
 	$(MAKE) --no-print-directory system-packages
@@ -68,6 +68,10 @@ bench-http: $(STAMP)
 # N=100,000 customers (1M invoices) by default; e.g. make bench-sweep SWEEP_ARGS='--customers 10000,20000'
 bench-sweep: $(STAMP)
 	$(BIN)/python bench/sweep_bench.py $(SWEEP_ARGS)
+
+# 25,000 customers by default, workers 1 and 2; e.g. make bench-simulate SIM_ARGS='--repo /tmp/base --rounds 2'
+bench-simulate: $(STAMP)
+	$(BIN)/python bench/simulate_bench.py $(SIM_ARGS)
 
 # 100,000 customers / 1M invoices by default; e.g. make bench-import IMPORT_ARGS='--customers 10000'
 bench-import: $(STAMP)

@@ -665,6 +665,9 @@ def build_parser():
     sim.add_argument("--database-url", dest="database_url")
     sim.add_argument("--format", choices=["json", "csv"], default="json")
     sim.add_argument("--output", help="write the report here instead of stdout")
+    sim.add_argument("--workers", type=int, default=1,
+                     help="processes to evaluate the book in, each a customer-id range with its own database "
+                          "connection (default 1); the report is the same for any number")
     sim.set_defaults(func=cmd_policy_simulate)
     pub = policy.add_parser("publish", help="store a policy version in force from today or a later day")
     pub.add_argument("file")

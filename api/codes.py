@@ -38,6 +38,7 @@ CODES: dict[str, Code] = {
     "E_REFERRAL_CLOSED": Code(409, 4, "the referral is no longer open (released, rejected or expired)"),
     "E_AUTHORITY_REQUIRED": Code(403, 2, "the key's authority level is below the level the release needs"),
     "E_NOT_ON_HOLD": Code(409, 4, "the customer is not on credit hold"),
+    "E_ON_HOLD": Code(409, 4, "the customer or its group is on credit hold: lifted first, or the referral rejected"),
     "E_KEY_REVOKED": Code(409, 4, "the API key is revoked: it is never used, rotated or revoked again"),
     "E_SAME_PERSON": Code(403, 2, "separation of duties: the person who asked may not also release or approve"),
     "E_GRANT_AUTHORITY": Code(403, 2, "the key's authority level may not grant that much above the policy's limit"),

@@ -35,7 +35,7 @@ def worker(root: str) -> None:
     sys.path[:0] = [root, os.path.join(root, "tests")]
     import engine
     from engine import build_facts, compile_policy, evaluate, evaluate_facts, load_case
-    from engine.decision import canonical_json
+    from engine.decision import Decision, canonical_json
     from engine.evaluator import parse_order
     try:                                   # the fact dictionary moved from engine/ to rules/ on 2026-12-02
         from rules.fields import DECISION, PROFILE
@@ -77,6 +77,10 @@ def worker(root: str) -> None:
         fn()
         return time.process_time() - t0
 
+    # what the trail stores: since issue 8 the decision with its reasons as data (format 2), rendered only
+    # when read; before it, the English decision (format 1). `.json` is the English decision in both trees.
+    trail_form = (lambda d: d.stored) if hasattr(Decision, "stored") else (lambda d: d.json)
+
     def one_pass() -> dict:
         out = {
             "evaluate": timed(lambda: [evaluate(policy, c, AS_OF, order=o) for c, o in cases]),
@@ -90,6 +94,12 @@ def worker(root: str) -> None:
             out[f"match_{phase}"] = timed(lambda: [matcher.match(f) for _ in range(10) for f in prepared[phase]])
         if evaluate_loaded is not None:
             out["evaluate_loaded"] = timed(lambda: [evaluate_loaded(policy, t, AS_OF, order=o) for t, _, o in loaded])
+            out["loaded_stored"] = timed(lambda: [trail_form(evaluate_loaded(policy, t, AS_OF, order=o))
+                                                  for t, _, o in loaded])
+            out["loaded_english"] = timed(lambda: [evaluate_loaded(policy, t, AS_OF, order=o).json
+                                                   for t, _, o in loaded])
+        out["facts_stored"] = timed(lambda: [trail_form(evaluate_facts(policy, f)) for f in facts])
+        out["facts_english"] = timed(lambda: [evaluate_facts(policy, f).json for f in facts])
         out["compile_528"] = timed(lambda: compile_policy(big_text, "generated.yaml").dispose())
         out["compile_shipped"] = timed(lambda: compile_policy(text, "policies.yaml").dispose())
         return out
@@ -132,6 +142,10 @@ ROWS = [  # (label, key, unit): per-item figures from the seconds of one pass
     ("(d) build_facts: µs per evaluation", "build_facts", "us", CASES),
     ("(d) evaluate_facts (matching, assembly, JSON): µs", "evaluate_facts", "us", CASES),
     ("(d) of which canonical JSON: µs", "json", "us", CASES),
+    ("(e) full evaluation, typed case + trail form: µs", "loaded_stored", "us", CASES),
+    ("(e) full evaluation, typed case + English JSON: µs", "loaded_english", "us", CASES),
+    ("(e) evaluate_facts + trail form: µs", "facts_stored", "us", CASES),
+    ("(e) evaluate_facts + English JSON: µs", "facts_english", "us", CASES),
 ]
 
 

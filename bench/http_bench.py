@@ -499,9 +499,11 @@ def make_book(n: int, today: dt.date, seed: int) -> list[dict]:
     return book
 
 
-def seed(port: int, key: str, book: list[dict], threads: int = 6) -> tuple[int, int, float]:
+def seed(port: int, key: str, book: list[dict], threads: int = 6, file_key: str | None = None
+         ) -> tuple[int, int, float]:
     def one(case):
-        status, body = http_json("PUT", port, f"/v1/customers/{case['id']}", key, case["customer"])
+        # the credit file by a controller: credit_score is a decision field (back office may not set it)
+        status, body = http_json("PUT", port, f"/v1/customers/{case['id']}", file_key or key, case["customer"])
         if status not in (200, 201):
             raise RuntimeError(f"PUT /v1/customers/{case['id']} → {status}: {body}")
         for k, inv in enumerate(sorted(case["invoices"], key=lambda v: v["issued_on"])):
@@ -614,7 +616,7 @@ def run_backend(label: str, url: str, args, tmp: str, executor) -> dict:
         print(f"  creditctl serve: gunicorn master {server.proc.pid}, workers {workers}, port {server.port}")
 
         book = make_book(args.customers, dt.date.today(), args.seed)
-        n_cust, n_events, secs = seed(server.port, keys["backoffice"], book)
+        n_cust, n_events, secs = seed(server.port, keys["backoffice"], book, file_key=keys["controller"])
         res["seed"] = (n_cust, n_events, secs)
         print(f"  seeded {n_cust} customers + {n_events} invoice_issued events through the API in {secs:.1f} s")
         customers = [c["id"] for c in book]

@@ -105,6 +105,7 @@ def _input_error(field: str, message: str, code: str = "E_INPUT_INVALID") -> int
 
 
 def cmd_evaluate(args) -> int:
+    from .decision import canonical_json
     from .evaluator import evaluate
     try:
         with open(args.input, "rb") as fh:
@@ -141,7 +142,8 @@ def cmd_evaluate(args) -> int:
     except EngineFailure as exc:          # fail closed: no decision
         print(json.dumps({"code": exc.code, "message": str(exc), "errors": {}}, ensure_ascii=False), file=sys.stderr)
         return 1
-    print(decision.json if args.compact else json.dumps(decision.data, ensure_ascii=False, indent=2, sort_keys=True))
+    data = decision.render(args.locale)             # reasons in English (default) or Chinese
+    print(canonical_json(data) if args.compact else json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True))
     return 0
 
 
@@ -215,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--as-of", dest="as_of")
     ev.add_argument("--order-amount", dest="order_amount")
     ev.add_argument("--compact", action="store_true", help="canonical one-line JSON")
+    ev.add_argument("--locale", choices=("en", "zh"), default="en", help="the language of the reasons")
     ev.set_defaults(func=cmd_evaluate)
 
     demo = sub.add_parser("demo", help="evaluate the bundled example portfolio")

@@ -83,6 +83,10 @@ class CompiledPolicy:
     matchers: dict = field(default_factory=dict, repr=False, compare=False)
     phase_fields: dict = field(default_factory=dict, repr=False, compare=False)
     messages: dict = field(default_factory=dict, repr=False, compare=False)   # rule id → Template
+    # rule id → the Chinese Template (`message_zh`; the English one where the rule has none)
+    messages_zh: dict = field(default_factory=dict, repr=False, compare=False)
+    # rule id → (fact fields its reason keeps: those its condition and templates use, whether it shows the anchor)
+    reason_fields: dict = field(default_factory=dict, repr=False, compare=False)
     authority: authority.Authority = field(default=authority.Authority(), repr=False, compare=False)
 
     @property
@@ -122,7 +126,8 @@ def compile_policy(text: str | bytes, source: str = "policies.yaml", *, legacy_w
         parts = _resolve(ctx, data)
         if ctx.errors:
             raise PolicyInvalid(ctx.errors)
-        _check(ctx, parts["rules"])
+        parts["messages_zh"] = [_message_zh(data, rule) for rule in parts["rules"]]
+        _check(ctx, parts["rules"], parts["messages_zh"])
         if ctx.errors:
             raise PolicyInvalid(ctx.errors)
     except _TooMany:
@@ -197,9 +202,20 @@ def _resolve(ctx: CompileContext, data: dict) -> dict:
             "authority": authority.build(ctx, data.get("authority"), ("authority",))}
 
 
-def _check(ctx: CompileContext, rules: list[Rule]) -> None:
+def _message_zh(data: dict, rule: Rule) -> str:
+    """The rule's `message_zh` (its Chinese message; "" when it has none), found at the rule's path."""
+    node = data
+    for part in rule.path:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return ""
+    return node.get("message_zh") or "" if isinstance(node, dict) else ""
+
+
+def _check(ctx: CompileContext, rules: list[Rule], messages_zh: list[str]) -> None:
     seen: dict[str, Rule] = {}
-    for rule in rules:
+    for rule, zh in zip(rules, messages_zh):
         if rule.id in seen:
             first = ctx.source.locate(seen[rule.id].path)
             ctx.error("E_DUPLICATE_ID", f"rule id '{rule.id}' is already used at line {first[0]}", rule.path)
@@ -207,25 +223,27 @@ def _check(ctx: CompileContext, rules: list[Rule]) -> None:
         if conditions.is_contradiction(rule.condition):
             ctx.error("E_UNREACHABLE", f"rule '{rule.id}' can never match: "
                       f"{conditions.describe(rule.condition)}", rule.path + ("when",))
-        _check_message(ctx, rule)
+        _check_message(ctx, rule, rule.message, "message")
+        if zh:
+            _check_message(ctx, rule, zh, "message_zh")
     for phase in (PROFILE, DECISION):
         _check_engine_limits(ctx, [r for r in rules if r.phase == phase], phase)
 
 
-def _check_message(ctx: CompileContext, rule: Rule) -> None:
+def _check_message(ctx: CompileContext, rule: Rule, text: str, key: str) -> None:
     allowed = {n for n, f in FIELDS.items() if rule.phase == DECISION or f.stage == PROFILE}
     allowed |= {p[0] for p in rule.params} | EXTRA_PLACEHOLDERS.get(rule.family, set())
     try:
-        names = [name for _, name, spec, conv in string.Formatter().parse(rule.message) if name is not None]
+        names = [name for _, name, spec, conv in string.Formatter().parse(text) if name is not None]
     except ValueError as exc:
-        ctx.error("E_MESSAGE", f"message template: {exc}", rule.path + ("message",))
+        ctx.error("E_MESSAGE", f"{key} template: {exc}", rule.path + (key,))
         return
     for name in names:
         if name not in allowed:
             hint = did_you_mean(name, allowed)
             if name in FIELDS:
                 hint = " (only known after limits are resolved: usable in credit.check and alerts)"
-            ctx.error("E_MESSAGE", f"message uses unknown placeholder '{{{name}}}'{hint}", rule.path + ("message",))
+            ctx.error("E_MESSAGE", f"{key} uses unknown placeholder '{{{name}}}'{hint}", rule.path + (key,))
 
 
 def _leading_range_tests(node, out: dict, gate=None) -> None:
@@ -321,12 +339,21 @@ def _build(loaded: LoadedYaml, text: str, data: dict, parts: dict) -> CompiledPo
     # A rule without a message explains itself with its condition.
     messages = {r.id: Template(r.message, r.params, exponent, f"{r.id}: {conditions.describe(r.condition)}")
                 for r in rules}
+    messages_zh = {r.id: Template(zh, r.params, exponent) if zh else messages[r.id]
+                   for r, zh in zip(rules, parts["messages_zh"])}
+    reason_fields = {}
+    for r in rules:
+        shown = {name for t in (messages[r.id], messages_zh[r.id]) for name, kind in t.live}
+        used = (conditions.fields_used(r.condition) | shown) & FIELDS.keys()
+        reason_fields[r.id] = (tuple(sorted(used)), any("anchor_invoice" in t.names
+                                                        for t in (messages[r.id], messages_zh[r.id])))
     return CompiledPolicy(
         version=version, name=data["policy"]["name"], currency=currency,
         exponent=exponent, source=loaded.file, text=text,
         content=json.loads(content), band_classes=parts["bands"], scorecard=parts["scorecard"],
         dunning=parts["dunning"], interest=parts["interest"], waiver_mode=parts["waiver"], rules=rules,
         rules_by_id={r.id: r for r in rules}, matchers=matchers, phase_fields=phase_fields, messages=messages,
+        messages_zh=messages_zh, reason_fields=reason_fields,
         authority=parts["authority"])
 
 

@@ -3,8 +3,9 @@ so the same policy version and facts always give byte-identical output."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from functools import cached_property
+
+from .reasons import render, render_reasons
 
 try:
     import orjson
@@ -51,32 +52,78 @@ def canonical_json(data) -> str:
     return canonical_json_stdlib(data)
 
 
-@dataclass(frozen=True)
+FORMAT = 2          # the stored form's "format": reasons as data (format 1, no marker: reasons as English text)
+
+
 class Decision:
-    json: str
+    """One evaluation's decision. `body` holds the reasons as data (engine/reasons.py): what the trail stores
+    (`stored`, format 2). Readers get it rendered in a locale (`render`); `data` and `json` are the English
+    rendering, byte-identical to the decision before reasons became structured (format 1). Nothing changes
+    a Decision once made: `body` and what is derived from it are not to be modified."""
+
+    __slots__ = ("body", "policy", "__dict__")
+
+    def __init__(self, body: dict, policy):
+        self.body, self.policy = body, policy
+
+    @classmethod
+    def from_stored(cls, text: str, policy) -> "Decision":
+        """The decision of a stored format-2 result (`stored`), to render with the policy version it names."""
+        body = _loads(text)
+        body.pop("format", None)
+        return cls(body, policy)
+
+    @cached_property
+    def stored(self) -> str:
+        """The canonical JSON the trail keeps: the body with its reasons as data, marked "format": 2."""
+        return canonical_json({**self.body, "format": FORMAT})
 
     @cached_property
     def data(self) -> dict:
-        return _loads(self.json)
+        """The decision in English, as clients read it (the format-1 shape)."""
+        return render(self.body, self.policy)
+
+    @cached_property
+    def json(self) -> str:
+        """The canonical JSON of `data`: the bytes of format 1."""
+        return canonical_json(self.data)
 
     def as_dict(self) -> dict:
         return _loads(self.json)
 
+    def render(self, locale: str = "en") -> dict:
+        """The decision as a reader in `locale` ("en", "zh") reads it."""
+        if locale == "en":
+            return self.data
+        return render(self.body, self.policy, locale)
+
+    def reasons(self, locale: str = "en", family: str | None = None) -> list[dict]:
+        """The reasons (of one family, if given) rendered in `locale`, without rendering the rest."""
+        if locale == "en" and "data" in self.__dict__:
+            return [r for r in self.data["reasons"] if family is None or r["family"] == family]
+        return render_reasons(self.body["reasons"], self.policy, locale, family)
+
     @property
     def policy_version(self) -> str:
-        return self.data["policy_version"]
+        return self.body["policy_version"]
 
     @property
     def outcome(self) -> str | None:
-        check = self.data["credit"].get("check")
+        check = self.body["credit"].get("check")
         return check["outcome"] if check else None
 
     def get(self, dotted: str):
-        """Value at a dotted path, e.g. 'credit.check.outcome' or 'dunning.actions[0].type'."""
+        """Value at a dotted path of the English decision, e.g. 'credit.check.outcome' or 'dunning.actions[0].type'."""
         node = self.data
         for part in _split(dotted):
             node = node[part]
         return node
+
+
+def stored_format(result) -> int:
+    """The format of a stored result: 2 when it carries the marker, else 1 (records before structured reasons,
+    and records of kinds that hold no decision)."""
+    return result.get("format", 1) if isinstance(result, dict) else 1
 
 
 def _split(dotted: str):

@@ -14,12 +14,11 @@ from rules.classification import BAND_CLASSES, OVERDUE_TIER, rank
 from rules.common import find_band
 from rules.scorecard import score as scorecard_score
 
-from .decision import Decision, canonical_json
+from .decision import Decision
 from .errors import InputError, InputInvalid
 from .facts import MAX_AMOUNT, Facts, build_facts, check_case, load_case
-from rules.fields import DECISION, FIELDS, OVERDUE_FIELDS, PROFILE
-from rules.fields import show
-from rules.money import minor_display, minor_str, to_minor
+from rules.fields import DECISION, OVERDUE_FIELDS, PROFILE
+from rules.money import minor_str, to_minor
 
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 TERMS_FIELDS = {"invoice_terms_exceeded", "invoices_beyond_terms"}
@@ -73,8 +72,19 @@ def evaluate_loaded_with_facts(policy, loaded: dict, as_of: dt.date, order=None)
     return evaluate_facts(policy, facts), facts
 
 
-def _reason(rule_id, family, message):
-    return {"rule": rule_id, "family": family, "message": message}
+def _reason(rule_id, family, key, values):
+    """An engine reason: `key` names its message in engine/reasons.py's catalogue (rendered when read)."""
+    return {"rule": rule_id, "family": family, "key": key, "values": values}
+
+
+def _rule_reason(policy, rule, fact, anchor):
+    """A policy rule's reason: the fact fields its condition and its message templates use (compile time:
+    policy.reason_fields), the anchor invoice where a template shows it; rendered from the templates when read."""
+    names, wants_anchor = policy.reason_fields[rule.id]
+    values = {n: fact[n] for n in names if n in fact}
+    if wants_anchor:
+        values["anchor_invoice"] = anchor
+    return {"rule": rule.id, "family": rule.family, "values": values}
 
 
 def evaluate_facts(policy, facts: Facts) -> Decision:
@@ -86,33 +96,27 @@ def evaluate_facts(policy, facts: Facts) -> Decision:
     points = {}
     if fact["manual_score"]:
         score_source = "manual"
-        reasons.append(_reason("score.manual", "score",
-                               f"credit score {fact['credit_score']} set on the credit file (manual assessment)"))
+        reasons.append(_reason("score.manual", "score", "score.manual", {"score": fact["credit_score"]}))
     else:
         score_source = "scorecard"
         total, parts = scorecard_score(policy.scorecard, fact)
         fact["credit_score"] = total
         for name, pts, why in parts:
             points[name] = pts
-            detail = "no data" if why != "band" else f"{name} {show(FIELDS[name].kind, fact[name], exp)}"
-            reasons.append(_reason(f"scorecard.{name}", "score", f"{detail}: {pts} points"))
-        reasons.append(_reason("scorecard.total", "score", f"scorecard total {total} (clamped to "
-                               f"{policy.scorecard.low}–{policy.scorecard.high})"))
+            reasons.append(_reason(f"scorecard.{name}", "score", "score.factor", {
+                "factor": name, "value": fact[name], "points": pts}) if why == "band" else
+                _reason(f"scorecard.{name}", "score", "score.factor_missing", {"factor": name, "points": pts}))
+        reasons.append(_reason("scorecard.total", "score", "score.total", {
+            "total": total, "low": policy.scorecard.low, "high": policy.scorecard.high}))
 
     # 2. band classes
     for name in BAND_CLASSES:
         bc = policy.band_classes[name]
         band = find_band(bc.bands, fact[bc.field])
         fact[name] = band.value
-        kind = FIELDS[bc.field].kind
-        bounds = []
-        if band.low is not None:
-            bounds.append(f"≥ {show(kind, band.low, exp)}")
-        if band.high is not None:
-            bounds.append(f"≤ {show(kind, band.high, exp)}")
-        reasons.append(_reason(f"classification.{name}", "classification",
-                               f"{name} = {band.value}: {bc.field} {show(kind, fact[bc.field], exp)} "
-                               f"({' and '.join(bounds)})"))
+        reasons.append(_reason(f"classification.{name}", "classification", "classification.band", {
+            "class": name, "band": band.value, "field": bc.field, "value": fact[bc.field],
+            "low": band.low, "high": band.high}))
     tier, bands_of, on = OVERDUE_TIER        # no reason of its own: a rule using it says so in its message
     fact[tier] = find_band(policy.band_classes[bands_of].bands, fact[on]).value
     if facts.previous_bucket in policy.band_classes["aging_bucket"].labels:
@@ -121,21 +125,22 @@ def evaluate_facts(policy, facts: Facts) -> Decision:
     if facts.previous_score is not None:
         fact["score_drop"] = facts.previous_score - fact["credit_score"]
     for (kind, ident, dated), invoice_id, amount, day in facts.applied_later:
-        reasons.append(_reason("credit.unapplied_cash", "credit.limit",
-                               f"unapplied {kind.replace('_', ' ')} {ident} of {dated.isoformat()}: "
-                               f"{minor_display(amount, exp)} applied to invoice {invoice_id} on its issue "
-                               f"{day.isoformat()} (oldest open invoice first)"))
+        reasons.append(_reason("credit.unapplied_cash", "credit.limit", "credit.unapplied_cash", {
+            "source": kind, "source_id": ident, "source_date": dated.isoformat(), "amount": amount,
+            "invoice_id": invoice_id, "applied_on": day.isoformat()}))
     for invoice_id, why in facts.pauses:
         if why == "legal_case":       # with the legal team: no stage action while its case is open
             case_id, status = facts.legal[invoice_id]
-            why = f"legal case {case_id} ({status}) holds it: collection is with the legal team (法务)"
-        reasons.append(_reason("dunning.pause", "dunning", f"collection of invoice {invoice_id} paused: {why}"))
+            reasons.append(_reason("dunning.pause", "dunning", "dunning.pause_legal", {
+                "invoice_id": invoice_id, "case_id": case_id, "status": status}))
+        else:
+            reasons.append(_reason("dunning.pause", "dunning", "dunning.pause", {"invoice_id": invoice_id, "pause": why}))
     for kind, ident, day in facts.breaches:
-        reasons.append(_reason("dunning.breach", "dunning",
-                               f"{kind.replace('_', ' ')} {ident} broken on {day.isoformat()}: collection resumes"))
+        reasons.append(_reason("dunning.breach", "dunning", "dunning.breach",
+                               {"kind": kind, "id": ident, "on": day.isoformat()}))
 
     # 3. profile rules
-    extra = {"anchor_invoice": facts.anchor_invoice or "-"}
+    anchor = facts.anchor_invoice or "-"
     fired_profile = _match(policy, PROFILE, fact)
     terms = credit.resolve_terms([r for r in fired_profile if r.family == "credit.limit"])
     target, entry_day, entries = dunning.resolve_stage(fired_profile)
@@ -160,31 +165,28 @@ def evaluate_facts(policy, facts: Facts) -> Decision:
             continue   # only the first catch-all owner rule applies
         if r.family == "dunning.action" and r.get("stage") != stage:
             continue   # an action condition matters only in its own stage
-        reasons.append(_reason(r.id, r.family, _message(policy, r, fact, extra)))
+        reasons.append(_rule_reason(policy, r, fact, anchor))
 
     # 4. decision-stage facts; a segment's figures, then an approved limit / terms on the credit file cap the policy's
     fired_segments = [r for r in fired_profile if r.family == "segments"]
     if any(r.params for r in fired_segments):
-        terms = _segment_terms(terms, fired_segments, reasons, exp)
+        terms = _segment_terms(terms, fired_segments, reasons)
     approved_limit, approved_terms = facts.approved
     policy_terms_days = terms.terms_days
     limit = terms.limit if approved_limit is None else min(terms.limit, approved_limit)
     grant = facts.grant if facts.grant and (facts.grant[1] is None or facts.as_of <= facts.grant[1]) else None
     if grant is not None:          # a controller's grant replaces the policy's limit (and the approved cap)
         limit = grant[0]
-        until = f" until {grant[1].isoformat()}" if grant[1] else ""
-        by = f" by {grant[2]}" if grant[2] else ""
-        reasons.append(_reason("credit.granted_limit", "credit.limit",
-                               f"limit granted on the credit file{by}{until}: {minor_display(grant[0], exp)} in "
-                               f"place of the policy's {minor_display(terms.limit, exp)}"))
+        reasons.append(_reason("credit.granted_limit", "credit.limit", "credit.granted_limit", {
+            "limit": grant[0], "policy_limit": terms.limit, "granted_by": grant[2] or None,
+            "until": grant[1].isoformat() if grant[1] else None}))
     elif approved_limit is not None:
-        reasons.append(_reason("credit.approved_limit", "credit.limit",
-                               f"approved limit on the credit file {minor_display(approved_limit, exp)}; policy "
-                               f"limit {minor_display(terms.limit, exp)}: the lower applies"))
+        reasons.append(_reason("credit.approved_limit", "credit.limit", "credit.approved_limit", {
+            "approved_limit": approved_limit, "policy_limit": terms.limit}))
     if approved_terms is not None and approved_terms < terms.terms_days:
         terms = credit.Terms(terms.limit, approved_terms, terms.deposit_pct, terms.limit_rules)
-        reasons.append(_reason("credit.approved_terms", "credit.limit",
-                               f"approved terms on the credit file: {approved_terms} days"))
+        reasons.append(_reason("credit.approved_terms", "credit.limit", "credit.approved_terms",
+                               {"terms_days": approved_terms}))
     fact.update({
         "credit_limit": limit, "terms_days": terms.terms_days, "deposit_pct": terms.deposit_pct,
         "dunning_stage": stage,
@@ -198,20 +200,17 @@ def evaluate_facts(policy, facts: Facts) -> Decision:
     beyond = [s for s in facts.invoices if s.open_minor > 0 and (s.due_on - s.issued_on).days > terms.terms_days]
     fact["invoices_beyond_terms"], fact["invoice_terms_exceeded"] = len(beyond), bool(beyond)
     for s in beyond if TERMS_FIELDS & set(policy.phase_fields.get(DECISION, ())) else ():
-        reasons.append(_reason("credit.terms_exceeded", "credit.limit",
-                               f"invoice {s.id} is due {(s.due_on - s.issued_on).days} days after its issue "
-                               f"({s.issued_on.isoformat()} → {s.due_on.isoformat()}), beyond the customer's "
-                               f"terms of {terms.terms_days} days"))
+        reasons.append(_reason("credit.terms_exceeded", "credit.limit", "credit.terms_exceeded", {
+            "invoice_id": s.id, "days": (s.due_on - s.issued_on).days, "issued_on": s.issued_on.isoformat(),
+            "due_on": s.due_on.isoformat(), "terms_days": terms.terms_days}))
     fired_decision = _match(policy, DECISION, fact)
     fired_decision = _tolerated_checks(policy, fired_decision, fact, reasons)
     checks = [r for r in fired_decision if r.family == "credit.check"]
     alerts = [r for r in fired_decision if r.family == "alerts"]
-    decision_messages = {}        # the fact does not change after this: alerts reuse their message
-    for r in fired_decision:
+    for r in fired_decision:      # an alert's message is its reason's, rendered when read (engine/reasons.py)
         if r.family == "credit.check" and not fact["has_order"]:
             continue
-        decision_messages[r.id] = _message(policy, r, fact, extra)
-        reasons.append(_reason(r.id, r.family, decision_messages[r.id]))
+        reasons.append(_rule_reason(policy, r, fact, anchor))
 
     credit_out = {
         "limit": minor_str(limit, exp), "terms_days": terms.terms_days,
@@ -239,7 +238,7 @@ def evaluate_facts(policy, facts: Facts) -> Decision:
             checks = [r for r in checks if r.id not in moot]
             reasons = [x for x in reasons if x["rule"] not in moot]
         elif outcome in ("approve", "approve_with_conditions"):
-            reasons.extend(_approval_reasons(fact, limit, exp))
+            reasons.extend(_approval_reasons(fact, limit))
         credit_out["check"] = {
             "order_amount": minor_str(fact["order_amount"], exp), "outcome": outcome,
             "exposure_after_order": minor_str(fact["exposure_after_order"], exp),
@@ -256,14 +255,13 @@ def evaluate_facts(policy, facts: Facts) -> Decision:
         stage_info = {"name": policy.dunning.stages[stage - 1].name, "target_stage": target, "skip": skip,
                       "paused": True, "entered_at_days_overdue": None, "entered_on": None, "days_in_stage": None,
                       "cadence_days": policy.dunning.stages[stage - 1].cadence_days, "next_action_on": None}
-        reasons.append(_reason("dunning.held", "dunning",
-                               f"every overdue invoice is paused: stage {stage} is held until collection resumes"))
+        reasons.append(_reason("dunning.held", "dunning", "dunning.held", {"stage": stage}))
     elif stage:
         stage_def = policy.dunning.stages[stage - 1]
         cadence_days, cadence_by = segment_rules.cadence(fired_segments, stage, stage_def.cadence_days)
         if cadence_by is not None:
-            reasons.append(_reason(cadence_by, "segments", f"segment {cadence_by}: stage {stage} actions every "
-                                   f"{cadence_days} days (policy: {stage_def.cadence_days})"))
+            reasons.append(_reason(cadence_by, "segments", "segments.cadence", {
+                "stage": stage, "cadence_days": cadence_days, "policy_days": stage_def.cadence_days}))
         days_in_stage = (facts.as_of - entered_on).days
         wait = (-days_in_stage) % cadence_days
         action_owner_rules = segment_rules.owner_rules(fired_segments) + owner_rules
@@ -277,7 +275,8 @@ def evaluate_facts(policy, facts: Facts) -> Decision:
                 continue
             kind, channel, replaced = action.type, action.channel, []
             for by, new in segment_rules.instead(fired_segments, channel):
-                replaced.append(_reason(by, "segments", f"segment {by}: {action.id} by {new} instead of {channel}"))
+                replaced.append(_reason(by, "segments", "segments.channel",
+                                        {"action": action.id, "channel": new, "instead_of": channel}))
                 kind, channel = segment_rules.CHANNEL_TYPE[new], new
             # the actions already created are stored under the type they were created with
             if not dunning.action_due(action, days_in_stage, cadence_days, fact["collectable_days_overdue"], taken,
@@ -296,9 +295,8 @@ def evaluate_facts(policy, facts: Facts) -> Decision:
                       "days_in_stage": days_in_stage, "cadence_days": cadence_days,
                       "next_action_on": (facts.as_of + dt.timedelta(days=wait)).isoformat()}
         if stage != target:
-            reasons.append(_reason("dunning.step", "dunning",
-                                   f"target stage {target}, but a customer moves one stage at a time: "
-                                   f"stage {state[0]} → {stage}"))
+            reasons.append(_reason("dunning.step", "dunning", "dunning.step",
+                                   {"target": target, "previous": state[0], "stage": stage}))
     dunning_out = {"stage": stage, "anchor_invoice_id": facts.anchor_invoice, "stage_detail": stage_info,
                    "open_invoices": [{"invoice_id": s.id, "open": minor_str(s.open_minor, exp),
                                       "due_on": s.due_on.isoformat(), "days_overdue": s.days_overdue,
@@ -313,10 +311,10 @@ def evaluate_facts(policy, facts: Facts) -> Decision:
     open_invoices = [s for s in facts.invoices if s.open_minor > 0]
     charges = interest.compute(policy.interest, open_invoices)
     for c in charges:
-        reasons.append(_reason("interest.late", "interest",
-                               f"invoice {c.invoice_id}: {minor_display(c.base, exp)} × {policy.interest.daily_rate} × "
-                               f"{c.chargeable_days} days ({c.days_overdue} overdue − {policy.interest.grace_days} "
-                               f"grace) = {minor_display(c.interest, exp)}"))
+        reasons.append(_reason("interest.late", "interest", "interest.late", {
+            "invoice_id": c.invoice_id, "base": c.base, "daily_rate": str(policy.interest.daily_rate),
+            "chargeable_days": c.chargeable_days, "days_overdue": c.days_overdue,
+            "grace_days": policy.interest.grace_days, "interest": c.interest}))
     interest_out = {
         "total": minor_str(sum(c.interest + c.fee for c in charges), exp),
         "invoices": [{"invoice_id": c.invoice_id, "days_overdue": c.days_overdue,
@@ -329,8 +327,8 @@ def evaluate_facts(policy, facts: Facts) -> Decision:
                                                   "arrears_reason", "deal_type")})
     segments = [{"id": r.id, "strategy": list(r.get("strategy"))} for r in fired_profile if r.family == "segments"]
     classification["segments"] = segments
-    alert_out = sorted(({"id": r.id, "severity": r.get("severity"),
-                         "message": decision_messages[r.id]} for r in alerts),
+    # without their message: engine/reasons.render gives each its rule's reason's
+    alert_out = sorted(({"id": r.id, "severity": r.get("severity")} for r in alerts),
                        key=lambda a: SEVERITY_ORDER[a["severity"]])
     body = {
         "customer_id": facts.customer_id, "as_of": facts.as_of.isoformat(),
@@ -344,7 +342,7 @@ def evaluate_facts(policy, facts: Facts) -> Decision:
         "review": review.schedule(fired_profile, facts.last_reviewed_on, facts.as_of),
         "reasons": reasons,
     }
-    return Decision(canonical_json(body))
+    return Decision(body, policy)
 
 
 def _tolerated_stage(policy, fired_profile, fact, resolved, reasons):
@@ -352,16 +350,15 @@ def _tolerated_stage(policy, fired_profile, fact, resolved, reasons):
     reach is not entered; the customer stays in the highest lower stage whose entry matched (or 0)."""
     target, entry_day, entries = resolved
     stages = policy.content["dunning"]["stages"]
-    amount, exp = fact["collectable_overdue_amount"], policy.exponent
+    amount = fact["collectable_overdue_amount"]
     skipped = []
     while target and amount < stages[target - 1].get("min_balance", 0):
         skipped.append((target, stages[target - 1]["min_balance"]))
         lower = [r for r in fired_profile if r.family == "dunning.stage" and r.get("stage") < target]
         target, entry_day, entries = dunning.resolve_stage(lower)
     for stage, minimum in skipped:
-        reasons.append(_reason("dunning.tolerance", "dunning",
-                               f"collectable overdue {minor_display(amount, exp)} is below stage {stage}'s minimum "
-                               f"balance {minor_display(minimum, exp)} (tolerance): stage {stage} not entered"))
+        reasons.append(_reason("dunning.tolerance", "dunning", "dunning.tolerance",
+                               {"amount": amount, "stage": stage, "min_balance": minimum}))
     return target, entry_day, entries
 
 
@@ -374,38 +371,33 @@ def _tolerated_checks(policy, fired_decision, fact, reasons):
     kept = []
     for r in fired_decision:
         if r.family == "credit.check" and conditions.fields_used(r.condition) & OVERDUE_FIELDS:
-            reasons.append(_reason("credit.tolerance", "credit.check",
-                                   f"{r.id} set aside: overdue {minor_display(fact['overdue_amount'], policy.exponent)}"
-                                   f" is below the credit check's tolerance "
-                                   f"{minor_display(minimum, policy.exponent)}"))
+            reasons.append(_reason("credit.tolerance", "credit.check", "credit.tolerance", {
+                "set_aside": r.id, "overdue_amount": fact["overdue_amount"], "tolerance": minimum}))
             continue
         kept.append(r)
     return kept
 
 
-def _segment_terms(terms, fired_segments, reasons, exp):
+def _segment_terms(terms, fired_segments, reasons):
     """A matching segment's limit cap, deposit floor and terms, each change a reason naming the segment."""
     limit, deposit, days, rules_used = terms.limit, terms.deposit_pct, terms.terms_days, list(terms.limit_rules)
     caps = [(r.param("limit"), r.id) for r in fired_segments if r.param("limit") is not None]
     if caps:
         cap, by = min(caps)
         if cap < limit:
-            reasons.append(_reason(by, "segments", f"segment {by}: limit capped at {minor_display(cap, exp)} "
-                                   f"(limit rules: {minor_display(limit, exp)})"))
+            reasons.append(_reason(by, "segments", "segments.limit", {"limit": cap, "was": limit}))
             limit, rules_used = cap, rules_used + [by]
     floors = [(r.param("deposit_pct"), r.id) for r in fired_segments if r.param("deposit_pct") is not None]
     if floors:
         floor, by = max(floors, key=lambda f: f[0])
         if floor > deposit:
-            kind = FIELDS["deposit_pct"].kind
-            reasons.append(_reason(by, "segments", f"segment {by}: deposit {show(kind, floor, exp)} on new orders "
-                                   f"(limit rules: {show(kind, deposit, exp)})"))
+            reasons.append(_reason(by, "segments", "segments.deposit", {"deposit_pct": floor, "was": deposit}))
             deposit, rules_used = floor, rules_used + [by]
     set_terms = [(r.param("terms_days"), r.id) for r in fired_segments if r.param("terms_days") is not None]
     if set_terms:
         new, by = min(set_terms)
         if new != days:
-            reasons.append(_reason(by, "segments", f"segment {by}: terms {new} days (limit rules: {days} days)"))
+            reasons.append(_reason(by, "segments", "segments.terms", {"terms_days": new, "was": days}))
             days, rules_used = new, rules_used + [by]
     return credit.Terms(limit, days, deposit, tuple(rules_used))
 
@@ -417,36 +409,30 @@ def _segment_repayment(options: dict, fired_segments, reasons) -> dict:
         if offers:
             best, by = max(offers, key=lambda o: o[0])
             if best > options[option][key]:
-                reasons.append(_reason(by, "segments", f"segment {by}: {option} up to {best} "
-                                       f"(repayment rules: {options[option][key]})"))
+                reasons.append(_reason(by, "segments", "segments.repayment",
+                                       {"option": option, "up_to": best, "was": options[option][key]}))
                 options[option] = {"allowed": True, key: best}
     return options
 
 
-def _approval_reasons(fact, limit, exp) -> list[dict]:
+def _approval_reasons(fact, limit) -> list[dict]:
     """Why an order is approved: the limit holds it, the utilisation it leaves, nothing overdue that blocks."""
-    show = lambda minor: minor_display(minor, exp)          # noqa: E731
     if fact["overdue_amount"] > 0:
-        overdue = (f"overdue {show(fact['overdue_amount'])}, the oldest {fact['max_days_overdue']} days "
-                   f"({fact['aging_bucket']} bucket), collection stage {fact['dunning_stage']}: no rule "
-                   "rejects or refers the order for it")
+        overdue = _reason("credit.check.overdue", "credit.check", "credit.overdue_allowed", {
+            "overdue_amount": fact["overdue_amount"], "max_days_overdue": fact["max_days_overdue"],
+            "aging_bucket": fact["aging_bucket"], "dunning_stage": fact["dunning_stage"]})
     else:
-        overdue = "nothing overdue"
-    total = (f"exposure {show(fact['exposure'])} + order {show(fact['order_amount'])} = "
-             f"{show(fact['exposure_after_order'])}")
-    within = fact["exposure_after_order"] <= limit
+        overdue = _reason("credit.check.overdue", "credit.check", "credit.nothing_overdue", {})
+    figures = {"exposure": fact["exposure"], "order_amount": fact["order_amount"],
+               "exposure_after_order": fact["exposure_after_order"], "credit_limit": limit}
     return [
         _reason("credit.check.within_limit", "credit.check",
-                f"within the limit: {total} ≤ limit {show(limit)}" if within else
-                f"{total} > limit {show(limit)}, and no rule of the policy rejects or refers that"),
-        _reason("credit.check.utilisation", "credit.check",
-                f"utilisation after the order {_pct(fact['utilisation_after_order'])}% of the limit"),
-        _reason("credit.check.overdue", "credit.check", overdue),
+                "credit.within_limit" if fact["exposure_after_order"] <= limit else "credit.over_limit_allowed",
+                figures),
+        _reason("credit.check.utilisation", "credit.check", "credit.utilisation",
+                {"utilisation_after_order": fact["utilisation_after_order"]}),
+        overdue,
     ]
-
-
-def _message(policy, rule, fact, extra) -> str:
-    return policy.messages[rule.id].render(fact, extra)
 
 
 def _match(policy, phase, fact):

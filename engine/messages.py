@@ -30,6 +30,7 @@ class Template:
         self.text, self.exponent = text, exponent
         self.constant: str | None = None     # the message when it never changes
         self.plan: tuple = ()                # (name, the param's shown value or None, fact field kind or None)
+        self.names, self.fixed, self.live = frozenset(), {}, ()
         if not text:
             self.constant = fallback
             return

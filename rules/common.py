@@ -109,6 +109,8 @@ class RuleSchema(StrictSchema):
     id = fields.String(required=True, validate=RULE_ID)
     when = Condition(load_default=None)      # required, but reported in the resolve stage (rule_condition)
     message = fields.String(load_default="")
+    # the Chinese message (no default: a policy without it keeps its content, and so its version)
+    message_zh = fields.String()
 
 
 # ---------------------------------------------------------------- bands

@@ -93,6 +93,8 @@ class ActionSchema(StrictSchema):
     owner = fields.String(load_default=None, validate=OWNER)
     when = RuleSchema._declared_fields["when"]
     message = fields.String(load_default="")
+    # the Chinese message (no default: a policy without it keeps its content, and so its version)
+    message_zh = fields.String()
     repeat = Repeat(load_default=None)           # absent: the stage's cadence
     # the action starts on the day the anchor invoice is this many days overdue (not before the stage)
     from_days_overdue = fields.Integer(strict=True, load_default=None, validate=validate.Range(min=1, max=36500))

@@ -1,6 +1,6 @@
 """The decision's canonical JSON is written by orjson when it is installed (engine/decision.py).
 These tests show that it gives the bytes of the stdlib serialiser, `canonical_json_stdlib`, which
-defines the canonical form: on every decision body the evaluator serialises for the inputs of
+defines the canonical form: on every decision body serialised (stored and English) for the inputs of
 tests/policy/ and for the property tests' generated customers (shipped policy, and a policy whose
 labels need escaping), and on hand-picked edge cases. Where orjson would differ, the stdlib path
 must be the one taken.
@@ -16,7 +16,8 @@ from decimal import Decimal
 
 import pytest
 
-from engine import InputInvalid, evaluate, evaluator
+import engine
+from engine import InputInvalid, decision
 from engine.decision import _ORJSON_OPTIONS, canonical_json, canonical_json_stdlib, orjson
 
 from helpers import compiled
@@ -30,15 +31,22 @@ ODD_REGIONS = ["local", "remote", "本地", 'a"b', "x\\y", "ctl\x01\x08", "é", 
 
 @pytest.fixture
 def recorded(monkeypatch):
-    """Every body the evaluator hands to canonical_json, as it was handed over."""
+    """Every body a decision hands to canonical_json, as it was handed over: the stored form (reasons as
+    data) and the English rendering (engine/decision.py). `evaluate` below asks a decision for both."""
     bodies = []
 
     def record(body):
         bodies.append(body)
         return canonical_json(body)
 
-    monkeypatch.setattr(evaluator, "canonical_json", record)
+    monkeypatch.setattr(decision, "canonical_json", record)
     return bodies
+
+
+def evaluate(*args, **kw):
+    made = engine.evaluate(*args, **kw)
+    assert made.stored and made.json          # each serialised once: the stored form and the English one
+    return made
 
 
 def assert_same_bytes(bodies):

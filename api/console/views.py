@@ -21,6 +21,7 @@ from wtforms.validators import ValidationError as WTFValidationError
 
 from engine.compiler import compile_policy
 from engine.errors import PolicyInvalid
+from engine.reasons import normal_locale
 from engine.policytest import run_file
 
 from ..codes import http_status
@@ -121,6 +122,11 @@ def csrf_token() -> str:
 def _globals():
     nav = [(ep, gettext(label)) for ep, label, perm in NAV if may(perm)]
     return {"nav": nav, "user": g.get("user"), "may": may, "locale": str(_current_locale())}
+
+
+def _reader_locale() -> str:
+    """The locale decisions' reasons are rendered in for the console's user (zh_CN → zh)."""
+    return normal_locale(str(_current_locale()))
 
 
 def _current_locale():
@@ -229,7 +235,7 @@ def overview():
     as_of = as_of_arg()
     svc = ctx()
     return render_template("overview.html", as_of=as_of, stages=views_data.stages(svc),
-                           alerts=views_data.alerts_of_day(svc, svc.today()), runs=views_data.runs(svc, 5))
+                           alerts=views_data.alerts_of_day(svc, svc.today(), locale=_reader_locale()), runs=views_data.runs(svc, 5))
 
 
 FIGURES_SECONDS = 300           # how long live book figures are reused (per process, as_of, policy)
@@ -302,7 +308,7 @@ def customer(customer_id):
     as_of = as_of_arg()
     from ..service.customers import get_customer
     file = get_customer(ctx(), customer_id, as_of)
-    decision = views_data.current_decision(ctx(), customer_id, as_of)
+    decision = views_data.current_decision(ctx(), customer_id, as_of, locale=_reader_locale())
     credit = decision["credit"]
     limit = Decimal(credit["limit"])
     exposure = Decimal(credit["exposure"])
@@ -521,7 +527,9 @@ def trail():
 def decision(decision_id):
     need("decisions:replay")         # the trail's readers (sales reads only its own checks, through the API)
     rec = decisions.get_decision(ctx(), decision_id)
-    return render_template("decision.html", d=decisions.decision_view(rec, include_facts=True))
+    # the reasons in the user's locale (zh_CN → zh; a record of format 1 keeps its English text)
+    d = decisions.decision_views(ctx(), [rec], include_facts=True, locale=_reader_locale())[0]
+    return render_template("decision.html", d=d)
 
 
 @bp.post("/decisions/<decision_id>/replay")

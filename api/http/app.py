@@ -48,12 +48,30 @@ def _delivery_settings(config):
     return OutboxSettings.from_config(config.get("DELIVERY"), config.get("DOCUMENTS"), config["POLICY_FILE"])
 
 
+def _simulate_workers(config) -> int:
+    """Processes POST /v1/policies/simulate evaluates the book in (docs/simulation.md): SIMULATE_WORKERS,
+    else CREDITCTL_SIMULATE_WORKERS, else 1. A bad value stops the start, not a request."""
+    import os
+
+    from ..jobs.simulate import MAX_WORKERS
+    value = config.get("SIMULATE_WORKERS", os.environ.get("CREDITCTL_SIMULATE_WORKERS") or 1)
+    try:
+        workers = int(value)
+    except (TypeError, ValueError):
+        workers = 0
+    if isinstance(value, bool) or not 1 <= workers <= MAX_WORKERS:
+        raise ValueError(f"SIMULATE_WORKERS / CREDITCTL_SIMULATE_WORKERS: {value!r} is not a number from 1 to "
+                         f"{MAX_WORKERS}")
+    return workers
+
+
 def create_app(config: dict | None = None) -> Flask:
     app = Flask("creditctl")
     app.config.update({"DATABASE_URL": "sqlite:///var/creditctl.sqlite3", "POLICY_FILE": "policies.yaml",
                        "MIGRATE": True, "LOAD_POLICY_FILE": True, "MAX_CONTENT_LENGTH": MAX_BODY_BYTES,
                        "MAX_IMPORT_LENGTH": MAX_IMPORT_BYTES})
     app.config.update(config or {})
+    app.config["SIMULATE_WORKERS"] = _simulate_workers(app.config)
     delivery = _delivery_settings(app.config)          # before the engine: a bad configuration opens nothing
     engine = make_engine(app.config["DATABASE_URL"])
     if app.config["MIGRATE"]:

@@ -106,6 +106,12 @@ def _query(name, schema=None):
     return {"name": name, "in": "query", "required": False, "schema": schema or {"type": "string"}}
 
 
+# the language of a decision's reasons (api/http/request.reader_locale): wins over Accept-Language (zh…: zh)
+_LOCALE = {**_query("locale", {"type": "string", "enum": ["en", "zh"]}),
+           "description": "the language of the reasons: en (default) or zh; without it, the first of en / zh "
+                          "in Accept-Language (docs/decisions.md#reasons)"}
+
+
 _MONEY = {"type": "string", "pattern": r"^-?\d+(\.\d+)?$", "example": "30000.00"}
 _DATE = {"type": "string", "format": "date"}
 _TEXT_OR_NULL = {"type": "string", "nullable": True}
@@ -204,15 +210,23 @@ HOLD_CHANGE = {"type": "object", "properties": {
         "severity": {"type": "string"}, "customer_id": {"type": "string"}, "message": {"type": "string"}}}}}}
 
 
+MEMBER_HOLD = {"type": "object", "nullable": True, "required": ["group_id", "reason", "placed_on", "in_force"],
+               "description": "the hold of the customer's group (every member's checks reject while in force)",
+               "properties": {**HOLD["properties"], "group_id": {"type": "string"}, "name": {"type": "string"},
+                              "in_force": {"type": "boolean", "description": "today"}}}
+
+
 def _hold_paths(s, ref) -> None:
     """The credit hold (停止赊销) on a credit file (api/http/routes/credit_file.py, docs/governance.md)."""
     s.components.schema("HoldRequest", schema=HoldRequest)
     cid = _path("customer_id")
     s.path("/v1/customers/{customer_id}/hold", operations={
-        "get": _answer(_op("The customer's credit hold, if any, and whether it is in force today", "customers:read",
+        "get": _answer(_op("The customer's credit hold, if any, and whether it is in force today; `group_hold`: "
+                           "the hold of its group, which it inherits", "customers:read",
                            None, 200, [cid], "credit file", (401, 403, 404)), 200,
-                       {"type": "object", "properties": {"customer_id": {"type": "string"}, "hold": HOLD,
-                                                         "in_force": {"type": "boolean"}}}),
+                       {"type": "object", "required": ["customer_id", "hold", "in_force", "group_hold"],
+                        "properties": {"customer_id": {"type": "string"}, "hold": HOLD,
+                                       "in_force": {"type": "boolean"}, "group_hold": MEMBER_HOLD}}),
         "put": _answer(_op("Put the customer on credit hold (or replace its hold): every credit check rejects with "
                            "the reason until lifted or past `until`", "holds:write", ref("HoldRequest"), 200, [cid],
                            "credit file", (400, 401, 403, 404, 422)), 200, HOLD_CHANGE)})
@@ -251,25 +265,60 @@ GROUP = {"type": "object", "nullable": True, "properties": {
     "id": _STR, "name": _STR, "limit": _MONEY, "updated_by": _STR, "updated_at": _STR, "decision_id": _STR}}
 
 
+GROUP_HOLD_CHANGE = {"type": "object", "required": ["group_id", "hold", "before", "decision_id", "member_decisions",
+                                                   "alerts"], "properties": {
+    "group_id": _STR, "hold": HOLD, "before": HOLD,
+    "decision_id": {"type": "string", "description": "the record in the group's chain (`group:<id>`)"},
+    "member_decisions": {"type": "object", "additionalProperties": _STR,
+                         "description": "customer id → the record of the change in that member's chain"},
+    "alerts": {"type": "array", "items": {"type": "object", "required": ["severity", "group_id", "message"],
+                                          "properties": {"severity": {"type": "string", "enum": ["critical"]},
+                                                         "group_id": _STR, "message": _STR,
+                                                         "customer_ids": {"type": "array", "items": _STR}}}}}}
+MEMBER_ALERT = {"type": "object", "required": ["severity", "customer_id", "group_id", "message"], "properties": {
+    "severity": {"type": "string", "enum": ["critical"]}, "customer_id": _STR, "group_id": _STR, "message": _STR}}
+HOLD_OF_GROUP = {**HOLD, "required": ["group_id", "reason", "placed_on", "in_force"], "properties": {
+    **HOLD["properties"], "group_id": _STR, "in_force": {"type": "boolean", "description": "today"}}}
+
+
 def _group_paths(s, ref) -> None:
-    """Customer groups (集团客户) with a group limit (api/service/groups.py)."""
+    """Customer groups (集团客户) with a group limit and a group hold (api/service/groups.py)."""
     for schema in (GroupRequest, GroupMemberRequest):
         s.components.schema(schema.__name__, schema=schema)
     gid, cid = _path("group_id"), _path("customer_id")
     s.path("/v1/groups/{group_id}", operations={
-        "get": _answer(_op("A customer group: its limit, members and exposure today (the members' summed)",
+        "get": _answer(_op("A customer group: its limit, members, hold and exposure today (the members' summed)",
                            "customers:read", None, 200, [gid], "credit file", (401, 403, 404)), 200,
-                       {"allOf": [GROUP, {"type": "object", "properties": {
+                       {"allOf": [GROUP, {"type": "object", "required": ["members", "hold", "hold_in_force"],
+                                          "properties": {
                            "members": {"type": "array", "items": _STR}, "exposure": _MONEY, "available": _MONEY,
-                           "as_of": _DATE}}]}),
+                           "hold": HOLD, "hold_in_force": {"type": "boolean"}, "as_of": _DATE}}]}),
         "put": _answer(_op("Create or change a customer group and its limit (mandatory reason)", "groups:write",
                            ref("GroupRequest"), 200, [gid], "credit file", (400, 401, 403, 422)), 200,
                        {"type": "object", "properties": {"group": GROUP, "before": GROUP, "decision_id": _STR}})})
     s.path("/v1/customers/{customer_id}/group", operations={"put": _answer(_op(
         "Put a customer in a group (or out of it: group_id null), with a reason", "groups:write",
         ref("GroupMemberRequest"), 200, [cid], "credit file", (400, 401, 403, 404, 422)), 200,
-        {"type": "object", "properties": {"customer_id": _STR, "group_id": _TEXT_OR_NULL,
-                                          "before": _TEXT_OR_NULL, "decision_id": _STR}})})
+        {"type": "object", "required": ["customer_id", "group_id", "before", "decision_id", "hold_inherited",
+                                        "hold_left", "alerts"],
+         "properties": {"customer_id": _STR, "group_id": _TEXT_OR_NULL, "before": _TEXT_OR_NULL, "decision_id": _STR,
+                        "hold_inherited": {**HOLD_OF_GROUP, "description": "the hold of the group joined, if any"},
+                        "hold_left": {**HOLD_OF_GROUP, "description": "the hold of the group left, if any"},
+                        "alerts": {"type": "array", "items": MEMBER_ALERT}}})})
+    s.path("/v1/groups/{group_id}/hold", operations={
+        "get": _answer(_op("The group's credit hold, if any, whether it is in force today, and the members who "
+                           "inherit it", "customers:read", None, 200, [gid], "credit file", (401, 403, 404)), 200,
+                       {"type": "object", "required": ["group_id", "hold", "in_force", "members"],
+                        "properties": {"group_id": _STR, "hold": HOLD, "in_force": {"type": "boolean"},
+                                       "members": {"type": "array", "items": _STR}}}),
+        "put": _answer(_op("Put the group on credit hold (or replace its hold): every member's credit check rejects "
+                           "with the reason (rule credit.group_hold) until lifted or past `until`; a record in the "
+                           "group's chain and in each member's", "holds:write", ref("HoldRequest"), 200, [gid],
+                           "credit file", (400, 401, 403, 404, 422)), 200, GROUP_HOLD_CHANGE)})
+    s.path("/v1/groups/{group_id}/hold/lift", operations={
+        "post": _answer(_op("Lift the group's credit hold (mandatory reason): a record in the group's chain and in "
+                            "each member's", "holds:write", ref("ReferralRejectRequest"), 200, [gid], "credit file",
+                            (400, 401, 403, 404, 409, 422)), 200, GROUP_HOLD_CHANGE)})
 
 
 def _governance_paths(s, ref) -> None:
@@ -369,28 +418,37 @@ def _report_paths(s) -> None:
         o["responses"]["200"]["content"] = {m: {"schema": OBJECT if m == "application/json" else {"type": "string"}}
                                             for m in media}
         return o
+    by = {**_query("by", {"type": "string", "enum": ["customer", "group"], "default": "customer"}),
+          "description": "group: the figures summed per customer group (集团客户) as well — JSON `groups`, one row "
+                         "per group by id, then key null for the customers in no group; CSV: one row per group"}
     s.path("/v1/reports/aging", operations={"get": op(
         "Aging analysis: per customer, per segment (industry, region, amount tier), per customer group (`groups`: "
         "the members' sums and the group's limit; key null: in no group) and book total; open balance "
-        "of each open invoice in the bucket of its own days overdue (the active policy's bands)",
-        [_query("as_of", date), fmt], media=("application/json", "text/csv"))})
+        "of each open invoice in the bucket of its own days overdue (the active policy's bands). by=group with "
+        "format=csv: one CSV row per group",
+        [_query("as_of", date), fmt, by], media=("application/json", "text/csv"))})
     s.path("/v1/reports/aging.svg", operations={"get": op(
-        "Aging chart (SVG): the book and each segment as bars stacked by aging bucket, totals labelled",
-        [_query("as_of", date), _query("by", {"type": "string", "enum": ["industry", "region", "amount_tier"]})],
+        "Aging chart (SVG): the book and each segment (or customer group) as bars stacked by aging bucket, totals "
+        "labelled",
+        [_query("as_of", date),
+         _query("by", {"type": "string", "enum": ["industry", "region", "amount_tier", "group"]})],
         media=("image/svg+xml",))})
     s.path("/v1/reports/overdue", operations={"get": op(
-        "Overdue open invoices, most overdue first, with customer, days, open balance and paused reason",
-        [_query("as_of", date), _query("limit", {"type": "integer", "minimum": 1, "maximum": 10000})])})
+        "Overdue open invoices, most overdue first, with customer, days, open balance and paused reason; by=group: "
+        "every overdue invoice's figures per customer group too (`groups`)",
+        [_query("as_of", date), _query("limit", {"type": "integer", "minimum": 1, "maximum": 10000}), by])})
     s.path("/v1/reports/dso", operations={"get": op(
-        "Days sales outstanding: receivables at as_of / credit sales in the last N days × N",
-        [_query("as_of", date), _query("days", {"type": "integer", "minimum": 1, "maximum": 3650})])})
+        "Days sales outstanding: receivables at as_of / credit sales in the last N days × N; by=group: each "
+        "customer group's DSO from its members' figures too (`groups`)",
+        [_query("as_of", date), _query("days", {"type": "integer", "minimum": 1, "maximum": 3650}), by])})
     s.path("/v1/reports/collections", operations={"get": op(
-        "Collection actions due in a period by type, channel and outcome",
-        [_query("since", date), _query("until", date)])})
+        "Collection actions due in a period by type, channel and outcome; by=group: per customer group too "
+        "(`groups`)", [_query("since", date), _query("until", date), by])})
     s.path("/v1/reports/interest-accruals", operations={"get": op(
         "Late-interest ledger: the rows the interest-accrual job wrote between from and to (default this month "
-        "to today), optionally one customer's, with totals per customer", [_query("from", date), _query("to", date),
-                                                                           _query("customer"), fmt],
+        "to today), optionally one customer's, with totals per customer; by=group: totals per customer group too "
+        "(`groups`; with format=csv one row per group)", [_query("from", date), _query("to", date),
+                                                          _query("customer"), fmt, by],
         (401, 403, 404, 422), ("application/json", "text/csv"))})
     s.path("/v1/customers/{customer_id}/statement", operations={"get": op(
         "Statement of account: opening balance, invoices, credit notes and payments with a running balance, "
@@ -528,10 +586,10 @@ def spec() -> dict:
     s.path("/v1/customers/{customer_id}/contacts", operations={"get": get_contacts, "put": put_contacts})
     s.path("/v1/customers/{customer_id}/evaluate", operations={
         "post": _op("Evaluate a customer from the ledger and record the decision", "evaluate", ref("EvaluateRequest"),
-                    201, [cid], "evaluate", (400, 401, 403, 404, 422))})
+                    201, [cid, _LOCALE], "evaluate", (400, 401, 403, 404, 422))})
     s.path("/v1/evaluate", operations={
         "post": _op("Evaluate a case sent in the body (ledger untouched; the decision is recorded)", "evaluate",
-                    ref("CaseSchema"), 201, (), "evaluate", (400, 401, 403, 422))})
+                    ref("CaseSchema"), 201, [_LOCALE], "evaluate", (400, 401, 403, 422))})
     s.path("/v1/events", operations={
         "post": _op("Post a ledger event (idempotent by event_id); each type's `data` has its own schema and "
                     "refuses unknown fields", "events:write", _event_schemas(s, plugin), 201, (),
@@ -542,7 +600,7 @@ def spec() -> dict:
                     "A retry with the same order id and body (same key) of a check that held or referred the order "
                     "answers the first decision again (header Idempotent-Replayed: true); another sales key's held order is 403; an invoiced, released or "
                     "expired order is 409 E_RESERVATION_CLOSED", "credit_checks:write",
-                    ref("CreditCheckRequest"), 201, (), "credit checks", (400, 401, 403, 404, 409, 422, 503))})
+                    ref("CreditCheckRequest"), 201, [_LOCALE], "credit checks", (400, 401, 403, 404, 409, 422, 503))})
     s.path("/v1/credit-checks/{order_id}", operations={
         "get": _answer(_op("Where a checked order stands (approved, referred, released, rejected, expired) and its "
                            "reservation; a salesperson reads the orders it checked", "credit_checks:read", None, 200,
@@ -556,10 +614,11 @@ def spec() -> dict:
                     _query("since", {"type": "string", "format": "date"}),
                     _query("until", {"type": "string", "format": "date"}), _query("cursor"),
                     _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
-                    _query("format", {"type": "string", "enum": ["json", "jsonl", "csv"]})], "trail", (401, 403, 422))})
+                    _query("format", {"type": "string", "enum": ["json", "jsonl", "csv"]}), _LOCALE], "trail",
+                   (401, 403, 422))})
     s.path("/v1/decisions/{decision_id}", operations={
-        "get": _op("One decision with its facts", "decisions:read", None, 200, [_path("decision_id")], "trail",
-                   (401, 403, 404))})
+        "get": _op("One decision with its facts (its reasons in the reader's locale)", "decisions:read", None, 200,
+                   [_path("decision_id"), _LOCALE], "trail", (401, 403, 404, 422))})
     s.path("/v1/decisions/{decision_id}/replay", operations={
         "post": _op("Re-evaluate from the stored facts and policy version", "decisions:replay", None, 200,
                     [_path("decision_id")], "trail", (401, 403, 404, 409))})

@@ -8,6 +8,7 @@ import re
 
 from flask import Response, current_app, g, request
 
+from engine.reasons import LOCALES
 from rules.money import JsonFloat
 
 from ..errors import DomainError, invalid
@@ -29,6 +30,21 @@ def actor() -> str:
 
 def request_id() -> str:
     return g.request_id
+
+
+def reader_locale() -> str:
+    """The locale a decision's reasons are rendered in for this request (engine/reasons.py): `?locale=en|zh`,
+    else the first of en / zh in Accept-Language (zh-CN, zh-TW … are zh), else en. docs/api.md: Locale."""
+    asked = request.args.get("locale")
+    if asked is not None:
+        if asked not in LOCALES:
+            raise invalid({"locale": [f"one of {', '.join(LOCALES)}"]})
+        return asked
+    for tag, _quality in request.accept_languages:          # best first
+        primary = tag.split("-")[0].split("_")[0].lower()
+        if primary in LOCALES:
+            return primary
+    return "en"
 
 
 def json_response(body, status=200) -> Response:

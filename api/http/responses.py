@@ -118,7 +118,12 @@ CREDIT_CHECK = obj(
     limit=MONEY, exposure=MONEY, exposure_after_order=MONEY, available=MONEY, conditions=array(CONDITION),
     reasons=array(REASON), reserved=BOOL,
     optional={"referral": ref("Referral"), "what_if": BOOL, "expires_on": null(DATE), "hold": {"type": "object"},
-              "limit_source": TEXT})
+              "limit_source": TEXT,
+              # a member of a customer group (api/service/groups.py): the group's test, and its hold in force
+              "group": obj(["id", "name", "limit", "exposure", "exposure_after_order", "available"], id=TEXT,
+                           name=TEXT, limit=MONEY, exposure=MONEY, exposure_after_order=MONEY, available=MONEY,
+                           hold=obj(["reason", "placed_on", "until", "placed_by", "decision_id"], reason=TEXT,
+                                    placed_on=DATE, until=null(DATE), placed_by=TEXT, decision_id=ID))})
 RELEASED = all_of(order_id=TEXT, status={"type": "string", "enum": ["released", "held", "provisional", "invoiced", "expired"],
                                          "description": "what the reservation is now: released, or the state a "
                                                         "reservation no longer held was already in"})
@@ -151,7 +156,9 @@ TRAIL_RECORD = obj(
     id=ID, kind={"type": "string", "enum": list(RECORD_KINDS)}, subject=TEXT, seq=INT, actor=TEXT,
     request_id=null(TEXT), as_of=DATE, policy_version=null(TEXT),
     outcome=null({"type": "string", "enum": list(RECORD_OUTCOMES)}), created_at=TIME, hash=HASH,
-    prev_hash=null(TEXT), decision={"type": "object", "description": "the record's result, as stored"},
+    prev_hash=null(TEXT), decision={"type": "object", "description": "the record's result: a decision stored with "
+                                    "its reasons as data (format 2) rendered in the reader's locale, as format 1 "
+                                    "read; any other result as stored (docs/decisions.md#reasons)"},
     facts={"type": "object", "description": "GET /v1/decisions/{id} only: what was evaluated"})
 TRAIL_PAGE = all_of(decisions=array(ref("TrailRecord")), next_cursor=null(TEXT))
 DIFF = all_of(path=TEXT, recorded={}, replayed={})
@@ -220,23 +227,37 @@ REVIEW_APPROVED = all_of(customer_id=TEXT, decision_id=ID, proposal_decision_id=
 BUCKETS = {"type": "object", "additionalProperties": MONEY, "description": "open balance per aging bucket"}
 AGING_ROW = obj(["buckets", "customers", "open_invoices", "outstanding", "overdue"], key=TEXT, buckets=BUCKETS,
                 customers=INT, open_invoices=INT, outstanding=MONEY, overdue=MONEY, unapplied=MONEY)
+def by_group(**figures) -> dict:
+    """A report's rows per customer group (集团客户; `by=group`, the aging report always): every group by id,
+    then key null (name and limit null) for the customers in no group when there are any."""
+    return array(obj(["key", "name", "limit", *figures], key=null(TEXT), name=null(TEXT), limit=null(MONEY),
+                     **figures))
+
+
 AGING = obj(
-    ["as_of", "currency", "policy_version", "buckets", "customers", "segments", "total"],
+    ["as_of", "currency", "policy_version", "buckets", "customers", "segments", "groups", "total"],
     as_of=DATE, currency=TEXT, policy_version=HASH, notes=TEXT,
     buckets=array(obj(["label"], label=TEXT, min_days=null(INT), max_days=null(INT))),
     customers=array(obj(["customer_id", "buckets", "outstanding", "overdue"], customer_id=TEXT, name=TEXT,
                         industry=TEXT, region=TEXT, amount_tier=TEXT, aging_bucket=TEXT, max_days_overdue=INT,
                         open_invoices=INT, buckets=BUCKETS, outstanding=MONEY, overdue=MONEY, unapplied=MONEY)),
-    segments={"type": "object", "additionalProperties": array(AGING_ROW)}, total=AGING_ROW)
+    segments={"type": "object", "additionalProperties": array(AGING_ROW)}, total=AGING_ROW,
+    groups=by_group(customers=INT, open_invoices=INT, outstanding=MONEY, overdue=MONEY, buckets=BUCKETS))
 OPEN_INVOICE = obj(["invoice_id", "due_on", "days_overdue", "open_balance"], invoice_id=TEXT,
                    customer_id=TEXT, customer_name=TEXT, amount=MONEY, issued_on=DATE, due_on=DATE, days_overdue=INT,
                    open_balance=MONEY, aging_bucket=TEXT, disputed=BOOL, paused=null(PAUSE))
-OVERDUE = all_of(as_of=DATE, currency=TEXT, policy_version=HASH, limit=INT, truncated=BOOL,
-                 invoices=array(OPEN_INVOICE), total=all_of(invoices=INT, open_balance=MONEY, paused=INT))
+OVERDUE = obj(["as_of", "currency", "policy_version", "limit", "truncated", "invoices", "total"],
+              as_of=DATE, currency=TEXT, policy_version=HASH, limit=INT, truncated=BOOL,
+              invoices=array(OPEN_INVOICE), total=all_of(invoices=INT, open_balance=MONEY, paused=INT),
+              optional={"groups": by_group(customers=INT, invoices=INT, open_balance=MONEY, paused=INT,
+                                           max_days_overdue=INT)})
 DSO = obj(["as_of", "days", "currency", "receivables", "credit_sales", "dso_days"],
           as_of=DATE, days=INT, currency=TEXT, receivables=MONEY, credit_sales=MONEY, credit_sales_invoices=INT,
           unapplied=MONEY, dso_days=null({"type": "string", "pattern": r"^[0-9]+\.[0-9]{2}$"}), formula=TEXT,
-          definitions={"type": "object", "additionalProperties": TEXT}, window=all_of(**{"from": DATE, "to": DATE}))
+          definitions={"type": "object", "additionalProperties": TEXT}, window=all_of(**{"from": DATE, "to": DATE}),
+          optional={"groups": by_group(customers=INT, receivables=MONEY, unapplied=MONEY, credit_sales=MONEY,
+                                       credit_sales_invoices=INT,
+                                       dso_days=null({"type": "string", "pattern": r"^[0-9]+\.[0-9]{2}$"}))})
 COLLECTION_ROW = obj(["actions", "amount"], key=null(TEXT), actions=INT, amount=MONEY,
                      by_status={"type": "object", "additionalProperties": INT})
 COLLECTIONS = obj(["since", "until", "currency", "rows", "by_type", "by_channel", "by_outcome", "total"],
@@ -244,13 +265,16 @@ COLLECTIONS = obj(["since", "until", "currency", "rows", "by_type", "by_channel"
                   rows=array(obj(["type", "channel", "status", "actions", "amount"], type=TEXT, channel=TEXT,
                                  status=TEXT, outcome=null(TEXT), actions=INT, amount=MONEY)),
                   by_type=array(COLLECTION_ROW), by_channel=array(COLLECTION_ROW), by_outcome=array(COLLECTION_ROW),
-                  total=COLLECTION_ROW)
+                  total=COLLECTION_ROW,
+                  optional={"groups": by_group(customers=INT, actions=INT, amount=MONEY,
+                                               by_status={"type": "object", "additionalProperties": INT})})
 ACCRUALS = obj(["from", "to", "currency", "rows", "total", "totals"], **{"from": DATE, "to": DATE},
                currency=TEXT, customer=null(TEXT), notes=TEXT,
                rows=array(obj(["customer_id", "invoice_id", "amount"], customer_id=TEXT, invoice_id=TEXT,
                               accrued_on=DATE, day=DATE, amount=MONEY)),
                total=obj(["amount"], amount=MONEY, customers=INT, rows=INT),
-               totals=array(obj(["customer_id", "amount"], customer_id=TEXT, amount=MONEY, rows=INT)))
+               totals=array(obj(["customer_id", "amount"], customer_id=TEXT, amount=MONEY, rows=INT)),
+               optional={"groups": by_group(customers=INT, rows=INT, invoices=INT, days=INT, amount=MONEY)})
 STATEMENT = obj(
     ["customer", "currency", "from", "to", "opening_balance", "lines", "closing_balance", "open_invoices", "totals"],
     customer=obj(["id", "name"], id=TEXT, name=TEXT, industry=TEXT, region=TEXT), currency=TEXT,

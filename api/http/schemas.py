@@ -90,6 +90,7 @@ class DecisionQuery(Schema):
     cursor = fields.String()
     limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
     format = fields.String(load_default="json", validate=validate.OneOf(["json", "jsonl", "csv"]))
+    locale = fields.String(validate=validate.OneOf(["en", "zh"]))     # read by request.reader_locale
 
 
 def _action_cursor(value: str) -> None:

@@ -36,6 +36,7 @@ from rules.money import minor_str
 from rules.interest import interest_minor
 
 from ..errors import not_found
+from ..reports import book
 from ..store import trail
 from ..store.book import BATCH as READ_BATCH
 from ..store.book import snapshot, typed_cases
@@ -139,9 +140,19 @@ def csv_row(row: dict) -> list:
     return [row[k] for k in CSV_COLUMNS]
 
 
-def report(service, start: dt.date, end: dt.date, customer: str | None = None, on_row=None) -> dict:
+GROUP_CSV_COLUMNS = ["group_id", "name", "customers", "rows", "invoices", "days", "amount"]
+
+
+def group_csv_row(row: dict) -> list:
+    return [row["key"] if row["key"] is not None else "", row["name"] or "",
+            *[row[k] for k in GROUP_CSV_COLUMNS[2:]]]
+
+
+def report(service, start: dt.date, end: dt.date, customer: str | None = None, on_row=None,
+           by: str = "customer") -> dict:
     """The ledger's rows accrued in [start, end] (one customer's, or everyone's), by customer, invoice and
-    date: on_row(row) for each, in that order. Returns the header and the totals per customer and overall."""
+    date: on_row(row) for each, in that order. Returns the header and the totals per customer and overall;
+    by="group": `groups` too, the totals summed per customer group (key null: customers in no group)."""
     ia = InterestAccrual
     with snapshot(service) as s:
         policy = service.registry.active(s)
@@ -157,6 +168,7 @@ def report(service, start: dt.date, end: dt.date, customer: str | None = None, o
             q = q.where(ia.customer_id == customer)
         totals: dict[str, list[int]] = {}          # customer → [rows, invoices, days, amount]
         last_invoice = None
+        index = book.Groups(s) if by == "group" else None
         for cid, iid, on, days, chargeable, base, fee, amount, cumulative, version, run_id in s.execute(q):
             t = totals.setdefault(cid, [0, 0, 0, 0])
             if (cid, iid) != last_invoice:
@@ -170,7 +182,21 @@ def report(service, start: dt.date, end: dt.date, customer: str | None = None, o
                         "chargeable_days": chargeable, "base": minor_str(base, exp), "fee": minor_str(fee, exp),
                         "amount": minor_str(amount, exp), "cumulative": minor_str(cumulative, exp),
                         "policy_version": version, "run_id": run_id})
+    by_group = None
+    if index is not None:
+        sums: dict = {}                  # group → [customers, rows, invoices, days, amount]
+        for cid, t in totals.items():
+            e = sums.setdefault(index.of(cid), [0, 0, 0, 0, 0])
+            e[0] += 1
+            for i in range(4):
+                e[i + 1] += t[i]
+
+        def view(v):
+            v = v or [0, 0, 0, 0, 0]
+            return {"customers": v[0], "rows": v[1], "invoices": v[2], "days": v[3], "amount": minor_str(v[4], exp)}
+        by_group = index.rows(sums, view, exp)
     return {
+        **({"groups": by_group} if by_group is not None else {}),
         "from": start.isoformat(), "to": end.isoformat(), "customer": customer, "currency": policy.currency,
         "totals": [{"customer_id": cid, "rows": n, "invoices": inv, "days": days, "amount": minor_str(amount, exp)}
                    for cid, (n, inv, days, amount) in totals.items()],

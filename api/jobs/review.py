@@ -39,7 +39,7 @@ def review_customer(service, s, c: Customer, day: dt.date, actor: str, force: bo
 
     rec, decision = decide(service, s, c, day, kind="review", actor=actor, request_id=f"review:{day}",
                                     persist_actions=False, outcome_of=outcome_of)
-    limit, terms = _proposal(decision.data)
+    limit, terms = _proposal(decision.body)
     if rec.outcome == "pending":
         c.proposed_limit_minor, c.proposed_terms_days, c.proposal_decision_id = limit, terms, rec.id
     else:

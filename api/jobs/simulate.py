@@ -5,7 +5,9 @@ Nothing is written to the ledger, the customers or the actions; the simulation i
 decision of kind `simulation` in the trail (subject `policy:<candidate version>`).
 
 Customers are read in batches of BATCH_SIZE (keyset pagination by id, one short transaction per
-batch) and evaluated outside the transaction; the per-customer changes go to a spool that moves
+batch) and evaluated outside the transaction, outcomes only (engine/outcomes.py: no reasons, no
+decision JSON; the facts built once for both policies when they build them alike), optionally in
+several processes over customer-id ranges (`workers`), merged in id order; the per-customer changes go to a spool that moves
 to a temporary file past SPOOL_MEMORY bytes, so memory stays bounded for any size of book. The
 summary holds counts keyed by transitions between policy values (tiers, buckets, limits, …),
 whose number depends on the policies, not on the book.
@@ -17,18 +19,24 @@ import datetime as dt
 import io
 import json
 import os
+import pickle
+import subprocess
 import sys
 import tempfile
+import traceback
 import uuid
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
+from engine import compiler
 from engine.compiler import compile_policy
 from engine.decision import canonical_json
 from engine.errors import EngineFailure, InputInvalid, PolicyInvalid
-from engine.evaluator import evaluate_loaded
+from engine.evaluator import evaluate_facts, evaluate_loaded, parse_order
+from engine.facts import build_facts, check_case
 from engine.matcher import Disposed
+from engine.outcomes import base_outcomes, facts_key
 from rules.money import minor_str, to_minor
 
 from ..errors import DomainError, engine_failed, invalid
@@ -39,6 +47,7 @@ from ..store.tables import Customer
 from .batchgc import fewer_gc_passes
 
 BATCH_SIZE = 50
+MAX_WORKERS = 32           # worker processes (`--workers`, SIMULATE_WORKERS)
 SPOOL_MEMORY = 4 << 20
 KIND = "simulation"
 # compared per customer, in this order; each held reservation's credit check comes after them
@@ -55,7 +64,11 @@ class ChangeSpool:
         self.count = 0
 
     def add(self, entry: dict) -> None:
-        self._fh.write(canonical_json(entry) + "\n")
+        self.add_line(canonical_json(entry))
+
+    def add_line(self, line: str) -> None:
+        """An entry already in canonical JSON (one line, as a worker process wrote it)."""
+        self._fh.write(line + "\n")
         self.count += 1
 
     @property
@@ -92,13 +105,16 @@ def outcomes(policy, case: dict, as_of: dt.date) -> dict:
     dunning stage, total interest, and the credit-check outcome of each held reservation (each
     evaluated as the order, {"amount", "order_id"}). {"error": ...} when the policy refuses the case.
     `case` is typed (api.store.ledger.load_cases): the ledger's rows were validated when they were written,
-    and evaluate_loaded still runs the policy's own checks of it."""
+    and evaluate_loaded still runs the policy's own checks of it.
+
+    This is the definition, from full decisions; the simulation computes the same with `_side`
+    (outcomes only, facts shared), and tests/test_outcomes.py checks that the two agree."""
     try:
         d = evaluate_loaded(policy, case, as_of).data
         checks = {}
         for r in case["reservations"]:
             order = {"amount": r["amount"], "order_id": r["order_id"]}
-            checks[r["order_id"]] = evaluate_loaded(policy, case, as_of, order=order).data["credit"]["check"]["outcome"]
+            checks[r["order_id"]] = evaluate_loaded(policy, case, as_of, order=order).body["credit"]["check"]["outcome"]
     except InputInvalid as exc:
         return {"error": _error_text(exc)}
     c = d["classification"]
@@ -106,6 +122,28 @@ def outcomes(policy, case: dict, as_of: dt.date) -> dict:
             "limit": d["credit"]["limit"], "terms_days": d["credit"]["terms_days"],
             "dunning_stage": d["dunning"]["stage"], "interest": d["interest"]["total"],
             "exposure": d["credit"]["exposure"], "checks": checks}
+
+
+def _side(policy, case: dict, as_of: dt.date, shared=None) -> tuple[dict, tuple | None]:
+    """outcomes(policy, case, as_of) without the full decisions: the policy's checks of the case, the
+    facts (built here, or `shared`: those another policy with the same engine.outcomes.facts_key
+    built from this case), engine.outcomes.base_outcomes, and a full evaluation per held reservation
+    for its credit-check outcome. Returns (outcomes, the facts to share: None when refused)."""
+    try:
+        check_case(case, policy)        # per policy (its categories); amounts the same under an equal key
+        if shared is None:
+            orders = []
+            for r in case["reservations"]:
+                minor, order_id = parse_order({"amount": r["amount"], "order_id": r["order_id"]}, policy)
+                orders.append((order_id, minor))
+            shared = (build_facts(case, policy, as_of),
+                      tuple((order_id, build_facts(case, policy, as_of, minor, order_id)) for order_id, minor in orders))
+        facts, orders = shared
+        out = base_outcomes(policy, facts)
+        out["checks"] = {order_id: evaluate_facts(policy, f).body["credit"]["check"]["outcome"] for order_id, f in orders}
+    except InputInvalid as exc:
+        return {"error": _error_text(exc)}, None
+    return out, shared
 
 
 def diff(before: dict, after: dict) -> list[dict]:
@@ -165,6 +203,21 @@ class Tally:
             field = self.counts.setdefault(c["field"], {})
             field[key] = field.get(key, 0) + 1
 
+    def merge(self, other: dict) -> None:
+        """Add another part of the book's tally (`vars()` of a Tally, as a worker process returns it)."""
+        self.customers += other["customers"]
+        self.changed += other["changed"]
+        self.reservations += other["reservations"]
+        self.exposure += other["exposure"]
+        for mine, theirs in ((self.limits, other["limits"]), (self.interest, other["interest"]),
+                             (self.errors, other["errors"])):
+            mine[0] += theirs[0]
+            mine[1] += theirs[1]
+        for field, keys in other["counts"].items():
+            counts = self.counts.setdefault(field, {})
+            for key, n in keys.items():
+                counts[key] = counts.get(key, 0) + n
+
     def totals(self) -> dict:
         money = lambda v: minor_str(v, self.exponent)  # noqa: E731
         return {"exposure": money(self.exposure),
@@ -183,22 +236,42 @@ def _pct(part: int, whole: int) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------- the book
-def _batches(service, exponent: int, as_of: dt.date, size: int):
-    """[(customer id, typed case)] per batch, by customer id; each batch read in its own short read-only
-    transaction, one query per ledger table (api.store.ledger.load_cases)."""
+def _batches(service, exponent: int, as_of: dt.date, size: int, low: str | None = None, high: str | None = None):
+    """[(customer id, typed case)] per batch, by customer id, low ≤ id < high (None: unbounded); each
+    batch read in its own short read-only transaction (api.store.ledger.load_cases)."""
     after = None
     while True:
         with service.read_tx() as s:
             q = select(Customer).order_by(Customer.id).limit(size)
             if after is not None:
                 q = q.where(Customer.id > after)
+            elif low is not None:
+                q = q.where(Customer.id >= low)
+            if high is not None:
+                q = q.where(Customer.id < high)
             customers = s.execute(q).scalars().all()
-            cases = load_cases(s, customers, exponent, as_of)
+            cases = load_cases(s, customers, exponent, as_of, plain=False)     # no facts recorded per customer
             batch = [(c.id, cases[c.id].typed) for c in customers]
         if not batch:
             return
         yield batch
         after = batch[-1][0]
+
+
+def _partitions(service, workers: int) -> list[tuple[str | None, str | None]]:
+    """The book cut into `workers` customer-id ranges of about equal size, [(low, high)], in id order
+    (fewer when the book has fewer customers)."""
+    if workers <= 1:
+        return [(None, None)]
+    with service.read_tx() as s:
+        total = s.scalar(select(func.count()).select_from(Customer))
+        cuts = []
+        for offset in sorted({total * k // workers for k in range(1, workers)} - {0}):
+            cid = s.scalar(select(Customer.id).order_by(Customer.id).offset(offset).limit(1))
+            if cid is not None:
+                cuts.append(cid)
+    bounds = [None, *cuts, None]
+    return list(zip(bounds[:-1], bounds[1:]))
 
 
 class _Active:
@@ -208,10 +281,10 @@ class _Active:
     def __init__(self, service, version: str, policy):
         self.service, self.version, self.policy = service, version, policy
 
-    def outcomes(self, case, as_of):
+    def side(self, case, as_of):
         for attempt in range(3):
             try:
-                return outcomes(self.policy, case, as_of)
+                return _side(self.policy, case, as_of)
             except Disposed:
                 if attempt == 2:
                     raise
@@ -219,15 +292,144 @@ class _Active:
                     self.policy = self.service.registry.get(s, self.version)
 
 
+def _run(service, active: _Active, candidate, as_of: dt.date, batch_size: int, low, high, tally: Tally, add) -> None:
+    """Every customer of [low, high) under both policies: the tally, and each changed customer to `add`.
+    The facts are built once for both policies when they build them alike (engine.outcomes.facts_key)."""
+    share = facts_key(active.policy) == facts_key(candidate)
+    with fewer_gc_passes():
+        for batch in _batches(service, active.policy.exponent, as_of, batch_size, low, high):
+            for customer_id, case in batch:
+                before, shared = active.side(case, as_of)
+                after, _ = _side(candidate, case, as_of, shared if share else None)
+                changes = diff(before, after)
+                tally.add(before, after, changes)
+                if changes:
+                    add({"customer_id": customer_id, "changes": changes})
+
+
+# ---------------------------------------------------------------------------------------- worker processes
+# Each worker is a new Python process (not a fork, and not multiprocessing's spawn, which re-runs the parent's
+# main script): it opens its own database connection and compiles both policies itself. durable_rules'
+# compiled rulesets are C state of the process that made them, and the parent holds threads (the SQLite write
+# queue, PostgreSQL idle pings) that make forking it unsafe. The spec goes to the worker's stdin and its
+# result comes back on its stdout, both pickled; its stderr is the parent's. The compiler's engine limits go
+# with the spec, so a candidate compiles in a worker exactly as it did in the parent.
+_LIMITS = ("MAX_TESTS_PER_FIELD", "MAX_LEADING_RANGE_TESTS", "MAX_RULES_PER_CONDITION")
+_WORKER_CODE = f"from {__name__} import _worker_process; _worker_process()"
+
+
+def _database_url(service) -> str | None:
+    """The URL a worker process opens the service's database with; None when it can't (in memory)."""
+    bind = service.sessionmaker.kw.get("bind")
+    url = getattr(bind, "url", None)
+    if url is None or (url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")):
+        return None
+    text = url.render_as_string(hide_password=False)
+    return text.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def _worker_process() -> None:
+    """A worker's main: one partition (the spec on stdin); its Tally on stdout, the changes (canonical JSON
+    lines) in spec["changes"]; an engine failure as {"engine_failure": text}, a database error as
+    {"database_failure": text}, anything else as {"failure": traceback}."""
+    from sqlalchemy.exc import SQLAlchemyError
+    spec = pickle.load(sys.stdin.buffer)
+    try:
+        result = _worker(spec)
+    except SQLAlchemyError as exc:
+        result = {"database_failure": f"{exc.__class__.__name__}: {str(exc).splitlines()[0]}"}
+    except BaseException:          # noqa: BLE001 — reported to the parent, which raises
+        result = {"failure": traceback.format_exc()}
+    sys.stdout.buffer.write(pickle.dumps(result))
+    sys.stdout.flush()
+
+
+def _worker(spec: dict) -> dict:
+    for name, value in spec["limits"].items():
+        setattr(compiler, name, value)
+    engine, service = open_service(spec["url"])
+    candidate = None
+    try:
+        candidate = compile_policy(spec["text"], spec["source"])
+        with service.read_tx() as s:
+            active = _Active(service, spec["active_version"], service.registry.get(s, spec["active_version"]))
+        tally = Tally(active.policy.exponent)
+        with open(spec["changes"], "w", encoding="utf-8") as fh:
+            def add(entry):
+                fh.write(canonical_json(entry) + "\n")
+            try:
+                _run(service, active, candidate, spec["as_of"], spec["batch_size"], spec["low"], spec["high"], tally,
+                     add)
+            except EngineFailure as exc:
+                return {"engine_failure": str(exc)}
+        return {"tally": vars(tally)}
+    finally:
+        if candidate is not None:
+            candidate.dispose()
+        engine.dispose()           # the active policy's rulesets go with the process
+
+
+class _Workers:
+    """The worker processes of partitions 1…n-1 (the caller's process runs partition 0)."""
+
+    def __init__(self, specs: list[dict]):
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))   # the parent's code
+        self.running = []
+        try:
+            for spec in specs:
+                proc = subprocess.Popen([sys.executable, "-c", _WORKER_CODE], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, env=env)
+                self.running.append((spec, proc))
+                proc.stdin.write(pickle.dumps(spec))
+                proc.stdin.close()
+        except BaseException:
+            self.stop()
+            raise
+
+    def results(self):
+        """(spec, result) of each partition in order, as each worker finishes."""
+        for k, (spec, proc) in enumerate(self.running, 1):
+            out = proc.stdout.read()        # a Tally: far below a pipe's buffer, so no worker blocks on it
+            proc.wait()
+            try:
+                result = pickle.loads(out)
+            except Exception:               # noqa: BLE001 — it died before answering
+                result = {"failure": f"simulation worker {k} exited with code {proc.returncode}"}
+            yield spec, result
+
+    def stop(self) -> None:
+        for _, proc in self.running:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            proc.stdout.close()
+
+
+class WorkerFailed(RuntimeError):
+    """A simulation worker process failed for another reason than the rules engine (its traceback)."""
+
+
+class WorkerDatabaseFailed(WorkerFailed):
+    """A simulation worker's database connection or statement failed (its error's first line)."""
+
+
 def simulate(service, text: str, source: str, as_of: dt.date | None, *, actor: str, request_id: str,
-             sink: ChangeSpool, batch_size: int = BATCH_SIZE) -> tuple[str, dict]:
+             sink: ChangeSpool, batch_size: int = BATCH_SIZE, workers: int = 1) -> tuple[str, dict]:
     """Evaluate every customer under the active policy and under the candidate `text`; add each
     changed customer's {customer_id, changes} to `sink`; record the simulation in the trail.
     Returns (decision id, summary). Raises PolicyInvalid for an invalid candidate (nothing is
-    recorded then), DomainError for a bad date, a candidate in another currency or an engine failure."""
+    recorded then), DomainError for a bad date, a candidate in another currency or an engine failure.
+
+    `workers` > 1 cuts the book into that many customer-id ranges and evaluates them at once: this
+    process the first, a spawned process each of the others (its own connection, its own compiled
+    policies). Their tallies and changes are merged in id order, so the summary, the changes and the
+    trail record are those of one process. An in-memory database is simulated in this process alone."""
     as_of = as_of or service.today()
     check_dates(as_of, "as_of")
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS:
+        raise invalid({"workers": [f"workers must be a whole number from 1 to {MAX_WORKERS}"]})
     candidate = compile_policy(text, source)
+    pool = None
     try:
         with service.tx() as s:
             active_policy = service.registry.active(s, as_of)      # the version in force on as_of
@@ -236,18 +438,29 @@ def simulate(service, text: str, source: str, as_of: dt.date | None, *, actor: s
             raise invalid({"text": [f"the candidate's currency {candidate.currency} is not the active policy's "
                                     f"currency {active_policy.currency}, the ledger's"]})
         tally = Tally(active_policy.exponent)
-        try:
-            with fewer_gc_passes():
-                for batch in _batches(service, active_policy.exponent, as_of, batch_size):
-                    for customer_id, case in batch:
-                        before = active.outcomes(case, as_of)
-                        after = outcomes(candidate, case, as_of)
-                        changes = diff(before, after)
-                        tally.add(before, after, changes)
-                        if changes:
-                            sink.add({"customer_id": customer_id, "changes": changes})
-        except EngineFailure as exc:
-            raise engine_failed(exc, "the simulation was not recorded") from None
+        url = _database_url(service) if workers > 1 else None
+        parts = _partitions(service, workers) if url else [(None, None)]
+        with tempfile.TemporaryDirectory(prefix="creditctl-simulate-") as tmp:
+            specs = [{"url": url, "text": text, "source": source, "active_version": active.version, "as_of": as_of,
+                      "batch_size": batch_size, "low": low, "high": high,
+                      "limits": {name: getattr(compiler, name) for name in _LIMITS},
+                      "changes": os.path.join(tmp, f"part{k}.jsonl")} for k, (low, high) in enumerate(parts)]
+            pool = _Workers(specs[1:]) if len(specs) > 1 else None
+            try:
+                _run(service, active, candidate, as_of, batch_size, parts[0][0], parts[0][1], tally, sink.add)
+            except EngineFailure as exc:
+                raise engine_failed(exc, "the simulation was not recorded") from None
+            for spec, result in (pool.results() if pool else ()):
+                if "engine_failure" in result:
+                    raise engine_failed(EngineFailure(result["engine_failure"]), "the simulation was not recorded")
+                if "database_failure" in result:
+                    raise WorkerDatabaseFailed(result["database_failure"])
+                if "failure" in result:
+                    raise WorkerFailed(result["failure"])
+                tally.merge(result["tally"])
+                with open(spec["changes"], encoding="utf-8") as fh:
+                    for line in fh:
+                        sink.add_line(line.rstrip("\n"))
         summary = {"as_of": as_of.isoformat(), "active_version": active.version,
                    "candidate_version": candidate.version, "currency": candidate.currency,
                    "customers": tally.customers, "customers_changed": tally.changed,
@@ -262,6 +475,8 @@ def simulate(service, text: str, source: str, as_of: dt.date | None, *, actor: s
             decision_id = rec.id
         return decision_id, summary
     finally:
+        if pool is not None:
+            pool.stop()
         candidate.dispose()
 
 
@@ -322,7 +537,8 @@ def _fail(code: str, message: str, field: str | None = None) -> int:
 
 def run_cli(args, url: str) -> int:
     """`creditctl policy simulate`. Exit 0 done; 1 the candidate is invalid (errors as `policy check`
-    prints them) or the engine failed; 2 bad input (date, database, currency; nothing on stdout)."""
+    prints them) or the engine failed; 2 bad input (date, workers, database, currency; nothing on stdout),
+    or a worker process failed."""
     from sqlalchemy.exc import SQLAlchemyError
 
     from engine.cli import _print_policy_errors
@@ -341,6 +557,8 @@ def run_cli(args, url: str) -> int:
         return _fail("E_INPUT_INVALID", f"'{args.as_of}' is not an ISO date (YYYY-MM-DD)", "as_of")
     if args.output and not os.path.isdir(os.path.dirname(os.path.abspath(args.output))):
         return _fail("E_INPUT_INVALID", f"no folder for the output file {args.output}", "output")
+    if not 1 <= args.workers <= MAX_WORKERS:
+        return _fail("E_INPUT_INVALID", f"--workers must be from 1 to {MAX_WORKERS}", "workers")
     if url.startswith("sqlite:///") and not os.path.exists(url[len("sqlite:///"):]):
         return _fail("E_DATABASE", f"no database at {url}")
     engine, service = open_service(url)
@@ -348,7 +566,7 @@ def run_cli(args, url: str) -> int:
     try:
         try:
             decision_id, summary = simulate(service, text, args.file, as_of, actor=_cli_actor(),
-                                            request_id=f"cli-{uuid.uuid4().hex}", sink=spool)
+                                            request_id=f"cli-{uuid.uuid4().hex}", sink=spool, workers=args.workers)
         except PolicyInvalid as exc:
             _print_policy_errors(exc)
             return 1
@@ -357,6 +575,11 @@ def run_cli(args, url: str) -> int:
             return 1 if exc.code == "E_ENGINE" else 2
         except SQLAlchemyError as exc:
             return _fail("E_DATABASE", f"database {url}: {exc.__class__.__name__}: {str(exc).splitlines()[0]}")
+        except WorkerDatabaseFailed as exc:
+            return _fail("E_DATABASE", f"database {url}: {exc}")
+        except WorkerFailed as exc:
+            print(exc, file=sys.stderr)
+            return _fail("E_INTERNAL", "a simulation worker process failed; the simulation was not recorded")
         chunks = json_chunks(decision_id, summary, spool) if args.format == "json" else csv_chunks(spool)
         if args.output:
             try:

@@ -234,11 +234,12 @@ def _claim(service, run_id: str, worker: str, reclaim: bool) -> SweepPartition |
 class _Evaluated(NamedTuple):
     customer_id: str
     row: dict                 # its trail record, chained to the head it was evaluated after (trail.chain)
-    data: dict                # the decision
+    data: dict                # the decision's body (reasons as data: engine/reasons.py)
     state: tuple | None       # the dunning state it stepped from: (stage, entered_on, as_of, prev_stage, prev_entered_on)
     exponent: int             # the policy currency's minor-unit exponent
     share: tuple              # its part of the book figures (reports/figures.customer_share)
     policy_version: str
+    decision: object = None   # the Decision, to render the reasons a note quotes
 
 
 def _evaluate(service, s, run: SweepRun, customers: list[Customer], heads: dict) -> tuple[list[_Evaluated], list[dict]]:
@@ -283,12 +284,12 @@ def _evaluate(service, s, run: SweepRun, customers: list[Customer], heads: dict)
         st = states.get(c.id)
         record = {"subject": c.id, "kind": "sweep", "actor": run.actor, "request_id": run.id, "as_of": as_of,
                   "facts": canonical_json({"case": cases[c.id].plain, "as_of": iso_day, "order": None}),
-                  "policy_version": decision.data["policy_version"], "result": decision.json,
+                  "policy_version": decision.policy_version, "result": decision.stored,
                   "outcome": decision.outcome, "created_at": now}
         evaluated.append(_Evaluated(
-            c.id, trail.chain([record], {c.id: heads[c.id]})[0], decision.data,
+            c.id, trail.chain([record], {c.id: heads[c.id]})[0], decision.body,
             None if st is None else (st.stage, st.entered_on, st.as_of, st.prev_stage, st.prev_entered_on),
-            policy.exponent, figures.customer_share(bands(), facts), policy.version))
+            policy.exponent, figures.customer_share(bands(), facts), policy.version, decision))
     return evaluated, errors
 
 
@@ -329,14 +330,17 @@ def process_group(service, run: SweepRun, customer_ids: list[str], notifier) -> 
             keep, errors = sorted(keep + fresh), errors + fresh_errors
         counts["skipped"] = len(customer_ids) - len(keep) - len(errors)
         trail.insert_chained(s, [e.row for e in keep])
-        _write_states(s, keep, as_of)
+        # the customers as read (or read again, when stale): their chain has not moved since, so neither have
+        # the rows' last evaluation and segments
+        as_read = {c.id: (c.last_as_of, c.last_segments) for c in [*customers, *(again if stale else ())]}
+        _write_states(s, keep, as_of, as_read)
         new_actions = [row for e in keep for row in action_rows(e.customer_id, e.data, e.row["id"], e.exponent)]
         if new_actions:        # Core executemany: one compiled statement (the ORM's bulk path costs more)
             s.connection().execute(insert_ignoring_duplicates(s, Action.__table__), new_actions)
-            for e in keep:          # a litigation referral opens the customer's legal case (once while open)
-                legal_cases.open_on_referral(s, e.customer_id, e.data, e.row["id"], e.exponent, actor=run.actor,
-                                             request_id=run.id, policy_version=e.policy_version,
-                                             now=service.clock())
+            # a litigation referral opens the customer's legal case (once while open)
+            legal_cases.open_on_referrals(
+                s, [legal_cases.Referred(e.customer_id, e.data, e.row["id"], e.exponent, e.policy_version) for e in keep],
+                actor=run.actor, request_id=run.id, now=service.clock())
         open_actions: dict[str, list[Action]] = {}
         for a in s.execute(select(Action).where(Action.customer_id.in_([e.customer_id for e in keep]),
                                                 Action.status == "open", Action.due_on <= as_of)
@@ -345,7 +349,8 @@ def process_group(service, run: SweepRun, customer_ids: list[str], notifier) -> 
         items = list(errors)
         for e in keep:
             created = _settle_day(open_actions.get(e.customer_id, ()), e.data["dunning"], e.row["id"], as_of,
-                                  automated, e.data["reasons"])
+                                  automated, e.decision.reasons(family="dunning") if e.data["dunning"]["stage"] == 0
+                                  else ())
             items.append({"run_id": run.id, "customer_id": e.customer_id, "outcome": "done",
                           "stage": e.data["dunning"]["stage"], "actions": created, "error": None})
             counts["actions"] += created
@@ -367,10 +372,11 @@ _STATE = (update(DunningState.__table__).where(DunningState.__table__.c.customer
                   prev_stage=bindparam("b_prev_stage"), prev_entered_on=bindparam("b_prev_entered")))
 
 
-def _write_states(s, evaluated: list[_Evaluated], as_of: dt.date) -> None:
+def _write_states(s, evaluated: list[_Evaluated], as_of: dt.date, as_read: dict) -> None:
     """Each customer's latest evaluation (customers.last_*) and dunning state, in batched statements."""
     conn = s.connection()
-    remember_last_evaluations(s, [(e.customer_id, summary_of(e.data, e.exponent)) for e in evaluated], as_of)
+    remember_last_evaluations(s, [(e.customer_id, summary_of(e.data, e.exponent)) for e in evaluated], as_of,
+                              as_read)
     inserts, updates = [], []
     for e in evaluated:
         stepped = _step_state(e.state, e.data, as_of)

@@ -85,9 +85,12 @@ def render_aging_svg(report: dict, by: str) -> str:
     total = report["total"]
     book = minor(total["outstanding"])
     rows = [("All customers", total["customers"], {k: minor(v) for k, v in total["buckets"].items()}, True)]
-    for seg in report["segments"][by]:
+    # by="group": the aging report's customer groups (集团客户), named; key null is the customers in no group
+    segments = report["groups"] if by == "group" else report["segments"][by]
+    for seg in segments:
         if seg["customers"]:
-            rows.append((seg["key"], seg["customers"], {k: minor(v) for k, v in seg["buckets"].items()}, False))
+            name = (seg.get("name") or seg["key"] or "no group") if by == "group" else seg["key"]
+            rows.append((name, seg["customers"], {k: minor(v) for k, v in seg["buckets"].items()}, False))
 
     width, left, right = 900, 190, 150
     plot_w = width - left - right
@@ -142,7 +145,8 @@ def render_aging_svg(report: dict, by: str) -> str:
         line_y = ys[0] + bar_h + 12
         parts.append(f'<line x1="24" y1="{line_y}" x2="{width - 24}" y2="{line_y}" stroke="#cccccc" '
                      f'stroke-dasharray="4 3"/>')
-        caption = {"amount_tier": "by amount tier", "industry": "by industry", "region": "by region"}[by]
+        caption = {"amount_tier": "by amount tier", "industry": "by industry", "region": "by region",
+                   "group": "by customer group"}[by]
         parts.append(_TEXT.substitute(x=24, y=line_y + 16, size=12, fill="#555",
                                       extra=' font-style="italic" font-weight="bold"', text=escape(caption)))
     for (name, customers, buckets, is_total), y in zip(rows, ys):

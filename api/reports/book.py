@@ -71,6 +71,32 @@ class _Sum:
                 "buckets": {k: minor_str(v, exp) for k, v in self.buckets.items()}}
 
 
+# ---------------------------------------------------------------------------------------- by group
+GROUPINGS = ("customer", "group")       # a report's `by`: rows per customer (as ever) or per customer group
+
+
+class Groups:
+    """集团客户 in a report: each customer's group (one read of the memberships, not one per customer), and
+    rows per group in the aging report's order: every group by id, then key null (the customers in no group)
+    when there are any. Each row names the group and its limit (null for key null)."""
+
+    def __init__(self, s):
+        self.member_of = dict(s.execute(select(GroupMember.customer_id, GroupMember.group_id)).all())
+        # plain values: rows() may run after the snapshot's session has ended
+        self.groups = {gid: (name, limit) for gid, name, limit in s.execute(
+            select(CustomerGroup.id, CustomerGroup.name, CustomerGroup.limit_minor).order_by(CustomerGroup.id))}
+
+    def of(self, customer_id: str) -> str | None:
+        return self.member_of.get(customer_id)
+
+    def rows(self, sums: dict, view, exp: int) -> list[dict]:
+        """sums: {group id or None: a sum}; view(sum or None) → the row's figures."""
+        keys = [*self.groups, *([None] if None in sums else [])]
+        return [{"key": k, "name": self.groups[k][0] if k in self.groups else None,
+                 "limit": minor_str(self.groups[k][1], exp) if k in self.groups else None,
+                 **view(sums.get(k))} for k in keys]
+
+
 # ---------------------------------------------------------------------------------------- aging
 def aging(service, as_of: dt.date, on_customer=None) -> dict:
     """Aging analysis (账龄分析). Calls on_customer(row) for each customer with open invoices, in id
@@ -84,11 +110,9 @@ def aging(service, as_of: dt.date, on_customer=None) -> dict:
                     "region": {k: _Sum(bands.labels) for k in cats["region"]},
                     "amount_tier": {k: _Sum(bands.labels) for k in bands.tiers.labels}}
         total, unapplied = _Sum(bands.labels), 0
-        # 集团客户: members' balances summed per group (one read of the memberships, not one per customer);
-        # customers outside any group are the segment with key null
-        member_of = dict(s.execute(select(GroupMember.customer_id, GroupMember.group_id)).all())
-        groups = {g.id: g for g in s.execute(select(CustomerGroup).order_by(CustomerGroup.id)).scalars()}
-        by_group = {gid: _Sum(bands.labels) for gid in groups}
+        # 集团客户: members' balances summed per group; customers outside any group are the row with key null
+        groups = Groups(s)
+        by_group = {gid: _Sum(bands.labels) for gid in groups.groups}
         for c, facts in iter_facts(s, policy, as_of):
             unapplied += facts.unapplied_minor
             open_ = [st for st in facts.invoices if st.open_minor > 0]
@@ -102,7 +126,7 @@ def aging(service, as_of: dt.date, on_customer=None) -> dict:
             tier = bands.tier(facts)
             for dim, key in (("industry", c.industry), ("region", c.region), ("amount_tier", tier)):
                 segments[dim].setdefault(key, _Sum(bands.labels)).add(row)
-            by_group.setdefault(member_of.get(c.id), _Sum(bands.labels)).add(row)
+            by_group.setdefault(groups.of(c.id), _Sum(bands.labels)).add(row)
             total.add(row)
             if on_customer is not None:
                 on_customer({
@@ -119,9 +143,7 @@ def aging(service, as_of: dt.date, on_customer=None) -> dict:
             "buckets": bands.describe(),
             "segments": {dim: [{"key": k, **v.view(exp)} for k, v in segments[dim].items()]
                          for dim in SEGMENT_DIMENSIONS},
-            "groups": [{"key": gid, "name": groups[gid].name if gid in groups else None,
-                        "limit": minor_str(groups[gid].limit_minor, exp) if gid in groups else None, **v.view(exp)}
-                       for gid, v in by_group.items()],
+            "groups": groups.rows(by_group, lambda v: v.view(exp), exp),
             "total": total_view,
             "notes": "Each open invoice's balance is in the bucket of its own days overdue (as_of − due date; "
                      "not yet due = current); a customer's aging_bucket is the policy's classification (its "
@@ -140,6 +162,16 @@ def aging_csv_row(row: dict) -> list:
     return ([row[k] for k in ("customer_id", "name", "industry", "region", "amount_tier", "aging_bucket",
                               "max_days_overdue", "open_invoices", "outstanding", "overdue")]
             + list(row["buckets"].values()) + [row["unapplied"]])
+
+
+def aging_group_csv_columns(labels) -> list[str]:
+    return (["group_id", "name", "limit", "customers", "open_invoices", "outstanding", "overdue"]
+            + [f"bucket_{label}" for label in labels])
+
+
+def aging_group_csv_row(row: dict) -> list:
+    return ([row["key"] if row["key"] is not None else "", row["name"] or "", row["limit"] or ""]
+            + [row[k] for k in ("customers", "open_invoices", "outstanding", "overdue")] + list(row["buckets"].values()))
 
 
 # ---------------------------------------------------------------------------------------- aging chart
@@ -161,20 +193,32 @@ class _Worst:
         return self.key > other.key
 
 
-def overdue(service, as_of: dt.date, limit: int) -> dict:
+def overdue(service, as_of: dt.date, limit: int, by: str = "customer") -> dict:
     """Overdue open invoices, most overdue first (then customer, invoice). Keeps at most `limit` rows
-    in memory (a bounded heap); the totals count every overdue invoice."""
+    in memory (a bounded heap); the totals count every overdue invoice. by="group": `groups` too, every
+    overdue invoice's figures summed per customer group (not only the rows listed)."""
     with snapshot(service) as s:
         policy = service.registry.active(s, as_of)
         exp, bands = policy.exponent, Bands(policy)
         heap: list[_Worst] = []
         count = amount = paused = 0
+        groups = Groups(s) if by == "group" else None
+        per_group: dict = {}              # group → [customers, invoices, open balance, paused, max days]
         for c, facts in iter_facts(s, policy, as_of):
+            mine = None
             for st in facts.invoices:
                 if st.open_minor > 0 and st.days_overdue > 0:
                     count += 1
                     amount += st.open_minor
                     paused += st.paused is not None
+                    if groups is not None:
+                        if mine is None:
+                            mine = per_group.setdefault(groups.of(c.id), [0, 0, 0, 0, 0])
+                            mine[0] += 1
+                        mine[1] += 1
+                        mine[2] += st.open_minor
+                        mine[3] += st.paused is not None
+                        mine[4] = max(mine[4], st.days_overdue)
                     key = (-st.days_overdue, c.id, st.id)
                     if len(heap) < limit:
                         heapq.heappush(heap, _Worst(key, (c.id, c.name, st)))
@@ -186,53 +230,108 @@ def overdue(service, as_of: dt.date, limit: int) -> dict:
                  "aging_bucket": bands.bucket(st.days_overdue), "amount": minor_str(st.amount_minor, exp),
                  "open_balance": minor_str(st.open_minor, exp), "disputed": st.disputed, "paused": st.paused}
                 for cid, name, st in kept]
-        return {"as_of": as_of.isoformat(), "policy_version": policy.version, "currency": policy.currency,
-                "invoices": rows, "limit": limit, "truncated": count > len(rows),
-                "total": {"invoices": count, "open_balance": minor_str(amount, exp), "paused": paused}}
+        out = {"as_of": as_of.isoformat(), "policy_version": policy.version, "currency": policy.currency,
+               "invoices": rows, "limit": limit, "truncated": count > len(rows),
+               "total": {"invoices": count, "open_balance": minor_str(amount, exp), "paused": paused}}
+        if groups is not None:
+            def view(v):
+                v = v or [0, 0, 0, 0, 0]
+                return {"customers": v[0], "invoices": v[1], "open_balance": minor_str(v[2], exp), "paused": v[3],
+                        "max_days_overdue": v[4]}
+            out["groups"] = groups.rows(per_group, view, exp)
+        return out
 
 
 # ---------------------------------------------------------------------------------------- DSO
-def dso(service, as_of: dt.date, days: int) -> dict:
+def _dso_days(receivables: int, sales: int, days: int) -> str | None:
+    if not sales:
+        return None
+    return str((Decimal(receivables) * days / Decimal(sales)).quantize(Decimal("0.01"), ROUND_HALF_UP))
+
+
+def dso(service, as_of: dt.date, days: int, by: str = "customer") -> dict:
+    """DSO of the book; by="group": `groups` too, each group's DSO from its members' receivables and credit
+    sales (the same formula; customers in no group under key null)."""
     start = as_of - dt.timedelta(days=days - 1)
     with snapshot(service) as s:
         policy = service.registry.active(s)
         exp = policy.exponent
         receivables = unapplied = 0
-        for _, facts in iter_facts(s, policy, as_of):
+        groups = Groups(s) if by == "group" else None
+        per_group: dict = {}              # group → [customers, receivables, unapplied, credit sales, invoices]
+        for c, facts in iter_facts(s, policy, as_of):
             receivables += facts.fields["outstanding"]
             unapplied += facts.unapplied_minor
+            if groups is not None:
+                g = per_group.setdefault(groups.of(c.id), [0, 0, 0, 0, 0])
+                g[0] += 1
+                g[1] += facts.fields["outstanding"]
+                g[2] += facts.unapplied_minor
+        window = (Invoice.issued_on >= start, Invoice.issued_on <= as_of)
         sales, invoices = s.execute(select(func.coalesce(func.sum(Invoice.amount_minor), 0), func.count())
-                                    .where(Invoice.issued_on >= start, Invoice.issued_on <= as_of)).one()
+                                    .where(*window)).one()
         sales = int(sales)
-    value = None
-    if sales:
-        value = str((Decimal(receivables) * days / Decimal(sales)).quantize(Decimal("0.01"), ROUND_HALF_UP))
-    return {"as_of": as_of.isoformat(), "days": days, "currency": policy.currency,
-            "window": {"from": start.isoformat(), "to": as_of.isoformat()},
-            "receivables": minor_str(receivables, exp), "credit_sales": minor_str(sales, exp),
-            "credit_sales_invoices": invoices, "unapplied": minor_str(unapplied, exp),
-            "dso_days": value, "formula": DSO_FORMULA,
-            "definitions": {
-                "receivables": "open balance of the invoices issued on or before as_of, after the payments and "
-                               "credit notes dated on or before as_of (unapplied cash not netted)",
-                "credit_sales": f"amounts of the invoices issued in the last {days} days, "
-                                f"{start.isoformat()} to {as_of.isoformat()} inclusive",
-                "dso_days": "rounded half-up to 0.01 day; null when there were no credit sales in the window"}}
+        if groups is not None:
+            for cid, amount, n in s.execute(select(Invoice.customer_id, func.sum(Invoice.amount_minor), func.count())
+                                            .where(*window).group_by(Invoice.customer_id)):
+                g = per_group.setdefault(groups.of(cid), [0, 0, 0, 0, 0])
+                g[3] += int(amount)
+                g[4] += n
+    value = _dso_days(receivables, sales, days)
+    out = {"as_of": as_of.isoformat(), "days": days, "currency": policy.currency,
+           "window": {"from": start.isoformat(), "to": as_of.isoformat()},
+           "receivables": minor_str(receivables, exp), "credit_sales": minor_str(sales, exp),
+           "credit_sales_invoices": invoices, "unapplied": minor_str(unapplied, exp),
+           "dso_days": value, "formula": DSO_FORMULA,
+           "definitions": {
+               "receivables": "open balance of the invoices issued on or before as_of, after the payments and "
+                              "credit notes dated on or before as_of (unapplied cash not netted)",
+               "credit_sales": f"amounts of the invoices issued in the last {days} days, "
+                               f"{start.isoformat()} to {as_of.isoformat()} inclusive",
+               "dso_days": "rounded half-up to 0.01 day; null when there were no credit sales in the window"}}
+    if groups is not None:
+        def view(v):
+            v = v or [0, 0, 0, 0, 0]
+            return {"customers": v[0], "receivables": minor_str(v[1], exp), "unapplied": minor_str(v[2], exp),
+                    "credit_sales": minor_str(v[3], exp), "credit_sales_invoices": v[4],
+                    "dso_days": _dso_days(v[1], v[3], days)}
+        out["groups"] = groups.rows(per_group, view, exp)
+    return out
 
 
 # ---------------------------------------------------------------------------------------- collections
-def collections(service, since: dt.date, until: dt.date) -> dict:
-    """Collection actions (催收记录) due in [since, until], counted by type, channel and outcome."""
+def collections(service, since: dt.date, until: dt.date, by: str = "customer") -> dict:
+    """Collection actions (催收记录) due in [since, until], counted by type, channel and outcome; by="group":
+    `groups` too, the actions of each customer group's members (by status)."""
     with snapshot(service) as s:
         policy = service.registry.active(s)
         exp = policy.exponent
         outcome = func.coalesce(Action.outcome, "")
+        due = (Action.due_on >= since, Action.due_on <= until)
         q = (select(Action.type, Action.channel, Action.status, outcome, func.count(),
                     func.coalesce(func.sum(Action.amount_minor), 0))
-             .where(Action.due_on >= since, Action.due_on <= until)
+             .where(*due)
              .group_by(Action.type, Action.channel, Action.status, outcome)
              .order_by(Action.type, Action.channel, Action.status, outcome))
         groups = [(t, ch, st, oc or None, n, int(a)) for t, ch, st, oc, n, a in s.execute(q)]
+        by_group = None
+        if by == "group":
+            index, sums = Groups(s), {}      # group → [customers, actions, amount, {status: actions}]
+            q = (select(Action.customer_id, Action.status, func.count(), func.coalesce(func.sum(Action.amount_minor), 0))
+                 .where(*due).group_by(Action.customer_id, Action.status).order_by(Action.customer_id))
+            last = None
+            for cid, st, n, a in s.execute(q):
+                e = sums.setdefault(index.of(cid), [0, 0, 0, {}])
+                if cid != last:
+                    e[0], last = e[0] + 1, cid
+                e[1] += n
+                e[2] += int(a)
+                e[3][st] = e[3].get(st, 0) + n
+
+            def view(v):
+                v = v or [0, 0, 0, {}]
+                return {"customers": v[0], "actions": v[1], "amount": minor_str(v[2], exp), "by_status": v[3]}
+            by_group = index.rows(sums, view, exp)
 
     def rollup(key_of):
         out: dict = {}
@@ -253,6 +352,7 @@ def collections(service, since: dt.date, until: dt.date) -> dict:
             "by_outcome": rollup(lambda t, ch, st, oc: oc),
             "rows": [{"type": t, "channel": ch, "status": st, "outcome": oc, "actions": n,
                       "amount": minor_str(a, exp)} for t, ch, st, oc, n, a in groups],
+            **({"groups": by_group} if by_group is not None else {}),
             "notes": "Actions whose due date is in the period, by status; outcome is null until one is recorded."}
 
 

@@ -14,6 +14,7 @@ import logging
 from ..errors import conflict, invalid, not_found
 from ..store import trail
 from ..store.tables import CreditHold, Customer
+from . import groups
 from .decide import lock_customer
 from .validation import canonical
 
@@ -105,5 +106,7 @@ def get_hold(ctx, customer_id: str) -> dict:
             raise not_found("customer", customer_id)
         lock = s.get(CreditHold, customer_id)
         today = ctx.today()
+        # the hold it inherits from its group (api/service/groups.py), reported beside its own
         return {"customer_id": customer_id, "hold": hold_dict(lock),
-                "in_force": lock is not None and hold_in_force(s, customer_id, today) is not None}
+                "in_force": lock is not None and hold_in_force(s, customer_id, today) is not None,
+                "group_hold": groups.member_hold(s, customer_id, today)}

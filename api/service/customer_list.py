@@ -8,7 +8,8 @@ by GET /v1/customers and the console (api/reports/console.customers).
   character term (no trigram) is the scan. The re-check makes the indexed answer the scan's, exactly:
   name matching is case-insensitive for ASCII letters on SQLite (LIKE), for every cased letter on PostgreSQL.
 - filters: bucket, tier, reputation, stage (the last recorded decision's: customers.last_*), segment
-  (customer_segments), collector, hold (a credit hold in force today): each an index range ordered by id.
+  (customer_segments), collector, hold (a credit hold in force today, the customer's own or its group's):
+  each an index range ordered by id.
 - sort: id, name, outstanding, stage, ascending or descending, ties broken by id; `cursor` continues after
   the last row of a page (a keyset: the same cost at any depth, stable under filters). For sort=id the cursor
   is the last id (as before); otherwise an opaque token of (sort, value, id).
@@ -19,13 +20,15 @@ import base64
 import binascii
 import datetime as dt
 import json
+import unicodedata
 
 from sqlalchemy import and_, func, literal_column, not_, or_, select, text, tuple_
+from sqlalchemy.orm import aliased
 
 from rules.money import minor_str
 
 from ..errors import invalid
-from ..store.tables import CreditHold, Customer, CustomerSegment
+from ..store.tables import CreditHold, Customer, CustomerSegment, GroupHold, GroupMember
 
 SORTS = {"id": Customer.id, "name": Customer.name, "outstanding": Customer.last_outstanding_minor,
          "stage": Customer.last_stage}
@@ -105,21 +108,35 @@ def _like(text_: str) -> str:
 
 
 RARE = 2_000                  # SQLite: a term with at most this many trigram hits is looked up; more, scanned
+WINDOW = 2_000                # PostgreSQL: a search first reads this many rows in the list's order (below)
+COUNT_WALK = 3 * COUNT_CAP    # …and a term that filled its page from them is counted from this many rows
+PLANS = ("auto", "window", "direct")
 
 
-def _scan(q: str, dialect: str):
+def _uncased(q: str) -> bool:
+    """No character of q has a case (CJK and other letters without case, digits, punctuation, spaces): ILIKE's
+    lower() of a name can then only match q where the name has q itself, so LIKE is the same match without
+    lower-casing every name it reads (PostgreSQL; several times cheaper per row). Unassigned characters (a
+    newer Unicode than Python's) count as cased."""
+    return all(unicodedata.category(ch) == "Lo" or (ch.isascii() and not ch.isalpha())
+               or unicodedata.category(ch)[0] in "PZ" for ch in q)
+
+
+def _scan(q: str, dialect: str, c, indexed: bool):
     if dialect == "postgresql":
-        return Customer.name.ilike(_like(q), escape="\\")     # pg_trgm's GIN index serves it (3+ characters)
+        if indexed and _uncased(q):
+            return c.name.like(_like(q), escape="\\")          # pg_trgm's GIN index serves LIKE too
+        return c.name.ilike(_like(q), escape="\\")             # pg_trgm's GIN index serves it (3+ characters)
     if not any(ch.isascii() and ch.isalpha() for ch in q):
         # no letter LIKE would fold: instr() is the same match, a plain substring search several times cheaper
-        return func.instr(Customer.name, q) > 0
-    return Customer.name.like(_like(q), escape="\\")
+        return func.instr(c.name, q) > 0
+    return c.name.like(_like(q), escape="\\")
 
 
-def name_matches(s, q: str, dialect: str, indexed: bool = True):
+def name_matches(s, q: str, dialect: str, indexed: bool = True, c=Customer):
     """A name containing q. `indexed=False`: the plain scan, which the indexed answer must equal."""
-    scan = _scan(q, dialect)
-    if dialect != "sqlite" or not indexed or len(q) < TRIGRAM:
+    scan = _scan(q, dialect, c, indexed)
+    if dialect != "sqlite" or not indexed or len(q) < TRIGRAM or c is not Customer:
         return scan
     # the trigram table's hits in rowid order, stopped after RARE: a rare term's few candidates (re-checked by
     # the scan's predicate) are looked up by rowid; a common one is a scan that fills a page after a few rows
@@ -131,12 +148,13 @@ def name_matches(s, q: str, dialect: str, indexed: bool = True):
     return and_(literal_column("customers.rowid").in_(hits), scan)
 
 
-def matches(s, q: str, dialect: str, indexed: bool = True):
-    return or_(Customer.id == q, and_(Customer.id >= q, Customer.id < q + _MAX_CHAR),
-               name_matches(s, q, dialect, indexed))
+def matches(s, q: str, dialect: str, indexed: bool = True, c=Customer):
+    """The search `q` over the customers `c` (the table, or a window of it: the name's scan predicate)."""
+    return or_(c.id == q, and_(c.id >= q, c.id < q + _MAX_CHAR), name_matches(s, q, dialect, indexed, c))
 
 
-def _filtered(s, f: dict, dialect: str, today: dt.date, indexed: bool):
+def _filters(f: dict, today: dt.date) -> list:
+    """Every filter but the search."""
     conds = []
     for key, col in (("bucket", Customer.last_bucket), ("tier", Customer.last_tier),
                      ("reputation", Customer.last_reputation), ("stage", Customer.last_stage),
@@ -147,39 +165,110 @@ def _filtered(s, f: dict, dialect: str, today: dt.date, indexed: bool):
         conds.append(Customer.id.in_(select(CustomerSegment.customer_id)
                                      .where(CustomerSegment.segment == f["segment"])))
     if f.get("hold"):
-        held = select(CreditHold.customer_id).where(CreditHold.placed_on <= today,
-                                                    or_(CreditHold.until.is_(None), CreditHold.until >= today))
-        conds.append(Customer.id.in_(held) if f["hold"] == "yes" else not_(Customer.id.in_(held)))
+        held, group_held = _held(today)
+        on = or_(Customer.id.in_(held), Customer.id.in_(group_held))
+        conds.append(on if f["hold"] == "yes" else not_(on))
+    return conds
+
+
+def _filtered(s, f: dict, dialect: str, today: dt.date, indexed: bool):
+    conds = _filters(f, today)
     if f.get("q"):
         conds.append(matches(s, f["q"], dialect, indexed))
     return conds
 
 
-def search(ctx, f: dict, *, limit: int = 50, count: bool = False, indexed: bool = True) -> dict:
+def _held(today: dt.date):
+    """(customers on a credit hold in force today, members of a group whose hold is in force today): selects."""
+    own = select(CreditHold.customer_id).where(CreditHold.placed_on <= today,
+                                               or_(CreditHold.until.is_(None), CreditHold.until >= today))
+    group = (select(GroupMember.customer_id).join(GroupHold, GroupHold.group_id == GroupMember.group_id)
+             .where(GroupHold.placed_on <= today, or_(GroupHold.until.is_(None), GroupHold.until >= today)))
+    return own, group
+
+
+def _order(c, sort: str, desc: bool) -> list:
+    col, key = getattr(c, SORTS[sort].key), c.id
+    order = [col.desc(), key.desc()] if desc else [col, key]
+    return order[1:] if sort == "id" else order
+
+
+def _after(sort: str, desc: bool, after) -> list:
+    if after is None:
+        return []
+    value, last_id = after
+    if sort == "id":
+        return [Customer.id < last_id if desc else Customer.id > last_id]
+    key, bound = tuple_(SORTS[sort], Customer.id), tuple_(value, last_id)
+    return [key < bound if desc else key > bound]
+
+
+def _window_page(s, q: str, dialect: str, indexed: bool, base: list, sort: str, desc: bool, n: int):
+    """The first n matches of the search among the first WINDOW rows (in the list's order, after the cursor)
+    that pass the other filters, or None when the window holds fewer than n matches and is not the whole rest
+    of the list. Those n are then the list's first n: a window is a prefix of the list's order, and the
+    search only drops rows from it. A common term (a page within a few hundred rows) costs one short walk of
+    the sort's index (or the filter's), where the trigram index would collect every match before the sort;
+    a rare term falls through to the trigram index after one bounded walk. The window's last row is read
+    too, match or not (its number is WINDOW): without it the window ended the list. Returns (rows or None,
+    how many of the rows the name matched: an id prefix is dense in id order only, not in the book)."""
+    rn = func.row_number().over(order_by=_order(Customer, sort, desc)).label("rn")
+    inner = select(Customer, rn).where(*base).order_by(*_order(Customer, sort, desc)).limit(WINDOW).subquery()
+    w = aliased(Customer, inner)
+    hit = matches(s, q, dialect, indexed, w)
+    got = s.execute(select(w, inner.c.rn, hit.label("hit"), name_matches(s, q, dialect, indexed, w).label("named"))
+                    .where(or_(hit, inner.c.rn == WINDOW)).order_by(*_order(w, sort, desc)).limit(n + 1)).all()
+    hits = [row for row in got if row.hit][:n]
+    if len(hits) < n and any(row.rn == WINDOW for row in got):
+        return None, 0
+    return [row[0] for row in hits], sum(1 for row in hits if row.named)
+
+
+def _count_walk(s, f: dict, dialect: str, today: dt.date, indexed: bool) -> int | None:
+    """The capped count of a term whose page a window held, read off the first COUNT_WALK rows that pass the
+    other filters (in any order: a sequential read), or None when that is not the answer (fewer than the cap
+    among them and more rows after). The search is tested in the select list under a LIMIT, where the
+    planner cannot take it to the trigram index: a 95 % term is counted from ~COUNT_WALK rows where the
+    index's bitmap holds every match before the first is counted. A window can be dense where the book is
+    not (an id prefix, a name prefix under sort=name): then the walk was one bounded read, and the count is
+    the index's."""
+    hit = matches(s, f["q"], dialect, indexed).label("hit")
+    walked = select(hit).where(*_filters(f, today)).limit(COUNT_WALK).subquery()
+    hits, seen = s.execute(select(func.count().filter(walked.c.hit), func.count()).select_from(walked)).one()
+    return hits if hits > COUNT_CAP or seen < COUNT_WALK else None
+
+
+def search(ctx, f: dict, *, limit: int = 50, count: bool = False, indexed: bool = True,
+           plan: str = "auto") -> dict:
     """One page of customers matching the validated filters `f` (validate()): {rows, next_cursor[, total,
-    total_capped]}. Each row: the Customer and whether a hold is in force."""
+    total_capped]}. Each row: the Customer and whether a hold is in force. `plan` (the same rows whichever):
+    "auto" = a search on PostgreSQL reads a window of the list's order first (_window_page), else one query;
+    "window" = the window first on any database; "direct" = one query (the planner's choice)."""
+    if plan not in PLANS:
+        raise ValueError(plan)
     sort, desc = f.get("sort", "id"), f.get("desc", False)
     col = SORTS[sort]
     today = ctx.today()
     with ctx.read_tx() as s:
         dialect = s.get_bind().dialect.name
-        conds = _filtered(s, f, dialect, today, indexed)
         after = f.get("after")
-        if after is not None:
-            value, last_id = after
-            if sort == "id":
-                conds.append(Customer.id < last_id if desc else Customer.id > last_id)
-            else:
-                key, bound = tuple_(col, Customer.id), tuple_(value, last_id)
-                conds.append(key < bound if desc else key > bound)
-        order = [col.desc(), Customer.id.desc()] if desc else [col, Customer.id]
-        if sort == "id":
-            order = order[1:]
-        rows = s.execute(select(Customer).where(*conds).order_by(*order).limit(limit + 1)).scalars().all()
+        rows, dense = None, False
+        if f.get("q") and (plan == "window" or plan == "auto" and dialect == "postgresql"):
+            base = _filters(f, today) + _after(sort, desc, after)
+            rows, named = _window_page(s, f["q"], dialect, indexed, base, sort, desc, limit + 1)
+            # a window held the page, most of it by name: a common term, whose count may be a short walk
+            dense = rows is not None and len(rows) > limit and 2 * named > len(rows)
+        if rows is None:
+            conds = _filtered(s, f, dialect, today, indexed) + _after(sort, desc, after)
+            rows = s.execute(select(Customer).where(*conds).order_by(*_order(Customer, sort, desc))
+                             .limit(limit + 1)).scalars().all()
         page, more = rows[:limit], len(rows) > limit
-        held = set(s.execute(select(CreditHold.customer_id).where(
-            CreditHold.customer_id.in_([c.id for c in page]), CreditHold.placed_on <= today,
-            or_(CreditHold.until.is_(None), CreditHold.until >= today))).scalars()) if page else set()
+        held = set()
+        if page:
+            ids = [c.id for c in page]
+            own, group_held = _held(today)
+            held = set(s.execute(own.where(CreditHold.customer_id.in_(ids))).scalars())
+            held |= set(s.execute(group_held.where(GroupMember.customer_id.in_(ids))).scalars())
         out = {"rows": [(c, c.id in held) for c in page], "next_cursor": None}
         if more:
             last = page[-1]
@@ -187,6 +276,8 @@ def search(ctx, f: dict, *, limit: int = 50, count: bool = False, indexed: bool 
         if count:
             if after is None and not more:
                 total = len(page)                   # the first page is the last: it saw every match
+            elif dense and (walked := _count_walk(s, f, dialect, today, indexed)) is not None:
+                total = walked
             else:
                 matching = _filtered(s, f, dialect, today, indexed)
                 capped = select(Customer.id).where(*matching).limit(COUNT_CAP + 1).subquery()

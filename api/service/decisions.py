@@ -10,8 +10,10 @@ from decimal import Decimal
 
 from sqlalchemy import select
 
+from engine.decision import FORMAT, stored_format
 from engine.errors import InputInvalid
 from engine.evaluator import evaluate
+from engine.reasons import render
 
 from ..errors import DomainError, conflict, invalid, not_found
 from . import audit
@@ -28,7 +30,7 @@ _NOT_REPLAYABLE = {
     **{f"referral_{step}": "a step on a referral is a person's (or the expiry's) act, not an evaluation: its "
        "facts and reason are the record" for step in ("release", "reject", "expire")},
     **{kind: "placing or lifting a credit hold is a controller's act, not an evaluation: the record holds it"
-       for kind in ("hold_set", "hold_lift")},
+       for kind in ("hold_set", "hold_lift", "group_hold_set", "group_hold_lift")},
     "collection_record": "a collection record (催收记录) is evidence of a contact, not an evaluation: the record "
                          "holds it",
 }
@@ -69,14 +71,38 @@ def get_decision(ctx, decision_id: str) -> DecisionRecord:
         return rec
 
 
-def decision_view(rec: DecisionRecord, include_facts: bool = False) -> dict:
+def decision_view(rec: DecisionRecord, include_facts: bool = False, decision: dict | None = None) -> dict:
+    """A record as readers see it; `decision`: its result rendered (decision_views), else the result as stored."""
     out = {"id": rec.id, "kind": rec.kind, "subject": rec.subject, "seq": rec.seq, "actor": rec.actor,
            "request_id": rec.request_id, "as_of": rec.as_of.isoformat(), "policy_version": rec.policy_version,
            "outcome": rec.outcome, "created_at": rec.created_at.isoformat() + "Z", "hash": rec.hash,
-           "prev_hash": rec.prev_hash, "decision": json.loads(rec.result)}
+           "prev_hash": rec.prev_hash, "decision": json.loads(rec.result) if decision is None else decision}
     if include_facts:
         out["facts"] = json.loads(rec.facts)
     return out
+
+
+def decision_views(ctx, recs, include_facts: bool = False, locale: str = "en") -> list[dict]:
+    """Records as readers see them, a decision stored with its reasons as data (format 2) rendered in `locale`
+    with the policy version it names: in English exactly the decision as format 1 stored it. A format-1
+    record is its stored text (English, whatever the locale). A version that cannot be loaded (its stored
+    text was edited: E_POLICY_TAMPERED) leaves the decision as stored, reasons as data."""
+    results = [json.loads(rec.result) for rec in recs]
+    if not any(stored_format(r) == FORMAT for r in results):
+        return [decision_view(rec, include_facts, r) for rec, r in zip(recs, results)]
+    with ctx.read_tx() as s:
+        policies: dict = {}
+        for i, (rec, result) in enumerate(zip(recs, results)):
+            if stored_format(result) != FORMAT:
+                continue
+            if rec.policy_version not in policies:
+                try:
+                    policies[rec.policy_version] = with_retry(lambda: ctx.registry.get(s, rec.policy_version))
+                except DomainError:
+                    policies[rec.policy_version] = None
+            if policies[rec.policy_version] is not None:
+                results[i] = render(result, policies[rec.policy_version], locale)
+    return [decision_view(rec, include_facts, r) for rec, r in zip(recs, results)]
 
 
 def replay(ctx, decision_id: str) -> dict:
@@ -104,14 +130,17 @@ def replay(ctx, decision_id: str) -> dict:
                 raise
             out.update(identical=False, replay_error=f"the edited facts do not replay: {exc}")
             return out
-        same = decision.json == rec.result
+        try:
+            old = json.loads(rec.result)
+        except ValueError:
+            old = None
+        # like with like: a record of format 2 (reasons as data) against the replay's stored form, one of
+        # format 1 (before structured reasons) against the replay rendered in English, as format 1 stored it
+        structured = stored_format(old) == FORMAT
+        same = (decision.stored if structured else decision.json) == rec.result
         out["identical"] = same and not problem
         if not same:
-            try:
-                old = json.loads(rec.result)
-            except ValueError:
-                old = None
-            new = decision.data
+            new = {**decision.body, "format": FORMAT} if structured else decision.data
             if isinstance(old, dict):
                 out["differences"] = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
             out["diff"] = field_diff(old, new)

@@ -16,15 +16,15 @@ from .decide import decide, lock_customer
 from .validation import canonical, check_dates
 
 
-def evaluate_customer(ctx, customer_id, as_of, actor, request_id) -> dict:
+def evaluate_customer(ctx, customer_id, as_of, actor, request_id, locale="en") -> dict:
     as_of = as_of or ctx.today()
     with ctx.tx() as s:
         c = lock_customer(s, customer_id)
         rec, decision = decide(ctx, s, c, as_of, kind="evaluate", actor=actor, request_id=request_id)
-        return {"decision_id": rec.id, "decision": decision.data}
+        return {"decision_id": rec.id, "decision": decision.render(locale)}
 
 
-def evaluate_stateless(ctx, body: dict, actor, request_id) -> dict:
+def evaluate_stateless(ctx, body: dict, actor, request_id, locale="en") -> dict:
     body = dict(body)
     as_of_raw = body.pop("as_of", None)
     order = body.pop("order_amount", None)
@@ -48,6 +48,6 @@ def evaluate_stateless(ctx, body: dict, actor, request_id) -> dict:
         subject = f"stateless:{body['customer']['id']}"
         rec = trail.append(s, subject=subject, kind="evaluate_stateless", actor=actor, request_id=request_id,
                            as_of=as_of, facts=canonical({"case": body, "as_of": as_of, "order": order}),
-                           policy_version=policy.version, result=decision.json, outcome=decision.outcome,
+                           policy_version=policy.version, result=decision.stored, outcome=decision.outcome,
                            created_at=ctx.clock())
-        return {"decision_id": rec.id, "decision": decision.data}
+        return {"decision_id": rec.id, "decision": decision.render(locale)}

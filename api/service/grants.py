@@ -45,7 +45,7 @@ def policy_limit(ctx, s, c: Customer, policy, as_of: dt.date) -> int:
         decision = evaluate_loaded(policy, case.typed, as_of)
     except EngineFailure as exc:
         raise engine_failed(exc) from None
-    return to_minor(decision.data["credit"]["policy_limit"], policy.exponent)
+    return to_minor(decision.body["credit"]["policy_limit"], policy.exponent)
 
 
 def _reason(req: dict) -> str:

@@ -7,8 +7,9 @@ new status), with actor and reason.
 from __future__ import annotations
 
 import datetime as dt
+from typing import NamedTuple
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select, update
 
 from rules.money import minor_str, to_minor
 
@@ -45,55 +46,114 @@ MAX_CASE_ID = 2**31 - 1
 
 
 def case_view(c: LegalCase, exponent: int) -> dict:
-    return {"id": c.id, "customer_id": c.customer_id, "invoice_ids": list(c.invoice_ids),
-            "amount": minor_str(c.amount_minor, exponent), "opened_on": c.opened_on.isoformat(),
-            "status": c.status, "status_label": STATUSES[c.status], "status_on": c.status_on.isoformat(),
-            "closed_on": c.closed_on.isoformat() if c.closed_on else None, "open": c.closed_on is None,
-            "action_id": c.action_id, "decision_id": c.decision_id, "history": list(c.history)}
+    return _view(_columns(c), exponent)
+
+
+def _columns(c: LegalCase) -> dict:
+    return {name: getattr(c, name) for name in _LEGAL.c.keys()}
+
+
+def _view(row: dict, exponent: int) -> dict:
+    return {"id": row["id"], "customer_id": row["customer_id"], "invoice_ids": list(row["invoice_ids"]),
+            "amount": minor_str(row["amount_minor"], exponent), "opened_on": row["opened_on"].isoformat(),
+            "status": row["status"], "status_label": STATUSES[row["status"]], "status_on": row["status_on"].isoformat(),
+            "closed_on": row["closed_on"].isoformat() if row["closed_on"] else None, "open": row["closed_on"] is None,
+            "action_id": row["action_id"], "decision_id": row["decision_id"], "history": list(row["history"])}
+
+
+def _record_of(row: dict, change: dict, exponent: int, *, actor, request_id, policy_version, now) -> dict:
+    """The trail record of a case's change (the keyword arguments of trail.append): the change as its facts,
+    the case as it stands (before the change's own history entry) as its result."""
+    return dict(subject=row["customer_id"], kind=KIND, actor=actor, request_id=request_id, as_of=now.date(),
+                facts=canonical(change), policy_version=policy_version, result=canonical(_view(row, exponent)),
+                outcome=row["status"], created_at=now)
+
+
+def _history_entry(status: str, change: dict, record_id: str, *, actor, now) -> dict:
+    return {"status": status, "at": now.isoformat() + "Z", "actor": actor, "reason": change["reason"],
+            "note": change.get("note"), "record_id": record_id}
 
 
 def _record(s, c: LegalCase, change: dict, *, actor, request_id, policy_version, now, exponent) -> str:
-    view = case_view(c, exponent)
-    rec = trail.append(s, subject=c.customer_id, kind=KIND, actor=actor, request_id=request_id, as_of=now.date(),
-                       facts=canonical(change), policy_version=policy_version, result=canonical(view),
-                       outcome=c.status, created_at=now)
-    c.history = [*c.history, {"status": c.status, "at": now.isoformat() + "Z", "actor": actor,
-                              "reason": change["reason"], "note": change.get("note"), "record_id": rec.id}]
+    rec = trail.append(s, **_record_of(_columns(c), change, exponent, actor=actor, request_id=request_id,
+                                       policy_version=policy_version, now=now))
+    c.history = [*c.history, _history_entry(c.status, change, rec.id, actor=actor, now=now)]
     return rec.id
 
 
 def open_on_referral(s, customer_id: str, data: dict, decision_id: str, exponent: int, *, actor: str,
-                     request_id: str, policy_version: str, now) -> LegalCase | None:
-    """The decision `data` lists a litigation referral: open the customer's legal case, unless one is open
-    (once per episode: a second referral while a case is open opens nothing). The customer is locked by the
-    caller. The case claims every collectable overdue invoice (open, past due, not paused) at the referral."""
-    referral = next((a for a in data["dunning"]["actions"] if a["type"] in REFERRAL_TYPES), None)
-    if referral is None:
-        return None
-    if s.execute(select(LegalCase.id).where(LegalCase.customer_id == customer_id,
-                                            LegalCase.closed_on.is_(None))).first() is not None:
-        return None
-    claimed = [i for i in data["dunning"]["open_invoices"] if i["days_overdue"] > 0 and i["paused"] is None]
-    if not claimed:
-        return None
-    due = referral["due_on"]
-    day = dt.date.fromisoformat(due)
-    action_id = s.execute(select(Action.id).where(
-        Action.customer_id == customer_id, Action.invoice_id == referral["invoice_id"],
-        Action.type == referral["type"], Action.stage == referral["stage"],
-        Action.due_on == day)).scalar_one_or_none()
-    c = LegalCase(customer_id=customer_id, invoice_ids=[i["invoice_id"] for i in claimed],
-                  amount_minor=sum(to_minor(i["open"], exponent) for i in claimed), opened_on=day,
-                  action_id=action_id, decision_id=decision_id, status="referred", status_on=day, closed_on=None,
-                  history=[])
-    s.add(c)
-    s.flush()
-    _record(s, c, {"legal_case_id": c.id, "from": None, "to": "referred", "action_id": action_id,
-                   "decision_id": decision_id, "invoice_ids": list(c.invoice_ids),
-                   "amount": minor_str(c.amount_minor, exponent),
-                   "reason": f"litigation referral of {due} (action {action_id}): legal case opened"},
-            actor=actor, request_id=request_id, policy_version=policy_version, now=now, exponent=exponent)
-    return c
+                     request_id: str, policy_version: str, now) -> int | None:
+    """The decision `data` lists a litigation referral: open the customer's legal case (see
+    open_on_referrals). Returns the new case's id, or None."""
+    opened = open_on_referrals(s, [Referred(customer_id, data, decision_id, exponent, policy_version)],
+                               actor=actor, request_id=request_id, now=now)
+    return opened[0] if opened else None
+
+
+class Referred(NamedTuple):
+    """A decision that may open a legal case: its customer, result, trail record and policy."""
+    customer_id: str
+    data: dict
+    decision_id: str
+    exponent: int
+    policy_version: str
+
+
+_LEGAL = LegalCase.__table__
+_INSERT_CASES = insert(_LEGAL).returning(_LEGAL.c.id, sort_by_parameter_order=True)
+_SET_HISTORY = update(_LEGAL).where(_LEGAL.c.id == bindparam("b_id")).values(history=bindparam("b_history"))
+
+
+def open_on_referrals(s, decided: list[Referred], *, actor: str, request_id: str, now) -> list[int]:
+    """Each decision that lists a litigation referral opens its customer's legal case, unless one is open
+    (once per episode: a second referral while a case is open opens nothing). The customers are locked by
+    the caller. A case claims every collectable overdue invoice (open, past due, not paused) at the referral.
+    A batch (the sweep's group) costs the same few statements as one decision. Returns the new cases' ids."""
+    wanted = {}
+    for d in decided:
+        referral = next((a for a in d.data["dunning"]["actions"] if a["type"] in REFERRAL_TYPES), None)
+        claimed = [i for i in d.data["dunning"]["open_invoices"] if i["days_overdue"] > 0 and i["paused"] is None]
+        if referral is not None and claimed and d.customer_id not in wanted:
+            wanted[d.customer_id] = (d, referral, claimed)
+    if not wanted:
+        return []
+    for customer_id in s.execute(select(LegalCase.customer_id).where(LegalCase.customer_id.in_(wanted),
+                                                                     LegalCase.closed_on.is_(None))).scalars():
+        del wanted[customer_id]
+    if not wanted:
+        return []
+    referral_ids = {(a.customer_id, a.invoice_id, a.type, a.stage, a.due_on): a.id for a in s.execute(
+        select(Action.id, Action.customer_id, Action.invoice_id, Action.type, Action.stage, Action.due_on)
+        .where(Action.customer_id.in_(wanted), Action.type.in_(REFERRAL_TYPES)))}
+    rows = []
+    for customer_id, (d, referral, claimed) in wanted.items():
+        day = dt.date.fromisoformat(referral["due_on"])
+        rows.append({"customer_id": customer_id, "invoice_ids": [i["invoice_id"] for i in claimed],
+                     "amount_minor": sum(to_minor(i["open"], d.exponent) for i in claimed), "opened_on": day,
+                     "action_id": referral_ids.get((customer_id, referral["invoice_id"], referral["type"],
+                                                    referral["stage"], day)),
+                     "decision_id": d.decision_id, "status": "referred", "status_on": day, "closed_on": None,
+                     "history": []})
+    s.flush()                   # ORM changes of these customers first
+    conn = s.connection()
+    ids = [row[0] for row in conn.execute(_INSERT_CASES, rows)]
+    records = []
+    for case_id, row, (d, referral, _) in zip(ids, rows, wanted.values()):
+        row["id"] = case_id
+        change = {"legal_case_id": case_id, "from": None, "to": "referred", "action_id": row["action_id"],
+                  "decision_id": d.decision_id, "invoice_ids": list(row["invoice_ids"]),
+                  "amount": minor_str(row["amount_minor"], d.exponent),
+                  "reason": f"litigation referral of {referral['due_on']} (action {row['action_id']}): "
+                            "legal case opened"}
+        records.append((change, _record_of(row, change, d.exponent, actor=actor, request_id=request_id,
+                                           policy_version=d.policy_version, now=now)))
+    chained = trail.chain([record for _, record in records],
+                          trail.lock_heads(s, [row["customer_id"] for row in rows], now))
+    trail.insert_chained(s, chained)
+    conn.execute(_SET_HISTORY, [{"b_id": row["id"], "b_history": [_history_entry(row["status"], change, rec["id"],
+                                                                                 actor=actor, now=now)]}
+                                for row, (change, _), rec in zip(rows, records, chained)])
+    return ids
 
 
 def change_status(ctx, case_id: int, body: dict, actor: str, request_id: str) -> dict:

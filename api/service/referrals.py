@@ -21,15 +21,15 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, update
 
 from rules.money import minor_display, minor_str, to_minor
 
 from ..errors import DomainError, conflict, invalid, not_found
 from ..store import trail
-from ..store.database import upsert_statement
-from ..store.tables import CreditOrder, Referral, Reservation
-from . import approvals
+from ..store.database import insert_row, upsert_statement, write
+from ..store.tables import CreditOrder, CustomerGroup, GroupMember, Referral, Reservation
+from . import approvals, credit_file, groups
 from .decide import decide, lock_customer
 from .validation import canonical, money_minor
 
@@ -49,21 +49,18 @@ def refuse_open(order_id: str, row: CreditOrder | None) -> CreditOrder | None:
 
 
 def after_check(ctx, s, c, *, order_id, amount_minor, as_of, reserve, rec, decision, actor, request_id,
-                existing_reservation, outcome, answer_of=None) -> dict | None:
+                existing_reservation, outcome, answer_of=None, policy=None) -> dict | None:
     """After a credit check's decision: the order's status; with outcome `refer`, the referral (and the
     provisional hold when `reserve`). Returns the referral (as the API shows it) or None. `answer_of`
     (referral shown or None → (request hash, answer JSON) a retry gets back, or None) lets the order's row
-    be written once, with the answer."""
-    policy = ctx.registry.active(s)
+    be written once, with the answer. `policy`: the active one, when the caller has it."""
+    policy = policy or ctx.registry.active(s)
     referral = None
     if outcome == "refer":
         referral = _open(ctx, s, c, policy, order_id=order_id, amount_minor=amount_minor, as_of=as_of,
                          reserve=reserve, rec=rec, decision=decision, actor=actor, request_id=request_id,
                          existing=existing_reservation)
-    shown = None
-    if referral is not None:
-        s.flush()            # the referral's column defaults, as the answer shows them
-        shown = referral_dict(referral, policy.exponent)
+    shown = None if referral is None else referral_dict(referral, policy.exponent)
     request_hash, answer = (answer_of(shown) if answer_of else None) or (None, None)
     _set_order(s, order_id=order_id, customer_id=c.id, status=_ORDER_STATUS[outcome], amount_minor=amount_minor,
                requested_by=actor, decision_id=rec.id,
@@ -83,33 +80,42 @@ def _set_order(s, *, order_id, customer_id, status, amount_minor, requested_by, 
     values = dict(customer_id=customer_id, status=status, amount_minor=amount_minor, requested_by=requested_by,
                   decision_id=decision_id, referral_id=referral_id, updated_at=now,
                   request_hash=request_hash, answer=answer)
-    s.connection().execute(upsert_statement(s, CreditOrder.__table__, ("order_id",), _ORDER_COLUMNS),
-                           {"order_id": order_id, **values})
+    write(s, upsert_statement(s, CreditOrder.__table__, ("order_id",), _ORDER_COLUMNS), {"order_id": order_id, **values})
 
 
 def _open(ctx, s, c, policy, *, order_id, amount_minor, as_of, reserve, rec, decision, actor, request_id,
           existing) -> Referral:
     """The credit check's own record (outcome refer, its actor and facts) is the referral's opening in the trail."""
     exp = policy.exponent
-    credit = decision.data["credit"]
+    credit = decision.body["credit"]
     limit = to_minor(credit["limit"], exp)
     after = to_minor(credit["check"]["exposure_after_order"], exp)
     ref = Referral(id=uuid.uuid4().hex, order_id=order_id, customer_id=c.id, status="open",
                    amount_minor=amount_minor, limit_minor=limit, exposure_minor=to_minor(credit["exposure"], exp),
                    over_limit_minor=max(0, after - limit),
-                   reasons=[r for r in decision.data["reasons"] if r["family"] == "credit.check"],
+                   reasons=decision.reasons(family="credit.check"),      # kept in English, as stored before
                    reserve=bool(reserve and policy.authority.provisional_hold), requested_by=actor, opened_on=as_of,
                    expires_on=as_of + dt.timedelta(days=policy.authority.referral_expiry_days),
                    decision_id=rec.id, created_at=ctx.clock())
-    if ref.reserve:
+    if ref.reserve:                # Core (database.write): nothing for the session to flush
         if existing is None:
-            s.add(Reservation(order_id=order_id, customer_id=c.id, amount_minor=amount_minor, status="provisional",
-                              expires_on=ref.expires_on, decision_id=rec.id, created_at=ctx.clock(), owner=actor))
+            write(s, _NEW_RESERVATION, dict(
+                order_id=order_id, customer_id=c.id, amount_minor=amount_minor, status="provisional",
+                expires_on=ref.expires_on, decision_id=rec.id, created_at=ctx.clock(), owner=actor,
+                request_hash=None))
         else:        # the order's earlier hold becomes this referral's provisional one, at the new amount
-            existing.amount_minor, existing.status = amount_minor, "provisional"
-            existing.expires_on, existing.decision_id = ref.expires_on, rec.id
-    s.add(ref)
+            write(s, _PROVISIONAL_AGAIN, dict(b_order_id=order_id, b_amount_minor=amount_minor,
+                                                  b_expires_on=ref.expires_on, b_decision_id=rec.id))
+    write(s, _NEW_REFERRAL, {k: getattr(ref, k) for k in _REFERRAL_COLUMNS})
     return ref
+
+
+_NEW_RESERVATION = insert_row(Reservation.__table__)
+_PROVISIONAL_AGAIN = (update(Reservation.__table__).where(Reservation.__table__.c.order_id == bindparam("b_order_id"))
+                      .values(amount_minor=bindparam("b_amount_minor"), status="provisional",
+                              expires_on=bindparam("b_expires_on"), decision_id=bindparam("b_decision_id")))
+_NEW_REFERRAL = insert_row(Referral.__table__)
+_REFERRAL_COLUMNS = tuple(Referral.__table__.columns.keys())
 
 
 # ------------------------------------------------------------------------------ reading
@@ -226,6 +232,7 @@ def release(ctx, referral_id: str, req: dict, key, request_id: str) -> dict:
                       for i, cnd in enumerate(req.get("conditions") or [])]
         # separation of duties: whoever asked for the order (by key, or another key of the same person) can't release it
         approvals.refuse_same_person(s, key, ref.requested_by, None, f"order '{ref.order_id}'")
+        _refuse_on_hold(s, ref, ctx.today())
         authority = policy.authority
         needed = authority.needed(ref.over_limit_minor)
         if needed is not None:
@@ -244,6 +251,28 @@ def release(ctx, referral_id: str, req: dict, key, request_id: str) -> dict:
         return referral_dict(ref, exp)
 
 
+def _holds(s, customer_id: str, as_of: dt.date):
+    """(the customer's credit hold in force, its group, the group's hold in force) on as_of."""
+    group_id = s.execute(select(GroupMember.group_id).where(GroupMember.customer_id == customer_id)).scalar()
+    group = s.get(CustomerGroup, group_id) if group_id is not None else None
+    return (credit_file.hold_in_force(s, customer_id, as_of), group,
+            groups.hold_in_force(s, group_id, as_of) if group_id is not None else None)
+
+
+def _refuse_on_hold(s, ref: Referral, as_of: dt.date) -> None:
+    """停止赊销 wins over a release: an order referred before the customer (or its group) was put on hold is
+    not released while the hold is in force; the hold is lifted first, or the referral rejected."""
+    hold, group, group_hold = _holds(s, ref.customer_id, as_of)
+    if hold is not None:
+        raise DomainError("E_ON_HOLD", f"customer '{ref.customer_id}' is on credit hold since "
+                                       f"{hold.placed_on.isoformat()} ({hold.reason}): lift the hold before releasing "
+                                       f"order '{ref.order_id}', or reject it")
+    if group_hold is not None:
+        raise DomainError("E_ON_HOLD", f"customer '{ref.customer_id}' inherits the credit hold of group '{group.id}' "
+                                       f"since {group_hold.placed_on.isoformat()} ({group_hold.reason}): lift the "
+                                       f"group's hold before releasing order '{ref.order_id}', or reject it")
+
+
 def reject(ctx, referral_id: str, req: dict, key, request_id: str) -> dict:
     reason = _reason(req)
     with ctx.tx() as s:
@@ -257,18 +286,24 @@ def reject(ctx, referral_id: str, req: dict, key, request_id: str) -> dict:
 
 def recheck(ctx, referral_id: str, key, request_id: str) -> dict:
     """Evaluate the referred order again under today's ledger: approved → released, rejected → rejected
-    (the recheck's decision is the record and the reason), still `refer` → open with today's figures."""
+    (the recheck's decision is the record and the reason), still `refer` → open with today's figures. A
+    credit hold of the customer or its group in force rejects, as it rejects a credit check."""
     with ctx.tx() as s:
         ref = _locked_open(ctx, s, referral_id)
         c = lock_customer(s, ref.customer_id)
         policy = ctx.registry.active(s)
         exp = policy.exponent
         order = {"amount": minor_str(ref.amount_minor, exp), "order_id": ref.order_id}
+        hold, group, group_hold = _holds(s, c.id, ctx.today())
         rec, decision = decide(ctx, s, c, ctx.today(), kind="referral_recheck", actor=key.name,
-                               request_id=request_id, order=order, persist_actions=False)
-        credit = decision.data["credit"]
-        outcome = credit["check"]["outcome"]
-        reasons = [r for r in decision.data["reasons"] if r["family"] == "credit.check"]
+                               request_id=request_id, order=order, persist_actions=False,
+                               outcome_of=(lambda data: "reject") if hold or group_hold else None,
+                               context=groups.hold_context(group, group_hold))
+        credit = decision.body["credit"]
+        reasons = decision.reasons(family="credit.check")
+        check, reasons = groups.held_check(credit["check"], reasons, group, group_hold)
+        check, reasons = credit_file.held_check(check, reasons, hold)
+        outcome = check["outcome"]
         if outcome == "refer":
             limit, after = to_minor(credit["limit"], exp), to_minor(credit["check"]["exposure_after_order"], exp)
             ref.limit_minor, ref.exposure_minor = limit, to_minor(credit["exposure"], exp)
@@ -279,6 +314,8 @@ def recheck(ctx, referral_id: str, key, request_id: str) -> dict:
         else:
             status = "released" if outcome in ("approve", "approve_with_conditions") else "rejected"
             why = f"recheck under the ledger of {ctx.today().isoformat()}: {outcome}"
+            if hold or group_hold:
+                why += f" ({reasons[0]['message']})"
             _close(ctx, s, ref, status, key.name, why, rec,
                    credit["check"]["conditions"] if status == "released" else None)
         return {"referral": referral_dict(ref, exp), "outcome": outcome, "decision_id": rec.id, "reasons": reasons}

@@ -6,7 +6,10 @@ import fcntl
 import os
 import time
 
-from sqlalchemy import create_engine, event, exc
+from sqlalchemy import bindparam, create_engine, event, exc
+from sqlalchemy import insert as insert_statement
+from sqlalchemy.sql import visitors
+from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.orm import sessionmaker
 
 
@@ -131,10 +134,67 @@ def upsert_statement(session, table, keys: tuple[str, ...], columns: tuple[str, 
             from sqlalchemy.dialects.postgresql import insert
         else:
             from sqlalchemy.dialects.sqlite import insert
-        base = insert(table)
+        base = insert(table).values({c: bindparam(c, type_=table.c[c].type) for c in (*keys, *columns)})
         stmt = base.on_conflict_do_update(index_elements=list(keys), set_={c: base.excluded[c] for c in columns})
         _UPSERTS[(name, table.name, keys, columns)] = stmt
     return stmt
+
+
+def insert_row(table):
+    """INSERT of one row with every column a named bind parameter (what write() may send with others)."""
+    return insert_statement(table).values({c.name: bindparam(c.name, type_=c.type) for c in table.columns})
+
+
+# ------------------------------------------------------------------ writes sent together (PostgreSQL)
+_WRITES = "creditctl.writes"          # session.info: the writes collected since collect_writes()
+_TOGETHER: dict = {}
+
+
+def collect_writes(session) -> None:
+    """From now until send_writes(), write() collects instead of executing (PostgreSQL only: SQLite runs
+    each at once, as it would). For writes that nothing before send_writes() reads back."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.info[_WRITES] = []
+
+
+def write(session, stmt, params: dict) -> None:
+    """Execute a Core DML statement with one row's parameters, or collect it (collect_writes). A statement
+    collected has only named bind parameters (insert_row, upsert_statement, update(...).values(bindparam))."""
+    pending = session.info.get(_WRITES)
+    if pending is None:
+        session.connection().execute(stmt, params)
+    else:
+        pending.append((stmt, params))
+
+
+def send_writes(session) -> None:
+    """The collected writes in ONE statement: WITH w0 AS (first), w1 AS (second), … last. PostgreSQL runs
+    every data-modifying WITH part once, on one snapshot, so the writes must not depend on each other
+    (different rows; none reads another's change). Built once per sequence of statements."""
+    pending = session.info.pop(_WRITES, None)
+    if not pending:
+        return
+    if len(pending) == 1:
+        session.connection().execute(*pending[0])
+        return
+    key = tuple(id(stmt) for stmt, _ in pending)
+    together = _TOGETHER.get(key)
+    if together is None:
+        stmts = [_renamed(stmt, f"w{i}_") for i, (stmt, _) in enumerate(pending)]
+        together = stmts[-1].add_cte(*(st.cte(f"w{i}") for i, st in enumerate(stmts[:-1])))
+        _TOGETHER[key] = together, [stmt for stmt, _ in pending]        # the statements kept: ids stay theirs
+        together = _TOGETHER[key]
+    session.connection().execute(together[0], {f"w{i}_{k}": v for i, (_, params) in enumerate(pending)
+                                                for k, v in params.items()})
+
+
+def _renamed(stmt, prefix: str):
+    """stmt with each bind parameter's name prefixed (the parts of one statement need distinct names)."""
+    def rename(element):
+        if isinstance(element, BindParameter) and not element.unique:      # a literal's own (anonymous) stays
+            return bindparam(prefix + element.key, type_=element.type, expanding=element.expanding)
+        return None
+    return visitors.replacement_traverse(stmt, {}, rename)
 
 
 def make_sessionmaker(engine):

@@ -117,6 +117,12 @@ class PolicyRegistry:
         return row.text
 
     @staticmethod
+    def known_state(session, active_version: str, timeline_seq: int) -> None:
+        """The policy state row as the caller read it in this transaction (ledger.read_check), so `active`
+        reads it no more in this transaction."""
+        session.info[_ACTIVE] = (session.get_transaction(), active_version, timeline_seq)
+
+    @staticmethod
     def _state(session) -> tuple[str, int]:
         memo = session.info.get(_ACTIVE)
         if memo is not None and memo[0] is session.get_transaction():

@@ -613,6 +613,19 @@ class CustomerGroup(Base):
     decision_id: Mapped[str] = mapped_column(String(64))
 
 
+class GroupHold(Base):
+    """停止赊销 of a whole group: every member's credit check rejects with the reason while it is in force
+    (placed_on ≤ as_of ≤ until), members joining later included. One row per group; lifting deletes it."""
+    __tablename__ = "group_holds"
+    group_id: Mapped[str] = mapped_column(ForeignKey("customer_groups.id"), primary_key=True)
+    reason: Mapped[str] = mapped_column(Text)
+    placed_on: Mapped[dt.date] = mapped_column(Date)
+    until: Mapped[dt.date | None] = mapped_column(Date, nullable=True)       # the last day; None: until lifted
+    placed_by: Mapped[str] = mapped_column(String(128))
+    placed_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    decision_id: Mapped[str] = mapped_column(String(64))
+
+
 class GroupMember(Base):
     """A customer's group (at most one)."""
     __tablename__ = "group_members"

@@ -19,7 +19,7 @@ import json
 import logging
 import uuid
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, exists, func, insert, select, update
 
 from engine.decision import canonical_json
 from rules.credit import OUTCOMES as CHECK_OUTCOMES
@@ -77,7 +77,8 @@ REPAIR_KIND = "trail_repair"
 RECORD_KINDS = ("event", "credit_check", "credit_check_what_if", "evaluate", "evaluate_stateless", "review",
                 "review_approval", "sweep", "import", "simulation", "interest_accrual", "referral_recheck",
                 "referral_release", "referral_reject", "referral_expire", "hold_set", "hold_lift", REPAIR_KIND,
-                "delivery", "key_revoke", "key_rotate", "group_set", "group_member", "limit_grant",
+                "delivery", "key_revoke", "key_rotate", "group_set", "group_member", "group_hold_set",
+                "group_hold_lift", "limit_grant",
                 "limit_grant_request", "limit_grant_revoke", "limit_grant_reject", "policy_propose", "policy_approve",
                 "policy_reject", "collection_record", "statement", "policy_activate", "policy_schedule",
                 "policy_in_force", "policy_cancel", "credit_file_change", "legal_case")
@@ -132,6 +133,27 @@ def append(session, *, subject, kind, actor, request_id, as_of: dt.date, facts: 
     return DecisionRecord(**row)
 
 
+def append_at(session, head: tuple[int, str, int | None] | None, **record) -> DecisionRecord:
+    """append() where this transaction has read the subject's chain head: `head` (seq, hash, the chain's last
+    seq) as ledger.read_check gives it, None when there was no head row. SQLite: the transaction holds the
+    write lock, so the head is as read: the record is inserted and the head moved, no lock statement.
+    PostgreSQL: one statement moves the head only if it is still as read (taking its row lock, waiting for
+    a writer that holds it) and inserts the record only if it moved; when another writer came between, or
+    the head is missing or behind its chain, append() does as ever."""
+    if head is None or (head[2] is not None and head[2] > head[0]):
+        return append(session, **record)
+    row, = chain([record], {record["subject"]: head[:2]})
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        if conn.execute(_MOVE_HEAD_AND_INSERT, {**{f"b_{k}": v for k, v in row.items()}, "b_old_seq": head[0],
+                                                "b_old_hash": head[1]}).first() is not None:
+            return DecisionRecord(**row)
+        return append(session, **record)
+    conn.execute(_INSERT_RECORDS, row)
+    conn.execute(_UPDATE_HEAD, {"b_subject": row["subject"], "b_seq": row["seq"], "b_hash": row["hash"]})
+    return DecisionRecord(**row)
+
+
 def read_heads(session, subjects) -> dict[str, tuple[int, str]]:
     """Each subject's chain head now, {subject: (seq, hash)} ((0, GENESIS): no record yet), without locking."""
     heads = dict.fromkeys(subjects, (0, GENESIS))
@@ -173,6 +195,21 @@ def lock_heads(session, subjects, now: dt.datetime | None = None) -> dict[str, t
 _INSERT_RECORDS = insert(DecisionRecord.__table__)
 _UPDATE_HEAD = (update(ChainHead.__table__).where(ChainHead.__table__.c.subject == bindparam("b_subject"))
                 .values(seq=bindparam("b_seq"), hash=bindparam("b_hash")))
+
+
+_H, _R = ChainHead.__table__.c, DecisionRecord.__table__.c
+# PostgreSQL: WITH moved AS (UPDATE chain_heads … WHERE the head is as read RETURNING …) INSERT … SELECT … FROM moved
+_MOVED = (update(ChainHead.__table__)
+          .where(_H.subject == bindparam("b_subject"), _H.seq == bindparam("b_old_seq"),
+                 _H.hash == bindparam("b_old_hash"),
+                 ~exists().where(_R.subject == bindparam("b_subject"), _R.seq > bindparam("b_old_seq")))
+          .values(seq=bindparam("b_seq"), hash=bindparam("b_hash")).returning(_H.subject).cte("moved"))
+_RECORD_COLUMNS = [c.name for c in DecisionRecord.__table__.columns]
+_MOVE_HEAD_AND_INSERT = (insert(DecisionRecord.__table__)
+                         .from_select(_RECORD_COLUMNS,
+                                      select(*(bindparam(f"b_{name}", type_=_R[name].type) for name in _RECORD_COLUMNS))
+                                      .select_from(_MOVED))
+                         .add_cte(_MOVED).returning(_R.seq))      # a row: inserted (psycopg's rowcount is -1 here)
 
 
 def chain(records: list[dict], heads: dict) -> list[dict]:

@@ -204,6 +204,16 @@ def _group(api) -> str:
     return gid
 
 
+def _held_group(api, w):
+    """A group of its own with a member, on hold (a hold on a group of the matrix's customer would reject its checks)."""
+    gid = _group(api)
+    r = api.put(f"/v1/customers/{api.customer()}/group", {"group_id": gid, "reason": "matrix"}, role="controller")
+    assert r.status_code == 200, r.text
+    r = api.put(f"/v1/groups/{gid}/hold", {"reason": "matrix"}, role="controller")
+    assert r.status_code == 200, r.text
+    return f"/v1/groups/{gid}/hold/lift", {"reason": "matrix"}
+
+
 ENDPOINTS = [
     Endpoint("PUT", "/v1/customers/{customer_id}", "customers:write", 201,
              # a file opened without a manual score: any role that writes customers opens it (the score is a
@@ -259,6 +269,11 @@ ENDPOINTS = [
              lambda api, w: (f"/v1/groups/{uid('G')}", {"name": "matrix", "limit": "100.00", "reason": "matrix"})),
     Endpoint("PUT", "/v1/customers/{customer_id}/group", "groups:write", 200,
              lambda api, w: (f"/v1/customers/{api.customer()}/group", {"group_id": _group(api), "reason": "m"})),
+    Endpoint("GET", "/v1/groups/{group_id}/hold", "customers:read", 200,
+             lambda api, w: (f"/v1/groups/{_group(api)}/hold", None)),
+    Endpoint("PUT", "/v1/groups/{group_id}/hold", "holds:write", 200,
+             lambda api, w: (f"/v1/groups/{_group(api)}/hold", {"reason": "matrix"})),
+    Endpoint("POST", "/v1/groups/{group_id}/hold/lift", "holds:write", 200, _held_group),
     Endpoint("GET", "/v1/decisions", "decisions:read", 200, lambda api, w: ("/v1/decisions?limit=5", None)),
     Endpoint("GET", "/v1/decisions/{decision_id}", "decisions:read", 200,
              lambda api, w: (f"/v1/decisions/{w.sales_decision}", None)),

@@ -2,6 +2,7 @@
 exceed what the policy allows (real HTTP, threads, SQLite and PostgreSQL)."""
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from decimal import Decimal
 
@@ -191,3 +192,74 @@ def test_an_approval_carries_its_reasons_and_a_reject_no_moot_deposit(api):
     body = api.credit_check(low, "60000.00").json()
     assert body["outcome"] == "reject" and body["conditions"] == []
     assert [r["rule"] for r in body["reasons"]] == ["check.over_limit", "check.high_utilisation"]
+
+
+def test_a_payment_between_the_read_and_the_write_is_in_the_decision(api, caplog):
+    """A payment lands while a check is between its read and its write: the check's decision is the
+    ledger's after the payment. SQLite reads and evaluates before the write lock (a hook posts the payment
+    through the API there, so the lock-free read saw the old ledger) and must notice under the lock;
+    PostgreSQL decides under the customer's row lock, which the test holds with the payment uncommitted
+    (a second real connection) until the check waits for it."""
+    from sqlalchemy import text
+
+    from api.service import credit_checks
+    from api.service.decide import lock_customer
+    from api.store.tables import DecisionRecord, Payment
+    cid = api.customer()                                   # limit 500,000; approve while ≤ 90 % after the order
+    inv = api.invoice(cid, "400000.00", due=16, issued=-14)
+    order = uid("O")
+    # before the payment the order would not be approved: 400,000 + 100,000 is over 90 % of the limit
+    assert api.credit_check(cid, "100000.00").json()["outcome"] != "approve"
+    paid = uid("PAY")
+    payment = {"id": paid, "invoice_id": inv, "amount": "300000.00", "paid_on": day(0)}
+    fired = []
+
+    def pay_now(req):                                    # SQLite: in the check's own thread, no lock held
+        if req["order_id"] == order and not fired:
+            fired.append(api.event(cid, "payment_received", payment).json()["decision_id"])
+    answer = {}
+
+    def check():
+        answer["r"] = api.credit_check(cid, "100000.00", order_id=order, reserve=True)
+    caplog.set_level("DEBUG", logger="creditctl.credit_checks")
+    if api.backend == "sqlite":
+        credit_checks.AFTER_READ.append(pay_now)
+        try:
+            check()
+        finally:
+            credit_checks.AFTER_READ.remove(pay_now)
+        assert fired, "the check never ran between a read and a write"
+        assert any("inputs changed since the read" in r.getMessage() and order in r.getMessage()
+                   for r in caplog.records)
+    else:
+        with api.service.tx() as s:
+            lock_customer(s, cid)
+            s.add(Payment(id=paid, customer_id=cid, invoice_id=inv, amount_minor=30000000,
+                          paid_on=dt.date.fromisoformat(day(0))))
+            s.flush()
+            worker = threading.Thread(target=check)
+            worker.start()
+            waiting = 0
+            for _ in range(6000):           # until the check's connection waits for the row lock (a guard, not a time)
+                with api.engine.connect() as probe:
+                    waiting = probe.execute(text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND wait_event_type = 'Lock'")).scalar()
+                if waiting:
+                    break
+                threading.Event().wait(0.01)
+            assert waiting, "the check never waited for the customer's row lock"
+        worker.join(60)
+    r = answer["r"]
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["outcome"] == "approve" and body["reserved"], body
+    assert body["exposure"] == "100000.00" and body["exposure_after_order"] == "200000.00"
+    with api.service.read_tx() as s:
+        rec = s.get(DecisionRecord, body["decision_id"])
+        assert paid in rec.facts and rec.outcome == "approve"
+        if fired:                                        # the payment's decision comes first in the chain
+            assert s.get(DecisionRecord, fired[0]).seq == rec.seq - 1
+    assert [h.order_id for h in _held(api, cid)] == [order]
+    replay = api.post(f"/v1/decisions/{body['decision_id']}/replay", role="auditor")
+    assert replay.status_code == 200 and replay.json()["identical"] is True, replay.text

@@ -195,6 +195,51 @@ def test_recheck_under_todays_ledger(gov):
     _verified(api)
 
 
+def test_a_hold_placed_after_the_referral_blocks_its_release_and_rejects_its_recheck(gov):
+    """停止赊销 wins over a referral opened before it: the release is refused (E_ON_HOLD, naming the hold, nothing
+    written) while the customer's own hold or its group's is in force; a recheck rejects with the hold's reason
+    and frees the provisional hold; once the hold is lifted a release goes through."""
+    api = gov
+    lead = _key(api, "controller", "team_lead")
+    own, member = api.customer(), api.customer()
+    own_ref, member_ref = _refer(api, own)["referral"], _refer(api, member)["referral"]
+    gid = uid("G")
+    assert api.put(f"/v1/groups/{gid}", {"name": "华东集团", "limit": "5000000.00", "reason": "集团授信"},
+                   role="controller").status_code == 200
+    assert api.put(f"/v1/customers/{member}/group", {"group_id": gid, "reason": "subsidiary"},
+                   role="controller").status_code == 200
+    assert api.put(f"/v1/customers/{own}/hold", {"reason": "担保失效 guarantee lapsed"},
+                   role="controller").status_code == 200
+    assert api.put(f"/v1/groups/{gid}/hold", {"reason": "母公司违约 parent defaulted"},
+                   role="controller").status_code == 200
+
+    before = api.counts()
+    for ref, words in ((own_ref, "guarantee lapsed"), (member_ref, "parent defaulted")):
+        r = api.post(f"/v1/referrals/{ref['id']}/release", {"reason": "good customer"}, role=lead)
+        assert r.status_code == 409 and r.json()["code"] == "E_ON_HOLD", r.text
+        assert words in r.json()["message"] and ref["order_id"] in r.json()["message"]
+    assert api.counts() == before
+    assert api.get(f"/v1/credit-checks/{own_ref['order_id']}", role="sales").json()["status"] == "referred"
+
+    r = api.post(f"/v1/referrals/{member_ref['id']}/recheck", role=lead)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["outcome"] == "reject" and out["referral"]["status"] == "rejected", out
+    assert out["reasons"][0]["rule"] == "credit.group_hold" and "parent defaulted" in out["reasons"][0]["message"]
+    assert "parent defaulted" in out["referral"]["close_reason"]
+    assert _exposure(api, member) == 0                          # the provisional hold is freed
+    recheck = [rec for rec in _chain(api, member) if rec.kind == "referral_recheck"][-1]
+    assert recheck.outcome == "reject" and json.loads(recheck.facts)["group_hold"]["group_id"] == gid
+    replay = api.post(f"/v1/decisions/{recheck.id}/replay", role="auditor")
+    assert replay.status_code == 200 and replay.json()["identical"] is True
+
+    assert api.post(f"/v1/customers/{own}/hold/lift", {"reason": "new guarantee signed"},
+                    role="controller").status_code == 200
+    r = api.post(f"/v1/referrals/{own_ref['id']}/release", {"reason": "guarantee renewed"}, role=lead)
+    assert r.status_code == 200 and r.json()["status"] == "released", r.text
+    _verified(api)
+
+
 def test_expiry_frees_the_hold_once(gov):
     api = gov
     cid = api.customer()

@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from api.jobs import simulate
 from api.store.tables import Customer
-from api_harness import POLICY_FILE, ROOT, Api, day
+from api_harness import POLICY_FILE, ROOT, SERVER_ERRORS, Api, day
 
 POLICY_TEXT = pathlib.Path(POLICY_FILE).read_text(encoding="utf-8")
 MEDIUM_LIMIT = 'limit: "200000"'
@@ -306,3 +306,103 @@ def test_cases_a_candidate_refuses_are_reported(book):
         [change] = c["changes"]
         assert change["field"] == "error" and change["before"] is None
         assert change["after"].startswith("E_INPUT_INVALID: customer.size: 'large' is not a company_size"), change
+
+
+# ---------------------------------------------------------------------------------------- worker processes
+def _report(body: str) -> str:
+    """A JSON report without its decision id: what must be byte-identical between two runs."""
+    head, rest = body.split(', "summary": ', 1)
+    assert head.startswith('{"decision_id": "')
+    return rest
+
+
+def _simulate_in_process(api, text, workers, **kw):
+    spool = simulate.ChangeSpool()
+    try:
+        decision_id, summary = simulate.simulate(api.service, text, "t.yaml", dt.date.fromisoformat(AS_OF),
+                                                 actor="test", request_id=f"w{workers}", sink=spool,
+                                                 workers=workers, **kw)
+        return decision_id, "".join(simulate.json_chunks(decision_id, summary, spool)), "".join(
+            simulate.csv_chunks(spool))
+    finally:
+        spool.close()
+
+
+def _record(api, decision_id) -> dict:
+    rec = api.get(f"/v1/decisions/{decision_id}", role="auditor").json()
+    return {k: rec[k] for k in ("kind", "subject", "as_of", "policy_version", "facts", "decision", "outcome")}
+
+
+def test_worker_processes_give_the_one_process_report(book, tmp_path):
+    """1, 2, 3 and 8 processes (more than the book has customers): the same summary, changes, CSV and trail
+    record, byte for byte; over HTTP (SIMULATE_WORKERS) and the command line (--workers) too."""
+    api = book
+    one_id, one_json, one_csv = _simulate_in_process(api, CANDIDATE, 1)
+    assert json.loads(one_json)["customers"] == EXPECTED_CUSTOMERS
+    assert simulate._partitions(api.service, 2) == [(None, "C-C"), ("C-C", None)]
+    assert simulate._partitions(api.service, 8) == [(None, "C-B"), ("C-B", "C-C"), ("C-C", "C-D"), ("C-D", "C-E"),
+                                                    ("C-E", None)]
+    for workers in (2, 3, 8):
+        decision_id, text, csv_text = _simulate_in_process(api, CANDIDATE, workers, batch_size=1)
+        assert _report(text) == _report(one_json), workers
+        assert csv_text == one_csv
+        assert _record(api, decision_id) == _record(api, one_id)
+
+    api.app.config["SIMULATE_WORKERS"] = 2
+    try:
+        r = api.post("/v1/policies/simulate", {"text": CANDIDATE, "as_of": AS_OF}, role="controller")
+        assert r.status_code == 201, r.text
+        assert _report(r.text) == _report(one_json)
+        # an invalid candidate: refused before any worker starts, as with one process
+        r = api.post("/v1/policies/simulate", {"text": BAD_CANDIDATE, "source": "bad.yaml"}, role="controller")
+        assert r.status_code == 422 and r.json() == api.post(
+            "/v1/policies/validate", {"text": BAD_CANDIDATE, "source": "bad.yaml"}).json()
+    finally:
+        api.app.config["SIMULATE_WORKERS"] = 1
+
+    candidate = tmp_path / "candidate.yaml"
+    candidate.write_text(CANDIDATE, encoding="utf-8")
+    p = _cli(str(candidate), "--as-of", AS_OF, "--database-url", api.database_url, "--workers", "2")
+    assert p.returncode == 0, p.stderr
+    assert _report(p.stdout) == _report(one_json)
+    for bad in ("0", "33"):
+        p = _cli(str(candidate), "--as-of", AS_OF, "--database-url", api.database_url, "--workers", bad)
+        assert p.returncode == 2 and p.stdout == "" and json.loads(p.stderr)["errors"] == {
+            "workers": ["--workers must be from 1 to 32"]}, p.stderr
+
+
+def _engine_failing_candidate() -> str:
+    """70 limit rules `outstanding > 30,000 + i`: only C-E (40,000 outstanding; the last customer, in the
+    second of two partitions) has more than 64 of them true at once, which durable_rules refuses (error 303)."""
+    rules = "".join(f'    - id: credit.limit.x{i}\n      when: {{field: outstanding, gt: "{30000 + i}"}}\n'
+                    f'      limit: "900000"\n      terms_days: 30\n      message: "x"\n' for i in range(70))
+    assert CANDIDATE.count("  limits:\n") == 1
+    return CANDIDATE.replace("  limits:\n", "  limits:\n" + rules)
+
+
+def test_an_engine_failure_in_a_worker_is_the_one_process_error(book, monkeypatch):
+    import engine.compiler
+    from api.errors import DomainError
+    api = book
+    monkeypatch.setattr(engine.compiler, "MAX_LEADING_RANGE_TESTS", 10_000)   # the worker compiles it alike
+    text = _engine_failing_candidate()
+    counts = api.counts()
+    errors = []
+    for workers in (1, 2):
+        with pytest.raises(DomainError) as info:
+            _simulate_in_process(api, text, workers)
+        errors.append((info.value.code, str(info.value)))
+    assert errors[0][0] == "E_ENGINE" and "error code: 303" in errors[0][1], errors
+    assert "the simulation was not recorded" in errors[0][1]
+    assert errors[1] == errors[0]
+    assert api.counts() == counts                     # nothing recorded
+    # over HTTP too: 503 E_ENGINE with the same message
+    api.app.config["SIMULATE_WORKERS"] = 2
+    try:
+        r = api.post("/v1/policies/simulate", {"text": text, "as_of": AS_OF}, role="controller")
+    finally:
+        api.app.config["SIMULATE_WORKERS"] = 1
+    assert (r.status_code, r.json()["code"], r.json()["message"]) == (503, "E_ENGINE", errors[0][1]), r.text
+    assert "503" in SERVER_ERRORS[-1]
+    del SERVER_ERRORS[-1]                  # the one 5xx this test provokes (the autouse fixture fails on any)
+    assert api.counts() == counts

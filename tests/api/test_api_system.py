@@ -151,6 +151,11 @@ phases.coverage.enabled = false
 [[operations]]
 include-name = "POST /v1/events"
 phases.coverage.enabled = false
+# and the customer list: nine filters, four sorts, a search and a cursor give ~4,000 boundary combinations
+# (most of this run's time); tests/api/test_customer_list.py pins each filter, sort and page; fuzzed still
+[[operations]]
+include-name = "GET /v1/customers"
+phases.coverage.enabled = false
 """, encoding="utf-8")
     p = subprocess.run([sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "run",
                         f"{api.base_url}/openapi.json", "--no-color"],

@@ -160,3 +160,130 @@ def test_bad_filters_are_refused_naming_the_field(api, param, value):
 def test_a_garbled_cursor_is_refused(api):
     r = api.get("/v1/customers", params={"sort": "name", "cursor": "not-a-cursor!"})
     assert r.status_code == 422 and "cursor" in r.json()["errors"], r.text
+
+
+# ------------------------------------------------------------------ the window plan (PostgreSQL's "auto")
+CITIES, MARKS, TRADES = ("上海", "北京", "深圳", "杭州"), ("宏达", "永兴", "华信"), ("机械", "贸易", "电子")
+
+
+def _window_book(api):
+    """42 customers of one collector, named as the bench's book (城市 + 字号 + 行业 + 有限公司, 1 in 7 a 商行),
+    a few Latin names in mixed case, some with an overdue invoice (outstanding and stage differ); and three of
+    another collector whose names hold every term (a plan that lost the collector filter would count them)."""
+    team = uid("win")
+    for n in range(3):
+        api.customer(f"{team}-z{n}", name="上海宏达机械有限公司商行深圳华信电子 ärzte Ltd", collector=f"{team}-other")
+    ids = []
+    for n in range(42):
+        name = CITIES[n % 4] + MARKS[(n // 4) % 3] + TRADES[(n // 12) % 3] + ("商行" if n % 7 == 3 else "有限公司")
+        if n % 10 == 9:
+            name = ("ÄRZTE Trading LTD " if n % 20 == 9 else "ärzte trading Ltd ") + name
+        ids.append(api.customer(f"{team}-{(n * 17) % 42:02d}", name=name, collector=team))
+    for n, cid in enumerate(ids[::6]):
+        api.invoice(cid, f"{(n % 3 + 1) * 1500}.00", due=-(n % 3) * 20, issued=-60)
+    return team
+
+
+WINDOW_TERMS = ["有限公司", "商行", "上海", "宏达机械", "深圳华信电子", "宏", "ltd", "ärzte", "不存在的名字"]
+
+
+def _pages(svc, f: dict, limit: int, **how) -> list:
+    """Every page of the list (cursor after cursor): [(ids, next_cursor, total, capped), …]."""
+    pages, after = [], None
+    while True:
+        got = customer_list.search(svc, {**f, "after": after}, limit=limit, count=True, **how)
+        pages.append(([c.id for c, _ in got["rows"]], got["next_cursor"], got["total"], got["total_capped"]))
+        if got["next_cursor"] is None:
+            return pages
+        after = customer_list.decode_cursor(f["sort"], got["next_cursor"])
+        assert len(pages) < 100
+
+
+def test_the_window_plan_answers_exactly_as_the_one_query(api):
+    """Search terms common, rare, Chinese, of 1 character, cased, none and an id prefix; sorts both ways; 5
+    rows a page to the end: the same rows, order, cursors and count (exact, and capped) whichever plan (the
+    window first, with windows that end the list, that hold a page or do not; the one query; the plain
+    scan), SQLite and PostgreSQL."""
+    team = _window_book(api)
+    svc = api.service
+    window, cap, walk = customer_list.WINDOW, customer_list.COUNT_CAP, customer_list.COUNT_WALK
+    # "auto" is the window on PostgreSQL (and the one query on SQLite, as "direct")
+    plans = ("auto", "window") if api.backend == "postgresql" else ("window",)
+    pages = {}
+    try:
+        customer_list.COUNT_CAP = 20                  # the common terms' counts are capped, the others exact
+        for term in WINDOW_TERMS + [team[:7]]:
+            for sort, desc in (("id", False), ("id", True), ("name", True), ("outstanding", True)):
+                f = {"q": term, "collector": team, "sort": sort, "desc": desc}
+                scan = pages[term, sort, desc] = _pages(svc, f, 5, indexed=False, plan="direct")
+                assert _pages(svc, f, 5, plan="direct") == scan, (term, sort, desc)
+                assert _pages(svc, f, 5) == scan, (term, sort, desc)
+                # windows (and count walks) that end the list, that hold a page (the cap) or do not
+                for customer_list.WINDOW, customer_list.COUNT_WALK in ((window, walk), (7, 25), (1, 1)):
+                    for plan in plans:
+                        assert _pages(svc, f, 5, plan=plan) == scan, (term, sort, desc, plan, customer_list.WINDOW)
+                customer_list.WINDOW, customer_list.COUNT_WALK = window, walk
+    finally:
+        customer_list.WINDOW, customer_list.COUNT_CAP, customer_list.COUNT_WALK = window, cap, walk
+    assert len(pages["有限公司", "name", True]) == 8 and pages["有限公司", "id", False][0][2:] == (20, True)  # 36
+    assert pages["宏达机械", "outstanding", True][0][2:] == (8, False) and len(pages["宏达机械", "id", True]) == 2
+    assert len(pages[team[:7], "id", True]) == 9 and pages["不存在的名字", "id", True] == [([], None, 0, False)]
+    # the answers themselves (the scan above is not trusted blindly)
+    f = {"collector": team, "sort": "id", "desc": False}
+    every = [c for c, _ in customer_list.search(svc, f, limit=200)["rows"]]
+    assert len(every) == 42
+    for term, expected in (("有限公司", [c.id for c in every if "有限公司" in c.name]),
+                           ("深圳华信电子", [c.id for c in every if "深圳华信电子" in c.name]),
+                           ("ärzte", [c.id for c in every if "rzte" in c.name.lower()])):
+        got = [c.id for c, _ in customer_list.search(svc, {**f, "q": term}, limit=200)["rows"]]
+        if term == "ärzte" and api.backend == "sqlite":
+            expected = [c.id for c in every if "ärzte" in c.name]     # SQLite's LIKE folds ASCII letters only
+        assert got == expected and got, term
+    assert len([c for c in every if "深圳华信电子" in c.name]) == 1
+
+
+def test_the_window_holds_a_common_terms_page_and_passes_a_rare_one_on(api):
+    """The window is what answers a common term (no trigram index collecting every match), and a window
+    holding too few matches before the list ends gives way to the one query: pinned on the function itself."""
+    team = _window_book(api)
+    svc = api.service
+    with svc.read_tx() as s:
+        dialect = s.get_bind().dialect.name
+        base = [customer_list.Customer.collector == team]
+        window = customer_list.WINDOW
+        try:
+            customer_list.WINDOW = 10
+            common, named = customer_list._window_page(s, "有限公司", dialect, True, base, "id", False, 5)
+            assert len(common) == 5 and all("有限公司" in c.name for c in common) and named == 5
+            assert customer_list._window_page(s, "深圳华信电子", dialect, True, base, "id", False, 5) == (None, 0)
+            ids, named = customer_list._window_page(s, team[:7], dialect, True, base, "id", False, 5)
+            assert len(ids) == 5 and named == 0          # dense by id prefix, not by name: no count walk
+            customer_list.WINDOW = 100                  # the window is the whole list: its answer is complete
+            rare, named = customer_list._window_page(s, "深圳华信电子", dialect, True, base, "id", False, 5)
+            assert len(rare) == 1 and "深圳华信电子" in rare[0].name and named == 1
+        finally:
+            customer_list.WINDOW = window
+    # PostgreSQL's search is LIKE (no lower() of each name) exactly when no character of the term has a case
+    assert [customer_list._uncased(t) for t in ("有限公司", "宏达 机械（上海）", "100%_-", "ｱｲｳ", "ltd", "Ä", "ß", "ⓐ",
+                                                 "ǅ", "上海Ltd")] == [True] * 4 + [False] * 6
+
+
+def test_the_filters_choices_walk_the_index_and_answer_as_distinct(api):
+    """The console's collector and segment choices (api/reports/console.distinct_values: one index probe a
+    value) are SELECT DISTINCT's: sorted, NULL left out, Chinese too, cut at the limit."""
+    from sqlalchemy import select
+
+    from api.reports import console
+    from api.store.tables import Customer, CustomerSegment
+    team = uid("dv")
+    for n, collector in enumerate([f"{team}-张三", f"{team}-a", f"{team}-a", None, f"{team}-B", f"{team}-李四"]):
+        api.customer(f"{team}-{n}", **({"collector": collector} if collector else {}))
+    for n, industry in ((6, "manufacturing"), (7, "services")):      # decided: segments
+        api.invoice(api.customer(f"{team}-{n}", industry=industry), "150000.00", due=-40, issued=-70)
+    with api.service.read_tx() as s:
+        for col in (Customer.collector, CustomerSegment.segment):
+            every = list(s.execute(select(col).where(col.is_not(None)).distinct().order_by(col)).scalars())
+            assert console.distinct_values(s, col, 10_000) == every and len(every) >= 2
+            assert console.distinct_values(s, col, 2) == every[:2]
+        mine = [c for c in console.distinct_values(s, Customer.collector, 10_000) if c.startswith(team)]
+        assert sorted(mine) == mine and len(mine) == 4 and f"{team}-张三" in mine

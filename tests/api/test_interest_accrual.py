@@ -327,7 +327,7 @@ def test_the_report_refuses_the_wrong_role_and_bad_input(accrued):
 def test_the_report_is_in_the_openapi_spec(api):
     spec = api.get("/openapi.json", role=None).json()
     op = spec["paths"]["/v1/reports/interest-accruals"]["get"]
-    assert {p["name"] for p in op["parameters"]} == {"from", "to", "customer", "format"}
+    assert {p["name"] for p in op["parameters"]} == {"from", "to", "customer", "format", "by"}
     assert set(op["responses"]["200"]["content"]) == {"application/json", "text/csv"}
 
 

@@ -24,6 +24,7 @@ import pytest
 from sqlalchemy import func, select
 
 from api.jobs import sweep
+from api.service import decisions
 from api.http.app import create_app
 from api.store.tables import Action, Customer, DecisionRecord, DunningState, Invoice, SweepItem, SweepPartition, SweepRun
 from api_harness import POLICY_FILE, ROOT, TODAY, uid
@@ -76,11 +77,12 @@ def state(api, cid: str) -> tuple:
 
 
 def decision(api, cid: str) -> dict:
-    """The customer's latest sweep decision."""
+    """The customer's latest sweep decision, as a reader reads it (reasons rendered in English: the trail
+    stores them as data, docs/decisions.md#reasons)."""
     with api.service.tx() as s:
         rec = s.execute(select(DecisionRecord).where(DecisionRecord.subject == cid, DecisionRecord.kind == "sweep")
                         .order_by(DecisionRecord.seq.desc()).limit(1)).scalar_one()
-        return json.loads(rec.result)
+    return decisions.decision_views(api.service, [rec])[0]["decision"]
 
 
 def run(api, n: int) -> dict:

@@ -387,3 +387,23 @@ def test_an_auditor_reads_the_policy_page_without_a_publish_form(console, page):
     assert console.get("/v1/policies/active", role="auditor").json()["version"][:12] in page.content()
     assert page.locator("#policy-text").input_value() == console.get("/v1/policies/active", role="auditor").json()["text"]
     assert page.locator("#publish").count() == 0 and page.locator("#simulate").count() == 0
+
+
+def test_a_chinese_user_reads_the_reasons_in_chinese(console, page):
+    """Structured reasons (issue 8): the customer page and a recorded decision's page render the reasons in
+    the user's locale (the browser's zh-CN here), the same rules as the English decision the API answers."""
+    api = console
+    ids = _book(api)
+    sign_in(page, api, "controller")
+    page.goto(api.base_url + f"/console/customers/{ids['big']}")
+    page.wait_for_selector("ol.reasons li")
+    texts = page.locator("ol.reasons li").all_inner_texts()
+    assert any("由信用档案设定（人工评估）" in t for t in texts), texts
+    assert any("信誉高（评分 85）：额度 500,000.00" in t for t in texts), texts
+    decision_id = api.get("/v1/decisions", role="auditor", params={"customer": ids["big"], "kind": "sweep"}
+                          ).json()["decisions"][0]["id"]
+    english = api.get(f"/v1/decisions/{decision_id}", role="auditor").json()["decision"]["reasons"]
+    page.goto(api.base_url + f"/console/decisions/{decision_id}")
+    items = page.locator("ol.reasons li").all_inner_texts()
+    assert [t.split(" ", 1)[0] for t in items] == [r["rule"] for r in english]
+    assert any("信用评分 85" in t for t in items) and not any("credit score 85" in t for t in items), items

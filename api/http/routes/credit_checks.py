@@ -8,6 +8,7 @@ from ..request import (
     json_body,
     json_response,
     metrics,
+    reader_locale,
     request_id,
 )
 from ..schemas import CreditCheckRequest
@@ -20,7 +21,7 @@ _REQUEST = CreditCheckRequest()          # built once: loading keeps no state on
 def credit_check():
     key = current_key("credit_checks:write")
     req = _REQUEST.load(json_body())
-    result = credit_checks.credit_check(ctx(), req, actor(), request_id(), role=key.role)
+    result = credit_checks.credit_check(ctx(), req, actor(), request_id(), role=key.role, locale=reader_locale())
     replayed = result.pop("_replayed", False)
     if not replayed:
         metrics().decision("credit_check", result["outcome"])

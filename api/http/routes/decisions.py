@@ -6,7 +6,7 @@ from flask import Blueprint, Response, request
 
 from ...errors import DomainError
 from ...service import decisions
-from ..request import ctx, current_key, json_response
+from ..request import ctx, current_key, json_response, reader_locale
 from ..schemas import DecisionQuery
 
 bp = Blueprint("decisions", __name__)
@@ -17,10 +17,12 @@ def list_decisions():
     key = current_key("decisions:read")
     q = DecisionQuery().load(request.args.to_dict())
     fmt = q.pop("format")
+    q.pop("locale", None)
     if key.role == "sales":                   # sales see their own credit checks only
         q["kind"], q["actor"] = "credit_check", key.name
+    locale = reader_locale()
     rows, cursor = decisions.list_decisions(ctx(), **q)
-    views = [decisions.decision_view(r) for r in rows]
+    views = decisions.decision_views(ctx(), rows, locale=locale)
     headers = {"X-Next-Cursor": cursor} if cursor else {}
     if fmt == "jsonl":
         body = "".join(json.dumps(v, ensure_ascii=False, sort_keys=True) + "\n" for v in views)
@@ -43,7 +45,7 @@ def get_decision(decision_id):
     if key.role == "sales" and (rec.kind != "credit_check" or rec.actor != key.name):
         # the same answer as an unknown id: a sales key learns nothing about records it may not read
         raise DomainError("E_NOT_FOUND", f"decision '{decision_id}' not found")
-    return json_response(decisions.decision_view(rec, include_facts=True))
+    return json_response(decisions.decision_views(ctx(), [rec], include_facts=True, locale=reader_locale())[0])
 
 
 @bp.post("/decisions/<decision_id>/replay")

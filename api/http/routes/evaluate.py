@@ -8,6 +8,7 @@ from ..request import (
     json_body,
     json_response,
     metrics,
+    reader_locale,
     request_id,
 )
 from ..schemas import EvaluateRequest
@@ -19,7 +20,8 @@ bp = Blueprint("evaluate", __name__)
 def evaluate_customer(customer_id):
     current_key("evaluate")
     req = EvaluateRequest().load(json_body() if request.get_data() else {})
-    result = evaluations.evaluate_customer(ctx(), customer_id, req["as_of"], actor(), request_id())
+    result = evaluations.evaluate_customer(ctx(), customer_id, req["as_of"], actor(), request_id(),
+                                           locale=reader_locale())
     metrics().decision("evaluate", None)
     return json_response(result, 201)
 
@@ -27,6 +29,6 @@ def evaluate_customer(customer_id):
 @bp.post("/evaluate")
 def evaluate_stateless():
     current_key("evaluate")
-    result = evaluations.evaluate_stateless(ctx(), json_body(), actor(), request_id())
+    result = evaluations.evaluate_stateless(ctx(), json_body(), actor(), request_id(), locale=reader_locale())
     metrics().decision("evaluate_stateless", result["decision"]["credit"].get("check", {}).get("outcome"))
     return json_response(result, 201)

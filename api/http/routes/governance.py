@@ -1,20 +1,23 @@
 """Granted limits (api/service/grants.py), four-eyes approvals (api/service/approvals.py, four_eyes.py) and
-customer groups (api/service/groups.py)."""
+customer groups and their holds (api/service/groups.py)."""
 from flask import Blueprint, request
 
 from ...service import approvals, four_eyes, grants, groups
-from ..request import ctx, current_key, json_body, json_response, request_id
+from ..request import actor, ctx, current_key, json_body, json_response, request_id
 from ..schemas import (
     ApprovalDecisionRequest,
     ApprovalQuery,
     GroupMemberRequest,
     GroupRequest,
+    HoldRequest,
     KeyRevokeRequest,
     LimitGrantRequest,
+    ReferralRejectRequest,
 )
 
 bp = Blueprint("governance", __name__)
 _GRANT, _REVOKE, _DECIDE, _QUERY = LimitGrantRequest(), KeyRevokeRequest(), ApprovalDecisionRequest(), ApprovalQuery()
+_HOLD, _LIFT = HoldRequest(), ReferralRejectRequest()      # as a customer's hold (routes/credit_file.py)
 
 
 @bp.get("/customers/<customer_id>/limit-grant")
@@ -73,3 +76,24 @@ def set_member(customer_id):
     key = current_key("groups:write")
     return json_response(groups.set_member(ctx(), customer_id, GroupMemberRequest().load(json_body()), key,
                                            request_id()))
+
+
+# a group's credit hold: as a customer's (routes/credit_file.py), inherited by every member
+@bp.get("/groups/<group_id>/hold")
+def get_group_hold(group_id):
+    current_key("customers:read")
+    return json_response(groups.get_hold(ctx(), group_id))
+
+
+@bp.put("/groups/<group_id>/hold")
+def place_group_hold(group_id):
+    current_key("holds:write")
+    req = _HOLD.load(json_body())
+    return json_response(groups.place_hold(ctx(), group_id, req, actor(), request_id()))
+
+
+@bp.post("/groups/<group_id>/hold/lift")
+def lift_group_hold(group_id):
+    current_key("holds:write")
+    req = _LIFT.load(json_body())
+    return json_response(groups.lift_hold(ctx(), group_id, req, actor(), request_id()))

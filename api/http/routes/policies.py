@@ -1,4 +1,4 @@
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, current_app, request
 
 from ...errors import invalid
 from ...jobs import simulate
@@ -96,7 +96,8 @@ def simulate_candidate():
     spool = simulate.ChangeSpool()
     try:
         decision_id, summary = simulate.simulate(ctx(), text, source, as_of, actor=actor(),
-                                                 request_id=request_id(), sink=spool)
+                                                 request_id=request_id(), sink=spool,
+                                                 workers=current_app.config["SIMULATE_WORKERS"])
     except BaseException:
         spool.close()
         raise

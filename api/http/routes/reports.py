@@ -36,27 +36,38 @@ class _Query(Schema):
         unknown = RAISE
 
 
+def _by():
+    """`by=group`: the report's figures summed per customer group (集团客户) as well (JSON `groups`; CSV rows
+    per group), key null for the customers in no group, as the aging report's groups."""
+    return fields.String(load_default="customer", validate=validate.OneOf(list(reports.GROUPINGS)))
+
+
 class AgingQuery(_Query):
     as_of = fields.Date(load_default=None, validate=IN_RANGE)
     format = fields.String(load_default="json", validate=validate.OneOf(["json", "csv"]))
+    by = _by()
 
 
 class AgingChartQuery(_Query):
     as_of = fields.Date(load_default=None, validate=IN_RANGE)
-    by = fields.String(load_default="amount_tier", validate=validate.OneOf(list(reports.SEGMENT_DIMENSIONS)))
+    by = fields.String(load_default="amount_tier",
+                       validate=validate.OneOf([*reports.SEGMENT_DIMENSIONS, "group"]))
 
 
 class OverdueQuery(_Query):
     as_of = fields.Date(load_default=None, validate=IN_RANGE)
     limit = fields.Integer(load_default=1000, validate=validate.Range(min=1, max=MAX_OVERDUE_ROWS))
+    by = _by()
 
 
 class DsoQuery(_Query):
     as_of = fields.Date(load_default=None, validate=IN_RANGE)
     days = fields.Integer(load_default=90, validate=validate.Range(min=1, max=MAX_DSO_DAYS))
+    by = _by()
 
 
 class CollectionsQuery(_Query):
+    by = _by()
     since = fields.Date(load_default=None, validate=IN_RANGE)
     until = fields.Date(load_default=None, validate=IN_RANGE)
 
@@ -129,6 +140,13 @@ def aging():
     current_key("reports:read")
     q = _query(AgingQuery)
     as_of = q["as_of"] or _today()
+    if q["format"] == "csv" and q["by"] == "group":
+        def write_groups(emit):
+            summary = reports.aging(ctx(), as_of)
+            emit(_csv_line(reports.aging_group_csv_columns([b["label"] for b in summary["buckets"]])))
+            for g in summary["groups"]:
+                emit(_csv_line(reports.aging_group_csv_row(g)))
+        return _spooled(write_groups, "text/csv", f"aging-by-group-{as_of.isoformat()}.csv")
     if q["format"] == "csv":
         def write(emit):
             started = []
@@ -170,14 +188,14 @@ def aging_chart():
 def overdue():
     current_key("reports:read")
     q = _query(OverdueQuery)
-    return json_response(reports.overdue(ctx(), q["as_of"] or _today(), q["limit"]))
+    return json_response(reports.overdue(ctx(), q["as_of"] or _today(), q["limit"], q["by"]))
 
 
 @bp.get("/reports/dso")
 def dso():
     current_key("reports:read")
     q = _query(DsoQuery)
-    return json_response(reports.dso(ctx(), q["as_of"] or _today(), q["days"]))
+    return json_response(reports.dso(ctx(), q["as_of"] or _today(), q["days"], q["by"]))
 
 
 @bp.get("/reports/collections")
@@ -188,7 +206,7 @@ def collections():
     since = q["since"] or (until - dt.timedelta(days=29))
     if since > until:               # only `since` given, after today
         raise ValidationError({"since": ["since is after until"]})
-    return json_response(reports.collections(ctx(), since, until))
+    return json_response(reports.collections(ctx(), since, until, q["by"]))
 
 
 @bp.get("/customers/<customer_id>/statement")
@@ -214,6 +232,7 @@ class InterestAccrualsQuery(_Query):
     to = fields.Date(load_default=None, validate=IN_RANGE)
     customer = fields.String(load_default=None, validate=validate.Length(min=1, max=128))
     format = fields.String(load_default="json", validate=validate.OneOf(["json", "csv"]))
+    by = _by()
 
     @validates_schema
     def _ordered(self, data, **kw):
@@ -231,6 +250,13 @@ def interest_accruals():
     start = q["from_"] or end.replace(day=1)
     if start > end:                 # only `from` given, after `to`'s default
         raise ValidationError({"from": ["from is after to"]})
+    if q["format"] == "csv" and q["by"] == "group":
+        def write_groups(emit):
+            emit(_csv_line(accrual.GROUP_CSV_COLUMNS))
+            for g in accrual.report(ctx(), start, end, q["customer"], by="group")["groups"]:
+                emit(_csv_line(accrual.group_csv_row(g)))
+        return _spooled(write_groups, "text/csv",
+                        f"interest-accruals-by-group-{start.isoformat()}-{end.isoformat()}.csv")
     if q["format"] == "csv":
         def write(emit):
             emit(_csv_line(accrual.CSV_COLUMNS))
@@ -244,7 +270,7 @@ def interest_accruals():
         def row(r):
             emit(("," if first else "") + _dumps(r))
             first.append(True)
-        summary = accrual.report(ctx(), start, end, q["customer"], row)
+        summary = accrual.report(ctx(), start, end, q["customer"], row, by=q["by"])
         emit("]")
         for key in sorted(summary):
             emit(f", {_dumps(key)}: {_dumps(summary[key])}")

@@ -795,9 +795,9 @@ def _evaluate_group(ctx, s, customers, as_of: dt.date, actor: str, import_id: st
             continue
         records.append({"subject": c.id, "kind": KIND, "actor": actor, "request_id": import_id, "as_of": as_of,
                         "facts": canonical_json({"case": cases[c.id].plain, "as_of": iso_day, "order": None}),
-                        "policy_version": policy.version, "result": decision.json, "outcome": decision.outcome})
+                        "policy_version": policy.version, "result": decision.stored, "outcome": decision.outcome})
         # what remember_last_evaluations reads: all a worker process sends back of the decision's data
-        last.append((c.id, summary_of(decision.data, policy.exponent)))
+        last.append((c.id, summary_of(decision.body, policy.exponent)))
         shares[c.id] = (policy.version, figures.customer_share(bands, facts))
     return records, last, failures, shares
 
