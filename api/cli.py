@@ -30,6 +30,9 @@ def _prepare_sqlite_dir(url: str) -> None:
             os.makedirs(folder, exist_ok=True)
 
 
+_PROJECT = pathlib.Path(__file__).resolve().parents[1]  # the project folder: the demo's book and policy
+
+
 def _service(url: str, policy_file: str, extra: dict | None = None):
     from .http.app import create_app
 
@@ -106,10 +109,23 @@ def _demo_audit_key() -> None:
         print(f"audit signing key created: {DEFAULT_KEY} (move it off the database host for real use)")
 
 
+def serve_policy(args) -> str:
+    """serve's policy file: --policy, else policies.yaml here; the demo runs from any folder on the project's own
+    policy, as on its own book."""
+    if args.policy is not None:
+        return args.policy
+    here = engine_cli.DEFAULT_POLICY
+    return here if os.path.exists(here) or not args.demo else str(_PROJECT / engine_cli.DEFAULT_POLICY)
+
+
 def cmd_serve(args) -> int:
     url = _db_url(args)
+    args.policy = serve_policy(args)
     if args.demo and not os.path.isdir(args.book):  # before anything is created or migrated
         print(f"--book: no folder '{args.book}' (the demo book's import files)", file=sys.stderr)
+        return 2
+    if args.demo and not os.path.isfile(args.policy):
+        print(f"--policy: no file '{args.policy}'", file=sys.stderr)
         return 2
     if args.demo:
         _demo_audit_key()
@@ -740,15 +756,15 @@ def build_parser():
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--database-url", dest="database_url")
-    serve.add_argument("--policy", default=engine_cli.DEFAULT_POLICY)
+    serve.add_argument(
+        "--policy",
+        default=None,
+        help=f"the policy file (default {engine_cli.DEFAULT_POLICY} here; with --demo, the project's own when there is none here)",
+    )
     serve.add_argument("--workers", type=int, default=2)
     serve.add_argument("--demo", action="store_true", help="load the demo book and demo keys")
     # the project's own demo book, wherever the command is run from
-    serve.add_argument(
-        "--book",
-        default=str(pathlib.Path(__file__).resolve().parents[1] / "examples" / "book"),
-        help="the demo book's import files",
-    )
+    serve.add_argument("--book", default=str(_PROJECT / "examples" / "book"), help="the demo book's import files")
     serve.add_argument(
         "--force-demo",
         dest="force_demo",

@@ -370,3 +370,40 @@ def test_the_demo_finds_its_book_from_any_folder_and_a_missing_book_is_one_line(
     )
     assert p.returncode == 2 and "--book: no folder 'nope'" in p.stderr and "Traceback" not in p.stderr, p.stderr
     assert not db.exists() and not (tmp_path / "var").exists()
+
+
+def test_the_demo_finds_its_policy_from_any_folder_and_a_missing_policy_is_one_line(tmp_path, monkeypatch):
+    """`serve --demo` outside the project folder serves the project's policies.yaml (it stopped with "E_FILE: No
+    such file" after making an audit key there); a policies.yaml in the folder still wins, outside the demo the
+    default stays the folder's; a --policy that is no file exits 2 with one line, before anything is made."""
+    from api import cli
+
+    monkeypatch.chdir(tmp_path)
+    parse = cli.build_parser().parse_args
+    assert pathlib.Path(cli.serve_policy(parse(["serve", "--demo"]))) == ROOT / "policies.yaml"
+    assert cli.serve_policy(parse(["serve"])) == "policies.yaml"
+    (tmp_path / "policies.yaml").write_text("x", encoding="utf-8")
+    assert cli.serve_policy(parse(["serve", "--demo"])) == "policies.yaml"
+    db = tmp_path / "x.sqlite3"
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "api.cli",
+            "serve",
+            "--demo",
+            "--policy",
+            "nope.yaml",
+            "--port",
+            str(_free_port()),
+            "--database-url",
+            f"sqlite:///{db}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert p.returncode == 2 and "--policy: no file 'nope.yaml'" in p.stderr and "Traceback" not in p.stderr, p.stderr
+    assert not db.exists() and not (tmp_path / "var").exists()
