@@ -172,6 +172,13 @@ def _when(value) -> str:
     return format_datetime(value, "short") + " UTC"
 
 
+@bp.app_template_filter("pretty_json")
+def _pretty_json(value) -> str:
+    """Facts and results as an auditor reads them: indented, keys sorted, Chinese as written (not \\u escapes);
+    Jinja escapes the text for the page."""
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
+
+
 @bp.errorhandler(DomainError)
 def _domain_error(exc: DomainError):
     status = http_status(exc.code)

@@ -169,6 +169,8 @@ def test_auditor_replays_and_verifies_and_may_not_change_anything(console, page)
     assert "policy_version" not in page.inner_text("h1")
     page.click("#replay")
     page.wait_for_selector("#replay-identical")
+    facts = page.inner_text("pre.json >> nth=0")
+    assert '"name": "上海宏达机械制造有限公司"' in facts and "\\u" not in facts  # Chinese as written, not escaped
     shot(page, api.backend, "decision")
     page.click("header nav >> text=决策记录")
     page.wait_for_selector("#decisions")
