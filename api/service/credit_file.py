@@ -23,23 +23,12 @@ log = logging.getLogger("creditctl.alerts")
 HOLD_RULE = "credit.hold"
 
 
-def hold_dict(h: CreditHold | None) -> dict | None:
-    if h is None:
-        return None
-    return {
-        "reason": h.reason,
-        "placed_on": h.placed_on.isoformat(),
-        "until": h.until.isoformat() if h.until else None,
-        "placed_by": h.placed_by,
-        "decision_id": h.decision_id,
-    }
+hold_dict = groups.hold_dict  # the same shape for a customer's hold as for a group's
 
 
 def hold_in_force(s, customer_id: str, as_of: dt.date) -> CreditHold | None:
     h = s.get(CreditHold, customer_id)
-    if h is None or as_of < h.placed_on or (h.until is not None and as_of > h.until):
-        return None
-    return h
+    return h if h is not None and groups.in_force(h, as_of) else None
 
 
 def held_check(check: dict, reasons: list[dict], hold: CreditHold | None) -> tuple[dict, list[dict]]:

@@ -251,9 +251,9 @@ def set_member(ctx, customer_id: str, req: dict, key, request_id: str) -> dict:
             ):
                 if h is None:
                     continue
-                in_force = _in_force(h, today)
-                body[field] = {"group_id": gid, **hold_dict(h), "in_force": in_force}
-                if in_force:
+                forced = in_force(h, today)
+                body[field] = {"group_id": gid, **hold_dict(h), "in_force": forced}
+                if forced:
                     alerts.append(
                         {
                             "severity": "critical",
@@ -297,7 +297,7 @@ def get_group(ctx, group_id: str) -> dict:
             **group_dict(g, policy.exponent),
             "members": members(s, group_id),
             "hold": hold_dict(h),
-            "hold_in_force": h is not None and _in_force(h, ctx.today()),
+            "hold_in_force": h is not None and in_force(h, ctx.today()),
             "exposure": minor_str(total, policy.exponent),
             "available": minor_str(max(0, g.limit_minor - total), policy.exponent),
             "as_of": ctx.today().isoformat(),
@@ -305,7 +305,8 @@ def get_group(ctx, group_id: str) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ group holds
-def hold_dict(h: GroupHold | None) -> dict | None:
+def hold_dict(h) -> dict | None:
+    """A hold's row (a group's or a customer's) as the API and the trail show it."""
     if h is None:
         return None
     return {
@@ -322,12 +323,9 @@ def in_force(h, as_of: dt.date) -> bool:
     return h.placed_on <= as_of and (h.until is None or as_of <= h.until)
 
 
-_in_force = in_force
-
-
 def hold_in_force(s, group_id: str, as_of: dt.date) -> GroupHold | None:
     h = s.get(GroupHold, group_id)
-    return h if h is not None and _in_force(h, as_of) else None
+    return h if h is not None and in_force(h, as_of) else None
 
 
 def hold_context(group: CustomerGroup | None, hold: GroupHold | None) -> dict | None:
@@ -506,7 +504,7 @@ def get_hold(ctx, group_id: str) -> dict:
         return {
             "group_id": group_id,
             "hold": hold_dict(h),
-            "in_force": h is not None and _in_force(h, ctx.today()),
+            "in_force": h is not None and in_force(h, ctx.today()),
             "members": members(s, group_id),
         }
 
@@ -522,4 +520,4 @@ def member_hold(s, customer_id: str, as_of: dt.date) -> dict | None:
     if row is None:
         return None
     g, h = row
-    return {"group_id": g.id, "name": g.name, **hold_dict(h), "in_force": _in_force(h, as_of)}
+    return {"group_id": g.id, "name": g.name, **hold_dict(h), "in_force": in_force(h, as_of)}
